@@ -1,0 +1,417 @@
+package bus
+
+import "fmt"
+
+// Message type strings. They are stable: changing one is a wire version bump.
+const (
+	TypeStepBegin     = "serket.step"
+	TypePosterior     = "serket.posterior"
+	TypeLatent        = "serket.latent"
+	TypeZGrad         = "serket.zgrad"
+	TypeExpertGrad    = "serket.egrad"
+	TypeInferRequest  = "serket.infer.request"
+	TypeInferReply    = "serket.infer.reply"
+	TypeEncodeRequest = "serket.encode.request"
+	TypeEncodeReply   = "serket.encode.reply"
+	TypeDecodeRequest = "serket.decode.request"
+	TypeDecodeReply   = "serket.decode.reply"
+	TypeBelief        = "serket.belief"
+)
+
+// Payload is one raw observation or one rendered output: bytes and their
+// media type ("image/png", "text/plain; charset=utf-8", "audio/wav", …).
+type Payload struct {
+	Type string `msgpack:"type"`
+	Data []byte `msgpack:"data"`
+}
+
+// Term is one term of a fusion plan: the experts fused (Subset) and the
+// modalities whose likelihood is scored under that fused latent (Targets).
+type Term struct {
+	Subset  []string `msgpack:"s"`
+	Targets []string `msgpack:"r"`
+}
+
+// StepBegin starts a training or evaluation step: the integrator → every module.
+type StepBegin struct {
+	Header
+	Step  uint64   `msgpack:"step"`
+	Epoch int      `msgpack:"epoch"`
+	Train bool     `msgpack:"train"` // false: score only, no parameter update
+	IDs   []uint64 `msgpack:"ids"`   // sample ids of the batch, B of them
+	Plan  []Term   `msgpack:"plan"`
+	// Lambda weighs each module's log-likelihood in the objective; a
+	// module not listed has weight 1.
+	Lambda map[string]float32 `msgpack:"lambda"`
+}
+
+// MessageType implements Message.
+func (*StepBegin) MessageType() string { return TypeStepBegin }
+
+func (m *StepBegin) check(e Expect) error {
+	if len(m.IDs) == 0 || len(m.IDs) > MaxBatch {
+		return badf("ids", ErrField, "%d sample ids, want 1 to %d", len(m.IDs), MaxBatch)
+	}
+	if e.Batch > 0 && len(m.IDs) != e.Batch {
+		return badf("ids", ErrShape, "%d sample ids, want %d", len(m.IDs), e.Batch)
+	}
+	if len(m.Plan) == 0 || len(m.Plan) > MaxTerms {
+		return badf("plan", ErrField, "%d terms, want 1 to %d", len(m.Plan), MaxTerms)
+	}
+	for name, l := range m.Lambda {
+		if !ValidName(name) {
+			return badf("lambda", ErrField, "%q is not a valid module name", name)
+		}
+		if l < 0 || l != l || l > 1e6 {
+			return badf("lambda."+name, ErrField, "weight %v, want 0 to 1e6", l)
+		}
+	}
+	for i, t := range m.Plan {
+		if len(t.Subset) == 0 {
+			return badf(fmt.Sprintf("plan[%d].s", i), ErrField, "empty subset")
+		}
+		if err := checkNames(fmt.Sprintf("plan[%d].s", i), t.Subset); err != nil {
+			return err
+		}
+		if err := checkNames(fmt.Sprintf("plan[%d].r", i), t.Targets); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Posterior is a module's Gaussian posterior q(z|x) for a batch: module →
+// integrator. Mu and LogVar are B×D; Present has B entries (empty: all
+// present). Time (Unix nanoseconds) is set for streaming fusion.
+type Posterior struct {
+	Header
+	Step    uint64 `msgpack:"step"`
+	Time    int64  `msgpack:"t"`
+	Mu      Tensor `msgpack:"mu"`
+	LogVar  Tensor `msgpack:"logvar"`
+	Present []bool `msgpack:"present"`
+}
+
+// MessageType implements Message.
+func (*Posterior) MessageType() string { return TypePosterior }
+
+func (m *Posterior) check(e Expect) error {
+	if err := checkMatrix("mu", m.Mu, 0, e); err != nil {
+		return err
+	}
+	if err := checkMatrix("logvar", m.LogVar, m.Mu.Rows(), Expect{Latent: m.Mu.Cols()}); err != nil {
+		return err
+	}
+	if len(m.Present) != 0 && len(m.Present) != m.Mu.Rows() {
+		return badf("present", ErrShape, "%d entries for %d rows", len(m.Present), m.Mu.Rows())
+	}
+	return nil
+}
+
+// Latent carries the sampled shared latent of every plan term of a step:
+// integrator → every module. Z[i] is B×D for term i. Members are the modules
+// whose posterior was fused this step; a module not among them sits the step out.
+type Latent struct {
+	Header
+	Step    uint64   `msgpack:"step"`
+	Members []string `msgpack:"members"`
+	Z       []Tensor `msgpack:"z"`
+}
+
+// MessageType implements Message.
+func (*Latent) MessageType() string { return TypeLatent }
+
+func (m *Latent) check(e Expect) error {
+	if err := checkNames("members", m.Members); err != nil {
+		return err
+	}
+	if len(m.Z) > MaxTerms || (e.Terms > 0 && len(m.Z) != e.Terms) {
+		return badf("z", ErrShape, "%d latents, want one per plan term (%d)", len(m.Z), e.Terms)
+	}
+	rows := 0
+	for i, z := range m.Z {
+		if err := checkMatrix(fmt.Sprintf("z[%d]", i), z, rows, e); err != nil {
+			return err
+		}
+		rows = z.Rows()
+	}
+	return nil
+}
+
+// TermGrad is a module's contribution to one plan term: dL/dz (B×D, already
+// weighted by the module's lambda) and log p(x|z) per row (B).
+type TermGrad struct {
+	Term   int    `msgpack:"term"`
+	DZ     Tensor `msgpack:"dz"`
+	LogLik Tensor `msgpack:"ll"`
+}
+
+// ZGrad is a module's decoder result for every term that targets it:
+// module → integrator.
+type ZGrad struct {
+	Header
+	Step  uint64     `msgpack:"step"`
+	Terms []TermGrad `msgpack:"terms"`
+}
+
+// MessageType implements Message.
+func (*ZGrad) MessageType() string { return TypeZGrad }
+
+func (m *ZGrad) check(e Expect) error {
+	if len(m.Terms) > MaxTerms {
+		return badf("terms", ErrTooLarge, "%d terms, at most %d", len(m.Terms), MaxTerms)
+	}
+	for i, t := range m.Terms {
+		f := fmt.Sprintf("terms[%d]", i)
+		if t.Term < 0 || t.Term >= MaxTerms || (e.Terms > 0 && t.Term >= e.Terms) {
+			return badf(f+".term", ErrField, "term index %d out of range", t.Term)
+		}
+		if err := checkMatrix(f+".dz", t.DZ, 0, e); err != nil {
+			return err
+		}
+		if err := t.LogLik.check(); err != nil {
+			return bad(f+".ll", err)
+		}
+		if len(t.LogLik.Shape) != 1 || t.LogLik.Shape[0] != t.DZ.Rows() {
+			return badf(f+".ll", ErrShape, "shape %v, want [%d]", t.LogLik.Shape, t.DZ.Rows())
+		}
+	}
+	return nil
+}
+
+// ExpertGrad is the gradient of the step's objective with respect to one
+// module's posterior parameters, summed over every term its expert took part
+// in: integrator → that module. DMu and DLogVar are B×D.
+type ExpertGrad struct {
+	Header
+	Step    uint64 `msgpack:"step"`
+	DMu     Tensor `msgpack:"dmu"`
+	DLogVar Tensor `msgpack:"dlogvar"`
+}
+
+// MessageType implements Message.
+func (*ExpertGrad) MessageType() string { return TypeExpertGrad }
+
+func (m *ExpertGrad) check(e Expect) error {
+	if err := checkMatrix("dmu", m.DMu, 0, e); err != nil {
+		return err
+	}
+	return checkMatrix("dlogvar", m.DLogVar, m.DMu.Rows(), Expect{Latent: m.DMu.Cols()})
+}
+
+// InferRequest asks a pipeline to fuse what the given modules observe and to
+// render the wanted modules' decodings: client → integrator.
+type InferRequest struct {
+	Header
+	Observations map[string]Payload `msgpack:"obs"`  // module → one raw observation
+	Want         []string           `msgpack:"want"` // modules to decode
+	Samples      int                `msgpack:"n"`    // latent samples to decode; 0 decodes the fused mean once
+	Seed         int64              `msgpack:"seed"` // noise seed for the samples
+}
+
+// MessageType implements Message.
+func (*InferRequest) MessageType() string { return TypeInferRequest }
+
+func (m *InferRequest) check(Expect) error {
+	if len(m.Observations) > MaxModules {
+		return badf("obs", ErrTooLarge, "%d observations, at most %d", len(m.Observations), MaxModules)
+	}
+	for name, p := range m.Observations {
+		if !ValidName(name) {
+			return badf("obs", ErrField, "%q is not a valid module name", name)
+		}
+		if err := checkPayloads("obs."+name, []Payload{p}); err != nil {
+			return err
+		}
+	}
+	if err := checkNames("want", m.Want); err != nil {
+		return err
+	}
+	if m.Samples < 0 || m.Samples > MaxSamples {
+		return badf("n", ErrField, "%d samples, want 0 to %d", m.Samples, MaxSamples)
+	}
+	return nil
+}
+
+// InferReply answers an InferRequest: the fused posterior (1×D), the latents
+// that were decoded (N×D), which modules contributed, why others did not, and
+// every wanted module's rendered outputs (N each).
+type InferReply struct {
+	Header
+	Mu           Tensor               `msgpack:"mu"`
+	LogVar       Tensor               `msgpack:"logvar"`
+	Z            Tensor               `msgpack:"z"`
+	Contributors []string             `msgpack:"contrib"`
+	Missing      map[string]string    `msgpack:"missing"` // module → reason
+	Outputs      map[string][]Payload `msgpack:"out"`
+}
+
+// MessageType implements Message.
+func (*InferReply) MessageType() string { return TypeInferReply }
+
+func (m *InferReply) check(e Expect) error {
+	if err := checkMatrix("mu", m.Mu, 1, e); err != nil {
+		return err
+	}
+	if err := checkMatrix("logvar", m.LogVar, 1, Expect{Latent: m.Mu.Cols()}); err != nil {
+		return err
+	}
+	if err := checkMatrix("z", m.Z, 0, Expect{Latent: m.Mu.Cols()}); err != nil {
+		return err
+	}
+	if err := checkNames("contrib", m.Contributors); err != nil {
+		return err
+	}
+	if len(m.Missing) > MaxModules || len(m.Outputs) > MaxModules {
+		return badf("out", ErrTooLarge, "more than %d modules", MaxModules)
+	}
+	for name, outs := range m.Outputs {
+		if !ValidName(name) {
+			return badf("out", ErrField, "%q is not a valid module name", name)
+		}
+		if err := checkPayloads("out."+name, outs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// EncodeRequest asks a module to encode raw observations (one posterior row
+// each): integrator → module.
+type EncodeRequest struct {
+	Header
+	Observations []Payload `msgpack:"obs"`
+}
+
+// MessageType implements Message.
+func (*EncodeRequest) MessageType() string { return TypeEncodeRequest }
+
+func (m *EncodeRequest) check(Expect) error {
+	if len(m.Observations) == 0 || len(m.Observations) > MaxBatch {
+		return badf("obs", ErrField, "%d observations, want 1 to %d", len(m.Observations), MaxBatch)
+	}
+	return checkPayloads("obs", m.Observations)
+}
+
+// EncodeReply is a module's posterior for an EncodeRequest: Mu and LogVar N×D.
+type EncodeReply struct {
+	Header
+	Mu     Tensor `msgpack:"mu"`
+	LogVar Tensor `msgpack:"logvar"`
+}
+
+// MessageType implements Message.
+func (*EncodeReply) MessageType() string { return TypeEncodeReply }
+
+func (m *EncodeReply) check(e Expect) error {
+	if err := checkMatrix("mu", m.Mu, 0, e); err != nil {
+		return err
+	}
+	return checkMatrix("logvar", m.LogVar, m.Mu.Rows(), Expect{Latent: m.Mu.Cols()})
+}
+
+// DecodeRequest asks a module to render its decoding of each latent row
+// (Z is N×D): integrator → module.
+type DecodeRequest struct {
+	Header
+	Z Tensor `msgpack:"z"`
+}
+
+// MessageType implements Message.
+func (*DecodeRequest) MessageType() string { return TypeDecodeRequest }
+
+func (m *DecodeRequest) check(e Expect) error {
+	if err := checkMatrix("z", m.Z, 0, e); err != nil {
+		return err
+	}
+	if m.Z.Rows() == 0 {
+		return badf("z", ErrShape, "no rows")
+	}
+	return nil
+}
+
+// DecodeReply carries one rendered output per latent row of a DecodeRequest.
+type DecodeReply struct {
+	Header
+	Outputs []Payload `msgpack:"out"`
+}
+
+// MessageType implements Message.
+func (*DecodeReply) MessageType() string { return TypeDecodeReply }
+
+func (m *DecodeReply) check(e Expect) error {
+	if e.Batch > 0 && len(m.Outputs) != e.Batch {
+		return badf("out", ErrShape, "%d outputs for %d latents", len(m.Outputs), e.Batch)
+	}
+	return checkPayloads("out", m.Outputs)
+}
+
+// Source is one module's contribution to a belief and how old its posterior
+// was when the belief was fused.
+type Source struct {
+	Module string `msgpack:"m"`
+	AgeNs  int64  `msgpack:"age"`
+}
+
+// Belief is the streaming fused posterior (Mu and LogVar 1×D) at Time (Unix
+// nanoseconds): integrator → anyone listening.
+type Belief struct {
+	Header
+	Seq     uint64   `msgpack:"seq"`
+	Time    int64    `msgpack:"t"`
+	Mu      Tensor   `msgpack:"mu"`
+	LogVar  Tensor   `msgpack:"logvar"`
+	Sources []Source `msgpack:"src"`
+}
+
+// MessageType implements Message.
+func (*Belief) MessageType() string { return TypeBelief }
+
+func (m *Belief) check(e Expect) error {
+	if err := checkMatrix("mu", m.Mu, 1, e); err != nil {
+		return err
+	}
+	if err := checkMatrix("logvar", m.LogVar, 1, Expect{Latent: m.Mu.Cols()}); err != nil {
+		return err
+	}
+	names := make([]string, len(m.Sources))
+	for i, s := range m.Sources {
+		names[i] = s.Module
+		if s.AgeNs < 0 {
+			return badf(fmt.Sprintf("src[%d].age", i), ErrField, "negative age %d", s.AgeNs)
+		}
+	}
+	return checkNames("src", names)
+}
+
+// New returns an empty message of the given type string, for tools that
+// decode whatever arrives (serket echo); nil if the type is unknown.
+func New(typ string) Message {
+	switch typ {
+	case TypeStepBegin:
+		return new(StepBegin)
+	case TypePosterior:
+		return new(Posterior)
+	case TypeLatent:
+		return new(Latent)
+	case TypeZGrad:
+		return new(ZGrad)
+	case TypeExpertGrad:
+		return new(ExpertGrad)
+	case TypeInferRequest:
+		return new(InferRequest)
+	case TypeInferReply:
+		return new(InferReply)
+	case TypeEncodeRequest:
+		return new(EncodeRequest)
+	case TypeEncodeReply:
+		return new(EncodeReply)
+	case TypeDecodeRequest:
+		return new(DecodeRequest)
+	case TypeDecodeReply:
+		return new(DecodeReply)
+	case TypeBelief:
+		return new(Belief)
+	}
+	return nil
+}

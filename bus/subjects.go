@@ -1,0 +1,86 @@
+package bus
+
+import "fmt"
+
+// Subjects is the subject scheme of one pipeline: every subject starts with
+// serket.v<WireVersion>.<pipeline>. The zero value is not usable; use
+// NewSubjects.
+type Subjects struct {
+	prefix string
+}
+
+// NewSubjects returns the scheme of the named pipeline ("" means "default").
+// It returns an error if the name is not a valid subject token.
+func NewSubjects(pipeline string) (Subjects, error) {
+	if pipeline == "" {
+		pipeline = DefaultPipeline
+	}
+	if !ValidName(pipeline) {
+		return Subjects{}, fmt.Errorf("bus: pipeline name %q: want lower-case letters, digits and '-', starting with a letter, at most 32 bytes", pipeline)
+	}
+	return Subjects{prefix: fmt.Sprintf("serket.v%d.%s", WireVersion, pipeline)}, nil
+}
+
+// DefaultPipeline is the pipeline name used when none is given.
+const DefaultPipeline = "default"
+
+// Prefix is serket.v1.<pipeline>; Prefix()+".>" matches every subject of the pipeline.
+func (s Subjects) Prefix() string { return s.prefix }
+
+// Step is where the integrator announces each training step (StepBegin).
+func (s Subjects) Step() string { return s.prefix + ".train.step" }
+
+// Post is where module publishes its training posteriors (Posterior).
+func (s Subjects) Post(module string) string { return s.prefix + ".post." + module }
+
+// Latent is where the integrator broadcasts each step's latents (Latent).
+func (s Subjects) Latent() string { return s.prefix + ".latent" }
+
+// ZGrad is where module publishes its decoder gradients (ZGrad).
+func (s Subjects) ZGrad(module string) string { return s.prefix + ".zgrad." + module }
+
+// EGrad is where the integrator sends module its expert gradient (ExpertGrad).
+func (s Subjects) EGrad(module string) string { return s.prefix + ".egrad." + module }
+
+// Infer is the integrator's inference endpoint (InferRequest → InferReply).
+func (s Subjects) Infer() string { return s.prefix + ".infer" }
+
+// Encode is module's encode endpoint (EncodeRequest → EncodeReply).
+func (s Subjects) Encode(module string) string { return s.prefix + ".encode." + module }
+
+// Decode is module's decode endpoint (DecodeRequest → DecodeReply).
+func (s Subjects) Decode(module string) string { return s.prefix + ".decode." + module }
+
+// ObsPost is where module streams timestamped posteriors of its sensor (Posterior).
+func (s Subjects) ObsPost(module string) string { return s.prefix + ".obs.post." + module }
+
+// Belief is where the integrator streams fused beliefs (Belief).
+func (s Subjects) Belief() string { return s.prefix + ".belief" }
+
+// Relative resolves a subject a person typed: one that already starts with
+// "serket." or "$" is returned as is; anything else is taken as relative to
+// the pipeline ("latent" → serket.v1.default.latent, "post.*" → …post.*).
+func (s Subjects) Relative(subject string) string {
+	if len(subject) >= 7 && subject[:7] == "serket." || len(subject) > 0 && subject[0] == '$' {
+		return subject
+	}
+	if subject == "" || subject == ">" {
+		return s.prefix + ".>"
+	}
+	return s.prefix + "." + subject
+}
+
+// ServiceName is the micro service name of a module or of the integrator.
+func ServiceName(module string) string { return "serket-" + module }
+
+// Metadata keys of every serket micro service.
+const (
+	MetaPipeline   = "pipeline"
+	MetaLatent     = "latent"
+	MetaLikelihood = "likelihood"
+	MetaWire       = "wire"
+	MetaModule     = "module"
+	MetaRole       = "role" // "module" or "integrator"
+	MetaPID        = "pid"
+	MetaHost       = "host"
+)

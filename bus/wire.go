@@ -1,0 +1,279 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	_ "reflect"
+	"regexp"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// WireVersion is the version of the wire messages this package speaks. It is
+// also part of every subject (serket.v1.…), so two versions never meet on the
+// same subject by accident; a message of another version that does arrive is
+// refused with ErrVersion.
+const WireVersion = 1
+
+// Limits of what a message may carry. DefaultMaxBytes matches nats-server's
+// default max_payload.
+const (
+	DefaultMaxBytes = 1 << 20 // 1 MiB
+	MaxElements     = 1 << 24 // per tensor
+	MaxRank         = 4
+	MaxBatch        = 1 << 16 // rows in a batch
+	MaxModules      = 64      // modules named in one message
+	MaxTerms        = 256     // terms of one fusion plan
+	MaxSamples      = 1024    // latent samples one inference may ask for
+)
+
+// Errors that wire decoding wraps; test with errors.Is.
+var (
+	ErrMalformed = errors.New("malformed message")
+	ErrType      = errors.New("wrong message type")
+	ErrVersion   = errors.New("unsupported wire version")
+	ErrShape     = errors.New("bad shape")
+	ErrNotFinite = errors.New("value is NaN or Inf")
+	ErrTooLarge  = errors.New("message too large")
+	ErrField     = errors.New("bad field")
+)
+
+// DecodeError is the error of a message that cannot be accepted. It names the
+// message type, who sent it (from the header when that much decoded, else
+// the subject it came on) and the field at fault.
+type DecodeError struct {
+	Type    string // the message type that was expected
+	Sender  string // the header's sender, "" if unknown
+	Subject string // the subject it arrived on, "" if unknown
+	Field   string // "" when the message as a whole is bad
+	Err     error
+}
+
+func (e *DecodeError) Error() string {
+	s := "bus: rejected " + e.Type
+	switch {
+	case e.Sender != "" && e.Subject != "":
+		s += fmt.Sprintf(" from %q on %s", e.Sender, e.Subject)
+	case e.Sender != "":
+		s += fmt.Sprintf(" from %q", e.Sender)
+	case e.Subject != "":
+		s += " on " + e.Subject
+	}
+	if e.Field != "" {
+		s += ": field " + e.Field
+	}
+	return s + ": " + e.Err.Error()
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Header is the envelope of every message.
+type Header struct {
+	Type    string `msgpack:"type"`
+	Version int    `msgpack:"v"`
+	Sender  string `msgpack:"from"`
+}
+
+func (h *Header) header() *Header { return h }
+
+// Message is implemented by every wire message of this package.
+type Message interface {
+	// MessageType is the type string that goes in the header, e.g. "serket.posterior".
+	MessageType() string
+	header() *Header
+	// check validates the decoded fields against what the receiver expects;
+	// it returns a *fieldError.
+	check(e Expect) error
+}
+
+// Expect is what a receiver knows and a message must agree with. Zero fields
+// are not checked.
+type Expect struct {
+	Latent   int // D, the latent size of the pipeline
+	Batch    int // B, the rows of the step being run
+	Terms    int // the number of terms of the step's plan
+	MaxBytes int // 0 means DefaultMaxBytes
+}
+
+type fieldError struct {
+	field string
+	err   error
+}
+
+func (e *fieldError) Error() string { return e.field + ": " + e.err.Error() }
+
+func bad(field string, err error) error { return &fieldError{field, err} }
+
+func badf(field string, sentinel error, format string, args ...any) error {
+	return &fieldError{field, fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))}
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+
+// ValidName reports whether s can name a module or a pipeline: lower-case
+// letters, digits and '-', starting with a letter, at most 32 bytes. Such a
+// name is a single subject token and a valid micro service name.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Marshal encodes m, filling its header's type and version. It refuses a
+// message that its receiver would refuse (bad shapes, NaN or Inf, too large
+// for DefaultMaxBytes), so a module learns of its own fault where it happens.
+func Marshal(m Message) ([]byte, error) {
+	return MarshalLimit(m, DefaultMaxBytes)
+}
+
+// MarshalLimit is Marshal with a payload limit (the server's max_payload).
+func MarshalLimit(m Message, maxBytes int) ([]byte, error) {
+	h := m.header()
+	h.Type = m.MessageType()
+	h.Version = WireVersion
+	if err := checkHeader(h, m.MessageType()); err != nil {
+		return nil, encodeError(m, err)
+	}
+	if err := m.check(Expect{}); err != nil {
+		return nil, encodeError(m, err)
+	}
+	b, err := msgpack.Marshal(m)
+	if err != nil {
+		return nil, encodeError(m, fmt.Errorf("%w: %v", ErrMalformed, err))
+	}
+	if maxBytes > 0 && len(b) > maxBytes {
+		return nil, encodeError(m, fmt.Errorf("%w: %d bytes, the limit is %d (split the batch or raise the server's max_payload)", ErrTooLarge, len(b), maxBytes))
+	}
+	return b, nil
+}
+
+func encodeError(m Message, err error) error {
+	de := &DecodeError{Type: m.MessageType(), Sender: m.header().Sender, Err: err}
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		de.Field, de.Err = fe.field, fe.err
+	}
+	return fmt.Errorf("bus: cannot send: %w", de)
+}
+
+// Unmarshal decodes data into m and validates it against e. m is zeroed
+// first, so one message value can be reused for message after message. It
+// never panics; on any fault it returns a *DecodeError and m is left in an
+// unspecified state that must not be used.
+func Unmarshal(data []byte, m Message, e Expect) error {
+	return UnmarshalFrom("", data, m, e)
+}
+
+// UnmarshalFrom is Unmarshal for a message that arrived on subject, which
+// the error names when the sender is unknown.
+func UnmarshalFrom(subject string, data []byte, m Message, e Expect) (err error) {
+	typ := m.MessageType()
+	// Start from the zero message: msgpack decodes into what is there, so a
+	// reused m would keep map entries, fields and slice storage of the last
+	// message, and an early error would name the last message's sender.
+	// reflect.ValueOf(m).Elem().SetZero()
+	fail := func(field string, err error) error {
+		return &DecodeError{Type: typ, Sender: m.header().Sender, Subject: subject, Field: field, Err: err}
+	}
+	max := e.MaxBytes
+	if max <= 0 {
+		max = DefaultMaxBytes
+	}
+	if len(data) > max {
+		return fail("", fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), max))
+	}
+	defer func() {
+		// msgpack should not panic, but a panic here would cross a process
+		// boundary's worth of trust: turn it into an error.
+		if r := recover(); r != nil {
+			err = fail("", fmt.Errorf("%w: decoder panic: %v", ErrMalformed, r))
+		}
+	}()
+	// Peek at the header first so that a wrong type or version is reported
+	// as such rather than as whatever field failed to decode.
+	var h Header
+	if err := msgpack.Unmarshal(data, &h); err != nil {
+		return fail("", fmt.Errorf("%w: %v", ErrMalformed, err))
+	}
+	*m.header() = h
+	if err := checkHeader(&h, typ); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			return fail(fe.field, fe.err)
+		}
+		return fail("", err)
+	}
+	if err := msgpack.Unmarshal(data, m); err != nil {
+		return fail("", fmt.Errorf("%w: %v", ErrMalformed, err))
+	}
+	if err := m.check(e); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			return fail(fe.field, fe.err)
+		}
+		return fail("", err)
+	}
+	return nil
+}
+
+// PeekHeader decodes only the header of a message, for tools that print
+// messages of any type (serket echo).
+func PeekHeader(data []byte) (Header, error) {
+	var h Header
+	if err := msgpack.Unmarshal(data, &h); err != nil {
+		return h, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return h, nil
+}
+
+func checkHeader(h *Header, typ string) error {
+	if h.Type != typ {
+		return badf("type", ErrType, "got %q, want %q", h.Type, typ)
+	}
+	if h.Version != WireVersion {
+		return badf("v", ErrVersion, "got version %d, this build speaks %d", h.Version, WireVersion)
+	}
+	if !ValidName(h.Sender) {
+		return badf("from", ErrField, "sender %q is not a valid module name", h.Sender)
+	}
+	return nil
+}
+
+func checkNames(field string, names []string) error {
+	if len(names) > MaxModules {
+		return badf(field, ErrTooLarge, "%d names, at most %d", len(names), MaxModules)
+	}
+	seen := make(map[string]bool, len(names))
+	for i, n := range names {
+		if !ValidName(n) {
+			return badf(fmt.Sprintf("%s[%d]", field, i), ErrField, "%q is not a valid module name", n)
+		}
+		if seen[n] {
+			return badf(fmt.Sprintf("%s[%d]", field, i), ErrField, "%q appears twice", n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+// checkBatch checks a B×D tensor against e and, if rows > 0, against rows.
+func checkMatrix(field string, t Tensor, rows int, e Expect) error {
+	if err := t.check(); err != nil {
+		return bad(field, err)
+	}
+	if rows == 0 {
+		rows = e.Batch
+	}
+	if err := t.is2D(rows, e.Latent); err != nil {
+		return bad(field, err)
+	}
+	if t.Shape[0] > MaxBatch {
+		return badf(field, ErrTooLarge, "%d rows, at most %d", t.Shape[0], MaxBatch)
+	}
+	return nil
+}
+
+func checkPayloads(field string, ps []Payload) error {
+	for i, p := range ps {
+		if p.Type == "" || len(p.Type) > 128 {
+			return badf(fmt.Sprintf("%s[%d].type", field, i), ErrField, "content type %q must be 1 to 128 bytes", p.Type)
+		}
+	}
+	return nil
+}

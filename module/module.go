@@ -1,0 +1,103 @@
+package module
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/serket-go/serket/bus"
+)
+
+// Batch is a batch of observations in a modality's own representation
+// (pixels, token ids, spectrogram frames, …). The SDK never looks inside; it
+// only passes a Batch from the modality's LoadBatch or Parse back to the same
+// modality's Encode and Decode.
+type Batch interface {
+	// Len is the number of rows (samples).
+	Len() int
+}
+
+// Spec describes a modality. It does not change while the modality runs.
+type Spec struct {
+	Name       string // module name: a subject token, see bus.ValidName
+	Latent     int    // D, the size of the shared latent
+	Likelihood string // the decoder's likelihood, e.g. "bernoulli", "categorical", "gaussian"
+}
+
+// Validate reports what is wrong with the spec, if anything.
+func (s Spec) Validate() error {
+	if !bus.ValidName(s.Name) {
+		return fmt.Errorf("module: name %q: want lower-case letters, digits and '-', starting with a letter, at most 32 bytes", s.Name)
+	}
+	if s.Latent < 1 || s.Latent > 4096 {
+		return fmt.Errorf("module %s: latent size %d: want 1 to 4096", s.Name, s.Latent)
+	}
+	if s.Likelihood == "" {
+		return fmt.Errorf("module %s: likelihood is empty", s.Name)
+	}
+	return nil
+}
+
+// Modality is what every modality implements: an encoder q(z|x) and a
+// decoder p(x|z) over a latent of Spec().Latent dimensions.
+//
+// Slices are row-major B×D (mu, logvar, z, dz) or B (ll, w), B = x.Len().
+// The SDK calls the methods of one Modality from one goroutine at a time.
+type Modality interface {
+	// Spec describes the modality.
+	Spec() Spec
+
+	// Encode writes the posterior q(z|x_i) = N(mu_i, exp(logvar_i)) of
+	// every row of x into mu and logvar. It must be deterministic.
+	Encode(x Batch, mu, logvar []float32) error
+
+	// Decode scores x under the decoder at z: ll[i] = log p(x_i | z_i),
+	// and dz[i] = w[i] · ∂ll[i]/∂z_i. Rows with w[i] = 0 (absent
+	// observations) get ll[i] = 0 and a zero dz row. A Learner also adds
+	// Σ_i w[i] ∂ll[i]/∂θ to its accumulated decoder gradients.
+	Decode(z []float32, x Batch, w, ll, dz []float32) error
+}
+
+// Learner is a Modality that trains. Within one training step the SDK calls
+// Encode once, Decode once per plan term the modality is a target of (same
+// batch), then Learn once, or Discard if the step is abandoned; no other
+// call comes in between.
+type Learner interface {
+	Modality
+
+	// Learn back-propagates dmu and dlogvar, the gradients of the step's
+	// objective with respect to the posterior of the latest Encode (B×D),
+	// through the encoder, then takes one optimizer step that ascends the
+	// objective on every parameter, using the decoder gradients accumulated
+	// by Decode since the last Learn or Discard, and clears them.
+	Learn(dmu, dlogvar []float32) error
+
+	// Discard clears gradients accumulated since the last Learn.
+	Discard()
+}
+
+// Loader is a Modality with a dataset of its own: it loads its observations
+// by sample id. Only this modality ever reads its shard.
+type Loader interface {
+	// LoadBatch returns the observations of ids and present[i], whether this
+	// modality has item ids[i]; an absent item's row of x is a placeholder.
+	LoadBatch(ids []uint64) (x Batch, present []bool, err error)
+}
+
+// Parser turns raw observations a person gives (a file's bytes, typed text)
+// into a batch of len(raw) rows.
+type Parser interface {
+	Parse(raw []bus.Payload) (Batch, error)
+}
+
+// Renderer decodes latents into outputs a person can look at or listen to:
+// one payload per row of z (n×D), rendering the decoder's mean.
+type Renderer interface {
+	Render(z []float32, n int) ([]bus.Payload, error)
+}
+
+// Saver is a Modality whose parameters (and optimizer state) can be saved
+// and restored. Restore must leave the modality unchanged when it fails.
+type Saver interface {
+	Save(w io.Writer) error
+	Restore(r io.Reader) error
+}

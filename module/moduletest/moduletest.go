@@ -1,0 +1,868 @@
+// Package moduletest is the conformance suite of serket modalities. Every
+// modality, built in or plugged in, runs it from its own tests:
+//
+//	func TestConformance(t *testing.T) {
+//		moduletest.Run(t, moduletest.Config{New: func() (module.Modality, error) { return mymod.New(cfg) }})
+//	}
+//
+// It checks the Modality contract (shapes, finiteness, determinism, the
+// decoder's gradient against finite differences, zero-weight rows), each
+// optional capability the modality has (Learner: ascent on the decoder and
+// encoder gradients and Discard; Loader; Parser; Renderer; Saver: round trip
+// and refusal of damaged checkpoints), and the wire: the modality served by
+// module.Run on an in-process nats-server answers encode and decode
+// requests and a whole training step exactly as calling it directly does,
+// and survives malformed and stale messages, counting them in its stats.
+package moduletest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/module"
+)
+
+// Config configures the suite.
+type Config struct {
+	// New returns a fresh modality. Two calls must return modalities with
+	// identical parameters (seed your initialisation). Required.
+	New func() (module.Modality, error)
+
+	// IDs are sample ids a Loader must load; default 0 to 7.
+	IDs []uint64
+	// BadIDs are ids a Loader must refuse with an error (optional).
+	BadIDs []uint64
+	// Inputs are raw observations a Parser must accept (required for a Parser).
+	Inputs []bus.Payload
+	// BadInputs are raw observations a Parser must refuse.
+	BadInputs []bus.Payload
+
+	// GradTol is the tolerance of the finite-difference check, relative to
+	// the gradient's norm; default 2e-2. GradStep is the step; default 1e-2.
+	GradTol, GradStep float64
+	// GradCoords bounds how many coordinates of dz are checked; default 48.
+	GradCoords int
+	// LearnSteps is how many Learn calls the ascent checks take; default 5.
+	LearnSteps int
+	// Timeout bounds each wire exchange; default 10 s.
+	Timeout time.Duration
+}
+
+func (c *Config) defaults() {
+	if len(c.IDs) == 0 {
+		c.IDs = []uint64{0, 1, 2, 3, 4, 5, 6, 7}
+	}
+	if c.GradTol == 0 {
+		c.GradTol = 2e-2
+	}
+	if c.GradStep == 0 {
+		c.GradStep = 1e-2
+	}
+	if c.GradCoords == 0 {
+		c.GradCoords = 48
+	}
+	if c.LearnSteps == 0 {
+		c.LearnSteps = 5
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 10 * time.Second
+	}
+}
+
+// Run runs the whole suite as subtests of t.
+func Run(t *testing.T, cfg Config) {
+	t.Helper()
+	if cfg.New == nil {
+		t.Fatal("moduletest: Config.New is required")
+	}
+	cfg.defaults()
+	s := &suite{cfg: cfg}
+	m := s.fresh(t)
+	if _, ok := m.(module.Parser); ok && len(cfg.Inputs) == 0 {
+		t.Fatal("moduletest: the modality is a Parser; give Config.Inputs")
+	}
+	if _, ok := m.(module.Loader); !ok && len(cfg.Inputs) == 0 {
+		t.Fatal("moduletest: the modality is neither a Loader nor a Parser; the suite has no data to test it on")
+	}
+	t.Run("Spec", s.testSpec)
+	t.Run("Encode", s.testEncode)
+	t.Run("DecodeGradient", s.testDecodeGradient)
+	t.Run("ZeroWeightRows", s.testZeroWeight)
+	if _, ok := m.(module.Learner); ok {
+		t.Run("LearnAscendsDecoder", s.testLearnDecoder)
+		t.Run("LearnAscendsEncoder", s.testLearnEncoder)
+		t.Run("Discard", s.testDiscard)
+	}
+	if _, ok := m.(module.Loader); ok {
+		t.Run("Loader", s.testLoader)
+	}
+	if _, ok := m.(module.Parser); ok {
+		t.Run("Parser", s.testParser)
+	}
+	if _, ok := m.(module.Renderer); ok {
+		t.Run("Renderer", s.testRenderer)
+	}
+	if _, ok := m.(module.Saver); ok {
+		t.Run("Checkpoint", s.testCheckpoint)
+	}
+	t.Run("Wire", s.testWire)
+}
+
+type suite struct {
+	cfg Config
+}
+
+func (s *suite) fresh(t *testing.T) module.Modality {
+	t.Helper()
+	m, err := s.cfg.New()
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return m
+}
+
+// data returns a batch for m: from its Loader if it has one, else parsed Inputs.
+func (s *suite) data(t *testing.T, m module.Modality) (module.Batch, []bool) {
+	t.Helper()
+	if l, ok := m.(module.Loader); ok {
+		x, present, err := l.LoadBatch(s.cfg.IDs)
+		if err != nil {
+			t.Fatalf("LoadBatch(%v): %v", s.cfg.IDs, err)
+		}
+		return x, present
+	}
+	x, err := m.(module.Parser).Parse(s.cfg.Inputs)
+	if err != nil {
+		t.Fatalf("Parse(Inputs): %v", err)
+	}
+	present := make([]bool, x.Len())
+	for i := range present {
+		present[i] = true
+	}
+	return x, present
+}
+
+func (s *suite) encode(t *testing.T, m module.Modality, x module.Batch) (mu, logvar []float32) {
+	t.Helper()
+	d := m.Spec().Latent
+	mu, logvar = make([]float32, x.Len()*d), make([]float32, x.Len()*d)
+	if err := m.Encode(x, mu, logvar); err != nil {
+		t.Fatalf("Encode: %v", err)
+	}
+	return mu, logvar
+}
+
+func (s *suite) decode(t *testing.T, m module.Modality, z []float32, x module.Batch, w []float32) (ll, dz []float32) {
+	t.Helper()
+	ll, dz = make([]float32, x.Len()), make([]float32, len(z))
+	if err := m.Decode(z, x, w, ll, dz); err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	return ll, dz
+}
+
+func randn(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+func ones(n int, present []bool) []float32 {
+	w := make([]float32, n)
+	for i := range w {
+		if present == nil || present[i] {
+			w[i] = 1
+		}
+	}
+	return w
+}
+
+func finite(t *testing.T, what string, v []float32) {
+	t.Helper()
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			t.Fatalf("%s[%d] = %v", what, i, x)
+		}
+	}
+}
+
+func (s *suite) testSpec(t *testing.T) {
+	spec := s.fresh(t).Spec()
+	if err := spec.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *suite) testEncode(t *testing.T) {
+	m := s.fresh(t)
+	x, _ := s.data(t, m)
+	if x.Len() == 0 {
+		t.Fatal("the test batch is empty")
+	}
+	mu, lv := s.encode(t, m, x)
+	finite(t, "mu", mu)
+	finite(t, "logvar", lv)
+	mu2, lv2 := s.encode(t, m, x)
+	if !slices.Equal(mu, mu2) || !slices.Equal(lv, lv2) {
+		t.Fatal("Encode is not deterministic: two calls on the same batch differ")
+	}
+}
+
+// testDecodeGradient checks dz = w·∂ll/∂z against central differences of
+// F(z) = Σ_i w_i ll_i(z).
+func (s *suite) testDecodeGradient(t *testing.T) {
+	m := s.fresh(t)
+	x, present := s.data(t, m)
+	b, d := x.Len(), m.Spec().Latent
+	r := rand.New(rand.NewPCG(1, 2))
+	z := randn(r, b*d)
+	w := make([]float32, b)
+	for i := range w {
+		if present[i] {
+			w[i] = 0.5 + r.Float32()
+		}
+	}
+	_, dz := s.decode(t, m, z, x, w)
+	finite(t, "dz", dz)
+	F := func() float64 {
+		ll, _ := s.decode(t, m, z, x, w)
+		var f float64
+		for i, v := range ll {
+			f += float64(w[i]) * float64(v)
+		}
+		return f
+	}
+	coords := r.Perm(len(z))
+	if len(coords) > s.cfg.GradCoords {
+		coords = coords[:s.cfg.GradCoords]
+	}
+	h := s.cfg.GradStep
+	var diff, norm float64
+	for _, c := range coords {
+		old := z[c]
+		z[c] = old + float32(h)
+		fp := F()
+		z[c] = old - float32(h)
+		fm := F()
+		z[c] = old
+		fd := (fp - fm) / (2 * h)
+		diff += (fd - float64(dz[c])) * (fd - float64(dz[c]))
+		norm += fd*fd + float64(dz[c])*float64(dz[c])
+	}
+	if l, ok := m.(module.Learner); ok {
+		l.Discard()
+	}
+	rel := math.Sqrt(diff / math.Max(norm, 1e-12))
+	if norm == 0 {
+		t.Fatal("dz and the finite differences are all zero: the check cannot tell anything")
+	}
+	if rel > s.cfg.GradTol {
+		t.Fatalf("dz disagrees with finite differences: relative error %.3g > %.3g over %d coordinates", rel, s.cfg.GradTol, len(coords))
+	}
+}
+
+func (s *suite) testZeroWeight(t *testing.T) {
+	m := s.fresh(t)
+	x, _ := s.data(t, m)
+	b, d := x.Len(), m.Spec().Latent
+	z := randn(rand.New(rand.NewPCG(3, 4)), b*d)
+	w := ones(b, nil)
+	w[0] = 0
+	ll := make([]float32, b)
+	dz := make([]float32, b*d)
+	for i := range dz {
+		dz[i], ll[i%b] = 42, 42 // must be overwritten
+	}
+	if err := m.Decode(z, x, w, ll, dz); err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if ll[0] != 0 {
+		t.Errorf("ll of a zero-weight row is %v, want 0", ll[0])
+	}
+	for k := 0; k < d; k++ {
+		if dz[k] != 0 {
+			t.Fatalf("dz of a zero-weight row has %v at %d, want 0", dz[k], k)
+		}
+	}
+	for i := 1; i < b; i++ {
+		if ll[i] == 42 {
+			t.Fatalf("Decode left ll[%d] unwritten", i)
+		}
+	}
+	if l, ok := m.(module.Learner); ok {
+		l.Discard()
+	}
+}
+
+// testLearnDecoder: Learn with the decoder gradients and zero expert
+// gradients must raise the log-likelihood of the batch at fixed z.
+func (s *suite) testLearnDecoder(t *testing.T) {
+	m := s.fresh(t)
+	l := m.(module.Learner)
+	x, present := s.data(t, m)
+	b, d := x.Len(), m.Spec().Latent
+	z := randn(rand.New(rand.NewPCG(5, 6)), b*d)
+	w := ones(b, present)
+	sum := func(ll []float32) (f float64) {
+		for _, v := range ll {
+			f += float64(v)
+		}
+		return f
+	}
+	before := 0.0
+	zero := make([]float32, b*d)
+	for i := 0; i < s.cfg.LearnSteps; i++ {
+		s.encode(t, m, x)
+		ll, _ := s.decode(t, m, z, x, w)
+		if i == 0 {
+			before = sum(ll)
+		}
+		if err := l.Learn(zero, zero); err != nil {
+			t.Fatalf("Learn: %v", err)
+		}
+	}
+	l.Discard()
+	ll, _ := s.decode(t, m, z, x, w)
+	l.Discard()
+	if after := sum(ll); !(after > before) {
+		t.Fatalf("%d Learn steps on the decoder gradient did not raise Σ log p(x|z): %v → %v (a sign error?)", s.cfg.LearnSteps, before, after)
+	}
+}
+
+// testLearnEncoder: one Learn with dmu = g and dlogvar = h (and no decoder
+// gradient) must move mu along g and logvar along h: <Δmu, g> > 0 and
+// <Δlogvar, h> > 0, whatever the optimizer, to first order.
+func (s *suite) testLearnEncoder(t *testing.T) {
+	m := s.fresh(t)
+	l := m.(module.Learner)
+	x, _ := s.data(t, m)
+	b, d := x.Len(), m.Spec().Latent
+	r := rand.New(rand.NewPCG(7, 8))
+	g, h := randn(r, b*d), randn(r, b*d)
+	mu0, lv0 := s.encode(t, m, x)
+	if err := l.Learn(g, h); err != nil {
+		t.Fatalf("Learn: %v", err)
+	}
+	mu1, lv1 := s.encode(t, m, x)
+	var dmu, dlv float64
+	for i := range g {
+		dmu += float64(g[i]) * float64(mu1[i]-mu0[i])
+		dlv += float64(h[i]) * float64(lv1[i]-lv0[i])
+	}
+	if !(dmu > 0) {
+		t.Errorf("Learn(dmu=g, …) moved mu against g: <Δmu, g> = %v (a sign error in the encoder's backward pass?)", dmu)
+	}
+	if !(dlv > 0) {
+		t.Errorf("Learn(…, dlogvar=h) moved logvar against h: <Δlogvar, h> = %v (a sign error in the encoder's backward pass?)", dlv)
+	}
+}
+
+// testDiscard: gradients accumulated by Decode and then discarded must not
+// move a fresh modality's parameters.
+func (s *suite) testDiscard(t *testing.T) {
+	m := s.fresh(t)
+	l := m.(module.Learner)
+	x, present := s.data(t, m)
+	b, d := x.Len(), m.Spec().Latent
+	z := randn(rand.New(rand.NewPCG(9, 10)), b*d)
+	mu0, _ := s.encode(t, m, x)
+	ll0, _ := s.decode(t, m, z, x, ones(b, present))
+	l.Discard()
+	zero := make([]float32, b*d)
+	s.encode(t, m, x)
+	if err := l.Learn(zero, zero); err != nil {
+		t.Fatalf("Learn: %v", err)
+	}
+	mu1, _ := s.encode(t, m, x)
+	ll1, _ := s.decode(t, m, z, x, ones(b, present))
+	l.Discard()
+	if !slices.Equal(mu0, mu1) || !slices.Equal(ll0, ll1) {
+		t.Fatal("after Discard, a Learn with zero gradients still changed the model: Discard did not clear the decoder gradients")
+	}
+}
+
+func (s *suite) testLoader(t *testing.T) {
+	m := s.fresh(t)
+	l := m.(module.Loader)
+	x, present, err := l.LoadBatch(s.cfg.IDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.Len() != len(s.cfg.IDs) || len(present) != len(s.cfg.IDs) {
+		t.Fatalf("LoadBatch of %d ids gave %d rows and %d flags", len(s.cfg.IDs), x.Len(), len(present))
+	}
+	x2, _, _ := l.LoadBatch(s.cfg.IDs)
+	mu1, _ := s.encode(t, m, x)
+	mu2, _ := s.encode(t, m, x2)
+	if !slices.Equal(mu1, mu2) {
+		t.Fatal("LoadBatch is not deterministic")
+	}
+	for _, id := range s.cfg.BadIDs {
+		if _, _, err := l.LoadBatch([]uint64{id}); err == nil {
+			t.Errorf("LoadBatch(%d) succeeded; want an error", id)
+		}
+	}
+}
+
+func (s *suite) testParser(t *testing.T) {
+	m := s.fresh(t)
+	p := m.(module.Parser)
+	x, err := p.Parse(s.cfg.Inputs)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if x.Len() != len(s.cfg.Inputs) {
+		t.Fatalf("Parse of %d inputs gave %d rows", len(s.cfg.Inputs), x.Len())
+	}
+	mu, _ := s.encode(t, m, x)
+	finite(t, "mu", mu)
+	for i, in := range s.cfg.BadInputs {
+		if _, err := p.Parse([]bus.Payload{in}); err == nil {
+			t.Errorf("Parse(BadInputs[%d], %s) succeeded; want an error", i, in.Type)
+		} else if err.Error() == "" {
+			t.Errorf("Parse(BadInputs[%d]) gave an empty error", i)
+		}
+	}
+}
+
+func (s *suite) testRenderer(t *testing.T) {
+	m := s.fresh(t)
+	const n = 3
+	z := randn(rand.New(rand.NewPCG(11, 12)), n*m.Spec().Latent)
+	out, err := m.(module.Renderer).Render(z, n)
+	if err != nil {
+		t.Fatalf("Render: %v", err)
+	}
+	if len(out) != n {
+		t.Fatalf("Render of %d latents gave %d outputs", n, len(out))
+	}
+	for i, o := range out {
+		if o.Type == "" || len(o.Data) == 0 {
+			t.Errorf("output %d: type %q, %d bytes", i, o.Type, len(o.Data))
+		}
+	}
+}
+
+func (s *suite) testCheckpoint(t *testing.T) {
+	// Train a little so that the checkpoint differs from a fresh start.
+	m := s.fresh(t)
+	x, present := s.data(t, m)
+	b, d := x.Len(), m.Spec().Latent
+	if l, ok := m.(module.Learner); ok {
+		g := randn(rand.New(rand.NewPCG(13, 14)), b*d)
+		s.encode(t, m, x)
+		s.decode(t, m, g, x, ones(b, present))
+		if err := l.Learn(g, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := m.(module.Saver).Save(&buf); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	good := buf.Bytes()
+	want, _ := s.encode(t, m, x)
+
+	other := s.fresh(t)
+	before, _ := s.encode(t, other, x)
+	if l, ok := m.(module.Learner); ok {
+		_ = l
+		if slices.Equal(before, want) {
+			t.Fatal("a trained modality encodes like a fresh one; the checkpoint check would prove nothing")
+		}
+	}
+	// Damaged checkpoints are refused and leave the modality unchanged.
+	damaged := map[string][]byte{"empty": nil, "half": good[:len(good)/2], "last byte cut": good[:len(good)-1]}
+	flip := bytes.Clone(good)
+	flip[len(flip)/2] ^= 0x40
+	damaged["one bit flipped"] = flip
+	for name, data := range damaged {
+		if err := other.(module.Saver).Restore(bytes.NewReader(data)); err == nil {
+			t.Errorf("Restore of a %s checkpoint succeeded; want an error", name)
+		}
+		if got, _ := s.encode(t, other, x); !slices.Equal(got, before) {
+			t.Fatalf("a failed Restore (%s) changed the modality", name)
+		}
+	}
+	if err := other.(module.Saver).Restore(bytes.NewReader(good)); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if got, _ := s.encode(t, other, x); !slices.Equal(got, want) {
+		t.Fatal("after Save and Restore the modality encodes differently")
+	}
+	// Training must continue identically: the optimizer state came along.
+	if l, ok := m.(module.Learner); ok {
+		g := randn(rand.New(rand.NewPCG(15, 16)), b*d)
+		for _, mm := range []module.Modality{m, other} {
+			s.encode(t, mm, x)
+			if err := mm.(module.Learner).Learn(g, g); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = l
+		a, _ := s.encode(t, m, x)
+		c, _ := s.encode(t, other, x)
+		if !slices.Equal(a, c) {
+			t.Fatal("after Restore, one more Learn step differs from the original's: the optimizer state was not saved")
+		}
+	}
+}
+
+// testWire serves a fresh modality with module.Run on an in-process server
+// and compares what comes over the bus with a reference instance called
+// directly.
+func (s *suite) testWire(t *testing.T) {
+	srv, err := bus.StartServer(bus.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := bus.Connect(bus.ConnConfig{Server: srv, Name: "moduletest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+
+	served, ref := s.fresh(t), s.fresh(t)
+	spec := ref.Spec()
+	name, d := spec.Name, spec.Latent
+	subj, _ := bus.NewSubjects("conformance")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan micro.Service, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- module.Run(ctx, served, module.Options{Pipeline: "conformance", Conn: nc, Ready: func(svc micro.Service) { ready <- svc }})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("module.Run: %v", err)
+		}
+	})
+	var svc micro.Service
+	select {
+	case svc = <-ready:
+	case err := <-done:
+		t.Fatalf("module.Run returned before serving: %v", err)
+	case <-time.After(s.cfg.Timeout):
+		t.Fatal("module.Run did not start serving")
+	}
+	info := svc.Info()
+	if info.Name != bus.ServiceName(name) || info.Metadata[bus.MetaLatent] == "" || info.Metadata[bus.MetaLikelihood] != spec.Likelihood || info.Metadata[bus.MetaPipeline] != "conformance" {
+		t.Fatalf("service info %+v lacks the name or metadata", info)
+	}
+
+	request := func(subject string, in bus.Message, out bus.Message, e bus.Expect) error {
+		t.Helper()
+		in.(interface{ SetSender(string) }).SetSender("moduletest")
+		b, err := bus.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := nc.Request(subject, b, s.cfg.Timeout)
+		if err != nil {
+			t.Fatalf("request %s: %v", subject, err)
+		}
+		if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
+			return &serviceError{desc}
+		}
+		return bus.UnmarshalFrom(subject, msg.Data, out, e)
+	}
+
+	if p, ok := ref.(module.Parser); ok {
+		t.Run("Encode", func(t *testing.T) {
+			var rep bus.EncodeReply
+			if err := request(subj.Encode(name), &bus.EncodeRequest{Observations: s.cfg.Inputs}, &rep, bus.Expect{Latent: d, Batch: len(s.cfg.Inputs)}); err != nil {
+				t.Fatal(err)
+			}
+			x, err := p.Parse(s.cfg.Inputs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mu, lv := s.encode(t, ref, x)
+			if !slices.Equal(rep.Mu.Data, mu) || !slices.Equal(rep.LogVar.Data, lv) {
+				t.Fatal("the encode endpoint's posterior differs from calling Encode directly")
+			}
+			if rep.Sender != name {
+				t.Errorf("reply sender %q, want %q", rep.Sender, name)
+			}
+			if len(s.cfg.BadInputs) > 0 {
+				err := request(subj.Encode(name), &bus.EncodeRequest{Observations: s.cfg.BadInputs[:1]}, &rep, bus.Expect{})
+				if err == nil {
+					t.Fatal("encoding a bad input over the wire succeeded; want an error reply")
+				}
+			}
+		})
+	}
+	if rd, ok := ref.(module.Renderer); ok {
+		t.Run("Decode", func(t *testing.T) {
+			z := randn(rand.New(rand.NewPCG(17, 18)), 2*d)
+			var rep bus.DecodeReply
+			if err := request(subj.Decode(name), &bus.DecodeRequest{Z: bus.Matrix(2, d, z)}, &rep, bus.Expect{Batch: 2}); err != nil {
+				t.Fatal(err)
+			}
+			want, err := rd.Render(z, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if rep.Outputs[i].Type != want[i].Type || !bytes.Equal(rep.Outputs[i].Data, want[i].Data) {
+					t.Fatalf("decode endpoint output %d differs from calling Render directly", i)
+				}
+			}
+		})
+	}
+	_, learner := ref.(module.Learner)
+	_, loader := ref.(module.Loader)
+	if learner && loader {
+		t.Run("TrainingStep", func(t *testing.T) { s.wireStep(t, nc, subj, ref) })
+	}
+	t.Run("BadMessages", func(t *testing.T) { s.wireBad(t, nc, subj, ref) })
+}
+
+type serviceError struct{ desc string }
+
+func (e *serviceError) Error() string { return "service error: " + e.desc }
+
+// wireStep runs two training steps over the bus, playing the integrator, and
+// the same steps on ref directly; the messages must match exactly.
+func (s *suite) wireStep(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref module.Modality) {
+	name, d := ref.Spec().Name, ref.Spec().Latent
+	ids := s.cfg.IDs
+	b := len(ids)
+	x, present, err := ref.(module.Loader).LoadBatch(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	posts := subscribe(t, nc, subj.Post(name))
+	zgrads := subscribe(t, nc, subj.ZGrad(name))
+	plan := []bus.Term{{Subset: []string{name}, Targets: []string{name}}, {Subset: []string{"someone-else"}, Targets: []string{name}}}
+	r := rand.New(rand.NewPCG(19, 20))
+	for step := uint64(1); step <= 2; step++ {
+		publish(t, nc, subj.Step(), &bus.StepBegin{Step: step, Train: true, IDs: ids, Plan: plan, Lambda: map[string]float32{name: 2}})
+		var post bus.Posterior
+		s.receive(t, posts, &post, bus.Expect{Latent: d, Batch: b})
+		mu, lv := s.encode(t, ref, x)
+		if post.Step != step || !slices.Equal(post.Mu.Data, mu) || !slices.Equal(post.LogVar.Data, lv) || !slices.Equal(post.Present, present) {
+			t.Fatalf("step %d: the posterior sent over the bus differs from calling Encode directly", step)
+		}
+		z := []bus.Tensor{bus.Matrix(b, d, randn(r, b*d)), bus.Matrix(b, d, randn(r, b*d))}
+		publish(t, nc, subj.Latent(), &bus.Latent{Step: step, Members: []string{name}, Z: z})
+		var zg bus.ZGrad
+		s.receive(t, zgrads, &zg, bus.Expect{Latent: d, Batch: b, Terms: 2})
+		if zg.Step != step || len(zg.Terms) != 2 {
+			t.Fatalf("step %d: ZGrad for step %d with %d terms, want 2 terms", step, zg.Step, len(zg.Terms))
+		}
+		w := ones(b, present)
+		for i := range w {
+			w[i] *= 2 // the lambda of the StepBegin
+		}
+		for i, tg := range zg.Terms {
+			ll, dz := s.decode(t, ref, z[tg.Term].Data, x, w)
+			if tg.Term != i || !slices.Equal(tg.LogLik.Data, ll) || !slices.Equal(tg.DZ.Data, dz) {
+				t.Fatalf("step %d term %d: the decoder result sent over the bus differs from calling Decode directly", step, i)
+			}
+		}
+		dmu, dlv := randn(r, b*d), randn(r, b*d)
+		publish(t, nc, subj.EGrad(name), &bus.ExpertGrad{Step: step, DMu: bus.Matrix(b, d, dmu), DLogVar: bus.Matrix(b, d, dlv)})
+		if err := ref.(module.Learner).Learn(dmu, dlv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The second step's posterior already proved that the first step's
+	// Learn happened identically; a third StepBegin proves the second's.
+	publish(t, nc, subj.Step(), &bus.StepBegin{Step: 3, Train: true, IDs: ids, Plan: plan})
+	var post bus.Posterior
+	s.receive(t, posts, &post, bus.Expect{Latent: d, Batch: b})
+	mu, _ := s.encode(t, ref, x)
+	if !slices.Equal(post.Mu.Data, mu) {
+		t.Fatal("step 3: the posterior differs from the reference's after two identical learning steps")
+	}
+	// Leave the step: a latent without this module abandons it.
+	publish(t, nc, subj.Latent(), &bus.Latent{Step: 3, Members: []string{"someone-else"}, Z: []bus.Tensor{bus.Matrix(b, d, make([]float32, b*d)), bus.Matrix(b, d, make([]float32, b*d))}})
+}
+
+// wireBad sends malformed, wrong-version, NaN and stale messages and checks
+// that they are counted in the service's stats and that the module still
+// answers afterwards.
+func (s *suite) wireBad(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref module.Modality) {
+	name, d := ref.Spec().Name, ref.Spec().Latent
+	_, learner := ref.(module.Learner)
+	_, loader := ref.(module.Loader)
+	training := learner && loader
+	if training {
+		nc.Publish(subj.Step(), []byte("not msgpack at all"))
+		nan := make([]float32, d)
+		nan[0] = float32(math.NaN())
+		// Marshal refuses NaN, so build the bad message by hand.
+		bad := bus.ExpertGrad{Step: 1, DMu: bus.Matrix(1, d, make([]float32, d)), DLogVar: bus.Matrix(1, d, make([]float32, d))}
+		bad.SetSender("moduletest")
+		raw, err := bus.Marshal(&bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Publish(subj.EGrad(name), patchFloat(raw, nan[0]))
+		// A stale gradient: a step that is not running.
+		stale := bus.ExpertGrad{Step: 999, DMu: bus.Matrix(1, d, make([]float32, d)), DLogVar: bus.Matrix(1, d, make([]float32, d))}
+		stale.SetSender("moduletest")
+		raw, _ = bus.Marshal(&stale)
+		nc.Publish(subj.EGrad(name), raw)
+	}
+	// A request with a wrong version gets an error reply, counted by micro.
+	msg, err := nc.Request(subj.Decode(name), wrongVersion(t, d), s.cfg.Timeout)
+	if err != nil {
+		t.Fatalf("decode request with a wrong version: %v", err)
+	}
+	if msg.Header.Get(micro.ErrorHeader) == "" {
+		t.Fatal("a decode request with a wrong wire version got no error reply")
+	} else if !bytes.Contains([]byte(msg.Header.Get(micro.ErrorHeader)), []byte("version")) {
+		t.Errorf("error reply %q does not say the version is wrong", msg.Header.Get(micro.ErrorHeader))
+	}
+
+	// Stats show the rejections; poll until the handlers have run.
+	deadline := time.Now().Add(s.cfg.Timeout)
+	for {
+		st := stats(t, nc, bus.ServiceName(name))
+		ok := st["decode"].NumErrors >= 1
+		if training {
+			ok = ok && data(st["step"]).Rejected >= 1 && data(st["egrad"]).Rejected >= 1 && data(st["egrad"]).Stale >= 1
+		}
+		if ok {
+			if training && data(st["egrad"]).LastError == "" {
+				t.Error("the egrad endpoint's stats lack the last error")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bad messages were not counted in the service's stats: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond) // polling another process's counters
+	}
+	// Still alive and correct.
+	if _, ok := ref.(module.Renderer); ok {
+		var rep bus.DecodeReply
+		in := &bus.DecodeRequest{Z: bus.Matrix(1, d, make([]float32, d))}
+		in.SetSender("moduletest")
+		b, _ := bus.Marshal(in)
+		msg, err := nc.Request(subj.Decode(name), b, s.cfg.Timeout)
+		if err != nil || bus.Unmarshal(msg.Data, &rep, bus.Expect{Batch: 1}) != nil {
+			t.Fatalf("the module no longer answers after bad messages: %v", err)
+		}
+	}
+}
+
+type endpointData struct {
+	Rejected  int    `json:"rejected"`
+	Stale     int    `json:"stale"`
+	LastError string `json:"last_error"`
+}
+
+func data(e *micro.EndpointStats) endpointData {
+	var d endpointData
+	if e != nil {
+		json.Unmarshal(e.Data, &d)
+	}
+	return d
+}
+
+func stats(t *testing.T, nc *nats.Conn, service string) map[string]*micro.EndpointStats {
+	t.Helper()
+	subject, _ := micro.ControlSubject(micro.StatsVerb, service, "")
+	msg, err := nc.Request(subject, nil, 5*time.Second)
+	if err != nil {
+		t.Fatalf("STATS of %s: %v", service, err)
+	}
+	var st micro.Stats
+	if err := json.Unmarshal(msg.Data, &st); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*micro.EndpointStats{}
+	for _, e := range st.Endpoints {
+		out[e.Name] = e
+	}
+	return out
+}
+
+func subscribe(t *testing.T, nc *nats.Conn, subject string) chan *nats.Msg {
+	t.Helper()
+	ch := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe(subject, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func publish(t *testing.T, nc *nats.Conn, subject string, m bus.Message) {
+	t.Helper()
+	m.(interface{ SetSender(string) }).SetSender("moduletest")
+	b, err := bus.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish(subject, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *suite) receive(t *testing.T, ch chan *nats.Msg, m bus.Message, e bus.Expect) {
+	t.Helper()
+	select {
+	case msg := <-ch:
+		if err := bus.UnmarshalFrom(msg.Subject, msg.Data, m, e); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(s.cfg.Timeout):
+		t.Fatalf("no %s arrived within %v", m.MessageType(), s.cfg.Timeout)
+	}
+}
+
+// patchFloat replaces the first float32 0.0 of a tensor's data in an encoded
+// message with v (the message's tensors are all zeros).
+func patchFloat(raw []byte, v float32) []byte {
+	out := bytes.Clone(raw)
+	bits := math.Float32bits(v)
+	// find the bin header of the first tensor: 0xc4 <len> then zeros
+	for i := 0; i+6 <= len(out); i++ {
+		if out[i] == 0xc4 && out[i+2] == 0 && out[i+3] == 0 && out[i+4] == 0 && out[i+5] == 0 {
+			out[i+2], out[i+3], out[i+4], out[i+5] = byte(bits), byte(bits>>8), byte(bits>>16), byte(bits>>24)
+			return out
+		}
+	}
+	return out
+}
+
+// wrongVersion is a DecodeRequest whose header says wire version 127.
+func wrongVersion(t *testing.T, d int) []byte {
+	t.Helper()
+	in := &bus.DecodeRequest{Z: bus.Matrix(1, d, make([]float32, d))}
+	in.SetSender("moduletest")
+	b, err := bus.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "v" is encoded as fixstr 0xa1 'v' followed by the positive fixint 1.
+	i := bytes.Index(b, []byte{0xa1, 'v', 0x01})
+	if i < 0 {
+		t.Fatal("cannot find the version field in the encoding")
+	}
+	out := bytes.Clone(b)
+	out[i+2] = 0x7f // version 127
+	return out
+}

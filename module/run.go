@@ -1,0 +1,460 @@
+package module
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/serket-go/serket/bus"
+)
+
+// Version is the serket version reported in every service's INFO.
+const Version = "0.1.0"
+
+// Options configure Run. The zero value connects to $NATS_URL (or the
+// default URL) and joins the default pipeline.
+type Options struct {
+	Pipeline string         // "" means bus.DefaultPipeline or $SERKET_PIPELINE
+	NATS     bus.ConnConfig // how to connect; ignored when Conn is set
+	Conn     *nats.Conn     // an existing connection to use (not closed by Run)
+	Logger   *slog.Logger
+
+	// Checkpoint is a file for a Saver's parameters: restored at start if it
+	// exists, saved every CheckpointEvery training steps (0: never) and when
+	// Run returns.
+	Checkpoint      string
+	CheckpointEvery int
+
+	// StepTimeout abandons a training step that makes no progress for this
+	// long (the integrator died mid-step); default 30 s.
+	StepTimeout time.Duration
+
+	// Ready, if set, is called once the service is registered and listening.
+	Ready func(svc micro.Service)
+}
+
+// Run connects m to the pipeline as the micro service serket-<name> and
+// serves until ctx is done, then stops the service, saves a checkpoint if
+// configured, and returns. It returns an error if it cannot start; once
+// serving, bad messages are logged and counted, never fatal.
+func Run(ctx context.Context, m Modality, opts Options) error {
+	r, err := newRunner(m, opts)
+	if err != nil {
+		return err
+	}
+	return r.run(ctx)
+}
+
+type runner struct {
+	m     Modality
+	spec  Spec
+	opts  Options
+	log   *slog.Logger
+	subj  bus.Subjects
+	nc    *nats.Conn
+	owned bool
+
+	events  chan func()
+	pending []func() // inference deferred while a training step is active
+
+	rejMu    sync.Mutex
+	rejected map[string]*rejectStats
+
+	// training step state, owned by the actor goroutine
+	step       uint64
+	active     bool
+	lastTouch  time.Time
+	x          Batch
+	present    []bool
+	weight     float32
+	plan       []bus.Term
+	mu, logvar []float32
+	stepsDone  int
+}
+
+type rejectStats struct {
+	Rejected  int    `json:"rejected"`
+	Stale     int    `json:"stale"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+func newRunner(m Modality, opts Options) (*runner, error) {
+	spec := m.Spec()
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Pipeline == "" {
+		opts.Pipeline = os.Getenv("SERKET_PIPELINE")
+	}
+	subj, err := bus.NewSubjects(opts.Pipeline)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Pipeline == "" {
+		opts.Pipeline = bus.DefaultPipeline
+	}
+	if opts.StepTimeout <= 0 {
+		opts.StepTimeout = 30 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default().With("module", spec.Name)
+	}
+	return &runner{
+		m: m, spec: spec, opts: opts, log: log, subj: subj,
+		events:   make(chan func()),
+		rejected: map[string]*rejectStats{},
+	}, nil
+}
+
+func (r *runner) run(ctx context.Context) error {
+	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" {
+		if err := restore(s, r.opts.Checkpoint); err != nil {
+			return fmt.Errorf("module %s: %w", r.spec.Name, err)
+		} else if _, err := os.Stat(r.opts.Checkpoint); err == nil {
+			r.log.Info("restored checkpoint", "path", r.opts.Checkpoint)
+		}
+	}
+	r.nc = r.opts.Conn
+	if r.nc == nil {
+		cfg := r.opts.NATS
+		if cfg.Name == "" {
+			cfg.Name = bus.ServiceName(r.spec.Name)
+		}
+		if cfg.Logger == nil {
+			cfg.Logger = r.log
+		}
+		nc, err := bus.Connect(cfg)
+		if err != nil {
+			return fmt.Errorf("module %s: %w", r.spec.Name, err)
+		}
+		r.nc, r.owned = nc, true
+	}
+	defer func() {
+		if r.owned {
+			r.nc.Drain()
+		}
+	}()
+
+	host, _ := os.Hostname()
+	name := bus.ServiceName(r.spec.Name)
+	svc, err := micro.AddService(r.nc, micro.Config{
+		Name:        name,
+		Version:     Version,
+		Description: fmt.Sprintf("serket modality %s (%s likelihood)", r.spec.Name, r.spec.Likelihood),
+		QueueGroup:  name,
+		Metadata: map[string]string{
+			bus.MetaPipeline:   r.opts.Pipeline,
+			bus.MetaLatent:     strconv.Itoa(r.spec.Latent),
+			bus.MetaLikelihood: r.spec.Likelihood,
+			bus.MetaWire:       strconv.Itoa(bus.WireVersion),
+			bus.MetaModule:     r.spec.Name,
+			bus.MetaRole:       "module",
+			bus.MetaPID:        strconv.Itoa(os.Getpid()),
+			bus.MetaHost:       host,
+		},
+		StatsHandler: func(e *micro.Endpoint) any {
+			r.rejMu.Lock()
+			defer r.rejMu.Unlock()
+			if s := r.rejected[e.Name]; s != nil {
+				c := *s
+				return c
+			}
+			return rejectStats{}
+		},
+		ErrorHandler: func(_ micro.Service, err *micro.NATSError) {
+			r.log.Error("service error", "subject", err.Subject, "err", err.Description)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("module %s: register service %s: %w", r.spec.Name, name, err)
+	}
+	endpoints := []struct {
+		name, subject string
+		h             func(micro.Request)
+	}{
+		{"encode", r.subj.Encode(r.spec.Name), r.handleEncode},
+		{"decode", r.subj.Decode(r.spec.Name), r.handleDecode},
+	}
+	if _, ok := r.m.(Learner); ok {
+		if _, ok := r.m.(Loader); ok {
+			endpoints = append(endpoints,
+				struct {
+					name, subject string
+					h             func(micro.Request)
+				}{"step", r.subj.Step(), r.handleStep},
+				struct {
+					name, subject string
+					h             func(micro.Request)
+				}{"latent", r.subj.Latent(), r.handleLatent},
+				struct {
+					name, subject string
+					h             func(micro.Request)
+				}{"egrad", r.subj.EGrad(r.spec.Name), r.handleEGrad},
+			)
+		}
+	}
+	for _, e := range endpoints {
+		if err := svc.AddEndpoint(e.name, micro.HandlerFunc(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
+			svc.Stop()
+			return fmt.Errorf("module %s: endpoint %s on %s: %w", r.spec.Name, e.name, e.subject, err)
+		}
+	}
+	if err := r.nc.Flush(); err != nil {
+		svc.Stop()
+		return fmt.Errorf("module %s: %w", r.spec.Name, err)
+	}
+	r.log.Info("module serving", "service", name, "pipeline", r.opts.Pipeline, "latent", r.spec.Latent, "likelihood", r.spec.Likelihood)
+	if r.opts.Ready != nil {
+		r.opts.Ready(svc)
+	}
+
+	r.actor(ctx)
+
+	svc.Stop()
+	r.drainPending()
+	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" {
+		if err := save(s, r.opts.Checkpoint); err != nil {
+			return fmt.Errorf("module %s: %w", r.spec.Name, err)
+		}
+		r.log.Info("saved checkpoint", "path", r.opts.Checkpoint)
+	}
+	return nil
+}
+
+// actor runs every call into the modality, one at a time, until ctx is done.
+func (r *runner) actor(ctx context.Context) {
+	tick := time.NewTicker(r.opts.StepTimeout / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-r.events:
+			f()
+		case <-tick.C:
+			if r.active && time.Since(r.lastTouch) > r.opts.StepTimeout {
+				r.log.Warn("abandoning a training step that made no progress", "step", r.step, "timeout", r.opts.StepTimeout)
+				r.abandon()
+			}
+		}
+		if !r.active {
+			r.drainPending()
+		}
+	}
+}
+
+// do runs f on the actor and waits for it; training and inference handlers
+// block their subscription until the modality has handled the message, so
+// the endpoint's stats time the real work. inference=true defers f while a
+// training step is active.
+func (r *runner) do(f func(), inference bool) {
+	done := make(chan struct{})
+	g := func() { f(); close(done) }
+	wrapped := func() {
+		if inference && r.active {
+			r.pending = append(r.pending, g)
+			return
+		}
+		g()
+	}
+	r.events <- wrapped
+	<-done
+}
+
+func (r *runner) drainPending() {
+	for len(r.pending) > 0 && !r.active {
+		f := r.pending[0]
+		r.pending = r.pending[1:]
+		f()
+	}
+}
+
+// safely calls f and turns a panic in the modality into an error, so that a
+// bug in one modality's handling of one input never takes the process down.
+func (r *runner) safely(what string, f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("modality panicked", "call", what, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("module %s: %s panicked: %v", r.spec.Name, what, p)
+		}
+	}()
+	return f()
+}
+
+// reject logs and counts a message that could not be accepted.
+func (r *runner) reject(endpoint string, err error) {
+	r.rejMu.Lock()
+	s := r.rejected[endpoint]
+	if s == nil {
+		s = &rejectStats{}
+		r.rejected[endpoint] = s
+	}
+	s.Rejected++
+	s.LastError = err.Error()
+	r.rejMu.Unlock()
+	r.log.Warn("rejected message", "endpoint", endpoint, "err", err)
+}
+
+func (r *runner) stale(endpoint string, got uint64) {
+	r.rejMu.Lock()
+	s := r.rejected[endpoint]
+	if s == nil {
+		s = &rejectStats{}
+		r.rejected[endpoint] = s
+	}
+	s.Stale++
+	r.rejMu.Unlock()
+	r.log.Debug("dropped stale message", "endpoint", endpoint, "step", got, "current", r.step)
+}
+
+// replyError answers a request with a micro error, counted in the endpoint's stats.
+func (r *runner) replyError(req micro.Request, code string, err error) {
+	r.log.Warn("request failed", "subject", req.Subject(), "err", err)
+	if req.Reply() == "" {
+		return
+	}
+	if e := req.Error(code, err.Error(), nil); e != nil {
+		r.log.Error("cannot send error reply", "subject", req.Subject(), "err", e)
+	}
+}
+
+func (r *runner) reply(req micro.Request, m bus.Message) {
+	m.(interface{ SetSender(string) }).SetSender(r.spec.Name)
+	b, err := bus.Marshal(m)
+	if err != nil {
+		r.replyError(req, "500", err)
+		return
+	}
+	if err := req.Respond(b); err != nil {
+		r.log.Error("cannot reply", "subject", req.Subject(), "err", err)
+	}
+}
+
+func (r *runner) handleEncode(req micro.Request) {
+	var in bus.EncodeRequest
+	if err := bus.UnmarshalFrom(req.Subject(), req.Data(), &in, bus.Expect{}); err != nil {
+		r.replyError(req, "400", err)
+		return
+	}
+	p, ok := r.m.(Parser)
+	if !ok {
+		r.replyError(req, "501", fmt.Errorf("module %s cannot parse raw input (it does not implement module.Parser)", r.spec.Name))
+		return
+	}
+	r.do(func() {
+		var out bus.EncodeReply
+		err := r.safely("Parse/Encode", func() error {
+			x, err := p.Parse(in.Observations)
+			if err != nil {
+				return fmt.Errorf("module %s: input from %q: %w", r.spec.Name, in.Sender, err)
+			}
+			if x.Len() != len(in.Observations) {
+				return fmt.Errorf("module %s: Parse returned %d rows for %d observations", r.spec.Name, x.Len(), len(in.Observations))
+			}
+			n, d := x.Len(), r.spec.Latent
+			mu, lv := make([]float32, n*d), make([]float32, n*d)
+			if err := r.m.Encode(x, mu, lv); err != nil {
+				return fmt.Errorf("module %s: encode: %w", r.spec.Name, err)
+			}
+			out.Mu, out.LogVar = bus.Matrix(n, d, mu), bus.Matrix(n, d, lv)
+			return nil
+		})
+		if err != nil {
+			r.replyError(req, "400", err)
+			return
+		}
+		r.reply(req, &out)
+	}, true)
+}
+
+func (r *runner) handleDecode(req micro.Request) {
+	var in bus.DecodeRequest
+	if err := bus.UnmarshalFrom(req.Subject(), req.Data(), &in, bus.Expect{Latent: r.spec.Latent}); err != nil {
+		r.replyError(req, "400", err)
+		return
+	}
+	rd, ok := r.m.(Renderer)
+	if !ok {
+		r.replyError(req, "501", fmt.Errorf("module %s cannot render outputs (it does not implement module.Renderer)", r.spec.Name))
+		return
+	}
+	r.do(func() {
+		var out bus.DecodeReply
+		err := r.safely("Render", func() error {
+			outs, err := rd.Render(in.Z.Data, in.Z.Rows())
+			if err != nil {
+				return fmt.Errorf("module %s: render: %w", r.spec.Name, err)
+			}
+			if len(outs) != in.Z.Rows() {
+				return fmt.Errorf("module %s: Render returned %d outputs for %d latents", r.spec.Name, len(outs), in.Z.Rows())
+			}
+			out.Outputs = outs
+			return nil
+		})
+		if err != nil {
+			r.replyError(req, "500", err)
+			return
+		}
+		r.reply(req, &out)
+	}, true)
+}
+
+// save writes s to path atomically: a temp file in the same directory,
+// fsynced, then renamed over path.
+func save(s Saver, path string) error {
+	var buf bytes.Buffer
+	if err := s.Save(&buf); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(buf.Bytes())
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	return nil
+}
+
+func restore(s Saver, path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", path, err)
+	}
+	defer f.Close()
+	if err := s.Restore(f); err != nil {
+		return fmt.Errorf("checkpoint %s is unusable (%w); move it away to start fresh", path, err)
+	}
+	return nil
+}

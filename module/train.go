@@ -1,0 +1,203 @@
+package module
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/serket-go/serket/bus"
+)
+
+// The module's side of a training step (DESIGN.md section 4). Every handler
+// runs on the actor goroutine; a message for a step other than the current
+// one is stale and dropped, so a restarted module or integrator never mixes
+// two steps.
+
+func (r *runner) handleStep(req micro.Request) {
+	var in bus.StepBegin
+	if err := bus.UnmarshalFrom(req.Subject(), req.Data(), &in, bus.Expect{}); err != nil {
+		r.reject("step", err)
+		return
+	}
+	r.do(func() { r.beginStep(&in) }, false)
+}
+
+func (r *runner) beginStep(in *bus.StepBegin) {
+	if r.active {
+		r.log.Warn("abandoning training step for a newer one", "step", r.step, "new", in.Step)
+		r.abandon()
+	}
+	r.step = in.Step
+	name := r.spec.Name
+	involved := false
+	for _, t := range in.Plan {
+		if slices.Contains(t.Subset, name) || slices.Contains(t.Targets, name) {
+			involved = true
+			break
+		}
+	}
+	if !involved || !in.Train {
+		return
+	}
+	ld := r.m.(Loader)
+	var (
+		x       Batch
+		present []bool
+	)
+	err := r.safely("LoadBatch", func() error {
+		var err error
+		x, present, err = ld.LoadBatch(in.IDs)
+		if err == nil && (x.Len() != len(in.IDs) || len(present) != len(in.IDs)) {
+			err = fmt.Errorf("LoadBatch returned %d rows and %d presence flags for %d ids", x.Len(), len(present), len(in.IDs))
+		}
+		return err
+	})
+	if err != nil {
+		r.reject("step", fmt.Errorf("step %d: %w", in.Step, err))
+		return
+	}
+	b, d := len(in.IDs), r.spec.Latent
+	r.mu, r.logvar = grow(r.mu, b*d), grow(r.logvar, b*d)
+	if err := r.safely("Encode", func() error { return r.m.Encode(x, r.mu, r.logvar) }); err != nil {
+		r.reject("step", fmt.Errorf("step %d: encode: %w", in.Step, err))
+		r.m.(Learner).Discard()
+		return
+	}
+	r.weight = 1
+	if l, ok := in.Lambda[name]; ok {
+		r.weight = l
+	}
+	r.x, r.present, r.plan = x, present, in.Plan
+	r.active, r.lastTouch = true, time.Now()
+	post := &bus.Posterior{Step: in.Step, Mu: bus.Matrix(b, d, r.mu), LogVar: bus.Matrix(b, d, r.logvar), Present: present}
+	if !r.publish(r.subj.Post(name), post) {
+		r.abandon()
+	}
+}
+
+func (r *runner) handleLatent(req micro.Request) {
+	var in bus.Latent
+	if err := bus.UnmarshalFrom(req.Subject(), req.Data(), &in, bus.Expect{Latent: r.spec.Latent}); err != nil {
+		r.reject("latent", err)
+		return
+	}
+	r.do(func() { r.decodeStep(&in) }, false)
+}
+
+func (r *runner) decodeStep(in *bus.Latent) {
+	if !r.active || in.Step != r.step {
+		r.stale("latent", in.Step)
+		return
+	}
+	name := r.spec.Name
+	if !slices.Contains(in.Members, name) {
+		// The integrator did not wait for us: this step goes on without us.
+		r.log.Warn("left out of a training step (posterior missed the deadline?)", "step", in.Step)
+		r.abandon()
+		return
+	}
+	b, d := r.x.Len(), r.spec.Latent
+	if len(in.Z) != len(r.plan) {
+		r.reject("latent", fmt.Errorf("step %d: %d latents for a plan of %d terms", in.Step, len(in.Z), len(r.plan)))
+		r.abandon()
+		return
+	}
+	w := make([]float32, b)
+	for i, p := range r.present {
+		if p {
+			w[i] = r.weight
+		}
+	}
+	out := &bus.ZGrad{Step: in.Step}
+	for i, t := range r.plan {
+		if !slices.Contains(t.Targets, name) {
+			continue
+		}
+		if in.Z[i].Rows() != b {
+			r.reject("latent", fmt.Errorf("step %d: z[%d] has %d rows, the batch has %d", in.Step, i, in.Z[i].Rows(), b))
+			r.abandon()
+			return
+		}
+		ll, dz := make([]float32, b), make([]float32, b*d)
+		if err := r.safely("Decode", func() error { return r.m.Decode(in.Z[i].Data, r.x, w, ll, dz) }); err != nil {
+			r.reject("latent", fmt.Errorf("step %d: decode term %d: %w", in.Step, i, err))
+			r.abandon()
+			return
+		}
+		out.Terms = append(out.Terms, bus.TermGrad{Term: i, DZ: bus.Matrix(b, d, dz), LogLik: bus.Vector(ll)})
+	}
+	r.lastTouch = time.Now()
+	if !r.publish(r.subj.ZGrad(name), out) {
+		r.abandon()
+	}
+}
+
+func (r *runner) handleEGrad(req micro.Request) {
+	var in bus.ExpertGrad
+	if err := bus.UnmarshalFrom(req.Subject(), req.Data(), &in, bus.Expect{Latent: r.spec.Latent}); err != nil {
+		r.reject("egrad", err)
+		return
+	}
+	r.do(func() { r.learnStep(&in) }, false)
+}
+
+func (r *runner) learnStep(in *bus.ExpertGrad) {
+	if !r.active || in.Step != r.step {
+		r.stale("egrad", in.Step)
+		return
+	}
+	if in.DMu.Rows() != r.x.Len() {
+		r.reject("egrad", fmt.Errorf("step %d: gradient has %d rows, the batch has %d", in.Step, in.DMu.Rows(), r.x.Len()))
+		r.abandon()
+		return
+	}
+	l := r.m.(Learner)
+	if err := r.safely("Learn", func() error { return l.Learn(in.DMu.Data, in.DLogVar.Data) }); err != nil {
+		r.reject("egrad", fmt.Errorf("step %d: learn: %w", in.Step, err))
+		r.abandon()
+		return
+	}
+	r.endStep()
+	r.stepsDone++
+	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" && r.opts.CheckpointEvery > 0 && r.stepsDone%r.opts.CheckpointEvery == 0 {
+		if err := save(s, r.opts.Checkpoint); err != nil {
+			r.log.Error("checkpoint failed; training goes on", "err", err)
+		}
+	}
+}
+
+// abandon drops the current step's accumulated gradients.
+func (r *runner) abandon() {
+	if l, ok := r.m.(Learner); ok && r.active {
+		l.Discard()
+	}
+	r.endStep()
+}
+
+func (r *runner) endStep() {
+	r.active = false
+	r.x, r.present, r.plan = nil, nil, nil
+}
+
+// publish sends m from this module; it logs and returns false on failure.
+func (r *runner) publish(subject string, m bus.Message) bool {
+	m.(interface{ SetSender(string) }).SetSender(r.spec.Name)
+	b, err := bus.Marshal(m)
+	if err == nil {
+		err = r.nc.Publish(subject, b)
+	}
+	if err != nil {
+		r.log.Error("cannot publish", "subject", subject, "err", err)
+		return false
+	}
+	return true
+}
+
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
