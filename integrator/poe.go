@@ -1,0 +1,284 @@
+package integrator
+
+import (
+	"fmt"
+	"math"
+)
+
+// MaxLogVar bounds every expert's log-variance: Fuse clamps each l_k to
+// [-MaxLogVar, MaxLogVar] before exponentiating it, so that an encoder that
+// drifts to extreme log-variances cannot overflow the precision to +Inf (or
+// underflow it to 0 and divide by it). exp(20) ≈ 4.9e8, so eight experts at the
+// bound still give a precision well inside float32 range. A clamped l_k gets a
+// zero dL/dl_k in Backward, which is the true derivative of the clamp.
+const MaxLogVar = 20
+
+// Expert is one modality's diagonal Gaussian posterior for a batch of B rows
+// and D latent dimensions.
+//
+// Mu is the mean and LogVar the natural log of the variance (log sigma^2, not
+// sigma), both B×D row-major. Present has length B and says which rows this
+// expert observed; an absent row contributes nothing to the product (as if the
+// expert had infinite variance). A nil Present means every row is present.
+type Expert struct {
+	Mu, LogVar []float32
+	Present    []bool
+}
+
+// ExpertGrad is the gradient of the objective with respect to one expert's
+// parameters: DMu is dL/dMu and DLogVar is dL/dLogVar (with respect to the
+// log-variance, not sigma), both B×D row-major. Backward adds into them, so
+// zero them before the first term of a step.
+type ExpertGrad struct {
+	DMu, DLogVar []float32
+}
+
+// Fused is the product of a set of experts and the N(0, I) prior, for a batch.
+//
+// Mu, Var and LogVar are the fused mean, variance and log-variance, B×D
+// row-major; they are owned by f and overwritten by the next Fuse. A Fused
+// keeps what Backward needs (including each expert's precision), so reuse one
+// per subset across steps: Fuse grows its buffers only when B×D (or the number
+// of experts times B×D) grows, and after that no method allocates.
+type Fused struct {
+	B, D            int
+	Mu, Var, LogVar []float32
+
+	// prec and mu64 are the fused precision T and mean in float64, kept so that
+	// Sample, KL, TermGrad and Backward do not lose the accuracy that storing
+	// Var (which can be ~1e-10) in float32 would cost.
+	prec, mu64 []float64
+	// logPrec is log T, shared by LogVar and KL so the log is taken once.
+	logPrec []float64
+	// tk holds each expert's precision exp(-clamp(l_k)), expert k at
+	// [k*B*D, (k+1)*B*D), so that Backward does not pay for the exponentials a
+	// second time (they dominate the cost). Entries of absent rows are stale.
+	tk []float64
+	// nExperts is len(experts) at the last Fuse, to catch a Backward that is
+	// handed a different expert list.
+	nExperts int
+}
+
+// clampLogVar limits l to [-MaxLogVar, MaxLogVar] and reports whether it was
+// inside the range (so that its gradient passes through).
+func clampLogVar(l float64) (float64, bool) {
+	switch {
+	case l < -MaxLogVar:
+		return -MaxLogVar, false
+	case l > MaxLogVar:
+		return MaxLogVar, false
+	}
+	return l, true
+}
+
+func checkExpert(e Expert, k, b, d int) {
+	if len(e.Mu) != b*d {
+		panic(fmt.Sprintf("integrator: expert %d: len(Mu) = %d, want B×D = %d×%d", k, len(e.Mu), b, d))
+	}
+	if len(e.LogVar) != b*d {
+		panic(fmt.Sprintf("integrator: expert %d: len(LogVar) = %d, want B×D = %d×%d", k, len(e.LogVar), b, d))
+	}
+	if e.Present != nil && len(e.Present) != b {
+		panic(fmt.Sprintf("integrator: expert %d: len(Present) = %d, want B = %d", k, len(e.Present), b))
+	}
+}
+
+func (f *Fused) checkLen(name string, s []float32) {
+	if len(s) != f.B*f.D {
+		panic(fmt.Sprintf("integrator: len(%s) = %d, want B×D = %d×%d", name, len(s), f.B, f.D))
+	}
+}
+
+func grow32(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
+
+func grow64(s []float64, n int) []float64 {
+	if cap(s) < n {
+		return make([]float64, n)
+	}
+	return s[:n]
+}
+
+// Fuse writes into f the product of the experts and the N(0, I) prior, for b
+// rows of d latent dimensions: per element, with T_k = exp(-clamp(l_k)) over
+// the experts present in that row,
+//
+//	T = 1 + sum_k T_k,  Mu = (sum_k T_k mu_k) / T,  Var = 1/T.
+//
+// experts may be empty, and a row where every expert is absent is exactly the
+// prior N(0, 1). f's buffers are reused when large enough; the experts are
+// only read. Fuse panics if b or d is negative or if an expert's Mu or LogVar
+// length is not b*d or its non-nil Present length is not b.
+func (f *Fused) Fuse(experts []Expert, b, d int) {
+	if b < 0 || d < 0 {
+		panic(fmt.Sprintf("integrator: negative batch shape %d×%d", b, d))
+	}
+	for k, e := range experts {
+		checkExpert(e, k, b, d)
+	}
+	n := b * d
+	f.B, f.D, f.nExperts = b, d, len(experts)
+	f.Mu = grow32(f.Mu, n)
+	f.Var = grow32(f.Var, n)
+	f.LogVar = grow32(f.LogVar, n)
+	f.prec = grow64(f.prec, n)
+	f.mu64 = grow64(f.mu64, n)
+	f.logPrec = grow64(f.logPrec, n)
+	f.tk = grow64(f.tk, len(experts)*n)
+
+	// Accumulate expert by expert, row by row, so the presence test is paid
+	// once per row rather than once per element; mu64 holds sum_k T_k mu_k
+	// until the final pass divides it by T.
+	for i := range n {
+		f.prec[i] = 1
+		f.mu64[i] = 0
+	}
+	for k, e := range experts {
+		for r := range b {
+			if e.Present != nil && !e.Present[r] {
+				continue
+			}
+			lo, hi := r*d, (r+1)*d
+			mu, lv := e.Mu[lo:hi], e.LogVar[lo:hi]
+			prec, num := f.prec[lo:hi], f.mu64[lo:hi]
+			tks := f.tk[k*n+lo : k*n+hi]
+			for j := range mu {
+				l, _ := clampLogVar(float64(lv[j]))
+				tk := math.Exp(-l)
+				tks[j] = tk
+				prec[j] += tk
+				num[j] += tk * float64(mu[j])
+			}
+		}
+	}
+	for i := range n {
+		t := f.prec[i]
+		m := f.mu64[i] / t
+		f.mu64[i] = m
+		f.Mu[i] = float32(m)
+		f.Var[i] = float32(1 / t)
+		lt := math.Log(t)
+		f.logPrec[i] = lt
+		f.LogVar[i] = float32(-lt)
+	}
+}
+
+// Sample writes the reparameterised draw z = Mu + sqrt(Var)*eps into z, where
+// eps is standard normal noise supplied by the caller; z and eps are B×D
+// row-major. Keep eps: TermGrad needs the same noise. z may be eps itself
+// (each element is read before it is written) but must not otherwise overlap
+// it. Sample panics if len(z) or len(eps) is not B*D.
+func (f *Fused) Sample(z, eps []float32) {
+	f.checkLen("z", z)
+	f.checkLen("eps", eps)
+	for i, t := range f.prec {
+		z[i] = float32(f.mu64[i] + float64(eps[i])/math.Sqrt(t))
+	}
+}
+
+// KL writes KL(N(Mu, Var) || N(0, I)) in nats, summed over the D dimensions,
+// for each row into kl (length B), and returns the sum over the batch in
+// float64 so that large batches do not lose precision. KL panics if len(kl)
+// is not B.
+func (f *Fused) KL(kl []float32) float64 {
+	if len(kl) != f.B {
+		panic(fmt.Sprintf("integrator: len(kl) = %d, want B = %d", len(kl), f.B))
+	}
+	var total float64
+	for r := range f.B {
+		var s float64
+		for i := r * f.D; i < (r+1)*f.D; i++ {
+			t, m := f.prec[i], f.mu64[i]
+			// With var = 1/T, "- log var" is "+ log T"; working from T keeps
+			// the prior (T = 1) exactly at zero.
+			s += 0.5 * (1/t + m*m - 1 + f.logPrec[i])
+		}
+		kl[r] = float32(s)
+		total += s
+	}
+	return total
+}
+
+// TermGrad gives the gradient of one ELBO term L = loglik - beta*KL with
+// respect to the fused posterior's mean and variance (variance, not
+// log-variance), overwriting dmu and dvar:
+//
+//	dmu  = g - beta*Mu
+//	dvar = g*eps / (2*sqrt(Var)) - beta/2*(1 - 1/Var)
+//
+// g is dL/dz summed over the term's decoders and eps is the noise passed to
+// Sample; all four slices are B×D row-major. dmu and dvar must be distinct,
+// but either may be g or eps itself (each element is read before it is
+// written). TermGrad panics if any length is not B*D.
+func (f *Fused) TermGrad(dmu, dvar, g, eps []float32, beta float32) {
+	f.checkLen("dmu", dmu)
+	f.checkLen("dvar", dvar)
+	f.checkLen("g", g)
+	f.checkLen("eps", eps)
+	bt := float64(beta)
+	for i, t := range f.prec {
+		gi, ei := float64(g[i]), float64(eps[i])
+		// dz/dvar = eps/(2 sqrt var) = eps*sqrt(T)/2, and dKL/dvar = (1 - T)/2.
+		dm := gi - bt*f.mu64[i]
+		dv := 0.5*gi*ei*math.Sqrt(t) - 0.5*bt*(1-t)
+		dmu[i] = float32(dm)
+		dvar[i] = float32(dv)
+	}
+}
+
+// Backward adds into grads[k].DMu and grads[k].DLogVar the gradient of the
+// objective with respect to expert k's mean and log-variance, given dmu and
+// dvar (B×D, from TermGrad) for this fused posterior:
+//
+//	dL/dmu_k = dmu * T_k/T
+//	dL/dl_k  = -T_k * (dmu*(mu_k - Mu)/T - dvar/T^2)
+//
+// It accumulates because an expert that belongs to several subsets gets the
+// sum of their gradients. Absent rows get nothing added, and an l_k outside
+// [-MaxLogVar, MaxLogVar] gets no dL/dl_k (the clamp's derivative is zero).
+// experts must be the slice, in the same order and unmodified, given to the
+// last Fuse (the expert precisions are taken from that Fuse), and grads must
+// have one entry per expert with B×D DMu and DLogVar that do not overlap the
+// experts, dmu or dvar. Backward panics if the number of experts
+// differs from the last Fuse, len(grads) != len(experts), or a length is
+// wrong.
+func (f *Fused) Backward(grads []ExpertGrad, experts []Expert, dmu, dvar []float32) {
+	if len(experts) != f.nExperts {
+		panic(fmt.Sprintf("integrator: Backward got %d experts, last Fuse had %d", len(experts), f.nExperts))
+	}
+	if len(grads) != len(experts) {
+		panic(fmt.Sprintf("integrator: len(grads) = %d, want len(experts) = %d", len(grads), len(experts)))
+	}
+	f.checkLen("dmu", dmu)
+	f.checkLen("dvar", dvar)
+	b, d := f.B, f.D
+	n := b * d
+	for k, e := range experts {
+		checkExpert(e, k, b, d)
+		gk := grads[k]
+		if len(gk.DMu) != b*d || len(gk.DLogVar) != b*d {
+			panic(fmt.Sprintf("integrator: grads[%d]: len(DMu), len(DLogVar) = %d, %d, want B×D = %d×%d",
+				k, len(gk.DMu), len(gk.DLogVar), b, d))
+		}
+		for r := range b {
+			if e.Present != nil && !e.Present[r] {
+				continue
+			}
+			for i := r * d; i < (r+1)*d; i++ {
+				t, tk := f.prec[i], f.tk[k*n+i]
+				_, inside := clampLogVar(float64(e.LogVar[i]))
+				dm, dv := float64(dmu[i]), float64(dvar[i])
+				gk.DMu[i] = float32(float64(gk.DMu[i]) + dm*tk/t)
+				if inside {
+					// dT/dl_k = -T_k; dMu/dT_k = (mu_k - Mu)/T; dVar/dT_k = -1/T^2.
+					dl := -tk * (dm*(float64(e.Mu[i])-f.mu64[i])/t - dv/(t*t))
+					gk.DLogVar[i] = float32(float64(gk.DLogVar[i]) + dl)
+				}
+			}
+		}
+	}
+}

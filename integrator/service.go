@@ -1,0 +1,478 @@
+package integrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/serket-go/serket/bus"
+)
+
+// Version is the serket version the integrator reports in its service INFO.
+const Version = "0.1.0"
+
+// Name is the integrator's sender name on the wire and its module-name slot.
+const Name = "integrator"
+
+// Config configures the integrator process.
+type Config struct {
+	Pipeline string         // "" means $SERKET_PIPELINE, then bus.DefaultPipeline
+	Latent   int            // D, the pipeline's latent size; modules announcing another are left out
+	NATS     bus.ConnConfig // ignored when Conn is set
+	Conn     *nats.Conn     // an existing connection (not closed by Run)
+	Logger   *slog.Logger
+
+	// Deadline bounds each phase of an inference (encoding, then decoding);
+	// a module that has not answered by then is reported missing. Default 2 s.
+	Deadline time.Duration
+	// Discovery is how often the integrator asks the bus which modules are
+	// live; default 1 s. A module missing from Misses polls in a row
+	// (default 3) is dropped.
+	Discovery time.Duration
+	Misses    int
+
+	// Ready, if set, is called once the service is registered.
+	Ready func(*Integrator)
+}
+
+// Integrator is a running integrator. Its methods are safe for concurrent use.
+type Integrator struct {
+	cfg  Config
+	log  *slog.Logger
+	subj bus.Subjects
+	nc   *nats.Conn
+
+	mu      sync.Mutex
+	modules map[string]*member
+	polled  chan struct{} // closed and replaced after every discovery poll
+	stats   serviceStats
+}
+
+// member is a module the integrator has discovered.
+type member struct {
+	Name       string
+	Latent     int
+	Likelihood string
+	Instances  int
+	misses     int
+	joined     time.Time
+	refused    string // why it is left out, "" if it is in
+}
+
+type serviceStats struct {
+	Live      []string          `json:"live"`
+	Refused   map[string]string `json:"refused,omitempty"`
+	Inferred  int               `json:"inferred"`
+	Missing   map[string]int    `json:"missing"` // module → inferences it missed
+	Rejected  int               `json:"rejected"`
+	LastError string            `json:"last_error,omitempty"`
+}
+
+// Run serves as the pipeline's integrator until ctx is done.
+func Run(ctx context.Context, cfg Config) error {
+	ig, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return ig.Run(ctx)
+}
+
+// New checks cfg and returns an integrator that is not yet running.
+func New(cfg Config) (*Integrator, error) {
+	if cfg.Pipeline == "" {
+		cfg.Pipeline = os.Getenv("SERKET_PIPELINE")
+	}
+	if cfg.Pipeline == "" {
+		cfg.Pipeline = bus.DefaultPipeline
+	}
+	subj, err := bus.NewSubjects(cfg.Pipeline)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Latent < 1 || cfg.Latent > 4096 {
+		return nil, fmt.Errorf("integrator: latent size %d: want 1 to 4096", cfg.Latent)
+	}
+	if cfg.Deadline <= 0 {
+		cfg.Deadline = 2 * time.Second
+	}
+	if cfg.Discovery <= 0 {
+		cfg.Discovery = time.Second
+	}
+	if cfg.Misses <= 0 {
+		cfg.Misses = 3
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default().With("module", Name)
+	}
+	return &Integrator{
+		cfg: cfg, log: log, subj: subj,
+		modules: map[string]*member{},
+		polled:  make(chan struct{}),
+		stats:   serviceStats{Missing: map[string]int{}},
+	}, nil
+}
+
+// Run connects, registers the serket-integrator service and serves until
+// ctx is done.
+func (ig *Integrator) Run(ctx context.Context) error {
+	ig.nc = ig.cfg.Conn
+	if ig.nc == nil {
+		cc := ig.cfg.NATS
+		if cc.Name == "" {
+			cc.Name = bus.ServiceName(Name)
+		}
+		if cc.Logger == nil {
+			cc.Logger = ig.log
+		}
+		nc, err := bus.Connect(cc)
+		if err != nil {
+			return fmt.Errorf("integrator: %w", err)
+		}
+		ig.nc = nc
+		defer nc.Drain()
+	}
+	host, _ := os.Hostname()
+	svc, err := micro.AddService(ig.nc, micro.Config{
+		Name:        bus.ServiceName(Name),
+		Version:     Version,
+		Description: "serket integrator: product-of-experts fusion and inference",
+		QueueGroup:  bus.ServiceName(Name),
+		Metadata: map[string]string{
+			bus.MetaPipeline: ig.cfg.Pipeline,
+			bus.MetaLatent:   strconv.Itoa(ig.cfg.Latent),
+			bus.MetaWire:     strconv.Itoa(bus.WireVersion),
+			bus.MetaRole:     "integrator",
+			bus.MetaPID:      strconv.Itoa(os.Getpid()),
+			bus.MetaHost:     host,
+		},
+		StatsHandler: func(*micro.Endpoint) any { return ig.snapshot() },
+	})
+	if err != nil {
+		return fmt.Errorf("integrator: register service: %w", err)
+	}
+	defer svc.Stop()
+	if err := svc.AddEndpoint("infer", micro.HandlerFunc(ig.handleInfer), micro.WithEndpointSubject(ig.subj.Infer())); err != nil {
+		return fmt.Errorf("integrator: endpoint infer on %s: %w", ig.subj.Infer(), err)
+	}
+	ig.log.Info("integrator serving", "pipeline", ig.cfg.Pipeline, "latent", ig.cfg.Latent, "infer", ig.subj.Infer())
+	if ig.cfg.Ready != nil {
+		ig.cfg.Ready(ig)
+	}
+	ig.discover(ctx)
+	return nil
+}
+
+// Live returns the names of the modules currently in the pipeline, sorted.
+func (ig *Integrator) Live() []string {
+	ig.mu.Lock()
+	defer ig.mu.Unlock()
+	return ig.liveLocked()
+}
+
+func (ig *Integrator) liveLocked() []string {
+	var out []string
+	for name, m := range ig.modules {
+		if m.refused == "" {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Polled returns a channel that is closed after the next discovery poll,
+// for tests and tools that wait for the pipeline to change.
+func (ig *Integrator) Polled() <-chan struct{} {
+	ig.mu.Lock()
+	defer ig.mu.Unlock()
+	return ig.polled
+}
+
+func (ig *Integrator) snapshot() serviceStats {
+	ig.mu.Lock()
+	defer ig.mu.Unlock()
+	s := ig.stats
+	s.Live = ig.liveLocked()
+	s.Missing = make(map[string]int, len(ig.stats.Missing))
+	for k, v := range ig.stats.Missing {
+		s.Missing[k] = v
+	}
+	for name, m := range ig.modules {
+		if m.refused != "" {
+			if s.Refused == nil {
+				s.Refused = map[string]string{}
+			}
+			s.Refused[name] = m.refused
+		}
+	}
+	return s
+}
+
+// discover polls the bus for the pipeline's modules until ctx is done.
+func (ig *Integrator) discover(ctx context.Context) {
+	window := min(250*time.Millisecond, ig.cfg.Discovery/2)
+	for {
+		svcs, err := bus.Discover(ctx, ig.nc, bus.DiscoverConfig{Pipeline: ig.cfg.Pipeline, Window: window})
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			ig.log.Warn("discovery failed", "err", err)
+		} else {
+			ig.update(svcs)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(ig.cfg.Discovery - window):
+		}
+	}
+}
+
+func (ig *Integrator) update(svcs []bus.Service) {
+	seen := map[string]*member{}
+	for _, s := range svcs {
+		if s.Role() != "module" || s.Module() == "" {
+			continue
+		}
+		m := seen[s.Module()]
+		if m == nil {
+			latent, _ := strconv.Atoi(s.Metadata[bus.MetaLatent])
+			m = &member{Name: s.Module(), Latent: latent, Likelihood: s.Metadata[bus.MetaLikelihood]}
+			if latent != ig.cfg.Latent {
+				m.refused = fmt.Sprintf("latent size %d, the pipeline's is %d", latent, ig.cfg.Latent)
+			}
+			seen[m.Name] = m
+		}
+		m.Instances++
+	}
+	ig.mu.Lock()
+	defer ig.mu.Unlock()
+	for name, m := range seen {
+		old := ig.modules[name]
+		switch {
+		case old == nil && m.refused != "":
+			ig.log.Error("module left out of the pipeline", "peer", name, "why", m.refused)
+		case old == nil:
+			ig.log.Info("module joined", "peer", name, "latent", m.Latent, "likelihood", m.Likelihood, "instances", m.Instances)
+		case old.refused != m.refused:
+			ig.log.Info("module changed", "peer", name, "refused", m.refused)
+		}
+		m.joined = time.Now()
+		if old != nil {
+			m.joined = old.joined
+		}
+		ig.modules[name] = m
+	}
+	for name, m := range ig.modules {
+		if seen[name] != nil {
+			continue
+		}
+		m.misses++
+		if m.misses >= ig.cfg.Misses {
+			ig.log.Warn("module left: it stopped answering discovery", "peer", name, "polls", m.misses)
+			delete(ig.modules, name)
+		}
+	}
+	close(ig.polled)
+	ig.polled = make(chan struct{})
+}
+
+func (ig *Integrator) reject(err error) {
+	ig.mu.Lock()
+	ig.stats.Rejected++
+	ig.stats.LastError = err.Error()
+	ig.mu.Unlock()
+	ig.log.Warn("rejected request", "err", err)
+}
+
+func (ig *Integrator) handleInfer(req micro.Request) {
+	var in bus.InferRequest
+	if err := bus.UnmarshalFrom(req.Subject(), req.Data(), &in, bus.Expect{}); err != nil {
+		ig.reject(err)
+		if req.Reply() != "" {
+			req.Error("400", err.Error(), nil)
+		}
+		return
+	}
+	out, err := ig.Infer(context.Background(), &in)
+	if err != nil {
+		ig.reject(err)
+		req.Error("400", err.Error(), nil)
+		return
+	}
+	out.SetSender(Name)
+	b, err := bus.Marshal(out)
+	if err != nil {
+		ig.reject(err)
+		req.Error("500", err.Error(), nil)
+		return
+	}
+	if err := req.Respond(b); err != nil {
+		ig.log.Error("cannot reply to inference", "err", err)
+	}
+}
+
+// Infer runs one inference (DESIGN.md section 5) and returns its reply. An
+// error means the request itself is unusable (nothing to fuse is not an
+// error: the result is then the prior).
+func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.InferReply, error) {
+	d := ig.cfg.Latent
+	out := &bus.InferReply{Missing: map[string]string{}, Outputs: map[string][]bus.Payload{}}
+	ig.mu.Lock()
+	known := map[string]*member{}
+	for name, m := range ig.modules {
+		c := *m
+		known[name] = &c
+	}
+	ig.mu.Unlock()
+
+	// Encode: every observing module at once, until the deadline.
+	type encoded struct {
+		name       string
+		mu, logvar []float32
+		err        error
+	}
+	names := make([]string, 0, len(in.Observations))
+	for name := range in.Observations {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	results := make(chan encoded, len(names))
+	ectx, cancel := context.WithTimeout(ctx, ig.cfg.Deadline)
+	defer cancel()
+	pendingEnc := 0
+	for _, name := range names {
+		if m := known[name]; m != nil && m.refused != "" {
+			out.Missing[name] = m.refused
+			continue
+		}
+		pendingEnc++
+		go func(name string) {
+			var rep bus.EncodeReply
+			err := ig.request(ectx, ig.subj.Encode(name), &bus.EncodeRequest{Observations: []bus.Payload{in.Observations[name]}}, &rep, bus.Expect{Latent: d, Batch: 1})
+			results <- encoded{name, rep.Mu.Data, rep.LogVar.Data, err}
+		}(name)
+	}
+	var experts []Expert
+	for ; pendingEnc > 0; pendingEnc-- {
+		r := <-results
+		if r.err != nil {
+			out.Missing[r.name] = r.err.Error()
+			continue
+		}
+		out.Contributors = append(out.Contributors, r.name)
+		experts = append(experts, Expert{Mu: r.mu, LogVar: r.logvar})
+	}
+	// Experts in name order, so the fusion is deterministic.
+	order := make([]int, len(experts))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return out.Contributors[order[a]] < out.Contributors[order[b]] })
+	sortedE := make([]Expert, len(experts))
+	sortedC := make([]string, len(experts))
+	for i, j := range order {
+		sortedE[i], sortedC[i] = experts[j], out.Contributors[j]
+	}
+	out.Contributors = sortedC
+
+	var f Fused
+	f.Fuse(sortedE, 1, d)
+	out.Mu = bus.Matrix(1, d, slices.Clone(f.Mu))
+	out.LogVar = bus.Matrix(1, d, slices.Clone(f.LogVar))
+
+	// The latents to decode: the mean, or n samples.
+	n := max(in.Samples, 1)
+	z := make([]float32, n*d)
+	if in.Samples == 0 {
+		copy(z, f.Mu)
+	} else {
+		rng := rand.New(rand.NewPCG(uint64(in.Seed), 0x5e4e7))
+		eps := make([]float32, d)
+		for i := 0; i < n; i++ {
+			for k := range eps {
+				eps[k] = float32(rng.NormFloat64())
+			}
+			f.Sample(z[i*d:(i+1)*d], eps)
+		}
+	}
+	out.Z = bus.Matrix(n, d, z)
+
+	// Decode: every wanted module at once, until the deadline.
+	type decoded struct {
+		name string
+		outs []bus.Payload
+		err  error
+	}
+	dres := make(chan decoded, len(in.Want))
+	dctx, dcancel := context.WithTimeout(ctx, ig.cfg.Deadline)
+	defer dcancel()
+	pendingDec := 0
+	for _, name := range in.Want {
+		if m := known[name]; m != nil && m.refused != "" {
+			out.Missing[name] = m.refused
+			continue
+		}
+		pendingDec++
+		go func(name string) {
+			var rep bus.DecodeReply
+			err := ig.request(dctx, ig.subj.Decode(name), &bus.DecodeRequest{Z: out.Z}, &rep, bus.Expect{Batch: n})
+			dres <- decoded{name, rep.Outputs, err}
+		}(name)
+	}
+	for ; pendingDec > 0; pendingDec-- {
+		r := <-dres
+		if r.err != nil {
+			out.Missing[r.name] = r.err.Error()
+			continue
+		}
+		out.Outputs[r.name] = r.outs
+	}
+
+	ig.mu.Lock()
+	ig.stats.Inferred++
+	for name := range out.Missing {
+		ig.stats.Missing[name]++
+	}
+	ig.mu.Unlock()
+	if len(out.Missing) > 0 {
+		ig.log.Info("inference without some modules", "contributors", out.Contributors, "missing", out.Missing)
+	}
+	return out, nil
+}
+
+// request sends a request to a module and decodes its reply, turning every
+// failure into an error that says what happened to whom.
+func (ig *Integrator) request(ctx context.Context, subject string, in, out bus.Message, e bus.Expect) error {
+	in.(interface{ SetSender(string) }).SetSender(Name)
+	b, err := bus.Marshal(in)
+	if err != nil {
+		return err
+	}
+	msg, err := ig.nc.RequestWithContext(ctx, subject, b)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return errors.New("no live module answers (not running, or not in this pipeline)")
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		return fmt.Errorf("no answer within the deadline of %v", ig.cfg.Deadline)
+	case err != nil:
+		return err
+	}
+	if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
+		return fmt.Errorf("module error %s: %s", msg.Header.Get(micro.ErrorCodeHeader), desc)
+	}
+	return bus.UnmarshalFrom(subject, msg.Data, out, e)
+}

@@ -1,0 +1,280 @@
+package integrator_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/client"
+	"github.com/serket-go/serket/integrator"
+	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/modules/toy"
+)
+
+const latent = 4
+
+// pipeline is an in-process server, integrator and toy modules, each on
+// its own connection as separate processes would be.
+type pipeline struct {
+	t      *testing.T
+	srv    *bus.Server
+	ig     *integrator.Integrator
+	client *client.Client
+	stops  map[string]func()
+}
+
+func startPipeline(t *testing.T, modules ...string) *pipeline {
+	t.Helper()
+	srv, err := bus.StartServer(bus.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	p := &pipeline{t: t, srv: srv, stops: map[string]func(){}}
+	ready := make(chan *integrator.Integrator, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- integrator.Run(ctx, integrator.Config{
+			Conn: p.conn("integrator"), Latent: latent, Discovery: 100 * time.Millisecond, Misses: 2, Deadline: time.Second,
+			Ready: func(ig *integrator.Integrator) { ready <- ig },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("integrator.Run: %v", err)
+		}
+	})
+	select {
+	case p.ig = <-ready:
+	case err := <-done:
+		t.Fatalf("integrator: %v", err)
+	}
+	p.client, _ = client.New(p.conn("client"), "", "test")
+	for _, m := range modules {
+		p.startModule(m)
+	}
+	p.waitLive(modules...)
+	return p
+}
+
+func (p *pipeline) conn(name string) *nats.Conn {
+	p.t.Helper()
+	nc, err := bus.Connect(bus.ConnConfig{URL: p.srv.ClientURL(), Name: name})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(nc.Close)
+	return nc
+}
+
+func (p *pipeline) startModule(name string) {
+	p.t.Helper()
+	m, err := toy.New(toy.Config{Name: name, Dim: 3, Latent: latent, DataSeed: 1})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	nc := p.conn(name)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- module.Run(ctx, m, module.Options{Conn: nc}) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			p.t.Errorf("module %s: %v", name, err)
+		}
+	}
+	p.stops[name] = stop
+	p.t.Cleanup(stop)
+}
+
+// waitLive waits for discovery polls until the live set is exactly want.
+func (p *pipeline) waitLive(want ...string) {
+	p.t.Helper()
+	slices.Sort(want)
+	deadline := time.After(10 * time.Second)
+	for {
+		polled := p.ig.Polled()
+		if got := p.ig.Live(); slices.Equal(got, want) {
+			return
+		}
+		select {
+		case <-polled:
+		case <-deadline:
+			p.t.Fatalf("live modules %v, want %v", p.ig.Live(), want)
+		}
+	}
+}
+
+func (p *pipeline) infer(req *bus.InferRequest) *bus.InferReply {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rep, err := p.client.Infer(ctx, req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return rep
+}
+
+func obs(s string) bus.Payload { return bus.Payload{Type: "text/plain", Data: []byte(s)} }
+
+func TestInferFusesAndDecodes(t *testing.T) {
+	p := startPipeline(t, "left", "right")
+	rep := p.infer(&bus.InferRequest{
+		Observations: map[string]bus.Payload{"left": obs("1 2 3"), "right": obs("0 0 1")},
+		Want:         []string{"left", "right"},
+		Samples:      3,
+		Seed:         7,
+	})
+	if !slices.Equal(rep.Contributors, []string{"left", "right"}) {
+		t.Fatalf("contributors %v, want [left right]; missing %v", rep.Contributors, rep.Missing)
+	}
+	if rep.Z.Rows() != 3 || rep.Z.Cols() != latent {
+		t.Fatalf("z shape %v, want [3 %d]", rep.Z.Shape, latent)
+	}
+	for _, m := range []string{"left", "right"} {
+		if len(rep.Outputs[m]) != 3 {
+			t.Fatalf("%d outputs from %s, want 3", len(rep.Outputs[m]), m)
+		}
+	}
+	// The fused posterior is the product of the two experts and the prior:
+	// compute it from the modules' own encodings.
+	var experts []integrator.Expert
+	for _, m := range []string{"left", "right"} {
+		tm, _ := toy.New(toy.Config{Name: m, Dim: 3, Latent: latent, DataSeed: 1})
+		x, err := tm.Parse([]bus.Payload{map[string]bus.Payload{"left": obs("1 2 3"), "right": obs("0 0 1")}[m]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu, lv := make([]float32, latent), make([]float32, latent)
+		tm.Encode(x, mu, lv)
+		experts = append(experts, integrator.Expert{Mu: mu, LogVar: lv})
+	}
+	var f integrator.Fused
+	f.Fuse(experts, 1, latent)
+	if !slices.Equal(rep.Mu.Data, f.Mu) || !slices.Equal(rep.LogVar.Data, f.LogVar) {
+		t.Fatalf("fused posterior %v/%v, want %v/%v", rep.Mu.Data, rep.LogVar.Data, f.Mu, f.LogVar)
+	}
+	// Same seed, same samples.
+	again := p.infer(&bus.InferRequest{Observations: map[string]bus.Payload{"left": obs("1 2 3"), "right": obs("0 0 1")}, Samples: 3, Seed: 7})
+	if !slices.Equal(again.Z.Data, rep.Z.Data) {
+		t.Fatal("the same seed gave different samples")
+	}
+}
+
+func TestInferWithoutObservationsIsThePrior(t *testing.T) {
+	p := startPipeline(t, "left")
+	rep := p.infer(&bus.InferRequest{Want: []string{"left"}})
+	for k := 0; k < latent; k++ {
+		if rep.Mu.Data[k] != 0 || rep.LogVar.Data[k] != 0 {
+			t.Fatalf("with nothing observed the posterior is %v/%v, want the prior N(0, I)", rep.Mu.Data, rep.LogVar.Data)
+		}
+	}
+	if len(rep.Outputs["left"]) != 1 {
+		t.Fatalf("want one decoding of the mean, got %d", len(rep.Outputs["left"]))
+	}
+}
+
+func TestInferReportsMissingAndBadInput(t *testing.T) {
+	p := startPipeline(t, "left", "right")
+	rep := p.infer(&bus.InferRequest{
+		Observations: map[string]bus.Payload{"left": obs("1 2 3"), "right": obs("1, x, 3"), "ghost": obs("1")},
+		Want:         []string{"right", "nobody"},
+	})
+	if !slices.Equal(rep.Contributors, []string{"left"}) {
+		t.Fatalf("contributors %v, want [left]", rep.Contributors)
+	}
+	for name, want := range map[string]string{"right": "want a finite number", "ghost": "no live module", "nobody": "no live module"} {
+		if !strings.Contains(rep.Missing[name], want) {
+			t.Errorf("missing[%s] = %q, want it to say %q", name, rep.Missing[name], want)
+		}
+	}
+	if len(rep.Outputs["right"]) != 1 {
+		t.Errorf("right should still decode: outputs %v", rep.Outputs)
+	}
+}
+
+// TestModulesJoinAndLeave: a module started later joins the running
+// pipeline and one that stops is dropped; inference goes on without it.
+func TestModulesJoinAndLeave(t *testing.T) {
+	p := startPipeline(t, "left")
+	p.startModule("late")
+	p.waitLive("late", "left")
+	rep := p.infer(&bus.InferRequest{Observations: map[string]bus.Payload{"left": obs("1 2 3"), "late": obs("3 2 1")}})
+	if !slices.Equal(rep.Contributors, []string{"late", "left"}) {
+		t.Fatalf("contributors %v, want [late left]", rep.Contributors)
+	}
+	p.stops["late"]()
+	rep = p.infer(&bus.InferRequest{Observations: map[string]bus.Payload{"left": obs("1 2 3"), "late": obs("3 2 1")}})
+	if !slices.Equal(rep.Contributors, []string{"left"}) || rep.Missing["late"] == "" {
+		t.Fatalf("after late stopped: contributors %v, missing %v", rep.Contributors, rep.Missing)
+	}
+	p.waitLive("left")
+}
+
+func TestModuleWithAnotherLatentSizeIsLeftOut(t *testing.T) {
+	p := startPipeline(t, "left")
+	m, _ := toy.New(toy.Config{Name: "wide", Dim: 3, Latent: latent + 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- module.Run(ctx, m, module.Options{Conn: p.conn("wide")}) }()
+	defer func() { cancel(); <-done }()
+	// Wait for a poll that sees it; it must not become live.
+	deadline := time.After(10 * time.Second)
+	for {
+		polled := p.ig.Polled()
+		rep := p.infer(&bus.InferRequest{Observations: map[string]bus.Payload{"wide": obs("1 2 3")}})
+		if strings.Contains(rep.Missing["wide"], "latent size 5") {
+			break
+		}
+		select {
+		case <-polled:
+		case <-deadline:
+			t.Fatalf("a module of latent size %d was not refused: %v", latent+1, rep.Missing)
+		}
+	}
+	if slices.Contains(p.ig.Live(), "wide") {
+		t.Fatal("a module with the wrong latent size is live")
+	}
+}
+
+func TestBadRequestIsRefusedAndCounted(t *testing.T) {
+	p := startPipeline(t, "left")
+	nc := p.conn("raw")
+	msg, err := nc.Request(p.client.Subjects().Infer(), []byte{0xc1, 0x00}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if desc := msg.Header.Get("Nats-Service-Error"); !strings.Contains(desc, "malformed") {
+		t.Fatalf("error header %q, want it to say the message is malformed", desc)
+	}
+	// the integrator still answers
+	p.infer(&bus.InferRequest{Observations: map[string]bus.Payload{"left": obs("1 2 3")}})
+	svcs, err := p.client.Services(context.Background(), 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range svcs {
+		if s.Role() == "integrator" {
+			for _, e := range s.Stats.Endpoints {
+				if e.Name == "infer" && e.NumErrors >= 1 && strings.Contains(e.LastError, "malformed") {
+					return
+				}
+			}
+			t.Fatalf("the integrator's stats do not count the bad request: %+v", s.Stats.Endpoints[0])
+		}
+	}
+	t.Fatal("no integrator in the service list")
+}

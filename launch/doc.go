@@ -1,0 +1,39 @@
+// Package launch owns the pipeline file and the module processes that
+// `serket up` starts from it: parsing and validating the file, resolving it
+// into process specs, and a Supervisor that starts the integrator and every
+// module as child processes, copies their output, restarts them according
+// to their restart policies and stops them gracefully. It knows nothing of
+// NATS beyond the settings it reads from the file.
+//
+// A pipeline file looks like this (every field is optional except modules;
+// the values shown are the defaults):
+//
+//	pipeline: default        # namespace name, ^[a-z][a-z0-9-]{0,31}$
+//	latent: 16               # shared latent size, 1..4096
+//	nats:
+//	  url: ""                # existing server; empty starts an embedded one
+//	  port: 4222             # embedded server port, 0 for a random one
+//	  jetstream: false
+//	  store_dir: ""          # JetStream store (default: a temporary directory)
+//	integrator:
+//	  command: [serket, integrator]
+//	  restart: {policy: always}
+//	modules:
+//	  - name: left           # same rule as pipeline, unique, not "integrator"
+//	    command: [serket, module, toy]   # default [serket, module, <name>]
+//	    args: [--dim, "8"]
+//	    env: {KEY: value}
+//	    dir: ""              # working directory
+//	    restart:
+//	      policy: on-failure # never, on-failure or always
+//	      backoff: 200ms     # first restart delay, doubling on each restart
+//	      max_backoff: 10s   # cap of the delay
+//	      max_restarts: 0    # consecutive restarts before giving up, 0: no limit
+//
+// "serket" as argv[0] of a command stands for the running serket binary.
+// Unknown fields are errors, and every error wraps ErrInvalidPipeline and
+// names the file and the line or field path at fault.
+//
+// The supervisor is for Unix systems; its parent-death protection is Linux
+// only.
+package launch

@@ -1,0 +1,397 @@
+package launch
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ErrInvalidPipeline is wrapped by every error that Parse, Load and Validate
+// return for a pipeline file that cannot be used: YAML syntax errors, unknown
+// fields and failed validations alike.
+var ErrInvalidPipeline = errors.New("launch: invalid pipeline")
+
+// Defaults applied by Parse to fields that are absent from the file.
+const (
+	defaultPipelineName = "default"
+	defaultLatent       = 16
+	defaultNATSPort     = 4222
+	defaultBackoff      = Duration(200 * time.Millisecond)
+	defaultMaxBackoff   = Duration(10 * time.Second)
+	maxLatent           = 4096
+	// integratorName is the process name of the integrator; no module may use it.
+	integratorName = "integrator"
+	// selfCommand, as argv[0] of a command, stands for the running serket
+	// binary (the self argument of Pipeline.Specs).
+	selfCommand = "serket"
+)
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+
+const nameRule = `^[a-z][a-z0-9-]{0,31}$`
+
+// Pipeline is a parsed pipeline file: the namespace, the shared latent size,
+// how to reach NATS, the integrator and the modality modules to run.
+type Pipeline struct {
+	// Name is the pipeline (namespace) name, YAML key "pipeline".
+	Name string `yaml:"pipeline"`
+	// Latent is the latent vector size shared by all modules.
+	Latent int `yaml:"latent"`
+	// NATS says which NATS server to use or how to start an embedded one.
+	NATS NATSConfig `yaml:"nats"`
+	// Integrator is the integrator process; Parse always sets it (its name
+	// is forced to "integrator"). Specs skips it when nil.
+	Integrator *Process `yaml:"integrator,omitempty"`
+	// Modules are the modality module processes, at least one.
+	Modules []Process `yaml:"modules"`
+}
+
+// NATSConfig is the "nats" section of a pipeline file.
+type NATSConfig struct {
+	// URL of an existing NATS server; empty means start an embedded one.
+	URL string `yaml:"url"`
+	// Port of the embedded server; 0 picks a random free port.
+	Port int `yaml:"port"`
+	// JetStream enables JetStream on the embedded server.
+	JetStream bool `yaml:"jetstream"`
+	// StoreDir is the JetStream store directory; empty means a temporary
+	// directory chosen by whoever starts the server.
+	StoreDir string `yaml:"store_dir"`
+}
+
+// Process describes one child process of the pipeline: a module or the
+// integrator.
+type Process struct {
+	// Name identifies the process in logs, events and on NATS.
+	Name string `yaml:"name,omitempty"`
+	// Command is the argv prefix; "serket" as argv[0] means the running
+	// serket binary. Default: [serket, module, <name>] for modules and
+	// [serket, integrator] for the integrator.
+	Command []string `yaml:"command,omitempty"`
+	// Args are appended after Command.
+	Args []string `yaml:"args,omitempty"`
+	// Env holds extra environment variables, added after the inherited ones.
+	Env map[string]string `yaml:"env,omitempty"`
+	// Dir is the working directory; empty means the supervisor's.
+	Dir string `yaml:"dir,omitempty"`
+	// Restart says when and how fast the process is restarted.
+	Restart RestartPolicy `yaml:"restart"`
+}
+
+// RestartPolicy says when a process that exited is started again, and how
+// long to wait before doing so.
+type RestartPolicy struct {
+	// Policy is never, on-failure or always. Default: on-failure for
+	// modules, always for the integrator.
+	Policy Policy `yaml:"policy"`
+	// Backoff is the delay before the first restart; it doubles on each
+	// further consecutive restart. Default 200ms (zero means the default).
+	Backoff Duration `yaml:"backoff"`
+	// MaxBackoff caps the doubling delay. Default 10s, or Backoff if that is
+	// larger (zero means the default).
+	MaxBackoff Duration `yaml:"max_backoff"`
+	// MaxRestarts is how many consecutive restarts are allowed before the
+	// supervisor gives up on the process; 0 means unlimited.
+	MaxRestarts int `yaml:"max_restarts"`
+}
+
+// Policy is a restart policy name.
+type Policy string
+
+// The restart policies.
+const (
+	// Never leaves a process dead once it has exited.
+	Never Policy = "never"
+	// OnFailure restarts a process after a non-zero exit status or a death
+	// by a signal that the supervisor did not send.
+	OnFailure Policy = "on-failure"
+	// Always restarts a process after any exit.
+	Always Policy = "always"
+)
+
+func (p Policy) valid() bool { return p == Never || p == OnFailure || p == Always }
+
+// Duration is a time.Duration written in YAML the way time.ParseDuration
+// reads it ("200ms", "10s", "1m30s") and marshalled back the same way.
+type Duration time.Duration
+
+// String returns the duration as time.Duration formats it.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalYAML writes the duration as a string such as "200ms".
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML reads a duration string such as "200ms" or "10s"; a bare 0
+// is accepted too.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf(
+			"line %d: a duration must be a string such as 200ms or 10s", n.Line)}}
+	}
+	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf(
+			"line %d: invalid duration %q (want a number with a unit, such as 200ms or 10s)", n.Line, n.Value)}}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Default returns the built-in pipeline used when no pipeline file is
+// given: pipeline "default", latent 16, an embedded NATS server on port 4222,
+// the default integrator and the built-in modules (see defaultModules). It
+// is valid and has every default filled in.
+func Default() *Pipeline {
+	p := &Pipeline{
+		Name:    defaultPipelineName,
+		Latent:  defaultLatent,
+		NATS:    NATSConfig{Port: defaultNATSPort},
+		Modules: defaultModules(),
+	}
+	p.applyDefaults()
+	return p
+}
+
+// defaultModules lists the modules of the default pipeline: for now three
+// instances of the built-in toy modality with different input sizes.
+func defaultModules() []Process {
+	toy := func(name string, dim int) Process {
+		return Process{
+			Name:    name,
+			Command: []string{selfCommand, "module", "toy"},
+			Args:    []string{"--dim", strconv.Itoa(dim)},
+		}
+	}
+	return []Process{toy("left", 8), toy("right", 6), toy("top", 4)}
+}
+
+// Load reads and parses the pipeline file at path (see Parse). An unreadable
+// or missing file gives an error naming the path.
+func Load(path string) (*Pipeline, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("launch: read pipeline file: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse reads a pipeline file strictly (unknown fields are errors), fills in
+// the defaults of absent fields and validates the result. source names the
+// file in error messages. Every error wraps ErrInvalidPipeline and names the
+// source and the line or field path at fault.
+func Parse(data []byte, source string) (*Pipeline, error) {
+	if source == "" {
+		source = "<pipeline>"
+	}
+	// Top-level defaults are set before decoding so that an explicit zero
+	// (latent: 0, port: 0) can be told apart from an absent field.
+	p := &Pipeline{
+		Name:   defaultPipelineName,
+		Latent: defaultLatent,
+		NATS:   NATSConfig{Port: defaultNATSPort},
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(p); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPipeline, source, err)
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPipeline, source, err)
+	default:
+		return nil, fmt.Errorf("%w: %s: line %d: a pipeline file holds a single YAML document", ErrInvalidPipeline, source, extra.Line)
+	}
+	p.applyDefaults()
+	if err := p.validate(source); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// applyDefaults fills in the zero-valued fields that have a default.
+func (p *Pipeline) applyDefaults() {
+	if p.Integrator == nil {
+		p.Integrator = &Process{}
+	}
+	if p.Integrator.Name == "" {
+		p.Integrator.Name = integratorName
+	}
+	p.Integrator.applyDefaults([]string{selfCommand, "integrator"}, Always)
+	for i := range p.Modules {
+		m := &p.Modules[i]
+		m.applyDefaults([]string{selfCommand, "module", m.Name}, OnFailure)
+	}
+}
+
+func (pr *Process) applyDefaults(command []string, policy Policy) {
+	if len(pr.Command) == 0 {
+		pr.Command = command
+	}
+	pr.Restart = pr.Restart.withDefaults(policy)
+}
+
+// withDefaults returns r with zero fields replaced by their defaults.
+// Negative values are kept so that validation can report them.
+func (r RestartPolicy) withDefaults(policy Policy) RestartPolicy {
+	if r.Policy == "" {
+		r.Policy = policy
+	}
+	if r.Backoff == 0 {
+		r.Backoff = defaultBackoff
+	}
+	if r.MaxBackoff == 0 {
+		r.MaxBackoff = max(defaultMaxBackoff, r.Backoff)
+	}
+	return r
+}
+
+// Validate checks the pipeline and returns nil or every problem found,
+// joined; each one wraps ErrInvalidPipeline and names its field path
+// (pipeline, latent, nats.port, modules[1].restart.policy, ...). Validate
+// does not fill defaults: a Pipeline built in code must set every field
+// (Default and Parse return complete pipelines).
+func (p *Pipeline) Validate() error { return p.validate("") }
+
+func (p *Pipeline) validate(source string) error {
+	v := &validator{source: source}
+	if !nameRE.MatchString(p.Name) {
+		v.add("pipeline", "invalid name %q (want %s)", p.Name, nameRule)
+	}
+	if p.Latent < 1 || p.Latent > maxLatent {
+		v.add("latent", "%d is out of range (want 1..%d)", p.Latent, maxLatent)
+	}
+	if p.NATS.Port < 0 || p.NATS.Port > 65535 {
+		v.add("nats.port", "%d is out of range (want 0..65535, 0 for a random port)", p.NATS.Port)
+	}
+	if strings.ContainsAny(p.NATS.URL, " \t\r\n") {
+		v.add("nats.url", "%q contains white space", p.NATS.URL)
+	}
+	if p.Integrator != nil {
+		if p.Integrator.Name != integratorName {
+			v.add("integrator.name", "must be empty or %q, got %q", integratorName, p.Integrator.Name)
+		}
+		v.process("integrator", p.Integrator)
+	}
+	if len(p.Modules) == 0 {
+		v.add("modules", "at least one module is needed")
+	}
+	seen := make(map[string]int, len(p.Modules))
+	for i := range p.Modules {
+		m := &p.Modules[i]
+		path := fmt.Sprintf("modules[%d]", i)
+		switch first, dup := seen[m.Name]; {
+		case !nameRE.MatchString(m.Name):
+			v.add(path+".name", "invalid name %q (want %s)", m.Name, nameRule)
+		case m.Name == integratorName:
+			v.add(path+".name", "%q is reserved for the integrator", m.Name)
+		case dup:
+			v.add(path+".name", "duplicate name %q (already used by modules[%d])", m.Name, first)
+		default:
+			seen[m.Name] = i
+		}
+		v.process(path, m)
+	}
+	return errors.Join(v.errs...)
+}
+
+type validator struct {
+	source string
+	errs   []error
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if v.source != "" {
+		v.errs = append(v.errs, fmt.Errorf("%w: %s: %s: %s", ErrInvalidPipeline, v.source, path, msg))
+	} else {
+		v.errs = append(v.errs, fmt.Errorf("%w: %s: %s", ErrInvalidPipeline, path, msg))
+	}
+}
+
+func (v *validator) process(path string, pr *Process) {
+	if len(pr.Command) == 0 {
+		v.add(path+".command", "must not be empty")
+	} else if pr.Command[0] == "" {
+		v.add(path+".command[0]", "the program must not be empty")
+	}
+	for _, k := range slices.Sorted(maps.Keys(pr.Env)) {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			v.add(path+".env", "invalid variable name %q (must be non-empty, without '=')", k)
+		}
+		if strings.ContainsRune(pr.Env[k], 0) {
+			v.add(path+".env."+k, "value contains a NUL byte")
+		}
+	}
+	r := pr.Restart
+	rpath := path + ".restart"
+	if !r.Policy.valid() {
+		v.add(rpath+".policy", "unknown policy %q (want never, on-failure or always)", r.Policy)
+	}
+	if r.Backoff <= 0 {
+		v.add(rpath+".backoff", "%s is not positive (want a duration > 0, such as 200ms)", r.Backoff)
+	}
+	if r.MaxBackoff < r.Backoff {
+		v.add(rpath+".max_backoff", "%s is less than backoff %s (want >= backoff)", r.MaxBackoff, r.Backoff)
+	}
+	if r.MaxRestarts < 0 {
+		v.add(rpath+".max_restarts", "%d is negative (want >= 0, 0 for unlimited)", r.MaxRestarts)
+	}
+}
+
+// Specs resolves the pipeline into process specs for a Supervisor: the
+// integrator first (when set), then the modules in file order. self is the
+// path of the running serket binary and replaces an argv[0] of "serket"
+// (when self is empty, "serket" is looked up in PATH). Each spec's
+// arguments are the rest of Command followed by Args; its environment is
+// os.Environ(), then extraEnv, then the process's Env in sorted key order
+// (later entries win).
+func (p *Pipeline) Specs(self string, extraEnv []string) []Spec {
+	base := append(os.Environ(), extraEnv...)
+	specs := make([]Spec, 0, len(p.Modules)+1)
+	if p.Integrator != nil {
+		in := *p.Integrator
+		if in.Name == "" {
+			in.Name = integratorName
+		}
+		in.applyDefaults([]string{selfCommand, "integrator"}, Always)
+		specs = append(specs, in.spec(self, base))
+	}
+	for _, m := range p.Modules {
+		m.applyDefaults([]string{selfCommand, "module", m.Name}, OnFailure)
+		specs = append(specs, m.spec(self, base))
+	}
+	return specs
+}
+
+func (pr Process) spec(self string, base []string) Spec {
+	path := pr.Command[0]
+	if path == selfCommand && self != "" {
+		path = self
+	}
+	args := make([]string, 0, len(pr.Command)-1+len(pr.Args))
+	args = append(append(args, pr.Command[1:]...), pr.Args...)
+	env := slices.Clone(base)
+	for _, k := range slices.Sorted(maps.Keys(pr.Env)) {
+		env = append(env, k+"="+pr.Env[k])
+	}
+	return Spec{
+		Name:    pr.Name,
+		Path:    path,
+		Args:    args,
+		Env:     env,
+		Dir:     pr.Dir,
+		Restart: pr.Restart,
+	}
+}

@@ -1,0 +1,413 @@
+package launch_test
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/serket-go/serket/launch"
+)
+
+func ms(n int) launch.Duration { return launch.Duration(time.Duration(n) * time.Millisecond) }
+
+func TestDefaultRoundTrip(t *testing.T) {
+	t.Parallel()
+	def := launch.Default()
+	if err := def.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+	data, err := yaml.Marshal(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := launch.Parse(data, "default.yaml")
+	if err != nil {
+		t.Fatalf("Parse(marshalled default) = %v\n%s", err, data)
+	}
+	if !reflect.DeepEqual(got, def) {
+		t.Errorf("round trip changed the default pipeline:\ngot  %+v\nwant %+v\nYAML:\n%s", got, def, data)
+	}
+	for _, want := range []string{"backoff: 200ms", "max_backoff: 10s", "policy: always", "policy: on-failure"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("marshalled default lacks %q:\n%s", want, data)
+		}
+	}
+}
+
+func TestDefault(t *testing.T) {
+	t.Parallel()
+	p := launch.Default()
+	if p.Name != "default" || p.Latent != 16 || p.NATS != (launch.NATSConfig{Port: 4222}) {
+		t.Errorf("Default() = %+v", p)
+	}
+	want := []struct {
+		name string
+		args []string
+	}{{"left", []string{"--dim", "8"}}, {"right", []string{"--dim", "6"}}, {"top", []string{"--dim", "4"}}}
+	if len(p.Modules) != len(want) {
+		t.Fatalf("Default() has %d modules, want %d", len(p.Modules), len(want))
+	}
+	for i, w := range want {
+		m := p.Modules[i]
+		if m.Name != w.name || !slices.Equal(m.Command, []string{"serket", "module", "toy"}) || !slices.Equal(m.Args, w.args) {
+			t.Errorf("module %d = %+v, want %s with args %v", i, m, w.name, w.args)
+		}
+	}
+	if p.Integrator == nil || p.Integrator.Name != "integrator" || p.Integrator.Restart.Policy != launch.Always {
+		t.Errorf("Default().Integrator = %+v", p.Integrator)
+	}
+}
+
+const fullExample = `# every field
+pipeline: robot-1
+latent: 32
+nats:
+  url: nats://127.0.0.1:4333
+  port: 0
+  jetstream: true
+  store_dir: /var/lib/serket
+integrator:
+  command: [serket, integrator]
+  args: [--rate, "10"]
+  env: {GOMAXPROCS: "2"}
+  restart: {policy: on-failure, backoff: 1s, max_backoff: 1m, max_restarts: 3}
+modules:
+  - name: left
+    command: [serket, module, toy]
+    args: [--dim, "8"]
+    env: {B: two, A: one}
+    dir: /tmp
+    restart:
+      policy: on-failure
+      backoff: 200ms
+      max_backoff: 10s
+      max_restarts: 0
+  - name: camera-2
+    command: [/usr/local/bin/camera, --fast]
+    restart:
+      policy: never
+  - name: mic
+`
+
+func TestParseFullExample(t *testing.T) {
+	t.Parallel()
+	got, err := launch.Parse([]byte(fullExample), "full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &launch.Pipeline{
+		Name:   "robot-1",
+		Latent: 32,
+		NATS:   launch.NATSConfig{URL: "nats://127.0.0.1:4333", Port: 0, JetStream: true, StoreDir: "/var/lib/serket"},
+		Integrator: &launch.Process{
+			Name:    "integrator",
+			Command: []string{"serket", "integrator"},
+			Args:    []string{"--rate", "10"},
+			Env:     map[string]string{"GOMAXPROCS": "2"},
+			Restart: launch.RestartPolicy{Policy: launch.OnFailure, Backoff: ms(1000), MaxBackoff: ms(60000), MaxRestarts: 3},
+		},
+		Modules: []launch.Process{
+			{
+				Name:    "left",
+				Command: []string{"serket", "module", "toy"},
+				Args:    []string{"--dim", "8"},
+				Env:     map[string]string{"A": "one", "B": "two"},
+				Dir:     "/tmp",
+				Restart: launch.RestartPolicy{Policy: launch.OnFailure, Backoff: ms(200), MaxBackoff: ms(10000)},
+			},
+			{
+				Name:    "camera-2",
+				Command: []string{"/usr/local/bin/camera", "--fast"},
+				Restart: launch.RestartPolicy{Policy: launch.Never, Backoff: ms(200), MaxBackoff: ms(10000)},
+			},
+			{
+				Name:    "mic",
+				Command: []string{"serket", "module", "mic"},
+				Restart: launch.RestartPolicy{Policy: launch.OnFailure, Backoff: ms(200), MaxBackoff: ms(10000)},
+			},
+		},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Parse:\ngot  %+v\nwant %+v", got, want)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		yaml string
+		want func(p *launch.Pipeline) bool
+	}{
+		{name: "top level", yaml: "modules: [{name: a}]", want: func(p *launch.Pipeline) bool {
+			return p.Name == "default" && p.Latent == 16 && p.NATS == launch.NATSConfig{Port: 4222}
+		}},
+		{name: "integrator", yaml: "modules: [{name: a}]", want: func(p *launch.Pipeline) bool {
+			return reflect.DeepEqual(p.Integrator, &launch.Process{
+				Name:    "integrator",
+				Command: []string{"serket", "integrator"},
+				Restart: launch.RestartPolicy{Policy: launch.Always, Backoff: ms(200), MaxBackoff: ms(10000)},
+			})
+		}},
+		{name: "module command", yaml: "modules: [{name: a}]", want: func(p *launch.Pipeline) bool {
+			return slices.Equal(p.Modules[0].Command, []string{"serket", "module", "a"})
+		}},
+		{name: "explicit port 0 is kept", yaml: "nats: {port: 0}\nmodules: [{name: a}]", want: func(p *launch.Pipeline) bool {
+			return p.NATS.Port == 0
+		}},
+		{name: "nats section keeps default port", yaml: "nats: {jetstream: true}\nmodules: [{name: a}]", want: func(p *launch.Pipeline) bool {
+			return p.NATS.Port == 4222 && p.NATS.JetStream
+		}},
+		{name: "max_backoff follows a large backoff", yaml: "modules: [{name: a, restart: {backoff: 30s}}]", want: func(p *launch.Pipeline) bool {
+			return p.Modules[0].Restart.MaxBackoff == ms(30000)
+		}},
+		{name: "integrator section merges defaults", yaml: "integrator: {args: [-v]}\nmodules: [{name: a}]", want: func(p *launch.Pipeline) bool {
+			return p.Integrator.Name == "integrator" && slices.Equal(p.Integrator.Command, []string{"serket", "integrator"}) &&
+				p.Integrator.Restart.Policy == launch.Always
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := launch.Parse([]byte(tt.yaml), "p.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.want(p) {
+				t.Errorf("Parse(%q) = %+v (integrator %+v)", tt.yaml, p, p.Integrator)
+			}
+		})
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr []string // substrings of the error besides the source name
+	}{
+		{name: "bad pipeline name", yaml: "pipeline: Robot_1\nmodules: [{name: a}]", wantErr: []string{"pipeline: invalid name", "Robot_1"}},
+		{name: "bad module name", yaml: "modules: [{name: a}, {name: 2cam}]", wantErr: []string{"modules[1].name", "2cam", "^[a-z]"}},
+		{name: "module name too long", yaml: "modules: [{name: " + strings.Repeat("a", 33) + "}]", wantErr: []string{"modules[0].name"}},
+		{name: "missing module name", yaml: "modules: [{args: [-v]}]", wantErr: []string{"modules[0].name"}},
+		{name: "duplicate name", yaml: "modules: [{name: a}, {name: a}]", wantErr: []string{"modules[1].name", `duplicate name "a"`, "modules[0]"}},
+		{name: "reserved name", yaml: "modules: [{name: integrator}]", wantErr: []string{"modules[0].name", "reserved"}},
+		{name: "unknown policy", yaml: "modules: [{name: a}, {name: b, restart: {policy: sometimes}}]", wantErr: []string{"modules[1].restart.policy", `unknown policy "sometimes"`, "never, on-failure or always"}},
+		{name: "negative backoff", yaml: "modules: [{name: a, restart: {backoff: -1s}}]", wantErr: []string{"modules[0].restart.backoff", "-1s"}},
+		{name: "max_backoff below backoff", yaml: "modules: [{name: a, restart: {backoff: 2s, max_backoff: 1s}}]", wantErr: []string{"modules[0].restart.max_backoff", ">= backoff"}},
+		{name: "negative max_restarts", yaml: "modules: [{name: a, restart: {max_restarts: -1}}]", wantErr: []string{"modules[0].restart.max_restarts"}},
+		{name: "bad duration", yaml: "modules:\n  - name: a\n    restart: {backoff: fast}", wantErr: []string{"line 3", `invalid duration "fast"`}},
+		{name: "duration without unit", yaml: "modules:\n  - name: a\n    restart: {backoff: 200}", wantErr: []string{"line 3", `invalid duration "200"`}},
+		{name: "latent 0", yaml: "latent: 0\nmodules: [{name: a}]", wantErr: []string{"latent: 0", "1..4096"}},
+		{name: "latent too large", yaml: "latent: 4097\nmodules: [{name: a}]", wantErr: []string{"latent: 4097"}},
+		{name: "port 70000", yaml: "nats: {port: 70000}\nmodules: [{name: a}]", wantErr: []string{"nats.port", "70000", "0..65535"}},
+		{name: "unknown field", yaml: "pipeline: p\nmodules:\n  - name: a\n    colour: red", wantErr: []string{"line 4", "colour"}},
+		{name: "unknown top-level field", yaml: "pipline: p\nmodules: [{name: a}]", wantErr: []string{"line 1", "pipline"}},
+		{name: "wrong type", yaml: "latent: many\nmodules: [{name: a}]", wantErr: []string{"line 1", "many"}},
+		{name: "yaml syntax error", yaml: "modules:\n  - name: a\n   args: [x", wantErr: []string{"line "}},
+		{name: "no modules", yaml: "pipeline: p", wantErr: []string{"modules: at least one module is needed"}},
+		{name: "empty modules", yaml: "modules: []", wantErr: []string{"modules: at least one module is needed"}},
+		{name: "empty file", yaml: "", wantErr: []string{"modules: at least one module is needed"}},
+		{name: "empty program", yaml: `modules: [{name: a, command: [""]}]`, wantErr: []string{"modules[0].command[0]"}},
+		{name: "bad env name", yaml: `modules: [{name: a, env: {"A=B": x}}]`, wantErr: []string{"modules[0].env", `"A=B"`}},
+		{name: "integrator name", yaml: "integrator: {name: boss}\nmodules: [{name: a}]", wantErr: []string{"integrator.name", "boss"}},
+		{name: "integrator policy", yaml: "integrator: {restart: {policy: maybe}}\nmodules: [{name: a}]", wantErr: []string{"integrator.restart.policy"}},
+		{name: "two documents", yaml: "modules: [{name: a}]\n---\nmodules: [{name: b}]", wantErr: []string{"line 2", "single YAML document"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := launch.Parse([]byte(tt.yaml), "bad.yaml")
+			if err == nil {
+				t.Fatalf("Parse(%q) = %+v, want an error", tt.yaml, p)
+			}
+			if !errors.Is(err, launch.ErrInvalidPipeline) {
+				t.Errorf("error %q does not wrap ErrInvalidPipeline", err)
+			}
+			for _, want := range append([]string{"bad.yaml: "}, tt.wantErr...) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not contain %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryError(t *testing.T) {
+	t.Parallel()
+	_, err := launch.Parse([]byte("latent: 0\nnats: {port: -1}\nmodules: [{name: A}]"), "bad.yaml")
+	for _, want := range []string{"bad.yaml: latent", "bad.yaml: nats.port", "bad.yaml: modules[0].name"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not contain %q", err, want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		edit    func(p *launch.Pipeline)
+		wantErr string
+	}{
+		{name: "default is valid", edit: func(*launch.Pipeline) {}},
+		{name: "latent", edit: func(p *launch.Pipeline) { p.Latent = -3 }, wantErr: "launch: invalid pipeline: latent: -3"},
+		{name: "zero backoff", edit: func(p *launch.Pipeline) { p.Modules[2].Restart.Backoff = 0 }, wantErr: "modules[2].restart.backoff"},
+		{name: "no command", edit: func(p *launch.Pipeline) { p.Modules[0].Command = nil }, wantErr: "modules[0].command"},
+		{name: "no modules", edit: func(p *launch.Pipeline) { p.Modules = nil }, wantErr: "modules: at least one"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := launch.Default()
+			tt.edit(p)
+			err := p.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Validate() = %v", err)
+			case tt.wantErr != "" && (err == nil || !errors.Is(err, launch.ErrInvalidPipeline) || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Validate() = %v, want an ErrInvalidPipeline containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "pipeline.yaml")
+	if err := os.WriteFile(good, []byte(fullExample), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("latent: 0\nmodules: [{name: a}]"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		path     string
+		wantName string
+		wantErr  []string
+		wantIs   error
+	}{
+		{name: "good", path: good, wantName: "robot-1"},
+		{name: "missing", path: filepath.Join(dir, "nope.yaml"), wantErr: []string{filepath.Join(dir, "nope.yaml")}, wantIs: fs.ErrNotExist},
+		{name: "invalid", path: bad, wantErr: []string{bad + ": latent"}, wantIs: launch.ErrInvalidPipeline},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := launch.Load(tt.path)
+			if tt.wantErr == nil {
+				if err != nil || p.Name != tt.wantName {
+					t.Fatalf("Load(%s) = %+v, %v", tt.path, p, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Load(%s) = %+v, want an error", tt.path, p)
+			}
+			if !errors.Is(err, tt.wantIs) {
+				t.Errorf("error %q does not wrap %v", err, tt.wantIs)
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not contain %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestDurationYAML(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		in      string
+		want    launch.Duration
+		wantOut string
+		wantErr bool
+	}{
+		{name: "ms", in: "200ms", want: ms(200), wantOut: "200ms"},
+		{name: "s", in: "10s", want: ms(10000), wantOut: "10s"},
+		{name: "compound", in: "1m30s", want: ms(90000), wantOut: "1m30s"},
+		{name: "zero", in: "0", want: 0, wantOut: "0s"},
+		{name: "quoted", in: `"2s"`, want: ms(2000), wantOut: "2s"},
+		{name: "no unit", in: "5", wantErr: true},
+		{name: "garbage", in: "soon", wantErr: true},
+		{name: "list", in: "[1s]", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var d launch.Duration
+			err := yaml.Unmarshal([]byte(tt.in), &d)
+			if tt.wantErr {
+				if err == nil {
+					t.Errorf("Unmarshal(%q) = %v, want an error", tt.in, d)
+				}
+				return
+			}
+			if err != nil || d != tt.want {
+				t.Fatalf("Unmarshal(%q) = %v, %v; want %v", tt.in, d, err, tt.want)
+			}
+			out, err := yaml.Marshal(d)
+			if err != nil || strings.TrimSpace(string(out)) != tt.wantOut {
+				t.Errorf("Marshal(%v) = %q, %v; want %q", d, out, err, tt.wantOut)
+			}
+		})
+	}
+}
+
+func TestSpecs(t *testing.T) {
+	t.Setenv("LAUNCH_TEST_INHERITED", "yes") // not parallel: changes the environment
+	p := launch.Default()
+	p.Modules[0].Env = map[string]string{"Z": "last", "A": "first", "LAUNCH_TEST_INHERITED": "overridden"}
+	p.Modules[1].Command = []string{"/opt/bin/right", "serve"}
+	p.Modules[1].Dir = "/srv"
+	specs := p.Specs("/usr/local/bin/serket", []string{"SERKET_NATS_URL=nats://x:1"})
+
+	tests := []struct {
+		name     string
+		wantPath string
+		wantArgs []string
+		wantDir  string
+		wantEnv  []string // suffix of the environment
+	}{
+		{name: "integrator", wantPath: "/usr/local/bin/serket", wantArgs: []string{"integrator"}, wantEnv: []string{"SERKET_NATS_URL=nats://x:1"}},
+		{name: "left", wantPath: "/usr/local/bin/serket", wantArgs: []string{"module", "toy", "--dim", "8"},
+			wantEnv: []string{"SERKET_NATS_URL=nats://x:1", "A=first", "LAUNCH_TEST_INHERITED=overridden", "Z=last"}},
+		{name: "right", wantPath: "/opt/bin/right", wantArgs: []string{"serve", "--dim", "6"}, wantDir: "/srv", wantEnv: []string{"SERKET_NATS_URL=nats://x:1"}},
+		{name: "top", wantPath: "/usr/local/bin/serket", wantArgs: []string{"module", "toy", "--dim", "4"}, wantEnv: []string{"SERKET_NATS_URL=nats://x:1"}},
+	}
+	if len(specs) != len(tests) {
+		t.Fatalf("got %d specs, want %d", len(specs), len(tests))
+	}
+	for i, tt := range tests {
+		s := specs[i]
+		if s.Name != tt.name || s.Path != tt.wantPath || !slices.Equal(s.Args, tt.wantArgs) || s.Dir != tt.wantDir {
+			t.Errorf("spec %d = {%s %s %q %s}, want {%s %s %q %s}", i, s.Name, s.Path, s.Args, s.Dir, tt.name, tt.wantPath, tt.wantArgs, tt.wantDir)
+		}
+		if !slices.Contains(s.Env, "LAUNCH_TEST_INHERITED=yes") {
+			t.Errorf("%s: environment lacks the inherited variable", s.Name)
+		}
+		if len(s.Env) < len(tt.wantEnv) || !slices.Equal(s.Env[len(s.Env)-len(tt.wantEnv):], tt.wantEnv) {
+			t.Errorf("%s: environment ends with %q, want %q", s.Name, s.Env[max(0, len(s.Env)-len(tt.wantEnv)):], tt.wantEnv)
+		}
+		if i > 0 && s.Restart != p.Modules[i-1].Restart {
+			t.Errorf("%s: restart %+v, want %+v", s.Name, s.Restart, p.Modules[i-1].Restart)
+		}
+	}
+	if specs[0].Restart.Policy != launch.Always {
+		t.Errorf("integrator restart policy %q, want always", specs[0].Restart.Policy)
+	}
+}
