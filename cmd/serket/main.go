@@ -1,0 +1,124 @@
+// Command serket runs and inspects serket pipelines: `serket up` starts one
+// (an embedded NATS server, the integrator and every module as separate
+// processes), `serket module` and `serket integrator` are those processes,
+// and `serket ls`, `serket echo` and `serket infer` look at a running one.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/serket-go/serket/bus"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	natsURL  string
+	pipeline string
+	creds    string
+	user     string
+	password string
+	tlsCA    string
+	tlsCert  string
+	tlsKey   string
+	logLevel string
+}
+
+func main() {
+	if err := newRoot().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "serket:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "serket",
+		Short:         "multimodal generative models as processes that talk over NATS",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	f := root.PersistentFlags()
+	f.StringVar(&g.natsURL, "nats", os.Getenv("NATS_URL"), "NATS server URL (default $NATS_URL, else nats://127.0.0.1:4222)")
+	f.StringVar(&g.pipeline, "pipeline", envOr("SERKET_PIPELINE", bus.DefaultPipeline), "pipeline name (subject namespace)")
+	f.StringVar(&g.creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file")
+	f.StringVar(&g.user, "user", os.Getenv("NATS_USER"), "NATS user")
+	f.StringVar(&g.password, "password", os.Getenv("NATS_PASSWORD"), "NATS password")
+	f.StringVar(&g.tlsCA, "tls-ca", "", "CA certificate to trust for TLS")
+	f.StringVar(&g.tlsCert, "tls-cert", "", "client certificate for mutual TLS")
+	f.StringVar(&g.tlsKey, "tls-key", "", "client key for mutual TLS")
+	f.StringVar(&g.logLevel, "log-level", envOr("SERKET_LOG_LEVEL", "info"), "log level: debug, info, warn or error")
+	root.AddCommand(
+		newUpCmd(g),
+		newModuleCmd(g),
+		newIntegratorCmd(g),
+		newLsCmd(g),
+		newEchoCmd(g),
+		newInferCmd(g),
+		newDemoCmd(g),
+	)
+	return root
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// logger is the process's one logger, tagged with its name.
+func (g *globals) logger(name string) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
+	l := slog.New(h).With("module", name)
+	slog.SetDefault(l)
+	return l
+}
+
+func (g *globals) conn(name string, log *slog.Logger) bus.ConnConfig {
+	return bus.ConnConfig{
+		URL: g.natsURL, Name: name, Creds: g.creds, User: g.user, Pass: g.password,
+		CAFile: g.tlsCA, CertFile: g.tlsCert, KeyFile: g.tlsKey, Logger: log,
+	}
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// errUsage marks an error in what the user typed.
+var errUsage = errors.New("usage")
+
+func usagef(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+// parseAssignments turns ["a=x", "b=y"] into a map, refusing bad names.
+func parseAssignments(flag string, items []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, it := range items {
+		name, value, ok := strings.Cut(it, "=")
+		if !ok || !bus.ValidName(name) {
+			return nil, usagef("--%s %q: want MODULE=VALUE with a module name such as vision", flag, it)
+		}
+		if _, dup := out[name]; dup {
+			return nil, usagef("--%s names %s twice", flag, name)
+		}
+		out[name] = value
+	}
+	return out, nil
+}

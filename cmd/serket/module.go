@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/modules/toy"
+)
+
+func newModuleCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "module KIND",
+		Short: "run one built-in modality as a module process",
+		Long: `Run one built-in modality as its own process on the pipeline.
+
+The module's name is --name, else $SERKET_MODULE (set by serket up), else the
+kind. Its latent size is --latent, else $SERKET_LATENT (set by serket up).`,
+	}
+	cmd.AddCommand(newToyCmd(g))
+	return cmd
+}
+
+// moduleFlags are what every built-in module command takes.
+type moduleFlags struct {
+	name            string
+	latent          int
+	checkpoint      string
+	checkpointEvery int
+}
+
+func (f *moduleFlags) register(cmd *cobra.Command, kind string) {
+	cmd.Flags().StringVar(&f.name, "name", envOr("SERKET_MODULE", kind), "module name in the pipeline")
+	latent, _ := strconv.Atoi(os.Getenv("SERKET_LATENT"))
+	if latent == 0 {
+		latent = 16
+	}
+	cmd.Flags().IntVar(&f.latent, "latent", latent, "latent size (default $SERKET_LATENT, else 16)")
+	cmd.Flags().StringVar(&f.checkpoint, "checkpoint", "", "parameter file: restored at start, saved at exit")
+	cmd.Flags().IntVar(&f.checkpointEvery, "checkpoint-every", 0, "also save every N training steps (0: only at exit)")
+}
+
+func (f *moduleFlags) run(g *globals, m module.Modality) error {
+	log := g.logger(f.name)
+	ctx, cancel := signalContext()
+	defer cancel()
+	return module.Run(ctx, m, module.Options{
+		Pipeline:        g.pipeline,
+		NATS:            g.conn("serket-"+f.name, log),
+		Logger:          log,
+		Checkpoint:      f.checkpoint,
+		CheckpointEvery: f.checkpointEvery,
+	})
+}
+
+func newToyCmd(g *globals) *cobra.Command {
+	var (
+		mf  moduleFlags
+		cfg toy.Config
+		lr  float32
+	)
+	cmd := &cobra.Command{
+		Use:   "toy",
+		Short: "a linear-Gaussian modality on synthetic paired data (for tests and demos)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cfg.Name, cfg.Latent, cfg.LR = mf.name, mf.latent, lr
+			m, err := toy.New(cfg)
+			if err != nil {
+				return fmt.Errorf("module %s: %w", mf.name, err)
+			}
+			return mf.run(g, m)
+		},
+	}
+	mf.register(cmd, "toy")
+	cmd.Flags().IntVar(&cfg.Dim, "dim", 8, "observation size")
+	cmd.Flags().Float32Var(&cfg.Noise, "noise", 0.1, "observation noise σ")
+	cmd.Flags().Float32Var(&lr, "lr", 1e-2, "Adam learning rate")
+	cmd.Flags().Uint64Var(&cfg.Seed, "seed", 1, "parameter initialisation seed")
+	cmd.Flags().Uint64Var(&cfg.DataSeed, "data-seed", 1, "synthetic data seed, the same for every toy module of a pipeline")
+	cmd.Flags().IntVar(&cfg.Items, "items", 10000, "dataset size")
+	cmd.Flags().Float64Var(&cfg.Missing, "missing", 0, "fraction of items this modality lacks")
+	return cmd
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/launch"
+)
+
+func newUpCmd(g *globals) *cobra.Command {
+	var (
+		port      int
+		grace     time.Duration
+		jetstream bool
+		storeDir  string
+		print     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "up [pipeline.yaml]",
+		Short: "start a pipeline: NATS (embedded unless --nats), the integrator and every module",
+		Long: `Start a pipeline from a pipeline file, or the built-in default pipeline.
+
+Unless --nats (or NATS_URL, or the file's nats.url) names a server, serket up
+starts an embedded nats-server. Then it starts the integrator and every module
+as child processes, prefixes their log lines with their names, restarts them
+according to their restart policies, and on Ctrl-C or SIGTERM stops them all
+(SIGTERM, then SIGKILL after --grace).`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := loadPipeline(args)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("port") {
+				p.NATS.Port = port
+			}
+			if jetstream {
+				p.NATS.JetStream = true
+			}
+			if storeDir != "" {
+				p.NATS.StoreDir = storeDir
+			}
+			if print {
+				return yaml.NewEncoder(os.Stdout).Encode(p)
+			}
+			log := g.logger("up")
+			ctx, cancel := signalContext()
+			defer cancel()
+			run, err := launchPipeline(ctx, g, p, log, grace, nil)
+			if err != nil {
+				return err
+			}
+			return run.wait()
+		},
+	}
+	cmd.Flags().IntVar(&port, "port", bus.DefaultPort, "embedded NATS server port (0: random); default from the pipeline file")
+	cmd.Flags().DurationVar(&grace, "grace", 5*time.Second, "how long children get to stop after SIGTERM before SIGKILL")
+	cmd.Flags().BoolVar(&jetstream, "jetstream", false, "enable JetStream on the embedded server")
+	cmd.Flags().StringVar(&storeDir, "store-dir", "", "JetStream store directory (default: a temporary one)")
+	cmd.Flags().BoolVar(&print, "print", false, "print the pipeline with every default filled in, and exit")
+	return cmd
+}
+
+func loadPipeline(args []string) (*launch.Pipeline, error) {
+	if len(args) == 0 {
+		return launch.Default(), nil
+	}
+	return launch.Load(args[0])
+}
+
+// running is a launched pipeline.
+type running struct {
+	URL    string
+	server *bus.Server
+	sup    *launch.Supervisor
+	done   chan error
+	log    *slog.Logger
+}
+
+// launchPipeline starts NATS (embedded unless a URL is given) and supervises
+// the pipeline's processes until ctx is done.
+func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *slog.Logger, grace time.Duration, onEvent func(launch.Event)) (*running, error) {
+	r := &running{done: make(chan error, 1), log: log}
+	r.URL = g.natsURL
+	if r.URL == "" {
+		r.URL = p.NATS.URL
+	}
+	if r.URL == "" {
+		srv, err := bus.StartServer(bus.ServerConfig{Port: p.NATS.Port, JetStream: p.NATS.JetStream, StoreDir: p.NATS.StoreDir})
+		if err != nil {
+			return nil, fmt.Errorf("%w (choose another with --port, or use a running server with --nats URL)", err)
+		}
+		r.server, r.URL = srv, srv.ClientURL()
+		log.Info("embedded NATS server listening", "url", r.URL, "jetstream", p.NATS.JetStream)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		r.shutdownServer()
+		return nil, fmt.Errorf("cannot find the serket binary to start children with: %w", err)
+	}
+	env := []string{
+		"NATS_URL=" + r.URL,
+		"SERKET_PIPELINE=" + p.Name,
+		"SERKET_LATENT=" + strconv.Itoa(p.Latent),
+		"SERKET_LOG_LEVEL=" + g.logLevel,
+	}
+	for _, kv := range []struct{ k, v string }{{"NATS_CREDS", g.creds}, {"NATS_USER", g.user}, {"NATS_PASSWORD", g.password}} {
+		if kv.v != "" {
+			env = append(env, kv.k+"="+kv.v)
+		}
+	}
+	specs := p.Specs(self, env)
+	for i := range specs {
+		specs[i].Env = append(specs[i].Env, "SERKET_MODULE="+specs[i].Name)
+	}
+	r.sup = launch.NewSupervisor(specs, launch.Options{Output: os.Stderr, Grace: grace, Logger: log, OnEvent: onEvent})
+	log.Info("starting pipeline", "pipeline", p.Name, "latent", p.Latent, "processes", len(specs), "nats", r.URL)
+	go func() {
+		err := r.sup.Run(ctx)
+		r.shutdownServer()
+		r.done <- err
+	}()
+	return r, nil
+}
+
+// wait returns when the supervisor has stopped every child (after ctx is done).
+func (r *running) wait() error {
+	err := <-r.done
+	if err == nil {
+		r.log.Info("pipeline stopped")
+	}
+	return err
+}
+
+func (r *running) shutdownServer() {
+	if r.server != nil {
+		r.server.Shutdown()
+		r.server = nil
+	}
+}
