@@ -3,7 +3,7 @@ package bus
 import (
 	"errors"
 	"fmt"
-	_ "reflect"
+	"reflect"
 	"regexp"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -167,7 +167,7 @@ func UnmarshalFrom(subject string, data []byte, m Message, e Expect) (err error)
 	// Start from the zero message: msgpack decodes into what is there, so a
 	// reused m would keep map entries, fields and slice storage of the last
 	// message, and an early error would name the last message's sender.
-	// reflect.ValueOf(m).Elem().SetZero()
+	reflect.ValueOf(m).Elem().SetZero()
 	fail := func(field string, err error) error {
 		return &DecodeError{Type: typ, Sender: m.header().Sender, Subject: subject, Field: field, Err: err}
 	}
@@ -185,6 +185,9 @@ func UnmarshalFrom(subject string, data []byte, m Message, e Expect) (err error)
 			err = fail("", fmt.Errorf("%w: decoder panic: %v", ErrMalformed, r))
 		}
 	}()
+	if err := scan(data); err != nil {
+		return fail("", err)
+	}
 	// Peek at the header first so that a wrong type or version is reported
 	// as such rather than as whatever field failed to decode.
 	var h Header

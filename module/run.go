@@ -66,7 +66,8 @@ type runner struct {
 	owned bool
 
 	events  chan func()
-	pending []func() // inference deferred while a training step is active
+	quit    chan struct{} // closed when the actor stops taking events
+	pending []func()      // inference deferred while a training step is active
 
 	rejMu    sync.Mutex
 	rejected map[string]*rejectStats
@@ -114,6 +115,7 @@ func newRunner(m Modality, opts Options) (*runner, error) {
 	return &runner{
 		m: m, spec: spec, opts: opts, log: log, subj: subj,
 		events:   make(chan func()),
+		quit:     make(chan struct{}),
 		rejected: map[string]*rejectStats{},
 	}, nil
 }
@@ -221,9 +223,10 @@ func (r *runner) run(ctx context.Context) error {
 	}
 
 	r.actor(ctx)
-
+	close(r.quit)
+	r.abandon()
+	r.drainPending() // answer inference that waited for a step that will not end
 	svc.Stop()
-	r.drainPending()
 	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" {
 		if err := save(s, r.opts.Checkpoint); err != nil {
 			return fmt.Errorf("module %s: %w", r.spec.Name, err)
@@ -258,8 +261,9 @@ func (r *runner) actor(ctx context.Context) {
 // do runs f on the actor and waits for it; training and inference handlers
 // block their subscription until the modality has handled the message, so
 // the endpoint's stats time the real work. inference=true defers f while a
-// training step is active.
-func (r *runner) do(f func(), inference bool) {
+// training step is active. It returns false, without running f, if the
+// module is stopping.
+func (r *runner) do(f func(), inference bool) bool {
 	done := make(chan struct{})
 	g := func() { f(); close(done) }
 	wrapped := func() {
@@ -269,8 +273,13 @@ func (r *runner) do(f func(), inference bool) {
 		}
 		g()
 	}
-	r.events <- wrapped
-	<-done
+	select {
+	case r.events <- wrapped:
+	case <-r.quit:
+		return false
+	}
+	<-done // a deferred f still runs: drainPending after the actor stops
+	return true
 }
 
 func (r *runner) drainPending() {
@@ -353,7 +362,7 @@ func (r *runner) handleEncode(req micro.Request) {
 		r.replyError(req, "501", fmt.Errorf("module %s cannot parse raw input (it does not implement module.Parser)", r.spec.Name))
 		return
 	}
-	r.do(func() {
+	if !r.do(func() {
 		var out bus.EncodeReply
 		err := r.safely("Parse/Encode", func() error {
 			x, err := p.Parse(in.Observations)
@@ -376,7 +385,9 @@ func (r *runner) handleEncode(req micro.Request) {
 			return
 		}
 		r.reply(req, &out)
-	}, true)
+	}, true) {
+		r.replyError(req, "503", fmt.Errorf("module %s is stopping", r.spec.Name))
+	}
 }
 
 func (r *runner) handleDecode(req micro.Request) {
@@ -390,7 +401,7 @@ func (r *runner) handleDecode(req micro.Request) {
 		r.replyError(req, "501", fmt.Errorf("module %s cannot render outputs (it does not implement module.Renderer)", r.spec.Name))
 		return
 	}
-	r.do(func() {
+	if !r.do(func() {
 		var out bus.DecodeReply
 		err := r.safely("Render", func() error {
 			outs, err := rd.Render(in.Z.Data, in.Z.Rows())
@@ -408,7 +419,9 @@ func (r *runner) handleDecode(req micro.Request) {
 			return
 		}
 		r.reply(req, &out)
-	}, true)
+	}, true) {
+		r.replyError(req, "503", fmt.Errorf("module %s is stopping", r.spec.Name))
+	}
 }
 
 // save writes s to path atomically: a temp file in the same directory,
