@@ -42,6 +42,9 @@ func (s Subjects) ZGrad(module string) string { return s.prefix + ".zgrad." + mo
 // EGrad is where the integrator sends module its expert gradient (ExpertGrad).
 func (s Subjects) EGrad(module string) string { return s.prefix + ".egrad." + module }
 
+// TrainStatus is module's training-status endpoint (a request; JSON reply).
+func (s Subjects) TrainStatus(module string) string { return s.prefix + ".train.status." + module }
+
 // Infer is the integrator's inference endpoint (InferRequest → InferReply).
 func (s Subjects) Infer() string { return s.prefix + ".infer" }
 

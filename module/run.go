@@ -69,8 +69,8 @@ type runner struct {
 	quit    chan struct{} // closed when the actor stops taking events
 	pending []func()      // inference deferred while a training step is active
 
-	rejMu    sync.Mutex
-	rejected map[string]*rejectStats
+	statsMu sync.Mutex
+	stats   trainStats
 
 	// training step state, owned by the actor goroutine
 	step       uint64
@@ -84,9 +84,15 @@ type runner struct {
 	stepsDone  int
 }
 
-type rejectStats struct {
-	Rejected  int    `json:"rejected"`
-	Stale     int    `json:"stale"`
+// trainStats are the training counters, reported as the data of the
+// "train" endpoint's STATS and as its reply.
+type trainStats struct {
+	Messages  int    `json:"messages"` // training messages received
+	Steps     int    `json:"steps"`    // steps learned from
+	Step      uint64 `json:"step"`     // the latest of them
+	Rejected  int    `json:"rejected"` // messages refused (malformed, wrong shape, NaN, …)
+	Stale     int    `json:"stale"`    // messages of a step not running (dropped)
+	Abandoned int    `json:"abandoned"`
 	LastError string `json:"last_error,omitempty"`
 }
 
@@ -114,9 +120,8 @@ func newRunner(m Modality, opts Options) (*runner, error) {
 	}
 	return &runner{
 		m: m, spec: spec, opts: opts, log: log, subj: subj,
-		events:   make(chan func()),
-		quit:     make(chan struct{}),
-		rejected: map[string]*rejectStats{},
+		events: make(chan func()),
+		quit:   make(chan struct{}),
 	}, nil
 }
 
@@ -167,13 +172,10 @@ func (r *runner) run(ctx context.Context) error {
 			bus.MetaHost:       host,
 		},
 		StatsHandler: func(e *micro.Endpoint) any {
-			r.rejMu.Lock()
-			defer r.rejMu.Unlock()
-			if s := r.rejected[e.Name]; s != nil {
-				c := *s
-				return c
+			if e.Name != "train" {
+				return nil
 			}
-			return rejectStats{}
+			return r.snapshot()
 		},
 		ErrorHandler: func(_ micro.Service, err *micro.NATSError) {
 			r.log.Error("service error", "subject", err.Subject, "err", err.Description)
@@ -189,29 +191,28 @@ func (r *runner) run(ctx context.Context) error {
 		{"encode", r.subj.Encode(r.spec.Name), r.handleEncode},
 		{"decode", r.subj.Decode(r.spec.Name), r.handleDecode},
 	}
-	if _, ok := r.m.(Learner); ok {
-		if _, ok := r.m.(Loader); ok {
-			endpoints = append(endpoints,
-				struct {
-					name, subject string
-					h             func(micro.Request)
-				}{"step", r.subj.Step(), r.handleStep},
-				struct {
-					name, subject string
-					h             func(micro.Request)
-				}{"latent", r.subj.Latent(), r.handleLatent},
-				struct {
-					name, subject string
-					h             func(micro.Request)
-				}{"egrad", r.subj.EGrad(r.spec.Name), r.handleEGrad},
-			)
-		}
+	_, learner := r.m.(Learner)
+	_, loader := r.m.(Loader)
+	training := learner && loader
+	if training {
+		endpoints = append(endpoints, struct {
+			name, subject string
+			h             func(micro.Request)
+		}{"train", r.subj.TrainStatus(r.spec.Name), r.handleTrainStatus})
 	}
 	for _, e := range endpoints {
 		if err := svc.AddEndpoint(e.name, micro.HandlerFunc(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
 			svc.Stop()
 			return fmt.Errorf("module %s: endpoint %s on %s: %w", r.spec.Name, e.name, e.subject, err)
 		}
+	}
+	if training {
+		stop, err := r.subscribeTraining()
+		if err != nil {
+			svc.Stop()
+			return fmt.Errorf("module %s: %w", r.spec.Name, err)
+		}
+		defer stop()
 	}
 	if err := r.nc.Flush(); err != nil {
 		svc.Stop()
@@ -302,30 +303,34 @@ func (r *runner) safely(what string, f func() error) (err error) {
 	return f()
 }
 
-// reject logs and counts a message that could not be accepted.
-func (r *runner) reject(endpoint string, err error) {
-	r.rejMu.Lock()
-	s := r.rejected[endpoint]
-	if s == nil {
-		s = &rejectStats{}
-		r.rejected[endpoint] = s
-	}
-	s.Rejected++
-	s.LastError = err.Error()
-	r.rejMu.Unlock()
-	r.log.Warn("rejected message", "endpoint", endpoint, "err", err)
+// reject logs and counts a training message that could not be accepted.
+func (r *runner) reject(err error) {
+	r.counters(func(c *trainStats) { c.Rejected++; c.LastError = err.Error() })
+	r.log.Warn("rejected training message", "err", err)
 }
 
-func (r *runner) stale(endpoint string, got uint64) {
-	r.rejMu.Lock()
-	s := r.rejected[endpoint]
-	if s == nil {
-		s = &rejectStats{}
-		r.rejected[endpoint] = s
+func (r *runner) stale(got uint64) {
+	r.counters(func(c *trainStats) { c.Stale++ })
+	r.log.Debug("dropped stale training message", "step", got, "current", r.step)
+}
+
+func (r *runner) counters(f func(*trainStats)) {
+	r.statsMu.Lock()
+	f(&r.stats)
+	r.statsMu.Unlock()
+}
+
+func (r *runner) snapshot() trainStats {
+	r.statsMu.Lock()
+	defer r.statsMu.Unlock()
+	return r.stats
+}
+
+// handleTrainStatus answers with the training counters, as JSON.
+func (r *runner) handleTrainStatus(req micro.Request) {
+	if err := req.RespondJSON(r.snapshot()); err != nil {
+		r.log.Error("cannot reply", "subject", req.Subject(), "err", err)
 	}
-	s.Stale++
-	r.rejMu.Unlock()
-	r.log.Debug("dropped stale message", "endpoint", endpoint, "step", got, "current", r.step)
 }
 
 // replyError answers a request with a micro error, counted in the endpoint's stats.

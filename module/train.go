@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nats.go"
 
 	"github.com/serket-go/serket/bus"
 )
@@ -14,14 +14,76 @@ import (
 // runs on the actor goroutine; a message for a step other than the current
 // one is stale and dropped, so a restarted module or integrator never mixes
 // two steps.
+//
+// The integrator's StepBegin, Latent and ExpertGrad arrive on three
+// subjects, and their order matters: the ExpertGrad of step s must be
+// learned from before the StepBegin of step s+1 starts a new one. NATS
+// keeps the order of one connection's messages, but separate
+// subscriptions (micro endpoints among them) are served by separate
+// goroutines, which would reorder them. So all three feed one channel,
+// which nats.go fills from its read loop in arrival order, and one goroutine
+// hands them to the actor in that order.
 
-func (r *runner) handleStep(req micro.Request) {
-	var in bus.StepBegin
-	if err := bus.UnmarshalFrom(req.Subject(), req.Data(), &in, bus.Expect{}); err != nil {
-		r.reject("step", err)
-		return
+// trainQueue bounds the training messages waiting for the module; a step
+// has three, so this only fills if the modality is far behind.
+const trainQueue = 1024
+
+func (r *runner) subscribeTraining() (stop func(), err error) {
+	ch := make(chan *nats.Msg, trainQueue)
+	var subs []*nats.Subscription
+	unsubscribe := func() {
+		for _, s := range subs {
+			s.Unsubscribe()
+		}
 	}
-	r.do(func() { r.beginStep(&in) }, false)
+	for _, subject := range []string{r.subj.Step(), r.subj.Latent(), r.subj.EGrad(r.spec.Name)} {
+		sub, err := r.nc.ChanSubscribe(subject, ch)
+		if err != nil {
+			unsubscribe()
+			return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+		}
+		subs = append(subs, sub)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-r.quit:
+				return
+			case m := <-ch:
+				r.handleTraining(m)
+			}
+		}
+	}()
+	return func() { unsubscribe(); <-done }, nil
+}
+
+func (r *runner) handleTraining(m *nats.Msg) {
+	r.counters(func(c *trainStats) { c.Messages++ })
+	switch m.Subject {
+	case r.subj.Step():
+		var in bus.StepBegin
+		if err := bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{}); err != nil {
+			r.reject(err)
+			return
+		}
+		r.do(func() { r.beginStep(&in) }, false)
+	case r.subj.Latent():
+		var in bus.Latent
+		if err := bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{Latent: r.spec.Latent}); err != nil {
+			r.reject(err)
+			return
+		}
+		r.do(func() { r.decodeStep(&in) }, false)
+	default:
+		var in bus.ExpertGrad
+		if err := bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{Latent: r.spec.Latent}); err != nil {
+			r.reject(err)
+			return
+		}
+		r.do(func() { r.learnStep(&in) }, false)
+	}
 }
 
 func (r *runner) beginStep(in *bus.StepBegin) {
@@ -55,13 +117,13 @@ func (r *runner) beginStep(in *bus.StepBegin) {
 		return err
 	})
 	if err != nil {
-		r.reject("step", fmt.Errorf("step %d: %w", in.Step, err))
+		r.reject(fmt.Errorf("step %d: %w", in.Step, err))
 		return
 	}
 	b, d := len(in.IDs), r.spec.Latent
 	r.mu, r.logvar = grow(r.mu, b*d), grow(r.logvar, b*d)
 	if err := r.safely("Encode", func() error { return r.m.Encode(x, r.mu, r.logvar) }); err != nil {
-		r.reject("step", fmt.Errorf("step %d: encode: %w", in.Step, err))
+		r.reject(fmt.Errorf("step %d: encode: %w", in.Step, err))
 		r.m.(Learner).Discard()
 		return
 	}
@@ -77,18 +139,9 @@ func (r *runner) beginStep(in *bus.StepBegin) {
 	}
 }
 
-func (r *runner) handleLatent(req micro.Request) {
-	var in bus.Latent
-	if err := bus.UnmarshalFrom(req.Subject(), req.Data(), &in, bus.Expect{Latent: r.spec.Latent}); err != nil {
-		r.reject("latent", err)
-		return
-	}
-	r.do(func() { r.decodeStep(&in) }, false)
-}
-
 func (r *runner) decodeStep(in *bus.Latent) {
 	if !r.active || in.Step != r.step {
-		r.stale("latent", in.Step)
+		r.stale(in.Step)
 		return
 	}
 	name := r.spec.Name
@@ -100,7 +153,7 @@ func (r *runner) decodeStep(in *bus.Latent) {
 	}
 	b, d := r.x.Len(), r.spec.Latent
 	if len(in.Z) != len(r.plan) {
-		r.reject("latent", fmt.Errorf("step %d: %d latents for a plan of %d terms", in.Step, len(in.Z), len(r.plan)))
+		r.reject(fmt.Errorf("step %d: %d latents for a plan of %d terms", in.Step, len(in.Z), len(r.plan)))
 		r.abandon()
 		return
 	}
@@ -116,13 +169,13 @@ func (r *runner) decodeStep(in *bus.Latent) {
 			continue
 		}
 		if in.Z[i].Rows() != b {
-			r.reject("latent", fmt.Errorf("step %d: z[%d] has %d rows, the batch has %d", in.Step, i, in.Z[i].Rows(), b))
+			r.reject(fmt.Errorf("step %d: z[%d] has %d rows, the batch has %d", in.Step, i, in.Z[i].Rows(), b))
 			r.abandon()
 			return
 		}
 		ll, dz := make([]float32, b), make([]float32, b*d)
 		if err := r.safely("Decode", func() error { return r.m.Decode(in.Z[i].Data, r.x, w, ll, dz) }); err != nil {
-			r.reject("latent", fmt.Errorf("step %d: decode term %d: %w", in.Step, i, err))
+			r.reject(fmt.Errorf("step %d: decode term %d: %w", in.Step, i, err))
 			r.abandon()
 			return
 		}
@@ -134,33 +187,25 @@ func (r *runner) decodeStep(in *bus.Latent) {
 	}
 }
 
-func (r *runner) handleEGrad(req micro.Request) {
-	var in bus.ExpertGrad
-	if err := bus.UnmarshalFrom(req.Subject(), req.Data(), &in, bus.Expect{Latent: r.spec.Latent}); err != nil {
-		r.reject("egrad", err)
-		return
-	}
-	r.do(func() { r.learnStep(&in) }, false)
-}
-
 func (r *runner) learnStep(in *bus.ExpertGrad) {
 	if !r.active || in.Step != r.step {
-		r.stale("egrad", in.Step)
+		r.stale(in.Step)
 		return
 	}
 	if in.DMu.Rows() != r.x.Len() {
-		r.reject("egrad", fmt.Errorf("step %d: gradient has %d rows, the batch has %d", in.Step, in.DMu.Rows(), r.x.Len()))
+		r.reject(fmt.Errorf("step %d: gradient has %d rows, the batch has %d", in.Step, in.DMu.Rows(), r.x.Len()))
 		r.abandon()
 		return
 	}
 	l := r.m.(Learner)
 	if err := r.safely("Learn", func() error { return l.Learn(in.DMu.Data, in.DLogVar.Data) }); err != nil {
-		r.reject("egrad", fmt.Errorf("step %d: learn: %w", in.Step, err))
+		r.reject(fmt.Errorf("step %d: learn: %w", in.Step, err))
 		r.abandon()
 		return
 	}
 	r.endStep()
 	r.stepsDone++
+	r.counters(func(c *trainStats) { c.Steps++; c.Step = in.Step })
 	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" && r.opts.CheckpointEvery > 0 && r.stepsDone%r.opts.CheckpointEvery == 0 {
 		if err := save(s, r.opts.Checkpoint); err != nil {
 			r.log.Error("checkpoint failed; training goes on", "err", err)
@@ -170,9 +215,13 @@ func (r *runner) learnStep(in *bus.ExpertGrad) {
 
 // abandon drops the current step's accumulated gradients.
 func (r *runner) abandon() {
-	if l, ok := r.m.(Learner); ok && r.active {
+	if !r.active {
+		return
+	}
+	if l, ok := r.m.(Learner); ok {
 		l.Discard()
 	}
+	r.counters(func(c *trainStats) { c.Abandoned++ })
 	r.endStep()
 }
 

@@ -737,11 +737,11 @@ func (s *suite) wireBad(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref modu
 		st := stats(t, nc, bus.ServiceName(name))
 		ok := st["decode"].NumErrors >= 1
 		if training {
-			ok = ok && data(st["step"]).Rejected >= 1 && data(st["egrad"]).Rejected >= 1 && data(st["egrad"]).Stale >= 1
+			ok = ok && data(st["train"]).Rejected >= 2 && data(st["train"]).Stale >= 1
 		}
 		if ok {
-			if training && data(st["egrad"]).LastError == "" {
-				t.Error("the egrad endpoint's stats lack the last error")
+			if training && data(st["train"]).LastError == "" {
+				t.Error("the train endpoint's stats lack the last error")
 			}
 			break
 		}

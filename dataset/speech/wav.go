@@ -1,0 +1,421 @@
+package speech
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+)
+
+// Limits on WAV input: a file a person gives is at most MaxWAVBytes long
+// and MaxWAVSeconds of audio; [ReadWAV] refuses larger ones before reading
+// them whole.
+const (
+	MaxWAVBytes   = 64 << 20
+	MaxWAVSeconds = 600
+)
+
+// floatClamp bounds float samples, so that absurd values (a float WAV may
+// hold anything, 1e300 included) cannot overflow later float32 sums.
+const floatClamp = 1000
+
+// Sample rates [ReadWAV] accepts, in Hz.
+const (
+	minRate = 1000
+	maxRate = 768000
+)
+
+// ErrInvalidWAV is wrapped by every error [ReadWAV] returns for input that is
+// not a WAV file it can read (as opposed to an error of the reader).
+var ErrInvalidWAV = errors.New("speech: invalid WAV")
+
+// WAVE format tags.
+const (
+	wavPCM        = 0x0001
+	wavFloat      = 0x0003
+	wavALaw       = 0x0006
+	wavMuLaw      = 0x0007
+	wavExtensible = 0xFFFE
+)
+
+// Names of common tags ReadWAV does not decode, for its error message.
+var wavFormatNames = map[uint16]string{
+	0x0002: "Microsoft ADPCM",
+	0x0011: "IMA ADPCM",
+	0x0016: "G.723 ADPCM",
+	0x0031: "GSM 6.10",
+	0x0040: "G.721 ADPCM",
+	0x0050: "MPEG",
+	0x0055: "MP3",
+	0x0161: "WMA",
+	0x0162: "WMA Pro",
+	0x0163: "WMA Lossless",
+	0x00FF: "AAC",
+	0x1610: "AAC",
+	0x674F: "Ogg Vorbis",
+	0x6750: "Ogg Vorbis",
+	0x6751: "Ogg Vorbis",
+	0xF1AC: "FLAC",
+}
+
+// guidTail is bytes 2..15 of the KSDATAFORMAT_SUBTYPE_* GUIDs
+// (xxxxxxxx-0000-0010-8000-00aa00389b71) in their little-endian layout; the
+// first two bytes are the format tag.
+var guidTail = []byte{0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71}
+
+// Data sizes that writers to a pipe (espeak-ng --stdout, sox, ffmpeg) put in
+// the header when they cannot know the length: read to the end instead.
+const (
+	sizeUnknown     = 0xFFFFFFFF
+	sizeUnknownEspk = 0x7FFFF000
+)
+
+var errTooLarge = errors.New("too large")
+
+// capReader fails with errTooLarge once more than left bytes are asked of it.
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errTooLarge
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+type wavFormat struct {
+	tag      uint16 // PCM, float, A-law or µ-law after unwrapping EXTENSIBLE
+	channels int
+	rate     int
+	bytes    int // per sample of one channel
+}
+
+// ReadWAV reads a RIFF/WAVE file: PCM 8-bit unsigned, 16-, 24- and 32-bit
+// signed; IEEE float 32- and 64-bit; A-law and µ-law; and
+// WAVE_FORMAT_EXTENSIBLE wrapping any of those. It returns the samples in
+// [-1, 1] (float files may exceed it: their samples are clamped to ±1000,
+// NaN becomes 0), mixed
+// down to mono by averaging the channels, and the sample rate in Hz. Chunks
+// other than "fmt " and "data" are skipped; a data size a pipe writer left
+// unknown (0xFFFFFFFF, or espeak-ng's 0x7FFFF000) means "to the end". A
+// trailing partial frame is dropped. Input larger than [MaxWAVBytes] or
+// [MaxWAVSeconds] is refused. Errors about the content wrap
+// [ErrInvalidWAV] and say what is wrong; ReadWAV never panics.
+func ReadWAV(r io.Reader) (samples []float32, rate int, err error) {
+	return readWAV(r, MaxWAVBytes)
+}
+
+func readWAV(src io.Reader, limit int64) ([]float32, int, error) {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidWAV}, a...)...)
+	}
+	r := &capReader{r: src, left: limit}
+	tooLarge := func() error {
+		return bad("file larger than the %d MiB limit", limit>>20)
+	}
+	var hdr [12]byte
+	n, err := io.ReadFull(r, hdr[:])
+	switch {
+	case err == io.EOF:
+		return nil, 0, bad("empty input, not a WAV file")
+	case errors.Is(err, errTooLarge):
+		return nil, 0, tooLarge()
+	case err == io.ErrUnexpectedEOF:
+		if n >= 4 && string(hdr[:4]) == "RIFF" {
+			return nil, 0, bad("truncated RIFF header (%d bytes)", n)
+		}
+		return nil, 0, bad("not a WAV file (no RIFF header; %d bytes)", n)
+	case err != nil:
+		return nil, 0, fmt.Errorf("speech: reading WAV: %w", err)
+	}
+	switch string(hdr[:4]) {
+	case "RIFF":
+	case "RIFX":
+		return nil, 0, bad("big-endian RIFX files are not supported; convert to a little-endian PCM WAV")
+	case "RF64", "BW64":
+		return nil, 0, bad("%s (64-bit) WAV files are not supported; convert to a plain PCM WAV", hdr[:4])
+	default:
+		return nil, 0, bad("not a WAV file (no RIFF header)")
+	}
+	if string(hdr[8:12]) != "WAVE" {
+		return nil, 0, bad("RIFF file of type %q, not WAVE", hdr[8:12])
+	}
+
+	var (
+		fmtc    *wavFormat
+		data    []byte
+		hasData bool
+	)
+	for !(fmtc != nil && hasData) {
+		var ch [8]byte
+		n, err := io.ReadFull(r, ch[:])
+		switch {
+		case err == io.EOF && fmtc == nil:
+			return nil, 0, bad("no fmt chunk")
+		case err == io.EOF:
+			return nil, 0, bad("no data chunk")
+		case errors.Is(err, errTooLarge):
+			return nil, 0, tooLarge()
+		case err == io.ErrUnexpectedEOF:
+			return nil, 0, bad("truncated chunk header (%d of 8 bytes)", n)
+		case err != nil:
+			return nil, 0, fmt.Errorf("speech: reading WAV: %w", err)
+		}
+		id := string(ch[:4])
+		size := int64(binary.LittleEndian.Uint32(ch[4:]))
+		switch id {
+		case "fmt ":
+			if size < 16 {
+				return nil, 0, bad("fmt chunk of %d bytes; need at least 16", size)
+			}
+			if size > 1024 {
+				return nil, 0, bad("fmt chunk of %d bytes is absurdly large", size)
+			}
+			b := make([]byte, size+size&1)
+			if n, err := io.ReadFull(r, b[:size]); err != nil {
+				if errors.Is(err, errTooLarge) {
+					return nil, 0, tooLarge()
+				}
+				return nil, 0, bad("fmt chunk truncated (%d of %d bytes)", n, size)
+			}
+			if size&1 == 1 {
+				io.ReadFull(r, b[size:]) // a missing pad byte at the end is harmless
+			}
+			if fmtc != nil {
+				return nil, 0, bad("two fmt chunks")
+			}
+			f, err := parseFmt(b[:size])
+			if err != nil {
+				return nil, 0, bad("%s", err)
+			}
+			fmtc = &f
+		case "data":
+			if hasData {
+				return nil, 0, bad("two data chunks")
+			}
+			if size == sizeUnknown || size == sizeUnknownEspk {
+				data, err = io.ReadAll(r)
+				if errors.Is(err, errTooLarge) {
+					return nil, 0, tooLarge()
+				}
+				if err != nil {
+					return nil, 0, fmt.Errorf("speech: reading WAV: %w", err)
+				}
+				hasData = true
+				if fmtc == nil {
+					return nil, 0, bad("no fmt chunk before the data of unknown length")
+				}
+				break
+			}
+			if size > limit {
+				return nil, 0, bad("data chunk of %d bytes exceeds the %d MiB limit", size, limit>>20)
+			}
+			// Read as it comes: a lying header must not make us allocate.
+			data, err = io.ReadAll(io.LimitReader(r, size))
+			if errors.Is(err, errTooLarge) {
+				return nil, 0, tooLarge()
+			}
+			if err != nil {
+				return nil, 0, fmt.Errorf("speech: reading WAV: %w", err)
+			}
+			if int64(len(data)) < size {
+				return nil, 0, bad("data chunk truncated (%d of %d bytes)", len(data), size)
+			}
+			hasData = true
+			if fmtc == nil && size&1 == 1 {
+				var pad [1]byte
+				io.ReadFull(r, pad[:])
+			}
+		default:
+			skip := size + size&1
+			m, err := io.CopyN(io.Discard, r, skip)
+			if errors.Is(err, errTooLarge) {
+				return nil, 0, tooLarge()
+			}
+			if err != nil && m < size { // only the pad byte may be missing
+				return nil, 0, bad("%q chunk truncated (%d of %d bytes)", id, m, size)
+			}
+		}
+	}
+	return decodeWAV(*fmtc, data, bad)
+}
+
+// parseFmt reads the fmt chunk and unwraps WAVE_FORMAT_EXTENSIBLE.
+func parseFmt(b []byte) (wavFormat, error) {
+	le := binary.LittleEndian
+	tag := le.Uint16(b[0:])
+	f := wavFormat{
+		channels: int(le.Uint16(b[2:])),
+		rate:     int(le.Uint32(b[4:])),
+	}
+	align := int(le.Uint16(b[12:]))
+	bits := int(le.Uint16(b[14:]))
+	if tag == wavExtensible {
+		if len(b) < 40 || le.Uint16(b[16:]) < 22 {
+			return f, fmt.Errorf("WAVE_FORMAT_EXTENSIBLE fmt chunk of %d bytes; need 40", len(b))
+		}
+		if !bytes.Equal(b[26:40], guidTail) {
+			return f, fmt.Errorf("WAVE_FORMAT_EXTENSIBLE with an unknown sub-format GUID; convert to PCM")
+		}
+		tag = le.Uint16(b[24:])
+	}
+	f.tag = tag
+	switch tag {
+	case wavPCM:
+		if bits < 1 || bits > 32 {
+			return f, fmt.Errorf("PCM with %d bits per sample; supported: 8, 16, 24, 32", bits)
+		}
+	case wavFloat:
+		if bits != 32 && bits != 64 {
+			return f, fmt.Errorf("float with %d bits per sample; supported: 32, 64", bits)
+		}
+	case wavALaw, wavMuLaw:
+		if bits != 8 {
+			return f, fmt.Errorf("%s with %d bits per sample; need 8", map[uint16]string{wavALaw: "A-law", wavMuLaw: "µ-law"}[tag], bits)
+		}
+	default:
+		name := wavFormatNames[tag]
+		if name == "" {
+			name = "unknown"
+		}
+		return f, fmt.Errorf("unsupported WAV format 0x%04X (%s); convert to PCM", tag, name)
+	}
+	f.bytes = (bits + 7) / 8
+	switch {
+	case f.channels == 0:
+		return f, fmt.Errorf("zero channels")
+	case f.channels > 64:
+		return f, fmt.Errorf("%d channels is absurd (at most 64)", f.channels)
+	case f.rate < minRate || f.rate > maxRate:
+		return f, fmt.Errorf("sample rate %d Hz outside [%d, %d]", f.rate, minRate, maxRate)
+	case align != f.channels*f.bytes:
+		return f, fmt.Errorf("block align %d bytes does not match %d channels × %d bytes", align, f.channels, f.bytes)
+	}
+	return f, nil
+}
+
+func decodeWAV(f wavFormat, data []byte, bad func(string, ...any) error) ([]float32, int, error) {
+	frame := f.channels * f.bytes
+	frames := len(data) / frame
+	if int64(frames) > int64(MaxWAVSeconds)*int64(f.rate) {
+		return nil, 0, bad("%.0f s of audio exceeds the %d s limit", float64(frames)/float64(f.rate), MaxWAVSeconds)
+	}
+	out := make([]float32, frames)
+	inv := 1 / float64(f.channels)
+	le := binary.LittleEndian
+	for i := range out {
+		var s float64
+		for c := range f.channels {
+			p := data[i*frame+c*f.bytes:]
+			var v float64
+			switch {
+			case f.tag == wavPCM && f.bytes == 1:
+				v = (float64(p[0]) - 128) / 128
+			case f.tag == wavPCM && f.bytes == 2:
+				v = float64(int16(le.Uint16(p))) / (1 << 15)
+			case f.tag == wavPCM && f.bytes == 3:
+				v = float64(int32(uint32(p[0])<<8|uint32(p[1])<<16|uint32(p[2])<<24)>>8) / (1 << 23)
+			case f.tag == wavPCM:
+				v = float64(int32(le.Uint32(p))) / (1 << 31)
+			case f.tag == wavFloat && f.bytes == 4:
+				v = float64(math.Float32frombits(le.Uint32(p)))
+			case f.tag == wavFloat:
+				v = math.Float64frombits(le.Uint64(p))
+			case f.tag == wavALaw:
+				v = float64(alaw(p[0])) / (1 << 15)
+			default:
+				v = float64(mulaw(p[0])) / (1 << 15)
+			}
+			if math.IsNaN(v) {
+				v = 0
+			}
+			s += max(-floatClamp, min(floatClamp, v))
+		}
+		out[i] = float32(s * inv)
+	}
+	return out, f.rate, nil
+}
+
+// alaw decodes one G.711 A-law byte to 16-bit linear.
+func alaw(b byte) int16 {
+	b ^= 0x55
+	t := int16(b&0x0F) << 4
+	seg := (b & 0x70) >> 4
+	switch seg {
+	case 0:
+		t += 8
+	case 1:
+		t += 0x108
+	default:
+		t += 0x108
+		t <<= seg - 1
+	}
+	if b&0x80 != 0 {
+		return t
+	}
+	return -t
+}
+
+// mulaw decodes one G.711 µ-law byte to 16-bit linear.
+func mulaw(b byte) int16 {
+	b = ^b
+	t := (int16(b&0x0F)<<3 + 0x84) << ((b & 0x70) >> 4)
+	if b&0x80 != 0 {
+		return 0x84 - t
+	}
+	return t - 0x84
+}
+
+// WriteWAV writes samples (nominally in [-1, 1]; clipped, NaN as 0) as a
+// 16-bit PCM mono WAV file at rate Hz. Samples ReadWAV read from a 16-bit
+// file are written back unchanged.
+func WriteWAV(w io.Writer, samples []float32, rate int) error {
+	if rate <= 0 || rate > maxRate {
+		return fmt.Errorf("speech: WriteWAV: sample rate %d Hz", rate)
+	}
+	if int64(len(samples))*2 > math.MaxUint32-36 {
+		return fmt.Errorf("speech: WriteWAV: %d samples do not fit a WAV file", len(samples))
+	}
+	size := uint32(len(samples) * 2)
+	bw := bufio.NewWriter(w)
+	le := binary.LittleEndian
+	var h [44]byte
+	copy(h[0:], "RIFF")
+	le.PutUint32(h[4:], 36+size)
+	copy(h[8:], "WAVEfmt ")
+	le.PutUint32(h[16:], 16)
+	le.PutUint16(h[20:], wavPCM)
+	le.PutUint16(h[22:], 1)
+	le.PutUint32(h[24:], uint32(rate))
+	le.PutUint32(h[28:], uint32(rate*2))
+	le.PutUint16(h[32:], 2)
+	le.PutUint16(h[34:], 16)
+	copy(h[36:], "data")
+	le.PutUint32(h[40:], size)
+	bw.Write(h[:])
+	var b [2]byte
+	for _, v := range samples {
+		x := float64(v)
+		if math.IsNaN(x) {
+			x = 0
+		}
+		// ×32768 like ReadWAV, so that 16-bit samples survive a round trip.
+		x = math.Max(-32768, math.Min(32767, math.Round(x*32768)))
+		le.PutUint16(b[:], uint16(int16(x)))
+		bw.Write(b[:])
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("speech: writing WAV: %w", err)
+	}
+	return nil
+}
