@@ -25,31 +25,33 @@ var ErrInvalidConfig = errors.New("speech: invalid config")
 type Config struct {
 	SampleRate int     // Hz; 16000
 	NFFT       int     // FFT length in samples, ≥ Win; 512
-	Win        int     // Hann window length in samples; 400 (25 ms)
-	Hop        int     // frame step in samples; 160 (10 ms)
-	Mels       int     // mel bands; 40
-	Frames     int     // frames per utterance (T); 128, i.e. 1.3 s of signal
+	Win        int     // Hann window length in samples; 512 (32 ms)
+	Hop        int     // frame step in samples; 256 (16 ms)
+	Mels       int     // mel bands; 32
+	Frames     int     // frames per utterance (T); 80, i.e. 1.3 s of signal
 	Floor      float32 // lowest log value, natural log relative to the utterance's loudest band; ln(1e-6)
 }
 
 // DefaultConfig returns the settings the dataset is built with: 16 kHz,
-// 512-point FFT, 25 ms Hann window, 10 ms hop, 40 mel bands, 128 frames
-// (127 hops + a window = 1.3 s: the longest class name, "ankle boot", at
+// 512-point FFT, 32 ms Hann window, 16 ms hop, 32 mel bands, 80 frames
+// (79 hops + a window = 1.3 s: the longest class name, "ankle boot", at
 // the slowest rate of [Voices], 120 words/min, lasts 0.74–1.32 s once
 // trimmed, median 1.0 s, measured over all voices), and a floor of
 // ln(1e-6) (60 dB below the loudest band).
 //
-// The 10 ms hop (not 20 ms) keeps 60% window overlap, which the later
-// Griffin-Lim inverse needs; 40 bands resolve the formants well enough to
-// tell the ten class names apart and to render them back.
+// 80×32 = 2560 values per utterance: the audio networks' first and last
+// layers are the largest in the model, so the features are kept as small
+// as tells the ten class names apart. The 16 ms hop keeps 50% window
+// overlap, which the later Griffin-Lim inverse needs (a 20% overlap, as a
+// 25 ms window with a 20 ms hop would give, renders badly).
 func DefaultConfig() Config {
 	return Config{
 		SampleRate: 16000,
 		NFFT:       512,
-		Win:        400,
-		Hop:        160,
-		Mels:       40,
-		Frames:     128,
+		Win:        512,
+		Hop:        256,
+		Mels:       32,
+		Frames:     80,
 		Floor:      float32(math.Log(1e-6)),
 	}
 }

@@ -11,8 +11,8 @@
 // # Features
 //
 // [Config] fixes the features; [DefaultConfig] is 16 kHz, a 512-point FFT
-// of a 400-sample (25 ms) periodic Hann window every 160 samples (10 ms),
-// 40 mel bands, 128 frames. [Extractor.LogMel] trims the silence around the
+// of a 512-sample (32 ms) periodic Hann window every 256 samples (16 ms),
+// 32 mel bands, 80 frames. [Extractor.LogMel] trims the silence around the
 // utterance, centres Frames frames on it, and writes Frames×Mels float32
 // values, row-major and frame-major: value [t·Mels + m] is band m of frame
 // t. Each value is the natural log of the band's power (|STFT|² weighed by

@@ -98,5 +98,5 @@ func ExampleExtractor_FromWAV() {
 	}
 	c := e.Config()
 	fmt.Printf("%d frames × %d mels\n", c.Frames, c.Mels)
-	// Output: 128 frames × 40 mels
+	// Output: 80 frames × 32 mels
 }
