@@ -9,7 +9,7 @@
 // the values shown are the defaults):
 //
 //	pipeline: default        # namespace name, ^[a-z][a-z0-9-]{0,31}$
-//	latent: 16               # shared latent size, 1..4096
+//	latent: 64               # shared latent size, 1..4096 (default 64)
 //	nats:
 //	  url: ""                # existing server; empty starts an embedded one
 //	  port: 4222             # embedded server port, 0 for a random one

@@ -9,7 +9,6 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +23,7 @@ var ErrInvalidPipeline = errors.New("launch: invalid pipeline")
 // Defaults applied by Parse to fields that are absent from the file.
 const (
 	defaultPipelineName = "default"
-	defaultLatent       = 16
+	defaultLatent       = 64
 	defaultNATSPort     = 4222
 	defaultBackoff      = Duration(200 * time.Millisecond)
 	defaultMaxBackoff   = Duration(10 * time.Second)
@@ -162,17 +161,10 @@ func Default() *Pipeline {
 	return p
 }
 
-// defaultModules lists the modules of the default pipeline: for now three
-// instances of the built-in toy modality with different input sizes.
+// defaultModules lists the modules of the default pipeline: the three
+// Fashion-MNIST-3 modalities, each `serket module <name>`.
 func defaultModules() []Process {
-	toy := func(name string, dim int) Process {
-		return Process{
-			Name:    name,
-			Command: []string{selfCommand, "module", "toy"},
-			Args:    []string{"--dim", strconv.Itoa(dim)},
-		}
-	}
-	return []Process{toy("left", 8), toy("right", 6), toy("top", 4)}
+	return []Process{{Name: "vision"}, {Name: "language"}, {Name: "audio"}}
 }
 
 // Load reads and parses the pipeline file at path (see Parse). An unreadable

@@ -45,20 +45,17 @@ func TestDefaultRoundTrip(t *testing.T) {
 func TestDefault(t *testing.T) {
 	t.Parallel()
 	p := launch.Default()
-	if p.Name != "default" || p.Latent != 16 || p.NATS != (launch.NATSConfig{Port: 4222}) {
+	if p.Name != "default" || p.Latent != 64 || p.NATS != (launch.NATSConfig{Port: 4222}) {
 		t.Errorf("Default() = %+v", p)
 	}
-	want := []struct {
-		name string
-		args []string
-	}{{"left", []string{"--dim", "8"}}, {"right", []string{"--dim", "6"}}, {"top", []string{"--dim", "4"}}}
+	want := []string{"vision", "language", "audio"}
 	if len(p.Modules) != len(want) {
 		t.Fatalf("Default() has %d modules, want %d", len(p.Modules), len(want))
 	}
 	for i, w := range want {
 		m := p.Modules[i]
-		if m.Name != w.name || !slices.Equal(m.Command, []string{"serket", "module", "toy"}) || !slices.Equal(m.Args, w.args) {
-			t.Errorf("module %d = %+v, want %s with args %v", i, m, w.name, w.args)
+		if m.Name != w || !slices.Equal(m.Command, []string{"serket", "module", w}) || len(m.Args) != 0 {
+			t.Errorf("module %d = %+v, want %s run as serket module %s", i, m, w, w)
 		}
 	}
 	if p.Integrator == nil || p.Integrator.Name != "integrator" || p.Integrator.Restart.Policy != launch.Always {
@@ -148,7 +145,7 @@ func TestParseDefaults(t *testing.T) {
 		want func(p *launch.Pipeline) bool
 	}{
 		{name: "top level", yaml: "modules: [{name: a}]", want: func(p *launch.Pipeline) bool {
-			return p.Name == "default" && p.Latent == 16 && p.NATS == launch.NATSConfig{Port: 4222}
+			return p.Name == "default" && p.Latent == 64 && p.NATS == launch.NATSConfig{Port: 4222}
 		}},
 		{name: "integrator", yaml: "modules: [{name: a}]", want: func(p *launch.Pipeline) bool {
 			return reflect.DeepEqual(p.Integrator, &launch.Process{
@@ -370,7 +367,10 @@ func TestDurationYAML(t *testing.T) {
 
 func TestSpecs(t *testing.T) {
 	t.Setenv("LAUNCH_TEST_INHERITED", "yes") // not parallel: changes the environment
-	p := launch.Default()
+	p, err := launch.Parse([]byte(toyPipeline), "toy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.Modules[0].Env = map[string]string{"Z": "last", "A": "first", "LAUNCH_TEST_INHERITED": "overridden"}
 	p.Modules[1].Command = []string{"/opt/bin/right", "serve"}
 	p.Modules[1].Dir = "/srv"
@@ -411,3 +411,11 @@ func TestSpecs(t *testing.T) {
 		t.Errorf("integrator restart policy %q, want always", specs[0].Restart.Policy)
 	}
 }
+
+// toyPipeline is three toy modules with different input sizes.
+const toyPipeline = `
+modules:
+  - {name: left, command: [serket, module, toy], args: [--dim, "8"]}
+  - {name: right, command: [serket, module, toy], args: [--dim, "6"]}
+  - {name: top, command: [serket, module, toy], args: [--dim, "4"]}
+`

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/png"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -12,41 +16,68 @@ import (
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/client"
+	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/launch"
-	"github.com/serket-go/serket/modules/toy"
 )
 
 func newDemoCmd(g *globals) *cobra.Command {
-	var timeout time.Duration
+	var (
+		timeout time.Duration
+		data    string
+		out     string
+	)
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "start the default pipeline, run inferences, survive a killed module, stop",
-		Long: `A tour of a pipeline on the embedded defaults, in about ten seconds:
-start an embedded NATS server (random port), the integrator and three toy
-modules as separate processes; list them; observe one module and decode the
-others; SIGKILL a module, show that inference goes on without it and that it
-is restarted and rejoins; stop everything.`,
+		Short: "prepare the data, start the default pipeline, generate across modalities, survive a killed module",
+		Long: `A tour of serket on the embedded defaults:
+
+  1. prepare Fashion-MNIST-3 if it is not there yet (a minute or two, once);
+  2. start an embedded NATS server (random port), the integrator and the
+     vision, language and audio modules, each its own process;
+  3. list them; say "a photo of a sneaker" to the pipeline and get images and
+     a spectrogram back; show it a test image and get a caption back;
+  4. SIGKILL the audio module: inference goes on without it; the supervisor
+     restarts it and it rejoins;
+  5. stop everything.
+
+Outputs go to --out. The modules are untrained here: training across the
+processes is the next step of the project.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return runDemo(g, timeout)
+			return runDemo(g, data, out, timeout)
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "give up if the pipeline is not up by then")
+	cmd.Flags().StringVar(&data, "data", dataset.DefaultDir(), "dataset directory (prepared if needed)")
+	cmd.Flags().StringVar(&out, "out", "out/demo", "directory for the generated files")
 	return cmd
 }
 
-func runDemo(g *globals, timeout time.Duration) error {
+func runDemo(g *globals, data, out string, timeout time.Duration) error {
 	if g.logLevel == "info" {
 		g.logLevel = "warn" // the tour's own lines tell the story
 	}
 	log := g.logger("demo")
+	say := func(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
+	ctx, cancel := signalContext()
+	defer cancel()
+
+	data, err := filepath.Abs(data)
+	if err != nil {
+		return err
+	}
+	say("serket data prepare --dir %s   (skipped when it is up to date)", data)
+	start := time.Now()
+	man, err := dataset.Prepare(ctx, dataset.PrepareConfig{Dir: data, Progress: os.Stderr})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d items ready in %v\n", len(man.Items), time.Since(start).Round(time.Millisecond))
+
 	p := launch.Default()
 	p.NATS.Port = 0 // random: never clash with a server already on 4222
 	g.natsURL = ""
-	say := func(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
-
-	ctx, cancel := signalContext()
-	defer cancel()
+	os.Setenv("SERKET_DATA", data) // the children's --data default
 	restarted := make(chan string, 8)
 	run, err := launchPipeline(ctx, g, p, log, 3*time.Second, func(ev launch.Event) {
 		if ev.Kind == launch.Restarting {
@@ -71,11 +102,23 @@ func runDemo(g *globals, timeout time.Duration) error {
 	for i, m := range p.Modules {
 		names[i] = m.Name
 	}
-	say("starting pipeline %q: NATS at %s, the integrator and modules %s, each its own process", p.Name, run.URL, strings.Join(names, ", "))
+	say("serket up   (pipeline %q: NATS at %s; the integrator and %s, each its own process)", p.Name, run.URL, strings.Join(names, ", "))
 	wctx, wcancel := context.WithTimeout(ctx, timeout)
 	defer wcancel()
 	if _, err := c.WaitFor(wctx, true, names...); err != nil {
 		return err
+	}
+	// The integrator discovers modules by polling; wait until it uses all three.
+	probe := &bus.InferRequest{Want: names}
+	for {
+		rep, err := c.Infer(wctx, probe)
+		if err == nil && len(rep.Outputs) == len(names) {
+			break
+		}
+		if wctx.Err() != nil {
+			return fmt.Errorf("the pipeline did not come up within %v", timeout)
+		}
+		time.Sleep(100 * time.Millisecond) // the integrator's discovery poll
 	}
 	svcs, err := c.Services(ctx, 300*time.Millisecond)
 	if err != nil {
@@ -84,22 +127,8 @@ func runDemo(g *globals, timeout time.Duration) error {
 	say("serket ls")
 	printServices(os.Stdout, svcs)
 
-	// An observation of item 0 as module "left" sees it (the toy data are
-	// synthetic and shared: every toy module sees the same latent per item).
-	left, err := toy.New(toy.Config{Name: "left", Dim: 8, Latent: p.Latent, DataSeed: 1})
-	if err != nil {
-		return err
-	}
-	x, _, err := left.LoadBatch([]uint64{0})
-	if err != nil {
-		return err
-	}
-	text := floats(x.(*toy.Obs).Data)
-	text = strings.Trim(text, "[]")
-	req := &bus.InferRequest{Observations: map[string]bus.Payload{"left": {Type: "text/plain", Data: []byte(text)}}, Want: []string{"right", "top"}, Samples: 2, Seed: 1}
-
-	infer := func() error {
-		ictx, icancel := context.WithTimeout(ctx, 10*time.Second)
+	infer := func(req *bus.InferRequest, dir string) error {
+		ictx, icancel := context.WithTimeout(ctx, 20*time.Second)
 		defer icancel()
 		start := time.Now()
 		rep, err := c.Infer(ictx, req)
@@ -107,44 +136,75 @@ func runDemo(g *globals, timeout time.Duration) error {
 			return err
 		}
 		fmt.Printf("(answered in %v)\n", time.Since(start).Round(100*time.Microsecond))
-		return printReply(os.Stdout, rep, "out/demo")
+		return printReply(os.Stdout, rep, filepath.Join(out, dir))
 	}
-	say("serket infer --from left=%q --to right,top --n 2   (untrained modules: the numbers are not meaningful yet)", text)
-	if err := infer(); err != nil {
+	text := "a photo of a sneaker"
+	say("serket infer --from language=%q --to vision,audio --n 4", text)
+	sneaker := &bus.InferRequest{Observations: map[string]bus.Payload{"language": {Type: "text/plain", Data: []byte(text)}}, Want: []string{"vision", "audio"}, Samples: 4, Seed: 1}
+	if err := infer(sneaker, "say-sneaker"); err != nil {
 		return err
 	}
 
-	pid := run.sup.PIDs()["top"]
-	say("kill -9 %d   (module top)", pid)
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		return fmt.Errorf("kill module top (pid %d): %w", pid, err)
+	testImage, err := firstTestImage(out)
+	if err != nil {
+		return err
 	}
-	say("the next inference still answers, without top")
-	if err := infer(); err != nil {
+	say("serket infer --from vision=@%s --to language", testImage)
+	img, _ := os.ReadFile(testImage)
+	if err := infer(&bus.InferRequest{Observations: map[string]bus.Payload{"vision": {Type: "image/png", Data: img}}, Want: []string{"language"}}, "see-image"); err != nil {
+		return err
+	}
+
+	pid := run.sup.PIDs()["audio"]
+	say("kill -9 %d   (the audio module)", pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill the audio module (pid %d): %w", pid, err)
+	}
+	say("the next inference still answers, without audio")
+	if err := infer(sneaker, "say-sneaker-without-audio"); err != nil {
 		return err
 	}
 	select {
 	case name := <-restarted:
 		say("the supervisor restarts %s; waiting for it to rejoin", name)
 	case <-wctx.Done():
-		return fmt.Errorf("module top was not restarted within %v", timeout)
+		return fmt.Errorf("the audio module was not restarted within %v", timeout)
 	}
 	for {
-		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-		rep, err := c.Infer(rctx, &bus.InferRequest{Want: []string{"top"}})
-		rcancel()
-		if err == nil && len(rep.Outputs["top"]) == 1 {
+		rep, err := c.Infer(wctx, &bus.InferRequest{Want: []string{"audio"}})
+		if err == nil && len(rep.Outputs["audio"]) == 1 {
 			break
 		}
 		if wctx.Err() != nil {
-			return fmt.Errorf("module top did not rejoin within %v", timeout)
+			return fmt.Errorf("the audio module did not rejoin within %v", timeout)
 		}
-		time.Sleep(100 * time.Millisecond) // the restarted process is still starting
+		time.Sleep(100 * time.Millisecond) // the restarted process is still loading its shard
 	}
-	say("top is back")
-	if err := infer(); err != nil {
+	say("audio is back")
+	if err := infer(sneaker, "say-sneaker-again"); err != nil {
 		return err
 	}
-	say("stopping: SIGTERM to every process, SIGKILL after a grace period")
+	say("stopping: SIGTERM to every process, SIGKILL after a grace period. Outputs are in %s.", out)
+	fmt.Println("The modules are untrained, so the pictures are noise: training across the processes comes next.")
 	return nil
+}
+
+// firstTestImage writes the first Fashion-MNIST test image as a PNG, as a
+// person would hand one in.
+func firstTestImage(out string) (string, error) {
+	fm, err := dataset.LoadFashionMNIST(dataset.FashionMNISTDir)
+	if err != nil {
+		return "", err
+	}
+	img := image.NewGray(image.Rect(0, 0, fm.Test.Cols, fm.Test.Rows))
+	copy(img.Pix, fm.Test.Pixels[:fm.Test.Rows*fm.Test.Cols])
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(out, "test-image-0.png")
+	return path, os.WriteFile(path, b.Bytes(), 0o644)
 }

@@ -65,6 +65,7 @@ func newRoot() *cobra.Command {
 		newEchoCmd(g),
 		newInferCmd(g),
 		newDemoCmd(g),
+		newDataCmd(g),
 	)
 	return root
 }

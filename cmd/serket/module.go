@@ -21,6 +21,7 @@ The module's name is --name, else $SERKET_MODULE (set by serket up), else the
 kind. Its latent size is --latent, else $SERKET_LATENT (set by serket up).`,
 	}
 	cmd.AddCommand(newToyCmd(g))
+	cmd.AddCommand(modalityCmds(g)...)
 	return cmd
 }
 
@@ -32,13 +33,13 @@ type moduleFlags struct {
 	checkpointEvery int
 }
 
-func (f *moduleFlags) register(cmd *cobra.Command, kind string) {
+func (f *moduleFlags) register(cmd *cobra.Command, kind string, defaultLatent int) {
 	cmd.Flags().StringVar(&f.name, "name", envOr("SERKET_MODULE", kind), "module name in the pipeline")
 	latent, _ := strconv.Atoi(os.Getenv("SERKET_LATENT"))
 	if latent == 0 {
-		latent = 16
+		latent = defaultLatent
 	}
-	cmd.Flags().IntVar(&f.latent, "latent", latent, "latent size (default $SERKET_LATENT, else 16)")
+	cmd.Flags().IntVar(&f.latent, "latent", latent, fmt.Sprintf("latent size (default $SERKET_LATENT, else %d)", defaultLatent))
 	cmd.Flags().StringVar(&f.checkpoint, "checkpoint", "", "parameter file: restored at start, saved at exit")
 	cmd.Flags().IntVar(&f.checkpointEvery, "checkpoint-every", 0, "also save every N training steps (0: only at exit)")
 }
@@ -75,7 +76,7 @@ func newToyCmd(g *globals) *cobra.Command {
 			return mf.run(g, m)
 		},
 	}
-	mf.register(cmd, "toy")
+	mf.register(cmd, "toy", 16)
 	cmd.Flags().IntVar(&cfg.Dim, "dim", 8, "observation size")
 	cmd.Flags().Float32Var(&cfg.Noise, "noise", 0.1, "observation noise σ")
 	cmd.Flags().Float32Var(&lr, "lr", 1e-2, "Adam learning rate")

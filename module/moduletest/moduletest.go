@@ -48,7 +48,8 @@ type Config struct {
 	BadInputs []bus.Payload
 
 	// GradTol is the tolerance of the finite-difference check, relative to
-	// the gradient's norm; default 2e-2. GradStep is the step; default 1e-2.
+	// the gradient's norm; default 1e-2. GradStep is the step; default 0.1
+	// (see testDecodeGradient for why it is large).
 	GradTol, GradStep float64
 	// GradCoords bounds how many coordinates of dz are checked; default 48.
 	GradCoords int
@@ -63,10 +64,10 @@ func (c *Config) defaults() {
 		c.IDs = []uint64{0, 1, 2, 3, 4, 5, 6, 7}
 	}
 	if c.GradTol == 0 {
-		c.GradTol = 2e-2
+		c.GradTol = 1e-2
 	}
 	if c.GradStep == 0 {
-		c.GradStep = 1e-2
+		c.GradStep = 0.1
 	}
 	if c.GradCoords == 0 {
 		c.GradCoords = 48
@@ -221,7 +222,12 @@ func (s *suite) testEncode(t *testing.T) {
 }
 
 // testDecodeGradient checks dz = w·∂ll/∂z against central differences of
-// F(z) = Σ_i w_i ll_i(z).
+// w_i·ll_i, one row at a time (row i of dz depends on row i of z only).
+// ll is float32 and large (hundreds of nats) while an untrained decoder's
+// gradient is small (~0.01), so the step is large (GradStep, 0.1): the
+// rounding of ll over 2h then stays well under the tolerance, and the
+// truncation error of a smooth decoder is smaller still. Measured on the
+// built-in modalities: 0.002 for a correct gradient, 0.034 for one 5% off.
 func (s *suite) testDecodeGradient(t *testing.T) {
 	m := s.fresh(t)
 	x, present := s.data(t, m)
@@ -236,39 +242,35 @@ func (s *suite) testDecodeGradient(t *testing.T) {
 	}
 	_, dz := s.decode(t, m, z, x, w)
 	finite(t, "dz", dz)
-	F := func() float64 {
-		ll, _ := s.decode(t, m, z, x, w)
-		var f float64
-		for i, v := range ll {
-			f += float64(w[i]) * float64(v)
-		}
-		return f
-	}
 	coords := r.Perm(len(z))
 	if len(coords) > s.cfg.GradCoords {
 		coords = coords[:s.cfg.GradCoords]
 	}
 	h := s.cfg.GradStep
-	var diff, norm float64
+	var excess, norm float64
 	for _, c := range coords {
+		row := c / d
+		if w[row] == 0 {
+			continue
+		}
 		old := z[c]
 		z[c] = old + float32(h)
-		fp := F()
+		llp, _ := s.decode(t, m, z, x, w)
 		z[c] = old - float32(h)
-		fm := F()
+		llm, _ := s.decode(t, m, z, x, w)
 		z[c] = old
-		fd := (fp - fm) / (2 * h)
-		diff += (fd - float64(dz[c])) * (fd - float64(dz[c]))
+		fd := float64(w[row]) * (float64(llp[row]) - float64(llm[row])) / (2 * h)
+		e := fd - float64(dz[c])
+		excess += e * e
 		norm += fd*fd + float64(dz[c])*float64(dz[c])
 	}
 	if l, ok := m.(module.Learner); ok {
 		l.Discard()
 	}
-	rel := math.Sqrt(diff / math.Max(norm, 1e-12))
 	if norm == 0 {
 		t.Fatal("dz and the finite differences are all zero: the check cannot tell anything")
 	}
-	if rel > s.cfg.GradTol {
+	if rel := math.Sqrt(excess / norm); rel > s.cfg.GradTol {
 		t.Fatalf("dz disagrees with finite differences: relative error %.3g > %.3g over %d coordinates", rel, s.cfg.GradTol, len(coords))
 	}
 }

@@ -1,0 +1,281 @@
+// Package audio is the spoken-word modality: log-mel features of an
+// utterance (Frames×Mels, normalised per feature with the training set's mean
+// and standard deviation), an MVAE-style MLP encoder and decoder, and a
+// Gaussian likelihood with a fixed variance on the normalised features.
+//
+// It reads only its own shard (audio.shard: each item's utterance features,
+// never the label), parses WAV files a person gives (any sample rate, PCM or
+// float, mono or stereo; resampled), and renders a latent as a PNG of the
+// decoded log-mel spectrogram.
+package audio
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/dataset/speech"
+	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/modules/mvae"
+	"github.com/serket-go/serket/nn"
+)
+
+// Config configures the modality.
+type Config struct {
+	Name   string // module name; default "audio"
+	Net    mvae.Config
+	Source *mvae.Source // its shard (required: it also holds the feature normalisation)
+	// LogVar is the fixed log-variance of the likelihood on normalised
+	// features; default 0 (unit variance).
+	LogVar float32
+}
+
+// Audio is the spoken-word modality.
+type Audio struct {
+	name      string
+	net       *mvae.Net
+	src       *mvae.Source
+	ext       *speech.Extractor
+	frames    int
+	mels      int
+	features  []float32 // the shard's utterance table, U×(Frames×Mels), normalised
+	mean, std []float32
+	logvar    float32
+	dout      []float32
+	raw       []float32
+}
+
+var (
+	_ module.Learner  = (*Audio)(nil)
+	_ module.Loader   = (*Audio)(nil)
+	_ module.Parser   = (*Audio)(nil)
+	_ module.Renderer = (*Audio)(nil)
+	_ module.Saver    = (*Audio)(nil)
+)
+
+// New returns the modality with fresh parameters.
+func New(cfg Config) (*Audio, error) {
+	if cfg.Name == "" {
+		cfg.Name = "audio"
+	}
+	if cfg.Source == nil {
+		return nil, fmt.Errorf("audio: no dataset: the module needs audio.shard for its feature settings and normalisation (run `serket data prepare`, then start it with --data DIR)")
+	}
+	sh := cfg.Source.Shard
+	sc, err := speechConfig(sh.Meta)
+	if err != nil {
+		return nil, fmt.Errorf("audio: %s: %w", cfg.Source.Modality, err)
+	}
+	f := sc.Frames * sc.Mels
+	feats, mean, std := sh.Tables["features"], sh.Tables["mean"], sh.Tables["std"]
+	if len(feats)%f != 0 || len(mean) != f || len(std) != f {
+		return nil, fmt.Errorf("audio: the shard's tables do not fit %d×%d features; prepare the dataset again", sc.Frames, sc.Mels)
+	}
+	a := &Audio{name: cfg.Name, src: cfg.Source, ext: speech.NewExtractor(sc), frames: sc.Frames, mels: sc.Mels, mean: mean, std: std, logvar: cfg.LogVar}
+	a.features = make([]float32, len(feats))
+	for i, v := range feats {
+		a.features[i] = (v - mean[i%f]) / std[i%f]
+	}
+	cfg.Net.In, cfg.Net.Out = f, f
+	if a.net, err = mvae.New(cfg.Net); err != nil {
+		return nil, fmt.Errorf("audio: %w", err)
+	}
+	return a, nil
+}
+
+// speechConfig reads the feature settings the dataset was prepared with.
+func speechConfig(meta map[string]string) (speech.Config, error) {
+	c := speech.DefaultConfig()
+	fields := map[string]*int{"sample_rate": &c.SampleRate, "nfft": &c.NFFT, "win": &c.Win, "hop": &c.Hop, "mels": &c.Mels, "frames": &c.Frames}
+	for k, p := range fields {
+		v, ok := meta[k]
+		if !ok {
+			return c, fmt.Errorf("the shard lacks the feature setting %q; prepare the dataset again", k)
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return c, fmt.Errorf("feature setting %s=%q is not a positive integer", k, v)
+		}
+		*p = n
+	}
+	if v, ok := meta["floor"]; ok {
+		f, err := strconv.ParseFloat(v, 32)
+		if err != nil {
+			return c, fmt.Errorf("feature setting floor=%q is not a number", v)
+		}
+		c.Floor = float32(f)
+	}
+	return c, nil
+}
+
+// Features is a batch of normalised log-mel features, N×(Frames×Mels).
+type Features struct {
+	N int
+	X []float32
+}
+
+// Len implements module.Batch.
+func (x *Features) Len() int { return x.N }
+
+func (a *Audio) batch(x module.Batch) (*Features, error) {
+	f, ok := x.(*Features)
+	if !ok {
+		return nil, fmt.Errorf("audio: batch of type %T, want *audio.Features", x)
+	}
+	return f, nil
+}
+
+// Spec implements module.Modality.
+func (a *Audio) Spec() module.Spec {
+	return module.Spec{Name: a.name, Latent: a.net.Config().Latent, Likelihood: "gaussian"}
+}
+
+// Net exposes the networks.
+func (a *Audio) Net() *mvae.Net { return a.net }
+
+// Encode implements module.Modality.
+func (a *Audio) Encode(x module.Batch, mu, logvar []float32) error {
+	f, err := a.batch(x)
+	if err != nil {
+		return err
+	}
+	a.net.Encode(f.X, f.N, mu, logvar)
+	return nil
+}
+
+// Decode implements module.Modality: the Gaussian log-likelihood of the
+// normalised features with the fixed variance.
+func (a *Audio) Decode(z []float32, x module.Batch, w, ll, dz []float32) error {
+	f, err := a.batch(x)
+	if err != nil {
+		return err
+	}
+	mean := a.net.Forward(z, f.N)
+	if cap(a.dout) < len(mean) {
+		a.dout = make([]float32, len(mean))
+	}
+	a.dout = a.dout[:len(mean)]
+	nn.GaussianLogLik(ll, a.dout, mean, f.X, a.logvar, w, f.N, a.frames*a.mels)
+	a.net.Backward(a.dout, f.N, dz)
+	return nil
+}
+
+// Learn implements module.Learner.
+func (a *Audio) Learn(dmu, dlogvar []float32) error { return a.net.Learn(dmu, dlogvar) }
+
+// Discard implements module.Learner.
+func (a *Audio) Discard() { a.net.Discard() }
+
+// LoadBatch implements module.Loader from audio.shard (one uint32 per item:
+// its row of the utterance table).
+func (a *Audio) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
+	f := a.frames * a.mels
+	rows := len(a.features) / f
+	out := &Features{N: len(ids), X: make([]float32, len(ids)*f)}
+	var bad error
+	present, err := a.src.Lookup(ids, func(i int, rec []byte) {
+		row := int(binary.LittleEndian.Uint32(rec))
+		if row >= rows {
+			bad = fmt.Errorf("item %d: utterance %d of %d", ids[i], row, rows)
+			return
+		}
+		copy(out.X[i*f:(i+1)*f], a.features[row*f:(row+1)*f])
+	})
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("audio: %w", err)
+	}
+	return out, present, nil
+}
+
+// Parse implements module.Parser: WAV files.
+func (a *Audio) Parse(raw []bus.Payload) (module.Batch, error) {
+	f := a.frames * a.mels
+	out := &Features{N: len(raw), X: make([]float32, len(raw)*f)}
+	for i, p := range raw {
+		switch strings.TrimSpace(strings.Split(p.Type, ";")[0]) {
+		case "audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "application/octet-stream":
+		default:
+			return nil, fmt.Errorf("observation %d: content type %q, want a WAV file (audio/wav)", i, p.Type)
+		}
+		row := out.X[i*f : (i+1)*f]
+		if err := a.ext.FromWAV(row, bytes.NewReader(p.Data)); err != nil {
+			return nil, fmt.Errorf("observation %d: %w", i, err)
+		}
+		for j := range row {
+			row[j] = (row[j] - a.mean[j]) / a.std[j]
+		}
+	}
+	return out, nil
+}
+
+// Render implements module.Renderer: the decoded log-mel spectrogram as a
+// PNG (time left to right, low frequencies at the bottom).
+func (a *Audio) Render(z []float32, n int) ([]bus.Payload, error) {
+	f := a.frames * a.mels
+	mean := a.net.Forward(z, n)
+	out := make([]bus.Payload, n)
+	for i := 0; i < n; i++ {
+		a.raw = a.Denormalise(a.raw[:0], mean[i*f:(i+1)*f])
+		img := spectrogram(a.raw, a.frames, a.mels)
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, img); err != nil {
+			return nil, err
+		}
+		out[i] = bus.Payload{Type: "image/png", Data: buf.Bytes()}
+	}
+	return out, nil
+}
+
+// Denormalise appends the log-mel features of normalised features x to dst.
+func (a *Audio) Denormalise(dst, x []float32) []float32 {
+	for j, v := range x {
+		dst = append(dst, v*a.std[j]+a.mean[j])
+	}
+	return dst
+}
+
+// FrameSize is Frames×Mels, the features per utterance.
+func (a *Audio) FrameSize() (frames, mels int) { return a.frames, a.mels }
+
+func spectrogram(x []float32, frames, mels int) *image.Gray {
+	lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
+	for _, v := range x {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	const scale = 4 // pixels per frame and per mel band
+	img := image.NewGray(image.Rect(0, 0, frames*scale, mels*scale))
+	for t := 0; t < frames; t++ {
+		for m := 0; m < mels; m++ {
+			v := uint8(0)
+			if hi > lo {
+				v = uint8(255 * (x[t*mels+m] - lo) / (hi - lo))
+			}
+			for dy := 0; dy < scale; dy++ {
+				for dx := 0; dx < scale; dx++ {
+					img.SetGray(t*scale+dx, (mels-1-m)*scale+dy, color.Gray{Y: v})
+				}
+			}
+		}
+	}
+	return img
+}
+
+// Save implements module.Saver.
+func (a *Audio) Save(w io.Writer) error { return a.net.Save(w, "audio", nil) }
+
+// Restore implements module.Saver.
+func (a *Audio) Restore(r io.Reader) error {
+	_, err := a.net.Restore(r, "audio")
+	return err
+}

@@ -1,0 +1,273 @@
+// Package language is the caption modality: short English captions as
+// MaxTokens token ids over the caption vocabulary, an MVAE-style MLP encoder
+// on their one-hot encoding, and a decoder with a categorical likelihood per
+// token position.
+//
+// It reads only its own shard (language.shard, which holds the captions and
+// the vocabulary, never the label), parses free text a person types (unknown
+// words map to <unk>; text with no known word is refused), and renders a
+// latent as the most likely caption.
+package language
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/modules/mvae"
+	"github.com/serket-go/serket/nn"
+)
+
+// Config configures the modality.
+type Config struct {
+	Name   string // module name; default "language"
+	Net    mvae.Config
+	Source *mvae.Source // its shard; nil for a module that only parses and renders
+	Vocab  *dataset.Vocab
+}
+
+// Language is the caption modality.
+type Language struct {
+	name  string
+	net   *mvae.Net
+	src   *mvae.Source
+	vocab *dataset.Vocab
+	t, v  int // tokens per caption, vocabulary size
+	dout  []float32
+}
+
+var (
+	_ module.Learner  = (*Language)(nil)
+	_ module.Loader   = (*Language)(nil)
+	_ module.Parser   = (*Language)(nil)
+	_ module.Renderer = (*Language)(nil)
+	_ module.Saver    = (*Language)(nil)
+)
+
+// New returns the modality with fresh parameters. The vocabulary is the
+// shard's when there is a shard, else cfg.Vocab, else the caption
+// generator's.
+func New(cfg Config) (*Language, error) {
+	if cfg.Name == "" {
+		cfg.Name = "language"
+	}
+	vocab := cfg.Vocab
+	if cfg.Source != nil {
+		words := cfg.Source.Shard.Meta["vocab"]
+		if words == "" {
+			return nil, fmt.Errorf("language: the shard has no vocabulary; prepare the dataset again")
+		}
+		vocab = dataset.NewVocab(strings.Split(words, "\n"))
+	}
+	if vocab == nil {
+		vocab = dataset.CaptionVocab()
+	}
+	t, v := dataset.MaxTokens, vocab.Len()
+	cfg.Net.In, cfg.Net.Out = t*v, t*v
+	net, err := mvae.New(cfg.Net)
+	if err != nil {
+		return nil, fmt.Errorf("language: %w", err)
+	}
+	return &Language{name: cfg.Name, net: net, src: cfg.Source, vocab: vocab, t: t, v: v}, nil
+}
+
+// Captions is a batch of captions: N×MaxTokens token ids and their one-hot
+// encoding, N×(MaxTokens×V).
+type Captions struct {
+	N      int
+	IDs    []int32
+	OneHot []float32
+}
+
+// Len implements module.Batch.
+func (x *Captions) Len() int { return x.N }
+
+func (l *Language) newCaptions(n int) *Captions {
+	return &Captions{N: n, IDs: make([]int32, n*l.t), OneHot: make([]float32, n*l.t*l.v)}
+}
+
+func (l *Language) setOneHot(c *Captions, i int) {
+	row := c.OneHot[i*l.t*l.v : (i+1)*l.t*l.v]
+	clear(row)
+	for p, id := range c.IDs[i*l.t : (i+1)*l.t] {
+		row[p*l.v+int(id)] = 1
+	}
+}
+
+func (l *Language) captions(x module.Batch) (*Captions, error) {
+	c, ok := x.(*Captions)
+	if !ok {
+		return nil, fmt.Errorf("language: batch of type %T, want *language.Captions", x)
+	}
+	return c, nil
+}
+
+// Vocab is the vocabulary.
+func (l *Language) Vocab() *dataset.Vocab { return l.vocab }
+
+// Spec implements module.Modality.
+func (l *Language) Spec() module.Spec {
+	return module.Spec{Name: l.name, Latent: l.net.Config().Latent, Likelihood: "categorical"}
+}
+
+// Net exposes the networks.
+func (l *Language) Net() *mvae.Net { return l.net }
+
+// Encode implements module.Modality.
+func (l *Language) Encode(x module.Batch, mu, logvar []float32) error {
+	c, err := l.captions(x)
+	if err != nil {
+		return err
+	}
+	l.net.Encode(c.OneHot, c.N, mu, logvar)
+	return nil
+}
+
+// Decode implements module.Modality: the categorical log-likelihood of
+// every token position.
+func (l *Language) Decode(z []float32, x module.Batch, w, ll, dz []float32) error {
+	c, err := l.captions(x)
+	if err != nil {
+		return err
+	}
+	logits := l.net.Forward(z, c.N)
+	if cap(l.dout) < len(logits) {
+		l.dout = make([]float32, len(logits))
+	}
+	l.dout = l.dout[:len(logits)]
+	nn.CategoricalLogLik(ll, l.dout, logits, c.IDs, w, c.N, l.t, l.v)
+	l.net.Backward(l.dout, c.N, dz)
+	return nil
+}
+
+// Learn implements module.Learner.
+func (l *Language) Learn(dmu, dlogvar []float32) error { return l.net.Learn(dmu, dlogvar) }
+
+// Discard implements module.Learner.
+func (l *Language) Discard() { l.net.Discard() }
+
+// LoadBatch implements module.Loader from language.shard (MaxTokens int32
+// token ids per item, little-endian).
+func (l *Language) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
+	c := l.newCaptions(len(ids))
+	var bad error
+	present, err := l.src.Lookup(ids, func(i int, rec []byte) {
+		for p := 0; p < l.t; p++ {
+			id := int32(uint32(rec[4*p]) | uint32(rec[4*p+1])<<8 | uint32(rec[4*p+2])<<16 | uint32(rec[4*p+3])<<24)
+			if id < 0 || int(id) >= l.v {
+				bad = fmt.Errorf("item %d: token id %d outside the vocabulary of %d", ids[i], id, l.v)
+				id = 0
+			}
+			c.IDs[i*l.t+p] = id
+		}
+		l.setOneHot(c, i)
+	})
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("language: %w", err)
+	}
+	return c, present, nil
+}
+
+// MaxTextBytes bounds the text Parse accepts.
+const MaxTextBytes = 4096
+
+// Parse implements module.Parser: text/plain, one caption per payload.
+func (l *Language) Parse(raw []bus.Payload) (module.Batch, error) {
+	c := l.newCaptions(len(raw))
+	for i, p := range raw {
+		if !strings.HasPrefix(p.Type, "text/plain") {
+			return nil, fmt.Errorf("observation %d: content type %q, want text/plain", i, p.Type)
+		}
+		if len(p.Data) > MaxTextBytes {
+			return nil, fmt.Errorf("observation %d: %d bytes of text, at most %d", i, len(p.Data), MaxTextBytes)
+		}
+		text := string(p.Data)
+		ids := c.IDs[i*l.t : (i+1)*l.t]
+		unknown := l.vocab.Encode(ids, text)
+		words := 0
+		for _, id := range ids {
+			if id > 2 || id == 1 { // a word or <unk>
+				words++
+			}
+		}
+		if words == 0 || unknown == words {
+			return nil, fmt.Errorf("observation %d: no known word in %q; known words include %s", i, text, l.examples())
+		}
+		l.setOneHot(c, i)
+	}
+	return c, nil
+}
+
+func (l *Language) examples() string {
+	ws := l.vocab.Words()
+	var pick []string
+	for _, w := range ws {
+		if !strings.HasPrefix(w, "<") {
+			pick = append(pick, w)
+		}
+	}
+	if len(pick) > 12 {
+		step := len(pick) / 12
+		var s []string
+		for i := 0; i < len(pick) && len(s) < 12; i += step {
+			s = append(s, pick[i])
+		}
+		pick = s
+	}
+	return strings.Join(pick, ", ")
+}
+
+// Render implements module.Renderer: the most likely token at each position.
+func (l *Language) Render(z []float32, n int) ([]bus.Payload, error) {
+	logits := l.net.Forward(z, n)
+	out := make([]bus.Payload, n)
+	ids := make([]int32, l.t)
+	for i := 0; i < n; i++ {
+		for p := 0; p < l.t; p++ {
+			row := logits[(i*l.t+p)*l.v : (i*l.t+p+1)*l.v]
+			best := 0
+			for k, v := range row {
+				if v > row[best] {
+					best = k
+				}
+			}
+			ids[p] = int32(best)
+		}
+		out[i] = bus.Payload{Type: "text/plain; charset=utf-8", Data: []byte(l.vocab.Decode(ids))}
+	}
+	return out, nil
+}
+
+// Save implements module.Saver.
+func (l *Language) Save(w io.Writer) error {
+	return l.net.Save(w, "language", map[string]string{"vocab": strings.Join(l.vocab.Words(), "\n")})
+}
+
+// Restore implements module.Saver. A checkpoint over another vocabulary is
+// refused before anything changes: it is read into a scratch network first.
+func (l *Language) Restore(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	scratch, err := mvae.New(l.net.Config())
+	if err != nil {
+		return err
+	}
+	meta, err := scratch.Restore(bytes.NewReader(data), "language")
+	if err != nil {
+		return err
+	}
+	if meta["vocab"] != strings.Join(l.vocab.Words(), "\n") {
+		return fmt.Errorf("the checkpoint's vocabulary differs from this module's")
+	}
+	_, err = l.net.Restore(bytes.NewReader(data), "language")
+	return err
+}

@@ -1,0 +1,253 @@
+// Package vision is the Fashion-MNIST image modality: 28×28 grey images,
+// MVAE-style MLP encoder and decoder, and a Bernoulli likelihood on pixel
+// intensities in [0, 1] (not binarised).
+//
+// It reads only its own shard (vision.shard of a prepared dataset), parses
+// PNG and JPEG images of any size a person gives (converted to 28×28 grey,
+// light objects on a dark background as in Fashion-MNIST), and renders a
+// latent as a PNG of the decoder's mean.
+package vision
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/color"
+	_ "image/jpeg" // register the decoders Parse accepts
+	"image/png"
+	"io"
+	"math"
+	"strings"
+
+	"golang.org/x/image/draw"
+
+	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/modules/mvae"
+	"github.com/serket-go/serket/nn"
+)
+
+// Side is the image side in pixels; Pixels = Side².
+const (
+	Side   = 28
+	Pixels = Side * Side
+)
+
+// Config configures the modality.
+type Config struct {
+	Name   string // module name; default "vision"
+	Net    mvae.Config
+	Source *mvae.Source // its shard; nil for a module that only parses and renders
+}
+
+// Vision is the image modality.
+type Vision struct {
+	name string
+	net  *mvae.Net
+	src  *mvae.Source
+	dout []float32
+}
+
+var (
+	_ module.Learner  = (*Vision)(nil)
+	_ module.Loader   = (*Vision)(nil)
+	_ module.Parser   = (*Vision)(nil)
+	_ module.Renderer = (*Vision)(nil)
+	_ module.Saver    = (*Vision)(nil)
+)
+
+// New returns the modality with fresh parameters.
+func New(cfg Config) (*Vision, error) {
+	if cfg.Name == "" {
+		cfg.Name = "vision"
+	}
+	cfg.Net.In, cfg.Net.Out = Pixels, Pixels
+	net, err := mvae.New(cfg.Net)
+	if err != nil {
+		return nil, fmt.Errorf("vision: %w", err)
+	}
+	return &Vision{name: cfg.Name, net: net, src: cfg.Source}, nil
+}
+
+// Images is a batch of images: N×Pixels intensities in [0, 1], row-major.
+type Images struct {
+	N   int
+	Pix []float32
+}
+
+// Len implements module.Batch.
+func (x *Images) Len() int { return x.N }
+
+func (v *Vision) images(x module.Batch) (*Images, error) {
+	im, ok := x.(*Images)
+	if !ok {
+		return nil, fmt.Errorf("vision: batch of type %T, want *vision.Images", x)
+	}
+	return im, nil
+}
+
+// Spec implements module.Modality.
+func (v *Vision) Spec() module.Spec {
+	return module.Spec{Name: v.name, Latent: v.net.Config().Latent, Likelihood: "bernoulli"}
+}
+
+// Net exposes the networks (for benchmarks and the training reference).
+func (v *Vision) Net() *mvae.Net { return v.net }
+
+// Encode implements module.Modality.
+func (v *Vision) Encode(x module.Batch, mu, logvar []float32) error {
+	im, err := v.images(x)
+	if err != nil {
+		return err
+	}
+	v.net.Encode(im.Pix, im.N, mu, logvar)
+	return nil
+}
+
+// Decode implements module.Modality: the Bernoulli log-likelihood of the
+// pixels under the decoder's logits at z.
+func (v *Vision) Decode(z []float32, x module.Batch, w, ll, dz []float32) error {
+	im, err := v.images(x)
+	if err != nil {
+		return err
+	}
+	b := im.N
+	logits := v.net.Forward(z, b)
+	v.dout = grow(v.dout, b*Pixels)
+	nn.BernoulliLogLik(ll, v.dout, logits, im.Pix, w, b, Pixels)
+	v.net.Backward(v.dout, b, dz)
+	return nil
+}
+
+// Learn implements module.Learner.
+func (v *Vision) Learn(dmu, dlogvar []float32) error { return v.net.Learn(dmu, dlogvar) }
+
+// Discard implements module.Learner.
+func (v *Vision) Discard() { v.net.Discard() }
+
+// LoadBatch implements module.Loader from vision.shard (one uint8 image per item).
+func (v *Vision) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
+	im := &Images{N: len(ids), Pix: make([]float32, len(ids)*Pixels)}
+	present, err := v.src.Lookup(ids, func(i int, rec []byte) {
+		row := im.Pix[i*Pixels : (i+1)*Pixels]
+		for j, p := range rec[:Pixels] {
+			row[j] = float32(p) / 255
+		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("vision: %w", err)
+	}
+	return im, present, nil
+}
+
+// Parse implements module.Parser: PNG or JPEG images of any size.
+func (v *Vision) Parse(raw []bus.Payload) (module.Batch, error) {
+	im := &Images{N: len(raw), Pix: make([]float32, len(raw)*Pixels)}
+	for i, p := range raw {
+		if !strings.HasPrefix(p.Type, "image/") && p.Type != "application/octet-stream" {
+			return nil, fmt.Errorf("observation %d: content type %q, want an image (image/png or image/jpeg)", i, p.Type)
+		}
+		if err := ToGrey28(im.Pix[i*Pixels:(i+1)*Pixels], bytes.NewReader(p.Data)); err != nil {
+			return nil, fmt.Errorf("observation %d: %w", i, err)
+		}
+	}
+	return im, nil
+}
+
+// MaxImagePixels bounds the images Parse accepts (width × height).
+const MaxImagePixels = 50_000_000
+
+// ToGrey28 decodes a PNG or JPEG image and writes it into dst (Pixels
+// intensities in [0, 1]) the way Fashion-MNIST looks: grey, the object
+// fitted into 28×28 keeping its aspect ratio, a light object on a dark
+// background (an image whose border is mostly light is inverted).
+func ToGrey28(dst []float32, r io.Reader) error {
+	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	if err != nil {
+		return err
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("not a readable PNG or JPEG image: %w", err)
+	}
+	if cfg.Width < 1 || cfg.Height < 1 || cfg.Width*cfg.Height > MaxImagePixels {
+		return fmt.Errorf("%s image of %d×%d pixels: want 1 to %d pixels", format, cfg.Width, cfg.Height, MaxImagePixels)
+	}
+	src, _, err := image.Decode(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("broken %s image: %w", format, err)
+	}
+	b := src.Bounds()
+	w, h := b.Dx(), b.Dy()
+	// Fit the longer side to 28 pixels, centred.
+	tw, th := Side, Side
+	if w > h {
+		th = max(1, (h*Side+w/2)/w)
+	} else {
+		tw = max(1, (w*Side+h/2)/h)
+	}
+	grey := image.NewGray(image.Rect(0, 0, w, h))
+	draw.Draw(grey, grey.Bounds(), src, b.Min, draw.Src)
+	// Light background → invert, so the object is the light part.
+	var border, n float64
+	for x := 0; x < w; x++ {
+		border += float64(grey.GrayAt(x, 0).Y) + float64(grey.GrayAt(x, h-1).Y)
+		n += 2
+	}
+	for y := 0; y < h; y++ {
+		border += float64(grey.GrayAt(0, y).Y) + float64(grey.GrayAt(w-1, y).Y)
+		n += 2
+	}
+	invert := border/n > 127
+	small := image.NewGray(image.Rect(0, 0, Side, Side))
+	if invert {
+		draw.Draw(small, small.Bounds(), image.NewUniform(color.Gray{Y: 255}), image.Point{}, draw.Src)
+	}
+	off := image.Pt((Side-tw)/2, (Side-th)/2)
+	draw.CatmullRom.Scale(small, image.Rectangle{Min: off, Max: off.Add(image.Pt(tw, th))}, grey, grey.Bounds(), draw.Src, nil)
+	for i, p := range small.Pix {
+		v := float32(p) / 255
+		if invert {
+			v = 1 - v
+		}
+		dst[i] = v
+	}
+	return nil
+}
+
+// Render implements module.Renderer: each latent's decoder mean as a 28×28
+// grey PNG.
+func (v *Vision) Render(z []float32, n int) ([]bus.Payload, error) {
+	logits := v.net.Forward(z, n)
+	out := make([]bus.Payload, n)
+	for i := 0; i < n; i++ {
+		img := image.NewGray(image.Rect(0, 0, Side, Side))
+		for j := 0; j < Pixels; j++ {
+			img.Pix[j] = uint8(255*sigmoid(logits[i*Pixels+j]) + 0.5)
+		}
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, img); err != nil {
+			return nil, err
+		}
+		out[i] = bus.Payload{Type: "image/png", Data: buf.Bytes()}
+	}
+	return out, nil
+}
+
+// Save implements module.Saver.
+func (v *Vision) Save(w io.Writer) error { return v.net.Save(w, "vision", nil) }
+
+// Restore implements module.Saver.
+func (v *Vision) Restore(r io.Reader) error {
+	_, err := v.net.Restore(r, "vision")
+	return err
+}
+
+func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
+
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
