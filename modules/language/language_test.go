@@ -14,7 +14,9 @@ import (
 	"github.com/serket-go/serket/modules/mvae"
 )
 
-func text(s string) bus.Payload { return bus.Payload{Type: "text/plain; charset=utf-8", Data: []byte(s)} }
+func text(s string) bus.Payload {
+	return bus.Payload{Type: "text/plain; charset=utf-8", Data: []byte(s)}
+}
 
 func source(t *testing.T, p mvae.Pairing) *mvae.Source {
 	t.Helper()
