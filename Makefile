@@ -4,13 +4,17 @@
 GO       ?= go
 BIN      := bin/serket
 FUZZTIME ?= 20s
+# OpenBLAS through cgo when Debian's libopenblas-dev is installed (about 8×
+# the pure-Go GEMM on these cores); `make TAGS= …` forces pure Go.
+TAGS     ?= $(shell pkg-config --exists openblas 2>/dev/null && echo openblas)
+GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 
-.PHONY: all build demo up test race fuzz bench deps clean
+.PHONY: all build demo up test fuzz bench data clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/serket
+	$(GO) build $(GOFLAGS_TAGS) -o $(BIN) ./cmd/serket
 
 # The main job, on the embedded defaults.
 demo: build
@@ -21,12 +25,13 @@ up: build
 	./$(BIN) up
 
 test:
-	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) vet $(GOFLAGS_TAGS) ./...
+	$(GO) test $(GOFLAGS_TAGS) -race -count=1 -timeout 20m ./...
+	$(if $(TAGS),$(GO) test -count=1 ./nn/...,)
 
 # Each fuzz target for FUZZTIME (one at a time: go test -fuzz takes one).
 fuzz:
-	@set -e; for pkg in ./bus; do \
+	@set -e; for pkg in ./bus ./dataset ./dataset/speech ./nn; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t ($(FUZZTIME))"; \
 	    $(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) 2>&1 | tail -n 3; \
@@ -34,7 +39,11 @@ fuzz:
 	done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test $(GOFLAGS_TAGS) -run '^$$' -bench . -benchmem ./...
+
+# Fashion-MNIST-3 in data/fmnist3 (skipped when up to date).
+data: build
+	./$(BIN) data prepare
 
 clean:
 	rm -rf bin out

@@ -112,6 +112,11 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 		"SERKET_LATENT=" + strconv.Itoa(p.Latent),
 		"SERKET_LOG_LEVEL=" + g.logLevel,
 	}
+	if os.Getenv("OPENBLAS_NUM_THREADS") == "" {
+		// Four processes share the cores; OpenBLAS threads that spin after
+		// every call would fight each other (see nn's doc).
+		env = append(env, "OPENBLAS_NUM_THREADS=1")
+	}
 	for _, kv := range []struct{ k, v string }{{"NATS_CREDS", g.creds}, {"NATS_USER", g.user}, {"NATS_PASSWORD", g.password}} {
 		if kv.v != "" {
 			env = append(env, kv.k+"="+kv.v)
