@@ -1,15 +1,17 @@
 // Command quickstart is the smallest Go client of a serket pipeline: it asks
-// a running pipeline (`serket up`, or `make up`) to fuse an observation of
-// one module and decode it with the others, and prints what came back.
+// a running pipeline to fuse what the language module makes of a sentence
+// and to decode that latent as images, and writes them out.
 //
-//	serket up &                  # the default pipeline on nats://127.0.0.1:4222
-//	go run ./examples/quickstart
+//	make build && bin/serket up &          # the default pipeline on nats://127.0.0.1:4222
+//	go run ./examples/quickstart "my trainers"
 package main
 
 import (
 	"context"
 	"fmt"
 	"log"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/serket-go/serket/bus"
@@ -17,6 +19,10 @@ import (
 )
 
 func main() {
+	text := "a photo of a sneaker"
+	if len(os.Args) > 1 {
+		text = os.Args[1]
+	}
 	// Connect like every serket process does: $NATS_URL or the default URL,
 	// reconnecting forever once connected.
 	nc, err := bus.Connect(bus.ConnConfig{Name: "quickstart", Wait: 5 * time.Second})
@@ -31,18 +37,16 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := c.WaitFor(ctx, true, "left", "right", "top"); err != nil {
+	if _, err := c.WaitFor(ctx, true, "language", "vision"); err != nil {
 		log.Fatal(err)
 	}
 
-	// Observe module "left" (the toy modality takes 8 numbers as text) and
-	// ask "right" and "top" for what they make of the shared latent.
+	// Observe the language module, decode with the vision module: eight
+	// samples of the shared latent, each rendered as a PNG.
 	rep, err := c.Infer(ctx, &bus.InferRequest{
-		Observations: map[string]bus.Payload{
-			"left": {Type: "text/plain", Data: []byte("1.2 -0.3 -1.5 0.3 1.1 0.1 -0.4 0.9")},
-		},
-		Want:    []string{"right", "top"},
-		Samples: 3, // decode three samples of z; 0 decodes the fused mean
+		Observations: map[string]bus.Payload{"language": {Type: "text/plain", Data: []byte(text)}},
+		Want:         []string{"vision"},
+		Samples:      8,
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -51,10 +55,14 @@ func main() {
 	for name, why := range rep.Missing {
 		fmt.Printf("without %s: %s\n", name, why)
 	}
-	fmt.Println("latent mean:", rep.Mu.Data)
-	for _, name := range []string{"right", "top"} {
-		for i, out := range rep.Outputs[name] {
-			fmt.Printf("%s sample %d: %s\n", name, i, out.Data)
+	if err := os.MkdirAll("out/quickstart", 0o755); err != nil {
+		log.Fatal(err)
+	}
+	for i, img := range rep.Outputs["vision"] {
+		path := filepath.Join("out/quickstart", fmt.Sprintf("vision-%d.png", i))
+		if err := os.WriteFile(path, img.Data, 0o644); err != nil {
+			log.Fatal(err)
 		}
+		fmt.Println("wrote", path)
 	}
 }
