@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/png"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/client"
+	"github.com/serket-go/serket/dataset/datasettest"
+	"github.com/serket-go/serket/dataset/speech"
 )
 
 // serketBin is the real binary, built once for these tests.
@@ -364,5 +367,82 @@ func TestInferUsageErrors(t *testing.T) {
 				t.Fatalf("serket %v: err %v, output %q, want it to say %q", tt.args, err, out, tt.want)
 			}
 		})
+	}
+}
+
+// TestUpDefaultPipeline runs the built-in default pipeline — the vision,
+// language and audio modules as separate processes on a small real
+// dataset — and crosses modalities in every direction a person would.
+func TestUpDefaultPipeline(t *testing.T) {
+	data := datasettest.Dir(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	t.Setenv("SERKET_DATA", data)
+	startUp(t, "--port", strconv.Itoa(port))
+	c := connect(t, url, "default")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := c.WaitFor(ctx, true, "vision", "language", "audio"); err != nil {
+		t.Fatal(err)
+	}
+
+	train, _ := speech.Voices()
+	samples, err := speech.Synthesize(ctx, "sneaker", train[0], 22050)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wav bytes.Buffer
+	if err := speech.WriteWAV(&wav, samples, 22050); err != nil {
+		t.Fatal(err)
+	}
+	req := &bus.InferRequest{
+		Observations: map[string]bus.Payload{
+			"language": {Type: "text/plain", Data: []byte("a photo of a sneaker")},
+			"audio":    {Type: "audio/wav", Data: wav.Bytes()},
+		},
+		Want:    []string{"vision", "language", "audio"},
+		Samples: 2,
+	}
+	var rep *bus.InferReply
+	for { // until the integrator's discovery has seen all three
+		rep = infer(t, c, req)
+		if slices.Equal(rep.Contributors, []string{"audio", "language"}) && len(rep.Outputs) == 3 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("contributors %v, missing %v", rep.Contributors, rep.Missing)
+		}
+	}
+	if rep.Mu.Cols() != 64 {
+		t.Errorf("latent size %d, want the default 64", rep.Mu.Cols())
+	}
+	for _, o := range append(rep.Outputs["vision"], rep.Outputs["audio"]...) {
+		img, err := png.Decode(bytes.NewReader(o.Data))
+		if o.Type != "image/png" || err != nil {
+			t.Fatalf("output of type %s does not decode as a PNG: %v", o.Type, err)
+		}
+		if b := img.Bounds(); b.Dx() < 28 || b.Dy() < 28 {
+			t.Errorf("a %v image", b)
+		}
+	}
+	if got := rep.Outputs["language"]; len(got) != 2 || !strings.HasPrefix(got[0].Type, "text/plain") {
+		t.Fatalf("language outputs %v", got)
+	}
+
+	// An image a person gives, back to words.
+	img := rep.Outputs["vision"][0]
+	rep = infer(t, c, &bus.InferRequest{Observations: map[string]bus.Payload{"vision": img}, Want: []string{"language"}})
+	if !slices.Equal(rep.Contributors, []string{"vision"}) || len(rep.Outputs["language"]) != 1 {
+		t.Fatalf("image to words: contributors %v, missing %v", rep.Contributors, rep.Missing)
+	}
+	// Bad input is refused by the module and named in the reply.
+	rep = infer(t, c, &bus.InferRequest{Observations: map[string]bus.Payload{"language": {Type: "text/plain", Data: []byte("qwerty zxcv")}}})
+	if !strings.Contains(rep.Missing["language"], "no known word") {
+		t.Fatalf("text with no known word: missing %v", rep.Missing)
 	}
 }
