@@ -50,7 +50,8 @@ func examples() []example {
 				{Subset: []string{"vision", "audio"}, Targets: []string{"vision"}},
 				{Subset: []string{"audio"}, Targets: []string{"audio", "vision"}},
 			},
-			Lambda: map[string]float32{"audio": 0.5},
+			Lambda:     map[string]float32{"audio": 0.5},
+			Checkpoint: true,
 		},
 		&bus.Posterior{
 			Header: hdr(bus.TypePosterior, "vision"),

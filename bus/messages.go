@@ -43,6 +43,9 @@ type StepBegin struct {
 	// Lambda weighs each module's log-likelihood in the objective; a
 	// module not listed has weight 1.
 	Lambda map[string]float32 `msgpack:"lambda"`
+	// Checkpoint asks every module to save its checkpoint after learning
+	// from this step, so that all checkpoints of a run are of one step.
+	Checkpoint bool `msgpack:"ckpt"`
 }
 
 // MessageType implements Message.

@@ -79,6 +79,8 @@ type runner struct {
 	x          Batch
 	present    []bool
 	weight     float32
+	train      bool // the step updates parameters (else it only scores)
+	checkpoint bool // save a checkpoint after learning from the step
 	plan       []bus.Term
 	mu, logvar []float32
 	stepsDone  int

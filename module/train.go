@@ -100,7 +100,7 @@ func (r *runner) beginStep(in *bus.StepBegin) {
 			break
 		}
 	}
-	if !involved || !in.Train {
+	if !involved {
 		return
 	}
 	ld := r.m.(Loader)
@@ -132,6 +132,7 @@ func (r *runner) beginStep(in *bus.StepBegin) {
 		r.weight = l
 	}
 	r.x, r.present, r.plan = x, present, in.Plan
+	r.train, r.checkpoint = in.Train, in.Checkpoint
 	r.active, r.lastTouch = true, time.Now()
 	post := &bus.Posterior{Step: in.Step, Mu: bus.Matrix(b, d, r.mu), LogVar: bus.Matrix(b, d, r.logvar), Present: present}
 	if !r.publish(r.subj.Post(name), post) {
@@ -184,6 +185,11 @@ func (r *runner) decodeStep(in *bus.Latent) {
 	r.lastTouch = time.Now()
 	if !r.publish(r.subj.ZGrad(name), out) {
 		r.abandon()
+		return
+	}
+	if !r.train { // an evaluation step ends here: scored, nothing learned
+		r.m.(Learner).Discard()
+		r.endStep()
 	}
 }
 
@@ -203,10 +209,11 @@ func (r *runner) learnStep(in *bus.ExpertGrad) {
 		r.abandon()
 		return
 	}
+	asked := r.checkpoint
 	r.endStep()
 	r.stepsDone++
 	r.counters(func(c *trainStats) { c.Steps++; c.Step = in.Step })
-	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" && r.opts.CheckpointEvery > 0 && r.stepsDone%r.opts.CheckpointEvery == 0 {
+	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" && (asked || r.opts.CheckpointEvery > 0 && r.stepsDone%r.opts.CheckpointEvery == 0) {
 		if err := save(s, r.opts.Checkpoint); err != nil {
 			r.log.Error("checkpoint failed; training goes on", "err", err)
 		}
@@ -226,7 +233,7 @@ func (r *runner) abandon() {
 }
 
 func (r *runner) endStep() {
-	r.active = false
+	r.active, r.train, r.checkpoint = false, false, false
 	r.x, r.present, r.plan = nil, nil, nil
 }
 

@@ -684,16 +684,31 @@ func (s *suite) wireStep(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref mod
 		}
 	}
 	// The second step's posterior already proved that the first step's
-	// Learn happened identically; a third StepBegin proves the second's.
-	publish(t, nc, subj.Step(), &bus.StepBegin{Step: 3, Train: true, IDs: ids, Plan: plan})
+	// Learn happened identically; an evaluation step (Train false) proves
+	// the second's, is scored like a training step, and learns nothing.
+	publish(t, nc, subj.Step(), &bus.StepBegin{Step: 3, Train: false, IDs: ids, Plan: plan})
 	var post bus.Posterior
 	s.receive(t, posts, &post, bus.Expect{Latent: d, Batch: b})
 	mu, _ := s.encode(t, ref, x)
 	if !slices.Equal(post.Mu.Data, mu) {
 		t.Fatal("step 3: the posterior differs from the reference's after two identical learning steps")
 	}
+	z := []bus.Tensor{bus.Matrix(b, d, randn(r, b*d)), bus.Matrix(b, d, randn(r, b*d))}
+	publish(t, nc, subj.Latent(), &bus.Latent{Step: 3, Members: []string{name}, Z: z})
+	var zg bus.ZGrad
+	s.receive(t, zgrads, &zg, bus.Expect{Latent: d, Batch: b, Terms: 2})
+	ll, _ := s.decode(t, ref, z[0].Data, x, ones(b, present))
+	ref.(module.Learner).Discard()
+	if zg.Step != 3 || len(zg.Terms) != 2 || !slices.Equal(zg.Terms[0].LogLik.Data, ll) {
+		t.Fatal("step 3 (evaluation): the log-likelihoods sent differ from calling Decode directly")
+	}
+	publish(t, nc, subj.Step(), &bus.StepBegin{Step: 4, Train: true, IDs: ids, Plan: plan})
+	s.receive(t, posts, &post, bus.Expect{Latent: d, Batch: b})
+	if !slices.Equal(post.Mu.Data, mu) {
+		t.Fatal("step 4: the model changed during an evaluation step")
+	}
 	// Leave the step: a latent without this module abandons it.
-	publish(t, nc, subj.Latent(), &bus.Latent{Step: 3, Members: []string{"someone-else"}, Z: []bus.Tensor{bus.Matrix(b, d, make([]float32, b*d)), bus.Matrix(b, d, make([]float32, b*d))}})
+	publish(t, nc, subj.Latent(), &bus.Latent{Step: 4, Members: []string{"someone-else"}, Z: []bus.Tensor{bus.Matrix(b, d, make([]float32, b*d)), bus.Matrix(b, d, make([]float32, b*d))}})
 }
 
 // wireBad sends malformed, wrong-version, NaN and stale messages and checks
