@@ -80,10 +80,18 @@ func (p *pipeline) startModule(name string) {
 	if err != nil {
 		p.t.Fatal(err)
 	}
+	p.runModule(name, m, module.Options{})
+}
+
+// runModule serves m on its own connection until the test ends or
+// p.stops[name] is called.
+func (p *pipeline) runModule(name string, m module.Modality, opts module.Options) {
+	p.t.Helper()
 	nc := p.conn(name)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- module.Run(ctx, m, module.Options{Conn: nc}) }()
+	opts.Conn = nc
+	go func() { done <- module.Run(ctx, m, opts) }()
 	stopped := false
 	stop := func() {
 		if stopped {

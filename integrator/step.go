@@ -1,0 +1,171 @@
+package integrator
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/serket-go/serket/bus"
+)
+
+// StepMath is the transport-free part of one training step: from the
+// modules' posteriors to the latents of every plan term, and from their
+// decoder gradients to every expert's gradient and the step's ELBO terms.
+// The distributed trainer and single-process references use the same code.
+//
+// The objective is the batch mean of Σ_terms [Σ_{j∈targets} λ_j log
+// p(x_j|z) − β KL(q‖p)]: modules are sent λ_j/B as their weight, so their
+// dz already carries it, and the KL enters with β/B here.
+type StepMath struct {
+	Step   uint64
+	Seed   uint64
+	B, D   int
+	Plan   []bus.Term
+	Lambda map[string]float32 // unscaled λ per module (missing: 1)
+	Beta   float32            // KL weight
+
+	members []string
+	posts   map[string]*bus.Posterior
+	fused   []Fused
+	experts [][]Expert  // per term, in subset order (members only)
+	owners  [][]string  // per term, the module of each expert
+	eps, z  [][]float32 // per term, B×D
+}
+
+// TermStats is one term's part of the objective, batch means.
+type TermStats struct {
+	Subset, Targets []string
+	ELBO            float64            // Σ λ_j ll_j − β KL
+	KL              float64            // KL(q‖N(0, I))
+	LogLik          map[string]float64 // per target, over its present rows
+}
+
+// Latents fuses each term's experts among the modules that posted and
+// samples its latent with the step's noise (seeded by Seed and Step). The
+// members are the posters, sorted.
+func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z []bus.Tensor) {
+	s.posts = posts
+	s.members = s.members[:0]
+	for m := range posts {
+		s.members = append(s.members, m)
+	}
+	slices.Sort(s.members)
+	n := len(s.Plan)
+	s.fused = make([]Fused, n)
+	s.experts = make([][]Expert, n)
+	s.owners = make([][]string, n)
+	s.eps, s.z = make([][]float32, n), make([][]float32, n)
+	rng := rand.New(rand.NewPCG(s.Seed, s.Step^0x5e4e7))
+	z = make([]bus.Tensor, n)
+	for i, t := range s.Plan {
+		for _, m := range t.Subset {
+			p := posts[m]
+			if p == nil {
+				continue
+			}
+			s.experts[i] = append(s.experts[i], Expert{Mu: p.Mu.Data, LogVar: p.LogVar.Data, Present: p.Present})
+			s.owners[i] = append(s.owners[i], m)
+		}
+		s.fused[i].Fuse(s.experts[i], s.B, s.D)
+		s.eps[i] = make([]float32, s.B*s.D)
+		for k := range s.eps[i] {
+			s.eps[i][k] = float32(rng.NormFloat64())
+		}
+		s.z[i] = make([]float32, s.B*s.D)
+		s.fused[i].Sample(s.z[i], s.eps[i])
+		z[i] = bus.Matrix(s.B, s.D, s.z[i])
+	}
+	return slices.Clone(s.members), z
+}
+
+// Grads turns the decoder gradients of the modules that answered into every
+// member's expert gradient (summed over the terms its expert is in; zero for
+// a member in no subset) and the step's statistics. A term target that did
+// not answer is left out of that term.
+func (s *StepMath) Grads(zgrads map[string]*bus.ZGrad) (map[string]*bus.ExpertGrad, []TermStats, error) {
+	b, d := s.B, s.D
+	grads := map[string]*bus.ExpertGrad{}
+	for _, m := range s.members {
+		grads[m] = &bus.ExpertGrad{Step: s.Step, DMu: bus.Matrix(b, d, make([]float32, b*d)), DLogVar: bus.Matrix(b, d, make([]float32, b*d))}
+	}
+	stats := make([]TermStats, len(s.Plan))
+	g := make([]float32, b*d)
+	dmu, dvar := make([]float32, b*d), make([]float32, b*d)
+	kl := make([]float32, b)
+	for i, t := range s.Plan {
+		clear(g)
+		st := TermStats{Subset: t.Subset, Targets: t.Targets, LogLik: map[string]float64{}}
+		var llSum float64
+		for _, m := range t.Targets {
+			zg := zgrads[m]
+			if zg == nil || s.posts[m] == nil {
+				continue
+			}
+			var tg *bus.TermGrad
+			for k := range zg.Terms {
+				if zg.Terms[k].Term == i {
+					tg = &zg.Terms[k]
+				}
+			}
+			if tg == nil {
+				return nil, nil, fmt.Errorf("step %d: %s sent no gradient for term %d, of which it is a target", s.Step, m, i)
+			}
+			for k, v := range tg.DZ.Data {
+				g[k] += v
+			}
+			lam := float64(s.lambda(m))
+			var sum float64
+			n := 0
+			for r, v := range tg.LogLik.Data {
+				if present(s.posts[m].Present, r) {
+					sum += float64(v)
+					n++
+				}
+			}
+			llSum += lam * sum
+			if n > 0 {
+				st.LogLik[m] = sum / float64(n)
+			}
+		}
+		klSum := s.fused[i].KL(kl)
+		s.fused[i].TermGrad(dmu, dvar, g, s.eps[i], s.Beta/float32(b))
+		eg := make([]ExpertGrad, len(s.experts[i]))
+		for k, m := range s.owners[i] {
+			eg[k] = ExpertGrad{DMu: grads[m].DMu.Data, DLogVar: grads[m].DLogVar.Data}
+		}
+		s.fused[i].Backward(eg, s.experts[i], dmu, dvar)
+		st.KL = klSum / float64(b)
+		st.ELBO = (llSum - float64(s.Beta)*klSum) / float64(b)
+		if math.IsNaN(st.ELBO) || math.IsInf(st.ELBO, 0) {
+			return nil, nil, fmt.Errorf("step %d: the objective of term %d (%v → %v) is %v: training diverged", s.Step, i, t.Subset, t.Targets, st.ELBO)
+		}
+		stats[i] = st
+	}
+	for m, eg := range grads {
+		for _, v := range eg.DMu.Data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, nil, fmt.Errorf("step %d: the gradient for %s is not finite: training diverged", s.Step, m)
+			}
+		}
+	}
+	return grads, stats, nil
+}
+
+// Weights are the per-module weights StepBegin carries: λ_j / B.
+func (s *StepMath) Weights(modules []string) map[string]float32 {
+	w := make(map[string]float32, len(modules))
+	for _, m := range modules {
+		w[m] = s.lambda(m) / float32(s.B)
+	}
+	return w
+}
+
+func (s *StepMath) lambda(m string) float32 {
+	if l, ok := s.Lambda[m]; ok {
+		return l
+	}
+	return 1
+}
+
+func present(mask []bool, r int) bool { return len(mask) == 0 || mask[r] }

@@ -1,0 +1,445 @@
+package integrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/serket-go/serket/bus"
+)
+
+// TrainConfig configures a training run driven by the integrator.
+type TrainConfig struct {
+	Modules []string // the modules that take part (required)
+	IDs     []uint64 // the training items (required)
+
+	Epochs  int      // default 1
+	Batch   int      // default 100
+	Seed    uint64   // batch order, plan subsets and noise; default 1
+	Plan    PlanFunc // default MVAEPlan(Subsets)
+	Subsets int      // k random subsets of the default plan
+
+	Lambda map[string]float32 // per-module weight of the log-likelihood; default 1
+	// KL annealing: β rises linearly from KLFrom to KLTo over AnnealSteps
+	// steps, then stays; AnnealSteps 0 means β = KLTo throughout.
+	KLFrom, KLTo float32
+	AnnealSteps  int
+
+	Deadline time.Duration // per phase of a step; default 30 s
+
+	// CheckpointDir holds integrator.json (step, epoch, position, config);
+	// every CheckpointEvery steps (0: only at the end) the modules are asked
+	// to save theirs after the same step. Resume continues from it.
+	CheckpointDir   string
+	CheckpointEvery int
+	Resume          bool
+
+	// Metrics receives one JSON line per epoch (see EpochStats).
+	Metrics io.Writer
+	// OnStep, if set, is called after every step (progress bars).
+	OnStep func(StepStats)
+}
+
+// StepStats summarise one step.
+type StepStats struct {
+	Step       uint64
+	Epoch      int
+	Progress   float64 // of the whole run, 0..1
+	ELBO       float64 // Σ over terms, batch mean
+	Beta       float32
+	Terms      []TermStats
+	Missing    []string // modules absent from this step
+	Fuse, Wait time.Duration
+	Codec      time.Duration
+}
+
+// EpochStats is one line of the metrics log.
+type EpochStats struct {
+	Epoch         int                `json:"epoch"`
+	Steps         int                `json:"steps"`
+	LastStep      uint64             `json:"last_step"`
+	ELBO          float64            `json:"elbo"`       // mean over steps of Σ_terms
+	JointELBO     float64            `json:"joint_elbo"` // the first term (the joint one in MVAE plans)
+	KL            float64            `json:"kl"`         // the joint term's
+	LogLik        map[string]float64 `json:"loglik"`     // the joint term's, per module
+	Beta          float32            `json:"beta"`
+	SamplesPerSec float64            `json:"samples_per_sec"`
+	Seconds       float64            `json:"seconds"`
+	WaitSeconds   float64            `json:"wait_seconds"`  // waiting for modules (their compute + messaging)
+	FuseSeconds   float64            `json:"fuse_seconds"`  // the integrator's own compute
+	CodecSeconds  float64            `json:"codec_seconds"` // the integrator's message encoding/decoding
+	Missed        map[string]int     `json:"missed,omitempty"`
+	Rejected      int                `json:"rejected,omitempty"`
+	Stale         int                `json:"stale,omitempty"`
+}
+
+// trainState is the integrator's checkpoint.
+type trainState struct {
+	Step     uint64 `json:"step"`
+	Epoch    int    `json:"epoch"`
+	Position int    `json:"position"` // items of Epoch already done
+	Config   string `json:"config"`
+}
+
+// ErrDiverged is returned when the objective or a gradient stops being finite.
+var ErrDiverged = errors.New("training diverged")
+
+func (c *TrainConfig) defaults() error {
+	if len(c.Modules) == 0 {
+		return errors.New("integrator: training needs at least one module")
+	}
+	for _, m := range c.Modules {
+		if !bus.ValidName(m) {
+			return fmt.Errorf("integrator: module name %q is not valid", m)
+		}
+	}
+	if len(c.IDs) == 0 {
+		return errors.New("integrator: training needs items (ids)")
+	}
+	if c.Epochs == 0 {
+		c.Epochs = 1
+	}
+	if c.Batch == 0 {
+		c.Batch = 100
+	}
+	if c.Batch < 1 || c.Batch > bus.MaxBatch {
+		return fmt.Errorf("integrator: batch size %d: want 1 to %d", c.Batch, bus.MaxBatch)
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Plan == nil {
+		c.Plan = MVAEPlan(c.Subsets)
+	}
+	if c.KLTo == 0 && c.KLFrom == 0 {
+		c.KLTo = 1
+	}
+	if c.Deadline <= 0 {
+		c.Deadline = 30 * time.Second
+	}
+	return nil
+}
+
+// fingerprint identifies the settings a checkpoint belongs to.
+func (c *TrainConfig) fingerprint() string {
+	return fmt.Sprintf("modules=%s items=%d batch=%d seed=%d", strings.Join(c.Modules, ","), len(c.IDs), c.Batch, c.Seed)
+}
+
+func (c *TrainConfig) beta(step uint64) float32 {
+	if c.AnnealSteps <= 0 || int(step) >= c.AnnealSteps {
+		return c.KLTo
+	}
+	f := float32(step) / float32(c.AnnealSteps)
+	return c.KLFrom + f*(c.KLTo-c.KLFrom)
+}
+
+// Train runs cfg.Epochs epochs of message-passing training over the
+// pipeline's modules (DESIGN.md section 4) and returns the last epoch's
+// statistics. A module that misses a step's deadline sits that step out;
+// messages of other steps are dropped; a non-finite objective stops
+// training with ErrDiverged without saving a checkpoint.
+func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if ig.nc == nil {
+		return nil, errors.New("integrator: Train needs a running integrator (call it from Config.Ready or after Run started)")
+	}
+	slices.Sort(cfg.Modules)
+	st := trainState{Config: cfg.fingerprint()}
+	statePath := ""
+	if cfg.CheckpointDir != "" {
+		statePath = filepath.Join(cfg.CheckpointDir, "integrator.json")
+		if cfg.Resume {
+			data, err := os.ReadFile(statePath)
+			if err != nil {
+				return nil, fmt.Errorf("integrator: resume: %w", err)
+			}
+			var prev trainState
+			if err := json.Unmarshal(data, &prev); err != nil {
+				return nil, fmt.Errorf("integrator: resume: %s is not a checkpoint: %w", statePath, err)
+			}
+			if prev.Config != st.Config {
+				return nil, fmt.Errorf("integrator: resume: %s is of another run (%s; this one is %s)", statePath, prev.Config, st.Config)
+			}
+			st = prev
+			ig.log.Info("resuming training", "step", st.Step, "epoch", st.Epoch, "position", st.Position)
+		}
+	}
+
+	ch := make(chan *nats.Msg, 4096)
+	var subs []*nats.Subscription
+	defer func() {
+		for _, s := range subs {
+			s.Unsubscribe()
+		}
+	}()
+	for _, subj := range []string{ig.subj.Post("*"), ig.subj.ZGrad("*")} {
+		s, err := ig.nc.ChanSubscribe(subj, ch)
+		if err != nil {
+			return nil, fmt.Errorf("integrator: subscribe %s: %w", subj, err)
+		}
+		subs = append(subs, s)
+	}
+	if err := ig.nc.Flush(); err != nil {
+		return nil, err
+	}
+
+	stepsPerEpoch := (len(cfg.IDs) + cfg.Batch - 1) / cfg.Batch
+	total := float64(stepsPerEpoch * cfg.Epochs)
+	var last *EpochStats
+	for epoch := st.Epoch; epoch < cfg.Epochs; epoch++ {
+		perm := rand.New(rand.NewPCG(cfg.Seed, uint64(epoch))).Perm(len(cfg.IDs))
+		es := &EpochStats{Epoch: epoch, LogLik: map[string]float64{}, Missed: map[string]int{}}
+		start := time.Now()
+		for pos := st.Position; pos < len(perm); pos += cfg.Batch {
+			if err := ctx.Err(); err != nil {
+				return last, err
+			}
+			end := min(pos+cfg.Batch, len(perm))
+			ids := make([]uint64, end-pos)
+			for i, p := range perm[pos:end] {
+				ids[i] = cfg.IDs[p]
+			}
+			st.Step++
+			save := statePath != "" && (cfg.CheckpointEvery > 0 && int(st.Step)%cfg.CheckpointEvery == 0 || end == len(perm) && epoch == cfg.Epochs-1)
+			ss, err := ig.trainStep(ctx, &cfg, ch, st.Step, epoch, ids, save, es)
+			if err != nil {
+				return last, err
+			}
+			ss.Progress = float64(epoch*stepsPerEpoch+(pos/cfg.Batch)+1) / total
+			es.Steps++
+			es.LastStep = st.Step
+			es.ELBO += ss.ELBO
+			if len(ss.Terms) > 0 {
+				es.JointELBO += ss.Terms[0].ELBO
+				es.KL += ss.Terms[0].KL
+				for m, v := range ss.Terms[0].LogLik {
+					es.LogLik[m] += v
+				}
+			}
+			es.Beta = ss.Beta
+			es.WaitSeconds += ss.Wait.Seconds()
+			es.FuseSeconds += ss.Fuse.Seconds()
+			es.CodecSeconds += ss.Codec.Seconds()
+			for _, m := range ss.Missing {
+				es.Missed[m]++
+			}
+			if cfg.OnStep != nil {
+				cfg.OnStep(*ss)
+			}
+			st.Position = end
+			if save {
+				if err := ig.saveState(statePath, st); err != nil {
+					return last, err
+				}
+			}
+		}
+		st.Epoch, st.Position = epoch+1, 0
+		es.Seconds = time.Since(start).Seconds()
+		if es.Steps > 0 {
+			n := float64(es.Steps)
+			es.ELBO /= n
+			es.JointELBO /= n
+			es.KL /= n
+			for m := range es.LogLik {
+				es.LogLik[m] /= n
+			}
+			es.SamplesPerSec = float64(len(perm)) / es.Seconds
+		}
+		if cfg.Metrics != nil {
+			line, _ := json.Marshal(es)
+			fmt.Fprintf(cfg.Metrics, "%s\n", line)
+		}
+		ig.log.Info("epoch done", "epoch", epoch, "elbo", es.ELBO, "joint_elbo", es.JointELBO, "samples_per_sec", int(es.SamplesPerSec), "missed", es.Missed)
+		last = es
+	}
+	return last, nil
+}
+
+func (ig *Integrator) saveState(path string, st trainState) error {
+	data, _ := json.MarshalIndent(st, "", "  ")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("integrator: checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("integrator: checkpoint: %w", err)
+	}
+	return nil
+}
+
+// trainStep runs one step: StepBegin → posteriors → latents → decoder
+// gradients → expert gradients.
+func (ig *Integrator) trainStep(ctx context.Context, cfg *TrainConfig, ch chan *nats.Msg, step uint64, epoch int, ids []uint64, save bool, es *EpochStats) (*StepStats, error) {
+	b, d := len(ids), ig.cfg.Latent
+	plan := cfg.Plan(cfg.Modules, rand.New(rand.NewPCG(cfg.Seed^0x91a2, step)))
+	sm := &StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: plan, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1)}
+	ss := &StepStats{Step: step, Epoch: epoch, Beta: sm.Beta}
+
+	t0 := time.Now()
+	if err := ig.send(ig.subj.Step(), &bus.StepBegin{Step: step, Epoch: epoch, Train: true, IDs: ids, Plan: plan, Lambda: sm.Weights(cfg.Modules), Checkpoint: save}); err != nil {
+		return nil, err
+	}
+	ss.Codec += time.Since(t0)
+
+	// Posteriors from every module, until the deadline.
+	posts := map[string]*bus.Posterior{}
+	err := ig.collect(ctx, cfg, ch, step, es, ss, "post", cfg.Modules, func(m string, msg *nats.Msg) error {
+		var p bus.Posterior
+		if err := bus.UnmarshalFrom(msg.Subject, msg.Data, &p, bus.Expect{Latent: d, Batch: b}); err != nil {
+			return err
+		}
+		if p.Step != step {
+			return errStale
+		}
+		posts[m] = &p
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range cfg.Modules {
+		if posts[m] == nil {
+			ss.Missing = append(ss.Missing, m)
+		}
+	}
+	if len(posts) == 0 {
+		ig.log.Warn("no module answered the step; skipping it", "step", step)
+		return ss, nil
+	}
+
+	t1 := time.Now()
+	members, z := sm.Latents(posts)
+	ss.Fuse += time.Since(t1)
+	t2 := time.Now()
+	if err := ig.send(ig.subj.Latent(), &bus.Latent{Step: step, Members: members, Z: z}); err != nil {
+		return nil, err
+	}
+	ss.Codec += time.Since(t2)
+
+	// Decoder gradients from every member that is a target of some term.
+	var targets []string
+	for _, m := range members {
+		for _, t := range plan {
+			if slices.Contains(t.Targets, m) {
+				targets = append(targets, m)
+				break
+			}
+		}
+	}
+	zgrads := map[string]*bus.ZGrad{}
+	err = ig.collect(ctx, cfg, ch, step, es, ss, "zgrad", targets, func(m string, msg *nats.Msg) error {
+		var zg bus.ZGrad
+		if err := bus.UnmarshalFrom(msg.Subject, msg.Data, &zg, bus.Expect{Latent: d, Batch: b, Terms: len(plan)}); err != nil {
+			return err
+		}
+		if zg.Step != step {
+			return errStale
+		}
+		zgrads[m] = &zg
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range targets {
+		if zgrads[m] == nil && !slices.Contains(ss.Missing, m) {
+			ss.Missing = append(ss.Missing, m)
+		}
+	}
+
+	t3 := time.Now()
+	grads, terms, err := sm.Grads(zgrads)
+	ss.Fuse += time.Since(t3)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDiverged, err)
+	}
+	ss.Terms = terms
+	for _, t := range terms {
+		ss.ELBO += t.ELBO
+	}
+	t4 := time.Now()
+	for _, m := range members {
+		if err := ig.send(ig.subj.EGrad(m), grads[m]); err != nil {
+			return nil, err
+		}
+	}
+	ss.Codec += time.Since(t4)
+	return ss, nil
+}
+
+var errStale = errors.New("stale")
+
+// collect reads messages of one kind ("post" or "zgrad") until every one of
+// want has sent a valid one for this step or the deadline passes. Other
+// kinds and other steps are stale and dropped; invalid ones are rejected
+// with a log line naming the sender.
+func (ig *Integrator) collect(ctx context.Context, cfg *TrainConfig, ch chan *nats.Msg, step uint64, es *EpochStats, ss *StepStats, kind string, want []string, accept func(m string, msg *nats.Msg) error) error {
+	got := map[string]bool{}
+	timer := time.NewTimer(cfg.Deadline)
+	defer timer.Stop()
+	start := time.Now()
+	defer func() { ss.Wait += time.Since(start) }()
+	prefix := ig.subj.Prefix() + "." + kind + "."
+	for len(got) < len(want) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			var late []string
+			for _, m := range want {
+				if !got[m] {
+					late = append(late, m)
+				}
+			}
+			ig.log.Warn("modules missed the step's deadline; the step goes on without them", "step", step, "phase", kind, "modules", late, "deadline", cfg.Deadline)
+			return nil
+		case msg := <-ch:
+			m, ok := strings.CutPrefix(msg.Subject, prefix)
+			if !ok || !slices.Contains(want, m) || got[m] {
+				es.Stale++
+				continue
+			}
+			t := time.Now()
+			err := accept(m, msg)
+			ss.Codec += time.Since(t)
+			switch {
+			case errors.Is(err, errStale):
+				es.Stale++
+			case err != nil:
+				es.Rejected++
+				ig.reject(fmt.Errorf("step %d: %s from module %s: %w", step, kind, m, err))
+			default:
+				got[m] = true
+			}
+		}
+	}
+	return nil
+}
+
+// send marshals m as the integrator and publishes it.
+func (ig *Integrator) send(subject string, m bus.Message) error {
+	m.(interface{ SetSender(string) }).SetSender(Name)
+	b, err := bus.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := ig.nc.Publish(subject, b); err != nil {
+		return fmt.Errorf("integrator: publish %s: %w", subject, err)
+	}
+	return nil
+}
