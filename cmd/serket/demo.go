@@ -79,11 +79,11 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 	g.natsURL = ""
 	os.Setenv("SERKET_DATA", data) // the children's --data default
 	restarted := make(chan string, 8)
-	run, err := launchPipeline(ctx, g, p, log, 3*time.Second, func(ev launch.Event) {
+	run, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 3 * time.Second, onEvent: func(ev launch.Event) {
 		if ev.Kind == launch.Restarting {
 			restarted <- ev.Name
 		}
-	})
+	}})
 	if err != nil {
 		return err
 	}

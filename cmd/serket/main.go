@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/serket-go/serket/bus"
@@ -66,6 +67,7 @@ func newRoot() *cobra.Command {
 		newInferCmd(g),
 		newDemoCmd(g),
 		newDataCmd(g),
+		newTrainCmd(g),
 	)
 	return root
 }
@@ -122,4 +124,10 @@ func parseAssignments(flag string, items []string) (map[string]string, error) {
 		out[name] = value
 	}
 	return out, nil
+}
+
+func busConnect(g *globals, url string, log *slog.Logger) (*nats.Conn, error) {
+	cc := g.conn("serket-cli", log)
+	cc.URL = url
+	return bus.Connect(cc)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -40,7 +41,11 @@ func (f *moduleFlags) register(cmd *cobra.Command, kind string, defaultLatent in
 		latent = defaultLatent
 	}
 	cmd.Flags().IntVar(&f.latent, "latent", latent, fmt.Sprintf("latent size (default $SERKET_LATENT, else %d)", defaultLatent))
-	cmd.Flags().StringVar(&f.checkpoint, "checkpoint", "", "parameter file: restored at start, saved at exit")
+	ckpt := ""
+	if dir := os.Getenv("SERKET_CHECKPOINT_DIR"); dir != "" {
+		ckpt = filepath.Join(dir, envOr("SERKET_MODULE", kind)+".ckpt")
+	}
+	cmd.Flags().StringVar(&f.checkpoint, "checkpoint", ckpt, "parameter file: restored at start if it exists, saved when asked and at exit (default $SERKET_CHECKPOINT_DIR/<name>.ckpt)")
 	cmd.Flags().IntVar(&f.checkpointEvery, "checkpoint-every", 0, "also save every N training steps (0: only at exit)")
 }
 

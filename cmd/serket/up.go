@@ -54,7 +54,7 @@ according to their restart policies, and on Ctrl-C or SIGTERM stops them all
 			log := g.logger("up")
 			ctx, cancel := signalContext()
 			defer cancel()
-			run, err := launchPipeline(ctx, g, p, log, grace, nil)
+			run, err := launchPipeline(ctx, g, p, log, launchOptions{grace: grace})
 			if err != nil {
 				return err
 			}
@@ -85,9 +85,17 @@ type running struct {
 	log    *slog.Logger
 }
 
+// launchOptions adjust launchPipeline for commands other than up.
+type launchOptions struct {
+	grace        time.Duration
+	onEvent      func(launch.Event)
+	noIntegrator bool     // the caller runs the integrator in its own process
+	env          []string // extra environment for every child
+}
+
 // launchPipeline starts NATS (embedded unless a URL is given) and supervises
 // the pipeline's processes until ctx is done.
-func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *slog.Logger, grace time.Duration, onEvent func(launch.Event)) (*running, error) {
+func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *slog.Logger, o launchOptions) (*running, error) {
 	r := &running{done: make(chan error, 1), log: log}
 	r.URL = g.natsURL
 	if r.URL == "" {
@@ -122,11 +130,15 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 			env = append(env, kv.k+"="+kv.v)
 		}
 	}
-	specs := p.Specs(self, env)
-	for i := range specs {
-		specs[i].Env = append(specs[i].Env, "SERKET_MODULE="+specs[i].Name)
+	var specs []launch.Spec
+	for _, s := range p.Specs(self, append(env, o.env...)) {
+		if o.noIntegrator && s.Name == "integrator" {
+			continue
+		}
+		s.Env = append(s.Env, "SERKET_MODULE="+s.Name)
+		specs = append(specs, s)
 	}
-	r.sup = launch.NewSupervisor(specs, launch.Options{Output: os.Stderr, Grace: grace, Logger: log, OnEvent: onEvent})
+	r.sup = launch.NewSupervisor(specs, launch.Options{Output: os.Stderr, Grace: o.grace, Logger: log, OnEvent: o.onEvent})
 	log.Info("starting pipeline", "pipeline", p.Name, "latent", p.Latent, "processes", len(specs), "nats", r.URL)
 	go func() {
 		err := r.sup.Run(ctx)

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/serket-go/serket/client"
+	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/integrator"
+	"github.com/serket-go/serket/launch"
+)
+
+// trainFlags are the training settings, shared by `serket train` and
+// `serket integrator --train`.
+type trainFlags struct {
+	epochs     int
+	batch      int
+	seed       uint64
+	plan       string
+	subsets    int
+	lambda     []string
+	klFrom     float32
+	klTo       float32
+	anneal     float64 // epochs
+	deadline   time.Duration
+	ckptDir    string
+	ckptEvery  int
+	resume     bool
+	metrics    string
+	data       string
+	limit      int
+	modules    []string
+	moduleWait time.Duration
+}
+
+func (f *trainFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.IntVar(&f.epochs, "epochs", 1, "passes over the training items")
+	fl.IntVar(&f.batch, "batch", 100, "items per step")
+	fl.Uint64Var(&f.seed, "seed", 1, "seed of the batch order, the plan's subsets and the latent noise")
+	fl.StringVar(&f.plan, "plan", "mvae", "fusion plan: mvae (joint + each module + --subsets random subsets) or joint")
+	fl.IntVar(&f.subsets, "subsets", 1, "random subsets per step in the mvae plan")
+	fl.StringSliceVar(&f.lambda, "lambda", []string{"language=50"}, "weight of each module's log-likelihood, MODULE=W (others 1)")
+	fl.Float32Var(&f.klFrom, "kl-from", 0, "KL weight at the start of annealing")
+	fl.Float32Var(&f.klTo, "kl-to", 1, "KL weight after annealing")
+	fl.Float64Var(&f.anneal, "kl-anneal", 1, "epochs over which the KL weight rises linearly (0: no annealing)")
+	fl.DurationVar(&f.deadline, "deadline", 30*time.Second, "how long a step waits for each module (a late module sits the step out)")
+	fl.StringVar(&f.ckptDir, "checkpoint-dir", "runs/latest", "where the integrator's and the modules' checkpoints go")
+	fl.IntVar(&f.ckptEvery, "checkpoint-every", 200, "save every N steps (and at the end); 0: only at the end")
+	fl.BoolVar(&f.resume, "resume", false, "continue the run in --checkpoint-dir")
+	fl.StringVar(&f.metrics, "metrics", "", "per-epoch metrics as JSON lines (default <checkpoint-dir>/metrics.jsonl)")
+	fl.StringVar(&f.data, "data", dataset.DefaultDir(), "prepared dataset (the integrator reads only its ids and splits)")
+	fl.IntVar(&f.limit, "limit", 0, "train on the first N training items only (0: all)")
+	fl.StringSliceVar(&f.modules, "modules", nil, "modules that train (default: the pipeline's)")
+	fl.DurationVar(&f.moduleWait, "module-wait", 2*time.Minute, "how long to wait for the modules to come up")
+}
+
+// config builds the integrator's TrainConfig; ids come from the manifest
+// (ids and splits only: the integrator never looks at a class).
+func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
+	var cfg integrator.TrainConfig
+	man, err := dataset.ReadManifest(f.data)
+	if err != nil {
+		return cfg, nil, err
+	}
+	for _, it := range man.Items {
+		if it.Split == dataset.Train {
+			cfg.IDs = append(cfg.IDs, it.ID)
+		}
+	}
+	if f.limit > 0 && f.limit < len(cfg.IDs) {
+		cfg.IDs = cfg.IDs[:f.limit]
+	}
+	plan, err := integrator.ParsePlan(f.plan, f.subsets)
+	if err != nil {
+		return cfg, nil, usagef("%v", err)
+	}
+	lambda := map[string]float32{}
+	for name, v := range mustAssign(f.lambda) {
+		w, err := strconv.ParseFloat(v, 32)
+		if err != nil || w < 0 {
+			return cfg, nil, usagef("--lambda %s=%s: want a non-negative number", name, v)
+		}
+		lambda[name] = float32(w)
+	}
+	if f.epochs < 1 || f.batch < 1 {
+		return cfg, nil, usagef("--epochs and --batch must be positive")
+	}
+	cfg.Modules, cfg.Epochs, cfg.Batch, cfg.Seed, cfg.Plan, cfg.Lambda = f.modules, f.epochs, f.batch, f.seed, plan, lambda
+	cfg.KLFrom, cfg.KLTo = f.klFrom, f.klTo
+	cfg.AnnealSteps = int(f.anneal * float64((len(cfg.IDs)+f.batch-1)/f.batch))
+	cfg.Deadline = f.deadline
+	cfg.CheckpointDir, cfg.CheckpointEvery, cfg.Resume = f.ckptDir, f.ckptEvery, f.resume
+	if f.metrics == "" && f.ckptDir != "" {
+		f.metrics = filepath.Join(f.ckptDir, "metrics.jsonl")
+	}
+	var closer io.Closer = io.NopCloser(nil)
+	if f.metrics != "" {
+		if err := os.MkdirAll(filepath.Dir(f.metrics), 0o755); err != nil {
+			return cfg, nil, err
+		}
+		flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+		if f.resume {
+			flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+		}
+		mf, err := os.OpenFile(f.metrics, flags, 0o644)
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.Metrics, closer = mf, mf
+	}
+	return cfg, closer, nil
+}
+
+// checkFresh refuses to start a new run over an old one's checkpoints:
+// modules restore whatever checkpoint they find.
+func (f *trainFlags) checkFresh() error {
+	if f.resume || f.ckptDir == "" {
+		return nil
+	}
+	old, _ := filepath.Glob(filepath.Join(f.ckptDir, "*.ckpt"))
+	if st, err := os.Stat(filepath.Join(f.ckptDir, "integrator.json")); err == nil && !st.IsDir() {
+		old = append(old, "integrator.json")
+	}
+	if len(old) > 0 {
+		return usagef("%s holds another run's checkpoints (%s): pass --resume to continue it, or choose another --checkpoint-dir", f.ckptDir, strings.Join(old, ", "))
+	}
+	return nil
+}
+
+func mustAssign(items []string) map[string]string {
+	out := map[string]string{}
+	for _, it := range items {
+		k, v, _ := strings.Cut(it, "=")
+		out[k] = v
+	}
+	return out
+}
+
+// train runs cfg on ig after waiting for the modules, with a progress bar
+// on a terminal and an epoch line otherwise.
+func train(ctx context.Context, ig *integrator.Integrator, c *client.Client, cfg integrator.TrainConfig, wait time.Duration, log *slog.Logger) (*integrator.EpochStats, error) {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if _, err := c.WaitFor(wctx, false, cfg.Modules...); err != nil {
+		return nil, err
+	}
+	// Until the integrator's own discovery has seen them too, a step would
+	// wait out its deadline for nothing.
+	for !containsAll(ig.Live(), cfg.Modules) {
+		select {
+		case <-ig.Polled():
+		case <-wctx.Done():
+			return nil, fmt.Errorf("the integrator did not discover %v within %v", cfg.Modules, wait)
+		}
+	}
+	var bar *progressbar.ProgressBar
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		steps := int64(cfg.Epochs * ((len(cfg.IDs) + cfg.Batch - 1) / cfg.Batch))
+		bar = progressbar.NewOptions64(steps, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+	}
+	cfg.OnStep = func(s integrator.StepStats) {
+		if bar != nil {
+			bar.Describe(fmt.Sprintf("epoch %d  elbo %9.1f  β %.2f", s.Epoch+1, s.ELBO, s.Beta))
+			bar.Add(1)
+		}
+	}
+	log.Info("training", "modules", cfg.Modules, "items", len(cfg.IDs), "epochs", cfg.Epochs, "batch", cfg.Batch)
+	last, err := ig.Train(ctx, cfg)
+	if bar != nil {
+		bar.Finish()
+	}
+	if errors.Is(err, integrator.ErrDiverged) {
+		return last, fmt.Errorf("%w; the last good checkpoint is kept in %s", err, cfg.CheckpointDir)
+	}
+	return last, err
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func newTrainCmd(g *globals) *cobra.Command {
+	var (
+		tf   trainFlags
+		port int
+	)
+	cmd := &cobra.Command{
+		Use:   "train [pipeline.yaml]",
+		Short: "train the pipeline's modules together by message passing",
+		Long: `Train every module of a pipeline (the default one: vision, language and
+audio on Fashion-MNIST-3) as one multimodal VAE. The modules run as separate
+processes; this process is the integrator: it starts NATS (embedded unless
+--nats), prepares the data if needed, starts the modules, and drives the
+training steps over the bus. Checkpoints and the metrics log go to
+--checkpoint-dir; --resume continues a run.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := loadPipeline(args)
+			if err != nil {
+				return err
+			}
+			p.NATS.Port = port
+			if err := tf.checkFresh(); err != nil {
+				return err
+			}
+			log := g.logger("train")
+			ctx, cancel := signalContext()
+			defer cancel()
+			data, err := filepath.Abs(tf.data)
+			if err != nil {
+				return err
+			}
+			tf.data = data
+			if _, err := dataset.Prepare(ctx, dataset.PrepareConfig{Dir: data, Progress: os.Stderr}); err != nil {
+				return err
+			}
+			if len(tf.modules) == 0 {
+				for _, m := range p.Modules {
+					tf.modules = append(tf.modules, m.Name)
+				}
+			}
+			cfg, closer, err := tf.config()
+			if err != nil {
+				return err
+			}
+			defer closer.Close()
+			ckpt, err := filepath.Abs(tf.ckptDir)
+			if err != nil {
+				return err
+			}
+			run, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 10 * time.Second, noIntegrator: true,
+				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt}})
+			if err != nil {
+				return err
+			}
+			defer func() { cancel(); run.wait() }()
+			return trainInProcess(ctx, g, run.URL, p, cfg, tf.moduleWait, log)
+		},
+	}
+	tf.register(cmd)
+	cmd.Flags().IntVar(&port, "port", 0, "embedded NATS server port (0: random)")
+	return cmd
+}
+
+// trainInProcess runs the integrator in this process and trains.
+func trainInProcess(ctx context.Context, g *globals, url string, p *launch.Pipeline, cfg integrator.TrainConfig, wait time.Duration, log *slog.Logger) error {
+	cc := g.conn("serket-integrator", log)
+	cc.URL = url
+	ready := make(chan *integrator.Integrator, 1)
+	ictx, icancel := context.WithCancel(ctx)
+	defer icancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- integrator.Run(ictx, integrator.Config{Pipeline: p.Name, Latent: p.Latent, NATS: cc, Logger: log, Discovery: 500 * time.Millisecond,
+			Ready: func(ig *integrator.Integrator) { ready <- ig }})
+	}()
+	var ig *integrator.Integrator
+	select {
+	case ig = <-ready:
+	case err := <-done:
+		return err
+	}
+	nc, err := busConnect(g, url, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	c, err := client.New(nc, p.Name, "train")
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	last, err := train(ctx, ig, c, cfg, wait, log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("trained %d epochs of %d items in %v: ELBO %.1f (joint %.1f), %.0f samples/s; checkpoints in %s\n",
+		cfg.Epochs, len(cfg.IDs), time.Since(start).Round(time.Second), last.ELBO, last.JointELBO, last.SamplesPerSec, cfg.CheckpointDir)
+	icancel()
+	return <-done
+}
