@@ -238,3 +238,40 @@ func CaptionVocab() *Vocab {
 	}
 	return NewVocab(words)
 }
+
+// ClassOfCaption returns the class whose name or synonym a caption uses,
+// for evaluation (it reads labels: a module must never call it). It is
+// -1 when the caption names no class, or names two.
+func ClassOfCaption(text string) int {
+	tokens := Tokenize(text)
+	found := -1
+	for c := range NumClasses {
+		for _, syn := range synonyms[c] {
+			if containsRun(tokens, Tokenize(syn.word)) {
+				if found >= 0 && found != c {
+					return -1
+				}
+				found = c
+			}
+		}
+	}
+	return found
+}
+
+func containsRun(tokens, run []string) bool {
+	for i := 0; i+len(run) <= len(tokens); i++ {
+		if slices.Equal(tokens[i:i+len(run)], run) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClassCaptions returns every caption Caption can make for class: each
+// synonym in every template. Evaluation uses it to score a decoder's
+// belief in a class with the templates balanced across classes.
+func ClassCaptions(class int) []string {
+	var out []string
+	allCaptions(class, func(s string) { out = append(out, s) })
+	return out
+}

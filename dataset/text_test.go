@@ -180,3 +180,21 @@ func ExampleVocab_Encode() {
 	fmt.Println(v.Decode(ids), unknown)
 	// Output: look at my <unk> t-shirt 1
 }
+
+// TestClassOfCaption: every caption the generator makes names its class,
+// and text naming none or two classes is -1.
+func TestClassOfCaption(t *testing.T) {
+	for c := range dataset.NumClasses {
+		for seed := range uint64(300) {
+			s := dataset.Caption(c, rand.New(rand.NewPCG(seed, 9)))
+			if got := dataset.ClassOfCaption(s); got != c {
+				t.Errorf("ClassOfCaption(%q) = %d, want %d", s, got, c)
+			}
+		}
+	}
+	for _, s := range []string{"", "a photo of", "a shirt and a bag", "<unk> <unk>"} {
+		if got := dataset.ClassOfCaption(s); got != -1 {
+			t.Errorf("ClassOfCaption(%q) = %d, want -1", s, got)
+		}
+	}
+}

@@ -56,6 +56,22 @@ func MVAEPlan(k int) PlanFunc {
 	}
 }
 
+// CrossPlan is MVAEPlan with every single-module term scoring every
+// module: the unimodal posteriors are trained to explain the other
+// modalities too (cross-modal reconstruction, as MoPoE-style objectives
+// do), which is what makes one modality predict the others. It costs a
+// decode per module per single term.
+func CrossPlan(k int) PlanFunc {
+	mvae := MVAEPlan(k)
+	return func(modules []string, rng *rand.Rand) []bus.Term {
+		plan := mvae(modules, rng)
+		for i := range plan {
+			plan[i].Targets = slices.Clone(modules)
+		}
+		return plan
+	}
+}
+
 // JointPlan is the plain multimodal ELBO: one term, every module, targets all.
 func JointPlan() PlanFunc {
 	return func(modules []string, _ *rand.Rand) []bus.Term {
@@ -64,15 +80,17 @@ func JointPlan() PlanFunc {
 }
 
 // ParsePlan reads a plan name as the CLI and pipeline file give it:
-// "mvae" (with k random subsets) or "joint".
+// "mvae" or "cross" (with k random subsets), or "joint".
 func ParsePlan(name string, k int) (PlanFunc, error) {
 	switch strings.ToLower(name) {
 	case "mvae", "":
 		return MVAEPlan(k), nil
+	case "cross":
+		return CrossPlan(k), nil
 	case "joint":
 		return JointPlan(), nil
 	}
-	return nil, fmt.Errorf("integrator: unknown fusion plan %q (want mvae or joint)", name)
+	return nil, fmt.Errorf("integrator: unknown fusion plan %q (want mvae, cross or joint)", name)
 }
 
 func popcount(x int) int {

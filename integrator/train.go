@@ -69,6 +69,8 @@ type EpochStats struct {
 	Steps         int                `json:"steps"`
 	LastStep      uint64             `json:"last_step"`
 	ELBO          float64            `json:"elbo"`       // mean over steps of Σ_terms
+	ELBOStart     float64            `json:"elbo_start"` // the mean of the epoch's first tenth of steps (at least one)
+	ELBOEnd       float64            `json:"elbo_end"`   // and of its last tenth
 	JointELBO     float64            `json:"joint_elbo"` // the first term (the joint one in MVAE plans)
 	KL            float64            `json:"kl"`         // the joint term's
 	LogLik        map[string]float64 `json:"loglik"`     // the joint term's, per module
@@ -201,6 +203,7 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 	for epoch := st.Epoch; epoch < cfg.Epochs; epoch++ {
 		perm := rand.New(rand.NewPCG(cfg.Seed, uint64(epoch))).Perm(len(cfg.IDs))
 		es := &EpochStats{Epoch: epoch, LogLik: map[string]float64{}, Missed: map[string]int{}}
+		var elbos []float64
 		start := time.Now()
 		for pos := st.Position; pos < len(perm); pos += cfg.Batch {
 			if err := ctx.Err(); err != nil {
@@ -221,6 +224,7 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 			es.Steps++
 			es.LastStep = st.Step
 			es.ELBO += ss.ELBO
+			elbos = append(elbos, ss.ELBO)
 			if len(ss.Terms) > 0 {
 				es.JointELBO += ss.Terms[0].ELBO
 				es.KL += ss.Terms[0].KL
@@ -256,6 +260,8 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 				es.LogLik[m] /= n
 			}
 			es.SamplesPerSec = float64(len(perm)) / es.Seconds
+			k := max(1, len(elbos)/10)
+			es.ELBOStart, es.ELBOEnd = mean(elbos[:k]), mean(elbos[len(elbos)-k:])
 		}
 		if cfg.Metrics != nil {
 			line, _ := json.Marshal(es)
@@ -442,4 +448,12 @@ func (ig *Integrator) send(subject string, m bus.Message) error {
 		return fmt.Errorf("integrator: publish %s: %w", subject, err)
 	}
 	return nil
+}
+
+func mean(v []float64) float64 {
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
 }

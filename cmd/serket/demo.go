@@ -68,7 +68,10 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 	}
 	say("serket data prepare --dir %s   (skipped when it is up to date)", data)
 	start := time.Now()
-	man, err := dataset.Prepare(ctx, dataset.PrepareConfig{Dir: data, Progress: os.Stderr})
+	if err := ensureData(ctx, data); err != nil {
+		return err
+	}
+	man, err := dataset.ReadManifest(data)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ type netFlags struct {
 	data       string
 	hidden     int
 	lr         float32
+	adamEps    float32
 	seed       uint64
 	fraction   float64
 	pairSeed   uint64
@@ -28,6 +29,7 @@ func (f *netFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.data, "data", dataset.DefaultDir(), "prepared dataset directory (serket data prepare)")
 	cmd.Flags().IntVar(&f.hidden, "hidden", 512, "units per hidden layer")
 	cmd.Flags().Float32Var(&f.lr, "lr", 1e-3, "Adam learning rate")
+	cmd.Flags().Float32Var(&f.adamEps, "adam-eps", 1e-8, "Adam's epsilon")
 	cmd.Flags().Uint64Var(&f.seed, "seed", 1, "parameter initialisation seed")
 	cmd.Flags().Float64Var(&f.fraction, "paired-fraction", 1, "fraction of training items with every modality (the rest have one each)")
 	cmd.Flags().Uint64Var(&f.pairSeed, "pairing-seed", 1, "seed of the partial-pairing mask (the same in every module)")
@@ -43,7 +45,7 @@ func (f *netFlags) source(modality string) (*mvae.Source, error) {
 }
 
 func (f *netFlags) net(latent int) mvae.Config {
-	return mvae.Config{Latent: latent, Hidden: f.hidden, LR: f.lr, Seed: f.seed}
+	return mvae.Config{Latent: latent, Hidden: f.hidden, LR: f.lr, AdamEps: f.adamEps, Seed: f.seed}
 }
 
 // newModalityCmd makes `serket module KIND` for a built-in modality.

@@ -22,6 +22,7 @@ import (
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/dataset/datasettest"
 	"github.com/serket-go/serket/dataset/speech"
+	"github.com/serket-go/serket/nn"
 )
 
 // serketBin is the real binary, built once for these tests.
@@ -34,7 +35,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	serketBin = filepath.Join(dir, "serket")
+	// The binary uses the BLAS this test binary was built with.
 	build := exec.Command("go", "build", "-o", serketBin, ".")
+	if nn.Backend() == "openblas" {
+		build.Args = append(build.Args[:2], "-tags", "openblas", "-o", serketBin, ".")
+	}
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building serket:", err)

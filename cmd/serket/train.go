@@ -51,7 +51,7 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.epochs, "epochs", 1, "passes over the training items")
 	fl.IntVar(&f.batch, "batch", 100, "items per step")
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the batch order, the plan's subsets and the latent noise")
-	fl.StringVar(&f.plan, "plan", "mvae", "fusion plan: mvae (joint + each module + --subsets random subsets) or joint")
+	fl.StringVar(&f.plan, "plan", "mvae", "fusion plan: mvae (joint + each module + --subsets random subsets), cross (the same, every term scoring every module) or joint")
 	fl.IntVar(&f.subsets, "subsets", 1, "random subsets per step in the mvae plan")
 	fl.StringSliceVar(&f.lambda, "lambda", []string{"language=50"}, "weight of each module's log-likelihood, MODULE=W (others 1)")
 	fl.Float32Var(&f.klFrom, "kl-from", 0, "KL weight at the start of annealing")
@@ -231,7 +231,7 @@ training steps over the bus. Checkpoints and the metrics log go to
 				return err
 			}
 			tf.data = data
-			if _, err := dataset.Prepare(ctx, dataset.PrepareConfig{Dir: data, Progress: os.Stderr}); err != nil {
+			if err := ensureData(ctx, data); err != nil {
 				return err
 			}
 			if len(tf.modules) == 0 {
@@ -298,4 +298,15 @@ func trainInProcess(ctx context.Context, g *globals, url string, p *launch.Pipel
 		cfg.Epochs, len(cfg.IDs), time.Since(start).Round(time.Second), last.ELBO, last.JointELBO, last.SamplesPerSec, cfg.CheckpointDir)
 	icancel()
 	return <-done
+}
+
+// ensureData prepares the default dataset in dir unless dir already holds
+// a prepared dataset (of whatever settings: `serket data prepare --limit`
+// makes small ones on purpose).
+func ensureData(ctx context.Context, dir string) error {
+	_, err := dataset.ReadManifest(dir)
+	if errors.Is(err, dataset.ErrNotPrepared) {
+		_, err = dataset.Prepare(ctx, dataset.PrepareConfig{Dir: dir, Progress: os.Stderr})
+	}
+	return err
 }

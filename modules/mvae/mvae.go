@@ -27,6 +27,7 @@ type Config struct {
 	EncLayers int     // hidden layers of the encoder; default 2
 	DecLayers int     // hidden layers of the decoder; default 3
 	LR        float32 // Adam learning rate; default 1e-3
+	AdamEps   float32 // Adam's ε; default 1e-8 (a large one makes Adam a scaled SGD, which tests use)
 	Seed      uint64  // initialisation
 }
 
@@ -93,6 +94,9 @@ func New(cfg Config) (*Net, error) {
 	n.params = append(n.Enc.Params(), n.Dec.Params()...)
 	n.opt = nn.NewAdam(n.params, cfg.LR)
 	n.opt.Maximize = true
+	if cfg.AdamEps > 0 {
+		n.opt.Eps = cfg.AdamEps
+	}
 	return n, nil
 }
 
