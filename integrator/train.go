@@ -270,7 +270,38 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 		ig.log.Info("epoch done", "epoch", epoch, "elbo", es.ELBO, "joint_elbo", es.JointELBO, "samples_per_sec", int(es.SamplesPerSec), "missed", es.Missed)
 		last = es
 	}
+	if statePath != "" {
+		ig.awaitLearned(ctx, cfg.Modules, st.Step, cfg.Deadline)
+	}
 	return last, nil
+}
+
+// awaitLearned waits until every module reports (on its train status
+// endpoint) that it has learned from step, so the end-of-run checkpoints are
+// on disk when Train returns; a module that does not within the deadline is
+// logged.
+func (ig *Integrator) awaitLearned(ctx context.Context, modules []string, step uint64, deadline time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	for _, m := range modules {
+		for {
+			msg, err := ig.nc.RequestWithContext(ctx, ig.subj.TrainStatus(m), nil)
+			var status struct {
+				Step uint64 `json:"step"`
+			}
+			if err == nil && json.Unmarshal(msg.Data, &status) == nil && status.Step >= step {
+				break
+			}
+			if ctx.Err() != nil {
+				ig.log.Warn("a module did not confirm the last step; its checkpoint may be older", "peer", m, "step", step)
+				break
+			}
+			select { // the module is still learning or saving
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
 }
 
 func (ig *Integrator) saveState(path string, st trainState) error {

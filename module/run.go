@@ -31,10 +31,14 @@ type Options struct {
 	Logger   *slog.Logger
 
 	// Checkpoint is a file for a Saver's parameters: restored at start if it
-	// exists, saved every CheckpointEvery training steps (0: never) and when
-	// Run returns.
+	// exists, saved after a step whose StepBegin asks for it, every
+	// CheckpointEvery training steps (0: never), and when Run returns
+	// unless NoSaveOnExit. A training run leaves saving to the integrator
+	// (NoSaveOnExit) so that every module's file is of the same step and a
+	// diverged run keeps its last good checkpoint.
 	Checkpoint      string
 	CheckpointEvery int
+	NoSaveOnExit    bool
 
 	// StepTimeout abandons a training step that makes no progress for this
 	// long (the integrator died mid-step); default 30 s.
@@ -230,7 +234,7 @@ func (r *runner) run(ctx context.Context) error {
 	r.abandon()
 	r.drainPending() // answer inference that waited for a step that will not end
 	svc.Stop()
-	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" {
+	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" && !r.opts.NoSaveOnExit {
 		if err := save(s, r.opts.Checkpoint); err != nil {
 			return fmt.Errorf("module %s: %w", r.spec.Name, err)
 		}

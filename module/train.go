@@ -212,12 +212,14 @@ func (r *runner) learnStep(in *bus.ExpertGrad) {
 	asked := r.checkpoint
 	r.endStep()
 	r.stepsDone++
-	r.counters(func(c *trainStats) { c.Steps++; c.Step = in.Step })
 	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" && (asked || r.opts.CheckpointEvery > 0 && r.stepsDone%r.opts.CheckpointEvery == 0) {
 		if err := save(s, r.opts.Checkpoint); err != nil {
 			r.log.Error("checkpoint failed; training goes on", "err", err)
 		}
 	}
+	// Counted after the save: the integrator reads the status to know a
+	// step's checkpoint is on disk.
+	r.counters(func(c *trainStats) { c.Steps++; c.Step = in.Step })
 }
 
 // abandon drops the current step's accumulated gradients.

@@ -32,6 +32,7 @@ type moduleFlags struct {
 	latent          int
 	checkpoint      string
 	checkpointEvery int
+	noSaveOnExit    bool
 }
 
 func (f *moduleFlags) register(cmd *cobra.Command, kind string, defaultLatent int) {
@@ -46,7 +47,8 @@ func (f *moduleFlags) register(cmd *cobra.Command, kind string, defaultLatent in
 		ckpt = filepath.Join(dir, envOr("SERKET_MODULE", kind)+".ckpt")
 	}
 	cmd.Flags().StringVar(&f.checkpoint, "checkpoint", ckpt, "parameter file: restored at start if it exists, saved when asked and at exit (default $SERKET_CHECKPOINT_DIR/<name>.ckpt)")
-	cmd.Flags().IntVar(&f.checkpointEvery, "checkpoint-every", 0, "also save every N training steps (0: only at exit)")
+	cmd.Flags().IntVar(&f.checkpointEvery, "checkpoint-every", 0, "also save every N training steps (0: only when the integrator asks, and at exit)")
+	cmd.Flags().BoolVar(&f.noSaveOnExit, "no-save-on-exit", os.Getenv("SERKET_NO_SAVE_ON_EXIT") == "1", "do not save the checkpoint at exit (serket train sets this: the integrator decides when to save)")
 }
 
 func (f *moduleFlags) run(g *globals, m module.Modality) error {
@@ -59,6 +61,7 @@ func (f *moduleFlags) run(g *globals, m module.Modality) error {
 		Logger:          log,
 		Checkpoint:      f.checkpoint,
 		CheckpointEvery: f.checkpointEvery,
+		NoSaveOnExit:    f.noSaveOnExit,
 	})
 }
 

@@ -249,7 +249,7 @@ training steps over the bus. Checkpoints and the metrics log go to
 				return err
 			}
 			run, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 10 * time.Second, noIntegrator: true,
-				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt}})
+				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1"}})
 			if err != nil {
 				return err
 			}
