@@ -53,6 +53,27 @@ type Pipeline struct {
 	Integrator *Process `yaml:"integrator,omitempty"`
 	// Modules are the modality module processes, at least one.
 	Modules []Process `yaml:"modules"`
+	// Train holds the training settings `serket train` starts from (its
+	// flags override them); nil when the file has no train section.
+	Train *TrainSettings `yaml:"train,omitempty"`
+}
+
+// TrainSettings is the "train" section of a pipeline file. Zero values
+// mean "the command's default".
+type TrainSettings struct {
+	Epochs          int                `yaml:"epochs,omitempty"`
+	Batch           int                `yaml:"batch,omitempty"`
+	Seed            uint64             `yaml:"seed,omitempty"`
+	Plan            string             `yaml:"plan,omitempty"`    // mvae, cross or joint
+	Subsets         int                `yaml:"subsets,omitempty"` // random subsets per step
+	Lambda          map[string]float64 `yaml:"lambda,omitempty"`  // module → weight of its log-likelihood
+	KLFrom          *float64           `yaml:"kl_from,omitempty"`
+	KLTo            *float64           `yaml:"kl_to,omitempty"`
+	KLAnneal        *float64           `yaml:"kl_anneal,omitempty"`     // epochs of linear annealing
+	StepDeadline    Duration           `yaml:"step_deadline,omitempty"` // how long a step waits for each module
+	CheckpointDir   string             `yaml:"checkpoint_dir,omitempty"`
+	CheckpointEvery *int               `yaml:"checkpoint_every,omitempty"`
+	Limit           int                `yaml:"limit,omitempty"` // first N training items
 }
 
 // NATSConfig is the "nats" section of a pipeline file.
@@ -294,6 +315,46 @@ func (p *Pipeline) validate(source string) error {
 			seen[m.Name] = i
 		}
 		v.process(path, m)
+	}
+	if t := p.Train; t != nil {
+		if t.Epochs < 0 {
+			v.add("train.epochs", "%d: want a positive number", t.Epochs)
+		}
+		if t.Batch < 0 || t.Batch > 65536 {
+			v.add("train.batch", "%d: want 1..65536", t.Batch)
+		}
+		switch t.Plan {
+		case "", "mvae", "cross", "joint":
+		default:
+			v.add("train.plan", "unknown plan %q (want mvae, cross or joint)", t.Plan)
+		}
+		if t.Subsets < 0 {
+			v.add("train.subsets", "%d: want 0 or more", t.Subsets)
+		}
+		for name, w := range t.Lambda {
+			if _, ok := seen[name]; !ok {
+				v.add("train.lambda."+name, "no module named %q in this pipeline", name)
+			} else if w < 0 || w != w {
+				v.add("train.lambda."+name, "%v: want a non-negative number", w)
+			}
+		}
+		for _, f := range []struct {
+			name string
+			v    *float64
+		}{{"kl_from", t.KLFrom}, {"kl_to", t.KLTo}, {"kl_anneal", t.KLAnneal}} {
+			if f.v != nil && (*f.v < 0 || *f.v != *f.v) {
+				v.add("train."+f.name, "%v: want a non-negative number", *f.v)
+			}
+		}
+		if t.StepDeadline < 0 {
+			v.add("train.step_deadline", "%v: want a positive duration", t.StepDeadline)
+		}
+		if t.CheckpointEvery != nil && *t.CheckpointEvery < 0 {
+			v.add("train.checkpoint_every", "%d: want 0 (only at the end) or more", *t.CheckpointEvery)
+		}
+		if t.Limit < 0 {
+			v.add("train.limit", "%d: want 0 (all) or more", t.Limit)
+		}
 	}
 	return errors.Join(v.errs...)
 }

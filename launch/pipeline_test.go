@@ -419,3 +419,41 @@ modules:
   - {name: right, command: [serket, module, toy], args: [--dim, "6"]}
   - {name: top, command: [serket, module, toy], args: [--dim, "4"]}
 `
+
+func TestParseTrainSection(t *testing.T) {
+	good := `
+modules: [{name: vision}, {name: language}]
+train:
+  epochs: 5
+  batch: 64
+  plan: cross
+  lambda: {language: 50}
+  kl_anneal: 2
+  step_deadline: 10s
+  checkpoint_every: 0
+`
+	p, err := launch.Parse([]byte(good), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := p.Train
+	if tr == nil || tr.Epochs != 5 || tr.Batch != 64 || tr.Plan != "cross" || tr.Lambda["language"] != 50 ||
+		*tr.KLAnneal != 2 || time.Duration(tr.StepDeadline) != 10*time.Second || tr.CheckpointEvery == nil || *tr.CheckpointEvery != 0 {
+		t.Fatalf("train section %+v", tr)
+	}
+	for _, tt := range []struct{ name, section, field string }{
+		{"bad plan", "plan: moe", "train.plan"},
+		{"unknown module", "lambda: {audio: 1}", "train.lambda.audio"},
+		{"negative weight", "lambda: {vision: -1}", "train.lambda.vision"},
+		{"negative epochs", "epochs: -2", "train.epochs"},
+		{"negative kl", "kl_to: -1", "train.kl_to"},
+		{"unknown field", "learning_rate: 0.1", "learning_rate"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := launch.Parse([]byte("modules: [{name: vision}]\ntrain:\n  "+tt.section+"\n"), "p.yaml")
+			if !errors.Is(err, launch.ErrInvalidPipeline) || !strings.Contains(err.Error(), tt.field) {
+				t.Fatalf("error %v, want one naming %s", err, tt.field)
+			}
+		})
+	}
+}

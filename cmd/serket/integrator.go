@@ -1,17 +1,25 @@
 package main
 
 import (
+	"context"
 	"os"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/integrator"
+	"github.com/serket-go/serket/launch"
 )
 
 func newIntegratorCmd(g *globals) *cobra.Command {
-	var cfg integrator.Config
+	var (
+		cfg     integrator.Config
+		doTrain bool
+		tf      trainFlags
+	)
 	latent, _ := strconv.Atoi(os.Getenv("SERKET_LATENT"))
 	if latent == 0 {
 		latent = 16
@@ -19,16 +27,76 @@ func newIntegratorCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "integrator",
 		Short: "run the pipeline's integrator process (product-of-experts fusion, inference)",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		Long: `Run the pipeline's integrator: product-of-experts fusion and the inference
+service. With --train it also trains the pipeline's modules and exits when
+done; in a pipeline file, give it args [--train] (and the file's train
+section, which serket up hands it through $SERKET_PIPELINE_FILE) and the
+restart policy on-failure, with --resume so that a restart continues.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := g.logger(integrator.Name)
 			ctx, cancel := signalContext()
 			defer cancel()
 			cfg.Pipeline, cfg.Logger = g.pipeline, log
 			cfg.NATS = g.conn("serket-integrator", log)
-			return integrator.Run(ctx, cfg)
+			if !doTrain {
+				return integrator.Run(ctx, cfg)
+			}
+			if path := os.Getenv("SERKET_PIPELINE_FILE"); path != "" {
+				p, err := launch.Load(path)
+				if err != nil {
+					return err
+				}
+				tf.fromFile(p.Train, cmd.Flags())
+				if len(tf.modules) == 0 {
+					for _, m := range p.Modules {
+						tf.modules = append(tf.modules, m.Name)
+					}
+				}
+			}
+			if len(tf.modules) == 0 {
+				return usagef("--train needs --modules (or a pipeline file from serket up)")
+			}
+			if err := tf.checkFresh(); err != nil {
+				return err
+			}
+			tcfg, closer, err := tf.config()
+			if err != nil {
+				return err
+			}
+			defer closer.Close()
+			ready := make(chan *integrator.Integrator, 1)
+			cfg.Ready = func(ig *integrator.Integrator) { ready <- ig }
+			ictx, icancel := context.WithCancel(ctx)
+			defer icancel()
+			done := make(chan error, 1)
+			go func() { done <- integrator.Run(ictx, cfg) }()
+			var ig *integrator.Integrator
+			select {
+			case ig = <-ready:
+			case err := <-done:
+				return err
+			}
+			nc, err := bus.Connect(cfg.NATS)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			c, err := client.New(nc, cfg.Pipeline, "integrator")
+			if err != nil {
+				return err
+			}
+			last, err := train(ctx, ig, c, tcfg, tf.moduleWait, log)
+			if err != nil {
+				return err
+			}
+			log.Info("training done", "elbo", last.ELBO, "checkpoints", tcfg.CheckpointDir)
+			icancel()
+			return <-done
 		},
 	}
+	cmd.Flags().BoolVar(&doTrain, "train", false, "train the pipeline's modules, then exit")
+	tf.register(cmd)
 	cmd.Flags().IntVar(&cfg.Latent, "latent", latent, "latent size (default $SERKET_LATENT, else 16)")
 	cmd.Flags().DurationVar(&cfg.Deadline, "deadline", 2*time.Second, "how long an inference waits for each phase (encode, decode)")
 	cmd.Flags().DurationVar(&cfg.Discovery, "discovery", time.Second, "how often to look for modules")

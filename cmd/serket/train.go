@@ -15,6 +15,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/serket-go/serket/client"
@@ -57,7 +58,7 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.Float32Var(&f.klFrom, "kl-from", 0, "KL weight at the start of annealing")
 	fl.Float32Var(&f.klTo, "kl-to", 1, "KL weight after annealing")
 	fl.Float64Var(&f.anneal, "kl-anneal", 1, "epochs over which the KL weight rises linearly (0: no annealing)")
-	fl.DurationVar(&f.deadline, "deadline", 30*time.Second, "how long a step waits for each module (a late module sits the step out)")
+	fl.DurationVar(&f.deadline, "step-deadline", 30*time.Second, "how long a step waits for each module (a late module sits the step out)")
 	fl.StringVar(&f.ckptDir, "checkpoint-dir", "runs/latest", "where the integrator's and the modules' checkpoints go")
 	fl.IntVar(&f.ckptEvery, "checkpoint-every", 200, "save every N steps (and at the end); 0: only at the end")
 	fl.BoolVar(&f.resume, "resume", false, "continue the run in --checkpoint-dir")
@@ -66,6 +67,37 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.limit, "limit", 0, "train on the first N training items only (0: all)")
 	fl.StringSliceVar(&f.modules, "modules", nil, "modules that train (default: the pipeline's)")
 	fl.DurationVar(&f.moduleWait, "module-wait", 2*time.Minute, "how long to wait for the modules to come up")
+}
+
+// fromFile takes the pipeline file's train section as the defaults of every
+// flag the command line did not set.
+func (f *trainFlags) fromFile(t *launch.TrainSettings, flags *pflag.FlagSet) {
+	if t == nil {
+		return
+	}
+	set := func(name string, ok bool, apply func()) {
+		if ok && !flags.Changed(name) {
+			apply()
+		}
+	}
+	set("epochs", t.Epochs > 0, func() { f.epochs = t.Epochs })
+	set("batch", t.Batch > 0, func() { f.batch = t.Batch })
+	set("seed", t.Seed > 0, func() { f.seed = t.Seed })
+	set("plan", t.Plan != "", func() { f.plan = t.Plan })
+	set("subsets", t.Subsets > 0, func() { f.subsets = t.Subsets })
+	set("lambda", len(t.Lambda) > 0, func() {
+		f.lambda = nil
+		for name, w := range t.Lambda {
+			f.lambda = append(f.lambda, fmt.Sprintf("%s=%g", name, w))
+		}
+	})
+	set("kl-from", t.KLFrom != nil, func() { f.klFrom = float32(*t.KLFrom) })
+	set("kl-to", t.KLTo != nil, func() { f.klTo = float32(*t.KLTo) })
+	set("kl-anneal", t.KLAnneal != nil, func() { f.anneal = *t.KLAnneal })
+	set("step-deadline", t.StepDeadline > 0, func() { f.deadline = time.Duration(t.StepDeadline) })
+	set("checkpoint-dir", t.CheckpointDir != "", func() { f.ckptDir = t.CheckpointDir })
+	set("checkpoint-every", t.CheckpointEvery != nil, func() { f.ckptEvery = *t.CheckpointEvery })
+	set("limit", t.Limit > 0, func() { f.limit = t.Limit })
 }
 
 // config builds the integrator's TrainConfig; ids come from the manifest
@@ -104,6 +136,11 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	cfg.AnnealSteps = int(f.anneal * float64((len(cfg.IDs)+f.batch-1)/f.batch))
 	cfg.Deadline = f.deadline
 	cfg.CheckpointDir, cfg.CheckpointEvery, cfg.Resume = f.ckptDir, f.ckptEvery, f.resume
+	if f.resume && f.ckptDir != "" {
+		if _, err := os.Stat(filepath.Join(f.ckptDir, "integrator.json")); errors.Is(err, os.ErrNotExist) {
+			cfg.Resume = false // nothing to resume yet: the first run of a restartable integrator
+		}
+	}
 	if f.metrics == "" && f.ckptDir != "" {
 		f.metrics = filepath.Join(f.ckptDir, "metrics.jsonl")
 	}
@@ -220,6 +257,7 @@ training steps over the bus. Checkpoints and the metrics log go to
 				return err
 			}
 			p.NATS.Port = port
+			tf.fromFile(p.Train, cmd.Flags())
 			if err := tf.checkFresh(); err != nil {
 				return err
 			}

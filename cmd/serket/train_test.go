@@ -330,7 +330,7 @@ modules:
   - {name: language, args: [--lr, "0.003"]}
   - {name: audio, args: [--lr, "0.003"]}
 `)
-	cmd := exec.Command(serketBin, "train", pipeline, "--data", data, "--epochs", "1", "--plan", "cross", "--lambda", "language=50,audio=0.2", "--checkpoint-dir", ckpt, "--deadline", "2m")
+	cmd := exec.Command(serketBin, "train", pipeline, "--data", data, "--epochs", "1", "--plan", "cross", "--lambda", "language=50,audio=0.2", "--checkpoint-dir", ckpt, "--step-deadline", "2m")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("serket train: %v\n%s", err, out)
@@ -447,4 +447,45 @@ func newTrained(t *testing.T, data, name, path string) module.Modality {
 		t.Fatalf("%s: %v", path, err)
 	}
 	return m
+}
+
+// TestUpWithATrainingIntegrator: training through `serket up` and a
+// pipeline file whose integrator trains (args [--train]) with the file's
+// train section; every module's checkpoint and the metrics log appear.
+func TestUpWithATrainingIntegrator(t *testing.T) {
+	data := datasettest.Dir(t)
+	ckpt := filepath.Join(t.TempDir(), "run")
+	file := writeFile(t, "train.yaml", `
+latent: 8
+integrator:
+  args: [--train, --resume]
+  restart: {policy: on-failure}
+modules:
+  - {name: vision, args: [--hidden, "32"]}
+  - {name: language, args: [--hidden, "32"]}
+train:
+  epochs: 2
+  batch: 60
+  plan: cross
+  lambda: {language: 10}
+  checkpoint_dir: `+ckpt+`
+`)
+	t.Setenv("SERKET_DATA", data)
+	_, out := startUp(t, "--port", "0", file)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	waitFor(t, ctx, func() bool { return strings.Contains(out.String(), "training done") })
+	metrics, err := os.ReadFile(filepath.Join(ckpt, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(metrics), "\n"); n != 2 {
+		t.Fatalf("%d epochs in the metrics log, want 2:\n%s", n, metrics)
+	}
+	for _, name := range []string{"vision", "language"} {
+		if _, err := os.Stat(filepath.Join(ckpt, name+".ckpt")); err != nil {
+			t.Errorf("no checkpoint of %s: %v", name, err)
+		}
+	}
+	waitFor(t, ctx, func() bool { return strings.Contains(out.String(), "not restarting") })
 }

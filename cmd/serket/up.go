@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -54,7 +55,27 @@ according to their restart policies, and on Ctrl-C or SIGTERM stops them all
 			log := g.logger("up")
 			ctx, cancel := signalContext()
 			defer cancel()
-			run, err := launchPipeline(ctx, g, p, log, launchOptions{grace: grace})
+			var env []string
+			if len(args) == 1 {
+				abs, err := filepath.Abs(args[0])
+				if err != nil {
+					return err
+				}
+				env = append(env, "SERKET_PIPELINE_FILE="+abs)
+			}
+			if p.Train != nil {
+				// A training integrator decides when modules save.
+				dir := p.Train.CheckpointDir
+				if dir == "" {
+					dir = "runs/latest"
+				}
+				abs, err := filepath.Abs(dir)
+				if err != nil {
+					return err
+				}
+				env = append(env, "SERKET_CHECKPOINT_DIR="+abs, "SERKET_NO_SAVE_ON_EXIT=1")
+			}
+			run, err := launchPipeline(ctx, g, p, log, launchOptions{grace: grace, env: env})
 			if err != nil {
 				return err
 			}
