@@ -17,8 +17,13 @@ import (
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/launch"
 )
+
+// trainItems is how much the demo trains on: one epoch of this many items
+// takes about 15 s with OpenBLAS on 2 cores.
+const trainItems = 10000
 
 func newDemoCmd(g *globals) *cobra.Command {
 	var (
@@ -32,16 +37,16 @@ func newDemoCmd(g *globals) *cobra.Command {
 		Long: `A tour of serket on the embedded defaults:
 
   1. prepare Fashion-MNIST-3 if it is not there yet (a minute or two, once);
-  2. start an embedded NATS server (random port), the integrator and the
-     vision, language and audio modules, each its own process;
-  3. list them; say "a photo of a sneaker" to the pipeline and get images and
+  2. start an embedded NATS server (random port) and the vision, language
+     and audio modules, each its own process, with the integrator in this one;
+  3. train them together for one epoch of 10,000 items, by message passing;
+  4. list them; say "a photo of a sneaker" to the pipeline and get images and
      a spectrogram back; show it a test image and get a caption back;
-  4. SIGKILL the audio module: inference goes on without it; the supervisor
-     restarts it and it rejoins;
-  5. stop everything.
+  5. SIGKILL the audio module: inference goes on without it; the supervisor
+     restarts it from its checkpoint and it rejoins;
+  6. stop everything.
 
-Outputs go to --out. The modules are untrained here: training across the
-processes is the next step of the project.`,
+Outputs go to --out.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			return runDemo(g, data, out, timeout)
@@ -79,20 +84,38 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 
 	p := launch.Default()
 	p.NATS.Port = 0 // random: never clash with a server already on 4222
+	for i := range p.Modules {
+		p.Modules[i].Args = []string{"--lr", "0.003"}
+	}
 	g.natsURL = ""
-	os.Setenv("SERKET_DATA", data) // the children's --data default
+	run, ckpt := filepath.Join(out, "run"), ""
+	if err := os.RemoveAll(run); err != nil {
+		return err
+	}
+	if ckpt, err = filepath.Abs(run); err != nil {
+		return err
+	}
 	restarted := make(chan string, 8)
-	run, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 3 * time.Second, onEvent: func(ev launch.Event) {
-		if ev.Kind == launch.Restarting {
-			restarted <- ev.Name
-		}
-	}})
+	pipe, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 3 * time.Second, noIntegrator: true,
+		env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1"},
+		onEvent: func(ev launch.Event) {
+			if ev.Kind == launch.Restarting {
+				restarted <- ev.Name
+			}
+		}})
 	if err != nil {
 		return err
 	}
-	defer func() { cancel(); run.wait() }()
+	defer func() { cancel(); pipe.wait() }()
+	cc := g.conn("serket-integrator", log)
+	cc.URL = pipe.URL
+	ig, stop, err := startIntegrator(ctx, integrator.Config{Pipeline: p.Name, Latent: p.Latent, NATS: cc, Logger: log, Discovery: 500 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	defer stop()
 
-	nc, err := bus.Connect(bus.ConnConfig{URL: run.URL, Name: "serket-demo", Logger: log})
+	nc, err := bus.Connect(bus.ConnConfig{URL: pipe.URL, Name: "serket-demo", Logger: log})
 	if err != nil {
 		return err
 	}
@@ -105,24 +128,25 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 	for i, m := range p.Modules {
 		names[i] = m.Name
 	}
-	say("serket up   (pipeline %q: NATS at %s; the integrator and %s, each its own process)", p.Name, run.URL, strings.Join(names, ", "))
-	wctx, wcancel := context.WithTimeout(ctx, timeout)
-	defer wcancel()
-	if _, err := c.WaitFor(wctx, true, names...); err != nil {
+	say("serket up   (pipeline %q: NATS at %s; %s, each its own process; the integrator here)", p.Name, pipe.URL, strings.Join(names, ", "))
+
+	tf := trainFlags{epochs: 1, batch: 100, seed: 1, plan: "cross", subsets: 1, lambda: []string{"language=50", "audio=0.2"},
+		klTo: 1, anneal: 1, deadline: 30 * time.Second, ckptDir: ckpt, ckptEvery: 0, data: data, limit: trainItems, modules: names}
+	cfg, closer, err := tf.config()
+	if err != nil {
 		return err
 	}
-	// The integrator discovers modules by polling; wait until it uses all three.
-	probe := &bus.InferRequest{Want: names}
-	for {
-		rep, err := c.Infer(wctx, probe)
-		if err == nil && len(rep.Outputs) == len(names) {
-			break
-		}
-		if wctx.Err() != nil {
-			return fmt.Errorf("the pipeline did not come up within %v", timeout)
-		}
-		time.Sleep(100 * time.Millisecond) // the integrator's discovery poll
+	defer closer.Close()
+	say("serket train --limit %d --epochs 1 --plan cross   (every step is messages between the processes)", trainItems)
+	start = time.Now()
+	last, err := train(ctx, ig, c, cfg, timeout, log)
+	if err != nil {
+		return err
 	}
+	fmt.Printf("trained on %d items in %v: ELBO %.0f → %.0f, %.0f samples/s (checkpoints and metrics in %s)\n",
+		len(cfg.IDs), time.Since(start).Round(time.Second), last.ELBOStart, last.ELBOEnd, last.SamplesPerSec, run)
+	wctx, wcancel := context.WithTimeout(ctx, timeout)
+	defer wcancel()
 	svcs, err := c.Services(ctx, 300*time.Millisecond)
 	if err != nil {
 		return err
@@ -158,7 +182,7 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 		return err
 	}
 
-	pid := run.sup.PIDs()["audio"]
+	pid := pipe.sup.PIDs()["audio"]
 	say("kill -9 %d   (the audio module)", pid)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("kill the audio module (pid %d): %w", pid, err)
@@ -188,7 +212,7 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 		return err
 	}
 	say("stopping: SIGTERM to every process, SIGKILL after a grace period. Outputs are in %s.", out)
-	fmt.Println("The modules are untrained, so the pictures are noise: training across the processes comes next.")
+	fmt.Println("One epoch of training gives blurry shapes; `serket train --epochs 20` trains for real (about 30 s an epoch of 10,000 items).")
 	return nil
 }
 

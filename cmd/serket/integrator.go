@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"strconv"
 	"time"
@@ -65,18 +64,11 @@ restart policy on-failure, with --resume so that a restart continues.`,
 				return err
 			}
 			defer closer.Close()
-			ready := make(chan *integrator.Integrator, 1)
-			cfg.Ready = func(ig *integrator.Integrator) { ready <- ig }
-			ictx, icancel := context.WithCancel(ctx)
-			defer icancel()
-			done := make(chan error, 1)
-			go func() { done <- integrator.Run(ictx, cfg) }()
-			var ig *integrator.Integrator
-			select {
-			case ig = <-ready:
-			case err := <-done:
+			ig, stop, err := startIntegrator(ctx, cfg)
+			if err != nil {
 				return err
 			}
+			defer stop()
 			nc, err := bus.Connect(cfg.NATS)
 			if err != nil {
 				return err
@@ -91,8 +83,7 @@ restart policy on-failure, with --resume so that a restart continues.`,
 				return err
 			}
 			log.Info("training done", "elbo", last.ELBO, "checkpoints", tcfg.CheckpointDir)
-			icancel()
-			return <-done
+			return stop()
 		},
 	}
 	cmd.Flags().BoolVar(&doTrain, "train", false, "train the pipeline's modules, then exit")

@@ -300,24 +300,32 @@ training steps over the bus. Checkpoints and the metrics log go to
 	return cmd
 }
 
+// startIntegrator runs an integrator in this process until ctx is done or
+// stop is called; stop waits for it.
+func startIntegrator(ctx context.Context, cfg integrator.Config) (ig *integrator.Integrator, stop func() error, err error) {
+	ready := make(chan *integrator.Integrator, 1)
+	cfg.Ready = func(ig *integrator.Integrator) { ready <- ig }
+	ictx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- integrator.Run(ictx, cfg) }()
+	select {
+	case ig = <-ready:
+		return ig, func() error { cancel(); return <-done }, nil
+	case err := <-done:
+		cancel()
+		return nil, nil, err
+	}
+}
+
 // trainInProcess runs the integrator in this process and trains.
 func trainInProcess(ctx context.Context, g *globals, url string, p *launch.Pipeline, cfg integrator.TrainConfig, wait time.Duration, log *slog.Logger) error {
 	cc := g.conn("serket-integrator", log)
 	cc.URL = url
-	ready := make(chan *integrator.Integrator, 1)
-	ictx, icancel := context.WithCancel(ctx)
-	defer icancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- integrator.Run(ictx, integrator.Config{Pipeline: p.Name, Latent: p.Latent, NATS: cc, Logger: log, Discovery: 500 * time.Millisecond,
-			Ready: func(ig *integrator.Integrator) { ready <- ig }})
-	}()
-	var ig *integrator.Integrator
-	select {
-	case ig = <-ready:
-	case err := <-done:
+	ig, stop, err := startIntegrator(ctx, integrator.Config{Pipeline: p.Name, Latent: p.Latent, NATS: cc, Logger: log, Discovery: 500 * time.Millisecond})
+	if err != nil {
 		return err
 	}
+	defer stop()
 	nc, err := busConnect(g, url, log)
 	if err != nil {
 		return err
@@ -334,8 +342,7 @@ func trainInProcess(ctx context.Context, g *globals, url string, p *launch.Pipel
 	}
 	fmt.Printf("trained %d epochs of %d items in %v: ELBO %.1f (joint %.1f), %.0f samples/s; checkpoints in %s\n",
 		cfg.Epochs, len(cfg.IDs), time.Since(start).Round(time.Second), last.ELBO, last.JointELBO, last.SamplesPerSec, cfg.CheckpointDir)
-	icancel()
-	return <-done
+	return stop()
 }
 
 // ensureData prepares the default dataset in dir unless dir already holds

@@ -11,8 +11,10 @@ package language
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 
 	"github.com/serket-go/serket/bus"
@@ -38,6 +40,7 @@ type Language struct {
 	vocab *dataset.Vocab
 	t, v  int // tokens per caption, vocabulary size
 	dout  []float32
+	cands []int32 // distinct captions of the shard, for Render
 }
 
 var (
@@ -224,25 +227,90 @@ func (l *Language) examples() string {
 	return strings.Join(pick, ", ")
 }
 
-// Render implements module.Renderer: the most likely token at each position.
+// Render implements module.Renderer: the most likely caption among those
+// of the module's own shard (its distinct token sequences, no labels), or,
+// without a shard, the most likely token at each position. The decoder
+// scores every position independently, and the noun's position varies with
+// the template, so per-position argmax mixes templates ("a is of"); scoring
+// whole known captions does not.
 func (l *Language) Render(z []float32, n int) ([]bus.Payload, error) {
 	logits := l.net.Forward(z, n)
 	out := make([]bus.Payload, n)
 	ids := make([]int32, l.t)
+	cands := l.candidates()
+	logp := make([]float64, l.t*l.v)
 	for i := 0; i < n; i++ {
 		for p := 0; p < l.t; p++ {
 			row := logits[(i*l.t+p)*l.v : (i*l.t+p+1)*l.v]
-			best := 0
-			for k, v := range row {
-				if v > row[best] {
-					best = k
+			logSoftmax(logp[p*l.v:(p+1)*l.v], row)
+		}
+		if len(cands) > 0 {
+			best, bestLP := 0, math.Inf(-1)
+			for c := 0; c < len(cands)/l.t; c++ {
+				var s float64
+				for p, id := range cands[c*l.t : (c+1)*l.t] {
+					s += logp[p*l.v+int(id)]
+				}
+				if s > bestLP {
+					best, bestLP = c, s
 				}
 			}
-			ids[p] = int32(best)
+			copy(ids, cands[best*l.t:(best+1)*l.t])
+		} else {
+			for p := 0; p < l.t; p++ {
+				best := 0
+				for k := 1; k < l.v; k++ {
+					if logp[p*l.v+k] > logp[p*l.v+best] {
+						best = k
+					}
+				}
+				ids[p] = int32(best)
+			}
 		}
 		out[i] = bus.Payload{Type: "text/plain; charset=utf-8", Data: []byte(l.vocab.Decode(ids))}
 	}
 	return out, nil
+}
+
+// candidates returns the distinct captions of the shard, MaxTokens ids each,
+// found once.
+func (l *Language) candidates() []int32 {
+	if l.cands != nil || l.src == nil {
+		return l.cands
+	}
+	seen := map[string]bool{}
+	sh := l.src.Shard
+	for i := 0; i < len(sh.IDs); i++ {
+		rec := sh.Records[i*sh.RecordSize : (i+1)*sh.RecordSize]
+		if seen[string(rec)] {
+			continue
+		}
+		seen[string(rec)] = true
+		ok := true
+		for p := 0; p < l.t; p++ {
+			id := binary.LittleEndian.Uint32(rec[4*p:])
+			ok = ok && id < uint32(l.v)
+		}
+		for p := 0; ok && p < l.t; p++ {
+			l.cands = append(l.cands, int32(binary.LittleEndian.Uint32(rec[4*p:])))
+		}
+	}
+	return l.cands
+}
+
+func logSoftmax(dst []float64, x []float32) {
+	m := math.Inf(-1)
+	for _, v := range x {
+		m = math.Max(m, float64(v))
+	}
+	var s float64
+	for _, v := range x {
+		s += math.Exp(float64(v) - m)
+	}
+	lse := m + math.Log(s)
+	for k, v := range x {
+		dst[k] = float64(v) - lse
+	}
 }
 
 // Save implements module.Saver.
