@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -301,7 +302,7 @@ training steps over the bus. Checkpoints and the metrics log go to
 }
 
 // startIntegrator runs an integrator in this process until ctx is done or
-// stop is called; stop waits for it.
+// stop is called; stop waits for it and may be called more than once.
 func startIntegrator(ctx context.Context, cfg integrator.Config) (ig *integrator.Integrator, stop func() error, err error) {
 	ready := make(chan *integrator.Integrator, 1)
 	cfg.Ready = func(ig *integrator.Integrator) { ready <- ig }
@@ -310,7 +311,12 @@ func startIntegrator(ctx context.Context, cfg integrator.Config) (ig *integrator
 	go func() { done <- integrator.Run(ictx, cfg) }()
 	select {
 	case ig = <-ready:
-		return ig, func() error { cancel(); return <-done }, nil
+		var once sync.Once
+		var runErr error
+		return ig, func() error {
+			once.Do(func() { cancel(); runErr = <-done })
+			return runErr
+		}, nil
 	case err := <-done:
 		cancel()
 		return nil, nil, err
