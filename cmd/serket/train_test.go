@@ -330,7 +330,9 @@ modules:
   - {name: language, args: [--lr, "0.003"]}
   - {name: audio, args: [--lr, "0.003"]}
 `)
-	cmd := exec.Command(serketBin, "train", pipeline, "--data", data, "--epochs", "1", "--plan", "cross", "--lambda", "language=50,audio=0.2", "--checkpoint-dir", ckpt, "--step-deadline", "2m")
+	tctx, tcancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer tcancel()
+	cmd := exec.CommandContext(tctx, serketBin, "train", pipeline, "--data", data, "--epochs", "1", "--plan", "cross", "--lambda", "language=50,audio=0.2", "--checkpoint-dir", ckpt, "--step-deadline", "2m")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("serket train: %v\n%s", err, out)
