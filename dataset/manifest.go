@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/serket-go/serket/internal/atomicfile"
 )
 
 // ManifestVersion is the version of the prepared-dataset layout this build
@@ -109,36 +112,13 @@ func (m *Manifest) check() error {
 }
 
 // writeManifest writes m to dir/manifest.json atomically.
-func writeManifest(dir string, m *Manifest) (err error) {
+func writeManifest(dir string, m *Manifest) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	path := ManifestPath(dir)
-	f, err := os.CreateTemp(dir, ".manifest.json.tmp*")
-	if err != nil {
+	return atomicfile.Write(ManifestPath(dir), func(w io.Writer) error {
+		_, err := w.Write(append(b, '\n'))
 		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	})
 }

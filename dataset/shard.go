@@ -1,7 +1,6 @@
 package dataset
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"slices"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/serket-go/serket/internal/atomicfile"
 )
 
 // Shard is one modality's data: a fixed-size record per sample id, plus
@@ -145,63 +146,28 @@ func WriteShard(path string, s *Shard) (err error) {
 		return fmt.Errorf("%s: shard header of %d bytes exceeds %d (too much metadata)", path, hb.Len(), maxShardHeader)
 	}
 
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+	err = atomicfile.Write(path, func(out io.Writer) error {
+		crc := crc32.New(crcTable)
+		bw := io.MultiWriter(out, crc)
+		var word [8]byte
+		io.WriteString(bw, shardMagic)
+		bw.Write(binary.LittleEndian.AppendUint32(word[:0], ShardVersion))
+		bw.Write(binary.LittleEndian.AppendUint32(word[:0], uint32(hb.Len())))
+		bw.Write(hb.Bytes())
+		for _, id := range s.IDs {
+			bw.Write(binary.LittleEndian.AppendUint64(word[:0], id))
 		}
-	}()
-	crc := crc32.New(crcTable)
-	bw := bufio.NewWriterSize(io.MultiWriter(f, crc), 1<<20)
-	var word [8]byte
-	bw.WriteString(shardMagic)
-	bw.Write(binary.LittleEndian.AppendUint32(word[:0], ShardVersion))
-	bw.Write(binary.LittleEndian.AppendUint32(word[:0], uint32(hb.Len())))
-	bw.Write(hb.Bytes())
-	for _, id := range s.IDs {
-		bw.Write(binary.LittleEndian.AppendUint64(word[:0], id))
-	}
-	bw.Write(s.Records)
-	for _, name := range names {
-		for _, x := range s.Tables[name] {
-			bw.Write(binary.LittleEndian.AppendUint32(word[:0], math.Float32bits(x)))
+		bw.Write(s.Records)
+		for _, name := range names {
+			for _, x := range s.Tables[name] {
+				bw.Write(binary.LittleEndian.AppendUint32(word[:0], math.Float32bits(x)))
+			}
 		}
-	}
-	if err := bw.Flush(); err != nil {
+		_, err := out.Write(binary.LittleEndian.AppendUint32(word[:0], crc.Sum32()))
 		return err
-	}
-	if _, err := f.Write(binary.LittleEndian.AppendUint32(word[:0], crc.Sum32())); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	})
 	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		return fmt.Errorf("syncing %s: %w", dir, err)
+		return fmt.Errorf("%s: writing the %s shard: %w", path, s.Modality, err)
 	}
 	return nil
 }

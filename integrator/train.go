@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/internal/atomicfile"
 )
 
 // TrainConfig configures a training run driven by the integrator.
@@ -306,14 +307,8 @@ func (ig *Integrator) awaitLearned(ctx context.Context, modules []string, step u
 
 func (ig *Integrator) saveState(path string, st trainState) error {
 	data, _ := json.MarshalIndent(st, "", "  ")
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("integrator: checkpoint: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	err := atomicfile.Write(path, func(w io.Writer) error { _, err := w.Write(data); return err })
+	if err != nil {
 		return fmt.Errorf("integrator: checkpoint: %w", err)
 	}
 	return nil

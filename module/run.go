@@ -1,13 +1,11 @@
 package module
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -17,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/internal/atomicfile"
 )
 
 // Version is the serket version reported in every service's INFO.
@@ -435,34 +434,9 @@ func (r *runner) handleDecode(req micro.Request) {
 	}
 }
 
-// save writes s to path atomically: a temp file in the same directory,
-// fsynced, then renamed over path.
+// save writes s to path atomically (see package atomicfile).
 func save(s Saver, path string) error {
-	var buf bytes.Buffer
-	if err := s.Save(&buf); err != nil {
-		return fmt.Errorf("checkpoint %s: %w", path, err)
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("checkpoint %s: %w", path, err)
-	}
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("checkpoint %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(buf.Bytes())
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, s.Save); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	return nil

@@ -245,8 +245,8 @@ func TestWriteFileAtomic(t *testing.T) {
 		}
 		t.Errorf("directory holds %v, want only out.bin", names)
 	}
-	// Writing into a missing directory fails and names the path.
-	bad := filepath.Join(dir, "no", "such", "f")
+	// Writing where a directory cannot be made fails and names the path.
+	bad := filepath.Join(dir, "out.bin", "f")
 	if err := nn.WriteFileAtomic(bad, func(io.Writer) error { return nil }); err == nil || !strings.Contains(err.Error(), bad) {
 		t.Errorf("error %v, want one naming %s", err, bad)
 	}
