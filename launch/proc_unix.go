@@ -10,6 +10,7 @@ func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
 
-// waitExited reports false: waiting without reaping is not implemented
-// here, so the process group is killed right after the child is reaped.
+// waitExited reports false: waiting without reaping (waitid with WNOWAIT)
+// is Linux-only, so here the process group is killed right after the child
+// is reaped.
 func waitExited(int) bool { return false }

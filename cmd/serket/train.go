@@ -121,8 +121,12 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	if err != nil {
 		return cfg, nil, usagef("%v", err)
 	}
+	weights, err := parseAssignments("lambda", f.lambda)
+	if err != nil {
+		return cfg, nil, err
+	}
 	lambda := map[string]float32{}
-	for name, v := range mustAssign(f.lambda) {
+	for name, v := range weights {
 		w, err := strconv.ParseFloat(v, 32)
 		if err != nil || w < 0 {
 			return cfg, nil, usagef("--lambda %s=%s: want a non-negative number", name, v)
@@ -145,7 +149,7 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	if f.metrics == "" && f.ckptDir != "" {
 		f.metrics = filepath.Join(f.ckptDir, "metrics.jsonl")
 	}
-	var closer io.Closer = io.NopCloser(nil)
+	var closer io.Closer = nopCloser{}
 	if f.metrics != "" {
 		if err := os.MkdirAll(filepath.Dir(f.metrics), 0o755); err != nil {
 			return cfg, nil, err
@@ -177,15 +181,6 @@ func (f *trainFlags) checkFresh() error {
 		return usagef("%s holds another run's checkpoints (%s): pass --resume to continue it, or choose another --checkpoint-dir", f.ckptDir, strings.Join(old, ", "))
 	}
 	return nil
-}
-
-func mustAssign(items []string) map[string]string {
-	out := map[string]string{}
-	for _, it := range items {
-		k, v, _ := strings.Cut(it, "=")
-		out[k] = v
-	}
-	return out
 }
 
 // train runs cfg on ig after waiting for the modules, with a progress bar
@@ -361,3 +356,7 @@ func ensureData(ctx context.Context, dir string) error {
 	}
 	return err
 }
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
