@@ -21,8 +21,7 @@ import (
 	"github.com/serket-go/serket/launch"
 )
 
-// trainItems is how much the demo trains on: one epoch of this many items
-// takes about 15 s with OpenBLAS on 2 cores.
+// trainItems is how much the demo trains on: one epoch of this many items.
 const trainItems = 10000
 
 func newDemoCmd(g *globals) *cobra.Command {
@@ -212,7 +211,7 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 		return err
 	}
 	say("stopping: SIGTERM to every process, SIGKILL after a grace period. Outputs are in %s.", out)
-	fmt.Println("One epoch of training gives blurry shapes; `serket train --epochs 20` trains for real (about 30 s an epoch of 10,000 items).")
+	fmt.Println("One epoch of training gives blurry shapes; `serket train --epochs 20` trains for real.")
 	return nil
 }
 
