@@ -9,7 +9,7 @@ FUZZTIME ?= 20s
 TAGS     ?= $(shell pkg-config --exists openblas 2>/dev/null && echo openblas)
 GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 
-.PHONY: all build demo up test fuzz bench data clean
+.PHONY: all build demo up test fuzz bench bench-speed data clean
 
 all: build
 
@@ -40,6 +40,11 @@ fuzz:
 
 bench:
 	$(GO) test $(GOFLAGS_TAGS) -run '^$$' -bench . -benchmem ./...
+
+# Training throughput: serket (OpenBLAS, pure Go) against the PyTorch
+# reference, in one run (needs python3-torch; not part of the tests).
+bench-speed:
+	bench/speed.sh
 
 # Fashion-MNIST-3 in data/fmnist3 (skipped when up to date).
 data: build

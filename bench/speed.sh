@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Training throughput, measured side by side in one run on this machine:
+# serket (three module processes and the integrator, talking over NATS) with
+# OpenBLAS and with pure Go, and the PyTorch reference of the same model
+# (bench/torch_mvae.py). Not part of the tests: the machine is shared and
+# noisy, so compare the ratios, and rerun.
+#
+#   bench/speed.sh              # ITEMS=10000 training items, one epoch each
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ITEMS=${ITEMS:-10000}
+PY=${PY:-/usr/bin/python3}
+export PATH="$PATH:/usr/local/go/bin"
+
+go build -tags openblas -o bin/serket ./cmd/serket
+go build -o bin/serket-purego ./cmd/serket
+bin/serket data prepare >/dev/null
+"$PY" -c 'import torch' 2>/dev/null || { echo "bench: PyTorch missing: apt-get install python3-torch" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+serket() { # name binary
+  "$2" train --limit "$ITEMS" --epochs 1 --checkpoint-dir "$tmp/$1" --log-level warn >/dev/null
+  "$PY" - "$1" "$tmp/$1/metrics.jsonl" <<'PYEOF'
+import json, sys
+m = json.loads(open(sys.argv[2]).read().splitlines()[-1])
+t = m["seconds"]
+print(json.dumps({"system": sys.argv[1], "samples_per_sec": m["samples_per_sec"],
+                  "integrator_wait_share": m["wait_seconds"] / t, "integrator_fuse_share": m["fuse_seconds"] / t,
+                  "integrator_codec_share": m["codec_seconds"] / t}))
+PYEOF
+}
+{
+  serket serket-openblas bin/serket
+  serket serket-purego bin/serket-purego
+  OMP_WAIT_POLICY=PASSIVE "$PY" bench/torch_mvae.py --threads 2 | "$PY" -c 'import json,sys; d=json.load(sys.stdin); d["system"]="pytorch-2-threads"; print(json.dumps(d))'
+} > "$tmp/results.jsonl"
+"$PY" - "$tmp/results.jsonl" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+ref = next(r["samples_per_sec"] for r in rows if r["system"].startswith("pytorch"))
+print(f"{'system':<20} {'samples/s':>10} {'vs PyTorch':>11}  integrator time: waiting / fusing / encoding messages")
+for r in rows:
+    share = ""
+    if "integrator_wait_share" in r:
+        share = f"{100*r['integrator_wait_share']:.0f}% / {100*r['integrator_fuse_share']:.1f}% / {100*r['integrator_codec_share']:.1f}%"
+    print(f"{r['system']:<20} {r['samples_per_sec']:>10.0f} {r['samples_per_sec']/ref:>10.2f}×  {share}")
+PYEOF
