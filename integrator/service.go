@@ -57,6 +57,8 @@ type Integrator struct {
 	modules map[string]*member
 	polled  chan struct{} // closed and replaced after every discovery poll
 	stats   serviceStats
+
+	evalSteps uint64 // evaluation steps run, for their step ids
 }
 
 // member is a module the integrator has discovered.

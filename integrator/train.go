@@ -23,6 +23,9 @@ import (
 type TrainConfig struct {
 	Modules []string // the modules that take part (required)
 	IDs     []uint64 // the training items (required)
+	// EvalIDs, if any, are scored after every epoch with the plain joint
+	// ELBO (λ = β = 1), without updating anything: EpochStats.Test*.
+	EvalIDs []uint64
 
 	Epochs  int      // default 1
 	Batch   int      // default 100
@@ -82,6 +85,9 @@ type EpochStats struct {
 	FuseSeconds   float64            `json:"fuse_seconds"`  // the integrator's own compute
 	CodecSeconds  float64            `json:"codec_seconds"` // the integrator's message encoding/decoding
 	Missed        map[string]int     `json:"missed,omitempty"`
+	TestELBO      float64            `json:"test_elbo,omitempty"`   // the joint ELBO per item on EvalIDs
+	TestKL        float64            `json:"test_kl,omitempty"`     // its KL
+	TestLogLik    map[string]float64 `json:"test_loglik,omitempty"` // per module
 	Rejected      int                `json:"rejected,omitempty"`
 	Stale         int                `json:"stale,omitempty"`
 }
@@ -264,6 +270,11 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 			k := max(1, len(elbos)/10)
 			es.ELBOStart, es.ELBOEnd = mean(elbos[:k]), mean(elbos[len(elbos)-k:])
 		}
+		if len(cfg.EvalIDs) > 0 {
+			if err := ig.evaluate(ctx, &cfg, ch, epoch, es); err != nil {
+				return last, err
+			}
+		}
 		if cfg.Metrics != nil {
 			line, _ := json.Marshal(es)
 			fmt.Fprintf(cfg.Metrics, "%s\n", line)
@@ -275,6 +286,40 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 		ig.awaitLearned(ctx, cfg.Modules, st.Step, cfg.Deadline)
 	}
 	return last, nil
+}
+
+// evaluate scores cfg.EvalIDs in batches with the plain joint ELBO and
+// records the item-weighted means in es.
+func (ig *Integrator) evaluate(ctx context.Context, cfg *TrainConfig, ch chan *nats.Msg, epoch int, es *EpochStats) error {
+	es.TestLogLik = map[string]float64{}
+	n := 0
+	for pos := 0; pos < len(cfg.EvalIDs); pos += cfg.Batch {
+		ids := cfg.EvalIDs[pos:min(pos+cfg.Batch, len(cfg.EvalIDs))]
+		ig.evalSteps++
+		ss, err := ig.runStep(ctx, cfg, ch, evalStepBase+ig.evalSteps, epoch, ids, false, true, es)
+		if err != nil {
+			return err
+		}
+		if len(ss.Terms) == 0 {
+			continue // nobody answered; logged by runStep
+		}
+		w := float64(len(ids))
+		es.TestELBO += w * ss.Terms[0].ELBO
+		es.TestKL += w * ss.Terms[0].KL
+		for m, v := range ss.Terms[0].LogLik {
+			es.TestLogLik[m] += w * v
+		}
+		n += len(ids)
+	}
+	if n > 0 {
+		es.TestELBO /= float64(n)
+		es.TestKL /= float64(n)
+		for m := range es.TestLogLik {
+			es.TestLogLik[m] /= float64(n)
+		}
+	}
+	ig.log.Info("evaluated", "epoch", epoch, "items", n, "test_elbo", es.TestELBO)
+	return nil
 }
 
 // awaitLearned waits until every module reports (on its train status
@@ -317,13 +362,29 @@ func (ig *Integrator) saveState(path string, st trainState) error {
 // trainStep runs one step: StepBegin → posteriors → latents → decoder
 // gradients → expert gradients.
 func (ig *Integrator) trainStep(ctx context.Context, cfg *TrainConfig, ch chan *nats.Msg, step uint64, epoch int, ids []uint64, save bool, es *EpochStats) (*StepStats, error) {
+	return ig.runStep(ctx, cfg, ch, step, epoch, ids, save, false, es)
+}
+
+// evalStepBase numbers evaluation steps apart from training steps, so that
+// evaluating never shifts the noise or plan a training step draws.
+const evalStepBase = 1 << 62
+
+// runStep runs one step; an evaluation step (eval) scores the joint term
+// with λ = β = 1 (the plain ELBO) and updates nothing.
+func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *nats.Msg, step uint64, epoch int, ids []uint64, save, eval bool, es *EpochStats) (*StepStats, error) {
 	b, d := len(ids), ig.cfg.Latent
-	plan := cfg.Plan(cfg.Modules, rand.New(rand.NewPCG(cfg.Seed^0x91a2, step)))
-	sm := &StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: plan, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1)}
+	var sm *StepMath
+	if eval {
+		sm = &StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: JointPlan()(cfg.Modules, nil), Beta: 1}
+	} else {
+		plan := cfg.Plan(cfg.Modules, rand.New(rand.NewPCG(cfg.Seed^0x91a2, step)))
+		sm = &StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: plan, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1)}
+	}
+	plan := sm.Plan
 	ss := &StepStats{Step: step, Epoch: epoch, Beta: sm.Beta}
 
 	t0 := time.Now()
-	if err := ig.send(ig.subj.Step(), &bus.StepBegin{Step: step, Epoch: epoch, Train: true, IDs: ids, Plan: plan, Lambda: sm.Weights(cfg.Modules), Checkpoint: save}); err != nil {
+	if err := ig.send(ig.subj.Step(), &bus.StepBegin{Step: step, Epoch: epoch, Train: !eval, IDs: ids, Plan: plan, Lambda: sm.Weights(cfg.Modules), Checkpoint: save}); err != nil {
 		return nil, err
 	}
 	ss.Codec += time.Since(t0)
@@ -403,6 +464,9 @@ func (ig *Integrator) trainStep(ctx context.Context, cfg *TrainConfig, ch chan *
 	ss.Terms = terms
 	for _, t := range terms {
 		ss.ELBO += t.ELBO
+	}
+	if eval {
+		return ss, nil
 	}
 	t4 := time.Now()
 	for _, m := range members {

@@ -45,10 +45,11 @@ func ids(n int) []uint64 {
 // ELBO must rise epoch over epoch and every step must have every module.
 func TestTrainRaisesTheELBO(t *testing.T) {
 	p := toyPipeline(t, 0, "a", "b", "c")
-	var elbos []float64
+	var elbos, tests []float64
 	var missed int
 	_, err := p.ig.Train(context.Background(), integrator.TrainConfig{
 		Modules: []string{"a", "b", "c"}, IDs: ids(2000), Epochs: 15, Batch: 100, Subsets: 1,
+		EvalIDs:  ids(3000)[2000:2300],
 		Deadline: 10 * time.Second,
 		OnStep: func(s integrator.StepStats) {
 			missed += len(s.Missing)
@@ -57,11 +58,15 @@ func TestTrainRaisesTheELBO(t *testing.T) {
 			}
 		},
 		Metrics: writerFunc(func(line []byte) {
-			var es struct{ ELBO float64 }
+			var es struct {
+				ELBO     float64
+				TestELBO float64 `json:"test_elbo"`
+			}
 			if err := jsonUnmarshal(line, &es); err != nil {
 				t.Error(err)
 			}
 			elbos = append(elbos, es.ELBO)
+			tests = append(tests, es.TestELBO)
 		}),
 	})
 	if err != nil {
@@ -80,6 +85,10 @@ func TestTrainRaisesTheELBO(t *testing.T) {
 	}
 	if !(elbos[14] > elbos[4]) {
 		t.Fatalf("ELBO by epoch %v: want the last above the fifth", elbos)
+	}
+	// The held-out ELBO (plain joint ELBO on items never trained on) rises too.
+	if !(tests[14] > tests[0]) || tests[0] == 0 || math.IsNaN(tests[14]) {
+		t.Fatalf("test ELBO by epoch %v: want it finite and rising", tests)
 	}
 	// The shared latent must carry across: predict b from a on items never
 	// trained on, against the best guess that ignores a (b's mean).

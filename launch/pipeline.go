@@ -73,7 +73,8 @@ type TrainSettings struct {
 	StepDeadline    Duration           `yaml:"step_deadline,omitempty"` // how long a step waits for each module
 	CheckpointDir   string             `yaml:"checkpoint_dir,omitempty"`
 	CheckpointEvery *int               `yaml:"checkpoint_every,omitempty"`
-	Limit           int                `yaml:"limit,omitempty"` // first N training items
+	Limit           int                `yaml:"limit,omitempty"`      // first N training items
+	EvalItems       *int               `yaml:"eval_items,omitempty"` // first N test items scored after every epoch
 }
 
 // NATSConfig is the "nats" section of a pipeline file.
@@ -354,6 +355,9 @@ func (p *Pipeline) validate(source string) error {
 		}
 		if t.Limit < 0 {
 			v.add("train.limit", "%d: want 0 (all) or more", t.Limit)
+		}
+		if t.EvalItems != nil && *t.EvalItems < 0 {
+			v.add("train.eval_items", "%d: want 0 (none) or more", *t.EvalItems)
 		}
 	}
 	return errors.Join(v.errs...)

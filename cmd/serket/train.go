@@ -44,6 +44,7 @@ type trainFlags struct {
 	metrics    string
 	data       string
 	limit      int
+	evalItems  int
 	modules    []string
 	moduleWait time.Duration
 }
@@ -66,6 +67,7 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.metrics, "metrics", "", "per-epoch metrics as JSON lines (default <checkpoint-dir>/metrics.jsonl)")
 	fl.StringVar(&f.data, "data", dataset.DefaultDir(), "prepared dataset (the integrator reads only its ids and splits)")
 	fl.IntVar(&f.limit, "limit", 0, "train on the first N training items only (0: all)")
+	fl.IntVar(&f.evalItems, "eval-items", 1000, "after every epoch, the plain ELBO of the first N test items (0: none)")
 	fl.StringSliceVar(&f.modules, "modules", nil, "modules that train (default: the pipeline's)")
 	fl.DurationVar(&f.moduleWait, "module-wait", 2*time.Minute, "how long to wait for the modules to come up")
 }
@@ -99,6 +101,7 @@ func (f *trainFlags) fromFile(t *launch.TrainSettings, flags *pflag.FlagSet) {
 	set("checkpoint-dir", t.CheckpointDir != "", func() { f.ckptDir = t.CheckpointDir })
 	set("checkpoint-every", t.CheckpointEvery != nil, func() { f.ckptEvery = *t.CheckpointEvery })
 	set("limit", t.Limit > 0, func() { f.limit = t.Limit })
+	set("eval-items", t.EvalItems != nil, func() { f.evalItems = *t.EvalItems })
 }
 
 // config builds the integrator's TrainConfig; ids come from the manifest
@@ -110,8 +113,11 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 		return cfg, nil, err
 	}
 	for _, it := range man.Items {
-		if it.Split == dataset.Train {
+		switch {
+		case it.Split == dataset.Train:
 			cfg.IDs = append(cfg.IDs, it.ID)
+		case len(cfg.EvalIDs) < f.evalItems:
+			cfg.EvalIDs = append(cfg.EvalIDs, it.ID)
 		}
 	}
 	if f.limit > 0 && f.limit < len(cfg.IDs) {
@@ -343,6 +349,9 @@ func trainInProcess(ctx context.Context, g *globals, url string, p *launch.Pipel
 	}
 	fmt.Printf("trained %d epochs of %d items in %v: ELBO %.1f (joint %.1f), %.0f samples/s; checkpoints in %s\n",
 		cfg.Epochs, len(cfg.IDs), time.Since(start).Round(time.Second), last.ELBO, last.JointELBO, last.SamplesPerSec, cfg.CheckpointDir)
+	if len(cfg.EvalIDs) > 0 {
+		fmt.Printf("test ELBO %.1f nats per item (KL %.1f) on %d test items\n", last.TestELBO, last.TestKL, len(cfg.EvalIDs))
+	}
 	return stop()
 }
 
