@@ -368,31 +368,26 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 			results <- encoded{name, rep.Mu.Data, rep.LogVar.Data, err}
 		}(name)
 	}
-	var experts []Expert
+	got := map[string]Expert{}
 	for ; pendingEnc > 0; pendingEnc-- {
 		r := <-results
 		if r.err != nil {
 			out.Missing[r.name] = r.err.Error()
 			continue
 		}
-		out.Contributors = append(out.Contributors, r.name)
-		experts = append(experts, Expert{Mu: r.mu, LogVar: r.logvar})
+		got[r.name] = Expert{Mu: r.mu, LogVar: r.logvar}
 	}
-	// Experts in name order, so the fusion is deterministic.
-	order := make([]int, len(experts))
-	for i := range order {
-		order[i] = i
+	// Experts in name order (names is sorted), so the fusion is deterministic.
+	var experts []Expert
+	for _, name := range names {
+		if e, ok := got[name]; ok {
+			out.Contributors = append(out.Contributors, name)
+			experts = append(experts, e)
+		}
 	}
-	sort.Slice(order, func(a, b int) bool { return out.Contributors[order[a]] < out.Contributors[order[b]] })
-	sortedE := make([]Expert, len(experts))
-	sortedC := make([]string, len(experts))
-	for i, j := range order {
-		sortedE[i], sortedC[i] = experts[j], out.Contributors[j]
-	}
-	out.Contributors = sortedC
 
 	var f Fused
-	f.Fuse(sortedE, 1, d)
+	f.Fuse(experts, 1, d)
 	out.Mu = bus.Matrix(1, d, slices.Clone(f.Mu))
 	out.LogVar = bus.Matrix(1, d, slices.Clone(f.LogVar))
 

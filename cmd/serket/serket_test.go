@@ -95,10 +95,11 @@ func writeFile(t *testing.T, name, content string) string {
 	return path
 }
 
-// startUp runs `serket up` as a real process and stops it (SIGTERM) at cleanup.
-func startUp(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
+// startProcess runs `serket args…` as a real process until the test ends,
+// then stops it with stop (a signal), killing it after 20 s.
+func startProcess(t *testing.T, stop os.Signal, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
-	cmd := exec.Command(serketBin, append([]string{"up"}, args...)...)
+	cmd := exec.Command(serketBin, args...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -107,18 +108,24 @@ func startUp(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Process.Signal(stop)
 		select {
 		case <-done:
 		case <-time.After(20 * time.Second):
 			cmd.Process.Kill()
-			t.Errorf("serket up did not stop within 20 s of SIGTERM\n%s", out)
+			t.Errorf("serket %s did not stop within 20 s of %v", args[0], stop)
 		}
 		if t.Failed() {
-			t.Logf("serket up output:\n%s", out)
+			t.Logf("serket %v output:\n%s", args, out)
 		}
 	})
 	return cmd, out
+}
+
+// startUp runs `serket up` as a real process and stops it (SIGTERM) at cleanup.
+func startUp(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	return startProcess(t, syscall.SIGTERM, append([]string{"up"}, args...)...)
 }
 
 func connect(t *testing.T, url, pipeline string) *client.Client {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"math"
 	"os"
 	"os/exec"
@@ -42,26 +41,32 @@ func refNet() mvae.Config {
 }
 
 // newModality makes the named built-in modality as `serket module NAME`
-// with the reference settings would.
-func newModality(t *testing.T, data, name string) module.Modality {
+// would with the given networks and pairing.
+func newModality(t *testing.T, data, name string, net mvae.Config, pairing mvae.Pairing) module.Modality {
 	t.Helper()
-	src, err := mvae.OpenSource(data, name, mvae.Pairing{Fraction: 0.5, Seed: 2})
+	src, err := mvae.OpenSource(data, name, pairing)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var m module.Modality
 	switch name {
 	case "vision":
-		m, err = vision.New(vision.Config{Net: refNet(), Source: src})
+		m, err = vision.New(vision.Config{Net: net, Source: src})
 	case "language":
-		m, err = language.New(language.Config{Net: refNet(), Source: src})
+		m, err = language.New(language.Config{Net: net, Source: src})
 	case "audio":
-		m, err = audio.New(audio.Config{Net: refNet(), Source: src})
+		m, err = audio.New(audio.Config{Net: net, Source: src})
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// refModality is a modality with the reference settings of the module
+// processes of TestDistributedStepMatchesReference.
+func refModality(t *testing.T, data, name string) module.Modality {
+	return newModality(t, data, name, refNet(), mvae.Pairing{Fraction: 0.5, Seed: 2})
 }
 
 func params(m module.Modality) []*nn.Param {
@@ -144,7 +149,7 @@ func TestDistributedStepMatchesReference(t *testing.T) {
 	batches := map[string]module.Batch{}
 	b, d := len(ids), refLatent
 	for _, name := range names {
-		m := newModality(t, data, name)
+		m := refModality(t, data, name)
 		refs[name] = m
 		for _, p := range params(m) {
 			before[name] = append(before[name], slices.Clone(p.W))
@@ -200,7 +205,7 @@ func TestDistributedStepMatchesReference(t *testing.T) {
 
 	// The module processes saved their parameters after the step.
 	for _, name := range names {
-		dist := newModality(t, data, name)
+		dist := refModality(t, data, name)
 		path := filepath.Join(ckpt, name+".ckpt")
 		waitFor(t, ctx, func() bool { return restoreFile(dist, path) == nil })
 		var worst float64
@@ -263,29 +268,7 @@ func waitFor(t *testing.T, ctx context.Context, cond func() bool) {
 // until the test ends.
 func startModuleProcess(t *testing.T, url, name string, args ...string) {
 	t.Helper()
-	cmd := exec.Command(serketBin, append([]string{"module", name, "--nats", url}, args...)...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case err := <-done:
-			var ee *exec.ExitError
-			if err != nil && !errors.As(err, &ee) {
-				t.Errorf("module %s: %v", name, err)
-			}
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("module %s output:\n%s", name, out)
-		}
-	})
+	startProcess(t, os.Interrupt, append([]string{"module", name, "--nats", url}, args...)...)
 }
 
 func runIntegrator(t *testing.T, nc *nats.Conn, latent int) *integrator.Integrator {
@@ -431,20 +414,7 @@ modules:
 
 func newTrained(t *testing.T, data, name, path string) module.Modality {
 	t.Helper()
-	src, err := mvae.OpenSource(data, name, mvae.Pairing{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m module.Modality
-	switch name {
-	case "vision":
-		m, err = vision.New(vision.Config{Net: mvae.Config{Latent: 64}, Source: src})
-	case "language":
-		m, err = language.New(language.Config{Net: mvae.Config{Latent: 64}, Source: src})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := newModality(t, data, name, mvae.Config{Latent: 64}, mvae.Pairing{})
 	if err := restoreFile(m, path); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
