@@ -75,6 +75,11 @@ type TrainSettings struct {
 	CheckpointEvery *int               `yaml:"checkpoint_every,omitempty"`
 	Limit           int                `yaml:"limit,omitempty"`      // first N training items
 	EvalItems       *int               `yaml:"eval_items,omitempty"` // first N test items scored after every epoch
+	// PairedFraction is the fraction of training items that keep every
+	// modality (the rest keep one each); the modules draw the mask
+	// themselves from it and PairingSeed.
+	PairedFraction *float64 `yaml:"paired_fraction,omitempty"`
+	PairingSeed    uint64   `yaml:"pairing_seed,omitempty"`
 }
 
 // NATSConfig is the "nats" section of a pipeline file.
@@ -358,6 +363,9 @@ func (p *Pipeline) validate(source string) error {
 		}
 		if t.EvalItems != nil && *t.EvalItems < 0 {
 			v.add("train.eval_items", "%d: want 0 (none) or more", *t.EvalItems)
+		}
+		if f := t.PairedFraction; f != nil && !(*f > 0 && *f <= 1) {
+			v.add("train.paired_fraction", "%v: want a fraction in (0, 1]", *f)
 		}
 	}
 	return errors.Join(v.errs...)

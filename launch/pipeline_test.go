@@ -431,6 +431,7 @@ train:
   kl_anneal: 2
   step_deadline: 10s
   checkpoint_every: 0
+  paired_fraction: 0.1
 `
 	p, err := launch.Parse([]byte(good), "p.yaml")
 	if err != nil {
@@ -438,7 +439,8 @@ train:
 	}
 	tr := p.Train
 	if tr == nil || tr.Epochs != 5 || tr.Batch != 64 || tr.Plan != "cross" || tr.Lambda["language"] != 50 ||
-		*tr.KLAnneal != 2 || time.Duration(tr.StepDeadline) != 10*time.Second || tr.CheckpointEvery == nil || *tr.CheckpointEvery != 0 {
+		*tr.KLAnneal != 2 || time.Duration(tr.StepDeadline) != 10*time.Second || tr.CheckpointEvery == nil || *tr.CheckpointEvery != 0 ||
+		tr.PairedFraction == nil || *tr.PairedFraction != 0.1 {
 		t.Fatalf("train section %+v", tr)
 	}
 	for _, tt := range []struct{ name, section, field string }{
@@ -447,6 +449,8 @@ train:
 		{"negative weight", "lambda: {vision: -1}", "train.lambda.vision"},
 		{"negative epochs", "epochs: -2", "train.epochs"},
 		{"negative kl", "kl_to: -1", "train.kl_to"},
+		{"no pairing", "paired_fraction: 0", "train.paired_fraction"},
+		{"pairing above 1", "paired_fraction: 1.5", "train.paired_fraction"},
 		{"unknown field", "learning_rate: 0.1", "learning_rate"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

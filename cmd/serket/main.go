@@ -68,6 +68,7 @@ func newRoot() *cobra.Command {
 		newDemoCmd(g),
 		newDataCmd(g),
 		newTrainCmd(g),
+		newBenchCmd(g),
 	)
 	return root
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -31,8 +33,8 @@ func (f *netFlags) register(cmd *cobra.Command) {
 	cmd.Flags().Float32Var(&f.lr, "lr", 1e-3, "Adam learning rate")
 	cmd.Flags().Float32Var(&f.adamEps, "adam-eps", 1e-8, "Adam's epsilon")
 	cmd.Flags().Uint64Var(&f.seed, "seed", 1, "parameter initialisation seed")
-	cmd.Flags().Float64Var(&f.fraction, "paired-fraction", 1, "fraction of training items with every modality (the rest have one each)")
-	cmd.Flags().Uint64Var(&f.pairSeed, "pairing-seed", 1, "seed of the partial-pairing mask (the same in every module)")
+	cmd.Flags().Float64Var(&f.fraction, "paired-fraction", envFloat("SERKET_PAIRED_FRACTION", 1), "fraction of training items with every modality, the rest with one each (default $SERKET_PAIRED_FRACTION, else 1)")
+	cmd.Flags().Uint64Var(&f.pairSeed, "pairing-seed", envUint("SERKET_PAIRING_SEED", 1), "seed of the partial-pairing mask, the same in every module (default $SERKET_PAIRING_SEED, else 1)")
 	cmd.Flags().StringSliceVar(&f.modalities, "modalities", dataset.Modalities(), "the modalities the pairing mask is drawn over")
 }
 
@@ -95,4 +97,21 @@ func modalityCmds(g *globals) []*cobra.Command {
 			return audio.New(audio.Config{Name: mf.name, Net: nf.net(mf.latent), Source: src})
 		}),
 	}
+}
+
+// envFloat is the number in the environment variable key, or def when it is
+// unset or not a number.
+func envFloat(key string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(key), 64); err == nil {
+		return v
+	}
+	return def
+}
+
+// envUint is the unsigned integer in the environment variable key, or def.
+func envUint(key string, def uint64) uint64 {
+	if v, err := strconv.ParseUint(os.Getenv(key), 10, 64); err == nil {
+		return v
+	}
+	return def
 }

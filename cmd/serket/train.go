@@ -47,6 +47,8 @@ type trainFlags struct {
 	evalItems  int
 	modules    []string
 	moduleWait time.Duration
+	paired     float64
+	pairSeed   uint64
 }
 
 func (f *trainFlags) register(cmd *cobra.Command) {
@@ -69,6 +71,8 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.limit, "limit", 0, "train on the first N training items only (0: all)")
 	fl.IntVar(&f.evalItems, "eval-items", 1000, "after every epoch, the plain ELBO of the first N test items (0: none)")
 	fl.StringSliceVar(&f.modules, "modules", nil, "modules that train (default: the pipeline's)")
+	fl.Float64Var(&f.paired, "paired-fraction", 1, "fraction of training items with every modality, the rest with one each (passed to the modules)")
+	fl.Uint64Var(&f.pairSeed, "pairing-seed", 1, "seed of the partial-pairing mask (passed to the modules)")
 	fl.DurationVar(&f.moduleWait, "module-wait", 2*time.Minute, "how long to wait for the modules to come up")
 }
 
@@ -102,6 +106,8 @@ func (f *trainFlags) fromFile(t *launch.TrainSettings, flags *pflag.FlagSet) {
 	set("checkpoint-every", t.CheckpointEvery != nil, func() { f.ckptEvery = *t.CheckpointEvery })
 	set("limit", t.Limit > 0, func() { f.limit = t.Limit })
 	set("eval-items", t.EvalItems != nil, func() { f.evalItems = *t.EvalItems })
+	set("paired-fraction", t.PairedFraction != nil, func() { f.paired = *t.PairedFraction })
+	set("pairing-seed", t.PairingSeed > 0, func() { f.pairSeed = t.PairingSeed })
 }
 
 // config builds the integrator's TrainConfig; ids come from the manifest
@@ -122,6 +128,9 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	}
 	if f.limit > 0 && f.limit < len(cfg.IDs) {
 		cfg.IDs = cfg.IDs[:f.limit]
+	}
+	if !(f.paired > 0 && f.paired <= 1) {
+		return cfg, nil, usagef("--paired-fraction %v: want a fraction in (0, 1]", f.paired)
 	}
 	plan, err := integrator.ParsePlan(f.plan, f.subsets)
 	if err != nil {
@@ -289,7 +298,8 @@ training steps over the bus. Checkpoints and the metrics log go to
 				return err
 			}
 			run, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 10 * time.Second, noIntegrator: true,
-				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1"}})
+				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1",
+					fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", tf.paired), fmt.Sprintf("SERKET_PAIRING_SEED=%d", tf.pairSeed)}})
 			if err != nil {
 				return err
 			}

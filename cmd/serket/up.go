@@ -151,6 +151,10 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 			env = append(env, kv.k+"="+kv.v)
 		}
 	}
+	if t := p.Train; t != nil && t.PairedFraction != nil {
+		// Every module draws the same partial-pairing mask.
+		env = append(env, fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", *t.PairedFraction), fmt.Sprintf("SERKET_PAIRING_SEED=%d", max(t.PairingSeed, 1)))
+	}
 	var specs []launch.Spec
 	for _, s := range p.Specs(self, append(env, o.env...)) {
 		if o.noIntegrator && s.Name == "integrator" {

@@ -1,0 +1,381 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"codeberg.org/sbinet/npyio"
+	"github.com/spf13/cobra"
+
+	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/eval"
+	"github.com/serket-go/serket/internal/atomicfile"
+	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/modules/audio"
+	"github.com/serket-go/serket/modules/language"
+	"github.com/serket-go/serket/modules/vision"
+)
+
+func newBenchCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "measure trained models, and compare them with a reference trainer",
+		Long: `Benchmarks that are not part of the tests (bench/quality.sh and
+bench/speed.sh drive them):
+
+  serket bench quality DIR...   the test-split figures of trained checkpoints
+  serket bench export           the dataset as NumPy arrays, for bench/torch_quality.py
+  serket bench import           NumPy weights from bench/torch_quality.py as checkpoints`,
+	}
+	cmd.AddCommand(newBenchQualityCmd(g), newBenchExportCmd(g), newBenchImportCmd(g))
+	return cmd
+}
+
+func newBenchQualityCmd(g *globals) *cobra.Command {
+	var (
+		data, clfPath string
+		latent, hid   int
+		asJSON        bool
+		s             eval.Settings
+	)
+	cmd := &cobra.Command{
+		Use:   "quality [NAME=]DIR...",
+		Short: "test ELBO and cross-modal coherence of trained checkpoints, side by side",
+		Long: `Measure the checkpoints in each DIR (vision.ckpt, language.ckpt, audio.ckpt) on
+the test split: the held-out ELBO, image/audio → label through the language
+decoder, and language/audio/label → image judged by an image classifier
+trained on the real training images (cached in --classifier; its own test
+accuracy is reported). The training throughput comes from DIR/metrics.jsonl
+when there is one. NAME labels a column (default: the directory's name).`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			log := g.logger("bench")
+			m, err := eval.Open(data, latent, hid)
+			if err != nil {
+				return err
+			}
+			if clfPath == "" {
+				clfPath = filepath.Join(data, "classifier-vision.ckpt")
+			}
+			clf, err := classifier(m, clfPath, log.Info)
+			if err != nil {
+				return err
+			}
+			var names []string
+			var rows []map[string]any
+			for _, arg := range args {
+				name, dir, ok := strings.Cut(arg, "=")
+				if !ok {
+					name, dir = filepath.Base(arg), arg
+				}
+				if err := m.Restore(dir); err != nil {
+					return err
+				}
+				start := time.Now()
+				q, err := m.Measure(clf, s)
+				if err != nil {
+					return fmt.Errorf("%s: %w", dir, err)
+				}
+				log.Info("measured", "checkpoint", dir, "took", time.Since(start).Round(time.Millisecond))
+				row := map[string]any{}
+				b, _ := json.Marshal(q)
+				json.Unmarshal(b, &row)
+				row["system"], row["checkpoint"] = name, dir
+				if sps, ok := throughput(filepath.Join(dir, "metrics.jsonl")); ok {
+					row["samples_per_sec"] = sps
+				}
+				names = append(names, name)
+				rows = append(rows, row)
+			}
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				for _, r := range rows {
+					if err := enc.Encode(r); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			return qualityTable(os.Stdout, names, rows)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset")
+	f.StringVar(&clfPath, "classifier", "", "the image classifier's cache (default DATA/classifier-vision.ckpt; trained when missing or stale)")
+	f.IntVar(&latent, "latent", 64, "latent size of the checkpoints")
+	f.IntVar(&hid, "hidden", 512, "hidden units per layer of the checkpoints")
+	f.IntVar(&s.Items, "items", 2000, "test items for the coherence figures")
+	f.IntVar(&s.ELBOItems, "elbo-items", 1000, "test items for the ELBO")
+	f.Uint64Var(&s.Seed, "seed", 1, "seed of the latent samples")
+	f.BoolVar(&asJSON, "json", false, "print one JSON line per checkpoint instead of a table")
+	return cmd
+}
+
+// classifier loads the cached image classifier when it was trained on this
+// very dataset, else trains one and caches it.
+func classifier(m *eval.Model, path string, info func(string, ...any)) (*eval.Classifier, error) {
+	clf, err := eval.LoadClassifier(path, m.Manifest.Config)
+	if err == nil {
+		return clf, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		info("training the image classifier again", "cache", path, "why", err)
+	}
+	start := time.Now()
+	clf, err = m.TrainClassifier(eval.ClassifierConfig{Progress: func(epoch int, acc float64) {
+		info("image classifier", "epoch", epoch, "train_accuracy", fmt.Sprintf("%.3f", acc))
+	}})
+	if err != nil {
+		return nil, err
+	}
+	info("image classifier trained", "test_accuracy", fmt.Sprintf("%.4f", clf.Accuracy), "took", time.Since(start).Round(time.Second))
+	if err := clf.Save(path, m.Manifest.Config); err != nil {
+		return nil, err
+	}
+	return clf, nil
+}
+
+// throughput is the training samples/s over every epoch of a metrics log
+// (items over seconds), if it has any.
+func throughput(path string) (float64, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var items, secs float64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e struct {
+			SamplesPerSec float64 `json:"samples_per_sec"`
+			Seconds       float64 `json:"seconds"`
+		}
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Seconds > 0 {
+			items += e.SamplesPerSec * e.Seconds
+			secs += e.Seconds
+		}
+	}
+	return items / secs, secs > 0
+}
+
+func qualityTable(w io.Writer, names []string, rows []map[string]any) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "\t")
+	for _, n := range names {
+		fmt.Fprintf(tw, "%s\t", n)
+	}
+	fmt.Fprintln(tw)
+	metric := func(label, key, format string) {
+		fmt.Fprintf(tw, "%s\t", label)
+		for _, r := range rows {
+			if v, ok := r[key].(float64); ok {
+				fmt.Fprintf(tw, format+"\t", v)
+			} else {
+				fmt.Fprint(tw, "–\t")
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	metric("test ELBO (nats)", "test_elbo", "%.1f")
+	metric("  KL", "test_kl", "%.1f")
+	metric("image → label", "image_to_label", "%.3f")
+	metric("audio → label", "audio_to_label", "%.3f")
+	metric("image+audio → label", "image_audio_to_label", "%.3f")
+	metric("language → image", "language_to_image", "%.3f")
+	metric("audio → image", "audio_to_image", "%.3f")
+	metric("label → image", "label_to_image", "%.3f")
+	metric("classifier (real test images)", "classifier_accuracy", "%.3f")
+	metric("training samples/s", "samples_per_sec", "%.0f")
+	return tw.Flush()
+}
+
+func newBenchExportCmd(g *globals) *cobra.Command {
+	var (
+		data, out string
+		fractions []float64
+		pairSeed  uint64
+		limit     int
+	)
+	cmd := &cobra.Command{
+		Use:   "export",
+		Short: "write the dataset as the NumPy arrays bench/torch_quality.py reads",
+		Long: `Write each modality's encoder inputs, exactly as the modules read them, as
+NumPy files in --out: train_vision.npy (float32 pixels in [0, 1]),
+train_language.npy (int32 token ids), train_audio.npy (float32 normalised
+log-mel), the same for test_, each flattened (meta.json gives the row
+sizes), and train_present_<F>.npy (uint8, N×3) the partial-pairing mask of
+each --fractions F, as the modules compute it.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			log := g.logger("bench")
+			m, err := eval.Open(data, 64, 0)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			meta := map[string]any{"modalities": m.Names(), "latent": 64, "hidden": 512,
+				"tokens": dataset.MaxTokens, "vocab": m.Language.Vocab().Len(), "dataset": m.Manifest.Config}
+			sizes := map[string]int{}
+			for _, split := range []string{dataset.Train, dataset.Test} {
+				var ids []uint64
+				for _, it := range m.Manifest.InSplit(split) {
+					ids = append(ids, it.ID)
+				}
+				if split == dataset.Train && limit > 0 && limit < len(ids) {
+					ids = ids[:limit]
+				}
+				meta[split+"_items"] = len(ids)
+				for _, name := range m.Names() {
+					b, _, err := m.Modality(name).(module.Loader).LoadBatch(ids)
+					if err != nil {
+						return err
+					}
+					var arr any
+					switch x := b.(type) {
+					case *vision.Images:
+						arr, sizes[name] = x.Pix, vision.Pixels
+					case *language.Captions:
+						arr, sizes[name] = x.IDs, len(x.OneHot)/x.N
+					case *audio.Features:
+						arr, sizes[name] = x.X, len(x.X)/x.N
+					}
+					if err := writeNPY(filepath.Join(out, split+"_"+name+".npy"), arr); err != nil {
+						return err
+					}
+					log.Info("exported", "split", split, "modality", name, "items", len(ids))
+				}
+				if split != dataset.Train {
+					continue
+				}
+				var names []string
+				for _, f := range fractions {
+					mask := make([]uint8, len(ids)*len(m.Names()))
+					for i, id := range ids {
+						for k, name := range m.Names() {
+							if dataset.Present(id, split, name, m.Names(), f, pairSeed) {
+								mask[i*len(m.Names())+k] = 1
+							}
+						}
+					}
+					fs := strconv.FormatFloat(f, 'g', -1, 64)
+					names = append(names, fs)
+					if err := writeNPY(filepath.Join(out, "train_present_"+fs+".npy"), mask); err != nil {
+						return err
+					}
+				}
+				meta["fractions"] = names
+			}
+			meta["sizes"] = sizes
+			return atomicfile.Write(filepath.Join(out, "meta.json"), func(w io.Writer) error {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(meta)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset")
+	f.StringVar(&out, "out", "out/export", "directory for the arrays")
+	f.Float64SliceVar(&fractions, "fractions", []float64{0.01, 0.1}, "partial-pairing fractions to write masks for")
+	f.Uint64Var(&pairSeed, "pairing-seed", 1, "seed of the partial-pairing masks (as the modules' --pairing-seed)")
+	f.IntVar(&limit, "limit", 0, "export the first N training items only (0: all)")
+	return cmd
+}
+
+func writeNPY(path string, arr any) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 1<<20)
+		if err := npyio.Write(bw, arr); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+}
+
+func newBenchImportCmd(g *globals) *cobra.Command {
+	var (
+		data, from, out string
+		latent, hid     int
+	)
+	cmd := &cobra.Command{
+		Use:   "import",
+		Short: "turn the NumPy weights bench/torch_quality.py wrote into module checkpoints",
+		Long: `Read FROM/<modality>/<param>.npy for every parameter of the vision, language and
+audio networks (enc.0.W, enc.0.b, …, dec.3.b; weights as (out, in), PyTorch's
+layout) and write OUT/<modality>.ckpt (and copy FROM/metrics.jsonl), so that serket bench quality measures
+the reference's model with the same code as serket's. Every shape is checked.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			m, err := eval.Open(data, latent, hid)
+			if err != nil {
+				return err
+			}
+			for _, name := range m.Names() {
+				for _, p := range m.Net(name).Params() {
+					path := filepath.Join(from, name, p.Name+".npy")
+					if err := readNPY(path, p.Shape, p.W); err != nil {
+						return err
+					}
+				}
+			}
+			if err := m.Save(out); err != nil {
+				return err
+			}
+			// The trainer's metrics log, for the throughput bench quality reports.
+			if b, err := os.ReadFile(filepath.Join(from, "metrics.jsonl")); err == nil {
+				if err := atomicfile.Write(filepath.Join(out, "metrics.jsonl"), func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
+					return err
+				}
+			}
+			fmt.Printf("%s: vision, language and audio checkpoints from %s\n", out, from)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset")
+	f.StringVar(&from, "from", "", "directory of NumPy weights (bench/torch_quality.py --out)")
+	f.StringVar(&out, "out", "", "checkpoint directory to write")
+	f.IntVar(&latent, "latent", 64, "latent size")
+	f.IntVar(&hid, "hidden", 512, "hidden units per layer")
+	cmd.MarkFlagRequired("from")
+	cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+// readNPY reads a float32 array of the given shape into dst.
+func readNPY(path string, shape []int, dst []float32) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := npyio.NewReader(bufio.NewReader(f))
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if got := r.Header.Descr.Shape; fmt.Sprint(got) != fmt.Sprint(shape) || strings.Trim(r.Header.Descr.Type, "'\"") != "<f4" {
+		return fmt.Errorf("%s: a %s array of shape %v, want <f4 of shape %v", path, r.Header.Descr.Type, got, shape)
+	}
+	var v []float32
+	if err := r.Read(&v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for i, x := range v {
+		if x != x || x > 3e38 || x < -3e38 {
+			return fmt.Errorf("%s: value %d is %v", path, i, x)
+		}
+	}
+	copy(dst, v)
+	return nil
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"codeberg.org/sbinet/npyio"
+
+	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/dataset/datasettest"
+	"github.com/serket-go/serket/eval"
+	"github.com/serket-go/serket/modules/vision"
+)
+
+func serketOut(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(serketBin, args...).CombinedOutput()
+	return string(out), err
+}
+
+// writeNPY2D writes a float32 array of a shape as NumPy 1.0 does (what
+// bench/torch_quality.py's np.save writes).
+func writeNPY2D(t *testing.T, path string, shape []int, data []float32) {
+	t.Helper()
+	dims := make([]string, len(shape))
+	for i, d := range shape {
+		dims[i] = fmt.Sprint(d)
+	}
+	s := strings.Join(dims, ", ")
+	if len(shape) == 1 {
+		s += ","
+	}
+	hdr := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", s)
+	for (10+len(hdr)+1)%64 != 0 {
+		hdr += " "
+	}
+	hdr += "\n"
+	var b bytes.Buffer
+	b.WriteString("\x93NUMPY\x01\x00")
+	binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
+	b.WriteString(hdr)
+	binary.Write(&b, binary.LittleEndian, data)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The export holds what the modules read, and the pairing mask they draw.
+func TestBenchExport(t *testing.T) {
+	data := datasettest.Dir(t)
+	out := t.TempDir()
+	if msg, err := serketOut(t, "bench", "export", "--data", data, "--out", out, "--limit", "50", "--fractions", "0.5"); err != nil {
+		t.Fatalf("serket bench export: %v\n%s", err, msg)
+	}
+	var meta struct {
+		TrainItems int            `json:"train_items"`
+		Sizes      map[string]int `json:"sizes"`
+		Fractions  []string       `json:"fractions"`
+	}
+	b, err := os.ReadFile(filepath.Join(out, "meta.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &meta)
+	}
+	if err != nil || meta.TrainItems != 50 || meta.Sizes["vision"] != 784 || len(meta.Fractions) != 1 || meta.Fractions[0] != "0.5" {
+		t.Fatalf("meta.json %s (%v)", b, err)
+	}
+	m, err := eval.Open(data, 64, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := m.Manifest.InSplit(dataset.Train)[:50]
+	ids := make([]uint64, len(items))
+	for i, it := range items {
+		ids[i] = it.ID
+	}
+	batch, _, err := m.Vision.LoadBatch(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pix []float32
+	readNPYFile(t, filepath.Join(out, "train_vision.npy"), &pix)
+	if want := batch.(*vision.Images).Pix; len(pix) != len(want) || pix[400] != want[400] || pix[len(pix)-300] != want[len(want)-300] {
+		t.Fatalf("train_vision.npy: %d values, want the %d the vision module reads", len(pix), len(want))
+	}
+	var mask []uint8
+	readNPYFile(t, filepath.Join(out, "train_present_0.5.npy"), &mask)
+	if len(mask) != 150 {
+		t.Fatalf("a mask of %d values for 50 items × 3 modalities", len(mask))
+	}
+	paired := 0
+	for i, id := range ids {
+		all := true
+		for k, name := range m.Names() {
+			want := dataset.Present(id, dataset.Train, name, m.Names(), 0.5, 1)
+			if (mask[3*i+k] == 1) != want {
+				t.Fatalf("item %d %s: mask %d, the module's Present %v", id, name, mask[3*i+k], want)
+			}
+			all = all && want
+		}
+		if all {
+			paired++
+		}
+	}
+	if paired == 0 || paired == 50 {
+		t.Fatalf("%d of 50 items fully paired at fraction 0.5", paired)
+	}
+}
+
+func readNPYFile(t *testing.T, path string, ptr any) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := npyio.Read(f, ptr); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// Weights in PyTorch's layout become checkpoints that restore exactly; a
+// file of the wrong shape or with a NaN is refused, naming it. The quality
+// command then measures the imported model.
+func TestBenchImportAndQuality(t *testing.T) {
+	data := datasettest.Dir(t)
+	src, err := eval.Open(data, 64, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weights := t.TempDir()
+	for _, name := range src.Names() {
+		for i, p := range src.Net(name).Params() {
+			p.W[0] = float32(i) + 0.5 // a value no initialisation draws
+			writeNPY2D(t, filepath.Join(weights, name, p.Name+".npy"), p.Shape, p.W)
+		}
+	}
+	os.WriteFile(filepath.Join(weights, "metrics.jsonl"), []byte(`{"epoch": 1, "samples_per_sec": 400, "seconds": 10}`+"\n"), 0o644)
+	ckpt := filepath.Join(t.TempDir(), "imported")
+	if msg, err := serketOut(t, "bench", "import", "--data", data, "--from", weights, "--out", ckpt); err != nil {
+		t.Fatalf("serket bench import: %v\n%s", err, msg)
+	}
+	dst, err := eval.Open(data, 64, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Restore(ckpt); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range src.Names() {
+		ps, qs := src.Net(name).Params(), dst.Net(name).Params()
+		for i := range ps {
+			for k := range ps[i].W {
+				if ps[i].W[k] != qs[i].W[k] {
+					t.Fatalf("%s %s[%d]: imported %v, want %v", name, ps[i].Name, k, qs[i].W[k], ps[i].W[k])
+				}
+			}
+		}
+	}
+
+	out, err := serketOut(t, "bench", "quality", "--data", data, "--items", "20", "--elbo-items", "20", "--json",
+		"--classifier", filepath.Join(t.TempDir(), "clf.ckpt"), "ref="+ckpt)
+	if err != nil {
+		t.Fatalf("serket bench quality: %v\n%s", err, out)
+	}
+	var row map[string]any
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &row); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	if row["system"] != "ref" || row["samples_per_sec"] != 400.0 || row["items"] != 20.0 {
+		t.Fatalf("quality row %v", row)
+	}
+	if e, ok := row["test_elbo"].(float64); !ok || !(e < 0) || math.IsInf(e, 0) {
+		t.Fatalf("test ELBO %v", row["test_elbo"])
+	}
+
+	// Refusals name the file.
+	bad := filepath.Join(weights, "audio", "dec.1.b.npy")
+	writeNPY2D(t, bad, []int{3}, []float32{1, 2, 3})
+	if msg, err := serketOut(t, "bench", "import", "--data", data, "--from", weights, "--out", t.TempDir()); err == nil || !strings.Contains(msg, "dec.1.b.npy") || !strings.Contains(msg, "shape") {
+		t.Fatalf("importing a wrong shape: %v\n%s", err, msg)
+	}
+	nan := make([]float32, 512)
+	nan[7] = float32(math.NaN())
+	writeNPY2D(t, bad, []int{512}, nan)
+	if msg, err := serketOut(t, "bench", "import", "--data", data, "--from", weights, "--out", t.TempDir()); err == nil || !strings.Contains(msg, "dec.1.b.npy") || !strings.Contains(msg, "NaN") {
+		t.Fatalf("importing a NaN: %v\n%s", err, msg)
+	}
+}

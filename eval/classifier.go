@@ -1,0 +1,179 @@
+package eval
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/modules/vision"
+	"github.com/serket-go/serket/nn"
+)
+
+// Classifier tells the class of a 28×28 image of intensities in [0, 1]: an
+// MLP (784 → 512 → 512 → 10, ReLU) trained on the real training images. It
+// judges generated images: an image "is" the class it is classified as.
+type Classifier struct {
+	Net      *nn.Sequential
+	Accuracy float64 // on the test images, measured by TrainClassifier
+}
+
+// ClassifierConfig sets how the classifier is trained.
+type ClassifierConfig struct {
+	Epochs int     // passes over the training images; default 3
+	Batch  int     // default 100
+	LR     float32 // Adam; default 1e-3
+	Seed   uint64  // initialisation and order; default 1
+	Limit  int     // train on the first Limit images (0: all)
+	// Progress, if set, is told the epoch after each one.
+	Progress func(epoch int, trainAcc float64)
+}
+
+func newClassifierNet(seed uint64) *nn.Sequential {
+	rng := rand.New(rand.NewPCG(seed, 0xc1a55))
+	const h = 512
+	return nn.NewSequential(
+		nn.NewLinear("c.0", vision.Pixels, h, rng), nn.NewReLU(h),
+		nn.NewLinear("c.1", h, h, rng), nn.NewReLU(h),
+		nn.NewLinear("c.2", h, dataset.NumClasses, rng))
+}
+
+// TrainClassifier trains a Classifier on the model's training images and
+// measures its accuracy on every test image.
+func (m *Model) TrainClassifier(cfg ClassifierConfig) (*Classifier, error) {
+	if cfg.Epochs == 0 {
+		cfg.Epochs = 3
+	}
+	if cfg.Batch == 0 {
+		cfg.Batch = 100
+	}
+	if cfg.LR == 0 {
+		cfg.LR = 1e-3
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = 1
+	}
+	ids, classes, err := m.split(dataset.Train, cfg.Limit)
+	if err != nil {
+		return nil, err
+	}
+	x, err := m.images(ids)
+	if err != nil {
+		return nil, err
+	}
+	net := newClassifierNet(cfg.Seed)
+	opt := nn.NewAdam(net.Params(), cfg.LR)
+	opt.Maximize = true
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x0bde7))
+	b := cfg.Batch
+	order := make([]int, len(ids))
+	for i := range order {
+		order[i] = i
+	}
+	xb := make([]float32, b*vision.Pixels)
+	yb := make([]int32, b)
+	w := make([]float32, b)
+	for i := range w {
+		w[i] = 1 / float32(b)
+	}
+	ll := make([]float32, b)
+	dlogits := make([]float32, b*dataset.NumClasses)
+	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		right, seen := 0, 0
+		for s := 0; s+b <= len(order); s += b {
+			for r := 0; r < b; r++ {
+				k := order[s+r]
+				copy(xb[r*vision.Pixels:(r+1)*vision.Pixels], x[k*vision.Pixels:(k+1)*vision.Pixels])
+				yb[r] = int32(classes[k])
+			}
+			logits := net.Forward(xb, b)
+			for r := 0; r < b; r++ {
+				if argmax(logits[r*dataset.NumClasses:(r+1)*dataset.NumClasses]) == int(yb[r]) {
+					right++
+				}
+			}
+			seen += b
+			nn.CategoricalLogLik(ll, dlogits, logits, yb, w, b, 1, dataset.NumClasses)
+			net.Backward(dlogits, b, false)
+			opt.Step()
+			nn.ZeroGrad(net.Params())
+		}
+		if cfg.Progress != nil && seen > 0 {
+			cfg.Progress(epoch, float64(right)/float64(seen))
+		}
+	}
+	c := &Classifier{Net: net}
+	tids, tclasses, err := m.split(dataset.Test, 0)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := m.images(tids)
+	if err != nil {
+		return nil, err
+	}
+	c.Accuracy = accuracy(c.Classify(tx, len(tids)), tclasses)
+	return c, nil
+}
+
+// Classify returns the class of each of n images (n×784).
+func (c *Classifier) Classify(x []float32, n int) []int {
+	out := make([]int, n)
+	const chunk = 500
+	for s := 0; s < n; s += chunk {
+		b := min(chunk, n-s)
+		logits := c.Net.Forward(x[s*vision.Pixels:(s+b)*vision.Pixels], b)
+		for r := 0; r < b; r++ {
+			out[s+r] = argmax(logits[r*dataset.NumClasses : (r+1)*dataset.NumClasses])
+		}
+	}
+	return out
+}
+
+// Save writes the classifier atomically to path, with its accuracy and
+// the dataset it was trained on (a manifest's Config hash).
+func (c *Classifier) Save(path, dataset string) error {
+	return nn.SaveFile(path, "classifier", c.Net.Params(), nil, map[string]string{"accuracy": fmt.Sprint(c.Accuracy), "dataset": dataset})
+}
+
+// LoadClassifier reads what Save wrote, refusing a classifier trained on
+// another dataset than the one whose Config hash is given.
+func LoadClassifier(path, dataset string) (*Classifier, error) {
+	c := &Classifier{Net: newClassifierNet(1)}
+	meta, err := nn.LoadFile(path, "classifier", c.Net.Params(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if meta["dataset"] != dataset {
+		return nil, fmt.Errorf("eval: %s was trained on another dataset (%.12s, not %.12s)", path, meta["dataset"], dataset)
+	}
+	if _, err := fmt.Sscan(meta["accuracy"], &c.Accuracy); err != nil {
+		return nil, fmt.Errorf("eval: %s: no accuracy in the classifier's metadata", path)
+	}
+	return c, nil
+}
+
+// images loads the images of ids (len(ids)×784).
+func (m *Model) images(ids []uint64) ([]float32, error) {
+	b, _, err := m.Vision.LoadBatch(ids)
+	if err != nil {
+		return nil, err
+	}
+	return b.(*vision.Images).Pix, nil
+}
+
+func argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+func accuracy(pred, truth []int) float64 {
+	if len(truth) == 0 {
+		return 0
+	}
+	return float64(count(pred, truth)) / float64(len(truth))
+}

@@ -1,0 +1,137 @@
+package eval
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/modules/audio"
+	"github.com/serket-go/serket/modules/language"
+	"github.com/serket-go/serket/modules/mvae"
+	"github.com/serket-go/serket/modules/vision"
+	"github.com/serket-go/serket/nn"
+)
+
+// Model is the three built-in modalities over a prepared dataset, with the
+// dataset's manifest (the labels).
+type Model struct {
+	Data     string // the prepared dataset directory
+	Latent   int
+	Vision   *vision.Vision
+	Language *language.Language
+	Audio    *audio.Audio
+	Manifest *dataset.Manifest
+}
+
+// Open builds the modalities with fresh parameters (hidden units per
+// layer: 512 when 0) on the dataset in dir, every item fully paired.
+func Open(dir string, latent, hidden int) (*Model, error) {
+	man, err := dataset.ReadManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Data: dir, Latent: latent, Manifest: man}
+	net := mvae.Config{Latent: latent, Hidden: hidden}
+	src := func(name string) (*mvae.Source, error) { return mvae.OpenSource(dir, name, mvae.Pairing{}) }
+	s, err := src(dataset.Vision)
+	if err == nil {
+		m.Vision, err = vision.New(vision.Config{Net: net, Source: s})
+	}
+	if err == nil {
+		s, err = src(dataset.Language)
+	}
+	if err == nil {
+		m.Language, err = language.New(language.Config{Net: net, Source: s})
+	}
+	if err == nil {
+		s, err = src(dataset.Audio)
+	}
+	if err == nil {
+		m.Audio, err = audio.New(audio.Config{Net: net, Source: s})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	return m, nil
+}
+
+// Names are the modalities in the order Modalities returns them.
+func (m *Model) Names() []string { return dataset.Modalities() }
+
+// Modality returns the modality called name, or nil.
+func (m *Model) Modality(name string) module.Modality {
+	switch name {
+	case dataset.Vision:
+		return m.Vision
+	case dataset.Language:
+		return m.Language
+	case dataset.Audio:
+		return m.Audio
+	}
+	return nil
+}
+
+// Net returns the networks of the modality called name, or nil.
+func (m *Model) Net(name string) *mvae.Net {
+	switch name {
+	case dataset.Vision:
+		return m.Vision.Net()
+	case dataset.Language:
+		return m.Language.Net()
+	case dataset.Audio:
+		return m.Audio.Net()
+	}
+	return nil
+}
+
+// Restore loads every modality's checkpoint, <dir>/<name>.ckpt. It fails,
+// naming the file, when one is missing or does not fit.
+func (m *Model) Restore(dir string) error {
+	for _, name := range m.Names() {
+		path := filepath.Join(dir, name+".ckpt")
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("eval: the %s checkpoint: %w", name, err)
+		}
+		err = m.Modality(name).(module.Saver).Restore(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("eval: %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// Save writes every modality's checkpoint into dir (created if needed).
+func (m *Model) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, name := range m.Names() {
+		s := m.Modality(name).(module.Saver)
+		if err := nn.WriteFileAtomic(filepath.Join(dir, name+".ckpt"), s.Save); err != nil {
+			return fmt.Errorf("eval: saving %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// split returns the ids and classes of a split's first n items (all when
+// n <= 0).
+func (m *Model) split(split string, n int) ([]uint64, []int, error) {
+	items := m.Manifest.InSplit(split)
+	if len(items) == 0 {
+		return nil, nil, errors.New("eval: the dataset has no " + split + " items")
+	}
+	if n > 0 && n < len(items) {
+		items = items[:n]
+	}
+	ids, classes := make([]uint64, len(items)), make([]int, len(items))
+	for i, it := range items {
+		ids[i], classes[i] = it.ID, int(it.Class)
+	}
+	return ids, classes, nil
+}
