@@ -207,4 +207,3 @@ func TestSaveRestore(t *testing.T) {
 		t.Fatalf("restoring from an empty directory: %v, want an error naming the vision checkpoint", err)
 	}
 }
-
