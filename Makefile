@@ -9,7 +9,7 @@ FUZZTIME ?= 20s
 TAGS     ?= $(shell pkg-config --exists openblas 2>/dev/null && echo openblas)
 GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 
-.PHONY: all build demo up test fuzz bench bench-speed data clean
+.PHONY: all build demo up test fuzz bench bench-quality bench-speed data clean
 
 all: build
 
@@ -40,6 +40,12 @@ fuzz:
 
 bench:
 	$(GO) test $(GOFLAGS_TAGS) -run '^$$' -bench . -benchmem ./...
+
+# Model quality: serket and the PyTorch reference trained alike, measured
+# by the same code, and serket with partial pairing (EPOCHS × ~7 min; needs
+# python3-torch; not part of the tests).
+bench-quality:
+	bench/quality.sh
 
 # Training throughput: serket (OpenBLAS, pure Go) against the PyTorch
 # reference, in one run (needs python3-torch; not part of the tests).

@@ -90,6 +90,36 @@ type EpochStats struct {
 	TestLogLik    map[string]float64 `json:"test_loglik,omitempty"` // per module
 	Rejected      int                `json:"rejected,omitempty"`
 	Stale         int                `json:"stale,omitempty"`
+	// Modules is where each module's time in the epoch's steps went, as
+	// its train status endpoint reports it (a module that restarted
+	// during the epoch is left out).
+	Modules map[string]ModuleTimes `json:"modules,omitempty"`
+}
+
+// ModuleTimes is a module's time in training steps: StepSeconds from each
+// StepBegin to the step's end, of which ComputeSeconds in the modality,
+// CodecSeconds encoding and decoding messages, SaveSeconds writing
+// checkpoints; the rest is waiting for the integrator and the others.
+type ModuleTimes struct {
+	StepSeconds    float64 `json:"step_seconds"`
+	ComputeSeconds float64 `json:"compute_seconds"`
+	CodecSeconds   float64 `json:"codec_seconds"`
+	SaveSeconds    float64 `json:"save_seconds"`
+}
+
+// moduleTimes asks every module for its step times so far.
+func (ig *Integrator) moduleTimes(ctx context.Context, modules []string) map[string]ModuleTimes {
+	out := map[string]ModuleTimes{}
+	for _, m := range modules {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		msg, err := ig.nc.RequestWithContext(rctx, ig.subj.TrainStatus(m), nil)
+		cancel()
+		var t ModuleTimes
+		if err == nil && json.Unmarshal(msg.Data, &t) == nil {
+			out[m] = t
+		}
+	}
+	return out
 }
 
 // trainState is the integrator's checkpoint.
@@ -211,6 +241,7 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 		perm := rand.New(rand.NewPCG(cfg.Seed, uint64(epoch))).Perm(len(cfg.IDs))
 		es := &EpochStats{Epoch: epoch, LogLik: map[string]float64{}, Missed: map[string]int{}}
 		var elbos []float64
+		timesBefore := ig.moduleTimes(ctx, cfg.Modules)
 		start := time.Now()
 		for pos := st.Position; pos < len(perm); pos += cfg.Batch {
 			if err := ctx.Err(); err != nil {
@@ -269,6 +300,16 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 			es.SamplesPerSec = float64(len(perm)) / es.Seconds
 			k := max(1, len(elbos)/10)
 			es.ELBOStart, es.ELBOEnd = mean(elbos[:k]), mean(elbos[len(elbos)-k:])
+			// The modules' share of the epoch, once they have learned from its last step.
+			ig.awaitLearned(ctx, cfg.Modules, st.Step, cfg.Deadline)
+			es.Modules = map[string]ModuleTimes{}
+			for m, t := range ig.moduleTimes(ctx, cfg.Modules) {
+				b, ok := timesBefore[m]
+				d := ModuleTimes{t.StepSeconds - b.StepSeconds, t.ComputeSeconds - b.ComputeSeconds, t.CodecSeconds - b.CodecSeconds, t.SaveSeconds - b.SaveSeconds}
+				if ok && d.StepSeconds >= 0 && d.ComputeSeconds >= 0 && d.CodecSeconds >= 0 && d.SaveSeconds >= 0 {
+					es.Modules[m] = d
+				}
+			}
 		}
 		if len(cfg.EvalIDs) > 0 {
 			if err := ig.evaluate(ctx, &cfg, ch, epoch, es); err != nil {

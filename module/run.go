@@ -87,6 +87,7 @@ type runner struct {
 	plan       []bus.Term
 	mu, logvar []float32
 	stepsDone  int
+	stepStart  time.Time // when the current step's StepBegin arrived
 }
 
 // trainStats are the training counters, reported as the data of the
@@ -99,6 +100,17 @@ type trainStats struct {
 	Stale     int    `json:"stale"`    // messages of a step not running (dropped)
 	Abandoned int    `json:"abandoned"`
 	LastError string `json:"last_error,omitempty"`
+
+	// Where the time of the training steps went: StepSeconds from each
+	// StepBegin to the step's end; ComputeSeconds in the modality
+	// (LoadBatch, Encode, Decode, Learn); CodecSeconds decoding and
+	// encoding the step's messages (and handing them to the connection);
+	// SaveSeconds writing checkpoints. The rest of a step is waiting for
+	// the integrator and the other modules.
+	StepSeconds    float64 `json:"step_seconds"`
+	ComputeSeconds float64 `json:"compute_seconds"`
+	CodecSeconds   float64 `json:"codec_seconds"`
+	SaveSeconds    float64 `json:"save_seconds"`
 }
 
 func newRunner(m Modality, opts Options) (*runner, error) {

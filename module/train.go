@@ -60,38 +60,53 @@ func (r *runner) subscribeTraining() (stop func(), err error) {
 }
 
 func (r *runner) handleTraining(m *nats.Msg) {
-	r.counters(func(c *trainStats) { c.Messages++ })
+	start := time.Now()
+	var (
+		err error
+		act func()
+	)
 	switch m.Subject {
 	case r.subj.Step():
 		var in bus.StepBegin
-		if err := bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{}); err != nil {
-			r.reject(err)
-			return
+		if err = bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{}); err == nil {
+			act = func() { r.beginStep(&in, start) }
 		}
-		r.do(func() { r.beginStep(&in) }, false)
 	case r.subj.Latent():
 		var in bus.Latent
-		if err := bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{Latent: r.spec.Latent}); err != nil {
-			r.reject(err)
-			return
+		if err = bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{Latent: r.spec.Latent}); err == nil {
+			act = func() { r.decodeStep(&in) }
 		}
-		r.do(func() { r.decodeStep(&in) }, false)
 	default:
 		var in bus.ExpertGrad
-		if err := bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{Latent: r.spec.Latent}); err != nil {
-			r.reject(err)
-			return
+		if err = bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{Latent: r.spec.Latent}); err == nil {
+			act = func() { r.learnStep(&in) }
 		}
-		r.do(func() { r.learnStep(&in) }, false)
 	}
+	codec := time.Since(start).Seconds()
+	r.counters(func(c *trainStats) { c.Messages++; c.CodecSeconds += codec })
+	if err != nil {
+		r.reject(err)
+		return
+	}
+	r.do(act, false)
 }
 
-func (r *runner) beginStep(in *bus.StepBegin) {
+// compute runs one call into the modality (through safely) and counts its
+// time as the step's compute.
+func (r *runner) compute(what string, f func() error) error {
+	start := time.Now()
+	err := r.safely(what, f)
+	d := time.Since(start).Seconds()
+	r.counters(func(c *trainStats) { c.ComputeSeconds += d })
+	return err
+}
+
+func (r *runner) beginStep(in *bus.StepBegin, received time.Time) {
 	if r.active {
 		r.log.Warn("abandoning training step for a newer one", "step", r.step, "new", in.Step)
 		r.abandon()
 	}
-	r.step = in.Step
+	r.step, r.stepStart = in.Step, received
 	name := r.spec.Name
 	involved := false
 	for _, t := range in.Plan {
@@ -108,7 +123,7 @@ func (r *runner) beginStep(in *bus.StepBegin) {
 		x       Batch
 		present []bool
 	)
-	err := r.safely("LoadBatch", func() error {
+	err := r.compute("LoadBatch", func() error {
 		var err error
 		x, present, err = ld.LoadBatch(in.IDs)
 		if err == nil && (x.Len() != len(in.IDs) || len(present) != len(in.IDs)) {
@@ -122,7 +137,7 @@ func (r *runner) beginStep(in *bus.StepBegin) {
 	}
 	b, d := len(in.IDs), r.spec.Latent
 	r.mu, r.logvar = grow(r.mu, b*d), grow(r.logvar, b*d)
-	if err := r.safely("Encode", func() error { return r.m.Encode(x, r.mu, r.logvar) }); err != nil {
+	if err := r.compute("Encode", func() error { return r.m.Encode(x, r.mu, r.logvar) }); err != nil {
 		r.reject(fmt.Errorf("step %d: encode: %w", in.Step, err))
 		r.m.(Learner).Discard()
 		return
@@ -175,7 +190,7 @@ func (r *runner) decodeStep(in *bus.Latent) {
 			return
 		}
 		ll, dz := make([]float32, b), make([]float32, b*d)
-		if err := r.safely("Decode", func() error { return r.m.Decode(in.Z[i].Data, r.x, w, ll, dz) }); err != nil {
+		if err := r.compute("Decode", func() error { return r.m.Decode(in.Z[i].Data, r.x, w, ll, dz) }); err != nil {
 			r.reject(fmt.Errorf("step %d: decode term %d: %w", in.Step, i, err))
 			r.abandon()
 			return
@@ -204,7 +219,7 @@ func (r *runner) learnStep(in *bus.ExpertGrad) {
 		return
 	}
 	l := r.m.(Learner)
-	if err := r.safely("Learn", func() error { return l.Learn(in.DMu.Data, in.DLogVar.Data) }); err != nil {
+	if err := r.compute("Learn", func() error { return l.Learn(in.DMu.Data, in.DLogVar.Data) }); err != nil {
 		r.reject(fmt.Errorf("step %d: learn: %w", in.Step, err))
 		r.abandon()
 		return
@@ -212,14 +227,23 @@ func (r *runner) learnStep(in *bus.ExpertGrad) {
 	asked := r.checkpoint
 	r.endStep()
 	r.stepsDone++
+	var saved float64
 	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" && (asked || r.opts.CheckpointEvery > 0 && r.stepsDone%r.opts.CheckpointEvery == 0) {
+		start := time.Now()
 		if err := save(s, r.opts.Checkpoint); err != nil {
 			r.log.Error("checkpoint failed; training goes on", "err", err)
 		}
+		saved = time.Since(start).Seconds()
 	}
 	// Counted after the save: the integrator reads the status to know a
 	// step's checkpoint is on disk.
-	r.counters(func(c *trainStats) { c.Steps++; c.Step = in.Step })
+	took := time.Since(r.stepStart).Seconds()
+	r.counters(func(c *trainStats) {
+		c.Steps++
+		c.Step = in.Step
+		c.SaveSeconds += saved
+		c.StepSeconds += took
+	})
 }
 
 // abandon drops the current step's accumulated gradients.
@@ -240,12 +264,16 @@ func (r *runner) endStep() {
 }
 
 // publish sends m from this module; it logs and returns false on failure.
+// Its time counts as the step's codec time.
 func (r *runner) publish(subject string, m bus.Message) bool {
+	start := time.Now()
 	m.(interface{ SetSender(string) }).SetSender(r.spec.Name)
 	b, err := bus.Marshal(m)
 	if err == nil {
 		err = r.nc.Publish(subject, b)
 	}
+	d := time.Since(start).Seconds()
+	r.counters(func(c *trainStats) { c.CodecSeconds += d })
 	if err != nil {
 		r.log.Error("cannot publish", "subject", subject, "err", err)
 		return false

@@ -42,10 +42,10 @@ bench/speed.sh drive them):
 
 func newBenchQualityCmd(g *globals) *cobra.Command {
 	var (
-		data, clfPath string
-		latent, hid   int
-		asJSON        bool
-		s             eval.Settings
+		data, clfPath, save string
+		latent, hid         int
+		asJSON              bool
+		s                   eval.Settings
 	)
 	cmd := &cobra.Command{
 		Use:   "quality [NAME=]DIR...",
@@ -96,14 +96,22 @@ when there is one. NAME labels a column (default: the directory's name).`,
 				names = append(names, name)
 				rows = append(rows, row)
 			}
-			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
+			jsonLines := func(w io.Writer) error {
+				enc := json.NewEncoder(w)
 				for _, r := range rows {
 					if err := enc.Encode(r); err != nil {
 						return err
 					}
 				}
 				return nil
+			}
+			if save != "" {
+				if err := atomicfile.Write(save, jsonLines); err != nil {
+					return err
+				}
+			}
+			if asJSON {
+				return jsonLines(os.Stdout)
 			}
 			return qualityTable(os.Stdout, names, rows)
 		},
@@ -117,6 +125,7 @@ when there is one. NAME labels a column (default: the directory's name).`,
 	f.IntVar(&s.ELBOItems, "elbo-items", 1000, "test items for the ELBO")
 	f.Uint64Var(&s.Seed, "seed", 1, "seed of the latent samples")
 	f.BoolVar(&asJSON, "json", false, "print one JSON line per checkpoint instead of a table")
+	f.StringVar(&save, "save", "", "also write the JSON lines to this file")
 	return cmd
 }
 

@@ -333,6 +333,16 @@ modules:
 	if !(es.ELBOEnd > es.ELBOStart) || es.Steps != 100 || len(es.Missed) != 0 {
 		t.Fatalf("ELBO from %.1f to %.1f over %d steps, missed %v: want it to rise over 100 steps with every module", es.ELBOStart, es.ELBOEnd, es.Steps, es.Missed)
 	}
+	// Every module reports where its step time went: inside the step, and
+	// none of it empty. (Its steps end a little after the integrator's
+	// clock stops: the last one still has to learn.)
+	for _, m := range []string{"vision", "language", "audio"} {
+		mt, ok := es.Modules[m]
+		t.Logf("%s: steps %.1f s, compute %.1f s, messages %.2f s, checkpoints %.2f s", m, mt.StepSeconds, mt.ComputeSeconds, mt.CodecSeconds, mt.SaveSeconds)
+		if !ok || !(mt.ComputeSeconds > 0 && mt.CodecSeconds > 0 && mt.ComputeSeconds+mt.CodecSeconds < mt.StepSeconds) || mt.StepSeconds > 1.1*es.Seconds {
+			t.Errorf("%s's times %+v in an epoch of %.1f s: want compute and messaging, both inside its steps", m, mt, es.Seconds)
+		}
+	}
 
 	// Image → label, from the checkpoints, on 200 test images.
 	vis := newTrained(t, data, "vision", filepath.Join(ckpt, "vision.ckpt")).(*vision.Vision)
