@@ -25,9 +25,11 @@ serket() { # name binary
 import json, sys
 m = json.loads(open(sys.argv[2]).read().splitlines()[-1])
 t = m["seconds"]
+mods = {k: {"codec": v["codec_seconds"] / v["step_seconds"], "compute": v["compute_seconds"] / v["step_seconds"]}
+        for k, v in m.get("modules", {}).items() if v["step_seconds"] > 0}
 print(json.dumps({"system": sys.argv[1], "samples_per_sec": m["samples_per_sec"],
                   "integrator_wait_share": m["wait_seconds"] / t, "integrator_fuse_share": m["fuse_seconds"] / t,
-                  "integrator_codec_share": m["codec_seconds"] / t}))
+                  "integrator_codec_share": m["codec_seconds"] / t, "modules": mods}))
 PYEOF
 }
 {
@@ -39,10 +41,11 @@ PYEOF
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 ref = next(r["samples_per_sec"] for r in rows if r["system"].startswith("pytorch"))
-print(f"{'system':<20} {'samples/s':>10} {'vs PyTorch':>11}  integrator time: waiting / fusing / encoding messages")
+print(f"{'system':<20} {'samples/s':>10} {'vs PyTorch':>11}  integrator: waiting / fusing / messages   modules: messages (compute) of a step")
 for r in rows:
-    share = ""
+    share = mods = ""
     if "integrator_wait_share" in r:
         share = f"{100*r['integrator_wait_share']:.0f}% / {100*r['integrator_fuse_share']:.1f}% / {100*r['integrator_codec_share']:.1f}%"
-    print(f"{r['system']:<20} {r['samples_per_sec']:>10.0f} {r['samples_per_sec']/ref:>10.2f}×  {share}")
+        mods = ", ".join(f"{k} {100*v['codec']:.1f}% ({100*v['compute']:.0f}%)" for k, v in sorted(r["modules"].items()))
+    print(f"{r['system']:<20} {r['samples_per_sec']:>10.0f} {r['samples_per_sec']/ref:>10.2f}×  {share:<33}  {mods}")
 PYEOF

@@ -79,6 +79,8 @@ type TrainSettings struct {
 	// modality (the rest keep one each); the modules draw the mask
 	// themselves from it and PairingSeed.
 	PairedFraction *float64 `yaml:"paired_fraction,omitempty"`
+	// LR is every module's Adam learning rate, unless its args say otherwise.
+	LR *float64 `yaml:"lr,omitempty"`
 	PairingSeed    uint64   `yaml:"pairing_seed,omitempty"`
 }
 
@@ -363,6 +365,9 @@ func (p *Pipeline) validate(source string) error {
 		}
 		if t.EvalItems != nil && *t.EvalItems < 0 {
 			v.add("train.eval_items", "%d: want 0 (none) or more", *t.EvalItems)
+		}
+		if t.LR != nil && !(*t.LR > 0) {
+			v.add("train.lr", "%v: want a positive learning rate", *t.LR)
 		}
 		if f := t.PairedFraction; f != nil && !(*f > 0 && *f <= 1) {
 			v.add("train.paired_fraction", "%v: want a fraction in (0, 1]", *f)

@@ -432,6 +432,7 @@ train:
   step_deadline: 10s
   checkpoint_every: 0
   paired_fraction: 0.1
+  lr: 0.003
 `
 	p, err := launch.Parse([]byte(good), "p.yaml")
 	if err != nil {
@@ -440,7 +441,7 @@ train:
 	tr := p.Train
 	if tr == nil || tr.Epochs != 5 || tr.Batch != 64 || tr.Plan != "cross" || tr.Lambda["language"] != 50 ||
 		*tr.KLAnneal != 2 || time.Duration(tr.StepDeadline) != 10*time.Second || tr.CheckpointEvery == nil || *tr.CheckpointEvery != 0 ||
-		tr.PairedFraction == nil || *tr.PairedFraction != 0.1 {
+		tr.PairedFraction == nil || *tr.PairedFraction != 0.1 || tr.LR == nil || *tr.LR != 0.003 {
 		t.Fatalf("train section %+v", tr)
 	}
 	for _, tt := range []struct{ name, section, field string }{
@@ -450,6 +451,7 @@ train:
 		{"negative epochs", "epochs: -2", "train.epochs"},
 		{"negative kl", "kl_to: -1", "train.kl_to"},
 		{"no pairing", "paired_fraction: 0", "train.paired_fraction"},
+		{"zero learning rate", "lr: 0", "train.lr"},
 		{"pairing above 1", "paired_fraction: 1.5", "train.paired_fraction"},
 		{"unknown field", "learning_rate: 0.1", "learning_rate"},
 	} {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"codeberg.org/sbinet/npyio"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/dataset/datasettest"
@@ -196,5 +197,37 @@ func TestBenchImportAndQuality(t *testing.T) {
 	writeNPY2D(t, bad, []int{512}, nan)
 	if msg, err := serketOut(t, "bench", "import", "--data", data, "--from", weights, "--out", t.TempDir()); err == nil || !strings.Contains(msg, "dec.1.b.npy") || !strings.Contains(msg, "NaN") {
 		t.Fatalf("importing a NaN: %v\n%s", err, msg)
+	}
+}
+
+// serket train hands --lr to every module (their checkpoints carry the
+// learning rate they trained with) and refuses a pairing fraction outside
+// (0, 1].
+func TestTrainPassesSettingsToModules(t *testing.T) {
+	data := datasettest.Dir(t)
+	ckpt := filepath.Join(t.TempDir(), "run")
+	if out, err := serketOut(t, "train", "--data", data, "--epochs", "1", "--eval-items", "0", "--lr", "0.0123",
+		"--paired-fraction", "0.5", "--checkpoint-dir", ckpt, "--log-level", "warn"); err != nil {
+		t.Fatalf("serket train: %v\n%s", err, out)
+	}
+	for _, name := range []string{"vision", "language", "audio"} {
+		b, err := os.ReadFile(filepath.Join(ckpt, name+".ckpt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f struct {
+			Adam struct {
+				LR float32 `msgpack:"lr"`
+			} `msgpack:"adam"`
+		}
+		if err := msgpack.Unmarshal(b[24:], &f); err != nil {
+			t.Fatalf("%s checkpoint: %v", name, err)
+		}
+		if f.Adam.LR != 0.0123 {
+			t.Errorf("%s trained with learning rate %v, want --lr 0.0123", name, f.Adam.LR)
+		}
+	}
+	if out, err := serketOut(t, "train", "--data", data, "--paired-fraction", "1.5", "--checkpoint-dir", t.TempDir()); err == nil || !strings.Contains(out, "paired-fraction") {
+		t.Fatalf("--paired-fraction 1.5: %v\n%s", err, out)
 	}
 }

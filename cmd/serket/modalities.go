@@ -30,7 +30,7 @@ type netFlags struct {
 func (f *netFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.data, "data", dataset.DefaultDir(), "prepared dataset directory (serket data prepare)")
 	cmd.Flags().IntVar(&f.hidden, "hidden", 512, "units per hidden layer")
-	cmd.Flags().Float32Var(&f.lr, "lr", 1e-3, "Adam learning rate")
+	cmd.Flags().Float32Var(&f.lr, "lr", float32(envFloat("SERKET_LR", 1e-3)), "Adam learning rate (default $SERKET_LR, else 0.001)")
 	cmd.Flags().Float32Var(&f.adamEps, "adam-eps", 1e-8, "Adam's epsilon")
 	cmd.Flags().Uint64Var(&f.seed, "seed", 1, "parameter initialisation seed")
 	cmd.Flags().Float64Var(&f.fraction, "paired-fraction", envFloat("SERKET_PAIRED_FRACTION", 1), "fraction of training items with every modality, the rest with one each (default $SERKET_PAIRED_FRACTION, else 1)")

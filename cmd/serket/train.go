@@ -49,6 +49,7 @@ type trainFlags struct {
 	moduleWait time.Duration
 	paired     float64
 	pairSeed   uint64
+	lr         float64
 }
 
 func (f *trainFlags) register(cmd *cobra.Command) {
@@ -71,6 +72,7 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.limit, "limit", 0, "train on the first N training items only (0: all)")
 	fl.IntVar(&f.evalItems, "eval-items", 1000, "after every epoch, the plain ELBO of the first N test items (0: none)")
 	fl.StringSliceVar(&f.modules, "modules", nil, "modules that train (default: the pipeline's)")
+	fl.Float64Var(&f.lr, "lr", 0, "every module's Adam learning rate, unless its args set one (0: the modules' default, 1e-3)")
 	fl.Float64Var(&f.paired, "paired-fraction", 1, "fraction of training items with every modality, the rest with one each (passed to the modules)")
 	fl.Uint64Var(&f.pairSeed, "pairing-seed", 1, "seed of the partial-pairing mask (passed to the modules)")
 	fl.DurationVar(&f.moduleWait, "module-wait", 2*time.Minute, "how long to wait for the modules to come up")
@@ -107,6 +109,7 @@ func (f *trainFlags) fromFile(t *launch.TrainSettings, flags *pflag.FlagSet) {
 	set("limit", t.Limit > 0, func() { f.limit = t.Limit })
 	set("eval-items", t.EvalItems != nil, func() { f.evalItems = *t.EvalItems })
 	set("paired-fraction", t.PairedFraction != nil, func() { f.paired = *t.PairedFraction })
+	set("lr", t.LR != nil, func() { f.lr = *t.LR })
 	set("pairing-seed", t.PairingSeed > 0, func() { f.pairSeed = t.PairingSeed })
 }
 
@@ -128,6 +131,9 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	}
 	if f.limit > 0 && f.limit < len(cfg.IDs) {
 		cfg.IDs = cfg.IDs[:f.limit]
+	}
+	if f.lr < 0 || f.lr != f.lr {
+		return cfg, nil, usagef("--lr %v: want a positive learning rate (or 0 for the modules' default)", f.lr)
 	}
 	if !(f.paired > 0 && f.paired <= 1) {
 		return cfg, nil, usagef("--paired-fraction %v: want a fraction in (0, 1]", f.paired)
@@ -299,7 +305,7 @@ training steps over the bus. Checkpoints and the metrics log go to
 			}
 			run, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 10 * time.Second, noIntegrator: true,
 				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1",
-					fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", tf.paired), fmt.Sprintf("SERKET_PAIRING_SEED=%d", tf.pairSeed)}})
+					fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", tf.paired), fmt.Sprintf("SERKET_PAIRING_SEED=%d", tf.pairSeed), tf.lrEnv()}})
 			if err != nil {
 				return err
 			}
@@ -379,3 +385,11 @@ func ensureData(ctx context.Context, dir string) error {
 type nopCloser struct{}
 
 func (nopCloser) Close() error { return nil }
+
+// lrEnv passes --lr to the modules (as the default of their own --lr).
+func (f *trainFlags) lrEnv() string {
+	if f.lr > 0 {
+		return fmt.Sprintf("SERKET_LR=%g", f.lr)
+	}
+	return "SERKET_LR="
+}

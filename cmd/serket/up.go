@@ -155,6 +155,9 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 		// Every module draws the same partial-pairing mask.
 		env = append(env, fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", *t.PairedFraction), fmt.Sprintf("SERKET_PAIRING_SEED=%d", max(t.PairingSeed, 1)))
 	}
+	if t := p.Train; t != nil && t.LR != nil {
+		env = append(env, fmt.Sprintf("SERKET_LR=%g", *t.LR))
+	}
 	var specs []launch.Spec
 	for _, s := range p.Specs(self, append(env, o.env...)) {
 		if o.noIntegrator && s.Name == "integrator" {
