@@ -75,6 +75,21 @@ type Learner interface {
 	Discard()
 }
 
+// Scorer is a Modality that computes log-likelihoods without the gradient
+// work of Decode: LogLik writes log p(x_i | z_i) for every row of x into
+// ll. Evaluation (importance sampling needs thousands of latents per item)
+// uses it when present, and Decode otherwise.
+type Scorer interface {
+	LogLik(z []float32, x Batch, ll []float32) error
+}
+
+// Picker is a Batch that can be subset: Pick returns the given rows, in
+// that order, repeats allowed. Evaluation uses it to score one item under
+// many latents, or to take a subset of a batch.
+type Picker interface {
+	Pick(rows []int) Batch
+}
+
 // Loader is a Modality with a dataset of its own: it loads its observations
 // by sample id. Only this modality ever reads its shard.
 type Loader interface {

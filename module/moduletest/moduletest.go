@@ -104,6 +104,14 @@ func Run(t *testing.T, cfg Config) {
 		t.Run("LearnAscendsEncoder", s.testLearnEncoder)
 		t.Run("Discard", s.testDiscard)
 	}
+	if _, ok := m.(module.Scorer); ok {
+		t.Run("Scorer", s.testScorer)
+	}
+	if x, _ := s.data(t, m); x != nil {
+		if _, ok := x.(module.Picker); ok {
+			t.Run("Picker", s.testPicker)
+		}
+	}
 	if _, ok := m.(module.Loader); ok {
 		t.Run("Loader", s.testLoader)
 	}
@@ -305,6 +313,53 @@ func (s *suite) testZeroWeight(t *testing.T) {
 	}
 	if l, ok := m.(module.Learner); ok {
 		l.Discard()
+	}
+}
+
+// testScorer: LogLik must give the log-likelihoods Decode gives with unit
+// weights, and leave no gradient behind.
+func (s *suite) testScorer(t *testing.T) {
+	m := s.fresh(t)
+	x, _ := s.data(t, m)
+	b, d := x.Len(), m.Spec().Latent
+	z := randn(rand.New(rand.NewPCG(5, 6)), b*d)
+	want, _ := s.decode(t, m, z, x, ones(b, nil))
+	if l, ok := m.(module.Learner); ok {
+		l.Discard()
+	}
+	got := make([]float32, b)
+	if err := m.(module.Scorer).LogLik(z, x, got); err != nil {
+		t.Fatalf("LogLik: %v", err)
+	}
+	for i := range want {
+		if math.Abs(float64(got[i]-want[i])) > 1e-4*math.Max(1, math.Abs(float64(want[i]))) {
+			t.Fatalf("LogLik row %d = %v, Decode's ll = %v", i, got[i], want[i])
+		}
+	}
+}
+
+// testPicker: Pick must give the rows asked for, in order, with repeats:
+// the posterior of a picked batch is the picked rows of the posterior.
+func (s *suite) testPicker(t *testing.T) {
+	m := s.fresh(t)
+	x, _ := s.data(t, m)
+	b, d := x.Len(), m.Spec().Latent
+	if b < 2 {
+		t.Skip("needs a batch of two rows or more")
+	}
+	rows := []int{b - 1, 0, b - 1}
+	y := x.(module.Picker).Pick(rows)
+	if y.Len() != len(rows) {
+		t.Fatalf("Pick(%v) has %d rows", rows, y.Len())
+	}
+	mu, _ := s.encode(t, m, x)
+	pmu, _ := s.encode(t, m, y)
+	for i, r := range rows {
+		for k := 0; k < d; k++ {
+			if math.Abs(float64(pmu[i*d+k]-mu[r*d+k])) > 1e-5 {
+				t.Fatalf("row %d of Pick(%v) encodes to %v at %d, row %d of the batch to %v", i, rows, pmu[i*d+k], k, r, mu[r*d+k])
+			}
+		}
 	}
 }
 

@@ -59,6 +59,8 @@ var (
 	_ module.Parser   = (*Audio)(nil)
 	_ module.Renderer = (*Audio)(nil)
 	_ module.Saver    = (*Audio)(nil)
+	_ module.Scorer   = (*Audio)(nil)
+	_ module.Picker   = (*Features)(nil)
 )
 
 // New returns the modality with fresh parameters.
@@ -166,6 +168,26 @@ func (a *Audio) Decode(z []float32, x module.Batch, w, ll, dz []float32) error {
 	nn.GaussianLogLik(ll, a.dout, mean, f.X, a.logvar, w, f.N, a.frames*a.mels)
 	a.net.Backward(a.dout, f.N, dz)
 	return nil
+}
+
+// LogLik implements module.Scorer.
+func (a *Audio) LogLik(z []float32, x module.Batch, ll []float32) error {
+	f, err := a.batch(x)
+	if err != nil {
+		return err
+	}
+	nn.GaussianLogLik(ll, nil, a.net.Forward(z, f.N), f.X, a.logvar, nil, f.N, a.frames*a.mels)
+	return nil
+}
+
+// Pick implements module.Picker.
+func (x *Features) Pick(rows []int) module.Batch {
+	n := len(x.X) / max(x.N, 1)
+	out := &Features{N: len(rows), X: make([]float32, len(rows)*n)}
+	for i, r := range rows {
+		copy(out.X[i*n:(i+1)*n], x.X[r*n:(r+1)*n])
+	}
+	return out
 }
 
 // Learn implements module.Learner.

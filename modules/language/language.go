@@ -49,6 +49,8 @@ var (
 	_ module.Parser   = (*Language)(nil)
 	_ module.Renderer = (*Language)(nil)
 	_ module.Saver    = (*Language)(nil)
+	_ module.Scorer   = (*Language)(nil)
+	_ module.Picker   = (*Captions)(nil)
 )
 
 // New returns the modality with fresh parameters. The vocabulary is the
@@ -145,6 +147,27 @@ func (l *Language) Decode(z []float32, x module.Batch, w, ll, dz []float32) erro
 	nn.CategoricalLogLik(ll, l.dout, logits, c.IDs, w, c.N, l.t, l.v)
 	l.net.Backward(l.dout, c.N, dz)
 	return nil
+}
+
+// LogLik implements module.Scorer.
+func (l *Language) LogLik(z []float32, x module.Batch, ll []float32) error {
+	c, err := l.captions(x)
+	if err != nil {
+		return err
+	}
+	nn.CategoricalLogLik(ll, nil, l.net.Forward(z, c.N), c.IDs, nil, c.N, l.t, l.v)
+	return nil
+}
+
+// Pick implements module.Picker.
+func (x *Captions) Pick(rows []int) module.Batch {
+	t, v := len(x.IDs)/max(x.N, 1), len(x.OneHot)/max(x.N, 1)
+	out := &Captions{N: len(rows), IDs: make([]int32, len(rows)*t), OneHot: make([]float32, len(rows)*v)}
+	for i, r := range rows {
+		copy(out.IDs[i*t:(i+1)*t], x.IDs[r*t:(r+1)*t])
+		copy(out.OneHot[i*v:(i+1)*v], x.OneHot[r*v:(r+1)*v])
+	}
+	return out
 }
 
 // Learn implements module.Learner.

@@ -122,6 +122,15 @@ func (o *Obs) Len() int {
 	return len(o.Data) / o.N
 }
 
+// Pick implements module.Picker.
+func (o *Obs) Pick(rows []int) module.Batch {
+	out := &Obs{N: o.N, Data: make([]float32, len(rows)*o.N)}
+	for i, r := range rows {
+		copy(out.Data[i*o.N:(i+1)*o.N], o.Data[r*o.N:(r+1)*o.N])
+	}
+	return out
+}
+
 func (t *Toy) obs(x module.Batch) (*Obs, error) {
 	o, ok := x.(*Obs)
 	if !ok {

@@ -54,6 +54,8 @@ var (
 	_ module.Parser   = (*Vision)(nil)
 	_ module.Renderer = (*Vision)(nil)
 	_ module.Saver    = (*Vision)(nil)
+	_ module.Scorer   = (*Vision)(nil)
+	_ module.Picker   = (*Images)(nil)
 )
 
 // New returns the modality with fresh parameters.
@@ -117,6 +119,25 @@ func (v *Vision) Decode(z []float32, x module.Batch, w, ll, dz []float32) error 
 	nn.BernoulliLogLik(ll, v.dout, logits, im.Pix, w, b, Pixels)
 	v.net.Backward(v.dout, b, dz)
 	return nil
+}
+
+// LogLik implements module.Scorer.
+func (v *Vision) LogLik(z []float32, x module.Batch, ll []float32) error {
+	im, err := v.images(x)
+	if err != nil {
+		return err
+	}
+	nn.BernoulliLogLik(ll, nil, v.net.Forward(z, im.N), im.Pix, nil, im.N, Pixels)
+	return nil
+}
+
+// Pick implements module.Picker.
+func (x *Images) Pick(rows []int) module.Batch {
+	out := &Images{N: len(rows), Pix: make([]float32, len(rows)*Pixels)}
+	for i, r := range rows {
+		copy(out.Pix[i*Pixels:(i+1)*Pixels], x.Pix[r*Pixels:(r+1)*Pixels])
+	}
+	return out
 }
 
 // Learn implements module.Learner.
