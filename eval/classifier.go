@@ -5,16 +5,21 @@ import (
 	"math/rand/v2"
 
 	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/modules/audio"
 	"github.com/serket-go/serket/modules/vision"
 	"github.com/serket-go/serket/nn"
 )
 
-// Classifier tells the class of a 28×28 image of intensities in [0, 1]: an
-// MLP (784 → 512 → 512 → 10, ReLU) trained on the real training images. It
-// judges generated images: an image "is" the class it is classified as.
+// Classifier tells the class of one modality's observation in the form
+// its decoder produces: a 28×28 image of intensities in [0, 1] for vision,
+// normalised log-mel features for audio. It is an MLP (in → 512 → 512 → 10,
+// ReLU) trained on the real training data, and it judges generated data: an
+// image "is" the class it is classified as.
 type Classifier struct {
+	Modality string
+	In       int
 	Net      *nn.Sequential
-	Accuracy float64 // on the test images, measured by TrainClassifier
+	Accuracy float64 // on the real test data, measured by TrainClassifier
 }
 
 // ClassifierConfig sets how the classifier is trained.
@@ -28,18 +33,19 @@ type ClassifierConfig struct {
 	Progress func(epoch int, trainAcc float64)
 }
 
-func newClassifierNet(seed uint64) *nn.Sequential {
+func newClassifierNet(in int, seed uint64) *nn.Sequential {
 	rng := rand.New(rand.NewPCG(seed, 0xc1a55))
 	const h = 512
 	return nn.NewSequential(
-		nn.NewLinear("c.0", vision.Pixels, h, rng), nn.NewReLU(h),
+		nn.NewLinear("c.0", in, h, rng), nn.NewReLU(h),
 		nn.NewLinear("c.1", h, h, rng), nn.NewReLU(h),
 		nn.NewLinear("c.2", h, dataset.NumClasses, rng))
 }
 
-// TrainClassifier trains a Classifier on the model's training images and
-// measures its accuracy on every test image.
-func (m *Model) TrainClassifier(cfg ClassifierConfig) (*Classifier, error) {
+// TrainClassifier trains a Classifier of the modality's observations
+// (vision or audio) on the training split and measures its accuracy on
+// every test item.
+func (m *Model) TrainClassifier(modality string, cfg ClassifierConfig) (*Classifier, error) {
 	if cfg.Epochs == 0 {
 		cfg.Epochs = 3
 	}
@@ -56,11 +62,11 @@ func (m *Model) TrainClassifier(cfg ClassifierConfig) (*Classifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	x, err := m.images(ids)
+	x, in, err := m.features(modality, ids)
 	if err != nil {
 		return nil, err
 	}
-	net := newClassifierNet(cfg.Seed)
+	net := newClassifierNet(in, cfg.Seed)
 	opt := nn.NewAdam(net.Params(), cfg.LR)
 	opt.Maximize = true
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x0bde7))
@@ -69,7 +75,7 @@ func (m *Model) TrainClassifier(cfg ClassifierConfig) (*Classifier, error) {
 	for i := range order {
 		order[i] = i
 	}
-	xb := make([]float32, b*vision.Pixels)
+	xb := make([]float32, b*in)
 	yb := make([]int32, b)
 	w := make([]float32, b)
 	for i := range w {
@@ -83,7 +89,7 @@ func (m *Model) TrainClassifier(cfg ClassifierConfig) (*Classifier, error) {
 		for s := 0; s+b <= len(order); s += b {
 			for r := 0; r < b; r++ {
 				k := order[s+r]
-				copy(xb[r*vision.Pixels:(r+1)*vision.Pixels], x[k*vision.Pixels:(k+1)*vision.Pixels])
+				copy(xb[r*in:(r+1)*in], x[k*in:(k+1)*in])
 				yb[r] = int32(classes[k])
 			}
 			logits := net.Forward(xb, b)
@@ -102,12 +108,12 @@ func (m *Model) TrainClassifier(cfg ClassifierConfig) (*Classifier, error) {
 			cfg.Progress(epoch, float64(right)/float64(seen))
 		}
 	}
-	c := &Classifier{Net: net}
+	c := &Classifier{Modality: modality, In: in, Net: net}
 	tids, tclasses, err := m.split(dataset.Test, 0)
 	if err != nil {
 		return nil, err
 	}
-	tx, err := m.images(tids)
+	tx, _, err := m.features(modality, tids)
 	if err != nil {
 		return nil, err
 	}
@@ -115,13 +121,13 @@ func (m *Model) TrainClassifier(cfg ClassifierConfig) (*Classifier, error) {
 	return c, nil
 }
 
-// Classify returns the class of each of n images (n×784).
+// Classify returns the class of each of n observations (n×In).
 func (c *Classifier) Classify(x []float32, n int) []int {
 	out := make([]int, n)
 	const chunk = 500
 	for s := 0; s < n; s += chunk {
 		b := min(chunk, n-s)
-		logits := c.Net.Forward(x[s*vision.Pixels:(s+b)*vision.Pixels], b)
+		logits := c.Net.Forward(x[s*c.In:(s+b)*c.In], b)
 		for r := 0; r < b; r++ {
 			out[s+r] = argmax(logits[r*dataset.NumClasses : (r+1)*dataset.NumClasses])
 		}
@@ -132,14 +138,15 @@ func (c *Classifier) Classify(x []float32, n int) []int {
 // Save writes the classifier atomically to path, with its accuracy and
 // the dataset it was trained on (a manifest's Config hash).
 func (c *Classifier) Save(path, dataset string) error {
-	return nn.SaveFile(path, "classifier", c.Net.Params(), nil, map[string]string{"accuracy": fmt.Sprint(c.Accuracy), "dataset": dataset})
+	return nn.SaveFile(path, "classifier-"+c.Modality, c.Net.Params(), nil, map[string]string{"accuracy": fmt.Sprint(c.Accuracy), "dataset": dataset})
 }
 
-// LoadClassifier reads what Save wrote, refusing a classifier trained on
-// another dataset than the one whose Config hash is given.
-func LoadClassifier(path, dataset string) (*Classifier, error) {
-	c := &Classifier{Net: newClassifierNet(1)}
-	meta, err := nn.LoadFile(path, "classifier", c.Net.Params(), nil)
+// LoadClassifier reads what Save wrote for the modality (whose
+// observations have in values), refusing a classifier trained on another
+// dataset than the one whose Config hash is given.
+func LoadClassifier(path, modality string, in int, dataset string) (*Classifier, error) {
+	c := &Classifier{Modality: modality, In: in, Net: newClassifierNet(in, 1)}
+	meta, err := nn.LoadFile(path, "classifier-"+modality, c.Net.Params(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -152,13 +159,39 @@ func LoadClassifier(path, dataset string) (*Classifier, error) {
 	return c, nil
 }
 
-// images loads the images of ids (len(ids)×784).
-func (m *Model) images(ids []uint64) ([]float32, error) {
-	b, _, err := m.Vision.LoadBatch(ids)
-	if err != nil {
-		return nil, err
+// features loads the observations of ids in the form the modality's
+// decoder produces (len(ids)×in): images for vision, normalised log-mel
+// for audio.
+func (m *Model) features(modality string, ids []uint64) (x []float32, in int, err error) {
+	switch modality {
+	case dataset.Vision:
+		b, _, err := m.Vision.LoadBatch(ids)
+		if err != nil {
+			return nil, 0, err
+		}
+		return b.(*vision.Images).Pix, vision.Pixels, nil
+	case dataset.Audio:
+		b, _, err := m.Audio.LoadBatch(ids)
+		if err != nil {
+			return nil, 0, err
+		}
+		f := b.(*audio.Features)
+		return f.X, len(f.X) / f.N, nil
 	}
-	return b.(*vision.Images).Pix, nil
+	return nil, 0, fmt.Errorf("eval: no classifier for %q observations (vision or audio)", modality)
+}
+
+// FeatureSize is the size of a modality's observations as Classify takes
+// them.
+func (m *Model) FeatureSize(modality string) int {
+	switch modality {
+	case dataset.Vision:
+		return vision.Pixels
+	case dataset.Audio:
+		f, mel := m.Audio.FrameSize()
+		return f * mel
+	}
+	return 0
 }
 
 func argmax(x []float32) int {

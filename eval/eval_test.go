@@ -11,6 +11,7 @@ import (
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/dataset/datasettest"
 	"github.com/serket-go/serket/modules/language"
+	"github.com/serket-go/serket/modules/vision"
 	"github.com/serket-go/serket/nn"
 )
 
@@ -27,7 +28,7 @@ func openSmall(t *testing.T) *Model {
 // and come back from its cache telling the same classes.
 func TestClassifierLearnsRealImages(t *testing.T) {
 	m := openSmall(t)
-	clf, err := m.TrainClassifier(ClassifierConfig{Epochs: 20})
+	clf, err := m.TrainClassifier(dataset.Vision, ClassifierConfig{Epochs: 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,19 +40,19 @@ func TestClassifierLearnsRealImages(t *testing.T) {
 	if err := clf.Save(path, m.Manifest.Config); err != nil {
 		t.Fatal(err)
 	}
-	back, err := LoadClassifier(path, m.Manifest.Config)
+	back, err := LoadClassifier(path, dataset.Vision, vision.Pixels, m.Manifest.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ids, _, _ := m.split(dataset.Test, 0)
-	x, err := m.images(ids)
+	x, _, err := m.features(dataset.Vision, ids)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a, b := clf.Classify(x, len(ids)), back.Classify(x, len(ids)); !slices.Equal(a, b) || back.Accuracy != clf.Accuracy {
 		t.Fatalf("the cached classifier tells %v (accuracy %v), the trained one %v (%v)", b, back.Accuracy, a, clf.Accuracy)
 	}
-	if _, err := LoadClassifier(path, "another dataset"); err == nil || !strings.Contains(err.Error(), "another dataset") {
+	if _, err := LoadClassifier(path, dataset.Vision, vision.Pixels, "another dataset"); err == nil || !strings.Contains(err.Error(), "another dataset") {
 		t.Fatalf("loading a classifier of another dataset: %v, want a refusal", err)
 	}
 }
@@ -110,7 +111,7 @@ func TestMeasureKnownAnswers(t *testing.T) {
 			clear(b.W)
 		}
 	}
-	clf, err := m.TrainClassifier(ClassifierConfig{Epochs: 1})
+	clf, err := m.TrainClassifier(dataset.Vision, ClassifierConfig{Epochs: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestMeasureKnownAnswers(t *testing.T) {
 // Measure changes no parameter and gives the same figures twice.
 func TestMeasureIsRepeatableAndReadOnly(t *testing.T) {
 	m := openSmall(t)
-	clf, err := m.TrainClassifier(ClassifierConfig{Epochs: 1})
+	clf, err := m.TrainClassifier(dataset.Vision, ClassifierConfig{Epochs: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,5 +206,59 @@ func TestSaveRestore(t *testing.T) {
 	}
 	if err := m2.Restore(t.TempDir()); err == nil || !strings.Contains(err.Error(), "vision") {
 		t.Fatalf("restoring from an empty directory: %v, want an error naming the vision checkpoint", err)
+	}
+}
+
+// With decoders that ignore z, every generated observation is the same, so
+// each coherence is the share of test items of the one class it is judged
+// to be, and the unconditional coherence is 1 exactly when the three
+// judged classes agree.
+func TestCoherenceKnownAnswers(t *testing.T) {
+	m := openSmall(t)
+	for _, name := range m.Names() {
+		w, _ := lastLayer(m.Net(name).Dec)
+		clear(w.W)
+	}
+	var j Judges
+	var err error
+	if j.Vision, err = m.TrainClassifier(dataset.Vision, ClassifierConfig{Epochs: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if j.Audio, err = m.TrainClassifier(dataset.Audio, ClassifierConfig{Epochs: 2}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.Coherence(j, CoherenceConfig{Items: 30, Prior: 20, Chunk: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Subsets) != 7 || len(c.Targets) != 3 || c.Items != 30 {
+		t.Fatalf("%d subsets, %d targets, %d items: want 7, 3 and 30", len(c.Subsets), len(c.Targets), c.Items)
+	}
+	_, classes, _ := m.split(dataset.Test, 30)
+	sc, _ := m.newCaptionScorer()
+	z := make([]float32, m.Latent)
+	var judged []int
+	for ti, target := range c.Targets {
+		k := m.judge(j, sc, target, z, 1)[0]
+		judged = append(judged, k)
+		share := 0.0
+		for _, cl := range classes {
+			if cl == k {
+				share++
+			}
+		}
+		share /= float64(len(classes))
+		for si := range c.Subsets {
+			if math.Abs(c.Acc[si][ti]-share) > 1e-12 {
+				t.Fatalf("%s → %s: %.4f, want %.4f (the share of class %d)", SubsetName(c.Subsets[si]), target, c.Acc[si][ti], share, k)
+			}
+		}
+	}
+	want := 0.0
+	if judged[0] == judged[1] && judged[1] == judged[2] {
+		want = 1
+	}
+	if c.Unconditional != want {
+		t.Fatalf("unconditional coherence %v with judged classes %v: want %v", c.Unconditional, judged, want)
 	}
 }

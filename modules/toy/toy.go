@@ -103,6 +103,12 @@ func New(cfg Config) (*Toy, error) {
 // Config returns the configuration the modality was made with.
 func (t *Toy) Config() Config { return t.cfg }
 
+// Params returns the parameter slices themselves (changing them changes the
+// model): the encoder's W (D×n), B (D) and log-variance S (D), and the
+// decoder's V (n×D) and C (n). Tests use them to build models with known
+// answers.
+func (t *Toy) Params() (w, b, s, v, c []float32) { return t.p.W, t.p.B, t.p.S, t.p.V, t.p.C }
+
 // Spec implements module.Modality.
 func (t *Toy) Spec() module.Spec {
 	return module.Spec{Name: t.cfg.Name, Latent: t.cfg.Latent, Likelihood: "gaussian"}
