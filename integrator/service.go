@@ -33,9 +33,12 @@ type Config struct {
 	Conn     *nats.Conn     // an existing connection (not closed by Run)
 	Logger   *slog.Logger
 
-	// Deadline bounds each phase of an inference (encoding, then decoding);
-	// a module that has not answered by then is reported missing. Default 2 s.
+	// Deadline bounds the encoding phase of an inference; a module that has
+	// not answered by then is reported missing. Default 2 s.
 	Deadline time.Duration
+	// DecodeDeadline bounds the decoding phase, which can take longer:
+	// rendering speech runs Griffin-Lim per sample. Default 30 s.
+	DecodeDeadline time.Duration
 	// Discovery is how often the integrator asks the bus which modules are
 	// live; default 1 s. A module missing from Misses polls in a row
 	// (default 3) is dropped.
@@ -104,6 +107,9 @@ func New(cfg Config) (*Integrator, error) {
 	}
 	if cfg.Latent < 1 || cfg.Latent > 4096 {
 		return nil, fmt.Errorf("integrator: latent size %d: want 1 to 4096", cfg.Latent)
+	}
+	if cfg.DecodeDeadline <= 0 {
+		cfg.DecodeDeadline = 30 * time.Second
 	}
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = 2 * time.Second
@@ -364,7 +370,7 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 		pendingEnc++
 		go func(name string) {
 			var rep bus.EncodeReply
-			err := ig.request(ectx, ig.subj.Encode(name), &bus.EncodeRequest{Observations: []bus.Payload{in.Observations[name]}}, &rep, bus.Expect{Latent: d, Batch: 1})
+			err := ig.request(ectx, ig.cfg.Deadline, ig.subj.Encode(name), &bus.EncodeRequest{Observations: []bus.Payload{in.Observations[name]}}, &rep, bus.Expect{Latent: d, Batch: 1})
 			results <- encoded{name, rep.Mu.Data, rep.LogVar.Data, err}
 		}(name)
 	}
@@ -415,7 +421,7 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 		err  error
 	}
 	dres := make(chan decoded, len(in.Want))
-	dctx, dcancel := context.WithTimeout(ctx, ig.cfg.Deadline)
+	dctx, dcancel := context.WithTimeout(ctx, ig.cfg.DecodeDeadline)
 	defer dcancel()
 	pendingDec := 0
 	for _, name := range in.Want {
@@ -426,7 +432,7 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 		pendingDec++
 		go func(name string) {
 			var rep bus.DecodeReply
-			err := ig.request(dctx, ig.subj.Decode(name), &bus.DecodeRequest{Z: out.Z}, &rep, bus.Expect{Batch: n})
+			err := ig.request(dctx, ig.cfg.DecodeDeadline, ig.subj.Decode(name), &bus.DecodeRequest{Z: out.Z}, &rep, bus.Expect{Batch: n})
 			dres <- decoded{name, rep.Outputs, err}
 		}(name)
 	}
@@ -453,7 +459,7 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 
 // request sends a request to a module and decodes its reply, turning every
 // failure into an error that says what happened to whom.
-func (ig *Integrator) request(ctx context.Context, subject string, in, out bus.Message, e bus.Expect) error {
+func (ig *Integrator) request(ctx context.Context, limit time.Duration, subject string, in, out bus.Message, e bus.Expect) error {
 	in.(interface{ SetSender(string) }).SetSender(Name)
 	b, err := bus.Marshal(in)
 	if err != nil {
@@ -464,7 +470,7 @@ func (ig *Integrator) request(ctx context.Context, subject string, in, out bus.M
 	case errors.Is(err, nats.ErrNoResponders):
 		return errors.New("no live module answers (not running, or not in this pipeline)")
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
-		return fmt.Errorf("no answer within the deadline of %v", ig.cfg.Deadline)
+		return fmt.Errorf("no answer within the deadline of %v", limit)
 	case err != nil:
 		return err
 	}

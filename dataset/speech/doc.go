@@ -30,6 +30,14 @@
 // [Resample] to Config.SampleRate → LogMel, the same as for synthesised
 // utterances.
 //
+// The way back, to hear features (a decoder's, once denormalised), is
+// [Invert]: exp of the log, a non-negative least-squares fit of a power
+// spectrum to the mel bands, and Griffin-Lim phase reconstruction with the
+// Extractor's own window and framing, deterministically; [WriteWAV] saves
+// the result. Detail finer than a mel band (the harmonics of the voice,
+// above all at high frequencies) is not in the features and does not come
+// back.
+//
 // # Voices and the pool
 //
 // [Voices] splits espeak-ng's English voices and variants into a train and

@@ -58,3 +58,58 @@ func Write(path string, write func(io.Writer) error) (err error) {
 	}
 	return nil
 }
+
+// WriteDir creates or replaces the directory dir with what fill writes into
+// the temporary directory it is given (a sibling of dir). On any error
+// nothing is left behind and dir is unchanged; otherwise dir is the new
+// directory whole (the old one, if any, is removed after the new one is
+// in place). An existing dir must be a directory.
+func WriteDir(dir string, fill func(tmp string) error) (err error) {
+	dir = filepath.Clean(dir)
+	parent, base := filepath.Split(dir)
+	if parent == "" {
+		parent = "."
+	}
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return &os.PathError{Op: "replace", Path: dir, Err: os.ErrExist}
+	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := fill(tmp); err != nil {
+		return err
+	}
+	old := ""
+	if _, err := os.Stat(dir); err == nil {
+		old = filepath.Join(parent, "."+base+".old-"+filepath.Base(tmp)[len(base)+6:])
+		if err := os.Rename(dir, old); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if old != "" {
+			os.Rename(old, dir)
+		}
+		return err
+	}
+	if old != "" {
+		os.RemoveAll(old)
+	}
+	if d, derr := os.Open(parent); derr == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

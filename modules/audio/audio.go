@@ -5,21 +5,19 @@
 //
 // It reads only its own shard (audio.shard: each item's utterance features,
 // never the label), parses WAV files a person gives (any sample rate, PCM or
-// float, mono or stereo; resampled), and renders a latent as a PNG of the
-// decoded log-mel spectrogram.
+// float, mono or stereo; resampled), and renders a latent as speech: a WAV
+// whose log-mel features are the decoded ones (Griffin-Lim).
 package audio
 
 import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
 	"io"
-	"math"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/dataset/speech"
@@ -50,7 +48,6 @@ type Audio struct {
 	mean, std []float32
 	logvar    float32
 	dout      []float32
-	raw       []float32
 }
 
 var (
@@ -241,20 +238,48 @@ func (a *Audio) Parse(raw []bus.Payload) (module.Batch, error) {
 	return out, nil
 }
 
-// Render implements module.Renderer: the decoded log-mel spectrogram as a
-// PNG (time left to right, low frequencies at the bottom).
+// RenderIters is the number of Griffin-Lim iterations Render runs per
+// sample (fast Griffin-Lim converges in a few dozen).
+const RenderIters = 32
+
+// Render implements module.Renderer: speech, as a 16-bit WAV, whose
+// log-mel features are the decoded ones (denormalised, then inverted by
+// Griffin-Lim; see speech.Invert). The samples are rendered in parallel.
 func (a *Audio) Render(z []float32, n int) ([]bus.Payload, error) {
 	f := a.frames * a.mels
 	mean := a.net.Forward(z, n)
+	feats := make([]float32, 0, n*f)
+	for i := range n {
+		feats = a.Denormalise(feats, mean[i*f:(i+1)*f])
+	}
+	cfg := a.ext.Config()
 	out := make([]bus.Payload, n)
-	for i := 0; i < n; i++ {
-		a.raw = a.Denormalise(a.raw[:0], mean[i*f:(i+1)*f])
-		img := spectrogram(a.raw, a.frames, a.mels)
-		var buf bytes.Buffer
-		if err := png.Encode(&buf, img); err != nil {
-			return nil, err
+	errs := make([]error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				wave, err := speech.Invert(cfg, feats[i*f:(i+1)*f], RenderIters)
+				var buf bytes.Buffer
+				if err == nil {
+					err = speech.WriteWAV(&buf, wave, cfg.SampleRate)
+				}
+				out[i], errs[i] = bus.Payload{Type: "audio/wav", Data: buf.Bytes()}, err
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("audio: rendering latent %d: %w", i, err)
 		}
-		out[i] = bus.Payload{Type: "image/png", Data: buf.Bytes()}
 	}
 	return out, nil
 }
@@ -269,29 +294,6 @@ func (a *Audio) Denormalise(dst, x []float32) []float32 {
 
 // FrameSize is Frames×Mels, the features per utterance.
 func (a *Audio) FrameSize() (frames, mels int) { return a.frames, a.mels }
-
-func spectrogram(x []float32, frames, mels int) *image.Gray {
-	lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
-	for _, v := range x {
-		lo, hi = min(lo, v), max(hi, v)
-	}
-	const scale = 4 // pixels per frame and per mel band
-	img := image.NewGray(image.Rect(0, 0, frames*scale, mels*scale))
-	for t := 0; t < frames; t++ {
-		for m := 0; m < mels; m++ {
-			v := uint8(0)
-			if hi > lo {
-				v = uint8(255 * (x[t*mels+m] - lo) / (hi - lo))
-			}
-			for dy := 0; dy < scale; dy++ {
-				for dx := 0; dx < scale; dx++ {
-					img.SetGray(t*scale+dx, (mels-1-m)*scale+dy, color.Gray{Y: v})
-				}
-			}
-		}
-	}
-	return img
-}
 
 // Save implements module.Saver.
 func (a *Audio) Save(w io.Writer) error { return a.net.Save(w, "audio", nil) }
