@@ -132,7 +132,7 @@ when there is one. NAME labels a column (default: the directory's name).`,
 // classifier loads the cached image classifier when it was trained on this
 // very dataset, else trains one and caches it.
 func classifier(m *eval.Model, path string, info func(string, ...any)) (*eval.Classifier, error) {
-	clf, err := eval.LoadClassifier(path, m.Manifest.Config)
+	clf, err := eval.LoadClassifier(path, dataset.Vision, m.FeatureSize(dataset.Vision), m.Manifest.Config)
 	if err == nil {
 		return clf, nil
 	}
@@ -140,7 +140,7 @@ func classifier(m *eval.Model, path string, info func(string, ...any)) (*eval.Cl
 		info("training the image classifier again", "cache", path, "why", err)
 	}
 	start := time.Now()
-	clf, err = m.TrainClassifier(eval.ClassifierConfig{Progress: func(epoch int, acc float64) {
+	clf, err = m.TrainClassifier(dataset.Vision, eval.ClassifierConfig{Progress: func(epoch int, acc float64) {
 		info("image classifier", "epoch", epoch, "train_accuracy", fmt.Sprintf("%.3f", acc))
 	}})
 	if err != nil {

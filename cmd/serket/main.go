@@ -69,6 +69,8 @@ func newRoot() *cobra.Command {
 		newDataCmd(g),
 		newTrainCmd(g),
 		newBenchCmd(g),
+		newGenerateCmd(g),
+		newEvalCmd(g),
 	)
 	return root
 }

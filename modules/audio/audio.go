@@ -252,7 +252,6 @@ func (a *Audio) Render(z []float32, n int) ([]bus.Payload, error) {
 	for i := range n {
 		feats = a.Denormalise(feats, mean[i*f:(i+1)*f])
 	}
-	cfg := a.ext.Config()
 	out := make([]bus.Payload, n)
 	errs := make([]error, n)
 	next := make(chan int)
@@ -262,12 +261,8 @@ func (a *Audio) Render(z []float32, n int) ([]bus.Payload, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				wave, err := speech.Invert(cfg, feats[i*f:(i+1)*f], RenderIters)
-				var buf bytes.Buffer
-				if err == nil {
-					err = speech.WriteWAV(&buf, wave, cfg.SampleRate)
-				}
-				out[i], errs[i] = bus.Payload{Type: "audio/wav", Data: buf.Bytes()}, err
+				wav, err := a.SpeechWAV(feats[i*f : (i+1)*f])
+				out[i], errs[i] = bus.Payload{Type: "audio/wav", Data: wav}, err
 			}
 		}()
 	}
@@ -282,6 +277,22 @@ func (a *Audio) Render(z []float32, n int) ([]bus.Payload, error) {
 		}
 	}
 	return out, nil
+}
+
+// SpeechWAV turns log-mel features (Frames×Mels, as Denormalise gives
+// them) into speech: a 16-bit WAV by Griffin-Lim (RenderIters iterations).
+// It is safe to call from several goroutines.
+func (a *Audio) SpeechWAV(logmel []float32) ([]byte, error) {
+	cfg := a.ext.Config()
+	wave, err := speech.Invert(cfg, logmel, RenderIters)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := speech.WriteWAV(&buf, wave, cfg.SampleRate); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // Denormalise appends the log-mel features of normalised features x to dst.

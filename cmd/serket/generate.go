@@ -1,0 +1,341 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"log/slog"
+	"mime"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/client"
+	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/dataset/speech"
+	"github.com/serket-go/serket/eval"
+	"github.com/serket-go/serket/integrator"
+	"github.com/serket-go/serket/internal/atomicfile"
+	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/report"
+)
+
+func newGenerateCmd(g *globals) *cobra.Command {
+	var (
+		from      []string
+		to        []string
+		n         int
+		seed      int64
+		out, ckpt string
+		data      string
+		latent    int
+		hidden    int
+		timeout   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "generate --from MODULE=INPUT [--from …] --to MODULE[,…] --out DIR",
+		Short: "give some modalities, get the others: images, captions, speech",
+		Long: `Fuse what you give some modalities (one input each; several make a subset)
+and generate --n samples of others from the shared latent.
+
+INPUT is text (language="a pair of trousers"), or a file: a PNG or JPEG for
+vision, a WAV for audio (vision=shoe.png, audio=say.wav; @FILE forces a
+file). Outputs go to --out: vision.png (the images as a grid), language.txt
+(one caption per sample), audio/NN.wav (speech from the decoded log-mel
+features, by Griffin-Lim) and audio.png (the log-mel spectrograms of those
+waveforms). With no --from the latent is the prior.
+
+Against a running pipeline (serket up; --nats), or, with --checkpoint DIR,
+from a trained model's checkpoints in this process. --out is written whole
+or not at all.`,
+		Example: `  serket generate --checkpoint runs/latest --from language="a pair of trousers" --to vision,audio --n 16 --out out/trousers
+  serket generate --from vision=shoe.png --to language --n 4 --out out/shoe      # on a running pipeline`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			obs, err := generateInputs(from)
+			if err != nil {
+				return err
+			}
+			if len(to) == 0 {
+				return usagef("give the modules to generate with --to")
+			}
+			if n < 1 || n > 1024 {
+				return usagef("--n %d: want 1 to 1024 samples", n)
+			}
+			req := &bus.InferRequest{Observations: obs, Want: to, Samples: n, Seed: seed}
+			log := g.logger("generate")
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			var rep *bus.InferReply
+			if ckpt != "" {
+				rep, err = generateFromCheckpoint(ctx, log, ckpt, data, latent, hidden, req)
+			} else {
+				rep, err = generateOnPipeline(ctx, g, log, req)
+			}
+			if err != nil {
+				return err
+			}
+			for name := range obs {
+				if !slices.Contains(rep.Contributors, name) {
+					return fmt.Errorf("%s could not take its input: %s", name, rep.Missing[name])
+				}
+			}
+			for _, name := range to {
+				if len(rep.Outputs[name]) == 0 {
+					return fmt.Errorf("%s generated nothing: %s", name, orText(rep.Missing[name], "no reply"))
+				}
+			}
+			files, err := writeGenerated(out, rep)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("from %s → %s, %d samples\n", orNone(rep.Contributors), strings.Join(to, ", "), n)
+			for _, t := range rep.Outputs["language"] {
+				if strings.HasPrefix(t.Type, "text/") {
+					fmt.Printf("  %s\n", t.Data)
+				}
+			}
+			for _, f := range files {
+				fmt.Printf("wrote %s\n", filepath.Join(out, f))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&from, "from", nil, "MODULE=TEXT, MODULE=FILE or MODULE=@FILE (repeatable; none: the prior)")
+	f.StringSliceVar(&to, "to", nil, "modules to generate (comma-separated or repeated)")
+	f.IntVar(&n, "n", 16, "samples")
+	f.Int64Var(&seed, "seed", 1, "noise seed of the samples")
+	f.StringVar(&out, "out", "out/generate", "output directory (replaced)")
+	f.StringVar(&ckpt, "checkpoint", "", "generate from the checkpoints in this directory (vision.ckpt, language.ckpt, audio.ckpt) instead of a running pipeline")
+	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset (with --checkpoint: the modules' vocabulary and audio settings)")
+	f.IntVar(&latent, "latent", 64, "latent size of the checkpoints")
+	f.IntVar(&hidden, "hidden", 512, "hidden units per layer of the checkpoints")
+	f.DurationVar(&timeout, "timeout", time.Minute, "how long to wait for the pipeline")
+	return cmd
+}
+
+func orText(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// generateInputs reads --from: text, a file named with @, or a bare value
+// that names an existing image or WAV file.
+func generateInputs(from []string) (map[string]bus.Payload, error) {
+	kv, err := parseAssignments("from", from)
+	if err != nil {
+		return nil, err
+	}
+	obs := map[string]bus.Payload{}
+	for name, v := range kv {
+		if !bus.ValidName(name) {
+			return nil, usagef("--from %s: %q is not a module name", v, name)
+		}
+		path, explicit := strings.CutPrefix(v, "@")
+		typ := mime.TypeByExtension(strings.ToLower(filepath.Ext(path)))
+		media := strings.HasPrefix(typ, "image/") || strings.HasPrefix(typ, "audio/")
+		if !explicit && !media {
+			obs[name] = bus.Payload{Type: "text/plain; charset=utf-8", Data: []byte(v)}
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			if !explicit && errors.Is(err, os.ErrNotExist) {
+				return nil, usagef("--from %s=%s: no such file (for text that looks like a file name, it cannot be told apart)", name, v)
+			}
+			return nil, usagef("--from %s=%s: %v", name, v, err)
+		}
+		if typ == "" {
+			typ = "application/octet-stream"
+		}
+		obs[name] = bus.Payload{Type: typ, Data: data}
+	}
+	return obs, nil
+}
+
+func generateOnPipeline(ctx context.Context, g *globals, log *slog.Logger, req *bus.InferRequest) (*bus.InferReply, error) {
+	cc := g.conn("serket-generate", log)
+	nc, err := bus.Connect(cc)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	c, err := client.New(nc, g.pipeline, "generate")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.WaitFor(ctx, true, append(req.Want, sortedKeys(req.Observations)...)...); err != nil {
+		return nil, fmt.Errorf("waiting for the pipeline's integrator and modules: %w", err)
+	}
+	return c.Infer(ctx, req)
+}
+
+// generateFromCheckpoint runs a pipeline of the checkpoints' modules in
+// this process (an embedded NATS server on a random loopback port, every
+// module and the integrator as goroutines) and asks it, so generation from
+// a checkpoint takes exactly the path it takes on a running pipeline.
+func generateFromCheckpoint(ctx context.Context, log *slog.Logger, dir, data string, latent, hidden int, req *bus.InferRequest) (*bus.InferReply, error) {
+	for _, name := range append(slices.Clone(req.Want), sortedKeys(req.Observations)...) {
+		if !slices.Contains(dataset.Modalities(), name) {
+			return nil, usagef("%q: a checkpoint holds the modules %s", name, strings.Join(dataset.Modalities(), ", "))
+		}
+	}
+	m, err := eval.Open(data, latent, hidden)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Restore(dir); err != nil {
+		return nil, err
+	}
+	srv, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1"})
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Shutdown()
+	quiet := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	errs := make(chan error, len(m.Names())+1)
+	for _, name := range m.Names() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- module.Run(ctx, m.Modality(name), module.Options{NATS: bus.ConnConfig{URL: srv.ClientURL(), Name: "serket-" + name}, Logger: quiet, NoSaveOnExit: true})
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs <- integrator.Run(ctx, integrator.Config{Latent: latent, NATS: bus.ConnConfig{URL: srv.ClientURL(), Name: "serket-integrator"}, Logger: quiet, Discovery: 50 * time.Millisecond})
+	}()
+	nc, err := nats.Connect(srv.ClientURL(), nats.Name("serket-generate"))
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	c, err := client.New(nc, "", "generate")
+	if err != nil {
+		return nil, err
+	}
+	wait, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	go func() { // a module or the integrator that cannot start ends the wait
+		if err := <-errs; err != nil {
+			log.Error("in-process pipeline", "err", err)
+			wcancel()
+		}
+	}()
+	if _, err := c.WaitFor(wait, true, m.Names()...); err != nil {
+		return nil, fmt.Errorf("the in-process pipeline did not come up: %w", err)
+	}
+	return c.Infer(ctx, req)
+}
+
+// writeGenerated writes the reply's outputs into dir, whole or not at all.
+func writeGenerated(dir string, rep *bus.InferReply) ([]string, error) {
+	files := map[string][]byte{}
+	for _, name := range sortedKeys(rep.Outputs) {
+		outs := rep.Outputs[name]
+		var imgs, specs []image.Image
+		var texts []string
+		for i, o := range outs {
+			typ := strings.TrimSpace(strings.Split(o.Type, ";")[0])
+			switch {
+			case strings.HasPrefix(typ, "image/"):
+				img, _, err := image.Decode(bytes.NewReader(o.Data))
+				if err != nil {
+					return nil, fmt.Errorf("%s output %d: %w", name, i, err)
+				}
+				imgs = append(imgs, img)
+			case strings.HasPrefix(typ, "text/"):
+				texts = append(texts, string(o.Data))
+			case typ == "audio/wav":
+				files[fmt.Sprintf("%s/%02d.wav", name, i)] = o.Data
+				spec, err := spectrogramOf(o.Data)
+				if err != nil {
+					return nil, fmt.Errorf("%s output %d: %w", name, i, err)
+				}
+				specs = append(specs, spec)
+			default:
+				exts, _ := mime.ExtensionsByType(typ)
+				ext := ".bin"
+				if len(exts) > 0 {
+					ext = exts[0]
+				}
+				files[fmt.Sprintf("%s/%02d%s", name, i, ext)] = o.Data
+			}
+		}
+		if len(texts) > 0 {
+			files[name+".txt"] = []byte(strings.Join(texts, "\n") + "\n")
+		}
+		for _, grid := range []struct {
+			file string
+			imgs []image.Image
+		}{{name + ".png", imgs}, {name + ".png", specs}} {
+			if len(grid.imgs) == 0 {
+				continue
+			}
+			b, err := pngGrid(grid.imgs)
+			if err != nil {
+				return nil, err
+			}
+			files[grid.file] = b
+		}
+	}
+	if len(files) == 0 {
+		return nil, errors.New("nothing was generated")
+	}
+	names := sortedKeys(files)
+	err := atomicfile.WriteDir(dir, func(tmp string) error {
+		for _, f := range names {
+			path := filepath.Join(tmp, f)
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(path, files[f], 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return names, err
+}
+
+// pngGrid tiles images into rows of up to 8 and encodes the grid.
+func pngGrid(imgs []image.Image) ([]byte, error) {
+	const perRow = 8
+	var rows [][]image.Image
+	for i := 0; i < len(imgs); i += perRow {
+		rows = append(rows, imgs[i:min(i+perRow, len(imgs))])
+	}
+	b := imgs[0].Bounds()
+	grid := report.ImageGrid(rows, report.AutoScale(b.Dx(), b.Dy()))
+	var buf bytes.Buffer
+	err := png.Encode(&buf, grid)
+	return buf.Bytes(), err
+}
+
+// spectrogramOf draws the log-mel spectrogram of a WAV with the dataset's
+// default feature settings.
+func spectrogramOf(wav []byte) (image.Image, error) {
+	cfg := speech.DefaultConfig()
+	feats := make([]float32, cfg.Size())
+	if err := speech.NewExtractor(cfg).FromWAV(feats, bytes.NewReader(wav)); err != nil {
+		return nil, err
+	}
+	return report.SpectrogramImage(feats, cfg.Frames, cfg.Mels)
+}
