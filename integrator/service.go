@@ -36,9 +36,13 @@ type Config struct {
 	// Deadline bounds the encoding phase of an inference; a module that has
 	// not answered by then is reported missing. Default 2 s.
 	Deadline time.Duration
-	// DecodeDeadline bounds the decoding phase, which can take longer:
-	// rendering speech runs Griffin-Lim per sample. Default 30 s.
-	DecodeDeadline time.Duration
+	// DecodeDeadline bounds the decoding phase of an inference of one
+	// latent; each further sample adds DecodePerSample, since rendering
+	// can cost per sample (speech runs Griffin-Lim). Defaults 2 s and
+	// 500 ms. (A request that reaches a module as it dies is lost, and only
+	// the deadline ends the wait, so it is kept to what the work needs.)
+	DecodeDeadline  time.Duration
+	DecodePerSample time.Duration
 	// Discovery is how often the integrator asks the bus which modules are
 	// live; default 1 s. A module missing from Misses polls in a row
 	// (default 3) is dropped.
@@ -109,7 +113,10 @@ func New(cfg Config) (*Integrator, error) {
 		return nil, fmt.Errorf("integrator: latent size %d: want 1 to 4096", cfg.Latent)
 	}
 	if cfg.DecodeDeadline <= 0 {
-		cfg.DecodeDeadline = 30 * time.Second
+		cfg.DecodeDeadline = 2 * time.Second
+	}
+	if cfg.DecodePerSample <= 0 {
+		cfg.DecodePerSample = 500 * time.Millisecond
 	}
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = 2 * time.Second
@@ -421,7 +428,8 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 		err  error
 	}
 	dres := make(chan decoded, len(in.Want))
-	dctx, dcancel := context.WithTimeout(ctx, ig.cfg.DecodeDeadline)
+	decodeLimit := ig.cfg.DecodeDeadline + time.Duration(max(n-1, 0))*ig.cfg.DecodePerSample
+	dctx, dcancel := context.WithTimeout(ctx, decodeLimit)
 	defer dcancel()
 	pendingDec := 0
 	for _, name := range in.Want {
@@ -432,7 +440,7 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 		pendingDec++
 		go func(name string) {
 			var rep bus.DecodeReply
-			err := ig.request(dctx, ig.cfg.DecodeDeadline, ig.subj.Decode(name), &bus.DecodeRequest{Z: out.Z}, &rep, bus.Expect{Batch: n})
+			err := ig.request(dctx, decodeLimit, ig.subj.Decode(name), &bus.DecodeRequest{Z: out.Z}, &rep, bus.Expect{Batch: n})
 			dres <- decoded{name, rep.Outputs, err}
 		}(name)
 	}

@@ -17,12 +17,16 @@ import (
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/launch"
 )
 
-// trainItems is how much the demo trains on: one epoch of this many items.
-const trainItems = 10000
+// The demo trains for demoEpochs passes over the first trainItems items.
+const (
+	trainItems = 10000
+	demoEpochs = 3
+)
 
 func newDemoCmd(g *globals) *cobra.Command {
 	var (
@@ -38,12 +42,15 @@ func newDemoCmd(g *globals) *cobra.Command {
   1. prepare Fashion-MNIST-3 if it is not there yet (a minute or two, once);
   2. start an embedded NATS server (random port) and the vision, language
      and audio modules, each its own process, with the integrator in this one;
-  3. train them together for one epoch of 10,000 items, by message passing;
+  3. train them together for three epochs of 10,000 items, by message
+     passing;
   4. list them; say "a photo of a sneaker" to the pipeline and get images and
-     a spectrogram back; show it a test image and get a caption back;
+     speech back; show it a test image and get a caption back;
   5. SIGKILL the audio module: inference goes on without it; the supervisor
      restarts it from its checkpoint and it rejoins;
-  6. stop everything.
+  6. stop everything;
+  7. evaluate the trained model (coherence, likelihoods, the latent) and
+     write a report with pictures.
 
 Outputs go to --out.`,
 		Args: cobra.NoArgs,
@@ -129,21 +136,21 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 	}
 	say("serket up   (pipeline %q: NATS at %s; %s, each its own process; the integrator here)", p.Name, pipe.URL, strings.Join(names, ", "))
 
-	tf := trainFlags{epochs: 1, batch: 100, seed: 1, plan: "cross", subsets: 1, lambda: []string{"language=50", "audio=0.2"},
-		klTo: 1, anneal: 1, deadline: 30 * time.Second, ckptDir: ckpt, ckptEvery: 0, data: data, limit: trainItems, modules: names}
+	tf := trainFlags{epochs: demoEpochs, batch: 100, seed: 1, plan: "cross", subsets: 1, lambda: []string{"language=50", "audio=0.2"},
+		klTo: 1, anneal: 1, deadline: 30 * time.Second, ckptDir: ckpt, ckptEvery: 0, data: data, limit: trainItems, modules: names, paired: 1, evalItems: 1000}
 	cfg, closer, err := tf.config()
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	say("serket train --limit %d --epochs 1 --plan cross   (every step is messages between the processes)", trainItems)
+	say("serket train --limit %d --epochs %d --plan cross   (every step is messages between the processes)", trainItems, demoEpochs)
 	start = time.Now()
 	last, err := train(ctx, ig, c, cfg, timeout, log)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("trained on %d items in %v: ELBO %.0f → %.0f, %.0f samples/s (checkpoints and metrics in %s)\n",
-		len(cfg.IDs), time.Since(start).Round(time.Second), last.ELBOStart, last.ELBOEnd, last.SamplesPerSec, run)
+	fmt.Printf("trained %d epochs of %d items in %v: test ELBO %.0f, %.0f samples/s (checkpoints and metrics in %s)\n",
+		demoEpochs, len(cfg.IDs), time.Since(start).Round(time.Second), last.TestELBO, last.SamplesPerSec, run)
 	wctx, wcancel := context.WithTimeout(ctx, timeout)
 	defer wcancel()
 	svcs, err := c.Services(ctx, 300*time.Millisecond)
@@ -165,11 +172,22 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 		return printReply(os.Stdout, rep, filepath.Join(out, dir))
 	}
 	text := "a photo of a sneaker"
-	say("serket infer --from language=%q --to vision,audio --n 4", text)
-	sneaker := &bus.InferRequest{Observations: map[string]bus.Payload{"language": {Type: "text/plain", Data: []byte(text)}}, Want: []string{"vision", "audio"}, Samples: 4, Seed: 1}
-	if err := infer(sneaker, "say-sneaker"); err != nil {
-		return err
+	say("serket generate --from language=%q --to vision,audio --n 8 --out %s", text, filepath.Join(out, "say-sneaker"))
+	sneaker := &bus.InferRequest{Observations: map[string]bus.Payload{"language": {Type: "text/plain", Data: []byte(text)}}, Want: []string{"vision", "audio"}, Samples: 8, Seed: 1}
+	{
+		gctx, gcancel := context.WithTimeout(ctx, time.Minute)
+		rep, err := c.Infer(gctx, sneaker)
+		gcancel()
+		if err != nil {
+			return err
+		}
+		files, err := writeGenerated(filepath.Join(out, "say-sneaker"), rep)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("images, speech and spectrograms of what the model imagines: %s\n", strings.Join(files, ", "))
 	}
+	sneaker.Samples = 2
 
 	testImage, err := firstTestImage(out)
 	if err != nil {
@@ -210,8 +228,18 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 	if err := infer(sneaker, "say-sneaker-again"); err != nil {
 		return err
 	}
-	say("stopping: SIGTERM to every process, SIGKILL after a grace period. Outputs are in %s.", out)
-	fmt.Println("One epoch of training gives blurry shapes; `serket train --epochs 20` trains for real.")
+	say("stopping the pipeline: SIGTERM to every process, SIGKILL after a grace period")
+	cancel()
+	pipe.wait()
+
+	report := filepath.Join(out, "report")
+	say("serket eval --checkpoint %s --out %s   (the first run also trains two small classifiers that judge generated images and speech, about a minute)", run, report)
+	ecfg := eval.Config{Items: 1000, Prior: 1000, IWAEItems: 100, IWAEK: 100, ProbeTrain: 2000}
+	if err := runEval(g.logger("eval"), run, data, report, p.Latent, 512, ecfg); err != nil {
+		return err
+	}
+	say("done: open %s", filepath.Join(report, "index.html"))
+	fmt.Println("A few minutes of training on 10,000 items gives blurry shapes; `serket train --epochs 20 --plan cross` trains on all 60,000 for real, then `serket eval --checkpoint runs/latest`.")
 	return nil
 }
 

@@ -57,38 +57,7 @@ whole or not at all.`,
 			if out == "" {
 				out = filepath.Join(ckpt, "report")
 			}
-			log := g.logger("eval")
-			start := time.Now()
-			m, err := eval.Open(data, latent, hidden)
-			if err != nil {
-				return err
-			}
-			if err := m.Restore(ckpt); err != nil {
-				return err
-			}
-			var j eval.Judges
-			if j.Vision, err = judge(m, dataset.Vision, log); err != nil {
-				return err
-			}
-			if j.Audio, err = judge(m, dataset.Audio, log); err != nil {
-				return err
-			}
-			cfg.Progress = func(p string) { log.Info("measuring " + p) }
-			res, err := m.Evaluate(j, cfg)
-			if err != nil {
-				return err
-			}
-			log.Info("drawing the report", "out", out)
-			r, err := buildReport(m, ckpt, res)
-			if err != nil {
-				return err
-			}
-			if err := report.Write(out, r); err != nil {
-				return err
-			}
-			printEval(res)
-			fmt.Printf("report: %s (in %v)\n", filepath.Join(out, "index.html"), time.Since(start).Round(time.Second))
-			return nil
+			return runEval(g.logger("eval"), ckpt, data, out, latent, hidden, cfg)
 		},
 	}
 	f := cmd.Flags()
@@ -104,6 +73,42 @@ whole or not at all.`,
 	f.IntVar(&cfg.ProbeTrain, "probe-train", 5000, "training items for the linear probe")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of every sample")
 	return cmd
+}
+
+// runEval measures the model in ckpt, prints the figures and writes the
+// report into out.
+func runEval(log *slog.Logger, ckpt, data, out string, latent, hidden int, cfg eval.Config) error {
+	start := time.Now()
+	m, err := eval.Open(data, latent, hidden)
+	if err != nil {
+		return err
+	}
+	if err := m.Restore(ckpt); err != nil {
+		return err
+	}
+	var j eval.Judges
+	if j.Vision, err = judge(m, dataset.Vision, log); err != nil {
+		return err
+	}
+	if j.Audio, err = judge(m, dataset.Audio, log); err != nil {
+		return err
+	}
+	cfg.Progress = func(p string) { log.Info("measuring " + p) }
+	res, err := m.Evaluate(j, cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("drawing the report", "out", out)
+	r, err := buildReport(m, ckpt, res)
+	if err != nil {
+		return err
+	}
+	if err := report.Write(out, r); err != nil {
+		return err
+	}
+	printEval(res)
+	fmt.Printf("report: %s (in %v)\n", filepath.Join(out, "index.html"), time.Since(start).Round(time.Second))
+	return nil
 }
 
 // judge loads the modality's cached classifier when it was trained on this

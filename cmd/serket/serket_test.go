@@ -463,4 +463,19 @@ func TestUpDefaultPipeline(t *testing.T) {
 	if !strings.Contains(rep.Missing["language"], "no known word") {
 		t.Fatalf("text with no known word: missing %v", rep.Missing)
 	}
+
+	// serket generate against the running pipeline: the image the vision
+	// module drew, as a file, back to words and speech.
+	shoe := filepath.Join(t.TempDir(), "shoe.png")
+	os.WriteFile(shoe, img.Data, 0o644)
+	out := filepath.Join(t.TempDir(), "gen")
+	msg, err := serketOut(t, "generate", "--nats", url, "--from", "vision="+shoe, "--to", "language,audio", "--n", "2", "--out", out)
+	if err != nil {
+		t.Fatalf("serket generate on the running pipeline: %v\n%s", err, msg)
+	}
+	for _, f := range []string{"language.txt", "audio/00.wav", "audio/01.wav", "audio.png"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("generate wrote no %s: %v\n%s", f, err, msg)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -104,6 +105,9 @@ type running struct {
 	sup    *launch.Supervisor
 	done   chan error
 	log    *slog.Logger
+
+	waitOnce sync.Once
+	waitErr  error
 }
 
 // launchOptions adjust launchPipeline for commands other than up.
@@ -177,12 +181,15 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 }
 
 // wait returns when the supervisor has stopped every child (after ctx is done).
+// wait waits for the pipeline to stop; it may be called more than once.
 func (r *running) wait() error {
-	err := <-r.done
-	if err == nil {
-		r.log.Info("pipeline stopped")
-	}
-	return err
+	r.waitOnce.Do(func() {
+		r.waitErr = <-r.done
+		if r.waitErr == nil {
+			r.log.Info("pipeline stopped")
+		}
+	})
+	return r.waitErr
 }
 
 func (r *running) shutdownServer() {
