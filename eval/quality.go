@@ -290,7 +290,7 @@ func (sc *captionScorer) classes(z []float32, n int) []int {
 	for i := range n {
 		row := logits[i*t*v : (i+1)*t*v]
 		for p := range t {
-			logSoftmax(ls[p*v:(p+1)*v], row[p*v:(p+1)*v])
+			language.LogSoftmax(ls[p*v:(p+1)*v], row[p*v:(p+1)*v])
 		}
 		best, bestScore := -1, math.Inf(-1)
 		for c, caps := range sc.byClass {
@@ -317,21 +317,6 @@ func (sc *captionScorer) classes(z []float32, n int) []int {
 		out[i] = best
 	}
 	return out
-}
-
-func logSoftmax(dst []float64, x []float32) {
-	mx := math.Inf(-1)
-	for _, v := range x {
-		mx = math.Max(mx, float64(v))
-	}
-	var s float64
-	for _, v := range x {
-		s += math.Exp(float64(v) - mx)
-	}
-	lse := mx + math.Log(s)
-	for i, v := range x {
-		dst[i] = float64(v) - lse
-	}
 }
 
 func count(pred, truth []int) int {

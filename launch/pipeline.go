@@ -80,8 +80,8 @@ type TrainSettings struct {
 	// themselves from it and PairingSeed.
 	PairedFraction *float64 `yaml:"paired_fraction,omitempty"`
 	// LR is every module's Adam learning rate, unless its args say otherwise.
-	LR *float64 `yaml:"lr,omitempty"`
-	PairingSeed    uint64   `yaml:"pairing_seed,omitempty"`
+	LR          *float64 `yaml:"lr,omitempty"`
+	PairingSeed uint64   `yaml:"pairing_seed,omitempty"`
 }
 
 // NATSConfig is the "nats" section of a pipeline file.

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -63,10 +62,7 @@ when there is one. NAME labels a column (default: the directory's name).`,
 			if err != nil {
 				return err
 			}
-			if clfPath == "" {
-				clfPath = filepath.Join(data, "classifier-vision.ckpt")
-			}
-			clf, err := classifier(m, clfPath, log.Info)
+			clf, err := judge(m, dataset.Vision, clfPath, log)
 			if err != nil {
 				return err
 			}
@@ -118,7 +114,7 @@ when there is one. NAME labels a column (default: the directory's name).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset")
-	f.StringVar(&clfPath, "classifier", "", "the image classifier's cache (default DATA/classifier-vision.ckpt; trained when missing or stale)")
+	f.StringVar(&clfPath, "classifier", "", "the image classifier's cache (default DATA/classifier-vision.ckpt; trained when missing or of another dataset)")
 	f.IntVar(&latent, "latent", 64, "latent size of the checkpoints")
 	f.IntVar(&hid, "hidden", 512, "hidden units per layer of the checkpoints")
 	f.IntVar(&s.Items, "items", 2000, "test items for the coherence figures")
@@ -127,30 +123,6 @@ when there is one. NAME labels a column (default: the directory's name).`,
 	f.BoolVar(&asJSON, "json", false, "print one JSON line per checkpoint instead of a table")
 	f.StringVar(&save, "save", "", "also write the JSON lines to this file")
 	return cmd
-}
-
-// classifier loads the cached image classifier when it was trained on this
-// very dataset, else trains one and caches it.
-func classifier(m *eval.Model, path string, info func(string, ...any)) (*eval.Classifier, error) {
-	clf, err := eval.LoadClassifier(path, dataset.Vision, m.FeatureSize(dataset.Vision), m.Manifest.Config)
-	if err == nil {
-		return clf, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		info("training the image classifier again", "cache", path, "why", err)
-	}
-	start := time.Now()
-	clf, err = m.TrainClassifier(dataset.Vision, eval.ClassifierConfig{Progress: func(epoch int, acc float64) {
-		info("image classifier", "epoch", epoch, "train_accuracy", fmt.Sprintf("%.3f", acc))
-	}})
-	if err != nil {
-		return nil, err
-	}
-	info("image classifier trained", "test_accuracy", fmt.Sprintf("%.4f", clf.Accuracy), "took", time.Since(start).Round(time.Second))
-	if err := clf.Save(path, m.Manifest.Config); err != nil {
-		return nil, err
-	}
-	return clf, nil
 }
 
 // throughput is the training samples/s over every epoch of a metrics log

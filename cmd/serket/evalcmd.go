@@ -87,10 +87,10 @@ func runEval(log *slog.Logger, ckpt, data, out string, latent, hidden int, cfg e
 		return err
 	}
 	var j eval.Judges
-	if j.Vision, err = judge(m, dataset.Vision, log); err != nil {
+	if j.Vision, err = judge(m, dataset.Vision, "", log); err != nil {
 		return err
 	}
-	if j.Audio, err = judge(m, dataset.Audio, log); err != nil {
+	if j.Audio, err = judge(m, dataset.Audio, "", log); err != nil {
 		return err
 	}
 	cfg.Progress = func(p string) { log.Info("measuring " + p) }
@@ -111,10 +111,13 @@ func runEval(log *slog.Logger, ckpt, data, out string, latent, hidden int, cfg e
 	return nil
 }
 
-// judge loads the modality's cached classifier when it was trained on this
-// very dataset, else trains one and caches it beside the dataset.
-func judge(m *eval.Model, modality string, log *slog.Logger) (*eval.Classifier, error) {
-	path := filepath.Join(m.Data, "classifier-"+modality+".ckpt")
+// judge loads the modality's classifier cached in path (default: beside
+// the dataset) when it was trained on this very dataset, else trains one
+// and caches it.
+func judge(m *eval.Model, modality, path string, log *slog.Logger) (*eval.Classifier, error) {
+	if path == "" {
+		path = filepath.Join(m.Data, "classifier-"+modality+".ckpt")
+	}
 	clf, err := eval.LoadClassifier(path, modality, m.FeatureSize(modality), m.Manifest.Config)
 	if err == nil {
 		return clf, nil

@@ -265,7 +265,7 @@ func (l *Language) Render(z []float32, n int) ([]bus.Payload, error) {
 	for i := 0; i < n; i++ {
 		for p := 0; p < l.t; p++ {
 			row := logits[(i*l.t+p)*l.v : (i*l.t+p+1)*l.v]
-			logSoftmax(logp[p*l.v:(p+1)*l.v], row)
+			LogSoftmax(logp[p*l.v:(p+1)*l.v], row)
 		}
 		if len(cands) > 0 {
 			best, bestLP := 0, math.Inf(-1)
@@ -321,7 +321,10 @@ func (l *Language) candidates() []int32 {
 	return l.cands
 }
 
-func logSoftmax(dst []float64, x []float32) {
+// LogSoftmax writes log softmax(x) into dst (len(x)), in float64 with a
+// max-shifted log-sum-exp: one token position's log-probabilities from the
+// decoder's logits.
+func LogSoftmax(dst []float64, x []float32) {
 	m := math.Inf(-1)
 	for _, v := range x {
 		m = math.Max(m, float64(v))
