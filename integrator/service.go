@@ -49,6 +49,10 @@ type Config struct {
 	Discovery time.Duration
 	Misses    int
 
+	// Stream sets streaming fusion of the modules' timestamped posteriors
+	// into beliefs (always on; see StreamConfig).
+	Stream StreamConfig
+
 	// Ready, if set, is called once the service is registered.
 	Ready func(*Integrator)
 }
@@ -64,6 +68,7 @@ type Integrator struct {
 	modules map[string]*member
 	polled  chan struct{} // closed and replaced after every discovery poll
 	stats   serviceStats
+	stream  *streamer
 
 	evalSteps uint64 // evaluation steps run, for their step ids
 }
@@ -86,6 +91,7 @@ type serviceStats struct {
 	Missing   map[string]int    `json:"missing"` // module → inferences it missed
 	Rejected  int               `json:"rejected"`
 	LastError string            `json:"last_error,omitempty"`
+	Stream    *StreamStats      `json:"stream,omitempty"`
 }
 
 // Run serves as the pipeline's integrator until ctx is done.
@@ -131,12 +137,14 @@ func New(cfg Config) (*Integrator, error) {
 	if log == nil {
 		log = slog.Default().With("module", Name)
 	}
-	return &Integrator{
+	ig := &Integrator{
 		cfg: cfg, log: log, subj: subj,
 		modules: map[string]*member{},
 		polled:  make(chan struct{}),
 		stats:   serviceStats{Missing: map[string]int{}},
-	}, nil
+	}
+	ig.stream = newStreamer(ig, cfg.Stream)
+	return ig, nil
 }
 
 // Run connects, registers the serket-integrator service and serves until
@@ -181,7 +189,12 @@ func (ig *Integrator) Run(ctx context.Context) error {
 	if err := svc.AddEndpoint("infer", micro.HandlerFunc(ig.handleInfer), micro.WithEndpointSubject(ig.subj.Infer())); err != nil {
 		return fmt.Errorf("integrator: endpoint infer on %s: %w", ig.subj.Infer(), err)
 	}
-	ig.log.Info("integrator serving", "pipeline", ig.cfg.Pipeline, "latent", ig.cfg.Latent, "infer", ig.subj.Infer())
+	stopStream, err := ig.stream.start()
+	if err != nil {
+		return err
+	}
+	defer stopStream()
+	ig.log.Info("integrator serving", "pipeline", ig.cfg.Pipeline, "latent", ig.cfg.Latent, "infer", ig.subj.Infer(), "beliefs", ig.subj.Belief())
 	if ig.cfg.Ready != nil {
 		ig.cfg.Ready(ig)
 	}
@@ -215,10 +228,15 @@ func (ig *Integrator) Polled() <-chan struct{} {
 	return ig.polled
 }
 
+// StreamStats returns streaming fusion's counters.
+func (ig *Integrator) StreamStats() StreamStats { return ig.stream.snapshot() }
+
 func (ig *Integrator) snapshot() serviceStats {
+	st := ig.stream.snapshot()
 	ig.mu.Lock()
 	defer ig.mu.Unlock()
 	s := ig.stats
+	s.Stream = &st
 	s.Live = ig.liveLocked()
 	s.Missing = make(map[string]int, len(ig.stats.Missing))
 	for k, v := range ig.stats.Missing {
