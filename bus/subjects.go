@@ -60,6 +60,18 @@ func (s Subjects) ObsPost(module string) string { return s.prefix + ".obs.post."
 // Belief is where the integrator streams fused beliefs (Belief).
 func (s Subjects) Belief() string { return s.prefix + ".belief" }
 
+// Said is where module publishes what it renders of each belief
+// (DecodeReply), when it is asked to say beliefs.
+func (s Subjects) Said(module string) string { return s.prefix + ".said." + module }
+
+// Headers of sensor messages (raw observations on any subject a module
+// streams from): the observation's media type and its time in Unix
+// nanoseconds.
+const (
+	HeaderContentType = "Content-Type"
+	HeaderTime        = "Serket-Time"
+)
+
 // Relative resolves a subject a person typed: one that already starts with
 // "serket." or "$" is returned as is; anything else is taken as relative to
 // the pipeline ("latent" → serket.v1.default.latent, "post.*" → …post.*).

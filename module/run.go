@@ -43,6 +43,20 @@ type Options struct {
 	// long (the integrator died mid-step); default 30 s.
 	StepTimeout time.Duration
 
+	// Sensors are subjects whose messages are this module's observations,
+	// one raw observation each (streaming perception, DESIGN.md section
+	// 5): the payload, with its media type from the Content-Type header
+	// (else SensorType) and its time from the Serket-Time header (Unix
+	// nanoseconds; else when it arrived). The module encodes the latest
+	// observation whenever it is free and publishes the posterior,
+	// timestamped, on …obs.post.<name>; observations that arrive meanwhile
+	// replace each other (latest wins, counted). Needs a Parser.
+	Sensors    []string
+	SensorType string
+	// SayBeliefs renders the pipeline's beliefs at their mean (the latest
+	// wins) and publishes the rendering on …said.<name>. Needs a Renderer.
+	SayBeliefs bool
+
 	// Ready, if set, is called once the service is registered and listening.
 	Ready func(svc micro.Service)
 }
@@ -111,6 +125,8 @@ type trainStats struct {
 	ComputeSeconds float64 `json:"compute_seconds"`
 	CodecSeconds   float64 `json:"codec_seconds"`
 	SaveSeconds    float64 `json:"save_seconds"`
+
+	Stream streamStats `json:"stream"`
 }
 
 func newRunner(m Modality, opts Options) (*runner, error) {
@@ -231,6 +247,12 @@ func (r *runner) run(ctx context.Context) error {
 		}
 		defer stop()
 	}
+	stopStream, err := r.startStreaming(ctx)
+	if err != nil {
+		svc.Stop()
+		return fmt.Errorf("module %s: %w", r.spec.Name, err)
+	}
+	defer stopStream()
 	if err := r.nc.Flush(); err != nil {
 		svc.Stop()
 		return fmt.Errorf("module %s: %w", r.spec.Name, err)

@@ -89,7 +89,12 @@ restart policy on-failure, with --resume so that a restart continues.`,
 	cmd.Flags().BoolVar(&doTrain, "train", false, "train the pipeline's modules, then exit")
 	tf.register(cmd)
 	cmd.Flags().IntVar(&cfg.Latent, "latent", latent, "latent size (default $SERKET_LATENT, else 16)")
-	cmd.Flags().DurationVar(&cfg.Deadline, "deadline", 2*time.Second, "how long an inference waits for each phase (encode, decode)")
+	cmd.Flags().DurationVar(&cfg.Deadline, "deadline", 2*time.Second, "how long an inference waits for the modules to encode")
+	cmd.Flags().DurationVar(&cfg.DecodeDeadline, "decode-deadline", 2*time.Second, "how long an inference waits for the modules to decode one latent")
+	cmd.Flags().DurationVar(&cfg.DecodePerSample, "decode-per-sample", 500*time.Millisecond, "more decoding time per further sample")
+	cmd.Flags().DurationVar(&cfg.Stream.Slop, "slop", time.Second, "streaming fusion: how old a module's latest posterior may be to join a belief")
+	cmd.Flags().DurationVar(&cfg.Stream.MaxAhead, "max-ahead", time.Second, "streaming fusion: how far in the future a timestamp may be (clock skew) before it is refused")
+	cmd.Flags().DurationVar(&cfg.Stream.MinPeriod, "belief-period", 0, "streaming fusion: at most one belief per period (0: one per posterior)")
 	cmd.Flags().DurationVar(&cfg.Discovery, "discovery", time.Second, "how often to look for modules")
 	cmd.Flags().IntVar(&cfg.Misses, "misses", 3, "discovery polls a module may miss before it is dropped")
 	return cmd

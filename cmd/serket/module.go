@@ -33,6 +33,9 @@ type moduleFlags struct {
 	checkpoint      string
 	checkpointEvery int
 	noSaveOnExit    bool
+	sensors         []string
+	sensorType      string
+	sayBeliefs      bool
 }
 
 func (f *moduleFlags) register(cmd *cobra.Command, kind string, defaultLatent int) {
@@ -49,6 +52,9 @@ func (f *moduleFlags) register(cmd *cobra.Command, kind string, defaultLatent in
 	cmd.Flags().StringVar(&f.checkpoint, "checkpoint", ckpt, "parameter file: restored at start if it exists, saved when asked and at exit (default $SERKET_CHECKPOINT_DIR/<name>.ckpt)")
 	cmd.Flags().IntVar(&f.checkpointEvery, "checkpoint-every", 0, "also save every N training steps (0: only when the integrator asks, and at exit)")
 	cmd.Flags().BoolVar(&f.noSaveOnExit, "no-save-on-exit", os.Getenv("SERKET_NO_SAVE_ON_EXIT") == "1", "do not save the checkpoint at exit (serket train sets this: the integrator decides when to save)")
+	cmd.Flags().StringArrayVar(&f.sensors, "sensor", nil, "stream from this NATS subject: each message is one raw observation, encoded into a timestamped posterior for streaming fusion (repeatable)")
+	cmd.Flags().StringVar(&f.sensorType, "sensor-type", "", "media type of sensor messages without a Content-Type header (e.g. image/png, audio/wav, text/plain)")
+	cmd.Flags().BoolVar(&f.sayBeliefs, "say-beliefs", false, "render the pipeline's fused beliefs and publish (and log) what they say")
 }
 
 func (f *moduleFlags) run(g *globals, m module.Modality) error {
@@ -62,6 +68,9 @@ func (f *moduleFlags) run(g *globals, m module.Modality) error {
 		Checkpoint:      f.checkpoint,
 		CheckpointEvery: f.checkpointEvery,
 		NoSaveOnExit:    f.noSaveOnExit,
+		Sensors:         f.sensors,
+		SensorType:      f.sensorType,
+		SayBeliefs:      f.sayBeliefs,
 	})
 }
 

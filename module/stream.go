@@ -1,0 +1,203 @@
+package module
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/internal/latest"
+)
+
+// streamStats count streaming perception, reported with the training
+// counters.
+type streamStats struct {
+	Observations uint64 `json:"observations"` // sensor messages received
+	Posteriors   uint64 `json:"posteriors"`   // encoded and published
+	Superseded   uint64 `json:"superseded"`   // replaced by a newer one before the module got to them
+	Bad          uint64 `json:"bad"`          // that did not parse or encode
+	LastBad      string `json:"last_bad,omitempty"`
+	LastPostNs   int64  `json:"last_post_ns,omitempty"` // when the latest posterior was published (Unix ns)
+	Beliefs      uint64 `json:"beliefs"`                // beliefs rendered and said
+}
+
+type sensorMsg struct {
+	subject, typ string
+	data         []byte
+	t            time.Time
+}
+
+// startStreaming subscribes to the sensors and, if asked, the beliefs.
+func (r *runner) startStreaming(ctx context.Context) (stop func(), err error) {
+	var subs []*nats.Subscription
+	var wg sync.WaitGroup
+	sctx, cancel := context.WithCancel(ctx)
+	stop = func() {
+		for _, s := range subs {
+			s.Unsubscribe()
+		}
+		cancel()
+		wg.Wait()
+	}
+	if len(r.opts.Sensors) > 0 {
+		p, ok := r.m.(Parser)
+		if !ok {
+			stop()
+			return nil, errors.New("streaming from sensors needs a modality that parses raw input (module.Parser)")
+		}
+		slot := latest.New[sensorMsg]()
+		for _, subject := range r.opts.Sensors {
+			sub, err := r.nc.Subscribe(subject, func(m *nats.Msg) {
+				t := time.Now()
+				if v := m.Header.Get(bus.HeaderTime); v != "" {
+					if ns, err := strconv.ParseInt(v, 10, 64); err == nil {
+						t = time.Unix(0, ns)
+					}
+				}
+				typ := m.Header.Get(bus.HeaderContentType)
+				if typ == "" {
+					typ = r.opts.SensorType
+				}
+				r.counters(func(c *trainStats) { c.Stream.Observations++ })
+				slot.Put(sensorMsg{subject: m.Subject, typ: typ, data: m.Data, t: t})
+			})
+			if err != nil {
+				stop()
+				return nil, fmt.Errorf("subscribe to sensor %s: %w", subject, err)
+			}
+			subs = append(subs, sub)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			logged := time.Time{}
+			for {
+				m, ok := slot.Take(sctx)
+				if !ok {
+					return
+				}
+				var err error
+				if !r.do(func() { err = r.streamPosterior(p, m) }, true) {
+					return
+				}
+				superseded := slot.Replaced()
+				r.counters(func(c *trainStats) {
+					c.Stream.Superseded = superseded
+					if err != nil {
+						c.Stream.Bad++
+						c.Stream.LastBad = err.Error()
+					}
+				})
+				if err != nil && time.Since(logged) > 10*time.Second {
+					logged = time.Now()
+					r.log.Warn("a sensor message was refused (logged once per 10 s; all are counted)", "sensor", m.subject, "err", err)
+				}
+			}
+		}()
+	}
+	if r.opts.SayBeliefs {
+		rd, ok := r.m.(Renderer)
+		if !ok {
+			stop()
+			return nil, errors.New("saying beliefs needs a modality that renders (module.Renderer)")
+		}
+		slot := latest.New[*nats.Msg]()
+		sub, err := r.nc.Subscribe(r.subj.Belief(), func(m *nats.Msg) { slot.Put(m) })
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("subscribe to beliefs: %w", err)
+		}
+		subs = append(subs, sub)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				m, ok := slot.Take(sctx)
+				if !ok {
+					return
+				}
+				var b bus.Belief
+				if err := bus.UnmarshalFrom(m.Subject, m.Data, &b, bus.Expect{Latent: r.spec.Latent}); err != nil {
+					r.reject(err)
+					continue
+				}
+				if !r.do(func() { r.say(rd, &b) }, true) {
+					return
+				}
+			}
+		}()
+	}
+	return stop, nil
+}
+
+// streamPosterior parses and encodes one sensor message and publishes its
+// timestamped posterior.
+func (r *runner) streamPosterior(p Parser, m sensorMsg) error {
+	d := r.spec.Latent
+	mu, lv := make([]float32, d), make([]float32, d)
+	err := r.safely("Parse/Encode", func() error {
+		x, err := p.Parse([]bus.Payload{{Type: m.typ, Data: m.data}})
+		if err != nil {
+			return err
+		}
+		return r.m.Encode(x, mu, lv)
+	})
+	if err != nil {
+		return fmt.Errorf("sensor %s: %w", m.subject, err)
+	}
+	post := &bus.Posterior{Time: m.t.UnixNano(), Mu: bus.Matrix(1, d, mu), LogVar: bus.Matrix(1, d, lv)}
+	post.SetSender(r.spec.Name)
+	b, err := bus.Marshal(post)
+	if err == nil {
+		err = r.nc.Publish(r.subj.ObsPost(r.spec.Name), b)
+	}
+	if err != nil {
+		return fmt.Errorf("publishing the posterior of sensor %s: %w", m.subject, err)
+	}
+	now := time.Now().UnixNano()
+	r.counters(func(c *trainStats) { c.Stream.Posteriors++; c.Stream.LastPostNs = now })
+	return nil
+}
+
+// say renders a belief's mean and publishes the rendering.
+func (r *runner) say(rd Renderer, b *bus.Belief) {
+	var outs []bus.Payload
+	err := r.safely("Render", func() error {
+		var err error
+		outs, err = rd.Render(b.Mu.Data, 1)
+		return err
+	})
+	if err != nil {
+		r.log.Warn("cannot render a belief", "seq", b.Seq, "err", err)
+		return
+	}
+	rep := &bus.DecodeReply{Outputs: outs}
+	rep.SetSender(r.spec.Name)
+	data, err := bus.Marshal(rep)
+	if err == nil {
+		err = r.nc.Publish(r.subj.Said(r.spec.Name), data)
+	}
+	if err != nil {
+		r.log.Warn("cannot publish what a belief says", "err", err)
+		return
+	}
+	r.counters(func(c *trainStats) { c.Stream.Beliefs++ })
+	for _, o := range outs {
+		if len(o.Type) >= 5 && o.Type[:5] == "text/" {
+			r.log.Info("belief", "seq", b.Seq, "says", string(o.Data), "from", sourcesOf(b))
+		}
+	}
+}
+
+func sourcesOf(b *bus.Belief) []string {
+	var out []string
+	for _, s := range b.Sources {
+		out = append(out, fmt.Sprintf("%s (%v old)", s.Module, time.Duration(s.AgeNs).Round(time.Millisecond)))
+	}
+	return out
+}
