@@ -56,6 +56,8 @@ type Pipeline struct {
 	// Train holds the training settings `serket train` starts from (its
 	// flags override them); nil when the file has no train section.
 	Train *TrainSettings `yaml:"train,omitempty"`
+	// Fusion sets streaming fusion; nil: the integrator's defaults.
+	Fusion *FusionSettings `yaml:"fusion,omitempty"`
 }
 
 // TrainSettings is the "train" section of a pipeline file. Zero values
@@ -114,6 +116,27 @@ type Process struct {
 	Dir string `yaml:"dir,omitempty"`
 	// Restart says when and how fast the process is restarted.
 	Restart RestartPolicy `yaml:"restart"`
+
+	// Sensors are NATS subjects whose messages the module streams as
+	// observations (streaming fusion); SensorType is their media type when
+	// a message has no Content-Type header; Rate caps the posteriors it
+	// publishes per second (0: as fast as it encodes); SayBeliefs has it
+	// render the fused beliefs. They reach the process as SERKET_SENSORS
+	// (comma-separated), SERKET_SENSOR_TYPE, SERKET_SENSOR_RATE and
+	// SERKET_SAY_BELIEFS=1, which serket's modules take as flag defaults.
+	Sensors    []string `yaml:"sensors,omitempty"`
+	SensorType string   `yaml:"sensor_type,omitempty"`
+	Rate       float64  `yaml:"rate,omitempty"`
+	SayBeliefs bool     `yaml:"say_beliefs,omitempty"`
+}
+
+// FusionSettings is the "fusion" section of a pipeline file: streaming
+// fusion in the integrator (SERKET_SLOP, SERKET_MAX_AHEAD and
+// SERKET_BELIEF_PERIOD in its environment).
+type FusionSettings struct {
+	Slop         Duration `yaml:"slop,omitempty"`          // how old a posterior may be to join a belief
+	MaxAhead     Duration `yaml:"max_ahead,omitempty"`     // tolerated clock skew
+	BeliefPeriod Duration `yaml:"belief_period,omitempty"` // at most one belief per period
 }
 
 // RestartPolicy says when a process that exited is started again, and how
@@ -323,6 +346,24 @@ func (p *Pipeline) validate(source string) error {
 			seen[m.Name] = i
 		}
 		v.process(path, m)
+		for k, subj := range m.Sensors {
+			if !validSubject(subj) {
+				v.add(fmt.Sprintf("%s.sensors[%d]", path, k), "%q is not a NATS subject (dot-separated tokens, no spaces)", subj)
+			}
+		}
+		if m.Rate < 0 || m.Rate != m.Rate {
+			v.add(path+".rate", "%v: want 0 (unlimited) or more posteriors per second", m.Rate)
+		}
+	}
+	if f := p.Fusion; f != nil {
+		for _, d := range []struct {
+			name string
+			v    Duration
+		}{{"slop", f.Slop}, {"max_ahead", f.MaxAhead}, {"belief_period", f.BeliefPeriod}} {
+			if d.v < 0 {
+				v.add("fusion."+d.name, "%v: want a positive duration", time.Duration(d.v))
+			}
+		}
 	}
 	if t := p.Train; t != nil {
 		if t.Epochs < 0 {
@@ -440,9 +481,46 @@ func (p *Pipeline) Specs(self string, extraEnv []string) []Spec {
 	}
 	for _, m := range p.Modules {
 		m.applyDefaults([]string{selfCommand, "module", m.Name}, OnFailure)
-		specs = append(specs, m.spec(self, base))
+		sp := m.spec(self, base)
+		if len(m.Sensors) > 0 {
+			sp.Env = append(sp.Env, "SERKET_SENSORS="+strings.Join(m.Sensors, ","))
+		}
+		if m.SensorType != "" {
+			sp.Env = append(sp.Env, "SERKET_SENSOR_TYPE="+m.SensorType)
+		}
+		if m.Rate > 0 {
+			sp.Env = append(sp.Env, fmt.Sprintf("SERKET_SENSOR_RATE=%g", m.Rate))
+		}
+		if m.SayBeliefs {
+			sp.Env = append(sp.Env, "SERKET_SAY_BELIEFS=1")
+		}
+		specs = append(specs, sp)
+	}
+	if f := p.Fusion; f != nil && len(specs) > 0 && p.Integrator != nil {
+		for _, kv := range []struct {
+			k string
+			v Duration
+		}{{"SERKET_SLOP", f.Slop}, {"SERKET_MAX_AHEAD", f.MaxAhead}, {"SERKET_BELIEF_PERIOD", f.BeliefPeriod}} {
+			if kv.v > 0 {
+				specs[0].Env = append(specs[0].Env, kv.k+"="+time.Duration(kv.v).String())
+			}
+		}
 	}
 	return specs
+}
+
+// validSubject reports whether s is a NATS subject one may subscribe to:
+// non-empty dot-separated tokens without white space (wildcards allowed).
+func validSubject(s string) bool {
+	if s == "" || strings.ContainsAny(s, " \t\r\n") {
+		return false
+	}
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" {
+			return false
+		}
+	}
+	return true
 }
 
 func (pr Process) spec(self string, base []string) Spec {

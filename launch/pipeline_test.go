@@ -463,3 +463,48 @@ train:
 		})
 	}
 }
+
+// Streaming settings reach the processes through their environment, and
+// bad ones are named.
+func TestStreamingSettings(t *testing.T) {
+	p, err := launch.Parse([]byte(`
+modules:
+  - {name: vision, sensors: [robot.camera, robot.camera2], sensor_type: image/png, rate: 5}
+  - {name: language, say_beliefs: true}
+fusion: {slop: 300ms, belief_period: 50ms}
+`), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := p.Specs("/bin/serket", nil)
+	env := map[string][]string{}
+	for _, s := range specs {
+		env[s.Name] = s.Env
+	}
+	for _, c := range []struct{ proc, kv string }{
+		{"vision", "SERKET_SENSORS=robot.camera,robot.camera2"},
+		{"vision", "SERKET_SENSOR_TYPE=image/png"},
+		{"vision", "SERKET_SENSOR_RATE=5"},
+		{"language", "SERKET_SAY_BELIEFS=1"},
+		{"integrator", "SERKET_SLOP=300ms"},
+		{"integrator", "SERKET_BELIEF_PERIOD=50ms"},
+	} {
+		if !slices.Contains(env[c.proc], c.kv) {
+			t.Errorf("%s's environment has no %s", c.proc, c.kv)
+		}
+	}
+	if slices.ContainsFunc(env["language"], func(kv string) bool { return strings.HasPrefix(kv, "SERKET_SENSORS=") }) {
+		t.Error("a module without sensors got SERKET_SENSORS")
+	}
+	for _, tt := range []struct{ yaml, field string }{
+		{"modules: [{name: vision, sensors: [ok, 'bad subject']}]", "modules[0].sensors[1]"},
+		{"modules: [{name: vision, sensors: ['a..b']}]", "modules[0].sensors[0]"},
+		{"modules: [{name: vision, rate: -1}]", "modules[0].rate"},
+		{"modules: [{name: vision}]\nfusion: {slop: -1s}", "fusion.slop"},
+	} {
+		_, err := launch.Parse([]byte(tt.yaml), "p.yaml")
+		if !errors.Is(err, launch.ErrInvalidPipeline) || !strings.Contains(err.Error(), tt.field) {
+			t.Errorf("%q: %v, want an error naming %s", tt.yaml, err, tt.field)
+		}
+	}
+}

@@ -53,6 +53,9 @@ type Options struct {
 	// replace each other (latest wins, counted). Needs a Parser.
 	Sensors    []string
 	SensorType string
+	// SensorRate caps the posteriors published per second (0: as fast as
+	// the modality encodes).
+	SensorRate float64
 	// SayBeliefs renders the pipeline's beliefs at their mean (the latest
 	// wins) and publishes the rendering on …said.<name>. Needs a Renderer.
 	SayBeliefs bool

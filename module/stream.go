@@ -75,17 +75,32 @@ func (r *runner) startStreaming(ctx context.Context) (stop func(), err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			logged := time.Time{}
+			logged, lastPost := time.Time{}, time.Time{}
+			var paced uint64 // taken, then replaced by a newer one while pacing
 			for {
 				m, ok := slot.Take(sctx)
 				if !ok {
 					return
 				}
+				if r.opts.SensorRate > 0 { // pace: what arrives meanwhile replaces m
+					if wait := time.Duration(float64(time.Second)/r.opts.SensorRate) - time.Since(lastPost); wait > 0 {
+						select {
+						case <-sctx.Done():
+							return
+						case <-time.After(wait):
+						}
+						if newer, ok := slot.TryTake(); ok {
+							m = newer
+							paced++
+						}
+					}
+					lastPost = time.Now()
+				}
 				var err error
 				if !r.do(func() { err = r.streamPosterior(p, m) }, true) {
 					return
 				}
-				superseded := slot.Replaced()
+				superseded := slot.Replaced() + paced
 				r.counters(func(c *trainStats) {
 					c.Stream.Superseded = superseded
 					if err != nil {

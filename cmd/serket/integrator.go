@@ -92,10 +92,18 @@ restart policy on-failure, with --resume so that a restart continues.`,
 	cmd.Flags().DurationVar(&cfg.Deadline, "deadline", 2*time.Second, "how long an inference waits for the modules to encode")
 	cmd.Flags().DurationVar(&cfg.DecodeDeadline, "decode-deadline", 2*time.Second, "how long an inference waits for the modules to decode one latent")
 	cmd.Flags().DurationVar(&cfg.DecodePerSample, "decode-per-sample", 500*time.Millisecond, "more decoding time per further sample")
-	cmd.Flags().DurationVar(&cfg.Stream.Slop, "slop", time.Second, "streaming fusion: how old a module's latest posterior may be to join a belief")
-	cmd.Flags().DurationVar(&cfg.Stream.MaxAhead, "max-ahead", time.Second, "streaming fusion: how far in the future a timestamp may be (clock skew) before it is refused")
-	cmd.Flags().DurationVar(&cfg.Stream.MinPeriod, "belief-period", 0, "streaming fusion: at most one belief per period (0: one per posterior)")
+	cmd.Flags().DurationVar(&cfg.Stream.Slop, "slop", envDuration("SERKET_SLOP", time.Second), "streaming fusion: how old a module's latest posterior may be to join a belief (default $SERKET_SLOP)")
+	cmd.Flags().DurationVar(&cfg.Stream.MaxAhead, "max-ahead", envDuration("SERKET_MAX_AHEAD", time.Second), "streaming fusion: how far in the future a timestamp may be (clock skew) before it is refused (default $SERKET_MAX_AHEAD)")
+	cmd.Flags().DurationVar(&cfg.Stream.MinPeriod, "belief-period", envDuration("SERKET_BELIEF_PERIOD", 0), "streaming fusion: at most one belief per period, 0: one per posterior (default $SERKET_BELIEF_PERIOD)")
 	cmd.Flags().DurationVar(&cfg.Discovery, "discovery", time.Second, "how often to look for modules")
 	cmd.Flags().IntVar(&cfg.Misses, "misses", 3, "discovery polls a module may miss before it is dropped")
 	return cmd
+}
+
+// envDuration is the duration in the environment variable key, or def.
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return d
+	}
+	return def
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -35,6 +36,7 @@ type moduleFlags struct {
 	noSaveOnExit    bool
 	sensors         []string
 	sensorType      string
+	sensorRate      float64
 	sayBeliefs      bool
 }
 
@@ -52,9 +54,14 @@ func (f *moduleFlags) register(cmd *cobra.Command, kind string, defaultLatent in
 	cmd.Flags().StringVar(&f.checkpoint, "checkpoint", ckpt, "parameter file: restored at start if it exists, saved when asked and at exit (default $SERKET_CHECKPOINT_DIR/<name>.ckpt)")
 	cmd.Flags().IntVar(&f.checkpointEvery, "checkpoint-every", 0, "also save every N training steps (0: only when the integrator asks, and at exit)")
 	cmd.Flags().BoolVar(&f.noSaveOnExit, "no-save-on-exit", os.Getenv("SERKET_NO_SAVE_ON_EXIT") == "1", "do not save the checkpoint at exit (serket train sets this: the integrator decides when to save)")
-	cmd.Flags().StringArrayVar(&f.sensors, "sensor", nil, "stream from this NATS subject: each message is one raw observation, encoded into a timestamped posterior for streaming fusion (repeatable)")
-	cmd.Flags().StringVar(&f.sensorType, "sensor-type", "", "media type of sensor messages without a Content-Type header (e.g. image/png, audio/wav, text/plain)")
-	cmd.Flags().BoolVar(&f.sayBeliefs, "say-beliefs", false, "render the pipeline's fused beliefs and publish (and log) what they say")
+	var sensors []string
+	if v := os.Getenv("SERKET_SENSORS"); v != "" {
+		sensors = strings.Split(v, ",")
+	}
+	cmd.Flags().StringArrayVar(&f.sensors, "sensor", sensors, "stream from this NATS subject: each message is one raw observation, encoded into a timestamped posterior for streaming fusion (repeatable; default $SERKET_SENSORS, comma-separated)")
+	cmd.Flags().StringVar(&f.sensorType, "sensor-type", os.Getenv("SERKET_SENSOR_TYPE"), "media type of sensor messages without a Content-Type header, e.g. image/png, audio/wav, text/plain (default $SERKET_SENSOR_TYPE)")
+	cmd.Flags().Float64Var(&f.sensorRate, "sensor-rate", envFloat("SERKET_SENSOR_RATE", 0), "at most this many posteriors per second from the sensors (0: as fast as it encodes; default $SERKET_SENSOR_RATE)")
+	cmd.Flags().BoolVar(&f.sayBeliefs, "say-beliefs", os.Getenv("SERKET_SAY_BELIEFS") == "1", "render the pipeline's fused beliefs and publish (and log) what they say (default $SERKET_SAY_BELIEFS=1)")
 }
 
 func (f *moduleFlags) run(g *globals, m module.Modality) error {
@@ -70,6 +77,7 @@ func (f *moduleFlags) run(g *globals, m module.Modality) error {
 		NoSaveOnExit:    f.noSaveOnExit,
 		Sensors:         f.sensors,
 		SensorType:      f.sensorType,
+		SensorRate:      f.sensorRate,
 		SayBeliefs:      f.sayBeliefs,
 	})
 }

@@ -60,6 +60,19 @@ func (s *Slot[T]) Take(ctx context.Context) (T, bool) {
 	}
 }
 
+// TryTake empties the slot if it holds a value, without waiting.
+func (s *Slot[T]) TryTake() (T, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := s.v
+	if !s.full {
+		return v, false
+	}
+	var zero T
+	s.v, s.full = zero, false
+	return v, true
+}
+
 // Replaced is how many values were replaced before anyone took them.
 func (s *Slot[T]) Replaced() uint64 {
 	s.mu.Lock()
