@@ -70,6 +70,9 @@ func (s Subjects) Said(module string) string { return s.prefix + ".said." + modu
 const (
 	HeaderContentType = "Content-Type"
 	HeaderTime        = "Serket-Time"
+	// HeaderSeq carries the sequence number of the belief a module's
+	// rendering on …said.<module> is of (HeaderTime then is the belief's).
+	HeaderSeq = "Serket-Seq"
 )
 
 // Relative resolves a subject a person typed: one that already starts with

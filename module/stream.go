@@ -195,7 +195,11 @@ func (r *runner) say(rd Renderer, b *bus.Belief) {
 	rep.SetSender(r.spec.Name)
 	data, err := bus.Marshal(rep)
 	if err == nil {
-		err = r.nc.Publish(r.subj.Said(r.spec.Name), data)
+		m := nats.NewMsg(r.subj.Said(r.spec.Name))
+		m.Data = data
+		m.Header.Set(bus.HeaderTime, strconv.FormatInt(b.Time, 10)) // the belief's time
+		m.Header.Set(bus.HeaderSeq, strconv.FormatUint(b.Seq, 10))
+		err = r.nc.PublishMsg(m)
 	}
 	if err != nil {
 		r.log.Warn("cannot publish what a belief says", "err", err)

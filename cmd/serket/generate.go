@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,7 +25,6 @@ import (
 	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/internal/atomicfile"
-	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/report"
 )
 
@@ -205,23 +203,11 @@ func generateFromCheckpoint(ctx context.Context, log *slog.Logger, dir, data str
 		return nil, err
 	}
 	defer srv.Shutdown()
-	quiet := slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }()
-	errs := make(chan error, len(m.Names())+1)
-	for _, name := range m.Names() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- module.Run(ctx, m.Modality(name), module.Options{NATS: bus.ConnConfig{URL: srv.ClientURL(), Name: "serket-" + name}, Logger: quiet, NoSaveOnExit: true})
-		}()
+	stop, err := m.Serve(ctx, srv.ClientURL(), nil, &integrator.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("the in-process pipeline: %w", err)
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		errs <- integrator.Run(ctx, integrator.Config{Latent: latent, NATS: bus.ConnConfig{URL: srv.ClientURL(), Name: "serket-integrator"}, Logger: quiet, Discovery: 50 * time.Millisecond})
-	}()
+	defer stop()
 	nc, err := nats.Connect(srv.ClientURL(), nats.Name("serket-generate"))
 	if err != nil {
 		return nil, err
@@ -231,15 +217,7 @@ func generateFromCheckpoint(ctx context.Context, log *slog.Logger, dir, data str
 	if err != nil {
 		return nil, err
 	}
-	wait, wcancel := context.WithCancel(ctx)
-	defer wcancel()
-	go func() { // a module or the integrator that cannot start ends the wait
-		if err := <-errs; err != nil {
-			log.Error("in-process pipeline", "err", err)
-			wcancel()
-		}
-	}()
-	if _, err := c.WaitFor(wait, true, m.Names()...); err != nil {
+	if _, err := c.WaitFor(ctx, true, m.Names()...); err != nil {
 		return nil, fmt.Errorf("the in-process pipeline did not come up: %w", err)
 	}
 	return c.Infer(ctx, req)
