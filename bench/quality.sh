@@ -13,7 +13,8 @@
 # modality learns to predict another slowly (after 3 epochs here: image →
 # label 0.50 with mvae, 0.86 with cross, at the same test ELBO).
 #
-#   bench/quality.sh                  # EPOCHS=5 PLAN=cross FRACTIONS="0.1 0.01"
+#   bench/quality.sh                  # EPOCHS=5 PLAN=cross FRACTIONS="0.1 0.01" SEEDS=1
+#   SEEDS="1 2" bench/quality.sh      # both systems again with another seed (as the README's table)
 #   EPOCHS=1 FRACTIONS= bench/quality.sh   # a quick look
 #
 # Everything lands in OUT (default out/bench-quality): each run's checkpoints
@@ -25,7 +26,8 @@ EPOCHS=${EPOCHS:-5}
 PLAN=${PLAN:-cross}
 LAMBDA=${LAMBDA:-language=50}
 LR=${LR:-0.001}
-FRACTIONS=${FRACTIONS:-0.1 0.01}
+FRACTIONS=${FRACTIONS-0.1 0.01}
+SEEDS=${SEEDS:-1}
 LIMIT=${LIMIT:-0}
 OUT=${OUT:-out/bench-quality}
 PY=${PY:-/usr/bin/python3}
@@ -38,42 +40,53 @@ mkdir -p "$OUT"
 settings=(--epochs "$EPOCHS" --plan "$PLAN" --lambda "$LAMBDA")
 limit=()
 [ "$LIMIT" -gt 0 ] && limit=(--limit "$LIMIT")
-lr_yaml="$OUT/pipeline.yaml"
-cat > "$lr_yaml" <<YAML
-modules:
-  - {name: vision, args: [--lr, "$LR"]}
-  - {name: language, args: [--lr, "$LR"]}
-  - {name: audio, args: [--lr, "$LR"]}
-YAML
 log() { echo "== $(date +%H:%M:%S) $*" >&2; }
 
-train_serket() { # dir [train flags…]
-  local dir=$1; shift
-  rm -rf "$dir"
-  log "serket train ${settings[*]} $* → $dir"
-  bin/serket train "$lr_yaml" "${settings[@]}" "${limit[@]}" --checkpoint-dir "$dir" --log-level warn "$@"
+pipeline() { # seed → a pipeline file whose modules use LR and initialise from the seed
+  local f="$OUT/pipeline-seed$1.yaml"
+  cat > "$f" <<YAML
+modules:
+  - {name: vision, args: [--lr, "$LR", --seed, "$1"]}
+  - {name: language, args: [--lr, "$LR", --seed, "$1"]}
+  - {name: audio, args: [--lr, "$LR", --seed, "$1"]}
+YAML
+  echo "$f"
 }
 
-train_serket "$OUT/serket"
+train_serket() { # dir seed [train flags…]
+  local dir=$1 seed=$2; shift 2
+  rm -rf "$dir"
+  log "serket train ${settings[*]} --seed $seed $* → $dir"
+  bin/serket train "$(pipeline "$seed")" "${settings[@]}" "${limit[@]}" --seed "$seed" --checkpoint-dir "$dir" --log-level warn "$@"
+}
+
+suffix() { [ "$1" = 1 ] || echo "-seed$1"; }
 
 log "export for the reference"
 fractions=${FRACTIONS// /,}
 bin/serket bench export --out "$OUT/export" --fractions "${fractions:-1}" "${limit[@]}" --log-level warn
-log "PyTorch reference ${settings[*]}"
-OMP_WAIT_POLICY=PASSIVE "$PY" bench/torch_quality.py --data "$OUT/export" "${settings[@]}" --lr "$LR" \
-  "${limit[@]}" --out "$OUT/pytorch-weights" > "$OUT/pytorch.json"
-bin/serket bench import --from "$OUT/pytorch-weights" --out "$OUT/pytorch" >/dev/null
 
-runs=("serket=$OUT/serket" "pytorch=$OUT/pytorch")
+runs=()
+for seed in $SEEDS; do
+  sfx=$(suffix "$seed")
+  train_serket "$OUT/serket$sfx" "$seed"
+  log "PyTorch reference ${settings[*]} --seed $seed"
+  OMP_WAIT_POLICY=PASSIVE "$PY" bench/torch_quality.py --data "$OUT/export" "${settings[@]}" --lr "$LR" --seed "$seed" \
+    "${limit[@]}" --out "$OUT/pytorch$sfx-weights" > "$OUT/pytorch$sfx.json"
+  bin/serket bench import --from "$OUT/pytorch$sfx-weights" --out "$OUT/pytorch$sfx" >/dev/null
+  runs+=("serket$sfx=$OUT/serket$sfx" "pytorch$sfx=$OUT/pytorch$sfx")
+done
+
+first=${SEEDS%% *}
 for f in $FRACTIONS; do
-  train_serket "$OUT/serket-paired-$f" --paired-fraction "$f"
+  train_serket "$OUT/serket-paired-$f" "$first" --paired-fraction "$f"
   runs+=("serket-$f-paired=$OUT/serket-paired-$f")
 done
 
 log "measuring"
 {
   echo "serket bench quality — $(date -u +%Y-%m-%d), $(git rev-parse --short HEAD)"
-  echo "settings: epochs $EPOCHS, plan $PLAN, lambda $LAMBDA, lr $LR, batch 100, KL annealed over 1 epoch$( [ "$LIMIT" -gt 0 ] && echo ", first $LIMIT training items")"
+  echo "settings: epochs $EPOCHS, plan $PLAN, lambda $LAMBDA, lr $LR, batch 100, KL annealed over 1 epoch, seeds $SEEDS$( [ "$LIMIT" -gt 0 ] && echo ", first $LIMIT training items")"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   bin/serket bench quality --save "$OUT/results.jsonl" "${runs[@]}" 2>/dev/null
