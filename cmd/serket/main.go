@@ -71,6 +71,7 @@ func newRoot() *cobra.Command {
 		newBenchCmd(g),
 		newGenerateCmd(g),
 		newEvalCmd(g),
+		newRecordCmd(g), newReplayCmd(g),
 	)
 	return root
 }
