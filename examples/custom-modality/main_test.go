@@ -1,0 +1,354 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/client"
+	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/dataset/datasettest"
+	"github.com/serket-go/serket/examples/custom-modality/touch"
+	"github.com/serket-go/serket/examples/custom-modality/touchsim"
+	"github.com/serket-go/serket/integrator"
+	"github.com/serket-go/serket/launch"
+	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/modules/mvae"
+	"github.com/serket-go/serket/modules/vision"
+)
+
+// The pipeline file is valid and is the default pipeline plus touch.
+func TestPipelineFile(t *testing.T) {
+	p, err := launch.Load("pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range p.Modules {
+		names = append(names, m.Name)
+		if m.Name == "touch" && !slices.Equal(m.Command, []string{"./bin/touch"}) {
+			t.Errorf("touch runs %v", m.Command)
+		}
+	}
+	if !slices.Equal(names, []string{"vision", "language", "audio", "touch"}) {
+		t.Errorf("modules %v", names)
+	}
+	if p.Train == nil || p.Train.Lambda["touch"] == 0 || p.Train.Lambda["language"] != 50 {
+		t.Errorf("train section %+v", p.Train)
+	}
+}
+
+// Under serket up and serket train the flags' defaults come from the
+// environment the launcher sets; flags win.
+func TestFlagsFromEnvironment(t *testing.T) {
+	for k, v := range map[string]string{
+		"SERKET_MODULE": "fingertip", "SERKET_LATENT": "32", "SERKET_DATA": "/data/x", "SERKET_CHECKPOINT_DIR": "/runs/y",
+		"SERKET_NO_SAVE_ON_EXIT": "1", "SERKET_LR": "0.003", "SERKET_PAIRED_FRACTION": "0.5", "SERKET_PAIRING_SEED": "9",
+		"NATS_URL": "nats://h:1", "SERKET_PIPELINE": "p", "SERKET_SENSORS": "a.b,c.d",
+	} {
+		t.Setenv(k, v)
+	}
+	c, err := parseModuleFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := moduleConfig{name: "fingertip", latent: 32, data: "/data/x", checkpoint: "/runs/y/fingertip.ckpt", noSaveOnExit: true,
+		lr: 0.003, paired: 0.5, pairingSeed: 9, nats: "nats://h:1", pipeline: "p", sensors: []string{"a.b", "c.d"},
+		modalities: "vision,language,audio,fingertip"}
+	got := moduleConfig{name: c.name, latent: c.latent, data: c.data, checkpoint: c.checkpoint, noSaveOnExit: c.noSaveOnExit,
+		lr: c.lr, paired: c.paired, pairingSeed: c.pairingSeed, nats: c.nats, pipeline: c.pipeline, sensors: c.sensors, modalities: c.modalities}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("from the environment:\n got %+v\nwant %+v", got, want)
+	}
+	c, err = parseModuleFlags([]string{"--name", "touch", "--latent", "8", "--checkpoint", "t.ckpt", "--lr", "0.01"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.name != "touch" || c.latent != 8 || c.checkpoint != "t.ckpt" || c.lr != 0.01 || c.modalities != "vision,language,audio,touch" {
+		t.Errorf("flags did not win: %+v", c)
+	}
+	if _, err := parseModuleFlags([]string{"prepar"}, io.Discard); err == nil {
+		t.Error("a stray argument was accepted")
+	}
+}
+
+// prepareTouch simulates touch.dat for the small test dataset.
+func prepareTouch(t *testing.T) string {
+	t.Helper()
+	data := datasettest.Dir(t)
+	if _, err := touchsim.Prepare(data, 1); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// The module as the command builds it starts from touch.dat alone: no
+// manifest (which holds the labels), no other shard.
+func TestModuleNeedsOnlyItsDataFile(t *testing.T) {
+	data := prepareTouch(t)
+	dir := t.TempDir()
+	b, err := os.ReadFile(touch.Path(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(touch.Path(dir), b, 0o644)
+	c, err := parseModuleFlags([]string{"--data", dir, "--latent", "8", "--hidden", "16"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.modality()
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := dataset.ReadManifest(data) // the test may look at the ids
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []uint64
+	for _, it := range man.Items {
+		ids = append(ids, it.ID)
+	}
+	if _, present, err := m.LoadBatch(ids); err != nil || slices.Contains(present, false) {
+		t.Fatalf("LoadBatch of every item: %v (present %v)", err, present)
+	}
+	if _, err := (&moduleConfig{data: t.TempDir(), name: "touch", latent: 8, hidden: 8, lr: 1e-3}).modality(); err == nil ||
+		!strings.Contains(err.Error(), "touch prepare") {
+		t.Errorf("without touch.dat: %v; want a hint to run touch prepare", err)
+	}
+}
+
+// TestTrainWithVision trains the touch module, run as the command runs it,
+// together with the built-in vision module over NATS (an embedded server,
+// the modules and the integrator in this process, each with its own
+// connection): a few epochs of the small dataset. The objective must rise,
+// touch must take part in every step (never missing, and its own count of
+// steps learned from equals the integrator's), and afterwards a touch
+// reading alone must generate both modalities through the integrator.
+func TestTrainWithVision(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains for about half a minute")
+	}
+	start := time.Now()
+	data := prepareTouch(t)
+	const latent, pipeline = 16, "touch-e2e"
+	srv, err := bus.StartServer(bus.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	url := srv.ClientURL()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	// touch, exactly as `touch --data … --nats …` runs it.
+	cfg, err := parseModuleFlags([]string{"--data", data, "--nats", url, "--pipeline", pipeline, "--latent", "16", "--hidden", "64",
+		"--lr", "0.003", "--log-level", "error", "--checkpoint", filepath.Join(t.TempDir(), "touch.ckpt")}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
+	go func() { done <- serve(ctx, cfg) }()
+
+	// vision, as `serket module vision` builds it.
+	src, err := mvae.OpenSource(data, dataset.Vision, mvae.Pairing{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vision.New(vision.Config{Net: mvae.Config{Latent: latent, Hidden: 64, LR: 3e-3, Seed: 1}, Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		done <- module.Run(ctx, v, module.Options{Pipeline: pipeline, NATS: bus.ConnConfig{URL: url}, Logger: quiet})
+	}()
+
+	// The integrator.
+	ready := make(chan *integrator.Integrator, 1)
+	igDone := make(chan error, 1)
+	go func() {
+		igDone <- integrator.Run(ctx, integrator.Config{Pipeline: pipeline, Latent: latent, NATS: bus.ConnConfig{URL: url}, Logger: quiet,
+			Discovery: 100 * time.Millisecond, Ready: func(ig *integrator.Integrator) { ready <- ig }})
+	}()
+	var ig *integrator.Integrator
+	select {
+	case ig = <-ready:
+	case err := <-igDone:
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+		<-igDone
+	})
+	modules := []string{"touch", "vision"}
+	for !containsAll(ig.Live(), modules) {
+		select {
+		case <-ig.Polled():
+		case err := <-done:
+			t.Fatalf("a module stopped: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("modules not discovered; live: %v", ig.Live())
+		}
+	}
+
+	man, err := dataset.ReadManifest(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []uint64
+	for _, it := range man.InSplit(dataset.Train) {
+		ids = append(ids, it.ID)
+	}
+	var steps []integrator.StepStats
+	tc := integrator.TrainConfig{Modules: modules, IDs: ids, Epochs: 10, Batch: 20, Seed: 1,
+		Lambda: map[string]float32{"touch": 10}, KLFrom: 1, KLTo: 1, Deadline: 20 * time.Second,
+		OnStep: func(s integrator.StepStats) { steps = append(steps, s) }}
+	trainStart := time.Now()
+	if _, err := ig.Train(ctx, tc); err != nil {
+		t.Fatal(err)
+	}
+	want := tc.Epochs * ((len(ids) + tc.Batch - 1) / tc.Batch)
+	if len(steps) != want {
+		t.Fatalf("%d steps, want %d", len(steps), want)
+	}
+	for _, s := range steps {
+		if len(s.Missing) > 0 {
+			t.Errorf("step %d: missing %v", s.Step, s.Missing)
+		}
+	}
+	mean := func(ss []integrator.StepStats, f func(integrator.StepStats) float64) float64 {
+		var sum float64
+		for _, s := range ss {
+			sum += f(s)
+		}
+		return sum / float64(len(ss))
+	}
+	k := len(steps) / 6
+	elbo := func(s integrator.StepStats) float64 { return s.ELBO }
+	touchLL := func(s integrator.StepStats) float64 { return s.Terms[0].LogLik["touch"] } // the joint term
+	first, last := mean(steps[:k], elbo), mean(steps[len(steps)-k:], elbo)
+	llFirst, llLast := mean(steps[:k], touchLL), mean(steps[len(steps)-k:], touchLL)
+	t.Logf("%d steps of %d items in %v: ELBO %.1f → %.1f, touch log-likelihood (joint term) %.2f → %.2f",
+		len(steps), tc.Batch, time.Since(trainStart).Round(time.Millisecond), first, last, llFirst, llLast)
+	if !(last > first) {
+		t.Errorf("the objective did not rise: %.1f → %.1f", first, last)
+	}
+	if !(llLast > llFirst) {
+		t.Errorf("touch's log-likelihood did not rise: %.2f → %.2f", llFirst, llLast)
+	}
+
+	// touch's own count: it learned from every step.
+	nc, err := bus.Connect(bus.ConnConfig{URL: url, Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	subj, _ := bus.NewSubjects(pipeline)
+	msg, err := nc.Request(subj.TrainStatus("touch"), nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status struct {
+		Steps    int    `json:"steps"`
+		Step     uint64 `json:"step"`
+		Rejected int    `json:"rejected"`
+	}
+	if err := json.Unmarshal(msg.Data, &status); err != nil {
+		t.Fatal(err)
+	}
+	if status.Steps != want || status.Step != steps[len(steps)-1].Step || status.Rejected != 0 {
+		t.Errorf("touch's status %+v: want %d steps learned from, the last %d, none rejected", status, want, steps[len(steps)-1].Step)
+	}
+
+	// Generating across: a sneaker's touch alone → an image and a reading.
+	c, err := client.New(nc, pipeline, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := c.Infer(ctx, &bus.InferRequest{
+		Observations: map[string]bus.Payload{"touch": {Type: "text/plain", Data: []byte(touch.Format(touchsim.Reading(7, 5, 1<<62)))}},
+		Want:         modules,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Outputs["vision"]) != 1 || rep.Outputs["vision"][0].Type != "image/png" || len(rep.Outputs["touch"]) != 1 {
+		t.Fatalf("inference from touch: %+v", rep)
+	}
+	t.Logf("touch of a sneaker → touch: %s", rep.Outputs["touch"][0].Data)
+	t.Logf("whole test: %v", time.Since(start).Round(time.Millisecond))
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// With --sensor, every reading published on the subject becomes a
+// timestamped posterior on …obs.post.touch (streaming perception).
+func TestStreamsFromASensor(t *testing.T) {
+	data := prepareTouch(t)
+	srv, err := bus.StartServer(bus.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	cfg, err := parseModuleFlags([]string{"--data", data, "--nats", srv.ClientURL(), "--pipeline", "touch-stream", "--latent", "8",
+		"--hidden", "16", "--sensor", "robot.finger", "--log-level", "error"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := bus.Connect(bus.ConnConfig{URL: srv.ClientURL(), Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	subj, _ := bus.NewSubjects("touch-stream")
+	posts, err := nc.SubscribeSync(subj.ObsPost("touch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg) }()
+	t.Cleanup(func() { cancel(); <-done })
+	c, err := client.New(nc, "touch-stream", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitFor(ctx, false, "touch"); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("robot.finger", []byte(touch.Format(touchsim.Reading(9, 3, 1<<62)))); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := posts.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no posterior for the sensor reading: %v", err)
+	}
+	var p bus.Posterior
+	if err := bus.Unmarshal(msg.Data, &p, bus.Expect{Latent: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if p.Mu.Rows() != 1 || p.Time == 0 {
+		t.Fatalf("posterior %+v", p)
+	}
+}

@@ -1,0 +1,361 @@
+// Package touch is a serket modality written outside serket's modules/: a
+// fingertip's touch reading of an object (16 values: hardness, stiffness,
+// thickness, mass, stretch, friction, coolness, damping and the power of
+// the vibration in 8 octave bands while stroking it), with an MVAE-style
+// encoder and decoder (package mvae) and a Gaussian likelihood on the
+// normalised values.
+//
+// The modality reads only its own data file (touch.dat, see Data): the
+// readings by sample id and their normalisation, never a label. It parses
+// readings people type (16 numbers, name=value pairs or JSON) and renders a
+// latent as the reading the decoder expects, in the same name=value text.
+package touch
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/modules/mvae"
+	"github.com/serket-go/serket/nn"
+)
+
+// Config configures the modality.
+type Config struct {
+	Name string      // module name; default "touch"
+	Net  mvae.Config // Latent, Hidden, LR, Seed, …; In and Out are set by New
+	Data *Data       // the readings and their normalisation (required)
+	// LogVar is the fixed log-variance of the likelihood on normalised
+	// values; default 0 (unit variance).
+	LogVar float32
+	// Pairing is partial pairing (serket train --paired-fraction): the
+	// zero value means every item has its touch reading.
+	Pairing mvae.Pairing
+}
+
+// Touch is the modality.
+type Touch struct {
+	name    string
+	net     *mvae.Net
+	data    *Data
+	norm    []float32 // the readings, normalised, in data.IDs order
+	logvar  float32
+	pairing mvae.Pairing
+	dout    []float32
+}
+
+// The capabilities the SDK finds by type assertion; these lines make the
+// compiler check them.
+var (
+	_ module.Learner  = (*Touch)(nil)
+	_ module.Loader   = (*Touch)(nil)
+	_ module.Parser   = (*Touch)(nil)
+	_ module.Renderer = (*Touch)(nil)
+	_ module.Saver    = (*Touch)(nil)
+	_ module.Scorer   = (*Touch)(nil)
+	_ module.Picker   = (*Readings)(nil)
+)
+
+// New returns the modality with fresh parameters (deterministic for
+// cfg.Net.Seed).
+func New(cfg Config) (*Touch, error) {
+	if cfg.Name == "" {
+		cfg.Name = "touch"
+	}
+	if !bus.ValidName(cfg.Name) {
+		return nil, fmt.Errorf("touch: %q is not a module name (lower-case letters, digits and '-')", cfg.Name)
+	}
+	if cfg.Data == nil {
+		return nil, fmt.Errorf("touch: no data: the module needs %s for its readings and normalisation (run `touch prepare`)", FileName)
+	}
+	if p := cfg.Pairing; p.Fraction < 0 || p.Fraction > 1 || math.IsNaN(p.Fraction) {
+		return nil, fmt.Errorf("touch: paired fraction %v: want 0 < f ≤ 1", p.Fraction)
+	}
+	if cfg.Pairing.Fraction == 0 {
+		cfg.Pairing.Fraction = 1
+	}
+	if len(cfg.Pairing.Modalities) == 0 {
+		// Every module must draw the mask over the same list, in the same
+		// order: the built-in ones default to vision, language, audio.
+		cfg.Pairing.Modalities = append(dataset.Modalities(), cfg.Name)
+	}
+	t := &Touch{name: cfg.Name, data: cfg.Data, logvar: cfg.LogVar, pairing: cfg.Pairing}
+	t.norm = make([]float32, len(cfg.Data.Readings))
+	for i := range cfg.Data.IDs {
+		if err := cfg.Data.Normalise(t.norm[i*Dim:(i+1)*Dim], cfg.Data.Readings[i*Dim:(i+1)*Dim]); err != nil {
+			return nil, fmt.Errorf("touch: item %d: %w", cfg.Data.IDs[i], err)
+		}
+	}
+	cfg.Net.In, cfg.Net.Out = Dim, Dim
+	var err error
+	if t.net, err = mvae.New(cfg.Net); err != nil {
+		return nil, fmt.Errorf("touch: %w", err)
+	}
+	return t, nil
+}
+
+// Net exposes the networks (tests compare parameters).
+func (t *Touch) Net() *mvae.Net { return t.net }
+
+// Readings is a batch of normalised readings, N×Dim.
+type Readings struct {
+	N int
+	X []float32
+}
+
+// Len implements module.Batch.
+func (x *Readings) Len() int { return x.N }
+
+// Pick implements module.Picker.
+func (x *Readings) Pick(rows []int) module.Batch {
+	out := &Readings{N: len(rows), X: make([]float32, len(rows)*Dim)}
+	for i, r := range rows {
+		copy(out.X[i*Dim:(i+1)*Dim], x.X[r*Dim:(r+1)*Dim])
+	}
+	return out
+}
+
+func readings(x module.Batch) (*Readings, error) {
+	r, ok := x.(*Readings)
+	if !ok {
+		return nil, fmt.Errorf("touch: batch of type %T, want *touch.Readings", x)
+	}
+	if len(r.X) != r.N*Dim {
+		return nil, fmt.Errorf("touch: batch of %d rows holds %d values", r.N, len(r.X))
+	}
+	return r, nil
+}
+
+// Spec implements module.Modality.
+func (t *Touch) Spec() module.Spec {
+	return module.Spec{Name: t.name, Latent: t.net.Config().Latent, Likelihood: "gaussian"}
+}
+
+// Encode implements module.Modality.
+func (t *Touch) Encode(x module.Batch, mu, logvar []float32) error {
+	r, err := readings(x)
+	if err != nil {
+		return err
+	}
+	t.net.Encode(r.X, r.N, mu, logvar)
+	return nil
+}
+
+// Decode implements module.Modality: the Gaussian log-likelihood of the
+// normalised reading around the decoder's output, and its gradient with
+// respect to z (the decoder's parameter gradients accumulate in the net).
+func (t *Touch) Decode(z []float32, x module.Batch, w, ll, dz []float32) error {
+	r, err := readings(x)
+	if err != nil {
+		return err
+	}
+	mean := t.net.Forward(z, r.N)
+	if cap(t.dout) < len(mean) {
+		t.dout = make([]float32, len(mean))
+	}
+	t.dout = t.dout[:len(mean)]
+	nn.GaussianLogLik(ll, t.dout, mean, r.X, t.logvar, w, r.N, Dim)
+	t.net.Backward(t.dout, r.N, dz)
+	return nil
+}
+
+// LogLik implements module.Scorer (evaluation: no gradients).
+func (t *Touch) LogLik(z []float32, x module.Batch, ll []float32) error {
+	r, err := readings(x)
+	if err != nil {
+		return err
+	}
+	nn.GaussianLogLik(ll, nil, t.net.Forward(z, r.N), r.X, t.logvar, nil, r.N, Dim)
+	return nil
+}
+
+// Learn implements module.Learner.
+func (t *Touch) Learn(dmu, dlogvar []float32) error { return t.net.Learn(dmu, dlogvar) }
+
+// Discard implements module.Learner.
+func (t *Touch) Discard() { t.net.Discard() }
+
+// LoadBatch implements module.Loader: the readings of ids from the data
+// file. An id the file lacks is an error; an item the partial-pairing mask
+// withholds is absent (a zero row, present false).
+func (t *Touch) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
+	out := &Readings{N: len(ids), X: make([]float32, len(ids)*Dim)}
+	present := make([]bool, len(ids))
+	p := t.pairing
+	for i, id := range ids {
+		k, ok := t.index(id)
+		if !ok {
+			return nil, nil, fmt.Errorf("touch: %s has no item %d (was it prepared for this dataset?)", FileName, id)
+		}
+		if p.Fraction < 1 && !dataset.Present(id, dataset.Split(id), t.name, p.Modalities, p.Fraction, p.Seed) {
+			continue
+		}
+		present[i] = true
+		copy(out.X[i*Dim:(i+1)*Dim], t.norm[k*Dim:(k+1)*Dim])
+	}
+	return out, present, nil
+}
+
+func (t *Touch) index(id uint64) (int, bool) { return slices.BinarySearch(t.data.IDs, id) }
+
+// Parse implements module.Parser. Each observation is one reading:
+//
+//   - text/plain: 16 numbers in Features order ("41 0.3 1.2 …", commas
+//     and brackets allowed), or name=value pairs naming every feature
+//     ("hardness=41 stiffness=0.3 …", what Render writes);
+//   - application/json: an array of 16 numbers, or an object with a number
+//     for every feature name.
+func (t *Touch) Parse(raw []bus.Payload) (module.Batch, error) {
+	out := &Readings{N: len(raw), X: make([]float32, len(raw)*Dim)}
+	reading := make([]float32, Dim)
+	for i, p := range raw {
+		var err error
+		switch typ := strings.TrimSpace(strings.Split(p.Type, ";")[0]); typ {
+		case "text/plain", "":
+			err = parseText(reading, string(p.Data))
+		case "application/json":
+			err = parseJSON(reading, p.Data)
+		default:
+			err = fmt.Errorf("content type %q, want text/plain or application/json", p.Type)
+		}
+		if err == nil {
+			err = t.data.Normalise(out.X[i*Dim:(i+1)*Dim], reading)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("observation %d: %w", i, err)
+		}
+	}
+	return out, nil
+}
+
+func parseText(dst []float32, s string) error {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "{") {
+		return parseJSON(dst, []byte(s))
+	}
+	fields := strings.FieldsFunc(s, func(r rune) bool {
+		return r == ',' || r == ' ' || r == '\n' || r == '\r' || r == '\t' || r == '[' || r == ']' || r == ';'
+	})
+	if len(fields) == 0 {
+		return fmt.Errorf("empty reading: want %d numbers or name=value pairs (%s)", Dim, names())
+	}
+	if strings.Contains(fields[0], "=") {
+		vals := map[string]float64{}
+		for _, f := range fields {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				return fmt.Errorf("%q: want name=value", f)
+			}
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return fmt.Errorf("%s=%q is not a number", k, v)
+			}
+			vals[k] = x
+		}
+		return fromMap(dst, vals)
+	}
+	if len(fields) != Dim {
+		return fmt.Errorf("%d numbers, want %d (%s)", len(fields), Dim, names())
+	}
+	for j, f := range fields {
+		x, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return fmt.Errorf("value %d (%s) is %q, want a number", j+1, Features[j].Name, f)
+		}
+		dst[j] = float32(x)
+	}
+	return nil
+}
+
+func parseJSON(dst []float32, b []byte) error {
+	var arr []float64
+	if err := json.Unmarshal(b, &arr); err == nil {
+		if len(arr) != Dim {
+			return fmt.Errorf("a JSON array of %d numbers, want %d (%s)", len(arr), Dim, names())
+		}
+		for j, v := range arr {
+			dst[j] = float32(v)
+		}
+		return nil
+	}
+	var obj map[string]float64
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return fmt.Errorf("JSON: want an array of %d numbers or an object {name: number}: %w", Dim, err)
+	}
+	return fromMap(dst, obj)
+}
+
+func fromMap(dst []float32, vals map[string]float64) error {
+	for k := range vals {
+		if FeatureIndex(k) < 0 {
+			return fmt.Errorf("unknown feature %q (the features are %s)", k, names())
+		}
+	}
+	for j, f := range Features {
+		v, ok := vals[f.Name]
+		if !ok {
+			return fmt.Errorf("no value for %s (every feature is needed: %s)", f.Name, names())
+		}
+		dst[j] = float32(v)
+	}
+	return nil
+}
+
+func names() string {
+	var s []string
+	for _, f := range Features {
+		s = append(s, f.Name)
+	}
+	return strings.Join(s, " ")
+}
+
+// Render implements module.Renderer: the reading at the decoder's mean,
+// in physical units, as "hardness=41.2 stiffness=0.31 …" text (which Parse
+// reads back).
+func (t *Touch) Render(z []float32, n int) ([]bus.Payload, error) {
+	if len(z) != n*t.net.Config().Latent {
+		return nil, fmt.Errorf("touch: %d latent values for %d rows", len(z), n)
+	}
+	mean := t.net.Forward(z, n)
+	out := make([]bus.Payload, n)
+	reading := make([]float32, Dim)
+	for i := range n {
+		t.data.Denormalise(reading, mean[i*Dim:(i+1)*Dim])
+		out[i] = bus.Payload{Type: "text/plain; charset=utf-8", Data: []byte(Format(reading))}
+	}
+	return out, nil
+}
+
+// Format writes a reading as name=value pairs.
+func Format(reading []float32) string {
+	var sb strings.Builder
+	for j, v := range reading[:Dim] {
+		if j > 0 {
+			sb.WriteByte(' ')
+		}
+		sb.WriteString(Features[j].Name)
+		sb.WriteByte('=')
+		sb.WriteString(strconv.FormatFloat(float64(v), 'g', 4, 32))
+	}
+	return sb.String()
+}
+
+// Save implements module.Saver: parameters and Adam state (package nn's
+// checkpoint format, which checks kind and shapes on Restore).
+func (t *Touch) Save(w io.Writer) error {
+	return t.net.Save(w, "touch", map[string]string{"dim": strconv.Itoa(Dim)})
+}
+
+// Restore implements module.Saver; a damaged checkpoint or one of other
+// shapes changes nothing.
+func (t *Touch) Restore(r io.Reader) error {
+	_, err := t.net.Restore(r, "touch")
+	return err
+}
