@@ -168,7 +168,7 @@ func TestDistributedStepMatchesReference(t *testing.T) {
 	sm := &integrator.StepMath{Step: 1, Seed: cfg.Seed, B: b, D: d, Plan: begin.Plan, Lambda: cfg.Lambda, Beta: cfg.KLTo}
 	_, z := sm.Latents(posts)
 	for i := range z {
-		if !close(z[i].Data, lat.Z[i].Data, 1e-4) {
+		if !closeTo(z[i].Data, lat.Z[i].Data, 1e-4) {
 			t.Fatalf("term %d: the latent sent over the bus differs from the reference's", i)
 		}
 	}
@@ -230,7 +230,7 @@ func TestDistributedStepMatchesReference(t *testing.T) {
 	}
 }
 
-func close(a, b []float32, tol float64) bool {
+func closeTo(a, b []float32, tol float64) bool {
 	if len(a) != len(b) {
 		return false
 	}
