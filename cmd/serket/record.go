@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -61,17 +63,11 @@ appends to it (--purge empties it first).`,
 				return usagef("--max-age %v is negative", maxAge)
 			}
 			log := g.logger("record")
-			cc := g.conn("serket-record", log)
-			cc.Wait = timeout
-			nc, err := bus.Connect(cc)
+			nc, js, err := jetStreamConn(g, "serket-record", log, timeout)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				return err
-			}
 			ctx, cancel := signalContext()
 			defer cancel()
 
@@ -207,17 +203,11 @@ Replayed requests carry no reply subject: nobody is waiting for the answers.`,
 				stream = record.StreamName(g.pipeline)
 			}
 			log := g.logger("replay")
-			cc := g.conn("serket-replay", log)
-			cc.Wait = timeout
-			nc, err := bus.Connect(cc)
+			nc, js, err := jetStreamConn(g, "serket-replay", log, timeout)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				return err
-			}
 			ctx, cancel := signalContext()
 			defer cancel()
 
@@ -354,4 +344,20 @@ func recBytes(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// jetStreamConn connects as name and opens JetStream on the connection.
+func jetStreamConn(g *globals, name string, log *slog.Logger, timeout time.Duration) (*nats.Conn, jetstream.JetStream, error) {
+	cc := g.conn(name, log)
+	cc.Wait = timeout
+	nc, err := bus.Connect(cc)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }
