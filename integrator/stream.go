@@ -3,6 +3,7 @@ package integrator
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -53,9 +54,9 @@ func (c *StreamConfig) defaults() {
 
 // StreamStats count streaming fusion's inputs and outputs.
 type StreamStats struct {
-	Posteriors uint64            `json:"posteriors"`  // accepted
-	Beliefs    uint64            `json:"beliefs"`     // published
-	Rejected   map[string]uint64 `json:"rejected"`    // per sender (or subject): malformed, wrong shape, NaN
+	Posteriors uint64            `json:"posteriors"`   // accepted
+	Beliefs    uint64            `json:"beliefs"`      // published
+	Rejected   map[string]uint64 `json:"rejected"`     // per sender (or subject): malformed, wrong shape, NaN
 	OutOfOrder map[string]uint64 `json:"out_of_order"` // older than the module's latest: dropped
 	Future     map[string]uint64 `json:"future"`       // beyond MaxAhead: dropped
 	Expired    map[string]uint64 `json:"expired"`      // older than Slop at fusion time: left out
@@ -93,7 +94,7 @@ func (s *streamer) start() (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("integrator: subscribe %s: %w", s.ig.subj.ObsPost("*"), err)
 	}
-	sub.SetPendingLimits(-1, 256<<20) // bounded by bytes, not by a count of small messages
+	sub.SetPendingLimits(-1, 256<<20)       // bounded by bytes, not by a count of small messages
 	if err := s.ig.nc.Flush(); err != nil { // the server has the subscription before Ready
 		sub.Unsubscribe()
 		return nil, fmt.Errorf("integrator: subscribe %s: %w", s.ig.subj.ObsPost("*"), err)
@@ -229,14 +230,6 @@ func (s *streamer) snapshot() StreamStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.stats
-	c.Rejected, c.OutOfOrder, c.Future, c.Expired = clone(c.Rejected), clone(c.OutOfOrder), clone(c.Future), clone(c.Expired)
+	c.Rejected, c.OutOfOrder, c.Future, c.Expired = maps.Clone(c.Rejected), maps.Clone(c.OutOfOrder), maps.Clone(c.Future), maps.Clone(c.Expired)
 	return c
-}
-
-func clone(m map[string]uint64) map[string]uint64 {
-	out := make(map[string]uint64, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }

@@ -101,7 +101,9 @@ func TestStreamingPerception(t *testing.T) {
 	// A message that does not parse is counted against the module.
 	sense("left", "not numbers", time.Now())
 	sensors.Flush()
-	waitTrainStatus(t, p, "left", func(s statusStream) bool { return s.Stream.Bad == 1 && strings.Contains(s.Stream.LastBad, "robot.left") })
+	waitTrainStatus(t, p, "left", func(s statusStream) bool {
+		return s.Stream.Bad == 1 && strings.Contains(s.Stream.LastBad, "robot.left")
+	})
 
 	// A flood: the newest observation's posterior is published at last.
 	const n = 3000
@@ -152,4 +154,3 @@ func waitTrainStatus(t *testing.T, p *pipeline, module string, cond func(statusS
 		time.Sleep(10 * time.Millisecond) // polling another process's counters
 	}
 }
-
