@@ -7,6 +7,7 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,7 +59,10 @@ Text outputs are printed; others are written to --out.`,
 			if err != nil {
 				return err
 			}
-			return printReply(os.Stdout, rep, out)
+			if err := printReply(os.Stdout, rep, out); err != nil {
+				return err
+			}
+			return unanswered(req, rep)
 		},
 	}
 	cmd.Flags().StringArrayVar(&from, "from", nil, "MODULE=TEXT or MODULE=@FILE (repeatable)")
@@ -131,6 +135,34 @@ func printReply(w io.Writer, rep *bus.InferReply, outDir string) error {
 		}
 	}
 	return nil
+}
+
+// unanswered is an error naming every observation the pipeline did not use
+// and every wanted module that rendered nothing, so that a script sees a
+// failed inference in the exit status (the reply is printed first).
+func unanswered(req *bus.InferRequest, rep *bus.InferReply) error {
+	var bad []string
+	for _, name := range sortedKeys(req.Observations) {
+		if !slices.Contains(rep.Contributors, name) {
+			bad = append(bad, fmt.Sprintf("--from %s was not used (%s)", name, orUnknown(rep.Missing[name])))
+		}
+	}
+	for _, name := range req.Want {
+		if len(rep.Outputs[name]) == 0 {
+			bad = append(bad, fmt.Sprintf("--to %s rendered nothing (%s)", name, orUnknown(rep.Missing[name])))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("inference incomplete: %s", strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+func orUnknown(reason string) string {
+	if reason == "" {
+		return "no reason given"
+	}
+	return reason
 }
 
 func orNone(s []string) string {

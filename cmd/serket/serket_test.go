@@ -463,6 +463,13 @@ func TestUpDefaultPipeline(t *testing.T) {
 	if !strings.Contains(rep.Missing["language"], "no known word") {
 		t.Fatalf("text with no known word: missing %v", rep.Missing)
 	}
+	// serket infer says so in its exit status; a usable request exits 0.
+	if msg, err := serketOut(t, "infer", "--nats", url, "--from", "language=qwerty zxcv"); err == nil || !strings.Contains(msg, "--from language was not used") || !strings.Contains(msg, "no known word") {
+		t.Errorf("serket infer of unusable text: %v\n%s", err, msg)
+	}
+	if msg, err := serketOut(t, "infer", "--nats", url, "--from", "language=a sneaker", "--to", "language"); err != nil || !strings.Contains(msg, "contributors: language") {
+		t.Errorf("serket infer of a caption: %v\n%s", err, msg)
+	}
 
 	// serket generate against the running pipeline: the image the vision
 	// module drew, as a file, back to words and speech.
