@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -58,6 +59,12 @@ type Pipeline struct {
 	Train *TrainSettings `yaml:"train,omitempty"`
 	// Fusion sets streaming fusion; nil: the integrator's defaults.
 	Fusion *FusionSettings `yaml:"fusion,omitempty"`
+
+	// Base is the directory relative command paths and working
+	// directories are taken from: Load sets it to the file's directory, so
+	// a pipeline file works from wherever serket runs. Empty means the
+	// supervisor's working directory.
+	Base string `yaml:"-"`
 }
 
 // TrainSettings is the "train" section of a pipeline file. Zero values
@@ -106,13 +113,16 @@ type Process struct {
 	Name string `yaml:"name,omitempty"`
 	// Command is the argv prefix; "serket" as argv[0] means the running
 	// serket binary. Default: [serket, module, <name>] for modules and
-	// [serket, integrator] for the integrator.
+	// [serket, integrator] for the integrator. A relative argv[0] with a
+	// slash (./bin/touch) is taken from the pipeline's Base; a bare name
+	// is looked up in PATH.
 	Command []string `yaml:"command,omitempty"`
 	// Args are appended after Command.
 	Args []string `yaml:"args,omitempty"`
 	// Env holds extra environment variables, added after the inherited ones.
 	Env map[string]string `yaml:"env,omitempty"`
-	// Dir is the working directory; empty means the supervisor's.
+	// Dir is the working directory, relative to the pipeline's Base; empty
+	// means the supervisor's.
 	Dir string `yaml:"dir,omitempty"`
 	// Restart says when and how fast the process is restarted.
 	Restart RestartPolicy `yaml:"restart"`
@@ -226,7 +236,14 @@ func Load(path string) (*Pipeline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("launch: read pipeline file: %w", err)
 	}
-	return Parse(data, path)
+	p, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	if p.Base, err = filepath.Abs(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("launch: pipeline file %s: %w", path, err)
+	}
+	return p, nil
 }
 
 // Parse reads a pipeline file strictly (unknown fields are errors), fills in
@@ -477,11 +494,11 @@ func (p *Pipeline) Specs(self string, extraEnv []string) []Spec {
 			in.Name = integratorName
 		}
 		in.applyDefaults([]string{selfCommand, "integrator"}, Always)
-		specs = append(specs, in.spec(self, base))
+		specs = append(specs, in.spec(self, p.Base, base))
 	}
 	for _, m := range p.Modules {
 		m.applyDefaults([]string{selfCommand, "module", m.Name}, OnFailure)
-		sp := m.spec(self, base)
+		sp := m.spec(self, p.Base, base)
 		if len(m.Sensors) > 0 {
 			sp.Env = append(sp.Env, "SERKET_SENSORS="+strings.Join(m.Sensors, ","))
 		}
@@ -523,10 +540,17 @@ func validSubject(s string) bool {
 	return true
 }
 
-func (pr Process) spec(self string, base []string) Spec {
+func (pr Process) spec(self, dir string, base []string) Spec {
 	path := pr.Command[0]
 	if path == selfCommand && self != "" {
 		path = self
+	}
+	if strings.Contains(path, "/") && !filepath.IsAbs(path) && dir != "" {
+		path = filepath.Join(dir, path)
+	}
+	wd := pr.Dir
+	if wd != "" && !filepath.IsAbs(wd) && dir != "" {
+		wd = filepath.Join(dir, wd)
 	}
 	args := make([]string, 0, len(pr.Command)-1+len(pr.Args))
 	args = append(append(args, pr.Command[1:]...), pr.Args...)
@@ -539,7 +563,7 @@ func (pr Process) spec(self string, base []string) Spec {
 		Path:    path,
 		Args:    args,
 		Env:     env,
-		Dir:     pr.Dir,
+		Dir:     wd,
 		Restart: pr.Restart,
 	}
 }

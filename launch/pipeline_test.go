@@ -508,3 +508,46 @@ fusion: {slop: 300ms, belief_period: 50ms}
 		}
 	}
 }
+
+// A pipeline file's relative command paths and working directories are
+// taken from the file's directory, so it runs the same from anywhere;
+// bare names and absolute paths are left alone.
+func TestLoadResolvesRelativeCommands(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "pipeline.yaml")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := `
+modules:
+  - {name: near, command: [./bin/touch, --fast], dir: work}
+  - {name: far, command: [../tools/sensor]}
+  - {name: onpath, command: [python3, sensor.py]}
+  - {name: fixed, command: [/opt/sensor], dir: /srv}
+  - {name: self}
+`
+	if err := os.WriteFile(path, []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := launch.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(dir, "sub")
+	if p.Base != base {
+		t.Fatalf("Base %q, want %q", p.Base, base)
+	}
+	want := []struct{ path, dir string }{
+		{"/bin/serket", ""}, // the integrator
+		{filepath.Join(base, "bin/touch"), filepath.Join(base, "work")},
+		{filepath.Join(dir, "tools/sensor"), ""},
+		{"python3", ""},
+		{"/opt/sensor", "/srv"},
+		{"/bin/serket", ""},
+	}
+	for i, s := range p.Specs("/bin/serket", nil) {
+		if s.Path != want[i].path || s.Dir != want[i].dir {
+			t.Errorf("%s: path %q dir %q, want %q %q", s.Name, s.Path, s.Dir, want[i].path, want[i].dir)
+		}
+	}
+}
