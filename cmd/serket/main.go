@@ -54,9 +54,9 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file")
 	f.StringVar(&g.user, "user", os.Getenv("NATS_USER"), "NATS user")
 	f.StringVar(&g.password, "password", os.Getenv("NATS_PASSWORD"), "NATS password")
-	f.StringVar(&g.tlsCA, "tls-ca", "", "CA certificate to trust for TLS")
-	f.StringVar(&g.tlsCert, "tls-cert", "", "client certificate for mutual TLS")
-	f.StringVar(&g.tlsKey, "tls-key", "", "client key for mutual TLS")
+	f.StringVar(&g.tlsCA, "tls-ca", os.Getenv("NATS_CA"), "CA certificate to trust for TLS (default $NATS_CA)")
+	f.StringVar(&g.tlsCert, "tls-cert", os.Getenv("NATS_CERT"), "client certificate for mutual TLS (default $NATS_CERT)")
+	f.StringVar(&g.tlsKey, "tls-key", os.Getenv("NATS_KEY"), "client key for mutual TLS (default $NATS_KEY)")
 	f.StringVar(&g.logLevel, "log-level", envOr("SERKET_LOG_LEVEL", "info"), "log level: debug, info, warn or error")
 	root.AddCommand(
 		newUpCmd(g),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -35,7 +36,11 @@ func (f *netFlags) register(cmd *cobra.Command) {
 	cmd.Flags().Uint64Var(&f.seed, "seed", 1, "parameter initialisation seed")
 	cmd.Flags().Float64Var(&f.fraction, "paired-fraction", envFloat("SERKET_PAIRED_FRACTION", 1), "fraction of training items with every modality, the rest with one each (default $SERKET_PAIRED_FRACTION, else 1)")
 	cmd.Flags().Uint64Var(&f.pairSeed, "pairing-seed", envUint("SERKET_PAIRING_SEED", 1), "seed of the partial-pairing mask, the same in every module (default $SERKET_PAIRING_SEED, else 1)")
-	cmd.Flags().StringSliceVar(&f.modalities, "modalities", dataset.Modalities(), "the modalities the pairing mask is drawn over")
+	modalities := dataset.Modalities()
+	if v := os.Getenv("SERKET_MODALITIES"); v != "" {
+		modalities = strings.Split(v, ",")
+	}
+	cmd.Flags().StringSliceVar(&f.modalities, "modalities", modalities, "the modalities the pairing mask is drawn over, the same in every module (default $SERKET_MODALITIES, which serket train sets to the training modules)")
 }
 
 func (f *netFlags) source(modality string) (*mvae.Source, error) {

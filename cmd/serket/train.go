@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,12 +95,9 @@ func (f *trainFlags) fromFile(t *launch.TrainSettings, flags *pflag.FlagSet) {
 	set("seed", t.Seed > 0, func() { f.seed = t.Seed })
 	set("plan", t.Plan != "", func() { f.plan = t.Plan })
 	set("subsets", t.Subsets > 0, func() { f.subsets = t.Subsets })
-	set("lambda", len(t.Lambda) > 0, func() {
-		f.lambda = nil
-		for name, w := range t.Lambda {
-			f.lambda = append(f.lambda, fmt.Sprintf("%s=%g", name, w))
-		}
-	})
+	if len(t.Lambda) > 0 {
+		f.lambda = mergeLambda(t.Lambda, f.lambda, flags.Changed("lambda"))
+	}
 	set("kl-from", t.KLFrom != nil, func() { f.klFrom = float32(*t.KLFrom) })
 	set("kl-to", t.KLTo != nil, func() { f.klTo = float32(*t.KLTo) })
 	set("kl-anneal", t.KLAnneal != nil, func() { f.anneal = *t.KLAnneal })
@@ -111,6 +109,28 @@ func (f *trainFlags) fromFile(t *launch.TrainSettings, flags *pflag.FlagSet) {
 	set("paired-fraction", t.PairedFraction != nil, func() { f.paired = *t.PairedFraction })
 	set("lr", t.LR != nil, func() { f.lr = *t.LR })
 	set("pairing-seed", t.PairingSeed > 0, func() { f.pairSeed = t.PairingSeed })
+}
+
+// mergeLambda weighs each module by the command line's --lambda (or, not
+// given, the default language=50), else the file's lambda: the file adds to
+// the default instead of replacing it, and a flag overrides one module's
+// weight without dropping the file's others.
+func mergeLambda(file map[string]float64, flag []string, given bool) []string {
+	var out []string
+	named := map[string]bool{}
+	for _, it := range flag {
+		name, _, _ := strings.Cut(it, "=")
+		named[name] = true
+		if _, inFile := file[name]; given || !inFile {
+			out = append(out, it)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(file)) {
+		if !given || !named[name] {
+			out = append(out, fmt.Sprintf("%s=%g", name, file[name]))
+		}
+	}
+	return out
 }
 
 // config builds the integrator's TrainConfig; ids come from the manifest
@@ -305,7 +325,8 @@ training steps over the bus. Checkpoints and the metrics log go to
 			}
 			run, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 10 * time.Second, noIntegrator: true,
 				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1",
-					fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", tf.paired), fmt.Sprintf("SERKET_PAIRING_SEED=%d", tf.pairSeed), tf.lrEnv()}})
+					fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", tf.paired), fmt.Sprintf("SERKET_PAIRING_SEED=%d", tf.pairSeed),
+					"SERKET_MODALITIES=" + strings.Join(tf.modules, ","), tf.lrEnv()}})
 			if err != nil {
 				return err
 			}

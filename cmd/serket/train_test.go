@@ -471,3 +471,28 @@ train:
 	}
 	waitFor(t, ctx, func() bool { return strings.Contains(out.String(), "not restarting") })
 }
+
+// A file's lambda adds to the default weights, and --lambda overrides a
+// module's weight without dropping the file's others.
+func TestMergeLambda(t *testing.T) {
+	def := []string{"language=50"}
+	tests := []struct {
+		name  string
+		file  map[string]float64
+		flag  []string
+		given bool
+		want  []string
+	}{
+		{"file adds to the default", map[string]float64{"touch": 10}, def, false, []string{"language=50", "touch=10"}},
+		{"file overrides the default", map[string]float64{"language": 0, "touch": 10}, def, false, []string{"language=0", "touch=10"}},
+		{"flag overrides the file", map[string]float64{"language": 20, "touch": 10}, []string{"touch=3"}, true, []string{"touch=3", "language=20"}},
+		{"flag and file apart", map[string]float64{"touch": 10}, []string{"vision=2"}, true, []string{"vision=2", "touch=10"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mergeLambda(tt.file, tt.flag, tt.given); !slices.Equal(got, tt.want) {
+				t.Errorf("mergeLambda = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,14 +151,21 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 		// every call would fight each other (see nn's doc).
 		env = append(env, "OPENBLAS_NUM_THREADS=1")
 	}
-	for _, kv := range []struct{ k, v string }{{"NATS_CREDS", g.creds}, {"NATS_USER", g.user}, {"NATS_PASSWORD", g.password}} {
+	for _, kv := range []struct{ k, v string }{{"NATS_CREDS", g.creds}, {"NATS_USER", g.user}, {"NATS_PASSWORD", g.password},
+		{"NATS_CA", g.tlsCA}, {"NATS_CERT", g.tlsCert}, {"NATS_KEY", g.tlsKey}} {
 		if kv.v != "" {
 			env = append(env, kv.k+"="+kv.v)
 		}
 	}
 	if t := p.Train; t != nil && t.PairedFraction != nil {
-		// Every module draws the same partial-pairing mask.
-		env = append(env, fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", *t.PairedFraction), fmt.Sprintf("SERKET_PAIRING_SEED=%d", max(t.PairingSeed, 1)))
+		// Every module draws the same partial-pairing mask, over the
+		// pipeline's modalities.
+		var names []string
+		for _, m := range p.Modules {
+			names = append(names, m.Name)
+		}
+		env = append(env, fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", *t.PairedFraction), fmt.Sprintf("SERKET_PAIRING_SEED=%d", max(t.PairingSeed, 1)),
+			"SERKET_MODALITIES="+strings.Join(names, ","))
 	}
 	if t := p.Train; t != nil && t.LR != nil {
 		env = append(env, fmt.Sprintf("SERKET_LR=%g", *t.LR))
