@@ -7,8 +7,10 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
@@ -18,16 +20,19 @@ import (
 
 func newEchoCmd(g *globals) *cobra.Command {
 	var (
-		count   int
-		asJSON  bool
-		timeout time.Duration
+		count    int
+		asJSON   bool
+		absolute bool
+		timeout  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "echo [SUBJECT]",
 		Short: "print the messages on a subject in readable form",
 		Long: `Print every message on SUBJECT, decoded. A subject that does not start with
 "serket." is relative to the pipeline: "latent", "post.*", "belief", ">" (all).
-Messages that do not decode are printed with the reason.`,
+--absolute takes SUBJECT as it is (a sensor's subject, say robot.camera):
+raw observations are shown by media type, text as it is. Messages that do
+not decode are printed with the reason.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			log := g.logger("echo")
@@ -36,7 +41,10 @@ Messages that do not decode are printed with the reason.`,
 				return err
 			}
 			subject := subj.Relative(">")
-			if len(args) == 1 {
+			switch {
+			case len(args) == 1 && absolute:
+				subject = args[0]
+			case len(args) == 1:
 				subject = subj.Relative(args[0])
 			}
 			cc := g.conn("serket-echo", log)
@@ -68,6 +76,7 @@ Messages that do not decode are printed with the reason.`,
 	}
 	cmd.Flags().IntVar(&count, "count", 0, "exit after this many messages (0: never)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print each decoded message as JSON")
+	cmd.Flags().BoolVar(&absolute, "absolute", false, "take SUBJECT as it is, not relative to the pipeline (a sensor's subject such as robot.camera)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to keep trying to reach NATS")
 	return cmd
 }
@@ -76,6 +85,15 @@ func printMessage(w io.Writer, m *nats.Msg, asJSON bool) {
 	ts := time.Now().Format("15:04:05.000")
 	h, err := bus.PeekHeader(m.Data)
 	if err != nil {
+		if typ := m.Header.Get(bus.HeaderContentType); typ != "" {
+			// A sensor's raw observation, not a serket message.
+			at := ""
+			if ns, err := strconv.ParseInt(m.Header.Get(bus.HeaderTime), 10, 64); err == nil {
+				at = " t=" + time.Unix(0, ns).Format("15:04:05.000")
+			}
+			fmt.Fprintf(w, "%s %s %s%s\n", ts, m.Subject, payload(typ, m.Data), at)
+			return
+		}
 		fmt.Fprintf(w, "%s %s UNDECODABLE (%d bytes): %v\n", ts, m.Subject, len(m.Data), err)
 		return
 	}
@@ -133,10 +151,27 @@ func describe(m bus.Message) string {
 		f("z=%s", tensor(m.Z))
 	case *bus.DecodeReply:
 		f("outputs=%d", len(m.Outputs))
+		for _, o := range m.Outputs {
+			f(" %s", payload(o.Type, o.Data))
+		}
 	case *bus.Belief:
-		f("seq=%d mu=%s sources=%v", m.Seq, tensor(m.Mu), m.Sources)
+		f("seq=%d t=%s mu=%s sources=", m.Seq, time.Unix(0, m.Time).Format("15:04:05.000"), tensor(m.Mu))
+		for i, src := range m.Sources {
+			if i > 0 {
+				f(",")
+			}
+			f("%s(%s old)", src.Module, time.Duration(src.AgeNs).Round(time.Millisecond))
+		}
 	}
 	return b.String()
+}
+
+// payload shows short text as it is, anything else by type and size.
+func payload(typ string, data []byte) string {
+	if strings.HasPrefix(typ, "text/") && len(data) <= 200 && utf8.Valid(data) {
+		return fmt.Sprintf("%s %q", typ, data)
+	}
+	return fmt.Sprintf("%s (%d bytes)", typ, len(data))
 }
 
 func tensor(t bus.Tensor) string {
