@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // ConnConfig configures a connection to NATS.
@@ -19,6 +21,11 @@ type ConnConfig struct {
 	User  string // user and password, optional
 	Pass  string
 	Token string
+	// NKeyFile is a file holding a user nkey seed (`serket up --secure`
+	// writes one per process): Connect signs in with it and takes its
+	// replies on the key's own inbox prefix (InboxPrefix), the only one a
+	// secured server lets it hear.
+	NKeyFile string
 
 	// TLS: a CA file to trust, and a client certificate and key for mutual
 	// TLS; any of them set turns TLS on. TLSConfig, if set, is used as is.
@@ -98,6 +105,13 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	if cfg.Token != "" {
 		opts = append(opts, nats.Token(cfg.Token))
 	}
+	if cfg.NKeyFile != "" {
+		o, err := nkeyOptions(cfg.NKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o...)
+	}
 	if cfg.CAFile != "" {
 		opts = append(opts, nats.RootCAs(cfg.CAFile))
 	}
@@ -125,7 +139,36 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	case <-connected:
 		return nc, nil
 	case <-time.After(wait):
+		last := nc.LastError()
 		nc.Close()
+		if last != nil && (errors.Is(last, nats.ErrAuthorization) || strings.Contains(strings.ToLower(last.Error()), "authorization")) {
+			return nil, fmt.Errorf("bus: connect to %s as %q: the server refused our credentials (%v): give --nkey (or --creds, --user) of this pipeline", url, cfg.Name, last)
+		}
+		if last != nil {
+			return nil, fmt.Errorf("bus: connect to %s as %q: no connection within %v: %w", url, cfg.Name, wait, last)
+		}
 		return nil, fmt.Errorf("bus: connect to %s as %q: no server answered within %v (is `serket up` running, or NATS_URL right?)", url, cfg.Name, wait)
 	}
+}
+
+// nkeyOptions signs in with the user nkey seed in path and takes replies on
+// its own inbox prefix.
+func nkeyOptions(path string) ([]nats.Option, error) {
+	seed, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("bus: nkey: %w", err)
+	}
+	pub, err := publicKey(path, seed)
+	if err != nil {
+		return nil, err
+	}
+	sign := func(nonce []byte) ([]byte, error) {
+		kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
+		if err != nil {
+			return nil, err
+		}
+		defer kp.Wipe()
+		return kp.Sign(nonce)
+	}
+	return []nats.Option{nats.Nkey(pub, sign), nats.CustomInboxPrefix(InboxPrefix(pub))}, nil
 }

@@ -1,11 +1,13 @@
 package bus
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 )
 
 // ServerConfig configures an embedded nats-server.
@@ -16,6 +18,15 @@ type ServerConfig struct {
 	StoreDir  string        // JetStream store; "" with JetStream on means a new temp dir, removed on Shutdown
 	Ready     time.Duration // how long to wait for the server to accept clients; default 10s
 	Debug     bool          // let the server log to stderr
+
+	// Users, when set, are the only identities the server admits, each
+	// signing in with its nkey and held to its permissions; a client
+	// without a key is refused. Empty: anyone may connect and do anything.
+	Users []User
+	// TLS, when set, makes the server require TLS (a certificate the
+	// clients trust); with ClientCAs and RequireAndVerifyClientCert it
+	// also verifies client certificates.
+	TLS *tls.Config
 }
 
 // DefaultPort is NATS's well-known client port.
@@ -41,6 +52,27 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	}
 	if opts.Port == 0 {
 		opts.Port = server.RANDOM_PORT
+	}
+	for _, u := range cfg.Users {
+		if !nkeys.IsValidPublicUserKey(u.NKey) {
+			return nil, fmt.Errorf("bus: user %q: %q is not a public user nkey", u.Name, u.NKey)
+		}
+		perm := &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: u.Permissions.Publish},
+			Subscribe: &server.SubjectPermission{Allow: u.Permissions.Subscribe},
+		}
+		if len(perm.Publish.Allow) == 0 {
+			perm.Publish.Deny = []string{">"}
+		}
+		if u.Permissions.Responses {
+			perm.Response = &server.ResponsePermission{MaxMsgs: 1}
+		}
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: perm})
+	}
+	if cfg.TLS != nil {
+		opts.TLSConfig, opts.TLS = cfg.TLS, true
+		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+		opts.TLSTimeout = 2
 	}
 	s := &Server{}
 	if cfg.JetStream {

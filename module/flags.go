@@ -32,6 +32,7 @@ import (
 // The environment (each variable the default of one flag):
 //
 //	NATS_URL, NATS_CREDS, NATS_USER, NATS_PASSWORD   --nats --creds --user --password
+//	NATS_NKEY                                         --nkey
 //	NATS_CA, NATS_CERT, NATS_KEY                      --tls-ca --tls-cert --tls-key
 //	SERKET_PIPELINE, SERKET_MODULE, SERKET_LATENT     --pipeline --name --latent
 //	SERKET_DATA, SERKET_LR, SERKET_LOG_LEVEL          --data --lr --log-level
@@ -44,6 +45,7 @@ import (
 //	SERKET_SAY_BELIEFS=1                              --sensor --sensor-type --sensor-rate --say-beliefs
 type Flags struct {
 	NATS, Pipeline, Creds, User, Password string
+	NKey                                  string // a file holding an nkey seed
 	TLSCA, TLSCert, TLSKey                string
 	LogLevel                              string
 
@@ -80,6 +82,7 @@ func (f *Flags) Register(fs *flag.FlagSet, kind string, defaultLatent int) {
 	fs.StringVar(&f.Creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file (default $NATS_CREDS)")
 	fs.StringVar(&f.User, "user", os.Getenv("NATS_USER"), "NATS user (default $NATS_USER)")
 	fs.StringVar(&f.Password, "password", os.Getenv("NATS_PASSWORD"), "NATS password (default $NATS_PASSWORD)")
+	fs.StringVar(&f.NKey, "nkey", os.Getenv("NATS_NKEY"), "file with the nkey seed to sign in with (serket up --secure sets $NATS_NKEY)")
 	fs.StringVar(&f.TLSCA, "tls-ca", os.Getenv("NATS_CA"), "CA certificate to trust for TLS (default $NATS_CA)")
 	fs.StringVar(&f.TLSCert, "tls-cert", os.Getenv("NATS_CERT"), "client certificate for mutual TLS (default $NATS_CERT)")
 	fs.StringVar(&f.TLSKey, "tls-key", os.Getenv("NATS_KEY"), "client key for mutual TLS (default $NATS_KEY)")
@@ -180,7 +183,7 @@ func (f *Flags) Logger(w io.Writer) (*slog.Logger, error) {
 func (f *Flags) Options(log *slog.Logger) Options {
 	return Options{
 		Pipeline: f.Pipeline,
-		NATS: bus.ConnConfig{URL: f.NATS, Name: bus.ServiceName(f.Name), Creds: f.Creds, User: f.User, Pass: f.Password,
+		NATS: bus.ConnConfig{URL: f.NATS, Name: bus.ServiceName(f.Name), Creds: f.Creds, User: f.User, Pass: f.Password, NKeyFile: f.NKey,
 			CAFile: f.TLSCA, CertFile: f.TLSCert, KeyFile: f.TLSKey, Logger: log},
 		Logger:          log,
 		Checkpoint:      f.Checkpoint,

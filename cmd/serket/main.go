@@ -30,6 +30,7 @@ type globals struct {
 	tlsCA    string
 	tlsCert  string
 	tlsKey   string
+	nkey     string
 	logLevel string
 }
 
@@ -57,6 +58,7 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.tlsCA, "tls-ca", os.Getenv("NATS_CA"), "CA certificate to trust for TLS (default $NATS_CA)")
 	f.StringVar(&g.tlsCert, "tls-cert", os.Getenv("NATS_CERT"), "client certificate for mutual TLS (default $NATS_CERT)")
 	f.StringVar(&g.tlsKey, "tls-key", os.Getenv("NATS_KEY"), "client key for mutual TLS (default $NATS_KEY)")
+	f.StringVar(&g.nkey, "nkey", os.Getenv("NATS_NKEY"), "file with an nkey seed to sign in with (serket up --secure writes them; default $NATS_NKEY)")
 	f.StringVar(&g.logLevel, "log-level", envOr("SERKET_LOG_LEVEL", "info"), "log level: debug, info, warn or error")
 	root.AddCommand(
 		newUpCmd(g),
@@ -98,7 +100,7 @@ func (g *globals) logger(name string) *slog.Logger {
 func (g *globals) conn(name string, log *slog.Logger) bus.ConnConfig {
 	return bus.ConnConfig{
 		URL: g.natsURL, Name: name, Creds: g.creds, User: g.user, Pass: g.password,
-		CAFile: g.tlsCA, CertFile: g.tlsCert, KeyFile: g.tlsKey, Logger: log,
+		CAFile: g.tlsCA, CertFile: g.tlsCert, KeyFile: g.tlsKey, NKeyFile: g.nkey, Logger: log,
 	}
 }
 

@@ -25,6 +25,8 @@ func newUpCmd(g *globals) *cobra.Command {
 		jetstream bool
 		storeDir  string
 		print     bool
+		secure    bool
+		keyDir    string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [pipeline.yaml]",
@@ -35,7 +37,16 @@ Unless --nats (or NATS_URL, or the file's nats.url) names a server, serket up
 starts an embedded nats-server. Then it starts the integrator and every module
 as child processes, prefixes their log lines with their names, restarts them
 according to their restart policies, and on Ctrl-C or SIGTERM stops them all
-(SIGTERM, then SIGKILL after --grace).`,
+(SIGTERM, then SIGKILL after --grace).
+
+--secure locks the embedded server: every process signs in with an nkey of
+its own (seeds written 0600 in --key-dir, a fresh temporary directory by
+default) and may use only its subjects: a module publishes only its own
+posteriors, gradients and sayings, only the integrator publishes steps,
+latents, expert gradients and beliefs. Keys for others are made too:
+client.nk (inference only: serket infer --nkey DIR/client.nk), sensor.nk
+(publish on the pipeline's sensor subjects) and admin.nk (serket ls, echo,
+record). Anyone without a key is refused. See docs/security.md.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := loadPipeline(args)
@@ -77,7 +88,26 @@ according to their restart policies, and on Ctrl-C or SIGTERM stops them all
 				}
 				env = append(env, "SERKET_CHECKPOINT_DIR="+abs, "SERKET_NO_SAVE_ON_EXIT=1")
 			}
-			run, err := launchPipeline(ctx, g, p, log, launchOptions{grace: grace, env: env})
+			o := launchOptions{grace: grace, env: env}
+			if secure {
+				if g.natsURL != "" || p.NATS.URL != "" {
+					return usagef("--secure locks the embedded server; for a server of your own, give it the permissions in docs/security.md")
+				}
+				if keyDir == "" {
+					dir, err := os.MkdirTemp("", "serket-keys-")
+					if err != nil {
+						return err
+					}
+					defer os.RemoveAll(dir)
+					keyDir = dir
+				}
+				if o.users, o.keys, err = pipelineKeys(p, keyDir); err != nil {
+					return err
+				}
+				log.Info("secure: every process signs in with its own key; others are refused", "keys", keyDir,
+					"client", o.keys[clientIdentity], "sensor", o.keys[sensorIdentity], "admin", o.keys[adminIdentity])
+			}
+			run, err := launchPipeline(ctx, g, p, log, o)
 			if err != nil {
 				return err
 			}
@@ -89,6 +119,8 @@ according to their restart policies, and on Ctrl-C or SIGTERM stops them all
 	cmd.Flags().BoolVar(&jetstream, "jetstream", false, "enable JetStream on the embedded server")
 	cmd.Flags().StringVar(&storeDir, "store-dir", "", "JetStream store directory (default: a temporary one)")
 	cmd.Flags().BoolVar(&print, "print", false, "print the pipeline with every default filled in, and exit")
+	cmd.Flags().BoolVar(&secure, "secure", false, "an nkey and a permission set per process on the embedded server; no one else gets in")
+	cmd.Flags().StringVar(&keyDir, "key-dir", "", "where --secure keeps the nkey seeds (kept and reused; default: a temporary directory removed at exit)")
 	return cmd
 }
 
@@ -115,8 +147,10 @@ type running struct {
 type launchOptions struct {
 	grace        time.Duration
 	onEvent      func(launch.Event)
-	noIntegrator bool     // the caller runs the integrator in its own process
-	env          []string // extra environment for every child
+	noIntegrator bool              // the caller runs the integrator in its own process
+	env          []string          // extra environment for every child
+	users        []bus.User        // the embedded server admits only these (--secure)
+	keys         map[string]string // process name → its nkey seed file
 }
 
 // launchPipeline starts NATS (embedded unless a URL is given) and supervises
@@ -128,7 +162,7 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 		r.URL = p.NATS.URL
 	}
 	if r.URL == "" {
-		srv, err := bus.StartServer(bus.ServerConfig{Port: p.NATS.Port, JetStream: p.NATS.JetStream, StoreDir: p.NATS.StoreDir})
+		srv, err := bus.StartServer(bus.ServerConfig{Port: p.NATS.Port, JetStream: p.NATS.JetStream, StoreDir: p.NATS.StoreDir, Users: o.users})
 		if err != nil {
 			return nil, fmt.Errorf("%w (choose another with --port, or use a running server with --nats URL)", err)
 		}
@@ -176,6 +210,9 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 			continue
 		}
 		s.Env = append(s.Env, "SERKET_MODULE="+s.Name)
+		if k, ok := o.keys[s.Name]; ok {
+			s.Env = append(s.Env, "NATS_NKEY="+k)
+		}
 		specs = append(specs, s)
 	}
 	r.sup = launch.NewSupervisor(specs, launch.Options{Output: os.Stderr, Grace: o.grace, Logger: log, OnEvent: o.onEvent})

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/dataset/datasettest"
+)
+
+// TestUpSecure: `serket up --secure` trains and serves as usual with every
+// process signed in under its own key and permissions; a client without a
+// key is refused, the client key runs inferences, and a module's key cannot
+// publish as another module or as the integrator.
+func TestUpSecure(t *testing.T) {
+	data := datasettest.Dir(t)
+	ckpt := filepath.Join(t.TempDir(), "run")
+	keys := filepath.Join(t.TempDir(), "keys")
+	trainFile := writeFile(t, "train.yaml", `
+pipeline: locked
+latent: 8
+integrator:
+  args: [--train]
+  restart: {policy: on-failure}
+modules:
+  - {name: vision, args: [--hidden, "32"]}
+  - {name: language, args: [--hidden, "32"]}
+train:
+  epochs: 1
+  batch: 60
+  checkpoint_dir: `+ckpt+`
+`)
+	t.Setenv("SERKET_DATA", data)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	// Training runs through every training subject under the permissions.
+	_, trainOut := startUp(t, "--secure", "--key-dir", keys, "--port", strconv.Itoa(freePort(t)), trainFile)
+	waitFor(t, ctx, func() bool { return strings.Contains(trainOut.String(), "training done") })
+	for _, name := range []string{"integrator", "vision", "language", "client", "sensor", "admin"} {
+		fi, err := os.Stat(filepath.Join(keys, name+".nk"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("key of %s: %v, %v", name, fi, err)
+		}
+	}
+
+	// Serving, with the same keys (kept in --key-dir and reused).
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	serveFile := writeFile(t, "serve.yaml", `
+pipeline: locked
+latent: 8
+modules:
+  - {name: vision, args: [--hidden, "32"]}
+  - {name: language, args: [--hidden, "32"]}
+`)
+	_, out := startUp(t, "--secure", "--key-dir", keys, "--port", strconv.Itoa(port), serveFile)
+	waitFor(t, ctx, func() bool {
+		msg, err := serketOut(t, "ls", "--nats", url, "--pipeline", "locked", "--nkey", filepath.Join(keys, "admin.nk"))
+		return err == nil && strings.Contains(msg, "vision") && strings.Contains(msg, "language") && strings.Contains(msg, "integrator")
+	})
+	defer func() {
+		for _, o := range []string{trainOut.String(), out.String()} {
+			if strings.Contains(o, "Permissions Violation") {
+				t.Errorf("a process of the pipeline was refused a subject it needs:\n%s", o)
+			}
+		}
+	}()
+
+	// No key: refused, and said so.
+	msg, err := serketOut(t, "infer", "--nats", url, "--pipeline", "locked", "--timeout", "2s", "--from", "language=a sneaker")
+	if err == nil || !strings.Contains(msg, "refused our credentials") {
+		t.Errorf("serket infer without a key: %v\n%s", err, msg)
+	}
+	// The client key: inference works (modules answer encode and decode
+	// requests under their permissions).
+	clientKey := filepath.Join(keys, "client.nk")
+	msg, err = serketOut(t, "infer", "--nats", url, "--pipeline", "locked", "--nkey", clientKey, "--from", "language=a sneaker", "--to", "language")
+	if err != nil || !strings.Contains(msg, "contributors: language") || !strings.Contains(msg, "language[0]:") {
+		t.Errorf("serket infer with the client key: %v\n%s", err, msg)
+	}
+
+	// vision's key cannot speak for language or the integrator: an admin
+	// listening to the whole pipeline sees only what vision may send.
+	admin, err := bus.Connect(bus.ConnConfig{URL: url, Name: "test-admin", NKeyFile: filepath.Join(keys, "admin.nk")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	subj, _ := bus.NewSubjects("locked")
+	seen := make(chan *nats.Msg, 64)
+	if _, err := admin.ChanSubscribe(subj.Prefix()+".>", seen); err != nil {
+		t.Fatal(err)
+	}
+	admin.Flush()
+	vision, err := bus.Connect(bus.ConnConfig{URL: url, Name: "impostor", NKeyFile: filepath.Join(keys, "vision.nk")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vision.Close()
+	forged := []string{subj.Post("language"), subj.ObsPost("language"), subj.Latent(), subj.EGrad("language"), subj.Belief(), subj.Step()}
+	for _, s := range forged {
+		vision.Publish(s, []byte("forged"))
+	}
+	vision.Publish(subj.Said("vision"), []byte("allowed")) // last: once it arrives, the others would have
+	for {
+		select {
+		case m := <-seen:
+			if slices.Contains(forged, m.Subject) && string(m.Data) == "forged" {
+				t.Errorf("vision's key published on %s", m.Subject)
+			}
+			if m.Subject == subj.Said("vision") {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("vision's allowed message never arrived")
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
