@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,7 +67,9 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 		wait = 10 * time.Second
 	}
 	connected := make(chan struct{}, 1)
+	var lastErr atomic.Pointer[error] // why the latest attempt failed
 	opts := []nats.Option{
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { lastErr.Store(&err) }),
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
@@ -140,6 +143,9 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 		return nc, nil
 	case <-time.After(wait):
 		last := nc.LastError()
+		if p := lastErr.Load(); p != nil {
+			last = *p
+		}
 		nc.Close()
 		if last != nil && (errors.Is(last, nats.ErrAuthorization) || strings.Contains(strings.ToLower(last.Error()), "authorization")) {
 			return nil, fmt.Errorf("bus: connect to %s as %q: the server refused our credentials (%v): give --nkey (or --creds, --user) of this pipeline", url, cfg.Name, last)
