@@ -74,6 +74,7 @@ func newRoot() *cobra.Command {
 		newGenerateCmd(g),
 		newEvalCmd(g),
 		newRecordCmd(g), newReplayCmd(g),
+		newKeysCmd(g),
 	)
 	return root
 }

@@ -2,9 +2,14 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/launch"
@@ -59,4 +64,66 @@ func pipelineKeys(p *launch.Pipeline, dir string) ([]bus.User, map[string]string
 		users = append(users, bus.User{Name: id.name, NKey: k.Public, Permissions: subj.Permissions(id.role, id.name, id.sensors, bus.InboxPrefix(k.Public))})
 	}
 	return users, files, nil
+}
+
+func newKeysCmd(g *globals) *cobra.Command {
+	var keyDir string
+	cmd := &cobra.Command{
+		Use:   "keys [pipeline.yaml] --key-dir DIR",
+		Short: "make a pipeline's nkeys and print the nats-server authorization block that enforces its permissions",
+		Long: `Make (or reuse) an nkey per process of the pipeline and for the client,
+sensor and admin identities, as serket up --secure does, in --key-dir (seeds
+0600), and print a nats-server configuration block that admits only those
+keys with the permissions serket up --secure gives them. For a NATS server
+or cluster of your own: include the block in its configuration, copy each
+process's seed to the machine it runs on, and start the process with
+NATS_NKEY (or --nkey) pointing at it. See docs/security.md.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if keyDir == "" {
+				return usagef("give --key-dir: where the seeds are kept")
+			}
+			p, err := loadPipeline(args)
+			if err != nil {
+				return err
+			}
+			users, _, err := pipelineKeys(p, keyDir)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("# serket pipeline %q: seeds in %s\n", p.Name, keyDir)
+			return writeAuthorization(os.Stdout, users)
+		},
+	}
+	cmd.Flags().StringVar(&keyDir, "key-dir", "", "where the nkey seeds are kept (made if missing, reused if present)")
+	return cmd
+}
+
+// writeAuthorization writes users as a nats-server authorization block.
+func writeAuthorization(w io.Writer, users []bus.User) error {
+	list := func(s []string) string {
+		q := make([]string, len(s))
+		for i, v := range s {
+			q[i] = strconv.Quote(v)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	var b strings.Builder
+	b.WriteString("authorization {\n  users = [\n")
+	for _, u := range users {
+		fmt.Fprintf(&b, "    # %s\n    {nkey: %q, permissions: {", u.Name, u.NKey)
+		if len(u.Permissions.Publish) > 0 {
+			fmt.Fprintf(&b, "publish: {allow: %s}", list(u.Permissions.Publish))
+		} else {
+			b.WriteString(`publish: {deny: [">"]}`)
+		}
+		fmt.Fprintf(&b, ", subscribe: {allow: %s}", list(u.Permissions.Subscribe))
+		if u.Permissions.Responses {
+			b.WriteString(", allow_responses: {max: 1}")
+		}
+		b.WriteString("}}\n")
+	}
+	b.WriteString("  ]\n}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -12,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/dataset/datasettest"
+	"github.com/serket-go/serket/launch"
 )
 
 // TestUpSecure: `serket up --secure` trains and serves as usual with every
@@ -135,4 +138,60 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// serket keys prints an authorization block a real nats-server accepts and
+// that holds each key to what serket up --secure allows it.
+func TestKeysConfigForOwnServer(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "keys")
+	out, err := exec.Command(serketBin, "keys", "--key-dir", keys, "../../examples/robot/pipeline.yaml").Output()
+	if err != nil {
+		t.Fatalf("serket keys: %v\n%s", err, out)
+	}
+	conf := writeFile(t, "nats.conf", "listen: 127.0.0.1:-1\n"+string(out))
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatalf("nats-server refuses the block: %v\n%s", err, out)
+	}
+	p, err := launch.Load("../../examples/robot/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, files, err := pipelineKeys(p, keys) // the same keys, reused
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts.Nkeys) != len(users) {
+		t.Fatalf("%d users in the block, want %d", len(opts.Nkeys), len(users))
+	}
+	for i, u := range users {
+		nk := opts.Nkeys[i]
+		pub, sub := nk.Permissions.Publish, nk.Permissions.Subscribe
+		wantPub := u.Permissions.Publish
+		if len(wantPub) == 0 {
+			wantPub = nil
+		}
+		if nk.Nkey != u.NKey || !slices.Equal(pub.Allow, wantPub) || !slices.Equal(sub.Allow, u.Permissions.Subscribe) ||
+			(nk.Permissions.Response != nil) != u.Permissions.Responses {
+			t.Errorf("%s: the server reads %+v %+v %+v, want %+v", u.Name, pub, sub, nk.Permissions.Response, u.Permissions)
+		}
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	if nc, err := bus.Connect(bus.ConnConfig{URL: ns.ClientURL(), Name: "vision", NKeyFile: files["vision"], Wait: 5 * time.Second}); err != nil {
+		t.Errorf("vision's key on the configured server: %v", err)
+	} else {
+		nc.Close()
+	}
+	if _, err := bus.Connect(bus.ConnConfig{URL: ns.ClientURL(), Name: "stranger", Wait: time.Second}); err == nil {
+		t.Error("a client without a key got in")
+	}
 }
