@@ -25,7 +25,8 @@ type ConnConfig struct {
 	// NKeyFile is a file holding a user nkey seed (`serket up --secure`
 	// writes one per process): Connect signs in with it and takes its
 	// replies on the key's own inbox prefix (InboxPrefix), the only one a
-	// secured server lets it hear.
+	// secured server lets it hear. Empty means $NATS_NKEY when no other
+	// credentials are given.
 	NKeyFile string
 
 	// TLS: a CA file to trust, and a client certificate and key for mutual
@@ -107,6 +108,9 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	}
 	if cfg.Token != "" {
 		opts = append(opts, nats.Token(cfg.Token))
+	}
+	if cfg.NKeyFile == "" && cfg.Creds == "" && cfg.User == "" && cfg.Token == "" {
+		cfg.NKeyFile = os.Getenv("NATS_NKEY")
 	}
 	if cfg.NKeyFile != "" {
 		o, err := nkeyOptions(cfg.NKeyFile)
