@@ -202,13 +202,18 @@ func TestBenchImportAndQuality(t *testing.T) {
 
 // serket train hands --lr to every module (their checkpoints carry the
 // learning rate they trained with) and refuses a pairing fraction outside
-// (0, 1].
+// (0, 1]. It runs --secure: every module and the integrator in this process
+// under their own keys and permissions, with no violation logged.
 func TestTrainPassesSettingsToModules(t *testing.T) {
 	data := datasettest.Dir(t)
 	ckpt := filepath.Join(t.TempDir(), "run")
-	if out, err := serketOut(t, "train", "--data", data, "--epochs", "1", "--eval-items", "0", "--lr", "0.0123",
-		"--paired-fraction", "0.5", "--checkpoint-dir", ckpt, "--log-level", "warn"); err != nil {
+	out, err := serketOut(t, "train", "--data", data, "--epochs", "1", "--eval-items", "0", "--lr", "0.0123",
+		"--paired-fraction", "0.5", "--checkpoint-dir", ckpt, "--log-level", "warn", "--secure")
+	if err != nil {
 		t.Fatalf("serket train: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "Permissions Violation") {
+		t.Errorf("serket train --secure: a process was refused a subject it needs:\n%s", out)
 	}
 	for _, name := range []string{"vision", "language", "audio"} {
 		b, err := os.ReadFile(filepath.Join(ckpt, name+".ckpt"))

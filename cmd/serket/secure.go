@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,6 +24,31 @@ const (
 	sensorIdentity = "sensor" // publishes on the pipeline's sensor subjects
 	adminIdentity  = "admin"  // anything: serket ls, echo, record, replay
 )
+
+// secureLaunch has launchPipeline lock its embedded server: keys in keyDir
+// (a temporary directory removed by cleanup when empty) and a permission
+// set per process. It refuses an outside server, whose permissions serket
+// cannot set (serket keys prints them for it).
+func secureLaunch(g *globals, p *launch.Pipeline, keyDir string, o *launchOptions, log *slog.Logger) (cleanup func(), err error) {
+	if g.natsURL != "" || p.NATS.URL != "" {
+		return nil, usagef("--secure locks the embedded server; for a server of your own, include the block serket keys prints in its configuration (docs/security.md)")
+	}
+	cleanup = func() {}
+	if keyDir == "" {
+		dir, err := os.MkdirTemp("", "serket-keys-")
+		if err != nil {
+			return nil, err
+		}
+		keyDir, cleanup = dir, func() { os.RemoveAll(dir) }
+	}
+	if o.users, o.keys, err = pipelineKeys(p, keyDir); err != nil {
+		cleanup()
+		return nil, err
+	}
+	log.Info("secure: every process signs in with its own key; others are refused", "keys", keyDir,
+		"client", o.keys[clientIdentity], "sensor", o.keys[sensorIdentity], "admin", o.keys[adminIdentity])
+	return cleanup, nil
+}
 
 // pipelineKeys makes (or reuses) an nkey per process of p and per extra
 // identity in dir, and returns the server's users and each name's seed

@@ -196,7 +196,7 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 			return cfg, nil, err
 		}
 		flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
-		if f.resume {
+		if cfg.Resume { // not f.resume: a restarted integrator with nothing to resume starts the log afresh
 			flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
 		}
 		mf, err := os.OpenFile(f.metrics, flags, 0o644)
@@ -275,8 +275,10 @@ func containsAll(have, want []string) bool {
 
 func newTrainCmd(g *globals) *cobra.Command {
 	var (
-		tf   trainFlags
-		port int
+		tf     trainFlags
+		port   int
+		secure bool
+		keyDir string
 	)
 	cmd := &cobra.Command{
 		Use:   "train [pipeline.yaml]",
@@ -323,10 +325,19 @@ training steps over the bus. Checkpoints and the metrics log go to
 			if err != nil {
 				return err
 			}
-			run, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 10 * time.Second, noIntegrator: true,
+			o := launchOptions{grace: 10 * time.Second, noIntegrator: true,
 				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1",
 					fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", tf.paired), fmt.Sprintf("SERKET_PAIRING_SEED=%d", tf.pairSeed),
-					"SERKET_MODALITIES=" + strings.Join(tf.modules, ","), tf.lrEnv()}})
+					"SERKET_MODALITIES=" + strings.Join(tf.modules, ","), tf.lrEnv()}}
+			if secure {
+				cleanup, err := secureLaunch(g, p, keyDir, &o, log)
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				g.nkey = o.keys["integrator"] // this process is the integrator
+			}
+			run, err := launchPipeline(ctx, g, p, log, o)
 			if err != nil {
 				return err
 			}
@@ -336,6 +347,8 @@ training steps over the bus. Checkpoints and the metrics log go to
 	}
 	tf.register(cmd)
 	cmd.Flags().IntVar(&port, "port", 0, "embedded NATS server port (0: random)")
+	cmd.Flags().BoolVar(&secure, "secure", false, "an nkey and a permission set per process on the embedded server, as serket up --secure")
+	cmd.Flags().StringVar(&keyDir, "key-dir", "", "where --secure keeps the nkey seeds (default: a temporary directory removed at exit)")
 	return cmd
 }
 

@@ -90,22 +90,11 @@ record). Anyone without a key is refused. See docs/security.md.`,
 			}
 			o := launchOptions{grace: grace, env: env}
 			if secure {
-				if g.natsURL != "" || p.NATS.URL != "" {
-					return usagef("--secure locks the embedded server; for a server of your own, give it the permissions in docs/security.md")
-				}
-				if keyDir == "" {
-					dir, err := os.MkdirTemp("", "serket-keys-")
-					if err != nil {
-						return err
-					}
-					defer os.RemoveAll(dir)
-					keyDir = dir
-				}
-				if o.users, o.keys, err = pipelineKeys(p, keyDir); err != nil {
+				cleanup, err := secureLaunch(g, p, keyDir, &o, log)
+				if err != nil {
 					return err
 				}
-				log.Info("secure: every process signs in with its own key; others are refused", "keys", keyDir,
-					"client", o.keys[clientIdentity], "sensor", o.keys[sensorIdentity], "admin", o.keys[adminIdentity])
+				defer cleanup()
 			}
 			run, err := launchPipeline(ctx, g, p, log, o)
 			if err != nil {
