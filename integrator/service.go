@@ -49,6 +49,13 @@ type Config struct {
 	Discovery time.Duration
 	Misses    int
 
+	// InferWorkers is how many inferences run at once (default 8). An
+	// inference mostly waits for modules, so one at a time would leave the
+	// modules idle and queue every other client behind it; each worker is
+	// one subscription of the integrator's queue group (endpoints infer,
+	// infer-2, …), so NATS hands a request to a free one.
+	InferWorkers int
+
 	// Stream sets streaming fusion of the modules' timestamped posteriors
 	// into beliefs (always on; see StreamConfig).
 	Stream StreamConfig
@@ -133,6 +140,9 @@ func New(cfg Config) (*Integrator, error) {
 	if cfg.Misses <= 0 {
 		cfg.Misses = 3
 	}
+	if cfg.InferWorkers <= 0 {
+		cfg.InferWorkers = 8
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default().With("module", Name)
@@ -186,8 +196,14 @@ func (ig *Integrator) Run(ctx context.Context) error {
 		return fmt.Errorf("integrator: register service: %w", err)
 	}
 	defer svc.Stop()
-	if err := svc.AddEndpoint("infer", micro.HandlerFunc(ig.handleInfer), micro.WithEndpointSubject(ig.subj.Infer())); err != nil {
-		return fmt.Errorf("integrator: endpoint infer on %s: %w", ig.subj.Infer(), err)
+	for i := range ig.cfg.InferWorkers {
+		name := "infer"
+		if i > 0 {
+			name = fmt.Sprintf("infer-%d", i+1)
+		}
+		if err := svc.AddEndpoint(name, micro.HandlerFunc(ig.handleInfer), micro.WithEndpointSubject(ig.subj.Infer())); err != nil {
+			return fmt.Errorf("integrator: endpoint %s on %s: %w", name, ig.subj.Infer(), err)
+		}
 	}
 	stopStream, err := ig.stream.start()
 	if err != nil {

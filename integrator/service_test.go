@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -285,4 +286,58 @@ func TestBadRequestIsRefusedAndCounted(t *testing.T) {
 		}
 	}
 	t.Fatal("no integrator in the service list")
+}
+
+// gated is a toy modality whose Encode first calls gate.
+type gated struct {
+	*toy.Toy
+	gate func()
+}
+
+func (g *gated) Encode(x module.Batch, mu, logvar []float32) error {
+	g.gate()
+	return g.Toy.Encode(x, mu, logvar)
+}
+
+// Inferences run side by side: one waiting on a slow module does not hold
+// up another. Module a's encoder waits until module b has been asked to
+// encode; one inference at a time would leave a's request waiting past the
+// deadline, since b's inference could only start after it.
+func TestInferencesRunConcurrently(t *testing.T) {
+	p := startPipeline(t)
+	aEntered, bAsked := make(chan struct{}), make(chan struct{})
+	var aOnce, bOnce sync.Once
+	for name, gate := range map[string]func(){
+		"a": func() {
+			aOnce.Do(func() { close(aEntered) })
+			select {
+			case <-bAsked:
+			case <-time.After(5 * time.Second): // beyond the integrator's 1 s deadline
+			}
+		},
+		"b": func() { bOnce.Do(func() { close(bAsked) }) },
+	} {
+		m, err := toy.New(toy.Config{Name: name, Dim: 3, Latent: latent, DataSeed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.runModule(name, &gated{Toy: m, gate: gate}, module.Options{})
+	}
+	p.waitLive("a", "b")
+	first := make(chan *bus.InferReply, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		rep, err := p.client.Infer(ctx, &bus.InferRequest{Observations: map[string]bus.Payload{"a": obs("1 2 3")}})
+		if err != nil {
+			t.Error(err)
+		}
+		first <- rep
+	}()
+	<-aEntered // the first inference is waiting on a
+	second := p.infer(&bus.InferRequest{Observations: map[string]bus.Payload{"b": obs("1 2 3")}})
+	rep := <-first
+	if rep == nil || !slices.Equal(rep.Contributors, []string{"a"}) || !slices.Equal(second.Contributors, []string{"b"}) {
+		t.Fatalf("contributors %v (missing %v) and %v (missing %v); want a and b", rep.Contributors, rep.Missing, second.Contributors, second.Missing)
+	}
 }

@@ -92,6 +92,7 @@ restart policy on-failure, with --resume so that a restart continues.`,
 	cmd.Flags().DurationVar(&cfg.Deadline, "deadline", 2*time.Second, "how long an inference waits for the modules to encode")
 	cmd.Flags().DurationVar(&cfg.DecodeDeadline, "decode-deadline", 2*time.Second, "how long an inference waits for the modules to decode one latent")
 	cmd.Flags().DurationVar(&cfg.DecodePerSample, "decode-per-sample", 500*time.Millisecond, "more decoding time per further sample")
+	cmd.Flags().IntVar(&cfg.InferWorkers, "infer-workers", 8, "inferences served at once (each mostly waits for modules)")
 	cmd.Flags().DurationVar(&cfg.Stream.Slop, "slop", envDuration("SERKET_SLOP", time.Second), "streaming fusion: how old a module's latest posterior may be to join a belief (default $SERKET_SLOP)")
 	cmd.Flags().DurationVar(&cfg.Stream.MaxAhead, "max-ahead", envDuration("SERKET_MAX_AHEAD", time.Second), "streaming fusion: how far in the future a timestamp may be (clock skew) before it is refused (default $SERKET_MAX_AHEAD)")
 	cmd.Flags().DurationVar(&cfg.Stream.MinPeriod, "belief-period", envDuration("SERKET_BELIEF_PERIOD", 0), "streaming fusion: at most one belief per period, 0: one per posterior (default $SERKET_BELIEF_PERIOD)")
