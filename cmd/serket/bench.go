@@ -36,6 +36,7 @@ bench/speed.sh drive them):
   serket bench import           NumPy weights from bench/torch_quality.py as checkpoints`,
 	}
 	cmd.AddCommand(newBenchQualityCmd(g), newBenchExportCmd(g), newBenchImportCmd(g))
+	cmd.AddCommand(newBenchLoadCmd(g))
 	return cmd
 }
 
