@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -41,14 +41,23 @@ type TrainConfig struct {
 
 	Deadline time.Duration // per phase of a step; default 30 s
 
-	// CheckpointDir holds integrator.json (step, epoch, position, config);
-	// every CheckpointEvery steps (0: only at the end) the modules are asked
-	// to save theirs after the same step. Resume continues from it.
+	// CheckpointDir holds integrator.json (step, epoch, position, the
+	// epoch's statistics so far, config); every CheckpointEvery steps (0:
+	// only at the end) the modules are asked to save theirs after the same
+	// step. Each save keeps the file it replaces as integrator.json.prev.
+	// Resume continues from it, or from the previous one (logged) if it is
+	// damaged; one of another run is refused.
 	CheckpointDir   string
 	CheckpointEvery int
 	Resume          bool
 
-	// Metrics receives one JSON line per epoch (see EpochStats).
+	// Metrics receives one JSON line per epoch (see EpochStats), at the
+	// epoch's end. If it is a file (it has Seek and Truncate, as an
+	// *os.File has), every checkpoint records its length and Resume cuts it
+	// back to that: an epoch that a crashed run logged after its last
+	// checkpoint, and that the resumed run redoes, is logged once. A
+	// resumed epoch's line covers the whole epoch, before and after the
+	// restart.
 	Metrics io.Writer
 	// OnStep, if set, is called after every step (progress bars).
 	OnStep func(StepStats)
@@ -65,6 +74,10 @@ type StepStats struct {
 	Missing    []string // modules absent from this step
 	Fuse, Wait time.Duration
 	Codec      time.Duration
+
+	// unanswered: no module sent its posterior, or none of the decoders
+	// its gradients, so nothing was (or could be) learned from the step.
+	unanswered bool
 }
 
 // EpochStats is one line of the metrics log.
@@ -92,7 +105,8 @@ type EpochStats struct {
 	Stale         int                `json:"stale,omitempty"`
 	// Modules is where each module's time in the epoch's steps went, as
 	// its train status endpoint reports it (a module that restarted
-	// during the epoch is left out).
+	// during the epoch is left out; after the integrator resumed, the
+	// steps since).
 	Modules map[string]ModuleTimes `json:"modules,omitempty"`
 }
 
@@ -128,6 +142,95 @@ type trainState struct {
 	Epoch    int    `json:"epoch"`
 	Position int    `json:"position"` // items of Epoch already done
 	Config   string `json:"config"`
+	// Partial is Epoch's statistics over its steps so far (sums, not yet
+	// means; Seconds the time spent), and ELBOs their objectives, so that a
+	// resumed epoch logs one line for all of its steps.
+	Partial *EpochStats `json:"partial,omitempty"`
+	ELBOs   []float64   `json:"elbos,omitempty"`
+	// MetricsSize is the length of the metrics log when the checkpoint was
+	// written, if the log is a file.
+	MetricsSize *int64 `json:"metrics_size,omitempty"`
+	// CRC is the CRC-32C of the state's compact JSON without CRC; 0 (in
+	// files from before it) means unchecked.
+	CRC uint32 `json:"crc32c,omitempty"`
+}
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// sum is the CRC of st.
+func (st trainState) sum() (uint32, error) {
+	st.CRC = 0
+	b, err := json.Marshal(st)
+	if err != nil {
+		return 0, err
+	}
+	return crc32.Checksum(b, crcTable), nil
+}
+
+// readState parses a training checkpoint; damage (JSON that does not
+// parse, a checksum that does not match) wraps atomicfile.ErrCorrupt.
+func readState(r io.Reader) (trainState, error) {
+	var st trainState
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return st, fmt.Errorf("%w: it does not parse as a training checkpoint: %v", atomicfile.ErrCorrupt, err)
+	}
+	if st.CRC != 0 {
+		if sum, err := st.sum(); err != nil || sum != st.CRC {
+			return st, fmt.Errorf("%w: checksum mismatch", atomicfile.ErrCorrupt)
+		}
+	}
+	return st, nil
+}
+
+// metricsFile is a metrics log that a resumed run can cut back.
+type metricsFile interface {
+	io.Writer
+	io.Seeker
+	Truncate(size int64) error
+}
+
+// metricsSize is the length of the metrics log w, if it is a file.
+func metricsSize(w io.Writer) *int64 {
+	f, ok := w.(metricsFile)
+	if !ok {
+		return nil
+	}
+	n, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil
+	}
+	return &n
+}
+
+// cutMetrics cuts the metrics log w back to the length it had at the
+// checkpoint st, dropping what a crashed run logged after it.
+func (ig *Integrator) cutMetrics(w io.Writer, st trainState) error {
+	f, ok := w.(metricsFile)
+	if !ok || st.MetricsSize == nil {
+		return nil
+	}
+	want := *st.MetricsSize
+	n, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return fmt.Errorf("integrator: resume: metrics log: %w", err)
+	}
+	switch {
+	case n > want:
+		if err := f.Truncate(want); err != nil {
+			return fmt.Errorf("integrator: resume: cutting the metrics log back to the checkpoint: %w", err)
+		}
+		if _, err := f.Seek(want, io.SeekStart); err != nil {
+			return fmt.Errorf("integrator: resume: metrics log: %w", err)
+		}
+		ig.log.Info("dropped the metrics logged after the checkpoint; those epochs are redone", "bytes", n-want)
+	case n < want:
+		ig.log.Warn("the metrics log is shorter than at the checkpoint; lines are missing", "bytes", n, "at_checkpoint", want)
+	}
+	return nil
 }
 
 // ErrDiverged is returned when the objective or a gradient stops being finite.
@@ -185,8 +288,11 @@ func (c *TrainConfig) beta(step uint64) float32 {
 // Train runs cfg.Epochs epochs of message-passing training over the
 // pipeline's modules (DESIGN.md section 4) and returns the last epoch's
 // statistics. A module that misses a step's deadline sits that step out;
-// messages of other steps are dropped; a non-finite objective stops
-// training with ErrDiverged without saving a checkpoint.
+// a step that no module answers is retried rather than skipped with its
+// batch unlearned, for as long as the bus is down and a few times more
+// (maxRetries, for modules restarting or reconnecting); messages of other
+// steps are dropped; a non-finite objective stops training with
+// ErrDiverged without saving a checkpoint.
 func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -200,19 +306,32 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 	if cfg.CheckpointDir != "" {
 		statePath = filepath.Join(cfg.CheckpointDir, "integrator.json")
 		if cfg.Resume {
-			data, err := os.ReadFile(statePath)
+			var prev trainState
+			used, damaged, err := atomicfile.Read(statePath, func(name string, r io.Reader) error {
+				s, err := readState(r)
+				if err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				if s.Config != st.Config {
+					return fmt.Errorf("%s is of another run (%s; this one is %s)", name, s.Config, st.Config)
+				}
+				prev = s
+				return nil
+			})
 			if err != nil {
 				return nil, fmt.Errorf("integrator: resume: %w", err)
 			}
-			var prev trainState
-			if err := json.Unmarshal(data, &prev); err != nil {
-				return nil, fmt.Errorf("integrator: resume: %s is not a checkpoint: %w", statePath, err)
+			if damaged != nil {
+				ig.log.Error("training checkpoint is damaged; resuming from the previous one", "path", statePath, "err", damaged, "used", used)
 			}
-			if prev.Config != st.Config {
-				return nil, fmt.Errorf("integrator: resume: %s is of another run (%s; this one is %s)", statePath, prev.Config, st.Config)
+			if prev.Epoch >= cfg.Epochs {
+				return nil, fmt.Errorf("integrator: resume: %s is at epoch %d, past the %d epochs asked for", used, prev.Epoch+1, cfg.Epochs)
 			}
 			st = prev
-			ig.log.Info("resuming training", "step", st.Step, "epoch", st.Epoch, "position", st.Position)
+			if err := ig.cutMetrics(cfg.Metrics, st); err != nil {
+				return nil, err
+			}
+			ig.log.Info("resuming training", "step", st.Step, "epoch", st.Epoch, "position", st.Position, "from", used)
 		}
 	}
 
@@ -237,10 +356,23 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 	stepsPerEpoch := (len(cfg.IDs) + cfg.Batch - 1) / cfg.Batch
 	total := float64(stepsPerEpoch * cfg.Epochs)
 	var last *EpochStats
+	ranAny := false // steps run by this call (a resumed run may have none left)
 	for epoch := st.Epoch; epoch < cfg.Epochs; epoch++ {
 		perm := rand.New(rand.NewPCG(cfg.Seed, uint64(epoch))).Perm(len(cfg.IDs))
 		es := &EpochStats{Epoch: epoch, LogLik: map[string]float64{}, Missed: map[string]int{}}
 		var elbos []float64
+		if p := st.Partial; p != nil && p.Epoch == epoch {
+			// Resumed mid-epoch: go on summing where the checkpoint left off.
+			es, elbos = p, st.ELBOs
+			if es.LogLik == nil {
+				es.LogLik = map[string]float64{}
+			}
+			if es.Missed == nil {
+				es.Missed = map[string]int{}
+			}
+		}
+		spent := es.Seconds // in this epoch before a restart
+		ran := 0            // steps of this epoch run by this call
 		timesBefore := ig.moduleTimes(ctx, cfg.Modules)
 		start := time.Now()
 		for pos := st.Position; pos < len(perm); pos += cfg.Batch {
@@ -254,11 +386,34 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 			}
 			st.Step++
 			save := statePath != "" && (cfg.CheckpointEvery > 0 && int(st.Step)%cfg.CheckpointEvery == 0 || end == len(perm) && epoch == cfg.Epochs-1)
+			reconnects := ig.nc.Stats().Reconnects
 			ss, err := ig.trainStep(ctx, &cfg, ch, st.Step, epoch, ids, save, es)
+			for retries := 0; err == nil && ss.unanswered; {
+				// No module answered: nothing was learned. Rather than
+				// lose the batch, do the step again — for as long as the
+				// bus was down (modules reconnect after the integrator
+				// does), else a few times (modules restarting); a step
+				// that fails every time is skipped, not retried forever.
+				outage := !ig.nc.IsConnected() || ig.nc.Stats().Reconnects != reconnects
+				if !outage && retries == maxRetries {
+					ig.log.Warn("no module answered the step; skipping it", "step", st.Step, "attempts", retries+1)
+					break
+				}
+				if !outage {
+					retries++
+				}
+				ig.log.Warn("no module answered the step; retrying it", "step", st.Step, "bus_down", outage)
+				if err = ig.awaitConnected(ctx); err == nil {
+					reconnects = ig.nc.Stats().Reconnects
+					ss, err = ig.trainStep(ctx, &cfg, ch, st.Step, epoch, ids, save, es)
+				}
+			}
 			if err != nil {
 				return last, err
 			}
 			ss.Progress = float64(epoch*stepsPerEpoch+(pos/cfg.Batch)+1) / total
+			ran++
+			ranAny = true
 			es.Steps++
 			es.LastStep = st.Step
 			es.ELBO += ss.ELBO
@@ -282,13 +437,16 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 			}
 			st.Position = end
 			if save {
+				partial := *es
+				partial.Seconds = spent + time.Since(start).Seconds()
+				st.Partial, st.ELBOs, st.MetricsSize = &partial, elbos, metricsSize(cfg.Metrics)
 				if err := ig.saveState(statePath, st); err != nil {
 					return last, err
 				}
 			}
 		}
-		st.Epoch, st.Position = epoch+1, 0
-		es.Seconds = time.Since(start).Seconds()
+		st.Epoch, st.Position, st.Partial, st.ELBOs = epoch+1, 0, nil, nil
+		es.Seconds = spent + time.Since(start).Seconds()
 		if es.Steps > 0 {
 			n := float64(es.Steps)
 			es.ELBO /= n
@@ -300,7 +458,11 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 			es.SamplesPerSec = float64(len(perm)) / es.Seconds
 			k := max(1, len(elbos)/10)
 			es.ELBOStart, es.ELBOEnd = mean(elbos[:k]), mean(elbos[len(elbos)-k:])
-			// The modules' share of the epoch, once they have learned from its last step.
+		}
+		if ran > 0 {
+			// The modules' share of the epoch, once they have learned
+			// from its last step. (Modules restarted with this run have
+			// learned from none of a resumed epoch's steps it did not run.)
 			ig.awaitLearned(ctx, cfg.Modules, st.Step, cfg.Deadline)
 			es.Modules = map[string]ModuleTimes{}
 			for m, t := range ig.moduleTimes(ctx, cfg.Modules) {
@@ -323,10 +485,27 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 		ig.log.Info("epoch done", "epoch", epoch, "elbo", es.ELBO, "joint_elbo", es.JointELBO, "samples_per_sec", int(es.SamplesPerSec), "missed", es.Missed)
 		last = es
 	}
-	if statePath != "" {
+	if statePath != "" && ranAny {
 		ig.awaitLearned(ctx, cfg.Modules, st.Step, cfg.Deadline)
 	}
 	return last, nil
+}
+
+// maxRetries is how many times a step no module answered is tried again
+// while the bus stays up.
+const maxRetries = 3
+
+// awaitConnected returns once the integrator's connection is up (it
+// reconnects by itself after a NATS restart), or ctx's error.
+func (ig *Integrator) awaitConnected(ctx context.Context) error {
+	for !ig.nc.IsConnected() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond): // polling the connection's state
+		}
+	}
+	return ctx.Err()
 }
 
 // evaluate scores cfg.EvalIDs in batches with the plain joint ELBO and
@@ -376,7 +555,9 @@ func (ig *Integrator) awaitLearned(ctx context.Context, modules []string, step u
 			var status struct {
 				Step uint64 `json:"step"`
 			}
-			if err == nil && json.Unmarshal(msg.Data, &status) == nil && status.Step >= step {
+			// Equal, not at least: after the integrator resumed, a
+			// module may report a later step it learned before the crash.
+			if err == nil && json.Unmarshal(msg.Data, &status) == nil && status.Step == step {
 				break
 			}
 			if ctx.Err() != nil {
@@ -391,9 +572,19 @@ func (ig *Integrator) awaitLearned(ctx context.Context, modules []string, step u
 	}
 }
 
+// saveState writes st to path, keeping the file it replaces as the
+// previous generation.
 func (ig *Integrator) saveState(path string, st trainState) error {
-	data, _ := json.MarshalIndent(st, "", "  ")
-	err := atomicfile.Write(path, func(w io.Writer) error { _, err := w.Write(data); return err })
+	sum, err := st.sum()
+	if err != nil {
+		return fmt.Errorf("integrator: checkpoint: %w", err)
+	}
+	st.CRC = sum
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("integrator: checkpoint: %w", err)
+	}
+	err = atomicfile.WriteKeep(path, func(w io.Writer) error { _, err := w.Write(append(data, '\n')); return err })
 	if err != nil {
 		return fmt.Errorf("integrator: checkpoint: %w", err)
 	}
@@ -452,7 +643,10 @@ func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *na
 		}
 	}
 	if len(posts) == 0 {
-		ig.log.Warn("no module answered the step; skipping it", "step", step)
+		if eval {
+			ig.log.Warn("no module answered the evaluation step; skipping it", "step", step)
+		}
+		ss.unanswered = true
 		return ss, nil
 	}
 
@@ -494,6 +688,13 @@ func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *na
 		if zgrads[m] == nil && !slices.Contains(ss.Missing, m) {
 			ss.Missing = append(ss.Missing, m)
 		}
+	}
+	if len(zgrads) == 0 && len(targets) > 0 && !eval {
+		// Every decoder was lost (the bus went down mid-step): the
+		// expert gradients would hold the KL term alone. Send none; the
+		// step is done again.
+		ss.unanswered = true
+		return ss, nil
 	}
 
 	t3 := time.Now()

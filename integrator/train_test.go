@@ -1,13 +1,18 @@
 package integrator_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,6 +182,92 @@ func TestTrainGoesOnWithoutADeadModule(t *testing.T) {
 	}
 }
 
+// TestTrainRetriesAStepNoModuleAnswered: while no module can answer (every
+// one down, or the bus), a step is retried, not skipped with its batch
+// unlearned; training goes on once a module is back.
+func TestTrainRetriesAStepNoModuleAnswered(t *testing.T) {
+	p := toyPipeline(t, 0, "a")
+	retrying := make(chan struct{}, 1)
+	ig := loggedIntegrator(t, p, writerFunc(func(line []byte) {
+		if bytes.Contains(line, []byte("no module answered the step; retrying it")) {
+			select {
+			case retrying <- struct{}{}:
+			default:
+			}
+		}
+	}))
+	// A new module a, started once the integrator retries a step.
+	again, err := toy.New(toy.Config{Name: "a", Dim: 6, Latent: latent, DataSeed: 7, Seed: 1, Items: 3000, LR: 1e-2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := p.conn("a-again")
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() {
+		select {
+		case <-retrying:
+			ran <- module.Run(ctx, again, module.Options{Conn: nc})
+		case <-ctx.Done():
+			ran <- nil
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-ran; err != nil {
+			t.Errorf("module a, again: %v", err)
+		}
+	})
+	var steps []uint64
+	_, err = ig.Train(context.Background(), integrator.TrainConfig{
+		Modules: []string{"a"}, IDs: ids(600), Epochs: 1, Batch: 100, Deadline: 300 * time.Millisecond,
+		OnStep: func(s integrator.StepStats) {
+			steps = append(steps, s.Step)
+			if len(s.Terms) == 0 {
+				t.Errorf("step %d went by with no module", s.Step)
+			}
+			if s.Step == 2 {
+				p.stops["a"]()
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(steps, []uint64{1, 2, 3, 4, 5, 6}) {
+		t.Fatalf("steps %v, want 1 to 6 once each", steps)
+	}
+}
+
+// TestTrainSkipsAStepNoModuleEverAnswers: with the bus up and every module
+// gone for good, a step is tried a few times, then skipped: training does
+// not hang.
+func TestTrainSkipsAStepNoModuleEverAnswers(t *testing.T) {
+	p := toyPipeline(t, 0, "a")
+	var log syncBuffer
+	ig := loggedIntegrator(t, p, &log)
+	var steps []uint64
+	var answered []bool
+	_, err := ig.Train(context.Background(), integrator.TrainConfig{
+		Modules: []string{"a"}, IDs: ids(300), Epochs: 1, Batch: 100, Deadline: 200 * time.Millisecond,
+		OnStep: func(s integrator.StepStats) {
+			steps, answered = append(steps, s.Step), append(answered, len(s.Terms) > 0)
+			if s.Step == 2 {
+				p.stops["a"]()
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(steps, []uint64{1, 2, 3}) || !slices.Equal(answered, []bool{true, true, false}) {
+		t.Fatalf("steps %v, answered %v: want 1 to 3, the last with no module", steps, answered)
+	}
+	if n := strings.Count(log.String(), "no module answered the step; retrying it"); n != 3 || !strings.Contains(log.String(), "no module answered the step; skipping it") {
+		t.Fatalf("%d retries logged, want 3 and then a skip:\n%s", n, log.String())
+	}
+}
+
 func TestTrainCheckpointAndResume(t *testing.T) {
 	dir := t.TempDir()
 	p := toyPipeline(t, 0, "a")
@@ -206,6 +297,242 @@ func TestTrainCheckpointAndResume(t *testing.T) {
 	cfg.Batch = 50
 	if _, err := p.ig.Train(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "another run") {
 		t.Fatalf("resuming with another batch size: %v", err)
+	}
+}
+
+// TestTrainResumeLogsEachEpochOnce: a run that stops after logging an
+// epoch but before the next checkpoint, resumed, cuts the metrics log back
+// to the checkpoint and logs that epoch again, once, over all of its
+// steps; and a finished run resumed for more epochs logs its last epoch
+// once, whole, though its checkpoint was written before the line.
+func TestTrainResumeLogsEachEpochOnce(t *testing.T) {
+	dir := t.TempDir()
+	p := toyPipeline(t, 0, "a")
+	metrics, err := os.OpenFile(filepath.Join(dir, "metrics.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer metrics.Close()
+	// 5 steps an epoch, checkpoints at steps 3, 6, 9, ...: stopping after
+	// step 11 leaves epoch 1 logged (at step 10) but the checkpoint at 9.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := integrator.TrainConfig{Modules: []string{"a"}, IDs: ids(500), Epochs: 3, Batch: 100, CheckpointDir: dir, CheckpointEvery: 3, Metrics: metrics}
+	cfg.OnStep = func(s integrator.StepStats) {
+		if s.Step == 11 {
+			cancel()
+		}
+	}
+	if _, err := p.ig.Train(ctx, cfg); err != context.Canceled {
+		t.Fatalf("stopped run: %v, want context.Canceled", err)
+	}
+	if got := epochLines(t, metrics.Name()); len(got) != 2 {
+		t.Fatalf("the stopped run logged epochs %v, want 0 and 1", got)
+	}
+	// Resumed (the file opened for appending, as serket does).
+	metrics.Close()
+	if metrics, err = os.OpenFile(metrics.Name(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var steps []uint64
+	cfg.Metrics, cfg.Resume = metrics, true
+	cfg.OnStep = func(s integrator.StepStats) { steps = append(steps, s.Step) }
+	if _, err := p.ig.Train(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if steps[0] != 10 || steps[len(steps)-1] != 15 {
+		t.Fatalf("resumed run took steps %v, want 10 to 15", steps)
+	}
+	checkEpochs(t, epochLines(t, metrics.Name()), 3, 5)
+
+	// The run is done; resumed for a fourth epoch, the third is logged
+	// once (its checkpoint, after its last step, came before its line).
+	cfg.Epochs = 4
+	if _, err := p.ig.Train(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	checkEpochs(t, epochLines(t, metrics.Name()), 4, 5)
+}
+
+type epochLine struct {
+	Epoch    int     `json:"epoch"`
+	Steps    int     `json:"steps"`
+	LastStep uint64  `json:"last_step"`
+	ELBO     float64 `json:"elbo"`
+}
+
+func epochLines(t *testing.T, path string) []epochLine {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []epochLine
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if line == "" {
+			continue
+		}
+		var l epochLine
+		if err := json.Unmarshal([]byte(line), &l); err != nil || !strings.HasSuffix(line, "\n") {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// checkEpochs wants epochs 0..n-1 in order, each of stepsPer steps.
+func checkEpochs(t *testing.T, got []epochLine, n, stepsPer int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("%d metrics lines, want %d: %+v", len(got), n, got)
+	}
+	for i, l := range got {
+		if l.Epoch != i || l.Steps != stepsPer || l.LastStep != uint64((i+1)*stepsPer) || l.ELBO == 0 || math.IsNaN(l.ELBO) {
+			t.Fatalf("metrics line %d is %+v: want epoch %d, %d steps, the last %d, an ELBO", i, l, i, stepsPer, (i+1)*stepsPer)
+		}
+	}
+}
+
+// TestTrainResumeFallsBackToThePreviousCheckpoint: each checkpoint keeps
+// the one it replaces; a damaged one (truncated, a flipped byte that still
+// parses) is logged and the previous one resumed from; both damaged is an
+// error naming both; one of another run is an error though the previous
+// one is of this run.
+func TestTrainResumeFallsBackToThePreviousCheckpoint(t *testing.T) {
+	p := toyPipeline(t, 0, "a")
+	tests := []struct {
+		name      string
+		damage    func(t *testing.T, path string)
+		wantFirst uint64 // the first step resumed; 0: an error
+		wantErr   []string
+		wantLog   []string
+	}{
+		{"whole", func(*testing.T, string) {}, 6, nil, nil},
+		{"truncated", func(t *testing.T, path string) { cut(t, path, 20) }, 5, nil,
+			[]string{"training checkpoint is damaged", "does not parse", "used=PATH.prev"}},
+		{"flipped byte", func(t *testing.T, path string) { edit(t, path, `"step": 5`, `"step": 7`) }, 5, nil,
+			[]string{"training checkpoint is damaged", "PATH: damaged file: checksum mismatch", "used=PATH.prev"}},
+		{"both damaged", func(t *testing.T, path string) { cut(t, path, 20); edit(t, path+".prev", `"step": 4`, `"step": 3`) }, 0,
+			[]string{"PATH: damaged file: it does not parse", "PATH.prev: damaged file: checksum mismatch"}, nil},
+		{"another run", func(t *testing.T, path string) {
+			// A one-save run of another batch size over this one's.
+			other := integrator.TrainConfig{Modules: []string{"a"}, IDs: ids(500), Epochs: 1, Batch: 250, CheckpointDir: filepath.Dir(path)}
+			if _, err := p.ig.Train(context.Background(), other); err != nil {
+				t.Fatal(err)
+			}
+		}, 0, []string{"PATH is of another run"}, nil},
+		{"only the previous one", func(t *testing.T, path string) { os.Remove(path) }, 0, []string{"no such file"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var log syncBuffer
+			ig := loggedIntegrator(t, p, &log)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "integrator.json")
+			fill := func(s string) string { return strings.ReplaceAll(s, "PATH", path) }
+			// Checkpoints after steps 2, 4 and 5 (the end).
+			cfg := integrator.TrainConfig{Modules: []string{"a"}, IDs: ids(500), Epochs: 1, Batch: 100, CheckpointDir: dir, CheckpointEvery: 2}
+			if _, err := ig.Train(context.Background(), cfg); err != nil {
+				t.Fatal(err)
+			}
+			tt.damage(t, path)
+			var first uint64
+			cfg.Epochs, cfg.Resume = 2, true
+			cfg.OnStep = func(s integrator.StepStats) {
+				if first == 0 {
+					first = s.Step
+				}
+			}
+			_, err := ig.Train(context.Background(), cfg)
+			if tt.wantFirst == 0 {
+				if err == nil {
+					t.Fatalf("resumed at step %d", first)
+				}
+				for _, want := range tt.wantErr {
+					if !strings.Contains(err.Error(), fill(want)) {
+						t.Errorf("error %q does not say %q", err, fill(want))
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first != tt.wantFirst {
+				t.Errorf("resumed at step %d, want %d", first, tt.wantFirst)
+			}
+			for _, want := range tt.wantLog {
+				if !strings.Contains(log.String(), fill(want)) {
+					t.Errorf("log does not say %q:\n%s", fill(want), log.String())
+				}
+			}
+		})
+	}
+}
+
+// loggedIntegrator starts another integrator on p's pipeline, logging to log.
+func loggedIntegrator(t *testing.T, p *pipeline, log io.Writer) *integrator.Integrator {
+	t.Helper()
+	ready := make(chan *integrator.Integrator, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- integrator.Run(ctx, integrator.Config{Conn: p.conn("integrator-logged"), Latent: latent,
+			Logger: slog.New(slog.NewTextHandler(log, nil)), Ready: func(ig *integrator.Integrator) { ready <- ig }})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case ig := <-ready:
+		return ig
+	case err := <-done:
+		t.Fatal(err)
+	}
+	return nil
+}
+
+// syncBuffer is a log destination goroutines may share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// cut shortens the file at path by n bytes.
+func cut(t *testing.T, path string, n int64) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()-n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// edit replaces old, which must be there, with new in the file at path.
+func edit(t *testing.T, path, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s does not hold %q:\n%s", path, old, b)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

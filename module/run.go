@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -34,7 +36,9 @@ type Options struct {
 	// CheckpointEvery training steps (0: never), and when Run returns
 	// unless NoSaveOnExit. A training run leaves saving to the integrator
 	// (NoSaveOnExit) so that every module's file is of the same step and a
-	// diverged run keeps its last good checkpoint.
+	// diverged run keeps its last good checkpoint. Each save keeps the
+	// file it replaces as Checkpoint+".prev", restored instead (and
+	// logged) when the newest is damaged (see ErrCorruptCheckpoint).
 	Checkpoint      string
 	CheckpointEvery int
 	NoSaveOnExit    bool
@@ -163,10 +167,8 @@ func newRunner(m Modality, opts Options) (*runner, error) {
 
 func (r *runner) run(ctx context.Context) error {
 	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" {
-		if err := restore(s, r.opts.Checkpoint); err != nil {
+		if err := restore(s, r.opts.Checkpoint, r.log); err != nil {
 			return fmt.Errorf("module %s: %w", r.spec.Name, err)
-		} else if _, err := os.Stat(r.opts.Checkpoint); err == nil {
-			r.log.Info("restored checkpoint", "path", r.opts.Checkpoint)
 		}
 	}
 	r.nc = r.opts.Conn
@@ -471,25 +473,50 @@ func (r *runner) handleDecode(req micro.Request) {
 	}
 }
 
-// save writes s to path atomically (see package atomicfile).
+// ErrCorruptCheckpoint is what a Saver's Restore wraps (errors.Is) when the
+// checkpoint is damaged — truncated, a checksum mismatch, undecodable —
+// rather than whole but of another model. Run then restores the previous
+// generation instead, the file the last save replaced (kept beside it as
+// Checkpoint+".prev"), and logs both; for any other Restore error it stops
+// with the error, since an older file of the same mismatched model would
+// only hide the mismatch. nn's checkpoint errors match it.
+var ErrCorruptCheckpoint = atomicfile.ErrCorrupt
+
+// save writes s to path atomically (see package atomicfile), keeping the
+// checkpoint it replaces as the previous generation.
 func save(s Saver, path string) error {
-	if err := atomicfile.Write(path, s.Save); err != nil {
+	if err := atomicfile.WriteKeep(path, s.Save); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", path, err)
 	}
 	return nil
 }
 
-func restore(s Saver, path string) error {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
+// restore restores s from path if it exists, or from its previous
+// generation if path is damaged, and logs which.
+func restore(s Saver, path string, log *slog.Logger) error {
+	used, damaged, err := atomicfile.Read(path, func(name string, r io.Reader) error {
+		if err := s.Restore(r); err != nil {
+			return fmt.Errorf("checkpoint %s is unusable: %w", name, err)
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		// A previous generation alone is no checkpoint: it may be left
+		// over from a run whose checkpoint was removed to start afresh.
+		if _, perr := os.Stat(atomicfile.Prev(path)); perr == nil {
+			log.Warn("no checkpoint, starting afresh; a previous generation is left beside it", "path", path, "previous", atomicfile.Prev(path))
+		}
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("checkpoint %s: %w", path, err)
+		if e := (*fs.PathError)(nil); errors.As(err, &e) && e.Path == path {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		return fmt.Errorf("%w; move %s away to start afresh", err, path)
 	}
-	defer f.Close()
-	if err := s.Restore(f); err != nil {
-		return fmt.Errorf("checkpoint %s is unusable (%w); move it away to start fresh", path, err)
+	if damaged != nil {
+		log.Error("checkpoint is damaged; restoring the previous generation instead", "path", path, "err", damaged, "restored", used)
 	}
+	log.Info("restored checkpoint", "path", used)
 	return nil
 }

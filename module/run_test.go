@@ -1,18 +1,24 @@
 package module_test
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/toy"
+	"github.com/serket-go/serket/nn"
 )
 
 func newToy(t *testing.T) *toy.Toy {
@@ -91,3 +97,166 @@ func TestRunRefusesABadSpec(t *testing.T) {
 type badSpec struct{ *toy.Toy }
 
 func (b badSpec) Spec() module.Spec { s := b.Toy.Spec(); s.Name = "Bad Name"; return s }
+
+// genToy is a toy modality whose checkpoint is an nn checkpoint of one
+// number, its generation, so that Restore's errors tell damage
+// (module.ErrCorruptCheckpoint) from a mismatch, as nn's do.
+type genToy struct {
+	*toy.Toy
+	gen *nn.Param
+}
+
+func newGenToy(t *testing.T) *genToy {
+	return &genToy{Toy: newToy(t), gen: &nn.Param{Name: "gen", Shape: []int{1}, W: []float32{0}, G: []float32{0}}}
+}
+
+func (m *genToy) Save(w io.Writer) error { return nn.Save(w, "gen", []*nn.Param{m.gen}, nil, nil) }
+
+func (m *genToy) Restore(r io.Reader) error {
+	_, err := nn.Load(r, "gen", []*nn.Param{m.gen}, nil)
+	return err
+}
+
+// runOnce runs m with the checkpoint path until it serves, then stops it,
+// and returns Run's error and log; set, if not nil, is called while it
+// serves.
+func runOnce(t *testing.T, srv *bus.Server, m module.Modality, path string, save bool, set func()) (error, string) {
+	t.Helper()
+	var log syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := module.Run(ctx, m, module.Options{Checkpoint: path, NoSaveOnExit: !save, NATS: bus.ConnConfig{Server: srv},
+		Logger: slog.New(slog.NewTextHandler(&log, nil)),
+		Ready: func(micro.Service) {
+			if set != nil {
+				set()
+			}
+			cancel()
+		}})
+	return err, log.String()
+}
+
+// TestRunKeepsAndFallsBackToThePreviousCheckpoint: every save keeps the
+// checkpoint it replaces as .prev; a damaged checkpoint at start is
+// logged, naming the file and the damage, and the previous generation
+// restored instead; a checkpoint of another model is refused as before.
+func TestRunKeepsAndFallsBackToThePreviousCheckpoint(t *testing.T) {
+	srv := server(t)
+	tests := []struct {
+		name    string
+		damage  func(t *testing.T, path string)
+		wantGen float32  // the generation restored; 0: none (a fresh start or an error)
+		wantErr []string // what Run's error says; nil: no error
+		wantLog []string
+	}{
+		{"whole", func(*testing.T, string) {}, 2, nil, []string{`msg="restored checkpoint" path=PATH` + "\n"}},
+		{"truncated", func(t *testing.T, path string) { resize(t, path, -5) }, 1, nil,
+			[]string{"level=ERROR", "checkpoint is damaged", "path=" + "PATH ", "corrupt or truncated", "restored=PATH.prev"}},
+		{"emptied", func(t *testing.T, path string) { resize(t, path, 0) }, 1, nil,
+			[]string{"checkpoint is damaged", "too short", `msg="restored checkpoint" path=PATH.prev`}},
+		{"flipped byte", func(t *testing.T, path string) { flipByte(t, path, -3) }, 1, nil,
+			[]string{"checkpoint is damaged", "checksum mismatch", `msg="restored checkpoint" path=PATH.prev`}},
+		{"both damaged", func(t *testing.T, path string) { flipByte(t, path, -3); resize(t, path+".prev", 10) }, 0,
+			[]string{"PATH is unusable", "checksum mismatch", "PATH.prev is unusable", "too short"}, nil},
+		{"damaged, no previous generation", func(t *testing.T, path string) { flipByte(t, path, -3); os.Remove(path + ".prev") }, 0,
+			[]string{"PATH is unusable", "checksum mismatch", "no previous generation"}, nil},
+		{"another model", func(t *testing.T, path string) {
+			p := &nn.Param{Name: "gen", Shape: []int{2}, W: []float32{5, 5}, G: make([]float32, 2)}
+			if err := nn.SaveFile(path, "gen", []*nn.Param{p}, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		}, 0, []string{"PATH is unusable", "param gen has shape [2], want [1]"}, nil},
+		{"only a previous generation", func(t *testing.T, path string) { os.Remove(path) }, 0, nil,
+			[]string{"no checkpoint, starting afresh", "previous=PATH.prev"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "left.ckpt")
+			fill := func(s string) string { return strings.ReplaceAll(s, "PATH", path) }
+			// Two generations, saved by Run at exit.
+			for _, gen := range []float32{1, 2} {
+				m := newGenToy(t)
+				if err, log := runOnce(t, srv, m, path, true, func() { m.gen.W[0] = gen }); err != nil {
+					t.Fatalf("%v\n%s", err, log)
+				}
+			}
+			for file, want := range map[string]float32{path: 2, path + ".prev": 1} {
+				p := []*nn.Param{{Name: "gen", Shape: []int{1}, W: []float32{0}, G: []float32{0}}}
+				if _, err := nn.LoadFile(file, "gen", p, nil); err != nil || p[0].W[0] != want {
+					t.Fatalf("%s holds generation %v (%v), want %v", file, p[0].W[0], err, want)
+				}
+			}
+			tt.damage(t, path)
+			m := newGenToy(t)
+			err, log := runOnce(t, srv, m, path, false, nil)
+			if tt.wantErr == nil && err != nil {
+				t.Fatalf("%v\n%s", err, log)
+			}
+			if tt.wantErr != nil && err == nil {
+				t.Fatalf("Run succeeded, restoring generation %v\n%s", m.gen.W[0], log)
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), fill(want)) {
+					t.Errorf("error %q does not say %q", err, fill(want))
+				}
+			}
+			for _, want := range tt.wantLog {
+				if !strings.Contains(log, fill(want)) {
+					t.Errorf("log does not say %q:\n%s", fill(want), log)
+				}
+			}
+			if m.gen.W[0] != tt.wantGen {
+				t.Errorf("restored generation %v, want %v", m.gen.W[0], tt.wantGen)
+			}
+		})
+	}
+}
+
+// resize cuts the file at path to n bytes, or by -n bytes if n < 0.
+func resize(t *testing.T, path string, n int64) {
+	t.Helper()
+	if n < 0 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += fi.Size()
+	}
+	if err := os.Truncate(path, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flipByte flips a bit of the byte at offset i (from the end if i < 0).
+func flipByte(t *testing.T, path string, i int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i < 0 {
+		i += len(b)
+	}
+	b[i] ^= 0x08
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a log destination the module's goroutines may share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,15 +1,14 @@
 package nn
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"math"
-	"os"
 	"slices"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -42,12 +41,22 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // checksum, parameter names or shapes, or non-finite values.
 var ErrBadCheckpoint = errors.New("bad checkpoint")
 
+// ErrCorruptCheckpoint is matched, besides ErrBadCheckpoint, by the errors
+// of a damaged checkpoint: truncated, a checksum mismatch, a payload that
+// does not decode, non-finite values or an impossible optimizer state. Not
+// by a whole checkpoint that does not fit (another kind, format version,
+// parameter names or shapes): that is a mismatch to fix, not damage, and
+// LoadFile does not fall back to the previous generation for it. It is the
+// same error as module.ErrCorruptCheckpoint.
+var ErrCorruptCheckpoint = atomicfile.ErrCorrupt
+
 // loadError is why Load failed, optionally naming the file.
 type loadError struct {
-	path   string
-	reason string
-	err    error // underlying read error, if any
-	bad    bool  // the checkpoint's content is at fault
+	path    string
+	reason  string
+	err     error // underlying read error, if any
+	bad     bool  // the checkpoint's content is at fault
+	corrupt bool  // and it is damaged, not merely of another model
 }
 
 func (e *loadError) Error() string {
@@ -62,12 +71,20 @@ func (e *loadError) Error() string {
 	return s
 }
 
-func (e *loadError) Is(target error) bool { return e.bad && target == ErrBadCheckpoint }
+func (e *loadError) Is(target error) bool {
+	return e.bad && target == ErrBadCheckpoint || e.corrupt && target == ErrCorruptCheckpoint
+}
 
 func (e *loadError) Unwrap() error { return e.err }
 
+// badCheckpoint is a checkpoint that does not fit what is loaded.
 func badCheckpoint(format string, args ...any) error {
 	return &loadError{reason: fmt.Sprintf(format, args...), bad: true}
+}
+
+// corruptCheckpoint is a damaged checkpoint.
+func corruptCheckpoint(format string, args ...any) error {
+	return &loadError{reason: fmt.Sprintf(format, args...), bad: true, corrupt: true}
 }
 
 func readError(err error) error {
@@ -190,12 +207,12 @@ func Load(r io.Reader, kind string, ps []*Param, opt *Adam) (map[string]string, 
 	var hdr [ckptHeaderLen]byte
 	if n, err := io.ReadFull(r, hdr[:]); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil, badCheckpoint("file of %d bytes is too short for a checkpoint header", n)
+			return nil, corruptCheckpoint("file of %d bytes is too short for a checkpoint header", n)
 		}
 		return nil, readError(err)
 	}
 	if !bytes.Equal(hdr[:8], ckptMagic[:]) {
-		return nil, badCheckpoint("not a serket nn checkpoint (magic %q)", hdr[:8])
+		return nil, corruptCheckpoint("not a serket nn checkpoint (magic %q)", hdr[:8])
 	}
 	if v := binary.LittleEndian.Uint32(hdr[8:]); v != CheckpointVersion {
 		return nil, badCheckpoint("checkpoint format version %d is not supported, want %d", v, CheckpointVersion)
@@ -209,14 +226,14 @@ func Load(r io.Reader, kind string, ps []*Param, opt *Adam) (map[string]string, 
 		return nil, readError(err)
 	}
 	if uint64(len(payload)) != length {
-		return nil, badCheckpoint("checksum mismatch: the file is corrupt or truncated (header promises %d payload bytes, found %d)", length, len(payload))
+		return nil, corruptCheckpoint("checksum mismatch: the file is corrupt or truncated (header promises %d payload bytes, found %d)", length, len(payload))
 	}
 	if crc32.Checksum(payload, crcTable) != sum {
-		return nil, badCheckpoint("checksum mismatch: the file is corrupt or truncated")
+		return nil, corruptCheckpoint("checksum mismatch: the file is corrupt or truncated")
 	}
 	var f ckptFile
 	if err := msgpack.Unmarshal(payload, &f); err != nil {
-		return nil, badCheckpoint("decoding checkpoint: %v", err)
+		return nil, corruptCheckpoint("decoding checkpoint: %v", err)
 	}
 	if f.Kind != kind {
 		return nil, badCheckpoint("checkpoint is of kind %s, want %s", f.Kind, kind)
@@ -236,7 +253,7 @@ func Load(r io.Reader, kind string, ps []*Param, opt *Adam) (map[string]string, 
 			return nil, badCheckpoint("param %s holds %d bytes for shape %v (destination has %d values)", p.Name, len(fp.W), p.Shape, len(p.W))
 		}
 		if j, ok := finiteBytes(fp.W); !ok {
-			return nil, badCheckpoint("param %s has a non-finite value at index %d", p.Name, j)
+			return nil, corruptCheckpoint("param %s has a non-finite value at index %d", p.Name, j)
 		}
 	}
 	if opt != nil {
@@ -248,17 +265,17 @@ func Load(r io.Reader, kind string, ps []*Param, opt *Adam) (map[string]string, 
 			return nil, badCheckpoint("optimizer state covers %d/%d params, want %d", len(a.M), len(a.V), len(ps))
 		}
 		if a.Step < 0 {
-			return nil, badCheckpoint("optimizer step count %d is negative", a.Step)
+			return nil, corruptCheckpoint("optimizer step count %d is negative", a.Step)
 		}
 		for i, p := range ps {
 			if len(a.M[i]) != 4*len(p.W) || len(a.V[i]) != 4*len(p.W) {
 				return nil, badCheckpoint("optimizer state of param %s has the wrong size", p.Name)
 			}
 			if j, ok := finiteBytes(a.M[i]); !ok {
-				return nil, badCheckpoint("optimizer first moment of param %s has a non-finite value at index %d", p.Name, j)
+				return nil, corruptCheckpoint("optimizer first moment of param %s has a non-finite value at index %d", p.Name, j)
 			}
 			if j, ok := finiteBytes(a.V[i]); !ok {
-				return nil, badCheckpoint("optimizer second moment of param %s has a non-finite value at index %d", p.Name, j)
+				return nil, corruptCheckpoint("optimizer second moment of param %s has a non-finite value at index %d", p.Name, j)
 			}
 		}
 	}
@@ -292,28 +309,49 @@ func WriteFileAtomic(path string, write func(io.Writer) error) error {
 }
 
 // SaveFile writes a checkpoint to path atomically (see Save and
-// WriteFileAtomic).
+// WriteFileAtomic), keeping the checkpoint it replaces as path+".prev", the
+// previous generation LoadFile falls back on.
 func SaveFile(path, kind string, ps []*Param, opt *Adam, meta map[string]string) error {
-	return WriteFileAtomic(path, func(w io.Writer) error {
+	err := atomicfile.WriteKeep(path, func(w io.Writer) error {
 		return Save(w, kind, ps, opt, meta)
 	})
+	if err != nil {
+		return fmt.Errorf("nn: write %s: %w", path, err)
+	}
+	return nil
 }
 
 // LoadFile reads the checkpoint at path (see Load). Its errors name path.
+// If path is damaged (the error matches ErrCorruptCheckpoint) it loads the
+// previous generation SaveFile kept, path+".prev", instead, and logs (with
+// slog's default logger) what was wrong with path and which file it
+// loaded; if that fails too, the error names both files. A missing path is
+// an error matching fs.ErrNotExist, whatever generation is left.
 func LoadFile(path, kind string, ps []*Param, opt *Adam) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("nn: load checkpoint: %w", err)
-	}
-	defer f.Close()
-	meta, err := Load(bufio.NewReaderSize(f, 1<<20), kind, ps, opt)
+	var meta map[string]string
+	used, damaged, err := atomicfile.Read(path, func(name string, r io.Reader) error {
+		m, err := Load(r, kind, ps, opt)
+		if err != nil {
+			var le *loadError
+			if errors.As(err, &le) {
+				le.path = name
+				return le
+			}
+			return fmt.Errorf("nn: load %s: %w", name, err)
+		}
+		meta = m
+		return nil
+	})
 	if err != nil {
 		var le *loadError
-		if errors.As(err, &le) {
-			le.path = path
-			return nil, le
+		if !errors.As(err, &le) {
+			// The file could not be opened; say what it was for.
+			return nil, fmt.Errorf("nn: load checkpoint: %w", err)
 		}
-		return nil, fmt.Errorf("nn: load %s: %w", path, err)
+		return nil, err
+	}
+	if damaged != nil {
+		slog.Default().Error("checkpoint is damaged; loaded the previous generation instead", "path", path, "err", damaged, "loaded", used)
 	}
 	return meta, nil
 }

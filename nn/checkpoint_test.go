@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -144,27 +145,28 @@ func TestCheckpointRefusals(t *testing.T) {
 		data    []byte
 		noOpt   bool // load params only
 		wantErr string
+		corrupt bool // damaged (ErrCorruptCheckpoint), not merely another model's
 	}{
-		{"wrong kind", saveOf(src, "language", true), false, "checkpoint is of kind language, want vision"},
-		{"wrong shape", saveOf(newModel(1, 6), "vision", true), false, "param enc.0.W has shape [4 6], want [4 5]"},
+		{"wrong kind", saveOf(src, "language", true), false, "checkpoint is of kind language, want vision", false},
+		{"wrong shape", saveOf(newModel(1, 6), "vision", true), false, "param enc.0.W has shape [4 6], want [4 5]", false},
 		{"wrong count", func() []byte {
 			var buf bytes.Buffer
 			nn.Save(&buf, "vision", short.Params(), nil, nil)
 			return buf.Bytes()
-		}(), true, "checkpoint has 2 params, want 4"},
-		{"wrong name", saveOf(renamed, "vision", false), true, "param 1 is named enc.0.bias, want enc.0.b"},
-		{"flipped payload byte", mutate(func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }), false, "checksum mismatch: the file is corrupt or truncated"},
-		{"flipped last byte", mutate(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }), false, "checksum mismatch"},
-		{"flipped checksum", mutate(func(b []byte) []byte { b[21] ^= 1; return b }), false, "checksum mismatch"},
-		{"flipped magic", mutate(func(b []byte) []byte { b[0] ^= 1; return b }), false, "not a serket nn checkpoint"},
-		{"truncated", mutate(func(b []byte) []byte { return b[:len(b)-10] }), false, "corrupt or truncated"},
-		{"truncated header", mutate(func(b []byte) []byte { return b[:10] }), false, "too short"},
-		{"empty", nil, false, "too short"},
-		{"trailing bytes", mutate(func(b []byte) []byte { return append(b, 0) }), false, "corrupt or truncated"},
-		{"wrong version", mutate(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 2); return b }), false, "format version 2 is not supported"},
-		{"NaN param", saveOf(nanModel, "vision", true), false, "param enc.2.W has a non-finite value at index 1"},
-		{"Inf moment", saveOf(infMoment, "vision", true), false, "non-finite"},
-		{"no optimizer state", saveOf(src, "vision", false), false, "no optimizer state"},
+		}(), true, "checkpoint has 2 params, want 4", false},
+		{"wrong name", saveOf(renamed, "vision", false), true, "param 1 is named enc.0.bias, want enc.0.b", false},
+		{"flipped payload byte", mutate(func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }), false, "checksum mismatch: the file is corrupt or truncated", true},
+		{"flipped last byte", mutate(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }), false, "checksum mismatch", true},
+		{"flipped checksum", mutate(func(b []byte) []byte { b[21] ^= 1; return b }), false, "checksum mismatch", true},
+		{"flipped magic", mutate(func(b []byte) []byte { b[0] ^= 1; return b }), false, "not a serket nn checkpoint", true},
+		{"truncated", mutate(func(b []byte) []byte { return b[:len(b)-10] }), false, "corrupt or truncated", true},
+		{"truncated header", mutate(func(b []byte) []byte { return b[:10] }), false, "too short", true},
+		{"empty", nil, false, "too short", true},
+		{"trailing bytes", mutate(func(b []byte) []byte { return append(b, 0) }), false, "corrupt or truncated", true},
+		{"wrong version", mutate(func(b []byte) []byte { binary.LittleEndian.PutUint32(b[8:], 2); return b }), false, "format version 2 is not supported", false},
+		{"NaN param", saveOf(nanModel, "vision", true), false, "param enc.2.W has a non-finite value at index 1", true},
+		{"Inf moment", saveOf(infMoment, "vision", true), false, "non-finite", true},
+		{"no optimizer state", saveOf(src, "vision", false), false, "no optimizer state", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,6 +186,9 @@ func TestCheckpointRefusals(t *testing.T) {
 			}
 			if !errors.Is(err, nn.ErrBadCheckpoint) {
 				t.Errorf("error %q does not match ErrBadCheckpoint", err)
+			}
+			if errors.Is(err, nn.ErrCorruptCheckpoint) != tt.corrupt {
+				t.Errorf("error %q matches ErrCorruptCheckpoint: %v, want %v", err, !tt.corrupt, tt.corrupt)
 			}
 			if !bytes.Equal(dst.state(t), before) {
 				t.Error("a refused Load changed the params or the optimiser state")
@@ -215,6 +220,144 @@ func TestLoadFileErrorsNamePath(t *testing.T) {
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) || errors.Is(err, nn.ErrBadCheckpoint) {
 		t.Errorf("LoadFile of a missing file: %v", err)
 	}
+}
+
+// TestLoadFileFallsBackToThePreviousGeneration: SaveFile keeps the
+// checkpoint it replaces as .prev; LoadFile loads that one, and logs why,
+// when the newest is damaged, but not when it is whole and of another
+// model.
+func TestLoadFileFallsBackToThePreviousGeneration(t *testing.T) {
+	tests := []struct {
+		name     string
+		damage   func(t *testing.T, path string) // to the newest generation (and more)
+		wantFrom string                          // the generation loaded: "new", "prev" or "" (an error)
+		wantErr  []string                        // what the error says
+		wantLog  []string                        // what the log says
+	}{
+		{"whole", func(*testing.T, string) {}, "new", nil, nil},
+		{"truncated", func(t *testing.T, path string) { truncate(t, path, 0.5) }, "prev", nil,
+			[]string{"damaged", "corrupt or truncated", "vision.ckpt ", "vision.ckpt.prev"}},
+		{"truncated to nothing", func(t *testing.T, path string) { truncate(t, path, 0) }, "prev", nil,
+			[]string{"too short", "vision.ckpt.prev"}},
+		{"flipped byte", func(t *testing.T, path string) { flip(t, path, 0.6) }, "prev", nil,
+			[]string{"checksum mismatch", "vision.ckpt.prev"}},
+		{"both damaged", func(t *testing.T, path string) { flip(t, path, 0.6); truncate(t, path+".prev", 0.3) }, "",
+			[]string{"vision.ckpt: checksum mismatch", "vision.ckpt.prev: checksum mismatch", "previous generation"}, nil},
+		{"damaged, no previous generation", func(t *testing.T, path string) { flip(t, path, 0.6); os.Remove(path + ".prev") }, "",
+			[]string{"vision.ckpt: checksum mismatch", "no previous generation"}, nil},
+		{"another model's shape", func(t *testing.T, path string) {
+			if err := nn.SaveFile(path, "vision", newModel(1, 6).ps, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		}, "", []string{"vision.ckpt: param enc.0.W has shape [4 6], want [4 5]"}, nil},
+		{"only a previous generation", func(t *testing.T, path string) { os.Remove(path) }, "",
+			[]string{"no such file"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log := captureDefaultLog(t)
+			path := filepath.Join(t.TempDir(), "vision.ckpt")
+			gens := map[string]*model{"prev": newModel(1, 5), "new": newModel(1, 5)}
+			gens["prev"].train(2, 1)
+			gens["new"].train(2, 2)
+			for _, g := range []string{"prev", "new"} {
+				if err := nn.SaveFile(path, "vision", gens[g].ps, gens[g].opt, map[string]string{"gen": g}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tt.damage(t, path)
+			dst := newModel(42, 5)
+			before := dst.state(t)
+			meta, err := nn.LoadFile(path, "vision", dst.ps, dst.opt)
+			if tt.wantFrom == "" {
+				if err == nil {
+					t.Fatalf("LoadFile succeeded with generation %q", meta["gen"])
+				}
+				for _, want := range tt.wantErr {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q does not say %q", err, want)
+					}
+				}
+				if !bytes.Equal(dst.state(t), before) {
+					t.Error("a failed LoadFile changed the model")
+				}
+				if log.Len() > 0 {
+					t.Errorf("a failed LoadFile logged %q", log)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if meta["gen"] != tt.wantFrom || !bytes.Equal(dst.state(t), gens[tt.wantFrom].state(t)) {
+				t.Fatalf("loaded generation %q, want %q", meta["gen"], tt.wantFrom)
+			}
+			for _, want := range tt.wantLog {
+				if !strings.Contains(log.String(), want) {
+					t.Errorf("log %q does not say %q", log, want)
+				}
+			}
+			if tt.wantLog == nil && log.Len() > 0 {
+				t.Errorf("a clean load logged %q", log)
+			}
+		})
+	}
+}
+
+// SaveFile's previous generation is exactly the file it replaced.
+func TestSaveFileKeepsThePreviousGeneration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vision.ckpt")
+	var files [][]byte
+	for i := range 3 {
+		m := newModel(uint64(i), 5)
+		if err := nn.SaveFile(path, "vision", m.ps, m.opt, nil); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, m.state(t))
+	}
+	cur, _ := os.ReadFile(path)
+	prev, _ := os.ReadFile(path + ".prev")
+	if !bytes.Equal(cur, files[2]) || !bytes.Equal(prev, files[1]) {
+		t.Fatal("after three saves the file is not the third and .prev not the second")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 2 {
+		t.Fatalf("%d files beside the checkpoint, want only it and .prev", len(entries))
+	}
+}
+
+// truncate cuts the file at path to frac of its size.
+func truncate(t *testing.T, path string, frac float64) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, int64(frac*float64(fi.Size()))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// flip flips one bit of the byte at frac of the file at path, in place.
+func flip(t *testing.T, path string, frac float64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[int(frac*float64(len(b)))] ^= 0x04
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// captureDefaultLog sends slog's default logger to a buffer until the test ends.
+func captureDefaultLog(t *testing.T) *bytes.Buffer {
+	var buf bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	return &buf
 }
 
 func TestWriteFileAtomic(t *testing.T) {
