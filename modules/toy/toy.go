@@ -386,15 +386,15 @@ func (t *Toy) Restore(r io.Reader) error {
 		return err
 	}
 	if len(data) < len(magic)+4 || !bytes.Equal(data[:len(magic)], []byte(magic)) {
-		return errors.New("not a toy checkpoint (bad magic or truncated)")
+		return fmt.Errorf("%w: not a toy checkpoint (bad magic or truncated)", module.ErrCorruptCheckpoint)
 	}
 	body := data[len(magic) : len(data)-4]
 	if crc32.ChecksumIEEE(body) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
-		return errors.New("checksum mismatch: the checkpoint is corrupt or truncated")
+		return fmt.Errorf("%w: checksum mismatch (corrupt or truncated)", module.ErrCorruptCheckpoint)
 	}
 	var c checkpoint
 	if err := msgpack.Unmarshal(body, &c); err != nil {
-		return fmt.Errorf("undecodable checkpoint: %w", err)
+		return fmt.Errorf("%w: undecodable checkpoint: %v", module.ErrCorruptCheckpoint, err)
 	}
 	if c.Version != formatVersion {
 		return fmt.Errorf("checkpoint format %d, this build reads %d", c.Version, formatVersion)

@@ -1,6 +1,8 @@
 package toy_test
 
 import (
+	"bytes"
+	"errors"
 	"math"
 	"testing"
 
@@ -92,4 +94,40 @@ func correlation(a, b []float32) float64 {
 		sbb += db * db
 	}
 	return sab / math.Sqrt(saa*sbb)
+}
+
+// A damaged checkpoint is reported as such (module.ErrCorruptCheckpoint),
+// so the SDK falls back to the previous one; another module's is not.
+func TestRestoreTellsDamageFromMismatch(t *testing.T) {
+	m, err := toy.New(toy.Config{Name: "left", Dim: 5, Latent: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := m.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	good := buf.Bytes()
+	flipped := bytes.Clone(good)
+	flipped[len(flipped)/2] ^= 0xff
+	other, _ := toy.New(toy.Config{Name: "right", Dim: 4, Latent: 3})
+	tests := []struct {
+		name    string
+		m       *toy.Toy
+		data    []byte
+		corrupt bool
+	}{
+		{"truncated", m, good[:len(good)/2], true},
+		{"flipped byte", m, flipped, true},
+		{"empty", m, nil, true},
+		{"another shape", other, good, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.m.Restore(bytes.NewReader(tt.data))
+			if err == nil || errors.Is(err, module.ErrCorruptCheckpoint) != tt.corrupt {
+				t.Errorf("Restore: %v; want an error, damaged %v", err, tt.corrupt)
+			}
+		})
+	}
 }
