@@ -17,6 +17,7 @@ import (
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/internal/atomicfile"
+	"github.com/serket-go/serket/internal/proc"
 )
 
 // TrainConfig configures a training run driven by the integrator.
@@ -108,6 +109,8 @@ type EpochStats struct {
 	// during the epoch is left out; after the integrator resumed, the
 	// steps since).
 	Modules map[string]ModuleTimes `json:"modules,omitempty"`
+	// PeakRSSBytes is the integrator process's peak resident memory so far.
+	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 }
 
 // ModuleTimes is a module's time in training steps: StepSeconds from each
@@ -119,6 +122,7 @@ type ModuleTimes struct {
 	ComputeSeconds float64 `json:"compute_seconds"`
 	CodecSeconds   float64 `json:"codec_seconds"`
 	SaveSeconds    float64 `json:"save_seconds"`
+	PeakRSSBytes   int64   `json:"peak_rss_bytes"` // the module process's peak resident memory so far
 }
 
 // moduleTimes asks every module for its step times so far.
@@ -467,7 +471,7 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 			es.Modules = map[string]ModuleTimes{}
 			for m, t := range ig.moduleTimes(ctx, cfg.Modules) {
 				b, ok := timesBefore[m]
-				d := ModuleTimes{t.StepSeconds - b.StepSeconds, t.ComputeSeconds - b.ComputeSeconds, t.CodecSeconds - b.CodecSeconds, t.SaveSeconds - b.SaveSeconds}
+				d := ModuleTimes{t.StepSeconds - b.StepSeconds, t.ComputeSeconds - b.ComputeSeconds, t.CodecSeconds - b.CodecSeconds, t.SaveSeconds - b.SaveSeconds, t.PeakRSSBytes}
 				if ok && d.StepSeconds >= 0 && d.ComputeSeconds >= 0 && d.CodecSeconds >= 0 && d.SaveSeconds >= 0 {
 					es.Modules[m] = d
 				}
@@ -478,6 +482,7 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 				return last, err
 			}
 		}
+		es.PeakRSSBytes = proc.PeakRSS()
 		if cfg.Metrics != nil {
 			line, _ := json.Marshal(es)
 			fmt.Fprintf(cfg.Metrics, "%s\n", line)

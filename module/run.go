@@ -18,6 +18,7 @@ import (
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/internal/atomicfile"
+	"github.com/serket-go/serket/internal/proc"
 )
 
 // Version is the serket version reported in every service's INFO.
@@ -132,6 +133,8 @@ type trainStats struct {
 	ComputeSeconds float64 `json:"compute_seconds"`
 	CodecSeconds   float64 `json:"codec_seconds"`
 	SaveSeconds    float64 `json:"save_seconds"`
+	// PeakRSSBytes is the most resident memory the process has used.
+	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 
 	Stream streamStats `json:"stream"`
 }
@@ -367,7 +370,9 @@ func (r *runner) counters(f func(*trainStats)) {
 func (r *runner) snapshot() trainStats {
 	r.statsMu.Lock()
 	defer r.statsMu.Unlock()
-	return r.stats
+	st := r.stats
+	st.PeakRSSBytes = proc.PeakRSS()
+	return st
 }
 
 // handleTrainStatus answers with the training counters, as JSON.

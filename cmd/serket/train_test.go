@@ -338,10 +338,18 @@ modules:
 	// clock stops: the last one still has to learn.)
 	for _, m := range []string{"vision", "language", "audio"} {
 		mt, ok := es.Modules[m]
-		t.Logf("%s: steps %.1f s, compute %.1f s, messages %.2f s, checkpoints %.2f s", m, mt.StepSeconds, mt.ComputeSeconds, mt.CodecSeconds, mt.SaveSeconds)
+		t.Logf("%s: steps %.1f s, compute %.1f s, messages %.2f s, checkpoints %.2f s, peak RSS %d MiB", m, mt.StepSeconds, mt.ComputeSeconds, mt.CodecSeconds, mt.SaveSeconds, mt.PeakRSSBytes>>20)
 		if !ok || !(mt.ComputeSeconds > 0 && mt.CodecSeconds > 0 && mt.ComputeSeconds+mt.CodecSeconds < mt.StepSeconds) || mt.StepSeconds > 1.1*es.Seconds {
 			t.Errorf("%s's times %+v in an epoch of %.1f s: want compute and messaging, both inside its steps", m, mt, es.Seconds)
 		}
+		// A module process holds at least its own parameters, and less
+		// than a gigabyte on this small dataset.
+		if mt.PeakRSSBytes < 4<<20 || mt.PeakRSSBytes > 1<<30 {
+			t.Errorf("%s's peak RSS %d bytes", m, mt.PeakRSSBytes)
+		}
+	}
+	if es.PeakRSSBytes < 4<<20 {
+		t.Errorf("the integrator's peak RSS %d bytes", es.PeakRSSBytes)
 	}
 
 	// Image → label, from the checkpoints, on 200 test images.
