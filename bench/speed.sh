@@ -25,11 +25,14 @@ serket() { # name binary
 import json, sys
 m = json.loads(open(sys.argv[2]).read().splitlines()[-1])
 t = m["seconds"]
-mods = {k: {"codec": v["codec_seconds"] / v["step_seconds"], "compute": v["compute_seconds"] / v["step_seconds"]}
-        for k, v in m.get("modules", {}).items() if v["step_seconds"] > 0}
-print(json.dumps({"system": sys.argv[1], "samples_per_sec": m["samples_per_sec"],
-                  "integrator_wait_share": m["wait_seconds"] / t, "integrator_fuse_share": m["fuse_seconds"] / t,
-                  "integrator_codec_share": m["codec_seconds"] / t, "modules": mods}))
+procs = {"integrator": {"wait": m["wait_seconds"] / t, "fuse": m["fuse_seconds"] / t,
+                        "codec": m["codec_seconds"] / t, "rss": m.get("peak_rss_bytes", 0)}}
+for k, v in m.get("modules", {}).items():
+    if v["step_seconds"] > 0:
+        s = v["step_seconds"]
+        procs[k] = {"compute": v["compute_seconds"] / s, "codec": v["codec_seconds"] / s, "save": v["save_seconds"] / s,
+                    "wait": 1 - (v["compute_seconds"] + v["codec_seconds"] + v["save_seconds"]) / s, "rss": v.get("peak_rss_bytes", 0)}
+print(json.dumps({"system": sys.argv[1], "samples_per_sec": m["samples_per_sec"], "processes": procs}))
 PYEOF
 }
 {
@@ -41,11 +44,14 @@ PYEOF
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 ref = next(r["samples_per_sec"] for r in rows if r["system"].startswith("pytorch"))
-print(f"{'system':<20} {'samples/s':>10} {'vs PyTorch':>11}  integrator: waiting / fusing / messages   modules: messages (compute) of a step")
+mib = lambda b: f"peak RSS {b / 2**20:6.0f} MiB" if b else ""
+print(f"{'system':<20} {'samples/s':>10} {'vs PyTorch':>11}")
 for r in rows:
-    share = mods = ""
-    if "integrator_wait_share" in r:
-        share = f"{100*r['integrator_wait_share']:.0f}% / {100*r['integrator_fuse_share']:.1f}% / {100*r['integrator_codec_share']:.1f}%"
-        mods = ", ".join(f"{k} {100*v['codec']:.1f}% ({100*v['compute']:.0f}%)" for k, v in sorted(r["modules"].items()))
-    print(f"{r['system']:<20} {r['samples_per_sec']:>10.0f} {r['samples_per_sec']/ref:>10.2f}×  {share:<33}  {mods}")
+    print(f"{r['system']:<20} {r['samples_per_sec']:>10.0f} {r['samples_per_sec']/ref:>10.2f}×   {mib(r.get('peak_rss_bytes', 0))}")
+    for name, p in sorted(r.get("processes", {}).items(), key=lambda kv: kv[0] != "integrator"):
+        if name == "integrator":
+            split = f"waiting {100*p['wait']:4.0f}%  fusing {100*p['fuse']:4.1f}%  messages {100*p['codec']:4.1f}%"
+        else:
+            split = f"compute {100*p['compute']:4.0f}%  messages {100*p['codec']:4.1f}%  checkpoints {100*p['save']:4.1f}%  waiting {100*p['wait']:4.0f}%"
+        print(f"    {name:<12} {split:<70} {mib(p['rss'])}")
 PYEOF

@@ -15,6 +15,7 @@ OpenBLAS's thread pools from fighting (3.5× slower otherwise).
 """
 import argparse
 import json
+import resource
 import math
 import random
 import time
@@ -112,7 +113,8 @@ def main():
         step()
     dt = time.perf_counter() - t0
     print(json.dumps({"samples_per_sec": args.steps * b / dt, "steps": args.steps, "batch": b,
-                      "threads": args.threads, "torch": torch.__version__}))
+                      "threads": args.threads, "torch": torch.__version__,
+                      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 
 if __name__ == "__main__":
