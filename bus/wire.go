@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
@@ -124,23 +125,62 @@ func Marshal(m Message) ([]byte, error) {
 
 // MarshalLimit is Marshal with a payload limit (the server's max_payload).
 func MarshalLimit(m Message, maxBytes int) ([]byte, error) {
+	return MarshalAppend(nil, m, maxBytes)
+}
+
+// MarshalAppend is MarshalLimit that appends the encoding to dst and
+// returns the extended slice: a sender that reuses its buffer (dst[:0]
+// once the previous message is published; nats.Conn.Publish copies) sends
+// every step without allocating one. maxBytes ≤ 0 means no limit.
+func MarshalAppend(dst []byte, m Message, maxBytes int) ([]byte, error) {
 	h := m.header()
 	h.Type = m.MessageType()
 	h.Version = WireVersion
 	if err := checkHeader(h, m.MessageType()); err != nil {
-		return nil, encodeError(m, err)
+		return dst, encodeError(m, err)
 	}
 	if err := m.check(Expect{}); err != nil {
-		return nil, encodeError(m, err)
+		return dst, encodeError(m, err)
 	}
-	b, err := msgpack.Marshal(m)
+	orig, start := dst, len(dst)
+	if dst == nil {
+		dst = make([]byte, 0, sizeHint(m))
+	}
+	buf := bytes.NewBuffer(dst)
+	enc := msgpack.GetEncoder()
+	enc.Reset(buf)
+	err := enc.Encode(m)
+	msgpack.PutEncoder(enc)
 	if err != nil {
-		return nil, encodeError(m, fmt.Errorf("%w: %v", ErrMalformed, err))
+		return orig, encodeError(m, fmt.Errorf("%w: %v", ErrMalformed, err))
 	}
-	if maxBytes > 0 && len(b) > maxBytes {
-		return nil, encodeError(m, fmt.Errorf("%w: %d bytes, the limit is %d (split the batch or raise the server's max_payload)", ErrTooLarge, len(b), maxBytes))
+	b := buf.Bytes()
+	if n := len(b) - start; maxBytes > 0 && n > maxBytes {
+		return orig, encodeError(m, fmt.Errorf("%w: %d bytes, the limit is %d (split the batch or raise the server's max_payload)", ErrTooLarge, n, maxBytes))
 	}
 	return b, nil
+}
+
+// sizeHint is about the encoded size of m: its tensors' bytes and a little,
+// so that a fresh buffer is allocated once, not grown by doubling.
+func sizeHint(m Message) int {
+	n := 256
+	v := reflect.ValueOf(m).Elem()
+	for i := range v.NumField() {
+		switch f := v.Field(i).Interface().(type) {
+		case Tensor:
+			n += 4*len(f.Data) + 16
+		case []Tensor:
+			for _, t := range f {
+				n += 4*len(t.Data) + 16
+			}
+		case []bool:
+			n += len(f)
+		case []uint64:
+			n += 9 * len(f)
+		}
+	}
+	return n
 }
 
 func encodeError(m Message, err error) error {

@@ -612,3 +612,36 @@ func TestUnmarshalRefusesAllocationBombs(t *testing.T) {
 		})
 	}
 }
+
+// MarshalAppend appends the same encoding Marshal returns, leaves dst's
+// contents before it alone, and reuses dst's storage.
+func TestMarshalAppend(t *testing.T) {
+	m := benchPosterior()
+	want := mustMarshal(t, m)
+	buf := append(make([]byte, 0, len(want)+10), "prefix"...)
+	got, err := bus.MarshalAppend(buf, m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got[:6]) != "prefix" || !bytes.Equal(got[6:], want) || &got[0] != &buf[:1][0] {
+		t.Fatalf("MarshalAppend: prefix %q, encoding equal %v, same storage %v", got[:6], bytes.Equal(got[6:], want), &got[0] == &buf[:1][0])
+	}
+	bad := benchPosterior()
+	bad.Mu.Data[3] = float32(math.NaN())
+	if out, err := bus.MarshalAppend(buf[:6], bad, 0); err == nil || string(out) != "prefix" {
+		t.Fatalf("a NaN posterior: %q, %v; want dst back unchanged and an error", out, err)
+	}
+}
+
+func BenchmarkMarshalAppendPosterior(b *testing.B) {
+	m := benchPosterior()
+	buf := mustMarshal(b, m)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if buf, err = bus.MarshalAppend(buf[:0], m, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

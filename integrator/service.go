@@ -78,6 +78,9 @@ type Integrator struct {
 	stream  *streamer
 
 	evalSteps uint64 // evaluation steps run, for their step ids
+
+	sendMu  sync.Mutex
+	sendBuf []byte // training messages' encoding, reused message after message
 }
 
 // member is a module the integrator has discovered.

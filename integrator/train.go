@@ -777,10 +777,13 @@ func (ig *Integrator) collect(ctx context.Context, cfg *TrainConfig, ch chan *na
 // send marshals m as the integrator and publishes it.
 func (ig *Integrator) send(subject string, m bus.Message) error {
 	m.(interface{ SetSender(string) }).SetSender(Name)
-	b, err := bus.Marshal(m)
+	ig.sendMu.Lock()
+	defer ig.sendMu.Unlock()
+	b, err := bus.MarshalAppend(ig.sendBuf[:0], m, bus.DefaultMaxBytes)
 	if err != nil {
 		return err
 	}
+	ig.sendBuf = b // reused by the next message: Publish copies
 	if err := ig.nc.Publish(subject, b); err != nil {
 		return fmt.Errorf("integrator: publish %s: %w", subject, err)
 	}

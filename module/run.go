@@ -82,6 +82,9 @@ func Run(ctx context.Context, m Modality, opts Options) error {
 }
 
 type runner struct {
+	sendMu  sync.Mutex
+	sendBuf []byte // the training messages' encoding, reused step after step
+
 	m     Modality
 	spec  Spec
 	opts  Options

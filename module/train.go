@@ -268,10 +268,13 @@ func (r *runner) endStep() {
 func (r *runner) publish(subject string, m bus.Message) bool {
 	start := time.Now()
 	m.(interface{ SetSender(string) }).SetSender(r.spec.Name)
-	b, err := bus.Marshal(m)
+	r.sendMu.Lock()
+	b, err := bus.MarshalAppend(r.sendBuf[:0], m, bus.DefaultMaxBytes)
 	if err == nil {
+		r.sendBuf = b // reused by the next step's messages: Publish copies
 		err = r.nc.Publish(subject, b)
 	}
+	r.sendMu.Unlock()
 	d := time.Since(start).Seconds()
 	r.counters(func(c *trainStats) { c.CodecSeconds += d })
 	if err != nil {
