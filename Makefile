@@ -3,7 +3,7 @@
 
 GO       ?= go
 BIN      := bin/serket
-FUZZTIME ?= 20s
+FUZZTIME ?= 10s
 # OpenBLAS through cgo when Debian's libopenblas-dev is installed (about 8×
 # the pure-Go GEMM on these cores); `make TAGS= …` forces pure Go.
 TAGS     ?= $(shell pkg-config --exists openblas 2>/dev/null && echo openblas)
@@ -29,14 +29,12 @@ test:
 	$(GO) test $(GOFLAGS_TAGS) -race -count=1 -timeout 20m ./...
 	$(if $(TAGS),$(GO) test -count=1 ./nn/...,)
 
-# Each fuzz target for FUZZTIME (one at a time: go test -fuzz takes one).
+# Every fuzz target of every package (go test -list '^Fuzz' ./...) for
+# FUZZTIME each, then a table of executions, new inputs and crashes (the
+# failing input's path under testdata/fuzz); fails if any target crashed,
+# after running them all. Logs in out/fuzz/.
 fuzz:
-	@set -e; for pkg in ./bus ./dataset ./dataset/speech ./nn; do \
-	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$t ($(FUZZTIME))"; \
-	    $(GO) test $$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) 2>&1 | tail -n 3; \
-	  done; \
-	done
+	GO="$(GO)" FUZZTIME="$(FUZZTIME)" bench/fuzz.sh
 
 bench:
 	$(GO) test $(GOFLAGS_TAGS) -run '^$$' -bench . -benchmem ./...

@@ -31,6 +31,12 @@ type pipeline struct {
 
 func startPipeline(t *testing.T, modules ...string) *pipeline {
 	t.Helper()
+	return startPipelineWith(t, time.Second, modules...)
+}
+
+// startPipelineWith is startPipeline with the integrator's encode deadline.
+func startPipelineWith(t *testing.T, deadline time.Duration, modules ...string) *pipeline {
+	t.Helper()
 	srv, err := bus.StartServer(bus.ServerConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +48,7 @@ func startPipeline(t *testing.T, modules ...string) *pipeline {
 	done := make(chan error, 1)
 	go func() {
 		done <- integrator.Run(ctx, integrator.Config{
-			Conn: p.conn("integrator"), Latent: latent, Discovery: 100 * time.Millisecond, Misses: 2, Deadline: time.Second,
+			Conn: p.conn("integrator"), Latent: latent, Discovery: 100 * time.Millisecond, Misses: 2, Deadline: deadline,
 			Ready: func(ig *integrator.Integrator) { ready <- ig },
 		})
 	}()
@@ -304,7 +310,9 @@ func (g *gated) Encode(x module.Batch, mu, logvar []float32) error {
 // encode; one inference at a time would leave a's request waiting past the
 // deadline, since b's inference could only start after it.
 func TestInferencesRunConcurrently(t *testing.T) {
-	p := startPipeline(t)
+	// The deadline is long enough for a loaded machine to start the second
+	// inference, and shorter than a's wait: one at a time, a would miss it.
+	p := startPipelineWith(t, 5*time.Second)
 	aEntered, bAsked := make(chan struct{}), make(chan struct{})
 	var aOnce, bOnce sync.Once
 	for name, gate := range map[string]func(){
@@ -312,7 +320,7 @@ func TestInferencesRunConcurrently(t *testing.T) {
 			aOnce.Do(func() { close(aEntered) })
 			select {
 			case <-bAsked:
-			case <-time.After(5 * time.Second): // beyond the integrator's 1 s deadline
+			case <-time.After(8 * time.Second): // beyond the integrator's deadline
 			}
 		},
 		"b": func() { bOnce.Do(func() { close(bAsked) }) },

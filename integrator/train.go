@@ -190,6 +190,24 @@ func readState(r io.Reader) (trainState, error) {
 	return st, nil
 }
 
+// check refuses a state no run writes (an unchecksummed file that was
+// damaged or edited) as damaged: where it is in the epoch, and its partial
+// statistics, must fit a run over items items.
+func (st trainState) check(items int) error {
+	switch {
+	case st.Epoch < 0 || st.Position < 0 || st.Position > items:
+		return fmt.Errorf("%w: epoch %d, position %d of %d items", atomicfile.ErrCorrupt, st.Epoch, st.Position, items)
+	case st.MetricsSize != nil && *st.MetricsSize < 0:
+		return fmt.Errorf("%w: metrics log size %d", atomicfile.ErrCorrupt, *st.MetricsSize)
+	case st.Partial != nil && (st.Partial.Epoch != st.Epoch || st.Partial.Steps != len(st.ELBOs)):
+		return fmt.Errorf("%w: the epoch so far (epoch %d, %d steps) does not match the checkpoint (epoch %d, %d objectives)",
+			atomicfile.ErrCorrupt, st.Partial.Epoch, st.Partial.Steps, st.Epoch, len(st.ELBOs))
+	case st.Partial == nil && len(st.ELBOs) > 0:
+		return fmt.Errorf("%w: objectives without the epoch's statistics", atomicfile.ErrCorrupt)
+	}
+	return nil
+}
+
 // metricsFile is a metrics log that a resumed run can cut back.
 type metricsFile interface {
 	io.Writer
@@ -318,6 +336,9 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 				}
 				if s.Config != st.Config {
 					return fmt.Errorf("%s is of another run (%s; this one is %s)", name, s.Config, st.Config)
+				}
+				if err := s.check(len(cfg.IDs)); err != nil {
+					return fmt.Errorf("%s: %w", name, err)
 				}
 				prev = s
 				return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -229,10 +230,25 @@ func defaultModules() []Process {
 	return []Process{{Name: "vision"}, {Name: "language"}, {Name: "audio"}}
 }
 
+// MaxPipelineBytes bounds a pipeline file. A hand-written one is a few
+// kilobytes; the bound keeps a wrong path (a log, /dev/zero) from being read
+// whole and parsed.
+const MaxPipelineBytes = 1 << 20
+
+// maxMappingKeys bounds the keys of one YAML mapping (an env, a lambda): the
+// YAML decoder compares every pair of keys of a mapping.
+const maxMappingKeys = 1000
+
 // Load reads and parses the pipeline file at path (see Parse). An unreadable
-// or missing file gives an error naming the path.
+// or missing file gives an error naming the path; one larger than
+// MaxPipelineBytes is refused without reading it all.
 func Load(path string) (*Pipeline, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("launch: read pipeline file: %w", err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxPipelineBytes+1))
+	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("launch: read pipeline file: %w", err)
 	}
@@ -248,11 +264,19 @@ func Load(path string) (*Pipeline, error) {
 
 // Parse reads a pipeline file strictly (unknown fields are errors), fills in
 // the defaults of absent fields and validates the result. source names the
-// file in error messages. Every error wraps ErrInvalidPipeline and names the
-// source and the line or field path at fault.
+// file in error messages. Data over MaxPipelineBytes, a mapping with more
+// than a thousand keys or a key twice is refused before decoding. Every
+// error wraps ErrInvalidPipeline and names the source and the line or field
+// path at fault.
 func Parse(data []byte, source string) (*Pipeline, error) {
 	if source == "" {
 		source = "<pipeline>"
+	}
+	if len(data) > MaxPipelineBytes {
+		return nil, fmt.Errorf("%w: %s: larger than %d MiB; a pipeline file is a few kilobytes of YAML", ErrInvalidPipeline, source, MaxPipelineBytes>>20)
+	}
+	if err := checkMappings(data); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPipeline, source, err)
 	}
 	// Top-level defaults are set before decoding so that an explicit zero
 	// (latent: 0, port: 0) can be told apart from an absent field.
@@ -279,6 +303,46 @@ func Parse(data []byte, source string) (*Pipeline, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// checkMappings refuses the first document's mappings that go.yaml.in/yaml/v3
+// would take quadratic time and memory on: its check for duplicate keys
+// compares every pair of keys and records an error per duplicate pair, so
+// 40 kB of one repeated key take seconds and gigabytes. Here duplicates are
+// found with a set and reported as the decoder would, and a mapping may
+// have at most maxMappingKeys keys. Syntax errors are left to the decoder.
+func checkMappings(data []byte) error {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
+		return nil
+	}
+	var walk func(n *yaml.Node) error
+	walk = func(n *yaml.Node) error {
+		if n.Kind == yaml.MappingNode {
+			if len(n.Content)/2 > maxMappingKeys {
+				return fmt.Errorf("line %d: a mapping of %d keys (at most %d)", n.Line, len(n.Content)/2, maxMappingKeys)
+			}
+			type key struct {
+				kind  yaml.Kind
+				value string
+			}
+			seen := make(map[key]int, len(n.Content)/2)
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				if line, dup := seen[key{k.Kind, k.Value}]; dup {
+					return fmt.Errorf("line %d: mapping key %q already defined at line %d", k.Line, k.Value, line)
+				}
+				seen[key{k.Kind, k.Value}] = k.Line
+			}
+		}
+		for _, c := range n.Content {
+			if err := walk(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(&doc)
 }
 
 // applyDefaults fills in the zero-valued fields that have a default.
@@ -368,8 +432,8 @@ func (p *Pipeline) validate(source string) error {
 				v.add(fmt.Sprintf("%s.sensors[%d]", path, k), "%q is not a NATS subject (dot-separated tokens, no spaces)", subj)
 			}
 		}
-		if m.Rate < 0 || m.Rate != m.Rate {
-			v.add(path+".rate", "%v: want 0 (unlimited) or more posteriors per second", m.Rate)
+		if !(m.Rate >= 0) || math.IsInf(m.Rate, 1) {
+			v.add(path+".rate", "%v: want 0 (unlimited) or a finite number of posteriors per second", m.Rate)
 		}
 	}
 	if f := p.Fusion; f != nil {
@@ -400,16 +464,16 @@ func (p *Pipeline) validate(source string) error {
 		for name, w := range t.Lambda {
 			if _, ok := seen[name]; !ok {
 				v.add("train.lambda."+name, "no module named %q in this pipeline", name)
-			} else if w < 0 || w != w {
-				v.add("train.lambda."+name, "%v: want a non-negative number", w)
+			} else if !(w >= 0) || math.IsInf(w, 1) {
+				v.add("train.lambda."+name, "%v: want a finite non-negative number", w)
 			}
 		}
 		for _, f := range []struct {
 			name string
 			v    *float64
 		}{{"kl_from", t.KLFrom}, {"kl_to", t.KLTo}, {"kl_anneal", t.KLAnneal}} {
-			if f.v != nil && (*f.v < 0 || *f.v != *f.v) {
-				v.add("train."+f.name, "%v: want a non-negative number", *f.v)
+			if f.v != nil && (!(*f.v >= 0) || math.IsInf(*f.v, 1)) {
+				v.add("train."+f.name, "%v: want a finite non-negative number", *f.v)
 			}
 		}
 		if t.StepDeadline < 0 {
@@ -424,8 +488,8 @@ func (p *Pipeline) validate(source string) error {
 		if t.EvalItems != nil && *t.EvalItems < 0 {
 			v.add("train.eval_items", "%d: want 0 (none) or more", *t.EvalItems)
 		}
-		if t.LR != nil && !(*t.LR > 0) {
-			v.add("train.lr", "%v: want a positive learning rate", *t.LR)
+		if t.LR != nil && (!(*t.LR > 0) || math.IsInf(*t.LR, 1)) {
+			v.add("train.lr", "%v: want a finite positive learning rate", *t.LR)
 		}
 		if f := t.PairedFraction; f != nil && !(*f > 0 && *f <= 1) {
 			v.add("train.paired_fraction", "%v: want a fraction in (0, 1]", *f)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/serket-go/serket/bus"
@@ -217,13 +218,12 @@ func (l *Language) Parse(raw []bus.Payload) (module.Batch, error) {
 		text := string(p.Data)
 		ids := c.IDs[i*l.t : (i+1)*l.t]
 		unknown := l.vocab.Encode(ids, text)
-		words := 0
-		for _, id := range ids {
-			if id > 2 || id == 1 { // a word or <unk>
-				words++
+		// Known words past the cut do not count: the caption holds only
+		// the first MaxTokens-1 words.
+		if !slices.ContainsFunc(ids, func(id int32) bool { return id > dataset.EOSID }) {
+			if len(dataset.Tokenize(text)) > unknown {
+				return nil, fmt.Errorf("observation %d: no known word in the first %d words of %q, the most a caption keeps; known words include %s", i, l.t-1, text, l.examples())
 			}
-		}
-		if words == 0 || unknown == words {
 			return nil, fmt.Errorf("observation %d: no known word in %q; known words include %s", i, text, l.examples())
 		}
 		l.setOneHot(c, i)
