@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,7 +30,8 @@ type StreamConfig struct {
 	// between machines) before the posterior is refused; default 1 s.
 	MaxAhead time.Duration
 	// MinPeriod spaces beliefs at least this far apart (0: one per
-	// posterior, as fast as fusion runs).
+	// posterior, as fast as fusion runs; when no other posterior waits,
+	// fused on the goroutine that received it, without a hand-off).
 	MinPeriod time.Duration
 	// LogEvery limits the log to one line per sender and kind of bad
 	// input per interval; default 10 s (every one is counted).
@@ -63,33 +66,66 @@ type StreamStats struct {
 	LastError  string            `json:"last_error,omitempty"`
 }
 
+// observation is a module's latest posterior as fusion uses it: the
+// expert's precision T_k = exp(−clamp(l_k)) and T_k·μ_k per dimension, in
+// float64 as Fused.Fuse accumulates them. They are worked out once, when the
+// posterior arrives, rather than once for every belief it joins: with M
+// modules a belief then costs M·D additions instead of M·D exponentials.
 type observation struct {
-	t      time.Time
-	mu, lv []float32
+	name     string
+	t        int64 // Unix ns
+	prec, pm []float64
+	// spare is the other pair of buffers: receive fills it outside the
+	// lock and swaps it in, so that neither side allocates or waits.
+	sparePrec, sparePM []float64
 }
 
 type streamer struct {
-	ig      *Integrator
-	cfg     StreamConfig
-	mu      sync.Mutex
-	latest  map[string]observation
-	stats   StreamStats
-	logged  map[string]time.Time
-	wake    chan struct{}
-	seq     uint64
-	fused   Fused
-	experts []Expert
+	ig       *Integrator
+	cfg      StreamConfig
+	prefix   int    // len(ObsPost("")): the module name starts there
+	beliefTo string // the belief subject
+
+	mu     sync.Mutex // guards latest, order, stats, logged
+	latest map[string]*observation
+	order  []*observation // latest's values by name: the order experts are fused in
+	stats  StreamStats
+	logged map[string]time.Time
+	wake   chan struct{}
+
+	// p is what receive decodes into; receive runs on the subscription's
+	// goroutine only.
+	p bus.Posterior
+
+	// fuse serialises fusion and publishing, so that beliefs reach the wire
+	// in the order of their Seq and the buffers below are reused. Take it
+	// before mu.
+	fuse       sync.Mutex
+	stopped    bool
+	seq        uint64
+	prec, num  []float64 // the fused precision and Σ T_k·μ_k
+	belief     bus.Belief
+	mu32, lv32 []float32 // the belief's mean and log-variance
+	shape      []int
+	sources    []bus.Source
+	wire       []byte // the belief's encoding
 }
 
 func newStreamer(ig *Integrator, cfg StreamConfig) *streamer {
 	cfg.defaults()
-	return &streamer{ig: ig, cfg: cfg, latest: map[string]observation{}, logged: map[string]time.Time{}, wake: make(chan struct{}, 1),
-		stats: StreamStats{Rejected: map[string]uint64{}, OutOfOrder: map[string]uint64{}, Future: map[string]uint64{}, Expired: map[string]uint64{}}}
+	d := ig.cfg.Latent
+	return &streamer{ig: ig, cfg: cfg, prefix: len(ig.subj.ObsPost("")), beliefTo: ig.subj.Belief(),
+		latest: map[string]*observation{}, logged: map[string]time.Time{}, wake: make(chan struct{}, 1),
+		stats: StreamStats{Rejected: map[string]uint64{}, OutOfOrder: map[string]uint64{}, Future: map[string]uint64{}, Expired: map[string]uint64{}},
+		prec:  make([]float64, d), num: make([]float64, d), mu32: make([]float32, d), lv32: make([]float32, d), shape: []int{1, d}}
 }
 
 // start subscribes to the modules' streamed posteriors and publishes
 // beliefs until stop is called.
 func (s *streamer) start() (stop func(), err error) {
+	s.fuse.Lock()
+	s.stopped = false
+	s.fuse.Unlock()
 	sub, err := s.ig.nc.Subscribe(s.ig.subj.ObsPost("*"), s.receive)
 	if err != nil {
 		return nil, fmt.Errorf("integrator: subscribe %s: %w", s.ig.subj.ObsPost("*"), err)
@@ -105,7 +141,16 @@ func (s *streamer) start() (stop func(), err error) {
 		defer close(done)
 		s.loop(ctx)
 	}()
-	return func() { sub.Unsubscribe(); cancel(); <-done }, nil
+	return func() {
+		sub.Unsubscribe()
+		// A callback still running must not publish on a connection that
+		// is about to close.
+		s.fuse.Lock()
+		s.stopped = true
+		s.fuse.Unlock()
+		cancel()
+		<-done
+	}, nil
 }
 
 func (s *streamer) loop(ctx context.Context) {
@@ -130,12 +175,17 @@ func (s *streamer) loop(ctx context.Context) {
 	}
 }
 
-// receive runs on the subscription's goroutine: it only decodes, checks and
-// stores, so it keeps up with any rate.
+// receive runs on the subscription's goroutine: it decodes, checks and
+// stores. With MinPeriod 0 and no newer posterior queued behind this one it
+// then fuses and publishes the belief itself, sparing the round trip a
+// hand-off to the loop goroutine (a wake-up that, on a busy machine, waits
+// for a thread). When posteriors queue up, fusion is handed to the loop
+// instead, so that receiving keeps up with any rate and the latest
+// posterior wins.
 func (s *streamer) receive(m *nats.Msg) {
-	var p bus.Posterior
-	name := m.Subject[len(s.ig.subj.ObsPost("")):]
-	if err := bus.UnmarshalFrom(m.Subject, m.Data, &p, bus.Expect{Latent: s.ig.cfg.Latent, Batch: 1}); err != nil {
+	name := m.Subject[s.prefix:]
+	p := &s.p
+	if err := bus.UnmarshalFrom(m.Subject, m.Data, p, bus.Expect{Latent: s.ig.cfg.Latent, Batch: 1}); err != nil {
 		s.bad(s.stats.Rejected, name, "rejected streamed posterior", err.Error())
 		return
 	}
@@ -143,25 +193,89 @@ func (s *streamer) receive(m *nats.Msg) {
 		s.bad(s.stats.Rejected, name, "rejected streamed posterior", fmt.Sprintf("sender %q publishes on %s's subject", p.Sender, name))
 		return
 	}
-	t := time.Unix(0, p.Time)
-	now := s.cfg.Now()
-	if t.After(now.Add(s.cfg.MaxAhead)) {
-		s.bad(s.stats.Future, name, "dropped a posterior from the future", fmt.Sprintf("timestamp %v ahead of this clock", t.Sub(now).Round(time.Millisecond)))
+	t := p.Time
+	now := s.cfg.Now().UnixNano()
+	if ahead := since(now, t); ahead > s.cfg.MaxAhead.Nanoseconds() {
+		s.bad(s.stats.Future, name, "dropped a posterior from the future", fmt.Sprintf("timestamp %v ahead of this clock", time.Duration(ahead).Round(time.Millisecond)))
 		return
 	}
 	s.mu.Lock()
-	if prev, ok := s.latest[name]; ok && !t.After(prev.t) {
+	o := s.latest[name]
+	if o != nil && t <= o.t {
+		prev := o.t
 		s.mu.Unlock()
-		s.bad(s.stats.OutOfOrder, name, "dropped an out-of-order posterior", fmt.Sprintf("timestamp %v before the latest", prev.t.Sub(t).Round(time.Microsecond)))
+		s.bad(s.stats.OutOfOrder, name, "dropped an out-of-order posterior", fmt.Sprintf("timestamp %v before the latest", time.Duration(since(t, prev)).Round(time.Microsecond)))
 		return
 	}
-	s.latest[name] = observation{t: t, mu: p.Mu.Data, lv: p.LogVar.Data}
+	var prec, pm []float64
+	if o != nil {
+		prec, pm = o.sparePrec, o.sparePM
+	}
+	s.mu.Unlock()
+	if prec == nil { // a module's first posteriors
+		prec, pm = make([]float64, len(p.Mu.Data)), make([]float64, len(p.Mu.Data))
+	}
+	// Only this goroutine touches the spare buffers (fusion reads prec and
+	// pm) and only it adds observations, so they are filled without the lock.
+	for j, lv := range p.LogVar.Data {
+		l, _ := clampLogVar(float64(lv))
+		tk := math.Exp(-l)
+		prec[j] = tk
+		pm[j] = tk * float64(p.Mu.Data[j])
+	}
+	s.mu.Lock()
+	if o = s.latest[name]; o == nil { // new, or expired meanwhile
+		o = s.add(name)
+	}
+	o.t = t
+	o.prec, o.sparePrec = prec, o.prec
+	o.pm, o.sparePM = pm, o.pm
 	s.stats.Posteriors++
 	s.mu.Unlock()
+	if s.cfg.MinPeriod == 0 && !queued(m) {
+		s.publish()
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// since is now − t in nanoseconds, saturated as time.Time.Sub saturates,
+// so that a timestamp from the distant past is old rather than, wrapped
+// around, new.
+func since(t, now int64) int64 {
+	d := now - t
+	switch {
+	case now > t && d < 0:
+		return math.MaxInt64
+	case now < t && d > 0:
+		return math.MinInt64
+	}
+	return d
+}
+
+// add starts module name's observation, which the caller fills before it
+// lets go of s.mu.
+func (s *streamer) add(name string) *observation {
+	o := &observation{name: strings.Clone(name)}
+	s.latest[o.name] = o
+	i, _ := slices.BinarySearchFunc(s.order, o.name, func(a *observation, n string) int { return strings.Compare(a.name, n) })
+	s.order = slices.Insert(s.order, i, o)
+	return o
+}
+
+// queued reports whether more messages wait behind m on its subscription.
+// nats.go counts the message being delivered as pending until its callback
+// returns, so one is m itself; a client that counts otherwise only makes
+// this answer false once too often, which costs a belief, not a posterior.
+func queued(m *nats.Msg) bool {
+	if m.Sub == nil {
+		return false
+	}
+	n, _, err := m.Sub.Pending()
+	return err == nil && n > 1
 }
 
 // bad counts a bad input and logs it at most once per LogEvery per sender
@@ -184,42 +298,57 @@ func (s *streamer) bad(counter map[string]uint64, sender, what, why string) {
 }
 
 // publish fuses the latest posterior of every module within Slop of now
-// and publishes the belief.
+// with the N(0, I) prior, as Fused.Fuse does (the same sums in the same
+// order, so the same bits), and publishes the belief. In steady state it
+// allocates nothing itself (bus's check of the belief still does).
 func (s *streamer) publish() {
-	now := s.cfg.Now()
-	s.mu.Lock()
-	names := make([]string, 0, len(s.latest))
-	for n := range s.latest {
-		names = append(names, n)
+	s.fuse.Lock()
+	defer s.fuse.Unlock()
+	if s.stopped {
+		return
 	}
-	slices.Sort(names)
-	s.experts = s.experts[:0]
-	var sources []bus.Source
-	for _, n := range names {
-		o := s.latest[n]
-		age := now.Sub(o.t)
-		if age > s.cfg.Slop {
-			s.stats.Expired[n]++
-			delete(s.latest, n)
+	now := s.cfg.Now().UnixNano()
+	for j := range s.prec {
+		s.prec[j], s.num[j] = 1, 0
+	}
+	s.sources = s.sources[:0]
+	s.mu.Lock()
+	kept := s.order[:0]
+	for _, o := range s.order {
+		age := since(o.t, now)
+		if age > s.cfg.Slop.Nanoseconds() {
+			s.stats.Expired[o.name]++
+			delete(s.latest, o.name)
 			continue
 		}
-		s.experts = append(s.experts, Expert{Mu: o.mu, LogVar: o.lv})
-		sources = append(sources, bus.Source{Module: n, AgeNs: max(age.Nanoseconds(), 0)})
+		kept = append(kept, o)
+		for j, tk := range o.prec {
+			s.prec[j] += tk
+			s.num[j] += o.pm[j]
+		}
+		s.sources = append(s.sources, bus.Source{Module: o.name, AgeNs: max(age, 0)})
 	}
-	if len(sources) == 0 {
+	clear(s.order[len(kept):])
+	s.order = kept
+	if len(s.sources) == 0 {
 		s.mu.Unlock()
 		return
 	}
-	d := s.ig.cfg.Latent
-	s.fused.Fuse(s.experts, 1, d)
-	s.seq++
-	b := &bus.Belief{Seq: s.seq, Time: now.UnixNano(), Mu: bus.Matrix(1, d, slices.Clone(s.fused.Mu)), LogVar: bus.Matrix(1, d, slices.Clone(s.fused.LogVar)), Sources: sources}
 	s.stats.Beliefs++
 	s.mu.Unlock()
+	for j, t := range s.prec {
+		s.mu32[j] = float32(s.num[j] / t)
+		s.lv32[j] = float32(-math.Log(t))
+	}
+	s.seq++
+	b := &s.belief
+	*b = bus.Belief{Seq: s.seq, Time: now, Mu: bus.Tensor{Shape: s.shape, Data: s.mu32}, LogVar: bus.Tensor{Shape: s.shape, Data: s.lv32}, Sources: s.sources}
 	b.SetSender(Name)
-	data, err := bus.Marshal(b)
+	var err error
+	// Publish copies the encoding, so one buffer serves every belief.
+	s.wire, err = bus.MarshalAppend(s.wire[:0], b, bus.DefaultMaxBytes)
 	if err == nil {
-		err = s.ig.nc.Publish(s.ig.subj.Belief(), data)
+		err = s.ig.nc.Publish(s.beliefTo, s.wire)
 	}
 	if err != nil {
 		s.ig.log.Error("cannot publish a belief", "err", err)

@@ -37,6 +37,7 @@ bench/speed.sh drive them):
 	}
 	cmd.AddCommand(newBenchQualityCmd(g), newBenchExportCmd(g), newBenchImportCmd(g))
 	cmd.AddCommand(newBenchLoadCmd(g))
+	cmd.AddCommand(newBenchFusionCmd(g))
 	return cmd
 }
 
