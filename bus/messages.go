@@ -377,14 +377,23 @@ func (m *Belief) check(e Expect) error {
 	if err := checkMatrix("logvar", m.LogVar, 1, Expect{Latent: m.Mu.Cols()}); err != nil {
 		return err
 	}
-	names := make([]string, len(m.Sources))
+	if len(m.Sources) > MaxModules {
+		return badf("src", ErrTooLarge, "%d sources, at most %d", len(m.Sources), MaxModules)
+	}
 	for i, s := range m.Sources {
-		names[i] = s.Module
+		if !ValidName(s.Module) {
+			return badf(fmt.Sprintf("src[%d]", i), ErrField, "%q is not a valid module name", s.Module)
+		}
+		for _, t := range m.Sources[:i] {
+			if t.Module == s.Module {
+				return badf(fmt.Sprintf("src[%d]", i), ErrField, "%q appears twice", s.Module)
+			}
+		}
 		if s.AgeNs < 0 {
 			return badf(fmt.Sprintf("src[%d].age", i), ErrField, "negative age %d", s.AgeNs)
 		}
 	}
-	return checkNames("src", names)
+	return nil
 }
 
 // New returns an empty message of the given type string, for tools that

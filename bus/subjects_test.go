@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"strconv"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -136,4 +137,17 @@ func TestValidName(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ValidName is the rule ^[a-z][a-z0-9-]{0,31}$, byte for byte.
+func FuzzValidName(f *testing.F) {
+	rule := regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+	for _, s := range []string{"vision", "a-1", "", "Vision", "a.b", "é", "a\n", strings.Repeat("z", 33), "z" + strings.Repeat("-", 31)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := bus.ValidName(s), rule.MatchString(s); got != want {
+			t.Errorf("ValidName(%q) = %v, the rule says %v", s, got, want)
+		}
+	})
 }

@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"regexp"
+	"slices"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -109,12 +110,22 @@ func badf(field string, sentinel error, format string, args ...any) error {
 	return &fieldError{field, fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))}
 }
 
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-
 // ValidName reports whether s can name a module or a pipeline: lower-case
 // letters, digits and '-', starting with a letter, at most 32 bytes. Such a
 // name is a single subject token and a valid micro service name.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
+func ValidName(s string) bool {
+	// ^[a-z][a-z0-9-]{0,31}$ as a loop: it runs for every message's
+	// sender and every belief's sources.
+	if len(s) == 0 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Marshal encodes m, filling its header's type and version. It refuses a
 // message that its receiver would refuse (bad shapes, NaN or Inf, too large
@@ -146,20 +157,35 @@ func MarshalAppend(dst []byte, m Message, maxBytes int) ([]byte, error) {
 	if dst == nil {
 		dst = make([]byte, 0, sizeHint(m))
 	}
-	buf := bytes.NewBuffer(dst)
-	enc := msgpack.GetEncoder()
-	enc.Reset(buf)
-	err := enc.Encode(m)
-	msgpack.PutEncoder(enc)
+	x := encoders.Get().(*encoder)
+	x.b = dst
+	x.e.Reset(x)
+	err := x.e.Encode(m)
+	b := x.b
+	x.b = nil
+	x.e.Reset(nil)
+	encoders.Put(x)
 	if err != nil {
 		return orig, encodeError(m, fmt.Errorf("%w: %v", ErrMalformed, err))
 	}
-	b := buf.Bytes()
 	if n := len(b) - start; maxBytes > 0 && n > maxBytes {
 		return orig, encodeError(m, fmt.Errorf("%w: %d bytes, the limit is %d (split the batch or raise the server's max_payload)", ErrTooLarge, n, maxBytes))
 	}
 	return b, nil
 }
+
+// encoder is a pooled msgpack encoder that appends to a slice (msgpack's
+// writer: Write and WriteByte), so that encoding into a reused buffer
+// allocates nothing.
+type encoder struct {
+	b []byte
+	e *msgpack.Encoder
+}
+
+var encoders = sync.Pool{New: func() any { return &encoder{e: msgpack.NewEncoder(nil)} }}
+
+func (x *encoder) Write(p []byte) (int, error) { x.b = append(x.b, p...); return len(p), nil }
+func (x *encoder) WriteByte(c byte) error      { x.b = append(x.b, c); return nil }
 
 // sizeHint is about the encoded size of m: its tensors' bytes and a little,
 // so that a fresh buffer is allocated once, not grown by doubling.
@@ -228,22 +254,22 @@ func UnmarshalFrom(subject string, data []byte, m Message, e Expect) (err error)
 	if err := scan(data); err != nil {
 		return fail("", err)
 	}
-	// Peek at the header first so that a wrong type or version is reported
-	// as such rather than as whatever field failed to decode.
-	var h Header
-	if err := msgpack.Unmarshal(data, &h); err != nil {
-		return fail("", fmt.Errorf("%w: %v", ErrMalformed, err))
-	}
-	*m.header() = h
-	if err := checkHeader(&h, typ); err != nil {
-		var fe *fieldError
-		if errors.As(err, &fe) {
-			return fail(fe.field, fe.err)
+	// One pass decodes the whole message. A wrong type or version is
+	// reported as such rather than as whatever field failed to decode: when
+	// the pass fails, the header alone is decoded and checked first.
+	if derr := decode(data, m); derr != nil {
+		var h Header
+		if err := decode(data, &h); err != nil {
+			return fail("", fmt.Errorf("%w: %v", ErrMalformed, err))
 		}
-		return fail("", err)
+		*m.header() = h
+		if err := checkHeader(&h, typ); err != nil {
+			return failField(fail, err)
+		}
+		return fail("", fmt.Errorf("%w: %v", ErrMalformed, derr))
 	}
-	if err := msgpack.Unmarshal(data, m); err != nil {
-		return fail("", fmt.Errorf("%w: %v", ErrMalformed, err))
+	if err := checkHeader(m.header(), typ); err != nil {
+		return failField(fail, err)
 	}
 	if err := m.check(e); err != nil {
 		var fe *fieldError
@@ -253,6 +279,37 @@ func UnmarshalFrom(subject string, data []byte, m Message, e Expect) (err error)
 		return fail("", err)
 	}
 	return nil
+}
+
+// failField reports err through fail, at its field if it names one.
+func failField(fail func(string, error) error, err error) error {
+	var fe *fieldError
+	if errors.As(err, &fe) {
+		return fail(fe.field, fe.err)
+	}
+	return fail("", err)
+}
+
+// decoder is a pooled msgpack decoder with its own reader, so that
+// decoding a message allocates only what the message holds.
+type decoder struct {
+	r bytes.Reader
+	d *msgpack.Decoder
+}
+
+var decoders = sync.Pool{New: func() any { return &decoder{d: msgpack.NewDecoder(nil)} }}
+
+// decode is msgpack.Unmarshal (with preallocated slices, as it has) on a
+// pooled decoder.
+func decode(data []byte, v any) error {
+	x := decoders.Get().(*decoder)
+	x.r.Reset(data)
+	x.d.Reset(&x.r)
+	x.d.UsePreallocateValues(true)
+	err := x.d.Decode(v)
+	x.r.Reset(nil)
+	decoders.Put(x)
+	return err
 }
 
 // PeekHeader decodes only the header of a message, for tools that print
@@ -282,15 +339,22 @@ func checkNames(field string, names []string) error {
 	if len(names) > MaxModules {
 		return badf(field, ErrTooLarge, "%d names, at most %d", len(names), MaxModules)
 	}
-	seen := make(map[string]bool, len(names))
 	for i, n := range names {
-		if !ValidName(n) {
-			return badf(fmt.Sprintf("%s[%d]", field, i), ErrField, "%q is not a valid module name", n)
+		if err := checkName(field, names, i, n); err != nil {
+			return err
 		}
-		if seen[n] {
-			return badf(fmt.Sprintf("%s[%d]", field, i), ErrField, "%q appears twice", n)
-		}
-		seen[n] = true
+	}
+	return nil
+}
+
+// checkName checks the i-th of names, n: valid, and not among names[:i]
+// (a pairwise search: there are at most MaxModules, and no map to allocate).
+func checkName(field string, names []string, i int, n string) error {
+	if !ValidName(n) {
+		return badf(fmt.Sprintf("%s[%d]", field, i), ErrField, "%q is not a valid module name", n)
+	}
+	if slices.Contains(names[:i], n) {
+		return badf(fmt.Sprintf("%s[%d]", field, i), ErrField, "%q appears twice", n)
 	}
 	return nil
 }
