@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 TAGS     ?= $(shell pkg-config --exists openblas 2>/dev/null && echo openblas)
 GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 
-.PHONY: all build demo up test fuzz bench bench-quality bench-speed data clean
+.PHONY: all build demo up test fuzz bench bench-quality bench-speed bench-perf data clean
 
 all: build
 
@@ -50,6 +50,12 @@ bench-quality:
 # reference, in one run (needs python3-torch; not part of the tests).
 bench-speed:
 	bench/speed.sh
+
+# docs/performance.md's figures in one run: the fusion round trip against
+# raw NATS, streaming throughput, training throughput against PyTorch with
+# each process's step split and peak memory (about 10 min; out/bench-perf/).
+bench-perf:
+	bench/perf.sh
 
 # Fashion-MNIST-3 in data/fmnist3 (skipped when up to date).
 data: build
