@@ -12,12 +12,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/integrator"
+	"github.com/serket-go/serket/internal/syncbuf"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/toy"
 )
@@ -491,23 +491,8 @@ func loggedIntegrator(t *testing.T, p *pipeline, log io.Writer) *integrator.Inte
 	return nil
 }
 
-// syncBuffer is a log destination goroutines may share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects a process's or a logger's output while it runs.
+type syncBuffer = syncbuf.Buffer
 
 // cut shortens the file at path by n bytes.
 func cut(t *testing.T, path string, n int64) {

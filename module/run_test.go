@@ -1,7 +1,6 @@
 package module_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -9,13 +8,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/internal/syncbuf"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/toy"
 	"github.com/serket-go/serket/nn"
@@ -243,20 +242,5 @@ func flipByte(t *testing.T, path string, i int) {
 	}
 }
 
-// syncBuffer is a log destination the module's goroutines may share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects a process's or a logger's output while it runs.
+type syncBuffer = syncbuf.Buffer

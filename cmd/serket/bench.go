@@ -362,3 +362,25 @@ func readNPY(path string, shape []int, dst []float32) error {
 	copy(dst, v)
 	return nil
 }
+
+// benchResult is what a measuring bench subcommand found: a table to print,
+// and a check that fails the command when the run was not sound (a lost
+// reply, an unmatched round trip).
+type benchResult interface {
+	print(io.Writer) error
+	check() error
+}
+
+// reportBench prints res as a table, or as indented JSON, then checks it.
+func reportBench(w io.Writer, res benchResult, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	} else if err := res.print(w); err != nil {
+		return err
+	}
+	return res.check()
+}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -83,16 +82,7 @@ and modules' own counters ($SRV.STATS) give the server-side view.`,
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(res); err != nil {
-					return err
-				}
-			} else if err := res.print(os.Stdout); err != nil {
-				return err
-			}
-			return res.check()
+			return reportBench(os.Stdout, res, asJSON)
 		},
 	}
 	f := cmd.Flags()

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/dataset/datasettest"
 	"github.com/serket-go/serket/dataset/speech"
+	"github.com/serket-go/serket/internal/syncbuf"
 	"github.com/serket-go/serket/nn"
 )
 
@@ -50,23 +50,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process's output for assertions while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects a process's or a logger's output while it runs.
+type syncBuffer = syncbuf.Buffer
 
 const threeToys = `
 pipeline: itest

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/dataset/datasettest"
 	"github.com/serket-go/serket/eval"
+	"github.com/serket-go/serket/internal/syncbuf"
 	"github.com/serket-go/serket/nn"
 )
 
@@ -137,20 +136,5 @@ func TestRobotThroughServeUp(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// lockedBuffer collects a process's or a logger's output while it runs.
+type lockedBuffer = syncbuf.Buffer
