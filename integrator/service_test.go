@@ -22,20 +22,20 @@ const latent = 4
 // pipeline is an in-process server, integrator and toy modules, each on
 // its own connection as separate processes would be.
 type pipeline struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *bus.Server
 	ig     *integrator.Integrator
 	client *client.Client
 	stops  map[string]func()
 }
 
-func startPipeline(t *testing.T, modules ...string) *pipeline {
+func startPipeline(t testing.TB, modules ...string) *pipeline {
 	t.Helper()
 	return startPipelineWith(t, time.Second, modules...)
 }
 
 // startPipelineWith is startPipeline with the integrator's encode deadline.
-func startPipelineWith(t *testing.T, deadline time.Duration, modules ...string) *pipeline {
+func startPipelineWith(t testing.TB, deadline time.Duration, modules ...string) *pipeline {
 	t.Helper()
 	srv, err := bus.StartServer(bus.ServerConfig{})
 	if err != nil {

@@ -41,6 +41,13 @@ type TermStats struct {
 	LogLik          map[string]float64 // per target, over its present rows
 }
 
+// Reset makes s the step described by the exported fields of next, keeping
+// s's buffers for the next Latents and Grads to reuse.
+func (s *StepMath) Reset(next StepMath) {
+	next.members, next.fused, next.experts, next.owners, next.eps, next.z = s.members, s.fused, s.experts, s.owners, s.eps, s.z
+	*s = next
+}
+
 // Latents fuses each term's experts among the modules that posted and
 // samples its latent with the step's noise (seeded by Seed and Step). The
 // members are the posters, sorted.
@@ -52,13 +59,15 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 	}
 	slices.Sort(s.members)
 	n := len(s.Plan)
-	s.fused = make([]Fused, n)
-	s.experts = make([][]Expert, n)
-	s.owners = make([][]string, n)
-	s.eps, s.z = make([][]float32, n), make([][]float32, n)
+	// The last step's storage, if any, is reused: its fused posteriors'
+	// buffers, its experts' lists and its noise and latents.
+	s.fused = growTo(s.fused, n)
+	s.experts, s.owners = growTo(s.experts, n), growTo(s.owners, n)
+	s.eps, s.z = growTo(s.eps, n), growTo(s.z, n)
 	rng := rand.New(rand.NewPCG(s.Seed, s.Step^0x5e4e7))
 	z = make([]bus.Tensor, n)
 	for i, t := range s.Plan {
+		s.experts[i], s.owners[i] = s.experts[i][:0], s.owners[i][:0]
 		for _, m := range t.Subset {
 			p := posts[m]
 			if p == nil {
@@ -68,11 +77,11 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 			s.owners[i] = append(s.owners[i], m)
 		}
 		s.fused[i].Fuse(s.experts[i], s.B, s.D)
-		s.eps[i] = make([]float32, s.B*s.D)
+		s.eps[i] = grow32(s.eps[i], s.B*s.D)
 		for k := range s.eps[i] {
 			s.eps[i][k] = float32(rng.NormFloat64())
 		}
-		s.z[i] = make([]float32, s.B*s.D)
+		s.z[i] = grow32(s.z[i], s.B*s.D)
 		s.fused[i].Sample(s.z[i], s.eps[i])
 		z[i] = bus.Matrix(s.B, s.D, s.z[i])
 	}
@@ -169,3 +178,12 @@ func (s *StepMath) lambda(m string) float32 {
 }
 
 func present(mask []bool, r int) bool { return len(mask) == 0 || mask[r] }
+
+// growTo returns s with length n, keeping its elements (and their storage)
+// and adding zero ones as needed.
+func growTo[T any](s []T, n int) []T {
+	if cap(s) < n {
+		s = append(s[:cap(s)], make([]T, n-cap(s))...)
+	}
+	return s[:n]
+}

@@ -22,6 +22,10 @@ import (
 
 // TrainConfig configures a training run driven by the integrator.
 type TrainConfig struct {
+	// scratch is the step arithmetic's storage, kept from step to step of
+	// one Train call so that a step reuses the last one's buffers.
+	scratch *StepMath
+
 	Modules []string // the modules that take part (required)
 	IDs     []uint64 // the training items (required)
 	// EvalIDs, if any, are scored after every epoch with the plain joint
@@ -316,6 +320,7 @@ func (c *TrainConfig) beta(step uint64) float32 {
 // steps are dropped; a non-finite objective stops training with
 // ErrDiverged without saving a checkpoint.
 func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, error) {
+	cfg.scratch = &StepMath{}
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -631,12 +636,15 @@ const evalStepBase = 1 << 62
 // with λ = β = 1 (the plain ELBO) and updates nothing.
 func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *nats.Msg, step uint64, epoch int, ids []uint64, save, eval bool, es *EpochStats) (*StepStats, error) {
 	b, d := len(ids), ig.cfg.Latent
-	var sm *StepMath
+	sm := cfg.scratch
+	if sm == nil {
+		sm = &StepMath{}
+	}
 	if eval {
-		sm = &StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: JointPlan()(cfg.Modules, nil), Beta: 1}
+		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: JointPlan()(cfg.Modules, nil), Beta: 1})
 	} else {
 		plan := cfg.Plan(cfg.Modules, rand.New(rand.NewPCG(cfg.Seed^0x91a2, step)))
-		sm = &StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: plan, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1)}
+		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: plan, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1)})
 	}
 	plan := sm.Plan
 	ss := &StepStats{Step: step, Epoch: epoch, Beta: sm.Beta}

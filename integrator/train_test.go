@@ -24,7 +24,7 @@ import (
 
 // toyPipeline starts toy modules that train (a shared data seed, so their
 // data are paired) and returns the integrator.
-func toyPipeline(t *testing.T, missing float64, names ...string) *pipeline {
+func toyPipeline(t testing.TB, missing float64, names ...string) *pipeline {
 	t.Helper()
 	p := startPipeline(t)
 	for i, name := range names {

@@ -260,15 +260,19 @@ func (t *Toy) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 	o := &Obs{N: n, Data: make([]float32, len(ids)*n)}
 	present := make([]bool, len(ids))
 	z := make([]float64, d)
+	// One generator each, reseeded per item: an item's data depend on its
+	// id alone, and a batch costs no allocation per item.
+	var zs, ns rand.PCG
+	zr, nr := rand.New(&zs), rand.New(&ns)
 	for i, id := range ids {
 		if id >= uint64(t.cfg.Items) {
 			return nil, nil, fmt.Errorf("toy %s: no item %d (the dataset has ids 0 to %d)", t.cfg.Name, id, t.cfg.Items-1)
 		}
-		zr := rand.New(rand.NewPCG(t.cfg.DataSeed, id))
+		zs.Seed(t.cfg.DataSeed, id)
 		for k := range z {
 			z[k] = zr.NormFloat64()
 		}
-		nr := rand.New(rand.NewPCG(t.cfg.DataSeed^nameHash(t.cfg.Name), id))
+		ns.Seed(t.cfg.DataSeed^nameHash(t.cfg.Name), id)
 		present[i] = nr.Float64() >= t.cfg.Missing
 		for j := 0; j < n; j++ {
 			v := c[j] + float64(t.cfg.Noise)*nr.NormFloat64()
