@@ -1,8 +1,8 @@
 package bus_test
 
 import (
-	"strconv"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
