@@ -51,9 +51,9 @@ type Config struct {
 
 	// InferWorkers is how many inferences run at once (default 8). An
 	// inference mostly waits for modules, so one at a time would leave the
-	// modules idle and queue every other client behind it; each worker is
-	// one subscription of the integrator's queue group (endpoints infer,
-	// infer-2, …), so NATS hands a request to a free one.
+	// modules idle and queue every other client behind it. The infer
+	// endpoint decodes a request and hands it to a free worker; when all
+	// are busy, requests wait in the subscription.
 	InferWorkers int
 
 	// Stream sets streaming fusion of the modules' timestamped posteriors
@@ -81,6 +81,9 @@ type Integrator struct {
 
 	sendMu  sync.Mutex
 	sendBuf []byte // training messages' encoding, reused message after message
+
+	inferSlots chan struct{}  // one per inference running (InferWorkers)
+	inferring  sync.WaitGroup // the inferences running
 }
 
 // member is a module the integrator has discovered.
@@ -198,15 +201,11 @@ func (ig *Integrator) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("integrator: register service: %w", err)
 	}
+	ig.inferSlots = make(chan struct{}, ig.cfg.InferWorkers)
+	defer ig.inferring.Wait() // after the service stops taking requests
 	defer svc.Stop()
-	for i := range ig.cfg.InferWorkers {
-		name := "infer"
-		if i > 0 {
-			name = fmt.Sprintf("infer-%d", i+1)
-		}
-		if err := svc.AddEndpoint(name, micro.HandlerFunc(ig.handleInfer), micro.WithEndpointSubject(ig.subj.Infer())); err != nil {
-			return fmt.Errorf("integrator: endpoint %s on %s: %w", name, ig.subj.Infer(), err)
-		}
+	if err := svc.AddEndpoint("infer", micro.HandlerFunc(ig.handleInfer), micro.WithEndpointSubject(ig.subj.Infer())); err != nil {
+		return fmt.Errorf("integrator: endpoint infer on %s: %w", ig.subj.Infer(), err)
 	}
 	stopStream, err := ig.stream.start()
 	if err != nil {
@@ -359,20 +358,40 @@ func (ig *Integrator) handleInfer(req micro.Request) {
 		}
 		return
 	}
-	out, err := ig.Infer(context.Background(), &in)
+	if req.Reply() == "" {
+		return // nobody to answer
+	}
+	// A free worker answers: the subscription waits only when every one
+	// is busy. The worker replies on the connection, not through req,
+	// which micro reads as soon as this handler returns.
+	ig.inferSlots <- struct{}{}
+	ig.inferring.Add(1)
+	go func(reply string) {
+		defer func() { <-ig.inferSlots; ig.inferring.Done() }()
+		ig.answer(reply, &in)
+	}(req.Reply())
+}
+
+// answer runs one inference and publishes its reply, or an error reply
+// with micro's error headers, to reply.
+func (ig *Integrator) answer(reply string, in *bus.InferRequest) {
+	msg := nats.NewMsg(reply)
+	out, err := ig.Infer(context.Background(), in)
+	if err == nil {
+		out.SetSender(Name)
+		msg.Data, err = bus.Marshal(out)
+		if err != nil {
+			msg.Header.Set(micro.ErrorCodeHeader, "500")
+		}
+	} else {
+		msg.Header.Set(micro.ErrorCodeHeader, "400")
+	}
 	if err != nil {
 		ig.reject(err)
-		req.Error("400", err.Error(), nil)
-		return
+		msg.Data = nil
+		msg.Header.Set(micro.ErrorHeader, err.Error())
 	}
-	out.SetSender(Name)
-	b, err := bus.Marshal(out)
-	if err != nil {
-		ig.reject(err)
-		req.Error("500", err.Error(), nil)
-		return
-	}
-	if err := req.Respond(b); err != nil {
+	if err := ig.nc.PublishMsg(msg); err != nil {
 		ig.log.Error("cannot reply to inference", "err", err)
 	}
 }

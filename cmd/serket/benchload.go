@@ -842,7 +842,7 @@ func endpointDeltas(before, after []bus.Service, wall time.Duration) ([]endpoint
 			}
 			name := e.Name
 			if s.Role() == "integrator" && strings.HasPrefix(name, "infer") {
-				name = "infer" // its workers infer, infer-2, … together (busy may pass 100%)
+				name = "infer" // one endpoint; older integrators had infer, infer-2, …
 			}
 			k := [2]string{s.Name, name}
 			a := sum[k]
@@ -949,6 +949,12 @@ func (r *loadResult) print(w io.Writer) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "service\tendpoint\trequests\terrors\tmean (ms)\tbusy\t")
 		for _, e := range r.Server {
+			if e.Service == bus.ServiceName(integrator.Name) {
+				// Its endpoint only decodes a request and hands it to a
+				// worker: its time says nothing of the inference.
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t(on workers)\t\t\n", e.Service, e.Endpoint, e.Requests, e.Errors)
+				continue
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.3f\t%.0f%%\t\n", e.Service, e.Endpoint, e.Requests, e.Errors, e.MeanMs, 100*e.Busy)
 		}
 		if err := tw.Flush(); err != nil {
