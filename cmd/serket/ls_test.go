@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"image"
 	"image/png"
 	"strconv"
@@ -53,6 +54,23 @@ func TestLsShowsStreaming(t *testing.T) {
 	}
 	send(img.Bytes())
 	send([]byte("not an image"))
+	// Latest wins: a frame sent before the module parsed the bad message
+	// would replace it uncounted. Wait until the module has counted it.
+	subj, _ := bus.NewSubjects("")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		msg, err := nc.Request(subj.TrainStatus("vision"), nil, time.Second)
+		var st struct {
+			Stream struct{ Bad int } `json:"stream"`
+		}
+		if err == nil && json.Unmarshal(msg.Data, &st) == nil && st.Stream.Bad > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the vision module never counted the bad sensor message")
+		}
+		time.Sleep(10 * time.Millisecond) // polls the module's counters
+	}
 	done := make(chan struct{})
 	go func() { // a camera at about 50 Hz while ls measures
 		defer close(done)
