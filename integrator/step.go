@@ -31,6 +31,10 @@ type StepMath struct {
 	experts [][]Expert  // per term, in subset order (members only)
 	owners  [][]string  // per term, the module of each expert
 	eps, z  [][]float32 // per term, B×D
+
+	grads, gradBufs  map[string]*bus.ExpertGrad // this step's expert gradients; their storage, by module
+	g, dmu, dvar, kl []float32                  // Grads' scratch
+	eg               []ExpertGrad
 }
 
 // TermStats is one term's part of the objective, batch means.
@@ -45,6 +49,7 @@ type TermStats struct {
 // s's buffers for the next Latents and Grads to reuse.
 func (s *StepMath) Reset(next StepMath) {
 	next.members, next.fused, next.experts, next.owners, next.eps, next.z = s.members, s.fused, s.experts, s.owners, s.eps, s.z
+	next.grads, next.gradBufs, next.g, next.dmu, next.dvar, next.kl, next.eg = s.grads, s.gradBufs, s.g, s.dmu, s.dvar, s.kl, s.eg
 	*s = next
 }
 
@@ -94,14 +99,28 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 // not answer is left out of that term.
 func (s *StepMath) Grads(zgrads map[string]*bus.ZGrad) (map[string]*bus.ExpertGrad, []TermStats, error) {
 	b, d := s.B, s.D
-	grads := map[string]*bus.ExpertGrad{}
-	for _, m := range s.members {
-		grads[m] = &bus.ExpertGrad{Step: s.Step, DMu: bus.Matrix(b, d, make([]float32, b*d)), DLogVar: bus.Matrix(b, d, make([]float32, b*d))}
+	// The expert gradients accumulate over the terms from zero. Their
+	// storage and the scratch below are the last step's (the caller sends
+	// the gradients before the next step).
+	if s.grads == nil {
+		s.grads, s.gradBufs = map[string]*bus.ExpertGrad{}, map[string]*bus.ExpertGrad{}
 	}
+	clear(s.grads)
+	for _, m := range s.members {
+		eg := s.gradBufs[m]
+		if eg == nil || len(eg.DMu.Data) != b*d {
+			eg = &bus.ExpertGrad{DMu: bus.Matrix(b, d, make([]float32, b*d)), DLogVar: bus.Matrix(b, d, make([]float32, b*d))}
+			s.gradBufs[m] = eg
+		}
+		clear(eg.DMu.Data)
+		clear(eg.DLogVar.Data)
+		eg.Step = s.Step
+		s.grads[m] = eg
+	}
+	grads := s.grads
 	stats := make([]TermStats, len(s.Plan))
-	g := make([]float32, b*d)
-	dmu, dvar := make([]float32, b*d), make([]float32, b*d)
-	kl := make([]float32, b)
+	s.g, s.dmu, s.dvar, s.kl = grow32(s.g, b*d), grow32(s.dmu, b*d), grow32(s.dvar, b*d), grow32(s.kl, b)
+	g, dmu, dvar, kl := s.g, s.dmu, s.dvar, s.kl
 	for i, t := range s.Plan {
 		clear(g)
 		st := TermStats{Subset: t.Subset, Targets: t.Targets, LogLik: map[string]float64{}}
@@ -139,11 +158,11 @@ func (s *StepMath) Grads(zgrads map[string]*bus.ZGrad) (map[string]*bus.ExpertGr
 		}
 		klSum := s.fused[i].KL(kl)
 		s.fused[i].TermGrad(dmu, dvar, g, s.eps[i], s.Beta/float32(b))
-		eg := make([]ExpertGrad, len(s.experts[i]))
+		s.eg = growTo(s.eg, len(s.experts[i]))
 		for k, m := range s.owners[i] {
-			eg[k] = ExpertGrad{DMu: grads[m].DMu.Data, DLogVar: grads[m].DLogVar.Data}
+			s.eg[k] = ExpertGrad{DMu: grads[m].DMu.Data, DLogVar: grads[m].DLogVar.Data}
 		}
-		s.fused[i].Backward(eg, s.experts[i], dmu, dvar)
+		s.fused[i].Backward(s.eg, s.experts[i], dmu, dvar)
 		st.KL = klSum / float64(b)
 		st.ELBO = (llSum - float64(s.Beta)*klSum) / float64(b)
 		if math.IsNaN(st.ELBO) || math.IsInf(st.ELBO, 0) {
