@@ -172,9 +172,12 @@ func (t *Tensor) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if nd > MaxRank {
 		return fmt.Errorf("%w: tensor rank %d exceeds %d", ErrShape, nd, MaxRank)
 	}
-	t.Shape = nil
+	// Storage left in t (UnmarshalReuse keeps it) is reused when it is
+	// large enough.
+	shape, data := t.Shape, t.Data
+	t.Shape, t.Data = nil, nil
 	if nd > 0 {
-		t.Shape = make([]int, nd)
+		t.Shape = growInts(shape, nd)
 	}
 	for i := range t.Shape {
 		d, err := dec.DecodeInt64()
@@ -190,7 +193,6 @@ func (t *Tensor) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if err != nil {
 		return err
 	}
-	t.Data = nil
 	if n <= 0 { // -1 is nil
 		return nil
 	}
@@ -200,7 +202,11 @@ func (t *Tensor) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if n/4 > MaxElements { // the scan before decoding bounds it too
 		return fmt.Errorf("%w: tensor data of %d bytes", ErrTooLarge, n)
 	}
-	t.Data = make([]float32, n/4)
+	if cap(data) >= n/4 {
+		t.Data = data[:n/4]
+	} else {
+		t.Data = make([]float32, n/4)
+	}
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(&t.Data[0])), n)
 	if err := dec.ReadFull(raw); err != nil { // straight into the elements
 		return err
@@ -211,4 +217,11 @@ func (t *Tensor) DecodeMsgpack(dec *msgpack.Decoder) error {
 		}
 	}
 	return nil
+}
+
+func growInts(s []int, n int) []int {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	return make([]int, n)
 }

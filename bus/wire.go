@@ -228,12 +228,63 @@ func Unmarshal(data []byte, m Message, e Expect) error {
 
 // UnmarshalFrom is Unmarshal for a message that arrived on subject, which
 // the error names when the sender is unknown.
-func UnmarshalFrom(subject string, data []byte, m Message, e Expect) (err error) {
-	typ := m.MessageType()
+func UnmarshalFrom(subject string, data []byte, m Message, e Expect) error {
 	// Start from the zero message: msgpack decodes into what is there, so a
 	// reused m would keep map entries, fields and slice storage of the last
 	// message, and an early error would name the last message's sender.
 	reflect.ValueOf(m).Elem().SetZero()
+	return unmarshal(subject, data, m, e)
+}
+
+// UnmarshalReuse is UnmarshalFrom that decodes the tensors (and the
+// presence mask) of a Posterior, ZGrad, Latent or ExpertGrad into the
+// storage m holds from the last message, when it is large enough: a
+// receiver that keeps one message value per sender decodes step after step
+// without allocating for them. Everything else of m is reset as
+// UnmarshalFrom does. The caller must no longer use what m held; other
+// message types are simply zeroed.
+func UnmarshalReuse(subject string, data []byte, m Message, e Expect) error {
+	if k, ok := m.(storageKeeper); ok {
+		k.resetKeeping()
+	} else {
+		reflect.ValueOf(m).Elem().SetZero()
+	}
+	return unmarshal(subject, data, m, e)
+}
+
+// storageKeeper is a message that can reset itself but for its tensors'
+// storage (lengths 0, capacities kept), for UnmarshalReuse.
+type storageKeeper interface{ resetKeeping() }
+
+// kept is t emptied but for its storage.
+func kept(t Tensor) Tensor { return Tensor{Shape: t.Shape[:0], Data: t.Data[:0]} }
+
+func (m *Posterior) resetKeeping() {
+	*m = Posterior{Mu: kept(m.Mu), LogVar: kept(m.LogVar), Present: m.Present[:0]}
+}
+
+func (m *ExpertGrad) resetKeeping() {
+	*m = ExpertGrad{DMu: kept(m.DMu), DLogVar: kept(m.DLogVar)}
+}
+
+func (m *Latent) resetKeeping() {
+	z := m.Z[:cap(m.Z)]
+	for i := range z {
+		z[i] = kept(z[i])
+	}
+	*m = Latent{Z: z[:0]}
+}
+
+func (m *ZGrad) resetKeeping() {
+	terms := m.Terms[:cap(m.Terms)]
+	for i := range terms {
+		terms[i] = TermGrad{DZ: kept(terms[i].DZ), LogLik: kept(terms[i].LogLik)}
+	}
+	*m = ZGrad{Terms: terms[:0]}
+}
+
+func unmarshal(subject string, data []byte, m Message, e Expect) (err error) {
+	typ := m.MessageType()
 	fail := func(field string, err error) error {
 		return &DecodeError{Type: typ, Sender: m.header().Sender, Subject: subject, Field: field, Err: err}
 	}

@@ -645,3 +645,67 @@ func BenchmarkMarshalAppendPosterior(b *testing.B) {
 		}
 	}
 }
+
+// UnmarshalReuse decodes exactly what Unmarshal does, into the storage the
+// message held, growing it when the new message is larger.
+func TestUnmarshalReuse(t *testing.T) {
+	posterior := func(b, d int, start float32) bus.Message {
+		present := make([]bool, b)
+		for i := range present {
+			present[i] = i%3 != 0
+		}
+		return &bus.Posterior{Header: bus.Header{Sender: "vision"}, Step: uint64(b), Mu: mat(b, d, start, 0.5), LogVar: mat(b, d, -start, 0.25), Present: present}
+	}
+	zgrad := func(b, d int, start float32) bus.Message {
+		return &bus.ZGrad{Header: bus.Header{Sender: "vision"}, Step: 3, Terms: []bus.TermGrad{
+			{Term: 0, DZ: mat(b, d, start, 1), LogLik: bus.Vector(mat(b, 1, start, 2).Data)},
+			{Term: 2, DZ: mat(b, d, -start, 1), LogLik: bus.Vector(mat(b, 1, -start, 2).Data)},
+		}}
+	}
+	latent := func(b, d int, start float32) bus.Message {
+		return &bus.Latent{Header: bus.Header{Sender: "integrator"}, Step: 4, Members: []string{"audio", "vision"}, Z: []bus.Tensor{mat(b, d, start, 1), mat(b, d, start+1, 1)}}
+	}
+	egrad := func(b, d int, start float32) bus.Message {
+		return &bus.ExpertGrad{Header: bus.Header{Sender: "integrator"}, Step: 5, DMu: mat(b, d, start, 1), DLogVar: mat(b, d, start, -1)}
+	}
+	for _, tt := range []struct {
+		name string
+		make func(b, d int, start float32) bus.Message
+	}{{"posterior", posterior}, {"zgrad", zgrad}, {"latent", latent}, {"expert gradient", egrad}} {
+		t.Run(tt.name, func(t *testing.T) {
+			into := tt.make(1, 1, 0)                                                  // what a receiver keeps
+			for _, size := range [][2]int{{8, 4}, {8, 4}, {2, 4}, {16, 4}, {16, 4}} { // same, smaller, larger
+				src := tt.make(size[0], size[1], float32(size[0]))
+				data := mustMarshal(t, src)
+				want := reflect.New(reflect.TypeOf(src).Elem()).Interface().(bus.Message)
+				if err := bus.Unmarshal(data, want, bus.Expect{}); err != nil {
+					t.Fatal(err)
+				}
+				if err := bus.UnmarshalReuse("", data, into, bus.Expect{}); err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(into, want) {
+					t.Fatalf("%v: UnmarshalReuse gave %+v, Unmarshal %+v", size, into, want)
+				}
+			}
+			// The same size again reuses everything: no allocation for the tensors.
+			data := mustMarshal(t, tt.make(16, 4, 3))
+			fresh := testing.AllocsPerRun(20, func() {
+				m := reflect.New(reflect.TypeOf(into).Elem()).Interface().(bus.Message)
+				bus.Unmarshal(data, m, bus.Expect{})
+			})
+			reused := testing.AllocsPerRun(20, func() { bus.UnmarshalReuse("", data, into, bus.Expect{}) })
+			t.Logf("allocations: %.0f fresh, %.0f reusing", fresh, reused)
+			if reused >= fresh {
+				t.Errorf("UnmarshalReuse allocates %.0f times, Unmarshal %.0f", reused, fresh)
+			}
+		})
+	}
+	// A bad message is refused as by Unmarshal.
+	bad := posterior(4, 2, 1).(*bus.Posterior)
+	raw := mustMarshal(t, bad)
+	var into bus.Posterior
+	if err := bus.UnmarshalReuse("", raw, &into, bus.Expect{Latent: 3}); err == nil {
+		t.Error("a posterior of latent 2 was accepted where 3 is expected")
+	}
+}

@@ -23,8 +23,11 @@ import (
 // TrainConfig configures a training run driven by the integrator.
 type TrainConfig struct {
 	// scratch is the step arithmetic's storage, kept from step to step of
-	// one Train call so that a step reuses the last one's buffers.
+	// one Train call so that a step reuses the last one's buffers; posts
+	// and zgrads are what the modules' messages decode into.
 	scratch *StepMath
+	posts   inbox[bus.Posterior]
+	zgrads  inbox[bus.ZGrad]
 
 	Modules []string // the modules that take part (required)
 	IDs     []uint64 // the training items (required)
@@ -658,14 +661,14 @@ func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *na
 	// Posteriors from every module, until the deadline.
 	posts := map[string]*bus.Posterior{}
 	err := ig.collect(ctx, cfg, ch, step, es, ss, "post", cfg.Modules, func(m string, msg *nats.Msg) error {
-		var p bus.Posterior
-		if err := bus.UnmarshalFrom(msg.Subject, msg.Data, &p, bus.Expect{Latent: d, Batch: b}); err != nil {
+		p := cfg.posts.spare(m)
+		if err := bus.UnmarshalReuse(msg.Subject, msg.Data, p, bus.Expect{Latent: d, Batch: b}); err != nil {
 			return err
 		}
 		if p.Step != step {
 			return errStale
 		}
-		posts[m] = &p
+		posts[m] = cfg.posts.accept(m)
 		return nil
 	})
 	if err != nil {
@@ -705,14 +708,14 @@ func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *na
 	}
 	zgrads := map[string]*bus.ZGrad{}
 	err = ig.collect(ctx, cfg, ch, step, es, ss, "zgrad", targets, func(m string, msg *nats.Msg) error {
-		var zg bus.ZGrad
-		if err := bus.UnmarshalFrom(msg.Subject, msg.Data, &zg, bus.Expect{Latent: d, Batch: b, Terms: len(plan)}); err != nil {
+		zg := cfg.zgrads.spare(m)
+		if err := bus.UnmarshalReuse(msg.Subject, msg.Data, zg, bus.Expect{Latent: d, Batch: b, Terms: len(plan)}); err != nil {
 			return err
 		}
 		if zg.Step != step {
 			return errStale
 		}
-		zgrads[m] = &zg
+		zgrads[m] = cfg.zgrads.accept(m)
 		return nil
 	})
 	if err != nil {
@@ -755,6 +758,32 @@ func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *na
 }
 
 var errStale = errors.New("stale")
+
+// inbox keeps two messages of one kind per module, for UnmarshalReuse: the
+// one this step uses and a spare the next message decodes into. A step
+// accepts one message per module and phase (collect), so the spare is
+// never the one in use; a refused or stale message only spoils the spare.
+type inbox[T any] struct {
+	cur, next map[string]*T
+}
+
+// spare is module m's message to decode into.
+func (b *inbox[T]) spare(m string) *T {
+	if b.next == nil {
+		b.cur, b.next = map[string]*T{}, map[string]*T{}
+	}
+	if b.next[m] == nil {
+		b.next[m] = new(T)
+	}
+	return b.next[m]
+}
+
+// accept makes the spare m's current message and returns it; the last
+// current one becomes the spare.
+func (b *inbox[T]) accept(m string) *T {
+	b.cur[m], b.next[m] = b.next[m], b.cur[m]
+	return b.cur[m]
+}
 
 // collect reads messages of one kind ("post" or "zgrad") until every one of
 // want has sent a valid one for this step or the deadline passes. Other
