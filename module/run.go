@@ -85,6 +85,15 @@ type runner struct {
 	sendMu  sync.Mutex
 	sendBuf []byte // the training messages' encoding, reused step after step
 
+	// The last latents and expert gradients received: the next decode into
+	// their storage (the training subscription's goroutine only).
+	inLatent bus.Latent
+	inEGrad  bus.ExpertGrad
+	// decodeStep's storage, step after step (the actor only).
+	w        []float32
+	ll, dz   [][]float32
+	outZGrad bus.ZGrad
+
 	m     Modality
 	spec  Spec
 	opts  Options

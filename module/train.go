@@ -71,15 +71,18 @@ func (r *runner) handleTraining(m *nats.Msg) {
 		if err = bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{}); err == nil {
 			act = func() { r.beginStep(&in, start) }
 		}
+	// Latents and expert gradients decode into the storage of the last
+	// ones: this goroutine alone decodes, and r.do returns only once the
+	// actor is done with the message (Decode and Learn keep nothing of it).
 	case r.subj.Latent():
-		var in bus.Latent
-		if err = bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{Latent: r.spec.Latent}); err == nil {
-			act = func() { r.decodeStep(&in) }
+		in := &r.inLatent
+		if err = bus.UnmarshalReuse(m.Subject, m.Data, in, bus.Expect{Latent: r.spec.Latent}); err == nil {
+			act = func() { r.decodeStep(in) }
 		}
 	default:
-		var in bus.ExpertGrad
-		if err = bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{Latent: r.spec.Latent}); err == nil {
-			act = func() { r.learnStep(&in) }
+		in := &r.inEGrad
+		if err = bus.UnmarshalReuse(m.Subject, m.Data, in, bus.Expect{Latent: r.spec.Latent}); err == nil {
+			act = func() { r.learnStep(in) }
 		}
 	}
 	codec := time.Since(start).Seconds()
@@ -173,13 +176,21 @@ func (r *runner) decodeStep(in *bus.Latent) {
 		r.abandon()
 		return
 	}
-	w := make([]float32, b)
+	// The weights, likelihoods and gradients reuse the last step's storage:
+	// the reply is encoded before decodeStep returns.
+	r.w = grow(r.w, b)
+	w := r.w
 	for i, p := range r.present {
+		w[i] = 0
 		if p {
 			w[i] = r.weight
 		}
 	}
-	out := &bus.ZGrad{Step: in.Step}
+	if len(r.ll) < len(r.plan) {
+		r.ll, r.dz = make([][]float32, len(r.plan)), make([][]float32, len(r.plan))
+	}
+	out := &r.outZGrad
+	*out = bus.ZGrad{Step: in.Step, Terms: out.Terms[:0]}
 	for i, t := range r.plan {
 		if !slices.Contains(t.Targets, name) {
 			continue
@@ -189,7 +200,10 @@ func (r *runner) decodeStep(in *bus.Latent) {
 			r.abandon()
 			return
 		}
-		ll, dz := make([]float32, b), make([]float32, b*d)
+		r.ll[i], r.dz[i] = grow(r.ll[i], b), grow(r.dz[i], b*d)
+		ll, dz := r.ll[i], r.dz[i]
+		clear(ll) // as fresh buffers were: a modality may add into them
+		clear(dz)
 		if err := r.compute("Decode", func() error { return r.m.Decode(in.Z[i].Data, r.x, w, ll, dz) }); err != nil {
 			r.reject(fmt.Errorf("step %d: decode term %d: %w", in.Step, i, err))
 			r.abandon()
