@@ -118,22 +118,12 @@ func render(dir string, r *Report) error {
 	}
 
 	for i := range r.Curves {
-		c := &r.Curves[i]
-		v := figureView{ID: fmt.Sprintf("curve-%d", i+1), Title: c.Title, Caption: c.Caption}
-		untitled := *c
-		untitled.Title = ""
-		f, err := lineFigure(&untitled)
-		switch {
-		case errors.Is(err, ErrNoData):
-			v.Missing = "No finite value to plot."
-		case err != nil:
+		c := r.Curves[i]
+		c.Title = "" // the page titles the figure
+		v, err := renderFigure(dir, "curve", i, r.Curves[i].Title, r.Curves[i].Caption, "No finite value to plot.",
+			func() (figure, error) { return lineFigure(&c) })
+		if err != nil {
 			return err
-		default:
-			name := fmt.Sprintf("curve-%02d.png", i+1)
-			if err := f.save(filepath.Join(dir, name)); err != nil {
-				return err
-			}
-			v.Img = imgOf(f, name, c.Title)
 		}
 		p.Curves = append(p.Curves, v)
 	}
@@ -142,22 +132,12 @@ func render(dir string, r *Report) error {
 	}
 
 	for i := range r.Scatters {
-		s := &r.Scatters[i]
-		v := figureView{ID: fmt.Sprintf("scatter-%d", i+1), Title: s.Title, Caption: s.Caption}
-		untitled := *s
-		untitled.Title = ""
-		f, err := scatterFigure(&untitled)
-		switch {
-		case errors.Is(err, ErrNoData):
-			v.Missing = "No point with finite coordinates to plot."
-		case err != nil:
+		s := r.Scatters[i]
+		s.Title = ""
+		v, err := renderFigure(dir, "scatter", i, r.Scatters[i].Title, r.Scatters[i].Caption, "No point with finite coordinates to plot.",
+			func() (figure, error) { return scatterFigure(&s) })
+		if err != nil {
 			return err
-		default:
-			name := fmt.Sprintf("scatter-%02d.png", i+1)
-			if err := f.save(filepath.Join(dir, name)); err != nil {
-				return err
-			}
-			v.Img = imgOf(f, name, s.Title)
 		}
 		p.Scatters = append(p.Scatters, v)
 	}
@@ -270,6 +250,27 @@ func renderGrid(dir string, i int, g *Grid) (gridView, error) {
 			cr.Cells = append(cr.Cells, cv)
 		}
 		v.Rows = append(v.Rows, cr)
+	}
+	return v, nil
+}
+
+// renderFigure draws figure i of a kind (curve, scatter) into dir as
+// <kind>-NN.png and returns its place on the page; a figure with nothing
+// to draw gets the missing text instead.
+func renderFigure(dir, kind string, i int, title, caption, missing string, draw func() (figure, error)) (figureView, error) {
+	v := figureView{ID: fmt.Sprintf("%s-%d", kind, i+1), Title: title, Caption: caption}
+	f, err := draw()
+	switch {
+	case errors.Is(err, ErrNoData):
+		v.Missing = missing
+	case err != nil:
+		return v, err
+	default:
+		name := fmt.Sprintf("%s-%02d.png", kind, i+1)
+		if err := f.save(filepath.Join(dir, name)); err != nil {
+			return v, err
+		}
+		v.Img = imgOf(f, name, title)
 	}
 	return v, nil
 }
