@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -258,12 +257,7 @@ func TestFaultIntegratorKilledMidTraining(t *testing.T) {
 // every process reconnects, the step nobody could answer is done again
 // rather than skipped, and training completes, every epoch logged once.
 func TestFaultNATSRestartMidTraining(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := freePort(t)
 	srv, err := bus.StartServer(bus.ServerConfig{Port: port})
 	if err != nil {
 		t.Fatal(err)

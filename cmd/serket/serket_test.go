@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -252,12 +251,7 @@ func TestUpInferKillRejoin(t *testing.T) {
 // TestUpEmbeddedServer: without --nats, serket up starts its own server on
 // the port asked for, and `serket ls` and `serket echo` work against it.
 func TestUpEmbeddedServer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := freePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	startUp(t, "--port", strconv.Itoa(port), writeFile(t, "p.yaml", threeToys))
 	c := connect(t, url, "itest")
@@ -372,12 +366,7 @@ func TestInferUsageErrors(t *testing.T) {
 // dataset — and crosses modalities in every direction a person would.
 func TestUpDefaultPipeline(t *testing.T) {
 	data := datasettest.Dir(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := freePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	t.Setenv("SERKET_DATA", data)
 	startUp(t, "--port", strconv.Itoa(port))
