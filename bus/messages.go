@@ -71,13 +71,13 @@ func (m *StepBegin) check(e Expect) error {
 	}
 	for i, t := range m.Plan {
 		if len(t.Subset) == 0 {
-			return badf(fmt.Sprintf("plan[%d].s", i), ErrField, "empty subset")
+			return inElem("plan", i, badf(".s", ErrField, "empty subset"))
 		}
-		if err := checkNames(fmt.Sprintf("plan[%d].s", i), t.Subset); err != nil {
-			return err
+		if err := checkNames(".s", t.Subset); err != nil {
+			return inElem("plan", i, err)
 		}
-		if err := checkNames(fmt.Sprintf("plan[%d].r", i), t.Targets); err != nil {
-			return err
+		if err := checkNames(".r", t.Targets); err != nil {
+			return inElem("plan", i, err)
 		}
 	}
 	return nil
@@ -133,8 +133,8 @@ func (m *Latent) check(e Expect) error {
 	}
 	rows := 0
 	for i, z := range m.Z {
-		if err := checkMatrix(fmt.Sprintf("z[%d]", i), z, rows, e); err != nil {
-			return err
+		if err := checkMatrix("", z, rows, e); err != nil {
+			return inElem("z", i, err)
 		}
 		rows = z.Rows()
 	}
@@ -165,19 +165,25 @@ func (m *ZGrad) check(e Expect) error {
 		return badf("terms", ErrTooLarge, "%d terms, at most %d", len(m.Terms), MaxTerms)
 	}
 	for i, t := range m.Terms {
-		f := fmt.Sprintf("terms[%d]", i)
-		if t.Term < 0 || t.Term >= MaxTerms || (e.Terms > 0 && t.Term >= e.Terms) {
-			return badf(f+".term", ErrField, "term index %d out of range", t.Term)
+		if err := t.check(e); err != nil {
+			return inElem("terms", i, err)
 		}
-		if err := checkMatrix(f+".dz", t.DZ, 0, e); err != nil {
-			return err
-		}
-		if err := t.LogLik.check(); err != nil {
-			return bad(f+".ll", err)
-		}
-		if len(t.LogLik.Shape) != 1 || t.LogLik.Shape[0] != t.DZ.Rows() {
-			return badf(f+".ll", ErrShape, "shape %v, want [%d]", t.LogLik.Shape, t.DZ.Rows())
-		}
+	}
+	return nil
+}
+
+func (t *TermGrad) check(e Expect) error {
+	if t.Term < 0 || t.Term >= MaxTerms || (e.Terms > 0 && t.Term >= e.Terms) {
+		return badf(".term", ErrField, "term index %d out of range", t.Term)
+	}
+	if err := checkMatrix(".dz", t.DZ, 0, e); err != nil {
+		return err
+	}
+	if err := t.LogLik.check(); err != nil {
+		return bad(".ll", err)
+	}
+	if len(t.LogLik.Shape) != 1 || t.LogLik.Shape[0] != t.DZ.Rows() {
+		return badf(".ll", ErrShape, "shape %v, want [%d]", t.LogLik.Shape, t.DZ.Rows())
 	}
 	return nil
 }

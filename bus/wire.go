@@ -110,6 +110,16 @@ func badf(field string, sentinel error, format string, args ...any) error {
 	return &fieldError{field, fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))}
 }
 
+// inElem puts err, found in element i of the list named list, under that
+// element: "plan" 2 and the field ".s[1]" make "plan[2].s[1]". Checks run
+// on every message, so an element's name is formatted only on failure.
+func inElem(list string, i int, err error) error {
+	if fe, ok := err.(*fieldError); ok {
+		fe.field = fmt.Sprintf("%s[%d]%s", list, i, fe.field)
+	}
+	return err
+}
+
 // ValidName reports whether s can name a module or a pipeline: lower-case
 // letters, digits and '-', starting with a letter, at most 32 bytes. Such a
 // name is a single subject token and a valid micro service name.
@@ -402,10 +412,10 @@ func checkNames(field string, names []string) error {
 // (a pairwise search: there are at most MaxModules, and no map to allocate).
 func checkName(field string, names []string, i int, n string) error {
 	if !ValidName(n) {
-		return badf(fmt.Sprintf("%s[%d]", field, i), ErrField, "%q is not a valid module name", n)
+		return inElem(field, i, badf("", ErrField, "%q is not a valid module name", n))
 	}
 	if slices.Contains(names[:i], n) {
-		return badf(fmt.Sprintf("%s[%d]", field, i), ErrField, "%q appears twice", n)
+		return inElem(field, i, badf("", ErrField, "%q appears twice", n))
 	}
 	return nil
 }
