@@ -95,6 +95,8 @@ type Picker interface {
 type Loader interface {
 	// LoadBatch returns the observations of ids and present[i], whether this
 	// modality has item ids[i]; an absent item's row of x is a placeholder.
+	// ids belongs to the SDK: it stays valid until the step ends, and a
+	// Batch that keeps it must not keep it longer.
 	LoadBatch(ids []uint64) (x Batch, present []bool, err error)
 }
 

@@ -85,13 +85,22 @@ type runner struct {
 	sendMu  sync.Mutex
 	sendBuf []byte // the training messages' encoding, reused step after step
 
-	// The last latents and expert gradients received: the next decode into
-	// their storage (the training subscription's goroutine only).
-	inLatent bus.Latent
-	inEGrad  bus.ExpertGrad
-	// decodeStep's storage, step after step (the actor only).
+	// The last training messages received: the next decodes into their
+	// storage (the training subscription's goroutine only). Step begins
+	// alternate between two, so that a step's plan and sample ids stay
+	// whole while the next one is decoded (and refused, maybe).
+	inStep     [2]bus.StepBegin
+	inStepNext int
+	inLatent   bus.Latent
+	inEGrad    bus.ExpertGrad
+	trainSubj  trainSubjects
+	trainIn    chan trainMsg // the training goroutine → the actor
+	trainDone  chan struct{} // the actor → the training goroutine: handled
+	// The step's outgoing messages and decodeStep's storage, step after
+	// step (the actor only).
 	w        []float32
 	ll, dz   [][]float32
+	outPost  bus.Posterior
 	outZGrad bus.ZGrad
 
 	m     Modality
@@ -175,8 +184,11 @@ func newRunner(m Modality, opts Options) (*runner, error) {
 	}
 	return &runner{
 		m: m, spec: spec, opts: opts, log: log, subj: subj,
-		events: make(chan func()),
-		quit:   make(chan struct{}),
+		events:    make(chan func()),
+		quit:      make(chan struct{}),
+		trainSubj: newTrainSubjects(subj, spec.Name),
+		trainIn:   make(chan trainMsg),
+		trainDone: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -306,6 +318,9 @@ func (r *runner) actor(ctx context.Context) {
 			return
 		case f := <-r.events:
 			f()
+		case t := <-r.trainIn:
+			r.handleTrainMsg(t)
+			r.trainDone <- struct{}{}
 		case <-tick.C:
 			if r.active && time.Since(r.lastTouch) > r.opts.StepTimeout {
 				r.log.Warn("abandoning a training step that made no progress", "step", r.step, "timeout", r.opts.StepTimeout)
@@ -318,16 +333,16 @@ func (r *runner) actor(ctx context.Context) {
 	}
 }
 
-// do runs f on the actor and waits for it; training and inference handlers
-// block their subscription until the modality has handled the message, so
-// the endpoint's stats time the real work. inference=true defers f while a
-// training step is active. It returns false, without running f, if the
-// module is stopping.
-func (r *runner) do(f func(), inference bool) bool {
+// do runs f, an inference, on the actor and waits for it; handlers block
+// their subscription until the modality has handled the message, so the
+// endpoint's stats time the real work. f is deferred while a training step
+// is active. It returns false, without running f, if the module is
+// stopping. (Training messages take their own way to the actor, trainIn.)
+func (r *runner) do(f func()) bool {
 	done := make(chan struct{})
 	g := func() { f(); close(done) }
 	wrapped := func() {
-		if inference && r.active {
+		if r.active {
 			r.pending = append(r.pending, g)
 			return
 		}
@@ -451,7 +466,7 @@ func (r *runner) handleEncode(req micro.Request) {
 			return
 		}
 		r.reply(req, &out)
-	}, true) {
+	}) {
 		r.replyError(req, "503", fmt.Errorf("module %s is stopping", r.spec.Name))
 	}
 }
@@ -485,7 +500,7 @@ func (r *runner) handleDecode(req micro.Request) {
 			return
 		}
 		r.reply(req, &out)
-	}, true) {
+	}) {
 		r.replyError(req, "503", fmt.Errorf("module %s is stopping", r.spec.Name))
 	}
 }

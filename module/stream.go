@@ -97,7 +97,7 @@ func (r *runner) startStreaming(ctx context.Context) (stop func(), err error) {
 					lastPost = time.Now()
 				}
 				var err error
-				if !r.do(func() { err = r.streamPosterior(p, m) }, true) {
+				if !r.do(func() { err = r.streamPosterior(p, m) }) {
 					return
 				}
 				superseded := slot.Replaced() + paced
@@ -141,7 +141,7 @@ func (r *runner) startStreaming(ctx context.Context) (stop func(), err error) {
 					r.reject(err)
 					continue
 				}
-				if !r.do(func() { r.say(rd, &b) }, true) {
+				if !r.do(func() { r.say(rd, &b) }) {
 					return
 				}
 			}

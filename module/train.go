@@ -28,6 +28,30 @@ import (
 // has three, so this only fills if the modality is far behind.
 const trainQueue = 1024
 
+// trainSubjects are the subjects of the module's side of training, built
+// once: a step's messages are matched against them and published on them.
+type trainSubjects struct{ step, latent, egrad, post, zgrad string }
+
+func newTrainSubjects(s bus.Subjects, name string) trainSubjects {
+	return trainSubjects{step: s.Step(), latent: s.Latent(), egrad: s.EGrad(name), post: s.Post(name), zgrad: s.ZGrad(name)}
+}
+
+// trainMsg hands a decoded training message to the actor: a value on a
+// channel, so that a step's hand-offs allocate nothing.
+type trainMsg struct {
+	kind     trainKind
+	step     *bus.StepBegin // kindStep
+	received time.Time
+}
+
+type trainKind uint8
+
+const (
+	kindStep   trainKind = iota // step is the StepBegin
+	kindLatent                  // r.inLatent holds the latents
+	kindEGrad                   // r.inEGrad holds the expert gradient
+)
+
 func (r *runner) subscribeTraining() (stop func(), err error) {
 	ch := make(chan *nats.Msg, trainQueue)
 	var subs []*nats.Subscription
@@ -36,7 +60,7 @@ func (r *runner) subscribeTraining() (stop func(), err error) {
 			s.Unsubscribe()
 		}
 	}
-	for _, subject := range []string{r.subj.Step(), r.subj.Latent(), r.subj.EGrad(r.spec.Name)} {
+	for _, subject := range []string{r.trainSubj.step, r.trainSubj.latent, r.trainSubj.egrad} {
 		sub, err := r.nc.ChanSubscribe(subject, ch)
 		if err != nil {
 			unsubscribe()
@@ -59,31 +83,29 @@ func (r *runner) subscribeTraining() (stop func(), err error) {
 	return func() { unsubscribe(); <-done }, nil
 }
 
+// handleTraining decodes one training message and hands it to the actor,
+// waiting until the actor is done with it. Messages decode into the
+// storage of the last ones: this goroutine alone decodes, and the actor
+// keeps nothing of a latent or an expert gradient after handling it (a
+// step begin it keeps until the next one has been handled: see inStep).
 func (r *runner) handleTraining(m *nats.Msg) {
 	start := time.Now()
 	var (
 		err error
-		act func()
+		t   = trainMsg{received: start}
 	)
 	switch m.Subject {
-	case r.subj.Step():
-		var in bus.StepBegin
-		if err = bus.UnmarshalFrom(m.Subject, m.Data, &in, bus.Expect{}); err == nil {
-			act = func() { r.beginStep(&in, start) }
+	case r.trainSubj.step:
+		t.kind, t.step = kindStep, &r.inStep[r.inStepNext]
+		if err = bus.UnmarshalReuse(m.Subject, m.Data, t.step, bus.Expect{}); err == nil {
+			r.inStepNext ^= 1
 		}
-	// Latents and expert gradients decode into the storage of the last
-	// ones: this goroutine alone decodes, and r.do returns only once the
-	// actor is done with the message (Decode and Learn keep nothing of it).
-	case r.subj.Latent():
-		in := &r.inLatent
-		if err = bus.UnmarshalReuse(m.Subject, m.Data, in, bus.Expect{Latent: r.spec.Latent}); err == nil {
-			act = func() { r.decodeStep(in) }
-		}
+	case r.trainSubj.latent:
+		t.kind = kindLatent
+		err = bus.UnmarshalReuse(m.Subject, m.Data, &r.inLatent, bus.Expect{Latent: r.spec.Latent})
 	default:
-		in := &r.inEGrad
-		if err = bus.UnmarshalReuse(m.Subject, m.Data, in, bus.Expect{Latent: r.spec.Latent}); err == nil {
-			act = func() { r.learnStep(in) }
-		}
+		t.kind = kindEGrad
+		err = bus.UnmarshalReuse(m.Subject, m.Data, &r.inEGrad, bus.Expect{Latent: r.spec.Latent})
 	}
 	codec := time.Since(start).Seconds()
 	r.counters(func(c *trainStats) { c.Messages++; c.CodecSeconds += codec })
@@ -91,7 +113,23 @@ func (r *runner) handleTraining(m *nats.Msg) {
 		r.reject(err)
 		return
 	}
-	r.do(act, false)
+	select {
+	case r.trainIn <- t:
+		<-r.trainDone
+	case <-r.quit:
+	}
+}
+
+// handleTrainMsg runs on the actor.
+func (r *runner) handleTrainMsg(t trainMsg) {
+	switch t.kind {
+	case kindStep:
+		r.beginStep(t.step, t.received)
+	case kindLatent:
+		r.decodeStep(&r.inLatent)
+	case kindEGrad:
+		r.learnStep(&r.inEGrad)
+	}
 }
 
 // compute runs one call into the modality (through safely) and counts its
@@ -152,8 +190,11 @@ func (r *runner) beginStep(in *bus.StepBegin, received time.Time) {
 	r.x, r.present, r.plan = x, present, in.Plan
 	r.train, r.checkpoint = in.Train, in.Checkpoint
 	r.active, r.lastTouch = true, time.Now()
-	post := &bus.Posterior{Step: in.Step, Mu: bus.Matrix(b, d, r.mu), LogVar: bus.Matrix(b, d, r.logvar), Present: present}
-	if !r.publish(r.subj.Post(name), post) {
+	post := &r.outPost
+	post.Step, post.Present = in.Step, present
+	post.Mu.SetMatrix(b, d, r.mu)
+	post.LogVar.SetMatrix(b, d, r.logvar)
+	if !r.publish(r.trainSubj.post, post) {
 		r.abandon()
 	}
 }
@@ -190,7 +231,7 @@ func (r *runner) decodeStep(in *bus.Latent) {
 		r.ll, r.dz = make([][]float32, len(r.plan)), make([][]float32, len(r.plan))
 	}
 	out := &r.outZGrad
-	*out = bus.ZGrad{Step: in.Step, Terms: out.Terms[:0]}
+	out.Step, out.Terms = in.Step, out.Terms[:0]
 	for i, t := range r.plan {
 		if !slices.Contains(t.Targets, name) {
 			continue
@@ -209,10 +250,15 @@ func (r *runner) decodeStep(in *bus.Latent) {
 			r.abandon()
 			return
 		}
-		out.Terms = append(out.Terms, bus.TermGrad{Term: i, DZ: bus.Matrix(b, d, dz), LogLik: bus.Vector(ll)})
+		// The term's entry keeps its shapes' storage from the last step.
+		out.Terms = slices.Grow(out.Terms, 1)[:len(out.Terms)+1]
+		tg := &out.Terms[len(out.Terms)-1]
+		tg.Term = i
+		tg.DZ.SetMatrix(b, d, dz)
+		tg.LogLik.SetVector(ll)
 	}
 	r.lastTouch = time.Now()
-	if !r.publish(r.subj.ZGrad(name), out) {
+	if !r.publish(r.trainSubj.zgrad, out) {
 		r.abandon()
 		return
 	}
