@@ -2,6 +2,7 @@ package integrator
 
 import (
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -15,44 +16,21 @@ import (
 // data, so another fusion is another PlanFunc; modules only follow the
 // terms they are named in.
 
-// PlanFunc makes the plan of one step over the pipeline's modules; rng is
-// seeded by the step so a plan is reproducible.
-type PlanFunc func(modules []string, rng *rand.Rand) []bus.Term
+// PlanFunc appends the plan of one step over the pipeline's modules to
+// dst[:0] and returns it; rng is seeded by the step so a plan is
+// reproducible. dst is the last step's plan, whose storage (the terms and
+// their Subset and Targets slices) the function may reuse, as the built-in
+// plans do so that a step allocates nothing; a PlanFunc may as well ignore
+// dst and return new slices. The caller does not change a plan.
+type PlanFunc func(dst []bus.Term, modules []string, rng *rand.Rand) []bus.Term
 
 // MVAEPlan is the MVAE sub-sampled ELBO (Wu & Goodman 2018): the joint term
 // (every module, targets all), one term per module (targets itself), and k
 // random subsets of two or more modules short of all (targets all), drawn
 // without repeating a term.
 func MVAEPlan(k int) PlanFunc {
-	return func(modules []string, rng *rand.Rand) []bus.Term {
-		all := slices.Clone(modules)
-		plan := []bus.Term{{Subset: all, Targets: all}}
-		if len(modules) == 1 {
-			return plan
-		}
-		for _, m := range modules {
-			plan = append(plan, bus.Term{Subset: []string{m}, Targets: []string{m}})
-		}
-		// Subsets of size 2..n-1; there are 2^n - n - 2 of them.
-		n := len(modules)
-		var pool [][]string
-		for mask := 1; mask < 1<<n-1; mask++ {
-			if popcount(mask) < 2 {
-				continue
-			}
-			var s []string
-			for i, m := range modules {
-				if mask&(1<<i) != 0 {
-					s = append(s, m)
-				}
-			}
-			pool = append(pool, s)
-		}
-		rng.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
-		for _, s := range pool[:min(k, len(pool))] {
-			plan = append(plan, bus.Term{Subset: s, Targets: all})
-		}
-		return plan
+	return func(dst []bus.Term, modules []string, rng *rand.Rand) []bus.Term {
+		return mvaePlan(dst, modules, rng, k, false)
 	}
 }
 
@@ -62,20 +40,85 @@ func MVAEPlan(k int) PlanFunc {
 // do), which is what makes one modality predict the others. It costs a
 // decode per module per single term.
 func CrossPlan(k int) PlanFunc {
-	mvae := MVAEPlan(k)
-	return func(modules []string, rng *rand.Rand) []bus.Term {
-		plan := mvae(modules, rng)
-		for i := range plan {
-			plan[i].Targets = slices.Clone(modules)
+	return func(dst []bus.Term, modules []string, rng *rand.Rand) []bus.Term {
+		return mvaePlan(dst, modules, rng, k, true)
+	}
+}
+
+// mvaePlan builds MVAEPlan(k)'s terms (every target list all modules if
+// cross) in dst's storage.
+func mvaePlan(dst []bus.Term, modules []string, rng *rand.Rand, k int, cross bool) []bus.Term {
+	plan := dst[:0]
+	add := func(subset func(yield func(string) bool), all bool) {
+		plan = slices.Grow(plan, 1)[:len(plan)+1]
+		t := &plan[len(plan)-1]
+		t.Subset = slices.AppendSeq(t.Subset[:0], subset)
+		if all {
+			t.Targets = append(t.Targets[:0], modules...)
+		} else {
+			t.Targets = append(t.Targets[:0], t.Subset...)
+		}
+	}
+	add(slices.Values(modules), true)
+	if len(modules) == 1 {
+		return plan
+	}
+	for _, m := range modules {
+		add(one(m), cross)
+	}
+	// k random subsets of size 2..n-1, as bit masks; there are 2^n - n - 2
+	// of them. Up to 7 modules their pool lives on the stack; past 16 there
+	// are too many to list, and they are drawn until k distinct ones are.
+	n := len(modules)
+	if n > 16 {
+		var stack [16]uint64
+		drawn := stack[:0]
+		for len(drawn) < k {
+			mask := rng.Uint64() & (1<<n - 1)
+			if c := bits.OnesCount64(mask); c >= 2 && c < n && !slices.Contains(drawn, mask) {
+				drawn = append(drawn, mask)
+				add(maskSubset(modules, mask), true)
+			}
 		}
 		return plan
+	}
+	var stack [128]uint64
+	pool := stack[:0]
+	for mask := uint64(1); mask < 1<<n-1; mask++ {
+		if bits.OnesCount64(mask) >= 2 {
+			pool = append(pool, mask)
+		}
+	}
+	rng.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+	for _, mask := range pool[:min(k, len(pool))] {
+		add(maskSubset(modules, mask), true)
+	}
+	return plan
+}
+
+// one yields m.
+func one(m string) func(func(string) bool) {
+	return func(yield func(string) bool) { yield(m) }
+}
+
+// maskSubset yields the modules whose bit is set in mask, in order.
+func maskSubset(modules []string, mask uint64) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for i, m := range modules {
+			if mask&(1<<i) != 0 && !yield(m) {
+				return
+			}
+		}
 	}
 }
 
 // JointPlan is the plain multimodal ELBO: one term, every module, targets all.
 func JointPlan() PlanFunc {
-	return func(modules []string, _ *rand.Rand) []bus.Term {
-		return []bus.Term{{Subset: slices.Clone(modules), Targets: slices.Clone(modules)}}
+	return func(dst []bus.Term, modules []string, _ *rand.Rand) []bus.Term {
+		plan := slices.Grow(dst[:0], 1)[:1]
+		plan[0].Subset = append(plan[0].Subset[:0], modules...)
+		plan[0].Targets = append(plan[0].Targets[:0], modules...)
+		return plan
 	}
 }
 
@@ -91,12 +134,4 @@ func ParsePlan(name string, k int) (PlanFunc, error) {
 		return JointPlan(), nil
 	}
 	return nil, fmt.Errorf("integrator: unknown fusion plan %q (want mvae, cross or joint)", name)
-}
-
-func popcount(x int) int {
-	n := 0
-	for ; x != 0; x &= x - 1 {
-		n++
-	}
-	return n
 }

@@ -32,9 +32,15 @@ type StepMath struct {
 	owners  [][]string  // per term, the module of each expert
 	eps, z  [][]float32 // per term, B×D
 
+	zt  []bus.Tensor // per term, z as Latents returns it
+	pcg rand.PCG     // the noise's source and generator, reseeded each step
+	rng *rand.Rand
+
 	grads, gradBufs  map[string]*bus.ExpertGrad // this step's expert gradients; their storage, by module
 	g, dmu, dvar, kl []float32                  // Grads' scratch
 	eg               []ExpertGrad
+	stats            []TermStats // Grads' result, reused
+	weights          map[string]float32
 }
 
 // TermStats is one term's part of the objective, batch means.
@@ -50,12 +56,17 @@ type TermStats struct {
 func (s *StepMath) Reset(next StepMath) {
 	next.members, next.fused, next.experts, next.owners, next.eps, next.z = s.members, s.fused, s.experts, s.owners, s.eps, s.z
 	next.grads, next.gradBufs, next.g, next.dmu, next.dvar, next.kl, next.eg = s.grads, s.gradBufs, s.g, s.dmu, s.dvar, s.kl, s.eg
+	next.zt, next.stats, next.weights, next.rng = s.zt, s.stats, s.weights, s.rng
 	*s = next
+	if s.rng == nil {
+		s.rng = rand.New(&s.pcg)
+	}
 }
 
 // Latents fuses each term's experts among the modules that posted and
 // samples its latent with the step's noise (seeded by Seed and Step). The
-// members are the posters, sorted.
+// members are the posters, sorted. members and z are s's storage: they are
+// valid until the next step's Latents.
 func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z []bus.Tensor) {
 	s.posts = posts
 	s.members = s.members[:0]
@@ -69,8 +80,13 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 	s.fused = growTo(s.fused, n)
 	s.experts, s.owners = growTo(s.experts, n), growTo(s.owners, n)
 	s.eps, s.z = growTo(s.eps, n), growTo(s.z, n)
-	rng := rand.New(rand.NewPCG(s.Seed, s.Step^0x5e4e7))
-	z = make([]bus.Tensor, n)
+	if s.rng == nil { // a StepMath that was never Reset
+		s.rng = rand.New(&s.pcg)
+	}
+	s.pcg.Seed(s.Seed, s.Step^0x5e4e7)
+	rng := s.rng
+	s.zt = growTo(s.zt, n)
+	z = s.zt
 	for i, t := range s.Plan {
 		s.experts[i], s.owners[i] = s.experts[i][:0], s.owners[i][:0]
 		for _, m := range t.Subset {
@@ -88,15 +104,16 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 		}
 		s.z[i] = grow32(s.z[i], s.B*s.D)
 		s.fused[i].Sample(s.z[i], s.eps[i])
-		z[i] = bus.Matrix(s.B, s.D, s.z[i])
+		z[i].SetMatrix(s.B, s.D, s.z[i])
 	}
-	return slices.Clone(s.members), z
+	return s.members, z
 }
 
 // Grads turns the decoder gradients of the modules that answered into every
 // member's expert gradient (summed over the terms its expert is in; zero for
 // a member in no subset) and the step's statistics. A term target that did
-// not answer is left out of that term.
+// not answer is left out of that term. The gradients and statistics are
+// s's storage: they are valid until the next step's Grads.
 func (s *StepMath) Grads(zgrads map[string]*bus.ZGrad) (map[string]*bus.ExpertGrad, []TermStats, error) {
 	b, d := s.B, s.D
 	// The expert gradients accumulate over the terms from zero. Their
@@ -118,12 +135,18 @@ func (s *StepMath) Grads(zgrads map[string]*bus.ZGrad) (map[string]*bus.ExpertGr
 		s.grads[m] = eg
 	}
 	grads := s.grads
-	stats := make([]TermStats, len(s.Plan))
+	s.stats = growTo(s.stats, len(s.Plan))
+	stats := s.stats
 	s.g, s.dmu, s.dvar, s.kl = grow32(s.g, b*d), grow32(s.dmu, b*d), grow32(s.dvar, b*d), grow32(s.kl, b)
 	g, dmu, dvar, kl := s.g, s.dmu, s.dvar, s.kl
 	for i, t := range s.Plan {
 		clear(g)
-		st := TermStats{Subset: t.Subset, Targets: t.Targets, LogLik: map[string]float64{}}
+		ll := stats[i].LogLik
+		if ll == nil {
+			ll = map[string]float64{}
+		}
+		clear(ll)
+		st := TermStats{Subset: t.Subset, Targets: t.Targets, LogLik: ll}
 		var llSum float64
 		for _, m := range t.Targets {
 			zg := zgrads[m]
@@ -180,9 +203,14 @@ func (s *StepMath) Grads(zgrads map[string]*bus.ZGrad) (map[string]*bus.ExpertGr
 	return grads, stats, nil
 }
 
-// Weights are the per-module weights StepBegin carries: λ_j / B.
+// Weights are the per-module weights StepBegin carries: λ_j / B. The map
+// is s's: it is valid until the next step's Weights.
 func (s *StepMath) Weights(modules []string) map[string]float32 {
-	w := make(map[string]float32, len(modules))
+	if s.weights == nil {
+		s.weights = make(map[string]float32, len(modules))
+	}
+	w := s.weights
+	clear(w)
 	for _, m := range modules {
 		w[m] = s.lambda(m) / float32(s.B)
 	}

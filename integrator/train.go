@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -22,12 +23,8 @@ import (
 
 // TrainConfig configures a training run driven by the integrator.
 type TrainConfig struct {
-	// scratch is the step arithmetic's storage, kept from step to step of
-	// one Train call so that a step reuses the last one's buffers; posts
-	// and zgrads are what the modules' messages decode into.
-	scratch *StepMath
-	posts   inbox[bus.Posterior]
-	zgrads  inbox[bus.ZGrad]
+	// store is what the steps of one Train call reuse, step after step.
+	store *stepStore
 
 	Modules []string // the modules that take part (required)
 	IDs     []uint64 // the training items (required)
@@ -67,8 +64,62 @@ type TrainConfig struct {
 	// resumed epoch's line covers the whole epoch, before and after the
 	// restart.
 	Metrics io.Writer
-	// OnStep, if set, is called after every step (progress bars).
+	// OnStep, if set, is called after every step (progress bars). The
+	// slices and maps of its StepStats are reused by the next step: they
+	// are valid during the call, and Clone keeps a copy.
 	OnStep func(StepStats)
+}
+
+// stepStore holds what one Train call's steps reuse, so that a step in its
+// steady state allocates nothing of its own: the step arithmetic's
+// buffers, the messages' storage (the modules' decode into inboxes; the
+// integrator's own are built in place), the plan, the statistics and the
+// subjects.
+type stepStore struct {
+	math    StepMath
+	posts   inbox[bus.Posterior]
+	zgrads  inbox[bus.ZGrad]
+	postOf  map[string]*bus.Posterior // this step's, by module
+	zgradOf map[string]*bus.ZGrad
+	targets []string
+	plan    []bus.Term
+	pcg     rand.PCG
+	rng     *rand.Rand
+	begin   bus.StepBegin
+	latent  bus.Latent
+	stats   StepStats
+	got     map[string]bool // collect's
+	timer   *time.Timer     // collect's deadline
+
+	postPrefix, zgradPrefix string            // …post. and …zgrad.
+	egrad                   map[string]string // each module's …egrad.<module>
+}
+
+func newStepStore(subj bus.Subjects, modules []string) *stepStore {
+	st := &stepStore{
+		postOf: map[string]*bus.Posterior{}, zgradOf: map[string]*bus.ZGrad{}, got: map[string]bool{},
+		postPrefix: subj.Prefix() + ".post.", zgradPrefix: subj.Prefix() + ".zgrad.",
+		egrad: map[string]string{},
+		timer: time.NewTimer(time.Hour),
+	}
+	st.timer.Stop()
+	st.rng = rand.New(&st.pcg)
+	for _, m := range modules {
+		st.egrad[m] = subj.EGrad(m)
+	}
+	return st
+}
+
+// Clone returns a copy of s that shares nothing with it, for an OnStep
+// that keeps the statistics of a step past its call.
+func (s StepStats) Clone() StepStats {
+	c := s
+	c.Missing = slices.Clone(s.Missing)
+	c.Terms = make([]TermStats, len(s.Terms))
+	for i, t := range s.Terms {
+		c.Terms[i] = TermStats{Subset: slices.Clone(t.Subset), Targets: slices.Clone(t.Targets), ELBO: t.ELBO, KL: t.KL, LogLik: maps.Clone(t.LogLik)}
+	}
+	return c
 }
 
 // StepStats summarise one step.
@@ -323,7 +374,6 @@ func (c *TrainConfig) beta(step uint64) float32 {
 // steps are dropped; a non-finite objective stops training with
 // ErrDiverged without saving a checkpoint.
 func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, error) {
-	cfg.scratch = &StepMath{}
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -331,6 +381,8 @@ func (ig *Integrator) Train(ctx context.Context, cfg TrainConfig) (*EpochStats, 
 		return nil, errors.New("integrator: Train needs a running integrator (call it from Config.Ready or after Run started)")
 	}
 	slices.Sort(cfg.Modules)
+	cfg.store = newStepStore(ig.subj, cfg.Modules)
+	defer cfg.store.timer.Stop()
 	st := trainState{Config: cfg.fingerprint()}
 	statePath := ""
 	if cfg.CheckpointDir != "" {
@@ -639,36 +691,39 @@ const evalStepBase = 1 << 62
 // with λ = β = 1 (the plain ELBO) and updates nothing.
 func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *nats.Msg, step uint64, epoch int, ids []uint64, save, eval bool, es *EpochStats) (*StepStats, error) {
 	b, d := len(ids), ig.cfg.Latent
-	sm := cfg.scratch
-	if sm == nil {
-		sm = &StepMath{}
-	}
+	st := cfg.store
+	sm := &st.math
 	if eval {
-		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: JointPlan()(cfg.Modules, nil), Beta: 1})
+		st.plan = JointPlan()(st.plan, cfg.Modules, nil)
+		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: st.plan, Beta: 1})
 	} else {
-		plan := cfg.Plan(cfg.Modules, rand.New(rand.NewPCG(cfg.Seed^0x91a2, step)))
-		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: plan, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1)})
+		st.pcg.Seed(cfg.Seed^0x91a2, step)
+		st.plan = cfg.Plan(st.plan, cfg.Modules, st.rng)
+		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: st.plan, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1)})
 	}
 	plan := sm.Plan
-	ss := &StepStats{Step: step, Epoch: epoch, Beta: sm.Beta}
+	ss := &st.stats
+	*ss = StepStats{Step: step, Epoch: epoch, Beta: sm.Beta, Missing: ss.Missing[:0]}
 
 	t0 := time.Now()
-	if err := ig.send(ig.subj.Step(), &bus.StepBegin{Step: step, Epoch: epoch, Train: !eval, IDs: ids, Plan: plan, Lambda: sm.Weights(cfg.Modules), Checkpoint: save}); err != nil {
+	st.begin = bus.StepBegin{Step: step, Epoch: epoch, Train: !eval, IDs: ids, Plan: plan, Lambda: sm.Weights(cfg.Modules), Checkpoint: save}
+	if err := ig.send(ig.subj.Step(), &st.begin); err != nil {
 		return nil, err
 	}
 	ss.Codec += time.Since(t0)
 
 	// Posteriors from every module, until the deadline.
-	posts := map[string]*bus.Posterior{}
-	err := ig.collect(ctx, cfg, ch, step, es, ss, "post", cfg.Modules, func(m string, msg *nats.Msg) error {
-		p := cfg.posts.spare(m)
+	posts := st.postOf
+	clear(posts)
+	err := ig.collect(ctx, cfg, ch, step, es, ss, "post", st.postPrefix, cfg.Modules, func(m string, msg *nats.Msg) error {
+		p := st.posts.spare(m)
 		if err := bus.UnmarshalReuse(msg.Subject, msg.Data, p, bus.Expect{Latent: d, Batch: b}); err != nil {
 			return err
 		}
 		if p.Step != step {
 			return errStale
 		}
-		posts[m] = cfg.posts.accept(m)
+		posts[m] = st.posts.accept(m)
 		return nil
 	})
 	if err != nil {
@@ -691,13 +746,14 @@ func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *na
 	members, z := sm.Latents(posts)
 	ss.Fuse += time.Since(t1)
 	t2 := time.Now()
-	if err := ig.send(ig.subj.Latent(), &bus.Latent{Step: step, Members: members, Z: z}); err != nil {
+	st.latent = bus.Latent{Step: step, Members: members, Z: z}
+	if err := ig.send(ig.subj.Latent(), &st.latent); err != nil {
 		return nil, err
 	}
 	ss.Codec += time.Since(t2)
 
 	// Decoder gradients from every member that is a target of some term.
-	var targets []string
+	targets := st.targets[:0]
 	for _, m := range members {
 		for _, t := range plan {
 			if slices.Contains(t.Targets, m) {
@@ -706,16 +762,18 @@ func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *na
 			}
 		}
 	}
-	zgrads := map[string]*bus.ZGrad{}
-	err = ig.collect(ctx, cfg, ch, step, es, ss, "zgrad", targets, func(m string, msg *nats.Msg) error {
-		zg := cfg.zgrads.spare(m)
+	st.targets = targets
+	zgrads := st.zgradOf
+	clear(zgrads)
+	err = ig.collect(ctx, cfg, ch, step, es, ss, "zgrad", st.zgradPrefix, targets, func(m string, msg *nats.Msg) error {
+		zg := st.zgrads.spare(m)
 		if err := bus.UnmarshalReuse(msg.Subject, msg.Data, zg, bus.Expect{Latent: d, Batch: b, Terms: len(plan)}); err != nil {
 			return err
 		}
 		if zg.Step != step {
 			return errStale
 		}
-		zgrads[m] = cfg.zgrads.accept(m)
+		zgrads[m] = st.zgrads.accept(m)
 		return nil
 	})
 	if err != nil {
@@ -749,7 +807,7 @@ func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *na
 	}
 	t4 := time.Now()
 	for _, m := range members {
-		if err := ig.send(ig.subj.EGrad(m), grads[m]); err != nil {
+		if err := ig.send(st.egrad[m], grads[m]); err != nil {
 			return nil, err
 		}
 	}
@@ -785,17 +843,17 @@ func (b *inbox[T]) accept(m string) *T {
 	return b.cur[m]
 }
 
-// collect reads messages of one kind ("post" or "zgrad") until every one of
-// want has sent a valid one for this step or the deadline passes. Other
-// kinds and other steps are stale and dropped; invalid ones are rejected
-// with a log line naming the sender.
-func (ig *Integrator) collect(ctx context.Context, cfg *TrainConfig, ch chan *nats.Msg, step uint64, es *EpochStats, ss *StepStats, kind string, want []string, accept func(m string, msg *nats.Msg) error) error {
-	got := map[string]bool{}
-	timer := time.NewTimer(cfg.Deadline)
+// collect reads messages of one kind ("post" or "zgrad", on subjects
+// prefix+<module>) until every one of want has sent a valid one for this
+// step or the deadline passes. Other kinds and other steps are stale and
+// dropped; invalid ones are rejected with a log line naming the sender.
+func (ig *Integrator) collect(ctx context.Context, cfg *TrainConfig, ch chan *nats.Msg, step uint64, es *EpochStats, ss *StepStats, kind, prefix string, want []string, accept func(m string, msg *nats.Msg) error) error {
+	got, timer := cfg.store.got, cfg.store.timer
+	clear(got)
+	timer.Reset(cfg.Deadline)
 	defer timer.Stop()
 	start := time.Now()
 	defer func() { ss.Wait += time.Since(start) }()
-	prefix := ig.subj.Prefix() + "." + kind + "."
 	for len(got) < len(want) {
 		select {
 		case <-ctx.Done():

@@ -120,7 +120,7 @@ func TestDistributedStepMatchesReference(t *testing.T) {
 	cfg := integrator.TrainConfig{Modules: names, IDs: ids, Epochs: 1, Batch: len(ids), Seed: 3, Subsets: 1,
 		Lambda: map[string]float32{"language": 50, "audio": 0.5}, KLTo: 0.7, Deadline: 20 * time.Second, CheckpointDir: ckpt}
 	var stats integrator.StepStats
-	cfg.OnStep = func(s integrator.StepStats) { stats = s }
+	cfg.OnStep = func(s integrator.StepStats) { stats = s.Clone() }
 	if _, err := ig.Train(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -209,7 +209,7 @@ func TestTrainWithVision(t *testing.T) {
 	var steps []integrator.StepStats
 	tc := integrator.TrainConfig{Modules: modules, IDs: ids, Epochs: 10, Batch: 20, Seed: 1,
 		Lambda: map[string]float32{"touch": 10}, KLFrom: 1, KLTo: 1, Deadline: 20 * time.Second,
-		OnStep: func(s integrator.StepStats) { steps = append(steps, s) }}
+		OnStep: func(s integrator.StepStats) { steps = append(steps, s.Clone()) }}
 	trainStart := time.Now()
 	if _, err := ig.Train(ctx, tc); err != nil {
 		t.Fatal(err)
