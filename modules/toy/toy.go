@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -40,6 +41,8 @@ type Toy struct {
 	// the latest Encode's input, for Learn
 	x []float32
 	b int
+	// the data's generating model (Truth), made once
+	a, c []float64
 }
 
 // params holds every parameter, flattened: W (D×n), B (D), S (D, the
@@ -97,6 +100,7 @@ func New(cfg Config) (*Toy, error) {
 		t.p.V[i] = float32(rng.NormFloat64() * 0.1)
 	}
 	t.opt = newAdam(t.p.all(), cfg.LR)
+	t.a, t.c = t.truth()
 	return t, nil
 }
 
@@ -256,10 +260,15 @@ func (t *Toy) Discard() {
 // LoadBatch implements module.Loader with the synthetic paired data.
 func (t *Toy) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 	n, d := t.cfg.Dim, t.cfg.Latent
-	a, c := t.truth()
+	a, c := t.a, t.c
 	o := &Obs{N: n, Data: make([]float32, len(ids)*n)}
 	present := make([]bool, len(ids))
-	z := make([]float64, d)
+	var stack [64]float64 // the item's latent
+	z := stack[:0]
+	if d > len(stack) {
+		z = make([]float64, d)
+	}
+	z = z[:d]
 	// One generator each, reseeded per item: an item's data depend on its
 	// id alone, and a batch costs no allocation per item.
 	var zs, ns rand.PCG
@@ -286,7 +295,7 @@ func (t *Toy) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 }
 
 // Truth returns the generating A (n×D, row-major) and c (n) of this module's data.
-func (t *Toy) Truth() (a, c []float64) { return t.truth() }
+func (t *Toy) Truth() (a, c []float64) { return slices.Clone(t.a), slices.Clone(t.c) }
 
 func (t *Toy) truth() (a, c []float64) {
 	n, d := t.cfg.Dim, t.cfg.Latent
