@@ -181,11 +181,12 @@ func (t *Tensor) DecodeMsgpack(dec *msgpack.Decoder) error {
 	}
 	for i := range t.Shape {
 		d, err := dec.DecodeInt64()
-		if err != nil {
-			return err
+		if err == nil && (d < 0 || d > MaxElements) {
+			err = fmt.Errorf("%w: dimension %d out of range", ErrShape, d)
 		}
-		if d < 0 || d > MaxElements {
-			return fmt.Errorf("%w: dimension %d out of range", ErrShape, d)
+		if err != nil {
+			t.Shape = t.Shape[:i] // reused storage beyond must not show
+			return err
 		}
 		t.Shape[i] = int(d)
 	}
@@ -209,6 +210,7 @@ func (t *Tensor) DecodeMsgpack(dec *msgpack.Decoder) error {
 	}
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(&t.Data[0])), n)
 	if err := dec.ReadFull(raw); err != nil { // straight into the elements
+		t.Data = t.Data[:0]
 		return err
 	}
 	if !littleEndian {

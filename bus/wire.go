@@ -1,12 +1,10 @@
 package bus
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
-	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -167,7 +165,7 @@ func MarshalAppend(dst []byte, m Message, maxBytes int) ([]byte, error) {
 	if dst == nil {
 		dst = make([]byte, 0, sizeHint(m))
 	}
-	x := encoders.Get().(*encoder)
+	x := encoders.Get()
 	x.b = dst
 	x.e.Reset(x)
 	err := x.e.Encode(m)
@@ -192,7 +190,7 @@ type encoder struct {
 	e *msgpack.Encoder
 }
 
-var encoders = sync.Pool{New: func() any { return &encoder{e: msgpack.NewEncoder(nil)} }}
+var encoders = newFreeList(func() *encoder { return &encoder{e: msgpack.NewEncoder(nil)} })
 
 func (x *encoder) Write(p []byte) (int, error) { x.b = append(x.b, p...); return len(p), nil }
 func (x *encoder) WriteByte(c byte) error      { x.b = append(x.b, c); return nil }
@@ -243,49 +241,78 @@ func UnmarshalFrom(subject string, data []byte, m Message, e Expect) error {
 	// reused m would keep map entries, fields and slice storage of the last
 	// message, and an early error would name the last message's sender.
 	reflect.ValueOf(m).Elem().SetZero()
-	return unmarshal(subject, data, m, e)
+	x := decoders.Get()
+	err := unmarshal(x, subject, data, m, e)
+	x.release()
+	return err
 }
 
-// UnmarshalReuse is UnmarshalFrom that decodes the tensors (and the
-// presence mask) of a Posterior, ZGrad, Latent or ExpertGrad into the
-// storage m holds from the last message, when it is large enough: a
-// receiver that keeps one message value per sender decodes step after step
-// without allocating for them. Everything else of m is reset as
-// UnmarshalFrom does. The caller must no longer use what m held; other
-// message types are simply zeroed.
+// UnmarshalReuse is UnmarshalFrom that decodes a StepBegin, Posterior,
+// ZGrad, Latent or ExpertGrad into the storage m holds from the last
+// message, when it is large enough: its tensors, the presence mask, the
+// sample ids, the plan and its names' slices, the members, the lambda map
+// (emptied first). A string equal to the one m held at the same place (the
+// sender, a name of the plan or of the members at the same index, a
+// lambda key) is kept rather than allocated again. A receiver that keeps
+// one message value per sender thus decodes step after step without
+// allocating. Nothing of the last message shows in m after the call, even
+// when decoding fails; as with UnmarshalFrom, m is then unspecified. The
+// caller must no longer use the slices and maps m held (strings, being
+// immutable, stay valid); other message types are simply zeroed.
 func UnmarshalReuse(subject string, data []byte, m Message, e Expect) error {
+	x := decoders.Get()
 	if k, ok := m.(storageKeeper); ok {
-		k.resetKeeping()
+		k.resetKeeping(&x.r.st)
 	} else {
 		reflect.ValueOf(m).Elem().SetZero()
 	}
-	return unmarshal(subject, data, m, e)
+	err := unmarshal(x, subject, data, m, e)
+	x.release()
+	return err
 }
 
-// storageKeeper is a message that can reset itself but for its tensors'
-// storage (lengths 0, capacities kept), for UnmarshalReuse.
-type storageKeeper interface{ resetKeeping() }
+// storageKeeper is a message that can reset itself but for its storage
+// (slices of length 0, their capacity kept, maps emptied), for
+// UnmarshalReuse. It leaves the strings it held where its hand-written
+// decoder looks for them (see decode_hot.go): those of its kept []string
+// in their spare capacity, its sender and lambda keys in st.
+type storageKeeper interface{ resetKeeping(st *decodeState) }
 
 // kept is t emptied but for its storage.
 func kept(t Tensor) Tensor { return Tensor{Shape: t.Shape[:0], Data: t.Data[:0]} }
 
-func (m *Posterior) resetKeeping() {
+func (m *StepBegin) resetKeeping(st *decodeState) {
+	st.from = m.Sender
+	st.keepKeys(m.Lambda)
+	clear(m.Lambda)
+	plan := m.Plan[:cap(m.Plan)]
+	for i := range plan {
+		plan[i] = Term{Subset: plan[i].Subset[:0], Targets: plan[i].Targets[:0]}
+	}
+	*m = StepBegin{IDs: m.IDs[:0], Plan: plan[:0], Lambda: m.Lambda}
+}
+
+func (m *Posterior) resetKeeping(st *decodeState) {
+	st.from = m.Sender
 	*m = Posterior{Mu: kept(m.Mu), LogVar: kept(m.LogVar), Present: m.Present[:0]}
 }
 
-func (m *ExpertGrad) resetKeeping() {
+func (m *ExpertGrad) resetKeeping(st *decodeState) {
+	st.from = m.Sender
 	*m = ExpertGrad{DMu: kept(m.DMu), DLogVar: kept(m.DLogVar)}
 }
 
-func (m *Latent) resetKeeping() {
+func (m *Latent) resetKeeping(st *decodeState) {
+	st.from = m.Sender
 	z := m.Z[:cap(m.Z)]
 	for i := range z {
 		z[i] = kept(z[i])
 	}
-	*m = Latent{Z: z[:0]}
+	*m = Latent{Members: m.Members[:0], Z: z[:0]}
 }
 
-func (m *ZGrad) resetKeeping() {
+func (m *ZGrad) resetKeeping(st *decodeState) {
+	st.from = m.Sender
 	terms := m.Terms[:cap(m.Terms)]
 	for i := range terms {
 		terms[i] = TermGrad{DZ: kept(terms[i].DZ), LogLik: kept(terms[i].LogLik)}
@@ -293,7 +320,7 @@ func (m *ZGrad) resetKeeping() {
 	*m = ZGrad{Terms: terms[:0]}
 }
 
-func unmarshal(subject string, data []byte, m Message, e Expect) (err error) {
+func unmarshal(x *decoder, subject string, data []byte, m Message, e Expect) (err error) {
 	typ := m.MessageType()
 	fail := func(field string, err error) error {
 		return &DecodeError{Type: typ, Sender: m.header().Sender, Subject: subject, Field: field, Err: err}
@@ -318,9 +345,9 @@ func unmarshal(subject string, data []byte, m Message, e Expect) (err error) {
 	// One pass decodes the whole message. A wrong type or version is
 	// reported as such rather than as whatever field failed to decode: when
 	// the pass fails, the header alone is decoded and checked first.
-	if derr := decode(data, m); derr != nil {
+	if derr := x.decode(data, m); derr != nil {
 		var h Header
-		if err := decode(data, &h); err != nil {
+		if err := x.decode(data, &h); err != nil {
 			return fail("", fmt.Errorf("%w: %v", ErrMalformed, err))
 		}
 		*m.header() = h
@@ -352,24 +379,73 @@ func failField(fail func(string, error) error, err error) error {
 }
 
 // decoder is a pooled msgpack decoder with its own reader, so that
-// decoding a message allocates only what the message holds.
+// decoding a message allocates only what the message holds. The reader
+// carries the state of the hand-written decoders (decode_hot.go).
 type decoder struct {
-	r bytes.Reader
+	r msgReader
 	d *msgpack.Decoder
 }
 
-var decoders = sync.Pool{New: func() any { return &decoder{d: msgpack.NewDecoder(nil)} }}
+var decoders = newFreeList(func() *decoder { return &decoder{d: msgpack.NewDecoder(nil)} })
 
-// decode is msgpack.Unmarshal (with preallocated slices, as it has) on a
-// pooled decoder.
-func decode(data []byte, v any) error {
-	x := decoders.Get().(*decoder)
+// freeList keeps up to freeListSize values for reuse. Unlike a sync.Pool,
+// a garbage collection does not empty it: the codec's encoders and
+// decoders (and the buffers msgpack grows inside them) outlive
+// collections, and a steady stream of messages is coded without
+// allocating.
+type freeList[T any] struct {
+	free  chan *T
+	fresh func() *T
+}
+
+// freeListSize bounds the idle encoders (or decoders) kept: more than the
+// goroutines that code messages at once in a serket process.
+const freeListSize = 32
+
+func newFreeList[T any](fresh func() *T) *freeList[T] {
+	return &freeList[T]{free: make(chan *T, freeListSize), fresh: fresh}
+}
+
+// Get returns an idle value, or a new one.
+func (l *freeList[T]) Get() *T {
+	select {
+	case x := <-l.free:
+		return x
+	default:
+		return l.fresh()
+	}
+}
+
+// Put keeps x for reuse, unless freeListSize are kept already.
+func (l *freeList[T]) Put(x *T) {
+	select {
+	case l.free <- x:
+	default:
+	}
+}
+
+// release forgets what x held (the data too, should a recovered panic
+// have cut decode short) and puts it back in the pool.
+func (x *decoder) release() {
+	x.r.Reset(nil)
+	x.r.st.forget()
+	decoders.Put(x)
+}
+
+// decode is msgpack.Unmarshal (with preallocated slices, as it has) on the
+// pooled decoder; a message with a hand-written decoder is decoded by it
+// directly (as msgpack would call it).
+func (x *decoder) decode(data []byte, v any) error {
 	x.r.Reset(data)
 	x.d.Reset(&x.r)
 	x.d.UsePreallocateValues(true)
-	err := x.d.Decode(v)
+	var err error
+	if cd, ok := v.(msgpack.CustomDecoder); ok {
+		err = cd.DecodeMsgpack(x.d)
+	} else {
+		err = x.d.Decode(v)
+	}
 	x.r.Reset(nil)
-	decoders.Put(x)
 	return err
 }
 
