@@ -61,13 +61,27 @@ func (m *StepBegin) check(e Expect) error {
 	if len(m.Plan) == 0 || len(m.Plan) > MaxTerms {
 		return badf("plan", ErrField, "%d terms, want 1 to %d", len(m.Plan), MaxTerms)
 	}
+	// Of several bad entries the least name is reported, so that the error
+	// does not depend on the map's order.
+	var badName, badWeight string
+	nameBad, weightBad := false, false
 	for name, l := range m.Lambda {
-		if !ValidName(name) {
-			return badf("lambda", ErrField, "%q is not a valid module name", name)
+		switch {
+		case !ValidName(name):
+			if !nameBad || name < badName {
+				badName, nameBad = name, true
+			}
+		case l < 0 || l != l || l > 1e6:
+			if !weightBad || name < badWeight {
+				badWeight, weightBad = name, true
+			}
 		}
-		if l < 0 || l != l || l > 1e6 {
-			return badf("lambda."+name, ErrField, "weight %v, want 0 to 1e6", l)
-		}
+	}
+	if nameBad {
+		return badf("lambda", ErrField, "%q is not a valid module name", badName)
+	}
+	if weightBad {
+		return badf("lambda."+badWeight, ErrField, "weight %v, want 0 to 1e6", m.Lambda[badWeight])
 	}
 	for i, t := range m.Plan {
 		if len(t.Subset) == 0 {

@@ -1,0 +1,158 @@
+package bus
+
+import "github.com/vmihailenco/msgpack/v5"
+
+// The integrator's messages of every training step, the step begin and the
+// latents, carry name lists and a weight map, which msgpack's reflection
+// encodes through reflect values that allocate. They are encoded by hand
+// here, byte for byte as reflection would encode them (the golden files in
+// testdata check it), so that sending a step allocates nothing.
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
+	w := hotWriter{e: enc}
+	w.header(&m.Header, 10)
+	w.key("step")
+	w.uint64(m.Step)
+	w.key("epoch")
+	w.int(int64(m.Epoch))
+	w.key("train")
+	w.bool(m.Train)
+	w.key("ids")
+	if m.IDs == nil {
+		w.null()
+	} else {
+		w.arrayLen(len(m.IDs))
+		for _, id := range m.IDs {
+			w.uint64(id)
+		}
+	}
+	w.key("plan")
+	if m.Plan == nil {
+		w.null()
+	} else {
+		w.arrayLen(len(m.Plan))
+		for _, t := range m.Plan {
+			w.mapLen(2)
+			w.key("s")
+			w.strings(t.Subset)
+			w.key("r")
+			w.strings(t.Targets)
+		}
+	}
+	w.key("lambda")
+	if m.Lambda == nil {
+		w.null()
+	} else {
+		w.mapLen(len(m.Lambda))
+		for k, v := range m.Lambda {
+			w.key(k)
+			w.float32(v)
+		}
+	}
+	w.key("ckpt")
+	w.bool(m.Checkpoint)
+	return w.err
+}
+
+// EncodeMsgpack implements msgpack.CustomEncoder.
+func (m *Latent) EncodeMsgpack(enc *msgpack.Encoder) error {
+	w := hotWriter{e: enc}
+	w.header(&m.Header, 6)
+	w.key("step")
+	w.uint64(m.Step)
+	w.key("members")
+	w.strings(m.Members)
+	w.key("z")
+	if m.Z == nil {
+		w.null()
+	} else {
+		w.arrayLen(len(m.Z))
+		for i := range m.Z {
+			if w.err == nil {
+				w.err = m.Z[i].EncodeMsgpack(enc)
+			}
+		}
+	}
+	return w.err
+}
+
+// hotWriter writes msgpack values as msgpack's reflection encoder writes
+// the same Go types, keeping the first error.
+type hotWriter struct {
+	e   *msgpack.Encoder
+	err error
+}
+
+// header starts a message's map of n entries with the header's three.
+func (w *hotWriter) header(h *Header, n int) {
+	w.mapLen(n)
+	w.key("type")
+	w.key(h.Type)
+	w.key("v")
+	w.int(int64(h.Version))
+	w.key("from")
+	w.key(h.Sender)
+}
+
+func (w *hotWriter) key(s string) {
+	if w.err == nil {
+		w.err = w.e.EncodeString(s)
+	}
+}
+
+func (w *hotWriter) strings(s []string) {
+	if s == nil {
+		w.null()
+		return
+	}
+	w.arrayLen(len(s))
+	for _, v := range s {
+		w.key(v)
+	}
+}
+
+func (w *hotWriter) null() {
+	if w.err == nil {
+		w.err = w.e.EncodeNil()
+	}
+}
+
+func (w *hotWriter) mapLen(n int) {
+	if w.err == nil {
+		w.err = w.e.EncodeMapLen(n)
+	}
+}
+
+func (w *hotWriter) arrayLen(n int) {
+	if w.err == nil {
+		w.err = w.e.EncodeArrayLen(n)
+	}
+}
+
+// uint64 is a uint64 field's encoding: always 9 bytes (msgpack's encoder
+// is not asked for compact integers).
+func (w *hotWriter) uint64(v uint64) {
+	if w.err == nil {
+		w.err = w.e.EncodeUint64(v)
+	}
+}
+
+// int is an int field's encoding: the shortest form.
+func (w *hotWriter) int(v int64) {
+	if w.err == nil {
+		w.err = w.e.EncodeInt(v)
+	}
+}
+
+func (w *hotWriter) bool(v bool) {
+	if w.err == nil {
+		w.err = w.e.EncodeBool(v)
+	}
+}
+
+func (w *hotWriter) float32(v float32) {
+	if w.err == nil {
+		w.err = w.e.EncodeFloat32(v)
+	}
+}
