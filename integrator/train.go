@@ -91,6 +91,7 @@ type stepStore struct {
 	got     map[string]bool // collect's
 	timer   *time.Timer     // collect's deadline
 
+	stepSubj, latentSubj    string
 	postPrefix, zgradPrefix string            // …post. and …zgrad.
 	egrad                   map[string]string // each module's …egrad.<module>
 }
@@ -98,6 +99,7 @@ type stepStore struct {
 func newStepStore(subj bus.Subjects, modules []string) *stepStore {
 	st := &stepStore{
 		postOf: map[string]*bus.Posterior{}, zgradOf: map[string]*bus.ZGrad{}, got: map[string]bool{},
+		stepSubj: subj.Step(), latentSubj: subj.Latent(),
 		postPrefix: subj.Prefix() + ".post.", zgradPrefix: subj.Prefix() + ".zgrad.",
 		egrad: map[string]string{},
 		timer: time.NewTimer(time.Hour),
@@ -707,7 +709,7 @@ func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *na
 
 	t0 := time.Now()
 	st.begin = bus.StepBegin{Step: step, Epoch: epoch, Train: !eval, IDs: ids, Plan: plan, Lambda: sm.Weights(cfg.Modules), Checkpoint: save}
-	if err := ig.send(ig.subj.Step(), &st.begin); err != nil {
+	if err := ig.send(st.stepSubj, &st.begin); err != nil {
 		return nil, err
 	}
 	ss.Codec += time.Since(t0)
@@ -747,7 +749,7 @@ func (ig *Integrator) runStep(ctx context.Context, cfg *TrainConfig, ch chan *na
 	ss.Fuse += time.Since(t1)
 	t2 := time.Now()
 	st.latent = bus.Latent{Step: step, Members: members, Z: z}
-	if err := ig.send(ig.subj.Latent(), &st.latent); err != nil {
+	if err := ig.send(st.latentSubj, &st.latent); err != nil {
 		return nil, err
 	}
 	ss.Codec += time.Since(t2)
