@@ -1,12 +1,17 @@
 package bus
 
-import "github.com/vmihailenco/msgpack/v5"
+import (
+	"slices"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
 
 // The integrator's messages of every training step, the step begin and the
 // latents, carry name lists and a weight map, which msgpack's reflection
 // encodes through reflect values that allocate. They are encoded by hand
 // here, byte for byte as reflection would encode them (the golden files in
-// testdata check it), so that sending a step allocates nothing.
+// testdata check it), so that sending a step allocates nothing; the one
+// difference is that the weights go in key order, not the map's.
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
@@ -44,10 +49,20 @@ func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if m.Lambda == nil {
 		w.null()
 	} else {
-		w.mapLen(len(m.Lambda))
-		for k, v := range m.Lambda {
+		// In key order, so that a step begin always encodes the same way.
+		var stack [MaxModules]string
+		keys := stack[:0]
+		if len(m.Lambda) > len(stack) {
+			keys = make([]string, 0, len(m.Lambda))
+		}
+		for k := range m.Lambda {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		w.mapLen(len(keys))
+		for _, k := range keys {
 			w.key(k)
-			w.float32(v)
+			w.float32(m.Lambda[k])
 		}
 	}
 	w.key("ckpt")

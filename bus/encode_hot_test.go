@@ -57,6 +57,26 @@ func TestHotEncodersMatchReflection(t *testing.T) {
 	}
 }
 
+// TestStepBeginEncodingIsStable: the weights go in key order, so one step
+// begin always encodes to the same bytes.
+func TestStepBeginEncodingIsStable(t *testing.T) {
+	m := &StepBegin{Header: Header{Sender: "integrator"}, IDs: []uint64{1}, Plan: []Term{{Subset: []string{"a"}}},
+		Lambda: map[string]float32{"vision": 1, "audio": 2, "language": 3, "touch": 4, "a": 5}}
+	first, err := MarshalAppend(nil, m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if b, _ := MarshalAppend(nil, m, 0); !bytes.Equal(b, first) {
+			t.Fatalf("two encodings of one step begin differ:\n%x\n%x", first, b)
+		}
+	}
+	var back StepBegin
+	if err := Unmarshal(first, &back, Expect{}); err != nil || len(back.Lambda) != 5 || back.Lambda["touch"] != 4 {
+		t.Fatalf("decoded %v (%v), want the five weights", back.Lambda, err)
+	}
+}
+
 // TestHotEncodersDoNotAllocate: sending a step's begin or latents into a
 // reused buffer allocates nothing.
 func TestHotEncodersDoNotAllocate(t *testing.T) {
