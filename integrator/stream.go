@@ -185,7 +185,9 @@ func (s *streamer) loop(ctx context.Context) {
 func (s *streamer) receive(m *nats.Msg) {
 	name := m.Subject[s.prefix:]
 	p := &s.p
-	if err := bus.UnmarshalFrom(m.Subject, m.Data, p, bus.Expect{Latent: s.ig.cfg.Latent, Batch: 1}); err != nil {
+	// Into the last posterior's storage: only its numbers are kept, in
+	// prec and pm below.
+	if err := bus.UnmarshalReuse(m.Subject, m.Data, p, bus.Expect{Latent: s.ig.cfg.Latent, Batch: 1}); err != nil {
 		s.bad(s.stats.Rejected, name, "rejected streamed posterior", err.Error())
 		return
 	}
