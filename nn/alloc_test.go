@@ -45,28 +45,30 @@ func TestTrainingStepDoesNotAllocate(t *testing.T) {
 	}
 	// AllocsPerRun runs with GOMAXPROCS=1; count again with the BLAS
 	// workers in play. A parked worker needs a runtime sudog, which the
-	// runtime allocates now and then until its per-P caches settle, so warm
-	// them up and accept any one clean window: an allocation in the step
-	// itself would show in every window.
+	// runtime allocates now and then until its per-P caches settle (one or
+	// two in a window even after warming them up, on a busy machine), so
+	// accept a window with fewer allocations than steps: an allocation in
+	// the step itself would be one per step at least, in every window.
 	procs := max(2, runtime.GOMAXPROCS(0))
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 	step()
 	warmGemmPool()
+	const steps = 5
 	var counts []uint64
 	for range 3 {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		for range 5 {
+		for range steps {
 			step()
 		}
 		runtime.ReadMemStats(&after)
 		n := after.Mallocs - before.Mallocs
-		if n == 0 {
+		if n < steps {
 			return
 		}
 		counts = append(counts, n)
 	}
-	t.Errorf("allocations in three windows of 5 steps with GOMAXPROCS=%d: %v, want a window with 0", procs, counts)
+	t.Errorf("allocations in three windows of %d steps with GOMAXPROCS=%d: %v, want a window with fewer than one per step", steps, procs, counts)
 }
 
 // warmGemmPool runs many small parallel products.
