@@ -307,7 +307,11 @@ func sized[T any](s []T, n int) []T {
 	return append(s[:cap(s)], make([]T, n-cap(s))...)
 }
 
-func decodeUint64s(dec *msgpack.Decoder, s *[]uint64) error {
+// decodeSlice decodes an array into *s as msgpack's decodeSliceValue
+// does: nil makes it nil; otherwise *s (sized) is decoded into, element by
+// element, by elem. On failure *s is cut to the elements decoded, so that
+// no element of the last message held in the storage shows.
+func decodeSlice[T any](dec *msgpack.Decoder, s *[]T, elem func(*T) error) error {
 	n, err := dec.DecodeArrayLen()
 	if err != nil {
 		return err
@@ -319,47 +323,7 @@ func decodeUint64s(dec *msgpack.Decoder, s *[]uint64) error {
 	v := sized(*s, n)
 	*s = v
 	for i := range v {
-		if v[i], err = dec.DecodeUint64(); err != nil {
-			*s = v[:i] // what was not decoded must not show
-			return err
-		}
-	}
-	return nil
-}
-
-func decodeBools(dec *msgpack.Decoder, s *[]bool) error {
-	n, err := dec.DecodeArrayLen()
-	if err != nil {
-		return err
-	}
-	if n == -1 {
-		*s = nil
-		return nil
-	}
-	v := sized(*s, n)
-	*s = v
-	for i := range v {
-		if v[i], err = dec.DecodeBool(); err != nil {
-			*s = v[:i] // what was not decoded must not show
-			return err
-		}
-	}
-	return nil
-}
-
-func decodeTensors(dec *msgpack.Decoder, s *[]Tensor) error {
-	n, err := dec.DecodeArrayLen()
-	if err != nil {
-		return err
-	}
-	if n == -1 {
-		*s = nil
-		return nil
-	}
-	v := sized(*s, n)
-	*s = v
-	for i := range v {
-		if err := v[i].DecodeMsgpack(dec); err != nil {
+		if err := elem(&v[i]); err != nil {
 			*s = v[:i]
 			return err
 		}
@@ -473,7 +437,7 @@ func (m *StepBegin) hotField(dec *msgpack.Decoder, st *decodeState, i int) error
 	case 5:
 		return decodeBool(dec, &m.Train)
 	case 6:
-		return decodeUint64s(dec, &m.IDs)
+		return decodeSlice(dec, &m.IDs, func(v *uint64) error { return decodeUint64(dec, v) })
 	case 7:
 		return m.decodePlan(dec, st)
 	case 8:
@@ -485,23 +449,7 @@ func (m *StepBegin) hotField(dec *msgpack.Decoder, st *decodeState, i int) error
 }
 
 func (m *StepBegin) decodePlan(dec *msgpack.Decoder, st *decodeState) error {
-	n, err := dec.DecodeArrayLen()
-	if err != nil {
-		return err
-	}
-	if n == -1 {
-		m.Plan = nil
-		return nil
-	}
-	plan := sized(m.Plan, n)
-	m.Plan = plan
-	for i := range plan {
-		if err := decodeStruct(dec, st, (*termStruct)(&plan[i])); err != nil {
-			m.Plan = plan[:i]
-			return err
-		}
-	}
-	return nil
+	return decodeSlice(dec, &m.Plan, func(t *Term) error { return decodeStruct(dec, st, (*termStruct)(t)) })
 }
 
 // decodeLambda decodes the map as msgpack's decodeMapValue does: nil makes
@@ -586,7 +534,7 @@ func (m *Posterior) hotField(dec *msgpack.Decoder, st *decodeState, i int) error
 	case 6:
 		return m.LogVar.DecodeMsgpack(dec)
 	case 7:
-		return decodeBools(dec, &m.Present)
+		return decodeSlice(dec, &m.Present, func(v *bool) error { return decodeBool(dec, v) })
 	}
 	return nil
 }
@@ -612,7 +560,7 @@ func (m *Latent) hotField(dec *msgpack.Decoder, st *decodeState, i int) (err err
 		m.Members, err = st.strings(dec, m.Members)
 		return err
 	case 5:
-		return decodeTensors(dec, &m.Z)
+		return decodeSlice(dec, &m.Z, func(t *Tensor) error { return t.DecodeMsgpack(dec) })
 	}
 	return nil
 }
@@ -635,22 +583,7 @@ func (m *ZGrad) hotField(dec *msgpack.Decoder, st *decodeState, i int) error {
 	case 3:
 		return decodeUint64(dec, &m.Step)
 	case 4:
-		n, err := dec.DecodeArrayLen()
-		if err != nil {
-			return err
-		}
-		if n == -1 {
-			m.Terms = nil
-			return nil
-		}
-		terms := sized(m.Terms, n)
-		m.Terms = terms
-		for i := range terms {
-			if err := decodeStruct(dec, st, (*termGradStruct)(&terms[i])); err != nil {
-				m.Terms = terms[:i]
-				return err
-			}
-		}
+		return decodeSlice(dec, &m.Terms, func(t *TermGrad) error { return decodeStruct(dec, st, (*termGradStruct)(t)) })
 	}
 	return nil
 }
