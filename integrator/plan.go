@@ -49,22 +49,33 @@ func CrossPlan(k int) PlanFunc {
 // cross) in dst's storage.
 func mvaePlan(dst []bus.Term, modules []string, rng *rand.Rand, k int, cross bool) []bus.Term {
 	plan := dst[:0]
-	add := func(subset func(yield func(string) bool), all bool) {
+	// next appends a term, reusing the storage dst has there: no subset
+	// yet, every module its target.
+	next := func() *bus.Term {
 		plan = slices.Grow(plan, 1)[:len(plan)+1]
 		t := &plan[len(plan)-1]
-		t.Subset = slices.AppendSeq(t.Subset[:0], subset)
-		if all {
-			t.Targets = append(t.Targets[:0], modules...)
-		} else {
-			t.Targets = append(t.Targets[:0], t.Subset...)
+		t.Subset, t.Targets = t.Subset[:0], append(t.Targets[:0], modules...)
+		return t
+	}
+	addMask := func(mask uint64) {
+		t := next()
+		for i, m := range modules {
+			if mask&(1<<i) != 0 {
+				t.Subset = append(t.Subset, m)
+			}
 		}
 	}
-	add(slices.Values(modules), true)
+	joint := next()
+	joint.Subset = append(joint.Subset, modules...)
 	if len(modules) == 1 {
 		return plan
 	}
 	for _, m := range modules {
-		add(one(m), cross)
+		t := next()
+		t.Subset = append(t.Subset, m)
+		if !cross {
+			t.Targets = append(t.Targets[:0], m)
+		}
 	}
 	// k random subsets of size 2..n-1, as bit masks; there are 2^n - n - 2
 	// of them. Up to 7 modules their pool lives on the stack; past 16 there
@@ -77,7 +88,7 @@ func mvaePlan(dst []bus.Term, modules []string, rng *rand.Rand, k int, cross boo
 			mask := rng.Uint64() & (1<<n - 1)
 			if c := bits.OnesCount64(mask); c >= 2 && c < n && !slices.Contains(drawn, mask) {
 				drawn = append(drawn, mask)
-				add(maskSubset(modules, mask), true)
+				addMask(mask)
 			}
 		}
 		return plan
@@ -91,25 +102,9 @@ func mvaePlan(dst []bus.Term, modules []string, rng *rand.Rand, k int, cross boo
 	}
 	rng.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
 	for _, mask := range pool[:min(k, len(pool))] {
-		add(maskSubset(modules, mask), true)
+		addMask(mask)
 	}
 	return plan
-}
-
-// one yields m.
-func one(m string) func(func(string) bool) {
-	return func(yield func(string) bool) { yield(m) }
-}
-
-// maskSubset yields the modules whose bit is set in mask, in order.
-func maskSubset(modules []string, mask uint64) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for i, m := range modules {
-			if mask&(1<<i) != 0 && !yield(m) {
-				return
-			}
-		}
-	}
 }
 
 // JointPlan is the plain multimodal ELBO: one term, every module, targets all.
