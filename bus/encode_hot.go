@@ -17,13 +17,13 @@ import (
 func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
 	w := hotWriter{e: enc}
 	w.header(&m.Header, 10)
-	w.key("step")
+	w.str("step")
 	w.uint64(m.Step)
-	w.key("epoch")
+	w.str("epoch")
 	w.int(int64(m.Epoch))
-	w.key("train")
+	w.str("train")
 	w.bool(m.Train)
-	w.key("ids")
+	w.str("ids")
 	if m.IDs == nil {
 		w.null()
 	} else {
@@ -32,20 +32,20 @@ func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
 			w.uint64(id)
 		}
 	}
-	w.key("plan")
+	w.str("plan")
 	if m.Plan == nil {
 		w.null()
 	} else {
 		w.arrayLen(len(m.Plan))
 		for _, t := range m.Plan {
 			w.mapLen(2)
-			w.key("s")
+			w.str("s")
 			w.strings(t.Subset)
-			w.key("r")
+			w.str("r")
 			w.strings(t.Targets)
 		}
 	}
-	w.key("lambda")
+	w.str("lambda")
 	if m.Lambda == nil {
 		w.null()
 	} else {
@@ -61,11 +61,11 @@ func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
 		slices.Sort(keys)
 		w.mapLen(len(keys))
 		for _, k := range keys {
-			w.key(k)
+			w.str(k)
 			w.float32(m.Lambda[k])
 		}
 	}
-	w.key("ckpt")
+	w.str("ckpt")
 	w.bool(m.Checkpoint)
 	return w.err
 }
@@ -74,11 +74,11 @@ func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
 func (m *Latent) EncodeMsgpack(enc *msgpack.Encoder) error {
 	w := hotWriter{e: enc}
 	w.header(&m.Header, 6)
-	w.key("step")
+	w.str("step")
 	w.uint64(m.Step)
-	w.key("members")
+	w.str("members")
 	w.strings(m.Members)
-	w.key("z")
+	w.str("z")
 	if m.Z == nil {
 		w.null()
 	} else {
@@ -102,15 +102,16 @@ type hotWriter struct {
 // header starts a message's map of n entries with the header's three.
 func (w *hotWriter) header(h *Header, n int) {
 	w.mapLen(n)
-	w.key("type")
-	w.key(h.Type)
-	w.key("v")
+	w.str("type")
+	w.str(h.Type)
+	w.str("v")
 	w.int(int64(h.Version))
-	w.key("from")
-	w.key(h.Sender)
+	w.str("from")
+	w.str(h.Sender)
 }
 
-func (w *hotWriter) key(s string) {
+// str writes a string: a map key or a string value.
+func (w *hotWriter) str(s string) {
 	if w.err == nil {
 		w.err = w.e.EncodeString(s)
 	}
@@ -123,7 +124,7 @@ func (w *hotWriter) strings(s []string) {
 	}
 	w.arrayLen(len(s))
 	for _, v := range s {
-		w.key(v)
+		w.str(v)
 	}
 }
 
