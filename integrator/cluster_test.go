@@ -214,7 +214,7 @@ func runClusterPipeline(t *testing.T, name string, layout clusterLayout) cluster
 		var once sync.Once
 		go func() {
 			mdone <- module.Run(mctx, tm, module.Options{
-				NATS: conn(layout.modules[m], "serket-"+m), Logger: log,
+				NATS: conn(layout.modules[m], "serket-"+m), Logger: log, Train: true,
 				Ready: func(micro.Service) { once.Do(wg.Done) },
 			})
 		}()

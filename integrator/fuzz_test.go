@@ -56,7 +56,7 @@ func resumeRig(t testing.TB) *integrator.Integrator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { done <- module.Run(ctx, m, module.Options{Conn: conn("a"), Logger: quiet}) }()
+	go func() { done <- module.Run(ctx, m, module.Options{Conn: conn("a"), Logger: quiet, Train: true}) }()
 	t.Cleanup(func() {
 		cancel()
 		for range 2 {

@@ -87,7 +87,7 @@ func (p *pipeline) startModule(name string) {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	p.runModule(name, m, module.Options{})
+	p.runModule(name, m, module.Options{Train: true})
 }
 
 // runModule serves m on its own connection until the test ends or
@@ -244,7 +244,7 @@ func TestModuleWithAnotherLatentSizeIsLeftOut(t *testing.T) {
 	m, _ := toy.New(toy.Config{Name: "wide", Dim: 3, Latent: latent + 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- module.Run(ctx, m, module.Options{Conn: p.conn("wide")}) }()
+	go func() { done <- module.Run(ctx, m, module.Options{Conn: p.conn("wide"), Train: true}) }()
 	defer func() { cancel(); <-done }()
 	// Wait for a poll that sees it; it must not become live.
 	deadline := time.After(10 * time.Second)
@@ -329,7 +329,7 @@ func TestInferencesRunConcurrently(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.runModule(name, &gated{Toy: m, gate: gate}, module.Options{})
+		p.runModule(name, &gated{Toy: m, gate: gate}, module.Options{Train: true})
 	}
 	p.waitLive("a", "b")
 	first := make(chan *bus.InferReply, 1)

@@ -32,7 +32,7 @@ func toyPipeline(t testing.TB, missing float64, names ...string) *pipeline {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.runModule(name, m, module.Options{})
+		p.runModule(name, m, module.Options{Train: true})
 	}
 	p.waitLive(names...)
 	return p
@@ -207,7 +207,7 @@ func TestTrainRetriesAStepNoModuleAnswered(t *testing.T) {
 	go func() {
 		select {
 		case <-retrying:
-			ran <- module.Run(ctx, again, module.Options{Conn: nc})
+			ran <- module.Run(ctx, again, module.Options{Conn: nc, Train: true})
 		case <-ctx.Done():
 			ran <- nil
 		}

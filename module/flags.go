@@ -38,6 +38,7 @@ import (
 //	SERKET_DATA, SERKET_LR, SERKET_LOG_LEVEL          --data --lr --log-level
 //	SERKET_CHECKPOINT_DIR (+ /<name>.ckpt)            --checkpoint
 //	SERKET_NO_SAVE_ON_EXIT=1                          --no-save-on-exit
+//	SERKET_TRAIN=1                                    --train
 //	SERKET_PAIRED_FRACTION, SERKET_PAIRING_SEED,
 //	SERKET_MODALITIES (comma-separated)               --paired-fraction --pairing-seed --modalities
 //	SERKET_SENSORS (comma-separated),
@@ -56,6 +57,9 @@ type Flags struct {
 	Checkpoint      string
 	CheckpointEvery int
 	NoSaveOnExit    bool
+	// Train lets the module take part in training runs (Options.Train);
+	// without it, it serves inference only and never changes its weights.
+	Train bool
 
 	// The partial-pairing mask: every module of a pipeline must draw it
 	// with the same fraction, seed and list of modalities.
@@ -68,6 +72,11 @@ type Flags struct {
 	SensorRate float64
 	SayBeliefs bool
 }
+
+// EnvTrain is the environment variable that starts a module process for
+// training ("1"): serket train and serket up with a training integrator
+// set it for their modules.
+const EnvTrain = "SERKET_TRAIN"
 
 // DefaultModalities are the modalities of serket's own dataset, the
 // default list a partial-pairing mask is drawn over.
@@ -94,6 +103,7 @@ func (f *Flags) Register(fs *flag.FlagSet, kind string, defaultLatent int) {
 	fs.Float64Var(&f.LR, "lr", envFloat("SERKET_LR", 1e-3), "Adam learning rate (default $SERKET_LR, else 0.001)")
 	fs.StringVar(&f.Checkpoint, "checkpoint", "", "parameter file: restored at start if it exists, saved when the integrator asks and at exit (default $SERKET_CHECKPOINT_DIR/<name>.ckpt)")
 	fs.IntVar(&f.CheckpointEvery, "checkpoint-every", 0, "also save every N training steps (0: only when the integrator asks, and at exit)")
+	fs.BoolVar(&f.Train, "train", os.Getenv(EnvTrain) == "1", "take part in training runs (default $"+EnvTrain+"=1, which serket train sets); without it the module serves inference only and never changes its weights or checkpoint")
 	fs.BoolVar(&f.NoSaveOnExit, "no-save-on-exit", os.Getenv("SERKET_NO_SAVE_ON_EXIT") == "1", "do not save at exit (serket train sets $SERKET_NO_SAVE_ON_EXIT=1: the integrator decides when to save)")
 
 	fs.Float64Var(&f.PairedFraction, "paired-fraction", envFloat("SERKET_PAIRED_FRACTION", 1), "fraction of training items with every modality (default $SERKET_PAIRED_FRACTION, else 1)")
@@ -186,6 +196,7 @@ func (f *Flags) Options(log *slog.Logger) Options {
 		NATS: bus.ConnConfig{URL: f.NATS, Name: bus.ServiceName(f.Name), Creds: f.Creds, User: f.User, Pass: f.Password, NKeyFile: f.NKey,
 			CAFile: f.TLSCA, CertFile: f.TLSCert, KeyFile: f.TLSKey, Logger: log},
 		Logger:          log,
+		Train:           f.Train,
 		Checkpoint:      f.Checkpoint,
 		CheckpointEvery: f.CheckpointEvery,
 		NoSaveOnExit:    f.NoSaveOnExit,

@@ -32,14 +32,24 @@ type Options struct {
 	Conn     *nats.Conn     // an existing connection to use (not closed by Run)
 	Logger   *slog.Logger
 
+	// Train lets the module take part in training runs: it hears the
+	// integrator's training steps and learns from them. Without it the
+	// module serves inference only: it never subscribes to a training
+	// subject, so nothing on the bus can change its weights or its
+	// checkpoint file. `serket train` (and `serket up` with a training
+	// integrator) start their modules with it ($SERKET_TRAIN=1).
+	Train bool
+
 	// Checkpoint is a file for a Saver's parameters: restored at start if it
-	// exists, saved after a step whose StepBegin asks for it, every
-	// CheckpointEvery training steps (0: never), and when Run returns
-	// unless NoSaveOnExit. A training run leaves saving to the integrator
-	// (NoSaveOnExit) so that every module's file is of the same step and a
-	// diverged run keeps its last good checkpoint. Each save keeps the
-	// file it replaces as Checkpoint+".prev", restored instead (and
-	// logged) when the newest is damaged (see ErrCorruptCheckpoint).
+	// exists. A module that trains (Train) also saves it after a step whose
+	// StepBegin asks for it, every CheckpointEvery training steps (0:
+	// never), and when Run returns unless NoSaveOnExit. A training run
+	// leaves saving to the integrator (NoSaveOnExit) so that every module's
+	// file is of the same step and a diverged run keeps its last good
+	// checkpoint. Each save keeps the file it replaces as
+	// Checkpoint+".prev", restored instead (and logged) when the newest is
+	// damaged (see ErrCorruptCheckpoint). A module that does not train
+	// never writes it.
 	Checkpoint      string
 	CheckpointEvery int
 	NoSaveOnExit    bool
@@ -249,22 +259,17 @@ func (r *runner) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("module %s: register service %s: %w", r.spec.Name, name, err)
 	}
+	// The status endpoint (named "train" for its counters) answers
+	// whether or not the module trains: streaming counts are there too.
 	endpoints := []struct {
 		name, subject string
 		h             func(micro.Request)
 	}{
 		{"encode", r.subj.Encode(r.spec.Name), r.handleEncode},
 		{"decode", r.subj.Decode(r.spec.Name), r.handleDecode},
+		{"train", r.subj.TrainStatus(r.spec.Name), r.handleTrainStatus},
 	}
-	_, learner := r.m.(Learner)
-	_, loader := r.m.(Loader)
-	training := learner && loader
-	if training {
-		endpoints = append(endpoints, struct {
-			name, subject string
-			h             func(micro.Request)
-		}{"train", r.subj.TrainStatus(r.spec.Name), r.handleTrainStatus})
-	}
+	training := r.trains()
 	for _, e := range endpoints {
 		if err := svc.AddEndpoint(e.name, micro.HandlerFunc(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
 			svc.Stop()
@@ -289,7 +294,7 @@ func (r *runner) run(ctx context.Context) error {
 		svc.Stop()
 		return fmt.Errorf("module %s: %w", r.spec.Name, err)
 	}
-	r.log.Info("module serving", "service", name, "pipeline", r.opts.Pipeline, "latent", r.spec.Latent, "likelihood", r.spec.Likelihood)
+	r.log.Info("module serving", "service", name, "pipeline", r.opts.Pipeline, "latent", r.spec.Latent, "likelihood", r.spec.Likelihood, "trains", training)
 	if r.opts.Ready != nil {
 		r.opts.Ready(svc)
 	}
@@ -299,13 +304,21 @@ func (r *runner) run(ctx context.Context) error {
 	r.abandon()
 	r.drainPending() // answer inference that waited for a step that will not end
 	svc.Stop()
-	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" && !r.opts.NoSaveOnExit {
+	if s, ok := r.m.(Saver); ok && r.trains() && r.opts.Checkpoint != "" && !r.opts.NoSaveOnExit {
 		if err := save(s, r.opts.Checkpoint); err != nil {
 			return fmt.Errorf("module %s: %w", r.spec.Name, err)
 		}
 		r.log.Info("saved checkpoint", "path", r.opts.Checkpoint)
 	}
 	return nil
+}
+
+// trains reports whether the module takes part in training: it was asked
+// to (Options.Train) and can (a Learner with its own data, a Loader).
+func (r *runner) trains() bool {
+	_, learner := r.m.(Learner)
+	_, loader := r.m.(Loader)
+	return r.opts.Train && learner && loader
 }
 
 // actor runs every call into the modality, one at a time, until ctx is done.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/serket-go/serket/bus"
@@ -62,7 +63,7 @@ func TestRunSavesACheckpointAtExitAndRestoresIt(t *testing.T) {
 	m.Encode(x, mu, lv)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	err := module.Run(ctx, m, module.Options{Checkpoint: path, NATS: bus.ConnConfig{Server: srv}, Ready: func(micro.Service) { cancel() }})
+	err := module.Run(ctx, m, module.Options{Checkpoint: path, Train: true, NATS: bus.ConnConfig{Server: srv}, Ready: func(micro.Service) { cancel() }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +83,102 @@ func TestRunSavesACheckpointAtExitAndRestoresIt(t *testing.T) {
 	fresh.Encode(x, got, glv)
 	if !slices.Equal(got, mu) || !slices.Equal(glv, lv) {
 		t.Fatalf("restored module encodes %v/%v, want %v/%v", got, glv, mu, lv)
+	}
+}
+
+// TestServingModuleNeverTrains: a module not started for training hears no
+// training subject at all, so a forged step, latent and expert gradient
+// (the attack of issue 14: three messages claiming to be from another
+// module) change neither its weights nor its checkpoint file, and it does
+// not rewrite the checkpoint when it stops.
+func TestServingModuleNeverTrains(t *testing.T) {
+	srv := server(t)
+	subj, _ := bus.NewSubjects("")
+	path := filepath.Join(t.TempDir(), "left.ckpt")
+	m := newToy(t)
+	if err := os.WriteFile(path, checkpointOf(t, m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(path)
+	x, _, _ := m.LoadBatch([]uint64{1, 2})
+	want, wantLV := make([]float32, 4), make([]float32, 4)
+	m.Encode(x, want, wantLV)
+
+	forger, err := bus.Connect(bus.ConnConfig{Server: srv, Name: "forger"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer forger.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	err = module.Run(ctx, m, module.Options{Checkpoint: path, NATS: bus.ConnConfig{Server: srv}, Ready: func(micro.Service) {
+		defer cancel()
+		for _, s := range []string{subj.Step(), subj.Latent(), subj.EGrad("left")} {
+			if srv.GlobalAccount().SubscriptionInterest(s) {
+				t.Errorf("a serving module subscribes to %s", s)
+			}
+		}
+		forge(t, forger, subj, "left", 2, 2)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, gotLV := make([]float32, 4), make([]float32, 4)
+	m.Encode(x, got, gotLV)
+	if !slices.Equal(got, want) || !slices.Equal(gotLV, wantLV) {
+		t.Errorf("a serving module's weights changed: it encodes %v/%v, was %v/%v", got, gotLV, want, wantLV)
+	}
+	after, err := os.Stat(path)
+	if err != nil || !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) {
+		t.Errorf("a serving module rewrote its checkpoint (%v)", err)
+	}
+	if _, err := os.Stat(path + ".prev"); err == nil {
+		t.Error("a serving module left a previous generation of its checkpoint")
+	}
+}
+
+// checkpointOf is m's checkpoint, as bytes.
+func checkpointOf(t *testing.T, m module.Saver) []byte {
+	t.Helper()
+	var b strings.Builder
+	if err := m.Save(&b); err != nil {
+		t.Fatal(err)
+	}
+	return []byte(b.String())
+}
+
+// forge publishes, as module "language", a whole training step for
+// module name (batch b, latent d) that asks for a checkpoint: a step
+// begin, its latent and an expert gradient.
+func forge(t *testing.T, nc *nats.Conn, subj bus.Subjects, name string, b, d int) {
+	t.Helper()
+	ones := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = 1
+		}
+		return v
+	}
+	step := &bus.StepBegin{Step: 1, Train: true, Checkpoint: true, IDs: []uint64{1, 2}[:b], Plan: []bus.Term{{Subset: []string{name}, Targets: []string{name}}}}
+	msgs := []struct {
+		subject string
+		m       bus.Message
+	}{
+		{subj.Step(), step},
+		{subj.Latent(), &bus.Latent{Step: 1, Members: []string{name}, Z: []bus.Tensor{bus.Matrix(b, d, ones(b*d))}}},
+		{subj.EGrad(name), &bus.ExpertGrad{Step: 1, DMu: bus.Matrix(b, d, ones(b*d)), DLogVar: bus.Matrix(b, d, ones(b*d))}},
+	}
+	for _, msg := range msgs {
+		msg.m.(interface{ SetSender(string) }).SetSender("language")
+		data, err := bus.Marshal(msg.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Publish(msg.subject, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -124,7 +221,7 @@ func runOnce(t *testing.T, srv *bus.Server, m module.Modality, path string, save
 	var log syncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := module.Run(ctx, m, module.Options{Checkpoint: path, NoSaveOnExit: !save, NATS: bus.ConnConfig{Server: srv},
+	err := module.Run(ctx, m, module.Options{Checkpoint: path, NoSaveOnExit: !save, Train: save, NATS: bus.ConnConfig{Server: srv},
 		Logger: slog.New(slog.NewTextHandler(&log, nil)),
 		Ready: func(micro.Service) {
 			if set != nil {

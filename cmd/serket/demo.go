@@ -20,6 +20,7 @@ import (
 	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/launch"
+	"github.com/serket-go/serket/module"
 )
 
 // The demo trains for demoEpochs passes over the first trainItems items.
@@ -103,7 +104,7 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 	}
 	restarted := make(chan string, 8)
 	pipe, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 3 * time.Second, noIntegrator: true,
-		env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1"},
+		env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1", module.EnvTrain + "=1"},
 		onEvent: func(ev launch.Event) {
 			if ev.Kind == launch.Restarting {
 				restarted <- ev.Name

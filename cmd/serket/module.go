@@ -34,6 +34,7 @@ type moduleFlags struct {
 	checkpoint      string
 	checkpointEvery int
 	noSaveOnExit    bool
+	train           bool
 	sensors         []string
 	sensorType      string
 	sensorRate      float64
@@ -54,6 +55,7 @@ func (f *moduleFlags) register(cmd *cobra.Command, kind string, defaultLatent in
 	cmd.Flags().StringVar(&f.checkpoint, "checkpoint", ckpt, "parameter file: restored at start if it exists, saved when asked and at exit (default $SERKET_CHECKPOINT_DIR/<name>.ckpt)")
 	cmd.Flags().IntVar(&f.checkpointEvery, "checkpoint-every", 0, "also save every N training steps (0: only when the integrator asks, and at exit)")
 	cmd.Flags().BoolVar(&f.noSaveOnExit, "no-save-on-exit", os.Getenv("SERKET_NO_SAVE_ON_EXIT") == "1", "do not save the checkpoint at exit (serket train sets this: the integrator decides when to save)")
+	cmd.Flags().BoolVar(&f.train, "train", os.Getenv(module.EnvTrain) == "1", "take part in training runs (default $"+module.EnvTrain+"=1, which serket train sets); without it the module serves inference only and never changes its weights or checkpoint")
 	var sensors []string
 	if v := os.Getenv("SERKET_SENSORS"); v != "" {
 		sensors = strings.Split(v, ",")
@@ -72,6 +74,7 @@ func (f *moduleFlags) run(g *globals, m module.Modality) error {
 		Pipeline:        g.pipeline,
 		NATS:            g.conn("serket-"+f.name, log),
 		Logger:          log,
+		Train:           f.train,
 		Checkpoint:      f.checkpoint,
 		CheckpointEvery: f.checkpointEvery,
 		NoSaveOnExit:    f.noSaveOnExit,

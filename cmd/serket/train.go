@@ -24,6 +24,7 @@ import (
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/launch"
+	"github.com/serket-go/serket/module"
 )
 
 // trainFlags are the training settings, shared by `serket train` and
@@ -326,7 +327,7 @@ training steps over the bus. Checkpoints and the metrics log go to
 				return err
 			}
 			o := launchOptions{grace: 10 * time.Second, noIntegrator: true,
-				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1",
+				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1", module.EnvTrain + "=1",
 					fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", tf.paired), fmt.Sprintf("SERKET_PAIRING_SEED=%d", tf.pairSeed),
 					"SERKET_MODALITIES=" + strings.Join(tf.modules, ","), tf.lrEnv()}}
 			if secure {

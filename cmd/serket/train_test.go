@@ -87,7 +87,7 @@ func TestDistributedStepMatchesReference(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 	ckpt := t.TempDir()
 	for _, name := range names {
-		startModuleProcess(t, srv.ClientURL(), name, "--data", data, "--latent", "8", "--hidden", "24", "--lr", "0.001", "--adam-eps", "1000",
+		startModuleProcess(t, srv.ClientURL(), name, "--train", "--data", data, "--latent", "8", "--hidden", "24", "--lr", "0.001", "--adam-eps", "1000",
 			"--seed", "1", "--paired-fraction", "0.5", "--pairing-seed", "2", "--checkpoint", filepath.Join(ckpt, name+".ckpt"))
 	}
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/launch"
+	"github.com/serket-go/serket/module"
 )
 
 func newUpCmd(g *globals) *cobra.Command {
@@ -88,6 +90,11 @@ record). Anyone without a key is refused. See docs/security.md.`,
 				}
 				env = append(env, "SERKET_CHECKPOINT_DIR="+abs, "SERKET_NO_SAVE_ON_EXIT=1")
 			}
+			if integratorTrains(p) {
+				// Only a pipeline whose integrator trains lets its modules
+				// learn; any other serves, and its weights never change.
+				env = append(env, module.EnvTrain+"=1")
+			}
 			o := launchOptions{grace: grace, env: env}
 			if secure {
 				cleanup, err := secureLaunch(g, p, keyDir, &o, log)
@@ -111,6 +118,12 @@ record). Anyone without a key is refused. See docs/security.md.`,
 	cmd.Flags().BoolVar(&secure, "secure", false, "an nkey and a permission set per process on the embedded server; no one else gets in")
 	cmd.Flags().StringVar(&keyDir, "key-dir", "", "where --secure keeps the nkey seeds (kept and reused; default: a temporary directory removed at exit)")
 	return cmd
+}
+
+// integratorTrains reports whether p's integrator process trains (its
+// args hold --train).
+func integratorTrains(p *launch.Pipeline) bool {
+	return p.Integrator != nil && slices.Contains(p.Integrator.Args, "--train")
 }
 
 func loadPipeline(args []string) (*launch.Pipeline, error) {

@@ -145,7 +145,7 @@ func TestTrainWithVision(t *testing.T) {
 
 	// touch, exactly as `touch --data … --nats …` runs it.
 	cfg, err := parseModuleFlags([]string{"--data", data, "--nats", url, "--pipeline", pipeline, "--latent", "16", "--hidden", "64",
-		"--lr", "0.003", "--log-level", "error", "--checkpoint", filepath.Join(t.TempDir(), "touch.ckpt")}, io.Discard)
+		"--lr", "0.003", "--log-level", "error", "--train", "--checkpoint", filepath.Join(t.TempDir(), "touch.ckpt")}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestTrainWithVision(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		done <- module.Run(ctx, v, module.Options{Pipeline: pipeline, NATS: bus.ConnConfig{URL: url}, Logger: quiet})
+		done <- module.Run(ctx, v, module.Options{Pipeline: pipeline, NATS: bus.ConnConfig{URL: url}, Logger: quiet, Train: true})
 	}()
 
 	// The integrator.

@@ -600,7 +600,7 @@ func (s *suite) testWire(t *testing.T) {
 	ready := make(chan micro.Service, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- module.Run(ctx, served, module.Options{Pipeline: "conformance", Conn: nc, Ready: func(svc micro.Service) { ready <- svc }})
+		done <- module.Run(ctx, served, module.Options{Pipeline: "conformance", Conn: nc, Train: true, Ready: func(svc micro.Service) { ready <- svc }})
 	}()
 	t.Cleanup(func() {
 		cancel()
