@@ -18,7 +18,8 @@
 //	integrator:
 //	  command: [serket, integrator]
 //	  restart: {policy: always}
-//	modules:
+//	  startup: 5s
+//	modules:                 # at most 64 (bus.MaxModules)
 //	  - name: left           # same rule as pipeline, unique, not "integrator"
 //	    command: [serket, module, toy]   # default [serket, module, <name>]
 //	    args: [--dim, "8"]
@@ -29,8 +30,24 @@
 //	      backoff: 200ms     # first restart delay, doubling on each restart
 //	      max_backoff: 10s   # cap of the delay
 //	      max_restarts: 0    # consecutive restarts before giving up, 0: no limit
+//	    startup: 5s          # start-up window, 0: no start-up check
 //
 // "serket" as argv[0] of a command stands for the running serket binary.
+//
+// Start-up: a process is starting up from its first start until it says it
+// is ready (NotifyReady, through the descriptor named by $SERKET_READY_FD;
+// serket's modules do once they serve on the bus) or has run for its
+// start-up window, whichever comes first. A process that exits during its
+// start-up, whatever its exit status, 0 included, is a pipeline that
+// failed to start: the supervisor stops every process and reports the
+// process, its exit status and its last lines of output (StartupError).
+// After start-up an exit is its restart policy's to handle.
+//
+// The file is held to what the processes and the wire can take: at most
+// bus.MaxModules modules (a message names at most that many), a batch of
+// at most bus.MaxBatch rows and bus.MaxElements numbers per tensor, plans of
+// at most bus.MaxTerms terms, and arguments and environment entries the
+// system can pass to a program (no NUL, at most 128 KiB each).
 // Unknown fields are errors, and every error wraps ErrInvalidPipeline and
 // names the file and the line or field path at fault.
 //

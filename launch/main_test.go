@@ -32,6 +32,10 @@ func TestMain(m *testing.M) {
 //	chatty:     print LAUNCH_TEST_LINES lines on stdout and on stderr, each
 //	            line in two writes, and exit 0
 //	exit:       exit with status LAUNCH_TEST_CODE
+//	notify:     say it is ready (NotifyReady), print "notified", then exit
+//	            with status LAUNCH_TEST_CODE, or if that is unset wait for
+//	            SIGTERM like term
+//	readyenv:   print "ready fd <$SERKET_READY_FD>" and exit 0
 //	term:       print "ready", wait for SIGTERM, print "got SIGTERM", exit 0
 //	ignore:     ignore SIGTERM, print "ready", sleep forever
 //	grandchild: start an "ignore" child, print "grandchild <pid>", sleep
@@ -55,6 +59,20 @@ func child(mode string) int {
 		code, _ := strconv.Atoi(os.Getenv("LAUNCH_TEST_CODE"))
 		fmt.Println("exiting with", code)
 		return code
+	case "notify":
+		if err := launch.NotifyReady(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 4
+		}
+		fmt.Println("notified")
+		if code, ok := os.LookupEnv("LAUNCH_TEST_CODE"); ok {
+			n, _ := strconv.Atoi(code)
+			return n
+		}
+		return child("term")
+	case "readyenv":
+		fmt.Println("ready fd", os.Getenv(launch.EnvReadyFD))
+		return 0
 	case "term":
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM)

@@ -7,14 +7,16 @@ import (
 	"io"
 	"maps"
 	"math"
+	"mime"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/serket-go/serket/bus"
 )
 
 // ErrInvalidPipeline is wrapped by every error that Parse, Load and Validate
@@ -29,7 +31,10 @@ const (
 	defaultNATSPort     = 4222
 	defaultBackoff      = Duration(200 * time.Millisecond)
 	defaultMaxBackoff   = Duration(10 * time.Second)
-	maxLatent           = 4096
+	// defaultStartup is a process's start-up window: as long as a run must
+	// last to reset the restart backoff, the other measure of "started".
+	defaultStartup = Duration(minStable)
+	maxLatent      = 4096
 	// integratorName is the process name of the integrator; no module may use it.
 	integratorName = "integrator"
 	// selfCommand, as argv[0] of a command, stands for the running serket
@@ -37,9 +42,20 @@ const (
 	selfCommand = "serket"
 )
 
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-
+// nameRule is bus.ValidName's rule for pipeline and module names, as
+// error messages show it.
 const nameRule = `^[a-z][a-z0-9-]{0,31}$`
+
+// Limits of what the kernel passes to a program (Linux): one argument or
+// environment entry ("KEY=value") of at most maxArgBytes (MAX_ARG_STRLEN,
+// 32 pages, with its NUL), and all of them together at most ARG_MAX,
+// usually 2 MiB; a process's share from the file is bounded by
+// maxProcessArgBytes so that the inherited environment keeps the rest.
+// Past them the process cannot be started at all.
+const (
+	maxArgBytes        = 128<<10 - 1
+	maxProcessArgBytes = 1 << 20
+)
 
 // Pipeline is a parsed pipeline file: the namespace, the shared latent size,
 // how to reach NATS, the integrator and the modality modules to run.
@@ -127,6 +143,12 @@ type Process struct {
 	Dir string `yaml:"dir,omitempty"`
 	// Restart says when and how fast the process is restarted.
 	Restart RestartPolicy `yaml:"restart"`
+	// Startup is the process's start-up window (Spec.Startup): until it
+	// says it is ready (serket's modules do once they serve) or has run
+	// this long, an exit of the process, whatever its status, is a
+	// pipeline that failed to start. Default 5s; 0 turns the check off,
+	// for a process that is meant to exit soon.
+	Startup *Duration `yaml:"startup,omitempty"`
 
 	// Sensors are NATS subjects whose messages the module streams as
 	// observations (streaming fusion); SensorType is their media type when
@@ -365,6 +387,10 @@ func (pr *Process) applyDefaults(command []string, policy Policy) {
 		pr.Command = command
 	}
 	pr.Restart = pr.Restart.withDefaults(policy)
+	if pr.Startup == nil {
+		d := defaultStartup
+		pr.Startup = &d
+	}
 }
 
 // withDefaults returns r with zero fields replaced by their defaults.
@@ -391,7 +417,7 @@ func (p *Pipeline) Validate() error { return p.validate("") }
 
 func (p *Pipeline) validate(source string) error {
 	v := &validator{source: source}
-	if !nameRE.MatchString(p.Name) {
+	if !bus.ValidName(p.Name) {
 		v.add("pipeline", "invalid name %q (want %s)", p.Name, nameRule)
 	}
 	if p.Latent < 1 || p.Latent > maxLatent {
@@ -409,15 +435,21 @@ func (p *Pipeline) validate(source string) error {
 		}
 		v.process("integrator", p.Integrator)
 	}
-	if len(p.Modules) == 0 {
+	switch n := len(p.Modules); {
+	case n == 0:
 		v.add("modules", "at least one module is needed")
+	case n > bus.MaxModules:
+		// Inference requests, replies and beliefs name at most MaxModules
+		// modules, and training steps weigh at most that many: a larger
+		// pipeline would start, then have its messages refused.
+		v.add("modules", "%d modules, at most %d (the most one message names)", n, bus.MaxModules)
 	}
 	seen := make(map[string]int, len(p.Modules))
 	for i := range p.Modules {
 		m := &p.Modules[i]
 		path := fmt.Sprintf("modules[%d]", i)
 		switch first, dup := seen[m.Name]; {
-		case !nameRE.MatchString(m.Name):
+		case !bus.ValidName(m.Name):
 			v.add(path+".name", "invalid name %q (want %s)", m.Name, nameRule)
 		case m.Name == integratorName:
 			v.add(path+".name", "%q is reserved for the integrator", m.Name)
@@ -427,14 +459,7 @@ func (p *Pipeline) validate(source string) error {
 			seen[m.Name] = i
 		}
 		v.process(path, m)
-		for k, subj := range m.Sensors {
-			if !validSubject(subj) {
-				v.add(fmt.Sprintf("%s.sensors[%d]", path, k), "%q is not a NATS subject (dot-separated tokens, no spaces)", subj)
-			}
-		}
-		if !(m.Rate >= 0) || math.IsInf(m.Rate, 1) {
-			v.add(path+".rate", "%v: want 0 (unlimited) or a finite number of posteriors per second", m.Rate)
-		}
+		v.streaming(path, m)
 	}
 	if f := p.Fusion; f != nil {
 		for _, d := range []struct {
@@ -446,54 +471,8 @@ func (p *Pipeline) validate(source string) error {
 			}
 		}
 	}
-	if t := p.Train; t != nil {
-		if t.Epochs < 0 {
-			v.add("train.epochs", "%d: want a positive number", t.Epochs)
-		}
-		if t.Batch < 0 || t.Batch > 65536 {
-			v.add("train.batch", "%d: want 1..65536", t.Batch)
-		}
-		switch t.Plan {
-		case "", "mvae", "cross", "joint":
-		default:
-			v.add("train.plan", "unknown plan %q (want mvae, cross or joint)", t.Plan)
-		}
-		if t.Subsets < 0 {
-			v.add("train.subsets", "%d: want 0 or more", t.Subsets)
-		}
-		for name, w := range t.Lambda {
-			if _, ok := seen[name]; !ok {
-				v.add("train.lambda."+name, "no module named %q in this pipeline", name)
-			} else if !(w >= 0) || math.IsInf(w, 1) {
-				v.add("train.lambda."+name, "%v: want a finite non-negative number", w)
-			}
-		}
-		for _, f := range []struct {
-			name string
-			v    *float64
-		}{{"kl_from", t.KLFrom}, {"kl_to", t.KLTo}, {"kl_anneal", t.KLAnneal}} {
-			if f.v != nil && (!(*f.v >= 0) || math.IsInf(*f.v, 1)) {
-				v.add("train."+f.name, "%v: want a finite non-negative number", *f.v)
-			}
-		}
-		if t.StepDeadline < 0 {
-			v.add("train.step_deadline", "%v: want a positive duration", t.StepDeadline)
-		}
-		if t.CheckpointEvery != nil && *t.CheckpointEvery < 0 {
-			v.add("train.checkpoint_every", "%d: want 0 (only at the end) or more", *t.CheckpointEvery)
-		}
-		if t.Limit < 0 {
-			v.add("train.limit", "%d: want 0 (all) or more", t.Limit)
-		}
-		if t.EvalItems != nil && *t.EvalItems < 0 {
-			v.add("train.eval_items", "%d: want 0 (none) or more", *t.EvalItems)
-		}
-		if t.LR != nil && (!(*t.LR > 0) || math.IsInf(*t.LR, 1)) {
-			v.add("train.lr", "%v: want a finite positive learning rate", *t.LR)
-		}
-		if f := t.PairedFraction; f != nil && !(*f > 0 && *f <= 1) {
-			v.add("train.paired_fraction", "%v: want a fraction in (0, 1]", *f)
-		}
+	if p.Train != nil {
+		v.train(p.Train, p.Latent, seen)
 	}
 	return errors.Join(v.errs...)
 }
@@ -501,6 +480,91 @@ func (p *Pipeline) validate(source string) error {
 type validator struct {
 	source string
 	errs   []error
+}
+
+// streaming checks a module's streaming settings, which reach it through
+// its environment (see Specs).
+func (v *validator) streaming(path string, m *Process) {
+	for k, subj := range m.Sensors {
+		if err := checkSensor(subj); err != nil {
+			v.add(fmt.Sprintf("%s.sensors[%d]", path, k), "%q %v", subj, err)
+		}
+	}
+	if n := len(envSensors) + len(strings.Join(m.Sensors, ",")); n > maxArgBytes {
+		v.add(path+".sensors", "%d bytes together, at most %d: they reach the module as one environment variable", n, maxArgBytes)
+	}
+	if m.SensorType != "" {
+		// mime also takes a disposition ("attachment"): want type/subtype.
+		if mt, _, err := mime.ParseMediaType(m.SensorType); err != nil || !strings.Contains(mt, "/") || len(m.SensorType) > 255 {
+			v.add(path+".sensor_type", "%q is not a media type (want one such as image/png, audio/wav or text/plain)", m.SensorType)
+		}
+	}
+	if !(m.Rate >= 0) || math.IsInf(m.Rate, 1) {
+		v.add(path+".rate", "%v: want 0 (unlimited) or a finite number of posteriors per second", m.Rate)
+	}
+}
+
+// train checks the train section against the modules (by name) and the
+// limits of the step messages it makes.
+func (v *validator) train(t *TrainSettings, latent int, modules map[string]int) {
+	if t.Epochs < 0 {
+		v.add("train.epochs", "%d: want a positive number", t.Epochs)
+	}
+	switch {
+	case t.Batch < 0 || t.Batch > bus.MaxBatch:
+		v.add("train.batch", "%d: want 1..%d", t.Batch, bus.MaxBatch)
+	case latent > 0 && latent <= maxLatent && t.Batch*latent > bus.MaxElements:
+		// A step's posteriors and latents are batch × latent tensors.
+		v.add("train.batch", "%d rows of a %d-wide latent make tensors of %d numbers, at most %d a message carries: want a batch of at most %d",
+			t.Batch, latent, t.Batch*latent, bus.MaxElements, bus.MaxElements/latent)
+	}
+	switch t.Plan {
+	case "", "mvae", "cross":
+		// The joint term, one per module, and the random subsets.
+		if terms := 1 + len(modules) + t.Subsets; len(modules) > 1 && terms > bus.MaxTerms {
+			v.add("train.subsets", "%d: a step's plan would have 1 + %d + %d = %d terms, at most %d: want at most %d subsets",
+				t.Subsets, len(modules), t.Subsets, terms, bus.MaxTerms, bus.MaxTerms-1-len(modules))
+		}
+	case "joint":
+	default:
+		v.add("train.plan", "unknown plan %q (want mvae, cross or joint)", t.Plan)
+	}
+	if t.Subsets < 0 {
+		v.add("train.subsets", "%d: want 0 or more", t.Subsets)
+	}
+	for _, name := range slices.Sorted(maps.Keys(t.Lambda)) {
+		if _, ok := modules[name]; !ok {
+			v.add("train.lambda."+name, "no module named %q in this pipeline", name)
+		} else if w := t.Lambda[name]; !(w >= 0) || math.IsInf(w, 1) {
+			v.add("train.lambda."+name, "%v: want a finite non-negative number", w)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    *float64
+	}{{"kl_from", t.KLFrom}, {"kl_to", t.KLTo}, {"kl_anneal", t.KLAnneal}} {
+		if f.v != nil && (!(*f.v >= 0) || math.IsInf(*f.v, 1)) {
+			v.add("train."+f.name, "%v: want a finite non-negative number", *f.v)
+		}
+	}
+	if t.StepDeadline < 0 {
+		v.add("train.step_deadline", "%v: want a positive duration", t.StepDeadline)
+	}
+	if t.CheckpointEvery != nil && *t.CheckpointEvery < 0 {
+		v.add("train.checkpoint_every", "%d: want 0 (only at the end) or more", *t.CheckpointEvery)
+	}
+	if t.Limit < 0 {
+		v.add("train.limit", "%d: want 0 (all) or more", t.Limit)
+	}
+	if t.EvalItems != nil && *t.EvalItems < 0 {
+		v.add("train.eval_items", "%d: want 0 (none) or more", *t.EvalItems)
+	}
+	if t.LR != nil && (!(*t.LR > 0) || math.IsInf(*t.LR, 1)) {
+		v.add("train.lr", "%v: want a finite positive learning rate", *t.LR)
+	}
+	if f := t.PairedFraction; f != nil && !(*f > 0 && *f <= 1) {
+		v.add("train.paired_fraction", "%v: want a fraction in (0, 1]", *f)
+	}
 }
 
 func (v *validator) add(path, format string, args ...any) {
@@ -518,6 +582,16 @@ func (v *validator) process(path string, pr *Process) {
 	} else if pr.Command[0] == "" {
 		v.add(path+".command[0]", "the program must not be empty")
 	}
+	total := 0
+	for i, a := range pr.Command {
+		total += v.arg(fmt.Sprintf("%s.command[%d]", path, i), a)
+	}
+	for i, a := range pr.Args {
+		total += v.arg(fmt.Sprintf("%s.args[%d]", path, i), a)
+	}
+	if strings.ContainsRune(pr.Dir, 0) {
+		v.add(path+".dir", "contains a NUL byte")
+	}
 	for _, k := range slices.Sorted(maps.Keys(pr.Env)) {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			v.add(path+".env", "invalid variable name %q (must be non-empty, without '=')", k)
@@ -525,6 +599,13 @@ func (v *validator) process(path string, pr *Process) {
 		if strings.ContainsRune(pr.Env[k], 0) {
 			v.add(path+".env."+k, "value contains a NUL byte")
 		}
+		if n := len(k) + 1 + len(pr.Env[k]); n > maxArgBytes {
+			v.add(path+".env."+k, "%d bytes, at most %d: the system passes no longer variable to a program", n, maxArgBytes)
+		}
+		total += len(k) + len(pr.Env[k]) + 2
+	}
+	if total > maxProcessArgBytes {
+		v.add(path, "its command, args and env come to %d bytes, at most %d: the system could not start it", total, maxProcessArgBytes)
 	}
 	r := pr.Restart
 	rpath := path + ".restart"
@@ -539,6 +620,9 @@ func (v *validator) process(path string, pr *Process) {
 	}
 	if r.MaxRestarts < 0 {
 		v.add(rpath+".max_restarts", "%d is negative (want >= 0, 0 for unlimited)", r.MaxRestarts)
+	}
+	if pr.Startup != nil && *pr.Startup < 0 {
+		v.add(path+".startup", "%s is negative (want a duration such as 5s, or 0 for no start-up check)", *pr.Startup)
 	}
 }
 
@@ -564,7 +648,7 @@ func (p *Pipeline) Specs(self string, extraEnv []string) []Spec {
 		m.applyDefaults([]string{selfCommand, "module", m.Name}, OnFailure)
 		sp := m.spec(self, p.Base, base)
 		if len(m.Sensors) > 0 {
-			sp.Env = append(sp.Env, "SERKET_SENSORS="+strings.Join(m.Sensors, ","))
+			sp.Env = append(sp.Env, envSensors+strings.Join(m.Sensors, ","))
 		}
 		if m.SensorType != "" {
 			sp.Env = append(sp.Env, "SERKET_SENSOR_TYPE="+m.SensorType)
@@ -590,18 +674,43 @@ func (p *Pipeline) Specs(self string, extraEnv []string) []Spec {
 	return specs
 }
 
-// validSubject reports whether s is a NATS subject one may subscribe to:
-// non-empty dot-separated tokens without white space (wildcards allowed).
-func validSubject(s string) bool {
-	if s == "" || strings.ContainsAny(s, " \t\r\n") {
-		return false
+// arg checks one argument of a program and returns its size in argv.
+func (v *validator) arg(path, a string) int {
+	if strings.ContainsRune(a, 0) {
+		v.add(path, "contains a NUL byte, which no program argument can hold")
 	}
-	for _, tok := range strings.Split(s, ".") {
-		if tok == "" {
-			return false
+	if len(a) > maxArgBytes {
+		v.add(path, "%d bytes, at most %d: the system passes no longer argument to a program", len(a), maxArgBytes)
+	}
+	return len(a) + 1
+}
+
+// envSensors is the environment entry that carries a module's sensors.
+const envSensors = "SERKET_SENSORS="
+
+// checkSensor says why s is not a NATS subject a module can subscribe to
+// as a sensor, or returns nil: non-empty dot-separated tokens without white
+// space, ">" only as the last token (the server refuses it elsewhere), and
+// no comma, which would split it in two in SERKET_SENSORS.
+func checkSensor(s string) error {
+	switch {
+	case s == "":
+		return errors.New("is empty: want a NATS subject such as robot.camera")
+	case strings.ContainsAny(s, " \t\r\n\x00"):
+		return errors.New("is not a NATS subject (dot-separated tokens, no spaces)")
+	case strings.Contains(s, ","):
+		return errors.New("contains a comma: sensors reach the module comma-separated")
+	}
+	toks := strings.Split(s, ".")
+	for i, tok := range toks {
+		switch {
+		case tok == "":
+			return errors.New("is not a NATS subject (dot-separated tokens, none empty)")
+		case tok == ">" && i < len(toks)-1:
+			return errors.New(`has ">" before its last token (it matches the rest of a subject, so it must end it)`)
 		}
 	}
-	return true
+	return nil
 }
 
 func (pr Process) spec(self, dir string, base []string) Spec {
@@ -622,6 +731,10 @@ func (pr Process) spec(self, dir string, base []string) Spec {
 	for _, k := range slices.Sorted(maps.Keys(pr.Env)) {
 		env = append(env, k+"="+pr.Env[k])
 	}
+	startup := defaultStartup
+	if pr.Startup != nil {
+		startup = *pr.Startup
+	}
 	return Spec{
 		Name:    pr.Name,
 		Path:    path,
@@ -629,5 +742,6 @@ func (pr Process) spec(self, dir string, base []string) Spec {
 		Env:     env,
 		Dir:     wd,
 		Restart: pr.Restart,
+		Startup: time.Duration(startup),
 	}
 }

@@ -2,6 +2,7 @@ package launch_test
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +18,12 @@ import (
 )
 
 func ms(n int) launch.Duration { return launch.Duration(time.Duration(n) * time.Millisecond) }
+
+// startup is a start-up window of n ms, as a Process holds it.
+func startup(n int) *launch.Duration {
+	d := ms(n)
+	return &d
+}
 
 func TestDefaultRoundTrip(t *testing.T) {
 	t.Parallel()
@@ -76,6 +83,7 @@ integrator:
   args: [--rate, "10"]
   env: {GOMAXPROCS: "2"}
   restart: {policy: on-failure, backoff: 1s, max_backoff: 1m, max_restarts: 3}
+  startup: 20s
 modules:
   - name: left
     command: [serket, module, toy]
@@ -91,6 +99,7 @@ modules:
     command: [/usr/local/bin/camera, --fast]
     restart:
       policy: never
+    startup: 0s
   - name: mic
 `
 
@@ -110,6 +119,7 @@ func TestParseFullExample(t *testing.T) {
 			Args:    []string{"--rate", "10"},
 			Env:     map[string]string{"GOMAXPROCS": "2"},
 			Restart: launch.RestartPolicy{Policy: launch.OnFailure, Backoff: ms(1000), MaxBackoff: ms(60000), MaxRestarts: 3},
+			Startup: startup(20000),
 		},
 		Modules: []launch.Process{
 			{
@@ -119,16 +129,19 @@ func TestParseFullExample(t *testing.T) {
 				Env:     map[string]string{"A": "one", "B": "two"},
 				Dir:     "/tmp",
 				Restart: launch.RestartPolicy{Policy: launch.OnFailure, Backoff: ms(200), MaxBackoff: ms(10000)},
+				Startup: startup(5000),
 			},
 			{
 				Name:    "camera-2",
 				Command: []string{"/usr/local/bin/camera", "--fast"},
 				Restart: launch.RestartPolicy{Policy: launch.Never, Backoff: ms(200), MaxBackoff: ms(10000)},
+				Startup: startup(0),
 			},
 			{
 				Name:    "mic",
 				Command: []string{"serket", "module", "mic"},
 				Restart: launch.RestartPolicy{Policy: launch.OnFailure, Backoff: ms(200), MaxBackoff: ms(10000)},
+				Startup: startup(5000),
 			},
 		},
 	}
@@ -152,6 +165,7 @@ func TestParseDefaults(t *testing.T) {
 				Name:    "integrator",
 				Command: []string{"serket", "integrator"},
 				Restart: launch.RestartPolicy{Policy: launch.Always, Backoff: ms(200), MaxBackoff: ms(10000)},
+				Startup: startup(5000),
 			})
 		}},
 		{name: "module command", yaml: "modules: [{name: a}]", want: func(p *launch.Pipeline) bool {
@@ -219,6 +233,8 @@ func TestParseInvalid(t *testing.T) {
 		{name: "integrator name", yaml: "integrator: {name: boss}\nmodules: [{name: a}]", wantErr: []string{"integrator.name", "boss"}},
 		{name: "integrator policy", yaml: "integrator: {restart: {policy: maybe}}\nmodules: [{name: a}]", wantErr: []string{"integrator.restart.policy"}},
 		{name: "two documents", yaml: "modules: [{name: a}]\n---\nmodules: [{name: b}]", wantErr: []string{"line 2", "single YAML document"}},
+		{name: "negative startup", yaml: "modules: [{name: a, startup: -1s}]", wantErr: []string{"modules[0].startup", "-1s"}},
+		{name: "integrator startup", yaml: "integrator: {startup: -2s}\nmodules: [{name: a}]", wantErr: []string{"integrator.startup"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -233,6 +249,61 @@ func TestParseInvalid(t *testing.T) {
 			for _, want := range append([]string{"bad.yaml: "}, tt.wantErr...) {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not contain %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// A pipeline file is held to what the wire and the system can carry: the
+// file with 10,000 modules used to start 10,001 processes whose messages
+// name at most 64 modules.
+func TestParseRefusesWhatTheWireCannotCarry(t *testing.T) {
+	t.Parallel()
+	modules := func(n int) string {
+		var b strings.Builder
+		b.WriteString("modules:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  - {name: m%d, command: [serket, module, toy]}\n", i)
+		}
+		return b.String()
+	}
+	long := strings.Repeat("x", 128<<10)
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr []string // nil: valid
+	}{
+		{name: "64 modules", yaml: modules(64)},
+		{name: "65 modules", yaml: modules(65), wantErr: []string{"modules: 65 modules, at most 64"}},
+		{name: "10000 modules", yaml: modules(10000), wantErr: []string{"modules: 10000 modules, at most 64"}},
+		{name: "NUL in an argument", yaml: `modules: [{name: a, args: [--dim, "8\0"]}]`, wantErr: []string{"modules[0].args[1]", "NUL"}},
+		{name: "NUL in a command", yaml: `modules: [{name: a, command: ["serket\0"]}]`, wantErr: []string{"modules[0].command[0]", "NUL"}},
+		{name: "argument past the system's limit", yaml: "modules: [{name: a, args: [" + long + "]}]", wantErr: []string{"modules[0].args[0]", "131072 bytes, at most 131071"}},
+		{name: "environment entry past the system's limit", yaml: "modules: [{name: a, env: {K: " + long + "}}]", wantErr: []string{"modules[0].env.K"}},
+		{name: "arguments multiplied by aliases", yaml: "modules: [{name: a, env: {K: &s " + long[:100<<10] + "}, args: [" + strings.Repeat("*s, ", 20) + "*s]}]",
+			wantErr: []string{"modules[0]: its command, args and env come to", "at most 1048576"}},
+		{name: "batch past a tensor", yaml: "latent: 4096\nmodules: [{name: a}]\ntrain: {batch: 8192}", wantErr: []string{"train.batch", "at most 4096"}},
+		{name: "batch past a step", yaml: "modules: [{name: a}]\ntrain: {batch: 70000}", wantErr: []string{"train.batch", "1..65536"}},
+		{name: "plan past a step", yaml: modules(60) + "train: {subsets: 200}", wantErr: []string{"train.subsets", "1 + 60 + 200 = 261 terms, at most 256", "at most 195 subsets"}},
+		{name: "joint plan has one term", yaml: modules(60) + "train: {plan: joint, subsets: 200}"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := launch.Parse([]byte(tt.yaml), "p.yaml")
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("Parse = %v, want a valid pipeline", err)
+				}
+				return
+			}
+			if !errors.Is(err, launch.ErrInvalidPipeline) {
+				t.Fatalf("Parse = %.300v, want an ErrInvalidPipeline", err)
+			}
+			for _, want := range tt.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %.300q does not say %q", err, want)
 				}
 			}
 		})
@@ -406,6 +477,9 @@ func TestSpecs(t *testing.T) {
 		if i > 0 && s.Restart != p.Modules[i-1].Restart {
 			t.Errorf("%s: restart %+v, want %+v", s.Name, s.Restart, p.Modules[i-1].Restart)
 		}
+		if s.Startup != 5*time.Second {
+			t.Errorf("%s: start-up window %v, want the default 5s", s.Name, s.Startup)
+		}
 	}
 	if specs[0].Restart.Policy != launch.Always {
 		t.Errorf("integrator restart policy %q, want always", specs[0].Restart.Policy)
@@ -500,6 +574,9 @@ fusion: {slop: 300ms, belief_period: 50ms}
 		{"modules: [{name: vision, sensors: [ok, 'bad subject']}]", "modules[0].sensors[1]"},
 		{"modules: [{name: vision, sensors: ['a..b']}]", "modules[0].sensors[0]"},
 		{"modules: [{name: vision, rate: -1}]", "modules[0].rate"},
+		{"modules: [{name: vision, sensors: ['robot.camera,robot.mic']}]", "modules[0].sensors[0]"},
+		{"modules: [{name: vision, sensors: ['robot.>.camera']}]", "modules[0].sensors[0]"},
+		{"modules: [{name: vision, sensor_type: png}]", "modules[0].sensor_type"},
 		{"modules: [{name: vision}]\nfusion: {slop: -1s}", "fusion.slop"},
 	} {
 		_, err := launch.Parse([]byte(tt.yaml), "p.yaml")

@@ -33,6 +33,14 @@ type Spec struct {
 	// Restart says when and how fast the process is restarted. Zero fields
 	// take the pipeline file defaults (on-failure, 200ms, 10s, unlimited).
 	Restart RestartPolicy
+	// Startup is the process's start-up window. A process is starting up
+	// from its first start until it says it is ready (NotifyReady) or has
+	// run for Startup, whichever comes first; if it exits before then,
+	// whatever its exit status (0 included), the pipeline has failed to
+	// start: Run stops every process and returns a *StartupError. Restarts
+	// after start-up follow Restart alone. Zero means no start-up check;
+	// Pipeline.Specs sets the file's value (default 5s).
+	Startup time.Duration
 }
 
 // EventKind is the kind of an Event.
@@ -42,6 +50,10 @@ type EventKind int
 const (
 	// Started: the process was started; Event.PID is set.
 	Started EventKind = iota + 1
+	// Ready: the process's start-up is over (Spec.Startup): it said it was
+	// ready, or it ran for its start-up window. Reported once, for the
+	// first start, and only for a process with a start-up window.
+	Ready
 	// Exited: the process exited (or could not be restarted) while the
 	// supervisor was running; Event.Err is nil for exit status 0. All of
 	// the process's output has been written when Exited is reported.
@@ -63,6 +75,8 @@ func (k EventKind) String() string {
 	switch k {
 	case Started:
 		return "started"
+	case Ready:
+		return "ready"
 	case Exited:
 		return "exited"
 	case Restarting:
@@ -81,7 +95,7 @@ type Event struct {
 	Name string
 	// Kind says what happened.
 	Kind EventKind
-	// PID is the process id for Started, Exited and Stopped.
+	// PID is the process id for Started, Ready, Exited and Stopped.
 	PID int
 	// Err is the exit error for Exited and Stopped (nil for exit status
 	// 0, an *exec.ExitError otherwise) or the start error for an Exited
@@ -90,7 +104,8 @@ type Event struct {
 	// Restarts is the number of consecutive restarts so far (Restarting,
 	// GaveUp).
 	Restarts int
-	// Delay is the wait before the restart (Restarting).
+	// Delay is the wait before the restart (Restarting), or how long the
+	// process took to start up (Ready).
 	Delay time.Duration
 }
 
@@ -170,6 +185,10 @@ type proc struct {
 	// child has not been reaped, so its pid (and process group id) cannot
 	// have been reused, and signalling the group is safe.
 	pid int
+
+	// tail holds the running child's last lines of output, for the error
+	// of a process that fails to start.
+	tail tail
 }
 
 // NewSupervisor returns a supervisor for specs; call Run to start it.
@@ -222,10 +241,12 @@ func (s *Supervisor) PIDs() map[string]int {
 // for all their output to be copied, and returns nil.
 //
 // If a process cannot be started the first time (a missing binary, a bad
-// working directory, ...), Run stops the others the same way and returns
-// an error naming the process and its path. Processes that exit for good
-// (policy never, or given up) stay dead; Run keeps supervising the others
-// until ctx is done. Run may be called only once.
+// working directory, ...) or exits during its start-up (Spec.Startup), the
+// pipeline has failed to start: Run stops the others the same way and
+// returns an error naming the process (with its path, or with its exit
+// status and last lines of output in a *StartupError). Processes that exit
+// for good after start-up (policy never, or given up) stay dead; Run keeps
+// supervising the others until ctx is done. Run may be called only once.
 func (s *Supervisor) Run(ctx context.Context) error {
 	if s.started.Swap(true) {
 		return errors.New("launch: Supervisor.Run called more than once")
@@ -237,9 +258,10 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	defer cancel()
 
 	var wg sync.WaitGroup
-	firsts := make(chan error, len(s.procs))
+	// Each process reports at most one failure to start, so none blocks.
+	failed := make(chan error, len(s.procs))
 	for _, p := range s.procs {
-		wg.Go(func() { p.run(ctx, firsts) })
+		wg.Go(func() { p.run(ctx, failed) })
 	}
 	done := make(chan struct{})
 	go func() {
@@ -248,16 +270,18 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}()
 
 	var errs []error
-	for range s.procs {
-		if err := <-firsts; err != nil && !errors.Is(err, errStopping) {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
+	select {
+	case err := <-failed:
+		errs = append(errs, err)
 		cancel()
+	case <-ctx.Done():
 	}
-	<-ctx.Done()
 	s.stop(done)
+	// Every process is done: collect the failures that came at once.
+	close(failed)
+	for err := range failed {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -332,8 +356,9 @@ func (p *proc) signal(sig syscall.Signal) bool {
 }
 
 // run supervises one process until ctx is done or the process is left
-// dead. The result of the first start is sent on first.
-func (p *proc) run(ctx context.Context, first chan<- error) {
+// dead. A failure to start it the first time, or its exit during start-up,
+// is sent on failed and ends its supervision.
+func (p *proc) run(ctx context.Context, failed chan<- error) {
 	// See the Supervisor doc: the thread that forks a child must outlive it
 	// for Pdeathsig to mean "the supervisor died".
 	runtime.LockOSThread()
@@ -341,15 +366,14 @@ func (p *proc) run(ctx context.Context, first chan<- error) {
 
 	log := p.s.log.With("name", p.spec.Name)
 	bo := newBackoff(p.spec.Restart)
-	for {
-		c, err := p.start(ctx)
-		if first != nil {
-			first <- err
-			first = nil
-			if err != nil {
-				return
-			}
+	for first := true; ; first = false {
+		// Only the first start has a start-up: a restart is judged by its
+		// restart policy.
+		var window time.Duration
+		if first {
+			window = p.spec.Startup
 		}
+		c, err := p.start(ctx, window > 0)
 		var (
 			exitErr error
 			pid     int
@@ -359,6 +383,9 @@ func (p *proc) run(ctx context.Context, first chan<- error) {
 		case errors.Is(err, errStopping):
 			p.s.emit(Event{Name: p.spec.Name, Kind: Stopped})
 			return
+		case err != nil && first:
+			failed <- err
+			return
 		case err != nil:
 			exitErr = err
 			log.Error("cannot restart process", "path", p.spec.Path, "err", err)
@@ -367,44 +394,58 @@ func (p *proc) run(ctx context.Context, first chan<- error) {
 			pid = c.cmd.Process.Pid
 			log.Info("process started", "pid", pid)
 			p.s.emit(Event{Name: p.spec.Name, Kind: Started, PID: pid})
-			t0 := time.Now()
-			exitErr = p.wait(c)
-			ran = time.Since(t0)
+			var up bool
+			exitErr, ran, up = p.awaitExit(c, window, log)
 			if ctx.Err() != nil {
 				log.Info("process stopped", "pid", pid, "status", status(exitErr))
 				p.s.emit(Event{Name: p.spec.Name, Kind: Stopped, PID: pid, Err: exitErr})
 				return
 			}
+			if !up {
+				log.Error("process exited during start-up; stopping the pipeline", "pid", pid, "status", status(exitErr), "ran", ran.Round(time.Millisecond), "startup", window)
+				p.s.emit(Event{Name: p.spec.Name, Kind: Exited, PID: pid, Err: exitErr})
+				failed <- &StartupError{Name: p.spec.Name, PID: pid, Err: exitErr, Ran: ran, Window: window, Tail: p.tail.lines()}
+				return
+			}
 			log.Warn("process exited", "pid", pid, "status", status(exitErr), "ran", ran.Round(time.Millisecond))
 			p.s.emit(Event{Name: p.spec.Name, Kind: Exited, PID: pid, Err: exitErr})
 		}
+		if !p.restart(ctx, exitErr, ran, bo, log) {
+			return
+		}
+	}
+}
 
-		switch p.spec.Restart.Policy {
-		case Never:
-			log.Info("not restarting process", "policy", Never)
-			return
-		case OnFailure:
-			if exitErr == nil {
-				log.Info("process exited cleanly; not restarting it", "policy", OnFailure)
-				return
-			}
+// restart decides, after an exit (exitErr) following a run of ran, whether
+// the process is started again, and waits for the backoff delay if so. It
+// reports false when the process is left dead or the supervisor stops.
+func (p *proc) restart(ctx context.Context, exitErr error, ran time.Duration, bo *backoff, log *slog.Logger) bool {
+	switch p.spec.Restart.Policy {
+	case Never:
+		log.Warn("process exited; not restarting it (restart policy never): the pipeline runs on without it", "policy", Never)
+		return false
+	case OnFailure:
+		if exitErr == nil {
+			log.Warn("process exited cleanly; not restarting it (restart policy on-failure): the pipeline runs on without it", "policy", OnFailure)
+			return false
 		}
-		delay, n, ok := bo.next(ran)
-		if !ok {
-			log.Error("process keeps failing; giving up on it", "restarts", n, "max_restarts", p.spec.Restart.MaxRestarts)
-			p.s.emit(Event{Name: p.spec.Name, Kind: GaveUp, Restarts: n})
-			return
-		}
-		log.Warn("restarting process", "delay", delay, "restarts", n)
-		p.s.emit(Event{Name: p.spec.Name, Kind: Restarting, Restarts: n, Delay: delay})
-		timer := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			p.s.emit(Event{Name: p.spec.Name, Kind: Stopped})
-			return
-		case <-timer.C:
-		}
+	}
+	delay, n, ok := bo.next(ran)
+	if !ok {
+		log.Error("process keeps failing; giving up on it", "restarts", n, "max_restarts", p.spec.Restart.MaxRestarts)
+		p.s.emit(Event{Name: p.spec.Name, Kind: GaveUp, Restarts: n})
+		return false
+	}
+	log.Warn("restarting process", "delay", delay, "restarts", n)
+	p.s.emit(Event{Name: p.spec.Name, Kind: Restarting, Restarts: n, Delay: delay})
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		p.s.emit(Event{Name: p.spec.Name, Kind: Stopped})
+		return false
+	case <-timer.C:
+		return true
 	}
 }
 
@@ -417,15 +458,21 @@ func status(err error) string {
 
 // child is one started instance of a process.
 type child struct {
-	cmd     *exec.Cmd
-	pipes   [2]*os.File // read ends of stdout and stderr
+	cmd *exec.Cmd
+	// pipes are the read ends of stdout, stderr and, during start-up, the
+	// readiness pipe.
+	pipes   []*os.File
 	copiers sync.WaitGroup
+	// ready receives a value when the child says it is ready (buffered, so
+	// that the reader never waits for the supervision to look).
+	ready chan struct{}
 }
 
-// start starts the process unless ctx is done. Holding p.mu while checking
-// ctx and starting makes sure that stop either sees the new pid or the
-// child is never started.
-func (p *proc) start(ctx context.Context) (*child, error) {
+// start starts the process unless ctx is done, with a readiness pipe if
+// withReady (see NotifyReady). Holding p.mu while checking ctx and
+// starting makes sure that stop either sees the new pid or the child is
+// never started.
+func (p *proc) start(ctx context.Context, withReady bool) (*child, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ctx.Err() != nil {
@@ -434,36 +481,55 @@ func (p *proc) start(ctx context.Context) (*child, error) {
 	fail := func(err error) (*child, error) {
 		return nil, fmt.Errorf("launch: cannot start %s (%s): %w", p.spec.Name, p.spec.Path, err)
 	}
-	var r, w [2]*os.File
-	for i := range 2 {
-		var err error
-		if r[i], w[i], err = os.Pipe(); err != nil {
-			for j := range i {
-				r[j].Close()
-				w[j].Close()
-			}
-			return fail(err)
-		}
+	n := 2
+	if withReady {
+		n = 3
+	}
+	r, w, err := pipes(n)
+	if err != nil {
+		return fail(err)
 	}
 	cmd := exec.Command(p.spec.Path, p.spec.Args...)
-	cmd.Env = p.spec.Env
+	cmd.Env = childEnv(p.spec.Env, withReady)
 	cmd.Dir = p.spec.Dir
 	cmd.Stdout, cmd.Stderr = w[0], w[1]
+	cmd.ExtraFiles = w[2:] // the readiness pipe is fd 3 (readyFD)
 	cmd.SysProcAttr = sysProcAttr()
-	err := cmd.Start()
-	w[0].Close()
-	w[1].Close()
+	p.tail.reset()
+	err = cmd.Start()
+	for _, f := range w {
+		f.Close()
+	}
 	if err != nil {
-		r[0].Close()
-		r[1].Close()
+		for _, f := range r {
+			f.Close()
+		}
 		return fail(err)
 	}
 	p.pid = cmd.Process.Pid
-	c := &child{cmd: cmd, pipes: r}
-	for _, f := range r {
+	c := &child{cmd: cmd, pipes: r, ready: make(chan struct{}, 1)}
+	for _, f := range r[:2] {
 		c.copiers.Go(func() { p.copyLines(f) })
 	}
+	if withReady {
+		c.copiers.Go(func() { awaitReady(r[2], c.ready) })
+	}
 	return c, nil
+}
+
+// pipes makes n pipes and returns their read and write ends.
+func pipes(n int) (r, w []*os.File, err error) {
+	for range n {
+		rf, wf, err := os.Pipe()
+		if err != nil {
+			for _, f := range append(r, w...) {
+				f.Close()
+			}
+			return nil, nil, err
+		}
+		r, w = append(r, rf), append(w, wf)
+	}
+	return r, w, nil
 }
 
 // wait waits for the child to exit, kills what is left of its process
@@ -499,8 +565,9 @@ func (p *proc) wait(c *child) error {
 	case <-drained:
 	case <-timer.C:
 		p.s.log.Warn("output still open after the process exited; closing it", "name", p.spec.Name, "pid", pid)
-		c.pipes[0].Close()
-		c.pipes[1].Close()
+		for _, f := range c.pipes {
+			f.Close()
+		}
 		<-drained
 	}
 	return err
@@ -526,6 +593,7 @@ func (p *proc) copyLines(r *os.File) {
 			p.s.outMu.Lock()
 			_, _ = p.s.output.Write(buf)
 			p.s.outMu.Unlock()
+			p.tail.add(line)
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return

@@ -195,14 +195,28 @@ func start(t *testing.T, specs []launch.Spec, grace time.Duration) *running {
 // stop cancels the supervisor and waits for Run to return.
 func (r *running) stop(t *testing.T) error {
 	t.Helper()
+	t0 := time.Now()
+	r.cancel()
 	r.once.Do(func() {
-		t0 := time.Now()
-		r.cancel()
 		select {
 		case r.err = <-r.result:
 			r.took = time.Since(t0)
 		case <-time.After(waitTimeout):
 			t.Errorf("Run did not return within %v of cancel", waitTimeout)
+		}
+	})
+	return r.err
+}
+
+// wait waits for Run to return by itself, as it does when a process fails
+// to start.
+func (r *running) wait(t *testing.T) error {
+	t.Helper()
+	r.once.Do(func() {
+		select {
+		case r.err = <-r.result:
+		case <-time.After(waitTimeout):
+			t.Errorf("Run did not return by itself within %v", waitTimeout)
 		}
 	})
 	return r.err
