@@ -32,6 +32,11 @@ type ServerConfig struct {
 // DefaultPort is NATS's well-known client port.
 const DefaultPort = 4222
 
+// nats-server refuses to start with a max_payload above its max_pending,
+// the bytes it buffers for one client (default server.MAX_PENDING_SIZE):
+// this constant, negative if DefaultMaxBytes were larger, would not compile.
+const _ = uint(server.MAX_PENDING_SIZE - DefaultMaxBytes)
+
 // Server is a nats-server running inside this process.
 type Server struct {
 	*server.Server
@@ -46,6 +51,9 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		Port:   cfg.Port,
 		NoLog:  !cfg.Debug,
 		NoSigs: true,
+		// Serket's largest message, a photo or a WAV in an inference
+		// request, not nats-server's default of 1 MB.
+		MaxPayload: DefaultMaxBytes,
 	}
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"

@@ -387,3 +387,37 @@ func TestServerJetStream(t *testing.T) {
 		})
 	}
 }
+
+// TestServerCarriesTheLargestMessage: the embedded server takes a message
+// of DefaultMaxBytes, serket's largest (an inference request with a photo
+// or a WAV), from one client to another; one byte more is refused by the
+// server's max_payload, which clients learn from it.
+func TestServerCarriesTheLargestMessage(t *testing.T) {
+	s := startServer(t, bus.ServerConfig{})
+	pub := connect(t, bus.ConnConfig{URL: s.ClientURL(), Name: "pub"})
+	sub := connect(t, bus.ConnConfig{URL: s.ClientURL(), Name: "sub"})
+	// The README promises inputs of 32 MiB, and a message carries one
+	// with its envelope.
+	if bus.DefaultMaxBytes <= 32<<20 {
+		t.Fatalf("bus.DefaultMaxBytes = %d: a message cannot carry an input of 32 MiB", bus.DefaultMaxBytes)
+	}
+	if got := pub.MaxPayload(); got != bus.DefaultMaxBytes {
+		t.Fatalf("the server's max payload is %d, want bus.DefaultMaxBytes = %d", got, bus.DefaultMaxBytes)
+	}
+	if _, err := sub.Subscribe("big", func(m *nats.Msg) { m.Respond([]byte{byte(len(m.Data) % 251)}) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := pub.Request("big", make([]byte, bus.DefaultMaxBytes), 10*time.Second)
+	if err != nil {
+		t.Fatalf("a request of DefaultMaxBytes: %v", err)
+	}
+	if want := byte(bus.DefaultMaxBytes % 251); len(rep.Data) != 1 || rep.Data[0] != want {
+		t.Fatalf("the responder saw %v, want [%d]", rep.Data, want)
+	}
+	if err := pub.Publish("big", make([]byte, bus.DefaultMaxBytes+1)); !errors.Is(err, nats.ErrMaxPayload) {
+		t.Fatalf("publishing DefaultMaxBytes+1: %v, want nats.ErrMaxPayload", err)
+	}
+}

@@ -15,16 +15,30 @@ import (
 // refused with ErrVersion.
 const WireVersion = 1
 
-// Limits of what a message may carry. DefaultMaxBytes matches nats-server's
-// default max_payload.
+// Limits of what a message may carry.
+//
+// MaxObservationBytes is the raw input one inference request may carry, all
+// its observations together: a photo or a WAV a person gives is sent whole
+// and fitted by its module, so this is also the largest file `serket infer`
+// and `serket generate` take. DefaultMaxBytes is a message: that much input
+// and room for its envelope (names, types, the wanted modules: under 16 KiB
+// at MaxModules). It is the embedded server's max_payload (StartServer);
+// against a server of one's own, the smaller of the two holds (the client
+// reads the server's from its INFO). 32 MiB, because nats-server buffers at
+// most 64 MiB for one client (max_pending, which max_payload may not
+// exceed) and nats.go as much for one subscription, dropping what comes on
+// top: a message of about half that leaves a service room for the next
+// request while it works on one. (nats-server also logs a warning for a
+// max_payload over 8 MiB; the embedded one logs only with Debug.)
 const (
-	DefaultMaxBytes = 1 << 20 // 1 MiB
-	MaxElements     = 1 << 24 // per tensor
-	MaxRank         = 4
-	MaxBatch        = 1 << 16 // rows in a batch
-	MaxModules      = 64      // modules named in one message
-	MaxTerms        = 256     // terms of one fusion plan
-	MaxSamples      = 1024    // latent samples one inference may ask for
+	MaxObservationBytes = 32 << 20                     // 32 MiB
+	DefaultMaxBytes     = MaxObservationBytes + 64<<10 // 32 MiB + 64 KiB
+	MaxElements         = 1 << 24                      // per tensor
+	MaxRank             = 4
+	MaxBatch            = 1 << 16 // rows in a batch
+	MaxModules          = 64      // modules named in one message
+	MaxTerms            = 256     // terms of one fusion plan
+	MaxSamples          = 1024    // latent samples one inference may ask for
 )
 
 // Errors that wire decoding wraps; test with errors.Is.

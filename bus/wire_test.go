@@ -509,7 +509,7 @@ func TestMarshalRefuses(t *testing.T) {
 		{name: "duplicate members", msg: &bus.Latent{Header: bus.Header{Sender: "integrator"}, Members: []string{"a", "a"}}, wantErr: bus.ErrField, wantField: "members[1]"},
 		{name: "negative samples", msg: &bus.InferRequest{Header: bus.Header{Sender: "client"}, Samples: -1}, wantErr: bus.ErrField, wantField: "n"},
 		{name: "over the given limit", msg: post(big, big, nil), limit: 40_000, wantErr: bus.ErrTooLarge},
-		{name: "over the default limit", msg: &bus.DecodeRequest{Header: bus.Header{Sender: "integrator"}, Z: mat(1024, 300, 0, 0)}, wantErr: bus.ErrTooLarge},
+		{name: "over the default limit", msg: &bus.DecodeRequest{Header: bus.Header{Sender: "integrator"}, Z: mat(1024, bus.DefaultMaxBytes/4/1024+1, 0, 0)}, wantErr: bus.ErrTooLarge},
 		{name: "too many elements", msg: &bus.DecodeRequest{Header: bus.Header{Sender: "integrator"}, Z: bus.Tensor{Shape: []int{1 << 13, 1 << 12}}}, wantErr: bus.ErrTooLarge, wantField: "z"},
 	}
 	for _, tt := range tests {

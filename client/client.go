@@ -7,13 +7,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/internal/boundedread"
 )
 
 // Client talks to one pipeline over a NATS connection it does not own.
@@ -50,12 +53,22 @@ func (c *Client) Subjects() bus.Subjects { return c.subj }
 var ErrNoIntegrator = errors.New("no integrator answers on this pipeline (is `serket up` running?)")
 
 // Infer sends req to the pipeline's integrator and waits for its reply until
-// ctx is done (give ctx a deadline).
+// ctx is done (give ctx a deadline). A request too large for the wire
+// ([CheckObservations]) or for the NATS server it is connected to (its
+// max_payload, which may be smaller than serket's) is refused before it is
+// sent, with an error wrapping bus.ErrTooLarge that gives the sizes.
 func (c *Client) Infer(ctx context.Context, req *bus.InferRequest) (*bus.InferReply, error) {
 	req.SetSender(c.name)
+	if err := CheckObservations(req.Observations); err != nil {
+		return nil, err
+	}
 	b, err := bus.Marshal(req)
 	if err != nil {
 		return nil, err
+	}
+	if max := c.nc.MaxPayload(); int64(len(b)) > max {
+		return nil, fmt.Errorf("client: %w: the inference request is %s (%s), and the NATS server at %s takes messages of at most %s (its max_payload): raise its max_payload to %s, serket's own limit, or give a smaller input",
+			bus.ErrTooLarge, boundedread.Size(int64(len(b))), observationSizes(req.Observations), c.nc.ConnectedUrlRedacted(), boundedread.Size(max), boundedread.Size(bus.DefaultMaxBytes))
 	}
 	msg, err := c.nc.RequestWithContext(ctx, c.subj.Infer(), b)
 	if errors.Is(err, nats.ErrNoResponders) {
@@ -72,6 +85,34 @@ func (c *Client) Infer(ctx context.Context, req *bus.InferRequest) (*bus.InferRe
 		return nil, err
 	}
 	return &rep, nil
+}
+
+// CheckObservations refuses observations of more than
+// bus.MaxObservationBytes together, what one request may carry, with an
+// error wrapping bus.ErrTooLarge that gives each one's size. A program can
+// call it before it does anything costly with a request.
+func CheckObservations(obs map[string]bus.Payload) error {
+	total := 0
+	for _, p := range obs {
+		total += len(p.Data)
+	}
+	if total > bus.MaxObservationBytes {
+		return fmt.Errorf("client: %w: the observations are %s together (%s); one inference request carries at most %s",
+			bus.ErrTooLarge, boundedread.Size(int64(total)), observationSizes(obs), boundedread.Size(bus.MaxObservationBytes))
+	}
+	return nil
+}
+
+// observationSizes lists each observation's size, by module name.
+func observationSizes(obs map[string]bus.Payload) string {
+	parts := make([]string, 0, len(obs))
+	for _, name := range slices.Sorted(maps.Keys(obs)) {
+		parts = append(parts, fmt.Sprintf("%s: %s of %s", name, boundedread.Size(int64(len(obs[name].Data))), obs[name].Type))
+	}
+	if len(parts) == 0 {
+		return "no observations"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Services lists the live services of the pipeline with their stats.

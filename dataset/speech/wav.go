@@ -12,9 +12,11 @@ import (
 
 // Limits on WAV input: a file a person gives is at most MaxWAVBytes long
 // and MaxWAVSeconds of audio; [ReadWAV] refuses larger ones before reading
-// them whole.
+// them whole. MaxWAVBytes is what one inference request carries
+// (bus.MaxObservationBytes, held equal by modules/audio's tests): a larger
+// WAV could not reach the audio module.
 const (
-	MaxWAVBytes   = 64 << 20
+	MaxWAVBytes   = 32 << 20
 	MaxWAVSeconds = 600
 )
 

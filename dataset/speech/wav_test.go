@@ -201,7 +201,7 @@ func badWAVs() []struct {
 		}()},
 		{"short fmt", "fmt chunk of 8 bytes", riff(chunk("fmt ", fmtBody(1, 1, 16000, 16)[:8]), chunk("data", le16(1)))},
 		{"absurd fmt size", "fmt chunk of 4294967295 bytes", withSize(good, fmtAt, 0xFFFFFFFF)},
-		{"absurd data size", "exceeds the 64 MiB limit", withSize(good, dataAt, 0x7FFFFFFF)},
+		{"absurd data size", "exceeds the 32 MiB limit", withSize(good, dataAt, 0x7FFFFFFF)},
 		{"truncated LIST", `"LIST" chunk truncated`, withSize(riff(chunk("LIST", []byte("abcd"))), 12, 1000)},
 		{"two fmt chunks", "two fmt chunks", riff(chunk("fmt ", fmtBody(1, 1, 16000, 16)), chunk("fmt ", fmtBody(1, 1, 16000, 16)), chunk("data", le16(1)))},
 		{"over 10 minutes", "exceeds the 600 s limit", riff(chunk("fmt ", fmtBody(1, 1, 1000, 16)), chunk("data", big))},

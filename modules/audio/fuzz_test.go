@@ -165,8 +165,8 @@ func TestParseRefusesOversizedWAV(t *testing.T) {
 		data []byte
 		want string
 	}{
-		{"more bytes than MaxWAVBytes", huge, "64 MiB limit"},
-		{"a data chunk claiming 1 GiB", claims, "64 MiB limit"},
+		{"more bytes than MaxWAVBytes", huge, "32 MiB limit"},
+		{"a data chunk claiming 1 GiB", claims, "32 MiB limit"},
 		{"longer than MaxWAVSeconds", long, "600 s limit"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,5 +175,31 @@ func TestParseRefusesOversizedWAV(t *testing.T) {
 				t.Fatalf("Parse = %v, want an error about observation 0 containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseWAVSizeLimit: a WAV as large as an inference request carries
+// (here 190 s of 44.1 kHz stereo) is taken; one stereo frame more is
+// refused, giving the limit. The parser's limit is the wire's: a larger WAV could
+// not reach the module.
+func TestParseWAVSizeLimit(t *testing.T) {
+	if speech.MaxWAVBytes != bus.MaxObservationBytes {
+		t.Fatalf("speech.MaxWAVBytes = %d, bus.MaxObservationBytes = %d: the README promises one limit", speech.MaxWAVBytes, bus.MaxObservationBytes)
+	}
+	a, err := audio.New(audio.Config{Net: mvae.Config{Latent: 4, Hidden: 8}, Source: identitySource()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const header = 44 // RIFF, fmt and data chunk headers
+	at := wav(1, 2, 44100, 16, tone((speech.MaxWAVBytes-header)/2, 440, 44100))
+	if len(at) != speech.MaxWAVBytes {
+		t.Fatalf("built a WAV of %d bytes, want %d", len(at), speech.MaxWAVBytes)
+	}
+	if _, err := a.Parse([]bus.Payload{{Type: "audio/wav", Data: at}}); err != nil {
+		t.Fatalf("a WAV of MaxWAVBytes: %v", err)
+	}
+	over := wav(1, 2, 44100, 16, tone((speech.MaxWAVBytes-header)/2+2, 440, 44100))
+	if _, err := a.Parse([]bus.Payload{{Type: "audio/wav", Data: over}}); err == nil || !strings.Contains(err.Error(), "32 MiB limit") {
+		t.Fatalf("a WAV of MaxWAVBytes+4 bytes: %v, want a refusal giving the 32 MiB limit", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"image"
 	"image/color"
+	"image/png"
 	"io"
 	"math"
 	"os"
@@ -212,5 +213,49 @@ func TestToGrey28RefusesBombs(t *testing.T) {
 				t.Errorf("refusing allocated %d bytes", grew)
 			}
 		})
+	}
+}
+
+// paddedPNG is a real PNG image of exactly size bytes: a small picture
+// with a tEXt comment chunk (which decoders skip) making up the rest.
+func paddedPNG(t testing.TB, size int) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := png.Encode(&b, picture(64, 48, true)); err != nil {
+		t.Fatal(err)
+	}
+	img := b.Bytes()
+	iend := img[len(img)-12:] // the last chunk, IEND, has no data
+	text := append([]byte("Comment\x00"), bytes.Repeat([]byte{'x'}, size-len(img)-12-8)...)
+	chunk := binary.BigEndian.AppendUint32(nil, uint32(len(text)))
+	chunk = append(chunk, "tEXt"...)
+	chunk = append(chunk, text...)
+	chunk = binary.BigEndian.AppendUint32(chunk, crc32.ChecksumIEEE(chunk[4:]))
+	out := append(append(slices.Clip(img[:len(img)-12]), chunk...), iend...)
+	if len(out) != size {
+		t.Fatalf("padded PNG of %d bytes, want %d", len(out), size)
+	}
+	return out
+}
+
+// TestParseImageSizeLimit: an image of MaxImageBytes (what an inference
+// request carries) is taken; one byte more is refused, giving the limit.
+func TestParseImageSizeLimit(t *testing.T) {
+	v, err := vision.New(vision.Config{Net: mvae.Config{Latent: 4, Hidden: 8, Seed: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := paddedPNG(t, vision.MaxImageBytes)
+	if _, err := v.Parse([]bus.Payload{{Type: "image/png", Data: at}}); err != nil {
+		t.Fatalf("an image of MaxImageBytes: %v", err)
+	}
+	over := paddedPNG(t, vision.MaxImageBytes+1)
+	for name, parse := range map[string]func() error{
+		"Parse":    func() error { _, err := v.Parse([]bus.Payload{{Type: "image/png", Data: over}}); return err },
+		"ToGrey28": func() error { return vision.ToGrey28(make([]float32, vision.Pixels), bytes.NewReader(over)) },
+	} {
+		if err := parse(); err == nil || !strings.Contains(err.Error(), "32 MiB limit") {
+			t.Errorf("%s of an image of MaxImageBytes+1: %v, want a refusal giving the 32 MiB limit", name, err)
+		}
 	}
 }

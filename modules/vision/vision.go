@@ -161,31 +161,45 @@ func (v *Vision) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 	return im, present, nil
 }
 
-// Parse implements module.Parser: PNG or JPEG images of any size.
+// Parse implements module.Parser: PNG or JPEG images of up to
+// MaxImageBytes and MaxImagePixels.
 func (v *Vision) Parse(raw []bus.Payload) (module.Batch, error) {
 	im := &Images{N: len(raw), Pix: make([]float32, len(raw)*Pixels)}
 	for i, p := range raw {
 		if !strings.HasPrefix(p.Type, "image/") && p.Type != "application/octet-stream" {
 			return nil, fmt.Errorf("observation %d: content type %q, want an image (image/png or image/jpeg)", i, p.Type)
 		}
-		if err := ToGrey28(im.Pix[i*Pixels:(i+1)*Pixels], bytes.NewReader(p.Data)); err != nil {
+		if err := toGrey28(im.Pix[i*Pixels:(i+1)*Pixels], p.Data); err != nil {
 			return nil, fmt.Errorf("observation %d: %w", i, err)
 		}
 	}
 	return im, nil
 }
 
-// MaxImagePixels bounds the images Parse accepts (width × height).
-const MaxImagePixels = 50_000_000
+// Bounds of the images Parse accepts. MaxImageBytes is what one inference
+// request carries (a photo travels whole and is fitted here);
+// MaxImagePixels (width × height) bounds what decoding it allocates.
+const (
+	MaxImageBytes  = bus.MaxObservationBytes
+	MaxImagePixels = 50_000_000
+)
 
 // ToGrey28 decodes a PNG or JPEG image and writes it into dst (Pixels
 // intensities in [0, 1]) the way Fashion-MNIST looks: grey, the object
 // fitted into 28×28 keeping its aspect ratio, a light object on a dark
 // background (an image whose border is mostly light is inverted).
+// An image of more than MaxImageBytes is refused before it is read whole.
 func ToGrey28(dst []float32, r io.Reader) error {
-	data, err := io.ReadAll(io.LimitReader(r, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(r, MaxImageBytes+1))
 	if err != nil {
 		return err
+	}
+	return toGrey28(dst, data)
+}
+
+func toGrey28(dst []float32, data []byte) error {
+	if len(data) > MaxImageBytes {
+		return fmt.Errorf("image larger than the %d MiB limit", MaxImageBytes>>20)
 	}
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
 	if err != nil {
