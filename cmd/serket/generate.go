@@ -143,23 +143,24 @@ func generateInputs(from []string) (map[string]bus.Payload, error) {
 			return nil, usagef("--from %s: %q is not a module name", v, name)
 		}
 		path, explicit := strings.CutPrefix(v, "@")
-		typ := mime.TypeByExtension(strings.ToLower(filepath.Ext(path)))
+		typ := client.MediaType(path)
 		media := strings.HasPrefix(typ, "image/") || strings.HasPrefix(typ, "audio/")
 		if !explicit && !media {
 			obs[name] = bus.Payload{Type: "text/plain; charset=utf-8", Data: []byte(v)}
 			continue
 		}
-		data, err := os.ReadFile(path)
+		p, err := client.ReadObservation(path)
 		if err != nil {
 			if !explicit && errors.Is(err, os.ErrNotExist) {
 				return nil, usagef("--from %s=%s: no such file (for text that looks like a file name, it cannot be told apart)", name, v)
 			}
 			return nil, usagef("--from %s=%s: %v", name, v, err)
 		}
-		if typ == "" {
-			typ = "application/octet-stream"
-		}
-		obs[name] = bus.Payload{Type: typ, Data: data}
+		obs[name] = p
+	}
+	// Before a --checkpoint pipeline is started for a request it cannot take.
+	if err := client.CheckObservations(obs); err != nil {
+		return nil, usagef("--from: %v", err)
 	}
 	return obs, nil
 }

@@ -83,17 +83,14 @@ func inferRequest(from, to []string, n int, seed int64) (*bus.InferRequest, erro
 	for name, v := range obs {
 		p := bus.Payload{Type: "text/plain; charset=utf-8", Data: []byte(v)}
 		if path, ok := strings.CutPrefix(v, "@"); ok {
-			data, err := os.ReadFile(path)
-			if err != nil {
+			if p, err = client.ReadObservation(path); err != nil {
 				return nil, usagef("--from %s=@%s: %v", name, path, err)
 			}
-			typ := mime.TypeByExtension(filepath.Ext(path))
-			if typ == "" {
-				typ = "application/octet-stream"
-			}
-			p = bus.Payload{Type: typ, Data: data}
 		}
 		req.Observations[name] = p
+	}
+	if err := client.CheckObservations(req.Observations); err != nil {
+		return nil, usagef("--from: %v", err)
 	}
 	for _, name := range to {
 		if !bus.ValidName(name) {
