@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/serket-go/serket/internal/boundedread"
 )
 
 // Limits of what ReadIDX accepts. Fashion-MNIST's largest file holds 47 MB.
@@ -19,6 +21,11 @@ const (
 	MaxIDXDims  = 4
 	MaxIDXBytes = 1 << 30
 )
+
+// maxIDXFileBytes bounds an IDX file on disk: MaxIDXBytes of data, its
+// header, and gzip's framing, which makes incompressible data larger by 5
+// bytes per 64 KiB block.
+const maxIDXFileBytes = MaxIDXBytes + 1<<20
 
 // IDX type codes (the third byte of the magic).
 const idxUint8 = 0x08
@@ -134,9 +141,11 @@ func truncated(what string, n, want int, err error) error {
 	return fmt.Errorf("idx: reading the %s: %w", what, err)
 }
 
-// ReadIDXFile is [ReadIDX] of a file; errors name the file.
+// ReadIDXFile is [ReadIDX] of a file; errors name the file. A file larger
+// than MaxIDXBytes of data can be, or one that is not a regular file, is
+// refused before it is read.
 func ReadIDXFile(path string) (dims []int, data []byte, err error) {
-	f, err := os.Open(path)
+	f, err := boundedread.Open(path, maxIDXFileBytes)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -204,7 +213,7 @@ func readFashionMNISTFiles(dir string) (*fmnistRaw, error) {
 		var err error
 		for _, p := range []string{name + ".gz", name} {
 			path := filepath.Join(dir, p)
-			raw.data[i], err = os.ReadFile(path)
+			raw.data[i], err = boundedread.File(path, maxIDXFileBytes)
 			if err == nil {
 				raw.paths[i] = path
 				break

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/serket-go/serket/internal/atomicfile"
+	"github.com/serket-go/serket/internal/boundedread"
 )
 
 // ManifestVersion is the version of the prepared-dataset layout this build
@@ -65,15 +65,21 @@ func prepareHint(dir string) string {
 	return fmt.Sprintf("run `serket data prepare --dir %s`", dir)
 }
 
+// MaxManifestBytes bounds a manifest file, which is read whole: the
+// manifest of all 70,000 items is 2.7 MB.
+const MaxManifestBytes = 64 << 20
+
 // ReadManifest reads and checks dir/manifest.json. A missing file gives an
 // error wrapping [ErrNotPrepared] that says to run `serket data prepare`.
 func ReadManifest(dir string) (*Manifest, error) {
 	path := ManifestPath(dir)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%s: %w: %s", dir, ErrNotPrepared, prepareHint(dir))
-		}
+	b, err := boundedread.File(path, MaxManifestBytes)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("%s: %w: %s", dir, ErrNotPrepared, prepareHint(dir))
+	case errors.Is(err, boundedread.ErrTooLarge) || errors.Is(err, boundedread.ErrNotRegular):
+		return nil, fmt.Errorf("%w: %s", err, prepareHint(dir))
+	case err != nil:
 		return nil, err
 	}
 	var m Manifest
