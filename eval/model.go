@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/internal/boundedread"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/audio"
 	"github.com/serket-go/serket/modules/language"
@@ -88,11 +89,13 @@ func (m *Model) Net(name string) *mvae.Net {
 }
 
 // Restore loads every modality's checkpoint, <dir>/<name>.ckpt. It fails,
-// naming the file, when one is missing or does not fit.
+// naming the file, when one is missing or does not fit. A file larger than
+// a checkpoint of this model can be, or one that is not a regular file, is
+// refused before it is read, with the limit.
 func (m *Model) Restore(dir string) error {
 	for _, name := range m.Names() {
 		path := filepath.Join(dir, name+".ckpt")
-		f, err := os.Open(path)
+		f, err := boundedread.Open(path, maxCheckpointBytes(m.Net(name)))
 		if err != nil {
 			return fmt.Errorf("eval: the %s checkpoint: %w", name, err)
 		}
@@ -103,6 +106,17 @@ func (m *Model) Restore(dir string) error {
 		}
 	}
 	return nil
+}
+
+// maxCheckpointBytes bounds a checkpoint of net: its parameters and Adam's
+// two moments, 4 bytes a value, and 1 MiB for the names, shapes and
+// metadata (a few KiB, the language vocabulary among them).
+func maxCheckpointBytes(net *mvae.Net) int64 {
+	var n int64
+	for _, p := range net.Params() {
+		n += int64(len(p.W))
+	}
+	return 3*4*n + 1<<20
 }
 
 // Save writes every modality's checkpoint into dir (created if needed).

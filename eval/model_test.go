@@ -1,0 +1,79 @@
+package eval
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/serket-go/serket/internal/boundedread"
+)
+
+// TestRestoreIsBounded: a checkpoint file larger than a checkpoint of the
+// model can be (a sparse one), an endless device and a FIFO nobody writes
+// to are refused at once, naming the file (and the limit for the large
+// one), whichever modality's checkpoint it stands in for; the checkpoints
+// Save writes fit the bound.
+func TestRestoreIsBounded(t *testing.T) {
+	m := openSmall(t)
+	good := t.TempDir()
+	if err := m.Save(good); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range m.Names() {
+		st, err := os.Stat(filepath.Join(good, name+".ckpt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if limit := maxCheckpointBytes(m.Net(name)); st.Size() > limit {
+			t.Errorf("%s: a checkpoint of %d bytes, over the bound of %d", name, st.Size(), limit)
+		}
+		for _, attack := range []string{"sparse", "/dev/zero", "fifo"} {
+			t.Run(name+"/"+attack, func(t *testing.T) {
+				dir := t.TempDir()
+				for _, other := range m.Names() {
+					if err := os.Link(filepath.Join(good, other+".ckpt"), filepath.Join(dir, other+".ckpt")); err != nil {
+						t.Fatal(err)
+					}
+				}
+				path := filepath.Join(dir, name+".ckpt")
+				os.Remove(path)
+				want := path + ": not a regular file"
+				switch attack {
+				case "sparse":
+					limit := maxCheckpointBytes(m.Net(name))
+					f, err := os.Create(path)
+					if err == nil {
+						err = f.Truncate(limit + 1)
+						f.Close()
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					want = fmt.Sprintf("%s: file too large: %s, the limit is %s", path, boundedread.Size(limit+1), boundedread.Size(limit))
+				case "/dev/zero":
+					if err := os.Symlink("/dev/zero", path); err != nil {
+						t.Fatal(err)
+					}
+				case "fifo":
+					if err := syscall.Mkfifo(path, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				done := make(chan error, 1)
+				go func() { done <- m.Restore(dir) }()
+				select {
+				case err := <-done:
+					if err == nil || !strings.Contains(err.Error(), want) {
+						t.Fatalf("Restore with %s as %s.ckpt: %v, want an error naming %q", attack, name, err, want)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("Restore with %s as %s.ckpt: still reading after 10 s", attack, name)
+				}
+			})
+		}
+	}
+}
