@@ -10,7 +10,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/dataset/datasettest"
@@ -180,5 +182,43 @@ func TestDataFileErrors(t *testing.T) {
 		if _, err := touch.ReadFile(path); err == nil {
 			t.Errorf("%s file accepted", name)
 		}
+	}
+}
+
+// TestDataFileBounded: a data file over MaxFileBytes (a sparse one: no disk
+// spent), an endless device and a FIFO nobody writes to are refused at
+// once, naming the file.
+func TestDataFileBounded(t *testing.T) {
+	for _, tt := range []struct {
+		name, want string
+		make       func(path string) error
+	}{
+		{"over MaxFileBytes", "more than the 64 MiB limit", func(path string) error {
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return f.Truncate(touch.MaxFileBytes + 1)
+		}},
+		{"/dev/zero", "not a regular file", func(path string) error { return os.Symlink("/dev/zero", path) }},
+		{"a FIFO", "not a regular file", func(path string) error { return syscall.Mkfifo(path, 0o644) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "touch.dat")
+			if err := tt.make(path); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { _, err := touch.ReadFile(path); done <- err }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("ReadFile: %v, want an error naming the file and %q", err, tt.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("ReadFile still reading after 10 s")
+			}
+		})
 	}
 }
