@@ -133,6 +133,42 @@ func TestInferImageSizeLimit(t *testing.T) {
 	}
 }
 
+// startNATS starts a nats-server of one's own, with its max_payload.
+func startNATS(t *testing.T, maxPayload int32) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true, MaxPayload: maxPayload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	return ns
+}
+
+// TestInferReplyOverServerMaxPayload: a reply larger than a server of
+// one's own takes (1024 latent samples: 32 KiB, on a server of 16 KiB) is
+// refused by the integrator with an error the client gets at once, naming
+// the limit, rather than lost on the way, leaving the client to wait out
+// its deadline.
+func TestInferReplyOverServerMaxPayload(t *testing.T) {
+	c := pipeline(t, startNATS(t, 16<<10).ClientURL())
+	img := image.NewGray(image.Rect(0, 0, 28, 28))
+	img.SetGray(14, 14, color.Gray{Y: 255})
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.Infer(ctx, &bus.InferRequest{Observations: map[string]bus.Payload{"vision": {Type: "image/png", Data: b.Bytes()}}, Samples: 1024})
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "message too large") || !strings.Contains(err.Error(), "the limit is 16384") {
+		t.Fatalf("a reply of 32 KiB on a server of 16 KiB: %v, want the integrator's refusal naming the limit", err)
+	}
+}
+
 // TestInferServerMaxPayload: against a NATS server of one's own, the
 // client holds to the max_payload the server advertises: a 3 MB photo
 // goes through a server that takes 4 MiB, and is refused before it is sent
@@ -148,16 +184,7 @@ func TestInferServerMaxPayload(t *testing.T) {
 		{"1 MiB", 1 << 20, "takes messages of at most 1 MiB (its max_payload): raise its max_payload to 32.1 MiB"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true, MaxPayload: tt.maxPayload})
-			if err != nil {
-				t.Fatal(err)
-			}
-			go ns.Start()
-			t.Cleanup(ns.Shutdown)
-			if !ns.ReadyForConnections(10 * time.Second) {
-				t.Fatal("nats-server not ready")
-			}
-			c := pipeline(t, ns.ClientURL())
+			c := pipeline(t, startNATS(t, tt.maxPayload).ClientURL())
 			rep, err := infer(c, photo(t, 3_000_000))
 			if tt.wantErr == "" {
 				if err != nil || !slices.Contains(rep.Contributors, "vision") {

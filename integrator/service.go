@@ -379,7 +379,7 @@ func (ig *Integrator) answer(reply string, in *bus.InferRequest) {
 	out, err := ig.Infer(context.Background(), in)
 	if err == nil {
 		out.SetSender(Name)
-		msg.Data, err = bus.Marshal(out)
+		msg.Data, err = bus.MarshalLimit(out, bus.PayloadLimit(ig.nc))
 		if err != nil {
 			msg.Header.Set(micro.ErrorCodeHeader, "500")
 		}
@@ -525,7 +525,7 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 // failure into an error that says what happened to whom.
 func (ig *Integrator) request(ctx context.Context, limit time.Duration, subject string, in, out bus.Message, e bus.Expect) error {
 	in.(interface{ SetSender(string) }).SetSender(Name)
-	b, err := bus.Marshal(in)
+	b, err := bus.MarshalLimit(in, bus.PayloadLimit(ig.nc))
 	if err != nil {
 		return err
 	}
