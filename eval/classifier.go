@@ -29,8 +29,10 @@ type ClassifierConfig struct {
 	LR     float32 // Adam; default 1e-3
 	Seed   uint64  // initialisation and order; default 1
 	Limit  int     // train on the first Limit images (0: all)
-	// Progress, if set, is told the epoch after each one.
-	Progress func(epoch int, trainAcc float64)
+	// Progress, if set, is told how many batches are done (phase
+	// "judge <modality>"), the last step being the accuracy on the test
+	// split.
+	Progress func(Progress)
 }
 
 func newClassifierNet(in int, seed uint64) *nn.Sequential {
@@ -62,6 +64,11 @@ func (m *Model) TrainClassifier(modality string, cfg ClassifierConfig) (*Classif
 	if err != nil {
 		return nil, err
 	}
+	b := cfg.Batch
+	steps := len(ids) / b
+	t := &tracker{fn: cfg.Progress}
+	t.start(PhaseJudge+" "+modality, fmt.Sprintf("a classifier of %d %s observations, %d epochs", len(ids), modality, cfg.Epochs),
+		"batches", cfg.Epochs*steps+1)
 	x, in, err := m.features(modality, ids)
 	if err != nil {
 		return nil, err
@@ -70,7 +77,6 @@ func (m *Model) TrainClassifier(modality string, cfg ClassifierConfig) (*Classif
 	opt := nn.NewAdam(net.Params(), cfg.LR)
 	opt.Maximize = true
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x0bde7))
-	b := cfg.Batch
 	order := make([]int, len(ids))
 	for i := range order {
 		order[i] = i
@@ -83,9 +89,8 @@ func (m *Model) TrainClassifier(modality string, cfg ClassifierConfig) (*Classif
 	}
 	ll := make([]float32, b)
 	dlogits := make([]float32, b*dataset.NumClasses)
-	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
+	for epoch := range cfg.Epochs {
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-		right, seen := 0, 0
 		for s := 0; s+b <= len(order); s += b {
 			for r := 0; r < b; r++ {
 				k := order[s+r]
@@ -93,19 +98,11 @@ func (m *Model) TrainClassifier(modality string, cfg ClassifierConfig) (*Classif
 				yb[r] = int32(classes[k])
 			}
 			logits := net.Forward(xb, b)
-			for r := 0; r < b; r++ {
-				if argmax(logits[r*dataset.NumClasses:(r+1)*dataset.NumClasses]) == int(yb[r]) {
-					right++
-				}
-			}
-			seen += b
 			nn.CategoricalLogLik(ll, dlogits, logits, yb, w, b, 1, dataset.NumClasses)
 			net.Backward(dlogits, b, false)
 			opt.Step()
 			nn.ZeroGrad(net.Params())
-		}
-		if cfg.Progress != nil && seen > 0 {
-			cfg.Progress(epoch, float64(right)/float64(seen))
+			t.set(epoch*steps + s/b + 1)
 		}
 	}
 	c := &Classifier{Modality: modality, In: in, Net: net}
@@ -118,6 +115,7 @@ func (m *Model) TrainClassifier(modality string, cfg ClassifierConfig) (*Classif
 		return nil, err
 	}
 	c.Accuracy = accuracy(c.Classify(tx, len(tids)), tclasses)
+	t.finish()
 	return c, nil
 }
 

@@ -23,6 +23,9 @@ type CoherenceConfig struct {
 	Seed   uint64 // default 1
 	Chunk  int    // items per forward pass; default 500
 	Subset [][]string
+	// Progress, if set, is told how many of the test items and prior
+	// samples are done (phase PhaseCoherence).
+	Progress func(Progress)
 }
 
 // Coherence is how often what the model generates from some modalities has
@@ -96,6 +99,9 @@ func (m *Model) Coherence(j Judges, cfg CoherenceConfig) (*Coherence, error) {
 	if err != nil {
 		return nil, err
 	}
+	t := &tracker{fn: cfg.Progress}
+	t.start(PhaseCoherence, fmt.Sprintf("%d subsets × %d modalities, %d items, %d prior samples", len(subsets), len(c.Targets), len(ids), cfg.Prior),
+		"samples", len(ids)+cfg.Prior)
 	scorer, err := m.newCaptionScorer()
 	if err != nil {
 		return nil, err
@@ -124,6 +130,7 @@ func (m *Model) Coherence(j Judges, cfg CoherenceConfig) (*Coherence, error) {
 			}
 		}
 		c.Items += n
+		t.set(c.Items)
 	}
 	for i := range c.Acc {
 		for k := range c.Acc[i] {
@@ -152,7 +159,9 @@ func (m *Model) Coherence(j Judges, cfg CoherenceConfig) (*Coherence, error) {
 				agree++
 			}
 		}
+		t.set(c.Items + lo + n)
 	}
+	t.finish()
 	c.PriorSamples = cfg.Prior
 	c.Unconditional = float64(agree) / float64(cfg.Prior)
 	return c, nil

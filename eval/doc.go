@@ -10,4 +10,7 @@
 //
 // The labels come from the dataset's manifest, which no module ever reads:
 // evaluation is the only place where they meet the model.
+//
+// eval never prints. Long work (Evaluate's phases, training a judge) tells
+// a Progress callback how far it has got, and the caller shows it.
 package eval

@@ -174,3 +174,31 @@ func TestIWAETightensWithK(t *testing.T) {
 		t.Fatalf("gap %.3f at K=1 and %.3f at K=2000: want a clear bound at K=1 and under a tenth of it at K=2000", g1, g1000)
 	}
 }
+
+// Decoding several items' latents in one pass (small K) gives the estimates
+// of one item per pass, and Progress counts the items up to all of them.
+func TestIWAEPassSizeChangesNothing(t *testing.T) {
+	const n, d, items, k = 6, 3, 23, 10
+	mods, batches, _, _ := linearGaussian(t, n, d, items)
+	estimate := func(rows int) ([]float64, []int) {
+		t.Helper()
+		defer func(r int) { iwaeRows = r }(iwaeRows)
+		iwaeRows = rows
+		var done []int
+		est, err := IWAE(mods, []string{"a"}, []string{"a", "b"}, batches, d, IWAEConfig{K: k, Progress: func(i int) { done = append(done, i) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return est, done
+	}
+	one, doneOne := estimate(k)
+	many, doneMany := estimate(7 * k)
+	for i := range one {
+		if math.Abs(one[i]-many[i]) > 1e-9*math.Abs(one[i]) {
+			t.Fatalf("item %d: %.9f with one item per pass, %.9f with seven", i, one[i], many[i])
+		}
+	}
+	if len(doneOne) != items || doneOne[items-1] != items || len(doneMany) != 4 || doneMany[3] != items || doneMany[0] != 7 {
+		t.Fatalf("progress %v with one item per pass and %v with seven, want 1…%d and 7, 14, 21, %d", doneOne, doneMany, items, items)
+	}
+}

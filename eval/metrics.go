@@ -187,7 +187,7 @@ func (o *softmaxObjective) eval(w, grad []float64) float64 {
 	if grad != nil {
 		clear(grad)
 	}
-	p := make([]float64, o.classes)
+	p, e := make([]float64, o.classes), make([]float64, o.classes)
 	var loss float64
 	for i := range o.n {
 		xi := o.x[i*o.d : (i+1)*o.d]
@@ -197,17 +197,17 @@ func (o *softmaxObjective) eval(w, grad []float64) float64 {
 			mx = math.Max(mx, v)
 		}
 		var s float64
-		for _, v := range p {
-			s += math.Exp(v - mx)
+		for c, v := range p {
+			e[c] = math.Exp(v - mx) // kept for the gradient: exp is most of the probe's time
+			s += e[c]
 		}
-		lse := mx + math.Log(s)
-		loss += lse - p[o.y[i]]
+		loss += mx + math.Log(s) - p[o.y[i]]
 		if grad == nil {
 			continue
 		}
 		gb := grad[o.classes*o.d:]
 		for c := range p {
-			r := math.Exp(p[c] - lse) // the probability of class c
+			r := e[c] / s // the probability of class c
 			if c == o.y[i] {
 				r--
 			}

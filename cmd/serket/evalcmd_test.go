@@ -70,3 +70,52 @@ func TestEvalWritesReport(t *testing.T) {
 		t.Fatalf("a failed eval left %s behind", other)
 	}
 }
+
+// serket eval without size flags runs the fast preset and says when each
+// phase starts and how long it took (here with no terminal: log lines),
+// the judges' training included when they are not cached; --thorough runs
+// the published sizes, and a size flag overrides either.
+func TestEvalPresetsAndProgress(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if err := os.CopyFS(data, os.DirFS(datasettest.Dir(t))); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"vision", "audio"} { // judges another test cached
+		os.Remove(filepath.Join(data, "classifier-"+name+".ckpt"))
+	}
+	m, err := eval.Open(data, 64, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckpt := filepath.Join(t.TempDir(), "model")
+	if err := m.Save(ckpt); err != nil {
+		t.Fatal(err)
+	}
+	run := func(wantK int, phases []string, flags ...string) {
+		t.Helper()
+		out, err := serketOut(t, append([]string{"eval", "--checkpoint", ckpt, "--data", data, "--hidden", "32"}, flags...)...)
+		if err != nil {
+			t.Fatalf("serket eval %v: %v\n%s", flags, err, out)
+		}
+		var res eval.Result
+		b, err := os.ReadFile(filepath.Join(ckpt, "report", "eval.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &res)
+		}
+		if err != nil || res.IWAEK != wantK {
+			t.Fatalf("serket eval %v: K = %d (%v), want %d", flags, res.IWAEK, err, wantK)
+		}
+		for _, p := range phases {
+			start, end := `msg="`+p+` …"`, `msg="`+p+` done"`
+			i, j := strings.Index(out, start), strings.Index(out, end)
+			if i < 0 || j < i || !strings.Contains(out[j:], "took=") {
+				t.Errorf("serket eval %v: no line for the start of %q and then one with its duration:\n%s", flags, p, out)
+			}
+		}
+	}
+	all := []string{"coherence", "likelihoods", "latent", "report"}
+	run(100, append([]string{"judge vision", "judge audio"}, all...))
+	// Few items, for time: K is what tells the presets apart.
+	run(1000, all, "--thorough", "--iwae-items", "4")
+	run(300, all, "--thorough", "--iwae-items", "4", "--iwae-k", "300")
+}
