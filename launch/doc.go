@@ -18,7 +18,7 @@
 //	integrator:
 //	  command: [serket, integrator]
 //	  restart: {policy: always}
-//	  startup: 5s
+//	  startup: 0s            # no start-up check (it does not say it is ready)
 //	modules:                 # at most 64 (bus.MaxModules)
 //	  - name: left           # same rule as pipeline, unique, not "integrator"
 //	    command: [serket, module, toy]   # default [serket, module, <name>]

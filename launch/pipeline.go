@@ -34,7 +34,12 @@ const (
 	// defaultStartup is a process's start-up window: as long as a run must
 	// last to reset the restart backoff, the other measure of "started".
 	defaultStartup = Duration(minStable)
-	maxLatent      = 4096
+	// integratorStartup is the integrator's: no start-up check, because
+	// serket's integrator does not say when it is ready yet, and one that
+	// trains exits by design when its run is over, which for a short run is
+	// within any window; a window alone would take that for a failed start.
+	integratorStartup = Duration(0)
+	maxLatent         = 4096
 	// integratorName is the process name of the integrator; no module may use it.
 	integratorName = "integrator"
 	// selfCommand, as argv[0] of a command, stands for the running serket
@@ -146,8 +151,9 @@ type Process struct {
 	// Startup is the process's start-up window (Spec.Startup): until it
 	// says it is ready (serket's modules do once they serve) or has run
 	// this long, an exit of the process, whatever its status, is a
-	// pipeline that failed to start. Default 5s; 0 turns the check off,
-	// for a process that is meant to exit soon.
+	// pipeline that failed to start. Default 5s for modules and 0 for the
+	// integrator (see integratorStartup); 0 turns the check off, for a
+	// process that is meant to exit soon.
 	Startup *Duration `yaml:"startup,omitempty"`
 
 	// Sensors are NATS subjects whose messages the module streams as
@@ -375,21 +381,20 @@ func (p *Pipeline) applyDefaults() {
 	if p.Integrator.Name == "" {
 		p.Integrator.Name = integratorName
 	}
-	p.Integrator.applyDefaults([]string{selfCommand, "integrator"}, Always)
+	p.Integrator.applyDefaults([]string{selfCommand, "integrator"}, Always, integratorStartup)
 	for i := range p.Modules {
 		m := &p.Modules[i]
-		m.applyDefaults([]string{selfCommand, "module", m.Name}, OnFailure)
+		m.applyDefaults([]string{selfCommand, "module", m.Name}, OnFailure, defaultStartup)
 	}
 }
 
-func (pr *Process) applyDefaults(command []string, policy Policy) {
+func (pr *Process) applyDefaults(command []string, policy Policy, startup Duration) {
 	if len(pr.Command) == 0 {
 		pr.Command = command
 	}
 	pr.Restart = pr.Restart.withDefaults(policy)
 	if pr.Startup == nil {
-		d := defaultStartup
-		pr.Startup = &d
+		pr.Startup = &startup
 	}
 }
 
@@ -641,11 +646,11 @@ func (p *Pipeline) Specs(self string, extraEnv []string) []Spec {
 		if in.Name == "" {
 			in.Name = integratorName
 		}
-		in.applyDefaults([]string{selfCommand, "integrator"}, Always)
+		in.applyDefaults([]string{selfCommand, "integrator"}, Always, integratorStartup)
 		specs = append(specs, in.spec(self, p.Base, base))
 	}
 	for _, m := range p.Modules {
-		m.applyDefaults([]string{selfCommand, "module", m.Name}, OnFailure)
+		m.applyDefaults([]string{selfCommand, "module", m.Name}, OnFailure, defaultStartup)
 		sp := m.spec(self, p.Base, base)
 		if len(m.Sensors) > 0 {
 			sp.Env = append(sp.Env, envSensors+strings.Join(m.Sensors, ","))

@@ -165,7 +165,7 @@ func TestParseDefaults(t *testing.T) {
 				Name:    "integrator",
 				Command: []string{"serket", "integrator"},
 				Restart: launch.RestartPolicy{Policy: launch.Always, Backoff: ms(200), MaxBackoff: ms(10000)},
-				Startup: startup(5000),
+				Startup: startup(0),
 			})
 		}},
 		{name: "module command", yaml: "modules: [{name: a}]", want: func(p *launch.Pipeline) bool {
@@ -477,8 +477,8 @@ func TestSpecs(t *testing.T) {
 		if i > 0 && s.Restart != p.Modules[i-1].Restart {
 			t.Errorf("%s: restart %+v, want %+v", s.Name, s.Restart, p.Modules[i-1].Restart)
 		}
-		if s.Startup != 5*time.Second {
-			t.Errorf("%s: start-up window %v, want the default 5s", s.Name, s.Startup)
+		if want := map[bool]time.Duration{true: 0, false: 5 * time.Second}[i == 0]; s.Startup != want {
+			t.Errorf("%s: start-up window %v, want the default %v", s.Name, s.Startup, want)
 		}
 	}
 	if specs[0].Restart.Policy != launch.Always {

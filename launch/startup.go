@@ -31,7 +31,11 @@ func (e *StartupError) Error() string {
 		b.WriteString("; it printed nothing")
 		return b.String()
 	}
-	fmt.Fprintf(&b, "; its last %d lines of output:", len(e.Tail))
+	if len(e.Tail) == 1 {
+		b.WriteString("; its last line of output:")
+	} else {
+		fmt.Fprintf(&b, "; its last %d lines of output:", len(e.Tail))
+	}
 	for _, l := range e.Tail {
 		b.WriteString("\n  " + e.Name + " | " + l)
 	}

@@ -7,8 +7,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
+	"github.com/serket-go/serket/launch"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/toy"
 )
@@ -21,10 +23,38 @@ func newModuleCmd(g *globals) *cobra.Command {
 
 The module's name is --name, else $SERKET_MODULE (set by serket up), else the
 kind. Its latent size is --latent, else $SERKET_LATENT (set by serket up).`,
+		// An unknown kind, with whatever flags a pipeline file gives it,
+		// reaches RunE to be refused by name.
+		Args:               cobra.ArbitraryArgs,
+		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true},
+		RunE:               unknownKind,
+		// cobra sets this only on the root, for its own suggestions.
+		SuggestionsMinimumDistance: 2,
 	}
 	cmd.AddCommand(newToyCmd(g))
 	cmd.AddCommand(modalityCmds(g)...)
 	return cmd
+}
+
+// unknownKind refuses `serket module` without a built-in kind. It used to
+// print the help and exit 0, so `serket up` took a misspelled module for
+// one that had finished and ran on without it.
+func unknownKind(cmd *cobra.Command, args []string) error {
+	var kinds []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			kinds = append(kinds, c.Name())
+		}
+	}
+	known := strings.Join(kinds, ", ")
+	if len(args) == 0 {
+		return usagef("serket module needs a KIND, one of the built-in modalities: %s", known)
+	}
+	msg := fmt.Sprintf("serket module: unknown modality %q", args[0])
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+	}
+	return usagef("%s; the built-in modalities are %s (a program of your own joins a pipeline through command: in the pipeline file)", msg, known)
 }
 
 // moduleFlags are what every built-in module command takes.
@@ -82,6 +112,13 @@ func (f *moduleFlags) run(g *globals, m module.Modality) error {
 		SensorType:      f.sensorType,
 		SensorRate:      f.sensorRate,
 		SayBeliefs:      f.sayBeliefs,
+		Ready: func(micro.Service) {
+			// Its start-up is over: from now on serket up restarts it
+			// rather than failing the pipeline when it exits.
+			if err := launch.NotifyReady(); err != nil {
+				log.Warn("cannot tell the supervisor this module is ready", "err", err)
+			}
+		},
 	})
 }
 
