@@ -29,7 +29,10 @@ const (
 	// RoleSensor publishes on the pipeline's sensor subjects and hears
 	// beliefs and what modules say of them (a robot's drivers).
 	RoleSensor
-	// RoleAdmin may do anything (serket ls, echo, record, replay).
+	// RoleAdmin hears everything and may publish anything but training
+	// messages (serket ls, echo, record, replay): nobody but the
+	// integrator drives training, and no module's posteriors or
+	// gradients are forged in its name.
 	RoleAdmin
 )
 
@@ -49,11 +52,13 @@ func (r Role) String() string {
 	return fmt.Sprintf("Role(%d)", int(r))
 }
 
-// Permissions are the subjects a process may publish and subscribe to.
-// Responses lets it answer requests it received (one reply each) without a
-// publish permission on the requester's inbox.
+// Permissions are the subjects a process may publish and subscribe to,
+// and those of the allowed ones it may not publish to (PublishDeny wins
+// over Publish). Responses lets it answer requests it received (one reply
+// each) without a publish permission on the requester's inbox.
 type Permissions struct {
 	Publish, Subscribe []string
+	PublishDeny        []string
 	Responses          bool
 }
 
@@ -70,13 +75,13 @@ func (s Subjects) Permissions(role Role, module string, sensors []string, inbox 
 	case RoleModule:
 		return Permissions{
 			Publish: []string{s.Post(module), s.ZGrad(module), s.ObsPost(module), s.Said(module)},
-			Subscribe: append([]string{s.Step(), s.Latent(), s.EGrad(module), s.Encode(module), s.Decode(module),
+			Subscribe: append([]string{s.Step(), s.Latent(), s.EGrad(module), s.Control(module), s.Encode(module), s.Decode(module),
 				s.TrainStatus(module), s.Belief(), "$SRV.>", in}, sensors...),
 			Responses: true,
 		}
 	case RoleIntegrator:
 		return Permissions{
-			Publish: []string{s.Step(), s.Latent(), p + ".egrad.*", s.Belief(), p + ".encode.*", p + ".decode.*",
+			Publish: []string{s.Step(), s.Latent(), p + ".egrad.*", p + ".train.ctl.*", s.Belief(), p + ".encode.*", p + ".decode.*",
 				p + ".train.status.*", "$SRV.>"},
 			Subscribe: []string{p + ".post.*", p + ".zgrad.*", p + ".obs.post.*", s.Infer(), "$SRV.>", in},
 			Responses: true,
@@ -86,9 +91,16 @@ func (s Subjects) Permissions(role Role, module string, sensors []string, inbox 
 	case RoleSensor:
 		return Permissions{Publish: sensors, Subscribe: []string{s.Belief(), p + ".said.*", in}}
 	case RoleAdmin:
-		return Permissions{Publish: []string{">"}, Subscribe: []string{">"}, Responses: true}
+		return Permissions{Publish: []string{">"}, Subscribe: []string{">"}, Responses: true, PublishDeny: s.training()}
 	}
 	panic(fmt.Sprintf("bus: Permissions of %v", role))
+}
+
+// training are the subjects of training messages: only the integrator
+// and each module for itself may publish them.
+func (s Subjects) training() []string {
+	p := s.prefix
+	return []string{s.Step(), s.Latent(), p + ".egrad.*", p + ".train.ctl.*", p + ".post.*", p + ".zgrad.*"}
 }
 
 // InboxPrefix is the reply-inbox prefix of the NATS user with the public

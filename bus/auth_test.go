@@ -184,6 +184,33 @@ func TestSecuredServerPermissions(t *testing.T) {
 	if got := seen(); len(got) != 5 { // …, encode.vision, the second inference
 		t.Errorf("the admin saw %v; the robot published into the pipeline", got)
 	}
+
+	// The admin hears everything but drives no training: its steps,
+	// latents, expert gradients, controls, posteriors and decoder
+	// gradients are dropped; a belief (which replay may publish) passes.
+	var hears []func() []string
+	for _, s := range []string{subj.Step(), subj.Latent(), subj.EGrad("vision"), subj.Control("vision"), subj.Belief()} {
+		hears = append(hears, collect(t, vision, s))
+	}
+	visionHears := func() (got []string) {
+		for _, h := range hears {
+			got = append(got, h()...)
+		}
+		return got
+	}
+	integHears := collect(t, integ, subj.Prefix()+".*.*")
+	for _, s := range []string{subj.Step(), subj.Latent(), subj.EGrad("vision"), subj.Control("vision"), subj.Post("vision"), subj.ZGrad("vision"), subj.Belief()} {
+		if err := admin.Publish(s, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := waitSubject(t, visionHears, subj.Belief()); len(got) != 1 {
+		t.Errorf("vision heard %v from the admin; want only the belief", got)
+	}
+	integ.Flush()
+	if got := integHears(); len(got) != 0 {
+		t.Errorf("the integrator heard %v from the admin", got)
+	}
 }
 
 // Key files: created 0600, reloaded the same, refused when readable by

@@ -104,10 +104,10 @@ func TestClusterCarriesMessagesAcrossNodes(t *testing.T) {
 	pub, far, near := clusterConn(t, urls[0], "pub"), clusterConn(t, urls[2], "far"), clusterConn(t, urls[0], "near")
 	const n = 200
 	farCh, nearCh := make(chan *nats.Msg, n), make(chan *nats.Msg, n)
-	subscribeOn(t, c, far, "serket.v1.test.cross", func(m *nats.Msg) { farCh <- m })
-	subscribeOn(t, c, near, "serket.v1.test.cross", func(m *nats.Msg) { nearCh <- m })
+	subscribeOn(t, c, far, "serket.v2.test.cross", func(m *nats.Msg) { farCh <- m })
+	subscribeOn(t, c, near, "serket.v2.test.cross", func(m *nats.Msg) { nearCh <- m })
 	for i := range n {
-		if err := pub.Publish("serket.v1.test.cross", []byte(strconv.Itoa(i))); err != nil {
+		if err := pub.Publish("serket.v2.test.cross", []byte(strconv.Itoa(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -134,14 +134,14 @@ func TestClusterRequestReplyAcrossNodes(t *testing.T) {
 	c := startCluster(t, 3, bus.ClusterConfig{})
 	urls := c.URLs()
 	req, rep := clusterConn(t, urls[0], "requester"), clusterConn(t, urls[2], "responder")
-	subscribeOn(t, c, rep, "serket.v1.test.echo", func(m *nats.Msg) {
+	subscribeOn(t, c, rep, "serket.v2.test.echo", func(m *nats.Msg) {
 		out := nats.NewMsg(m.Reply)
 		out.Data = append([]byte("echo "), m.Data...)
 		out.Header.Set("Served-By", "node-3")
 		m.RespondMsg(out)
 	})
 	for i := range 20 {
-		m, err := req.Request("serket.v1.test.echo", []byte(strconv.Itoa(i)), 5*time.Second)
+		m, err := req.Request("serket.v2.test.echo", []byte(strconv.Itoa(i)), 5*time.Second)
 		if err != nil {
 			t.Fatalf("request %d across nodes: %v", i, err)
 		}
@@ -160,7 +160,7 @@ func TestClusterNoResponders(t *testing.T) {
 	for i, u := range urls {
 		nc := clusterConn(t, u, "requester")
 		start := time.Now()
-		_, err := nc.Request("serket.v1.test.nobody", nil, 5*time.Second)
+		_, err := nc.Request("serket.v2.test.nobody", nil, 5*time.Second)
 		if !errors.Is(err, nats.ErrNoResponders) {
 			t.Fatalf("request on node %d to a subject nobody serves: %v, want ErrNoResponders", i+1, err)
 		}
@@ -169,8 +169,8 @@ func TestClusterNoResponders(t *testing.T) {
 		}
 	}
 	req, rep := clusterConn(t, urls[0], "requester"), clusterConn(t, urls[2], "responder")
-	sub := subscribeOn(t, c, rep, "serket.v1.test.leaving", func(m *nats.Msg) { m.Respond([]byte("here")) })
-	if _, err := req.Request("serket.v1.test.leaving", nil, 5*time.Second); err != nil {
+	sub := subscribeOn(t, c, rep, "serket.v2.test.leaving", func(m *nats.Msg) { m.Respond([]byte("here")) })
+	if _, err := req.Request("serket.v2.test.leaving", nil, 5*time.Second); err != nil {
 		t.Fatalf("with a responder on node 3: %v", err)
 	}
 	if err := sub.Unsubscribe(); err != nil {
@@ -182,13 +182,13 @@ func TestClusterNoResponders(t *testing.T) {
 	// Node 1 learns that the interest is gone over the route, a moment after
 	// node 3 does; wait for it, then node 1 answers no responders itself.
 	deadline := time.Now().Add(5 * time.Second)
-	for c.Node(0).GlobalAccount().SubscriptionInterest("serket.v1.test.leaving") {
+	for c.Node(0).GlobalAccount().SubscriptionInterest("serket.v2.test.leaving") {
 		if time.Now().After(deadline) {
 			t.Fatal("node 1 still sees interest 5 s after the only subscriber (on node 3) left")
 		}
 		time.Sleep(2 * time.Millisecond) // polling the server's subscription table
 	}
-	if _, err := req.Request("serket.v1.test.leaving", nil, 5*time.Second); !errors.Is(err, nats.ErrNoResponders) {
+	if _, err := req.Request("serket.v2.test.leaving", nil, 5*time.Second); !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("after the responder on node 3 left: %v, want ErrNoResponders", err)
 	}
 }
@@ -202,7 +202,7 @@ func TestClusterNodeStopAndRestart(t *testing.T) {
 	pub := clusterConn(t, urls[0], "pub")
 	mover := clusterConn(t, urls[1], "mover")
 	got := make(chan string, 16)
-	subscribeOn(t, c, mover, "serket.v1.test.move", func(m *nats.Msg) { got <- string(m.Data) })
+	subscribeOn(t, c, mover, "serket.v2.test.move", func(m *nats.Msg) { got <- string(m.Data) })
 	if servers := mover.DiscoveredServers(); len(servers) != 2 {
 		t.Fatalf("a client of node 2 was told of %v: want the other two nodes", servers)
 	}
@@ -231,10 +231,10 @@ func TestClusterNodeStopAndRestart(t *testing.T) {
 	if err := mover.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.WaitInterest("serket.v1.test.move", 5*time.Second); err != nil {
+	if err := c.WaitInterest("serket.v2.test.move", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := pub.Publish("serket.v1.test.move", []byte("after")); err != nil {
+	if err := pub.Publish("serket.v2.test.move", []byte("after")); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -258,10 +258,10 @@ func TestClusterNodeStopAndRestart(t *testing.T) {
 		t.Fatal("restarting a running node succeeded")
 	}
 	back := clusterConn(t, urls[1], "back")
-	if _, err := back.Request("serket.v1.test.nobody", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+	if _, err := back.Request("serket.v2.test.nobody", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("request on the restarted node: %v", err)
 	}
-	if err := back.Publish("serket.v1.test.move", []byte("from the restarted node")); err != nil {
+	if err := back.Publish("serket.v2.test.move", []byte("from the restarted node")); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -70,6 +70,7 @@ type decodeState struct {
 	buf  [64]byte // a key, or a string of up to 64 bytes, read without allocating
 	typ  string   // the type of the message being decoded
 	from string   // the sender of the message the value held before
+	run  string   // and its session
 	// Lambda keys of the StepBegin the value held before: keys[:nkeys]. An
 	// array, not a slice, so that a decoder fresh from the pool has room
 	// for them without allocating.
@@ -93,7 +94,7 @@ func (st *decodeState) keepKeys(lambda map[string]float32) {
 // forget drops the strings of the last message, before the state goes
 // back to the pool.
 func (st *decodeState) forget() {
-	st.typ, st.from = "", ""
+	st.typ, st.from, st.run = "", "", ""
 	clear(st.keys[:st.nkeys])
 	st.nkeys = 0
 }
@@ -361,19 +362,19 @@ func decodeBool(dec *msgpack.Decoder, v *bool) (err error) {
 // Keys of the fields as msgpack lists them: the embedded Header's first.
 // A message's keys end in "Header", which msgpack decodes but does not list.
 var (
-	headerKeys     = []string{"type", "v", "from"}
-	stepBeginKeys  = []string{"type", "v", "from", "step", "epoch", "train", "ids", "plan", "lambda", "ckpt", "Header"}
-	posteriorKeys  = []string{"type", "v", "from", "step", "t", "mu", "logvar", "present", "Header"}
-	latentKeys     = []string{"type", "v", "from", "step", "members", "z", "Header"}
-	zgradKeys      = []string{"type", "v", "from", "step", "terms", "Header"}
-	expertGradKeys = []string{"type", "v", "from", "step", "dmu", "dlogvar", "Header"}
+	headerKeys     = []string{"type", "v", "from", "run"}
+	stepBeginKeys  = []string{"type", "v", "from", "run", "step", "epoch", "train", "ids", "plan", "lambda", "Header"}
+	posteriorKeys  = []string{"type", "v", "from", "run", "step", "t", "mu", "logvar", "present", "Header"}
+	latentKeys     = []string{"type", "v", "from", "run", "step", "members", "z", "Header"}
+	zgradKeys      = []string{"type", "v", "from", "run", "step", "terms", "Header"}
+	expertGradKeys = []string{"type", "v", "from", "run", "step", "dmu", "dlogvar", "Header"}
 	termKeys       = []string{"s", "r"}
 	termGradKeys   = []string{"term", "dz", "ll"}
 )
 
 // decodeHeaderField decodes the header's field of headerKeys[i]. The type
-// is the message type's constant when equal to it, the sender the last
-// message's sender when equal to it.
+// is the message type's constant when equal to it, the sender and the
+// session the last message's when equal to them.
 func decodeHeaderField(dec *msgpack.Decoder, st *decodeState, h *Header, i int) (err error) {
 	switch i {
 	case 0:
@@ -382,6 +383,8 @@ func decodeHeaderField(dec *msgpack.Decoder, st *decodeState, h *Header, i int) 
 		err = decodeInt(dec, &h.Version)
 	case 2:
 		h.Sender, err = st.string(dec, st.from)
+	case 3:
+		h.Run, err = st.string(dec, st.run)
 	}
 	return err
 }
@@ -396,7 +399,7 @@ func (h *headerStruct) hotField(dec *msgpack.Decoder, st *decodeState, i int) er
 	return decodeHeaderField(dec, st, (*Header)(h), i)
 }
 
-// messageField decodes the header's fields (0 to 2) and the "Header" key
+// messageField decodes the header's fields (0 to 3) and the "Header" key
 // (last) of a message with keys; it reports whether i was one of them.
 func messageField(dec *msgpack.Decoder, st *decodeState, h *Header, keys []string, i int) (bool, error) {
 	switch {
@@ -430,20 +433,18 @@ func (m *StepBegin) hotField(dec *msgpack.Decoder, st *decodeState, i int) error
 		return err
 	}
 	switch i {
-	case 3:
-		return decodeUint64(dec, &m.Step)
 	case 4:
-		return decodeInt(dec, &m.Epoch)
+		return decodeUint64(dec, &m.Step)
 	case 5:
-		return decodeBool(dec, &m.Train)
+		return decodeInt(dec, &m.Epoch)
 	case 6:
-		return decodeSlice(dec, &m.IDs, func(v *uint64) error { return decodeUint64(dec, v) })
+		return decodeBool(dec, &m.Train)
 	case 7:
-		return m.decodePlan(dec, st)
+		return decodeSlice(dec, &m.IDs, func(v *uint64) error { return decodeUint64(dec, v) })
 	case 8:
-		return m.decodeLambda(dec, st)
+		return m.decodePlan(dec, st)
 	case 9:
-		return decodeBool(dec, &m.Checkpoint)
+		return m.decodeLambda(dec, st)
 	}
 	return nil
 }
@@ -525,15 +526,15 @@ func (m *Posterior) hotField(dec *msgpack.Decoder, st *decodeState, i int) error
 		return err
 	}
 	switch i {
-	case 3:
-		return decodeUint64(dec, &m.Step)
 	case 4:
-		return decodeInt64(dec, &m.Time)
+		return decodeUint64(dec, &m.Step)
 	case 5:
-		return m.Mu.DecodeMsgpack(dec)
+		return decodeInt64(dec, &m.Time)
 	case 6:
-		return m.LogVar.DecodeMsgpack(dec)
+		return m.Mu.DecodeMsgpack(dec)
 	case 7:
+		return m.LogVar.DecodeMsgpack(dec)
+	case 8:
 		return decodeSlice(dec, &m.Present, func(v *bool) error { return decodeBool(dec, v) })
 	}
 	return nil
@@ -554,12 +555,12 @@ func (m *Latent) hotField(dec *msgpack.Decoder, st *decodeState, i int) (err err
 		return err
 	}
 	switch i {
-	case 3:
-		return decodeUint64(dec, &m.Step)
 	case 4:
+		return decodeUint64(dec, &m.Step)
+	case 5:
 		m.Members, err = st.strings(dec, m.Members)
 		return err
-	case 5:
+	case 6:
 		return decodeSlice(dec, &m.Z, func(t *Tensor) error { return t.DecodeMsgpack(dec) })
 	}
 	return nil
@@ -580,9 +581,9 @@ func (m *ZGrad) hotField(dec *msgpack.Decoder, st *decodeState, i int) error {
 		return err
 	}
 	switch i {
-	case 3:
-		return decodeUint64(dec, &m.Step)
 	case 4:
+		return decodeUint64(dec, &m.Step)
+	case 5:
 		return decodeSlice(dec, &m.Terms, func(t *TermGrad) error { return decodeStruct(dec, st, (*termGradStruct)(t)) })
 	}
 	return nil
@@ -620,11 +621,11 @@ func (m *ExpertGrad) hotField(dec *msgpack.Decoder, st *decodeState, i int) erro
 		return err
 	}
 	switch i {
-	case 3:
-		return decodeUint64(dec, &m.Step)
 	case 4:
-		return m.DMu.DecodeMsgpack(dec)
+		return decodeUint64(dec, &m.Step)
 	case 5:
+		return m.DMu.DecodeMsgpack(dec)
+	case 6:
 		return m.DLogVar.DecodeMsgpack(dec)
 	}
 	return nil

@@ -188,7 +188,7 @@ func tensorOf(shape []int, vals ...float32) []any {
 	return []any{shape, b}
 }
 
-func hdrPairs(typ, from string) omap { return omap{"type", typ, "v", 1, "from", from} }
+func hdrPairs(typ, from string) omap { return omap{"type", typ, "v", WireVersion, "from", from} }
 
 func cat(ms ...omap) omap {
 	var out omap
@@ -246,8 +246,8 @@ func craftedCases(t testing.TB) []struct {
 		{"latent", latent},
 		{"zgrad", zgrad},
 		{"egrad", egrad},
-		{"reversed", omap{"present", nil, "logvar", lv, "mu", mu, "from", "vision", "v", 1, "type", TypePosterior}},
-		{"Header key", cat(omap{"Header", omap{"type", TypeExpertGrad, "v", 1, "from", "integrator"}}, egrad[6:])},
+		{"reversed", omap{"present", nil, "logvar", lv, "mu", mu, "from", "vision", "v", WireVersion, "type", TypePosterior}},
+		{"Header key", cat(omap{"Header", omap{"type", TypeExpertGrad, "v", WireVersion, "from", "integrator"}}, egrad[6:])},
 		{"Header key after the header", cat(egrad, omap{"Header", omap{"from", "other"}})},
 		{"Header nil", cat(egrad, omap{"Header", nil})},
 		{"Header array", cat(omap{"Header", []any{TypeLatent, 1, "integrator"}}, latent[6:])},
@@ -256,13 +256,13 @@ func craftedCases(t testing.TB) []struct {
 		// a whole header.
 		{"Header array too short, then a string", cat(omap{"Header", rawBytes(append(enc(t, []any{TypeExpertGrad, 1}), enc(t, "integrator")...))}, egrad[6:])},
 		{"Header not a struct", cat(egrad, omap{"Header", 3})},
-		{"header as bin", cat(omap{"type", bin(TypeZGrad), "v", 1, "from", bin("vision")}, zgrad[6:])},
+		{"header as bin", cat(omap{"type", bin(TypeZGrad), "v", WireVersion, "from", bin("vision")}, zgrad[6:])},
 		{"version nil", cat(omap{"type", TypeZGrad, "v", nil, "from", "vision"}, zgrad[6:])},
-		{"version float", cat(omap{"type", TypeZGrad, "v", 1.0, "from", "vision"}, zgrad[6:])},
-		{"sender nil", cat(omap{"type", TypeZGrad, "v", 1, "from", nil}, zgrad[6:])},
-		{"sender a number", cat(omap{"type", TypeZGrad, "v", 1, "from", 5}, zgrad[6:])},
-		{"sender long", cat(omap{"type", TypeZGrad, "v", 1, "from", long}, zgrad[6:])},
-		{"type long", cat(omap{"type", long, "v", 1, "from", "vision"}, zgrad[6:])},
+		{"version float", cat(omap{"type", TypeZGrad, "v", float64(WireVersion), "from", "vision"}, zgrad[6:])},
+		{"sender nil", cat(omap{"type", TypeZGrad, "v", WireVersion, "from", nil}, zgrad[6:])},
+		{"sender a number", cat(omap{"type", TypeZGrad, "v", WireVersion, "from", 5}, zgrad[6:])},
+		{"sender long", cat(omap{"type", TypeZGrad, "v", WireVersion, "from", long}, zgrad[6:])},
+		{"type long", cat(omap{"type", long, "v", WireVersion, "from", "vision"}, zgrad[6:])},
 		{"posterior as array", []any{TypePosterior, 1, "vision", 7, -3, mu, lv, []bool{true, true}}},
 		{"posterior as short array", []any{TypePosterior, 1, "vision", 7, -3, mu, lv}},
 		{"egrad as array", []any{TypeExpertGrad, 1, "integrator", 3, mu, mu}},
@@ -472,7 +472,7 @@ func TestHotDecodeMatchesReflection(t *testing.T) {
 func TestUnmarshalReuseSequence(t *testing.T) {
 	const B, D = 6, 4
 	step := func(from string, ids int, lambda map[string]float32, plan ...Term) *StepBegin {
-		m := &StepBegin{Header: Header{Sender: from}, Step: uint64(ids), Epoch: ids % 3, Train: ids%2 == 0, Lambda: lambda, Plan: plan, Checkpoint: ids%4 == 0}
+		m := &StepBegin{Header: Header{Sender: from, Run: runOf(ids)}, Step: uint64(ids), Epoch: ids % 3, Train: ids%2 == 0, Lambda: lambda, Plan: plan}
 		for i := range ids {
 			m.IDs = append(m.IDs, uint64(i*ids))
 		}
@@ -522,24 +522,24 @@ func TestUnmarshalReuseSequence(t *testing.T) {
 			step("integrator", B, map[string]float32{"vision": 0.5, "language": 2}, three...),
 			step("integrator", B, map[string]float32{"visiom": 0.5, "languagf": 2}, // names of the same lengths
 				term("visiom audio languagf", "vision audix language"), term("vision", "visiom language"), term("audio languagf", "audio")),
-			omap{"type", TypeStepBegin, "v", 1, "from", "integrator", "plan", []any{omap{"s", []string{"vision"}}}, "ids", []int{1}},
+			omap{"type", TypeStepBegin, "v", WireVersion, "from", "integrator", "plan", []any{omap{"s", []string{"vision"}}}, "ids", []int{1}},
 			[]byte{0xc1},                // refused by the scan
 			omap{"type", TypeStepBegin}, // no sender
 			step("integrator", B, map[string]float32{"vision": 0.5, "language": 2}, three...),
-			omap{"type", TypeStepBegin, "v", 1, "from", "integrator", "ids", []any{1, "x", 3}, "plan", []any{omap{"s", []string{"vision"}}}}, // fails in ids
+			omap{"type", TypeStepBegin, "v", WireVersion, "from", "integrator", "ids", []any{1, "x", 3}, "plan", []any{omap{"s", []string{"vision"}}}}, // fails in ids
 			step("integrator", B, map[string]float32{"vision": 0.5, "language": 2}, three...),
-			omap{"type", TypeStepBegin, "v", 1, "from", "integrator", "ids", []int{1}, "plan", []any{omap{"s", []any{"a", 1}}, omap{}, omap{}}}, // fails in a name
+			omap{"type", TypeStepBegin, "v", WireVersion, "from", "integrator", "ids", []int{1}, "plan", []any{omap{"s", []any{"a", 1}}, omap{}, omap{}}}, // fails in a name
 			step("integrator", B, map[string]float32{"vision": 0.5, "language": 2}, three...),
-			omap{"type", TypeStepBegin, "v", 1, "from", "integrator", "ids", []int{1}, "plan", []any{omap{"r", []string{"vision"}}, omap{"s", nil}, nil}}, // no subsets
+			omap{"type", TypeStepBegin, "v", WireVersion, "from", "integrator", "ids", []int{1}, "plan", []any{omap{"r", []string{"vision"}}, omap{"s", nil}, nil}}, // no subsets
 			step("integrator", B, map[string]float32{"vision": 0.5, "language": 2}, three...),
 			omap{"type", TypeStepBegin, "v", 2, "from", "integrator", "ids", []int{1}}, // wrong version
-			omap{"type", TypeStepBegin, "v", 1, "from", "integrator", "ids", []int{1, 2}, "plan", []any{omap{"s", []string{"vision"}}}, "lambda", omap{"vision", "x"}},
+			omap{"type", TypeStepBegin, "v", WireVersion, "from", "integrator", "ids", []int{1, 2}, "plan", []any{omap{"s", []string{"vision"}}}, "lambda", omap{"vision", "x"}},
 		},
 		TypePosterior: {
 			post("vision", B, true), post("vision", B, true), post("vision", 2, false), post("audio", 9, true), post("audio", 1, true),
-			omap{"type", TypePosterior, "v", 1, "from", "vision", "present", []any{true, 3}},
+			omap{"type", TypePosterior, "v", WireVersion, "from", "vision", "present", []any{true, 3}},
 			post("vision", B, true),
-			omap{"type", TypePosterior, "v", 1, "from", "vision", "mu", []any{[]any{2, "x"}, []byte{}}},
+			omap{"type", TypePosterior, "v", WireVersion, "from", "vision", "mu", []any{[]any{2, "x"}, []byte{}}},
 			post("vision", B, true),
 			[]byte{0x81, 0xa4, 'f', 'r', 'o', 'm'}, // truncated
 		},
@@ -548,14 +548,14 @@ func TestUnmarshalReuseSequence(t *testing.T) {
 			latent("vision", 2, 1),
 			latent("text audio language vision", 9, 4), latent("", 1, 0),
 			latent("audio language vision", B, 3),
-			omap{"type", TypeLatent, "v", 1, "from", "integrator", "members", []any{"a", 2}},
+			omap{"type", TypeLatent, "v", WireVersion, "from", "integrator", "members", []any{"a", 2}},
 			latent("audio language vision", B, 3),
-			omap{"type", TypeLatent, "v", 1, "from", "integrator", "z", []any{tensorOf([]int{1, 1}, 0), "x"}},
+			omap{"type", TypeLatent, "v", WireVersion, "from", "integrator", "z", []any{tensorOf([]int{1, 1}, 0), "x"}},
 		},
 		TypeZGrad: {
 			zgrad("vision", B, 0, 1, 2), zgrad("vision", B, 0, 1, 2), zgrad("vision", 2, 1), zgrad("audio", 9, 0, 1, 2, 3), zgrad("audio", 1),
 			zgrad("vision", B, 0, 1, 2),
-			omap{"type", TypeZGrad, "v", 1, "from", "vision", "terms", []any{omap{"term", 1}, omap{"term", "x"}}},
+			omap{"type", TypeZGrad, "v", WireVersion, "from", "vision", "terms", []any{omap{"term", 1}, omap{"term", "x"}}},
 		},
 		TypeExpertGrad: {egrad(B), egrad(B), egrad(2), egrad(9), egrad(1), omap{"dmu", nil}, egrad(B), []byte{}},
 	}
@@ -691,11 +691,11 @@ func TestUnmarshalReuseNoStaleSender(t *testing.T) {
 				{"garbage", []byte{0xc1}, 0, "", ""},
 				{"too large", make([]byte, DefaultMaxBytes+1), 0, "", ""},
 				{"not a map", []byte{0x93, 1, 2, 3}, 0, "", ""},
-				{"no sender", enc(t, omap{"type", typ, "v", 1}), 0, "", "from"},
+				{"no sender", enc(t, omap{"type", typ, "v", WireVersion}), 0, "", "from"},
 				{"wrong version", enc(t, omap{"type", typ, "v", 3, "from", "vision"}), 0, "vision", "v"},
-				{"sender too long", enc(t, omap{"type", typ, "v", 1, "from", strings.Repeat("a", 33)}), 0, strings.Repeat("a", 33), "from"},
-				{"sender of a megabyte", enc(t, omap{"type", typ, "v", 1, "from", long}), 2 << 20, long, "from"},
-				{"bad field", enc(t, omap{"type", typ, "v", 1, "from", "text", "step", "x"}), 0, "text", ""},
+				{"sender too long", enc(t, omap{"type", typ, "v", WireVersion, "from", strings.Repeat("a", 33)}), 0, strings.Repeat("a", 33), "from"},
+				{"sender of a megabyte", enc(t, omap{"type", typ, "v", WireVersion, "from", long}), 2 << 20, long, "from"},
+				{"bad field", enc(t, omap{"type", typ, "v", WireVersion, "from", "text", "step", "x"}), 0, "text", ""},
 			} {
 				if err := UnmarshalReuse("", good, m, Expect{}); err != nil {
 					t.Fatal(err)
@@ -718,7 +718,7 @@ func TestUnmarshalReuseNoStaleSender(t *testing.T) {
 func TestHotLongStrings(t *testing.T) {
 	long := strings.Repeat("n", 100)
 	plan := func(name string) omap {
-		return omap{"type", TypeStepBegin, "v", 1, "from", "integrator", "ids", []int{1}, "plan", []any{omap{"s", []string{"vision", name}}}}
+		return omap{"type", TypeStepBegin, "v", WireVersion, "from", "integrator", "ids", []int{1}, "plan", []any{omap{"s", []string{"vision", name}}}}
 	}
 	tests := []struct {
 		name  string
@@ -729,9 +729,9 @@ func TestHotLongStrings(t *testing.T) {
 		{"plan name", enc(t, plan(long)), &StepBegin{}, "plan[0].s[1]"},
 		{"plan name of 64 bytes", enc(t, plan(strings.Repeat("n", 64))), &StepBegin{}, "plan[0].s[1]"},
 		{"plan name of 65 bytes", enc(t, plan(strings.Repeat("n", 65))), &StepBegin{}, "plan[0].s[1]"},
-		{"member", enc(t, omap{"type", TypeLatent, "v", 1, "from", "integrator", "members", []string{long}}), &Latent{}, "members[0]"},
+		{"member", enc(t, omap{"type", TypeLatent, "v", WireVersion, "from", "integrator", "members", []string{long}}), &Latent{}, "members[0]"},
 		{"lambda key", enc(t, cat(plan("audio"), omap{"lambda", omap{long, float32(1)}})), &StepBegin{}, "lambda"},
-		{"type", enc(t, omap{"type", long, "v", 1, "from", "vision"}), &Posterior{}, "type"},
+		{"type", enc(t, omap{"type", long, "v", WireVersion, "from", "vision"}), &Posterior{}, "type"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -745,7 +745,7 @@ func TestHotLongStrings(t *testing.T) {
 	}
 	// A key too long for any field is skipped.
 	egrad := hotOf(hotMessages(1), TypeExpertGrad).(*ExpertGrad)
-	data := enc(t, omap{long, []int{1}, "type", TypeExpertGrad, "v", 1, "from", "integrator", "dmu", tensorOf([]int{1, 1}, 1), "dlogvar", tensorOf([]int{1, 1}, 1)})
+	data := enc(t, omap{long, []int{1}, "type", TypeExpertGrad, "v", WireVersion, "from", "integrator", "dmu", tensorOf([]int{1, 1}, 1), "dlogvar", tensorOf([]int{1, 1}, 1)})
 	if err := UnmarshalReuse("", data, egrad, Expect{}); err != nil {
 		t.Fatalf("a long unknown key: %v", err)
 	}
@@ -799,17 +799,16 @@ func hotMessages(v int) []Message {
 		present[i] = (i+v)%5 != 0
 	}
 	return []Message{
-		&StepBegin{Header: Header{Sender: "integrator"}, Step: uint64(v), Epoch: v / 10, Train: v%2 == 0, IDs: ids,
+		&StepBegin{Header: Header{Sender: "integrator", Run: runOf(v)}, Step: uint64(v), Epoch: v / 10, Train: v%2 == 0, IDs: ids,
 			Plan: []Term{
 				{Subset: []string{"vision", "audio", "language"}, Targets: []string{"vision", "audio", "language"}},
 				{Subset: []string{"vision"}, Targets: []string{"vision", "language"}},
 				{Subset: []string{"audio", "language"}, Targets: []string{"audio"}},
 			},
-			Lambda:     map[string]float32{"vision": 0.01 * f, "language": 0.5},
-			Checkpoint: v%3 == 0},
-		&Posterior{Header: Header{Sender: "vision"}, Step: uint64(v), Time: int64(v) * 1e9,
+			Lambda: map[string]float32{"vision": 0.01 * f, "language": 0.5}},
+		&Posterior{Header: Header{Sender: "vision", Run: runOf(v)}, Step: uint64(v), Time: int64(v) * 1e9,
 			Mu: hotMat(B, D, f, 0.001), LogVar: hotMat(B, D, -f, 0.0005), Present: present},
-		&Latent{Header: Header{Sender: "integrator"}, Step: uint64(v), Members: []string{"audio", "language", "vision"},
+		&Latent{Header: Header{Sender: "integrator", Run: runOf(v + 1)}, Step: uint64(v), Members: []string{"audio", "language", "vision"},
 			Z: []Tensor{hotMat(B, D, f, 0.01), hotMat(B, D, -f, 0.01), hotMat(B, D, f, -0.01)}},
 		&ZGrad{Header: Header{Sender: "vision"}, Step: uint64(v), Terms: []TermGrad{
 			{Term: 0, DZ: hotMat(B, D, f, 0.001), LogLik: Vector(hotMat(1, B, -f, 0.1).Data)},
@@ -848,4 +847,13 @@ func BenchmarkUnmarshalReuse(b *testing.B) {
 			}
 		})
 	}
+}
+
+// runOf is the session token of message v: one session, as in a run,
+// and none for every third v (messages outside training have none).
+func runOf(v int) string {
+	if v%3 == 0 {
+		return ""
+	}
+	return "0123456789abcdef0123456789abcdef"
 }

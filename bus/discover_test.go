@@ -47,11 +47,11 @@ func serketMeta(pipeline, module, wire string) map[string]string {
 func TestDiscover(t *testing.T) {
 	s := startServer(t, bus.ServerConfig{})
 	// Added out of order: Discover sorts.
-	b := addService(t, s, "serket-b", serketMeta("default", "b", "1"))
-	a := addService(t, s, "serket-a", serketMeta("default", "a", "1"))
-	c := addService(t, s, "serket-c", serketMeta("other", "c", "1"))
-	addService(t, s, "serket-d", serketMeta("default", "d", "2")) // another wire version
-	addService(t, s, "weather", serketMeta("default", "w", "1"))  // not serket's
+	b := addService(t, s, "serket-b", serketMeta("default", "b", "2"))
+	a := addService(t, s, "serket-a", serketMeta("default", "a", "2"))
+	c := addService(t, s, "serket-c", serketMeta("other", "c", "2"))
+	addService(t, s, "serket-d", serketMeta("default", "d", "1")) // another wire version
+	addService(t, s, "weather", serketMeta("default", "w", "2"))  // not serket's
 
 	nc := connect(t, bus.ConnConfig{Server: s, Name: "serket-ps"})
 	tests := []struct {

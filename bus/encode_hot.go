@@ -16,7 +16,7 @@ import (
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
 	w := hotWriter{e: enc}
-	w.header(&m.Header, 10)
+	w.header(&m.Header, 6)
 	w.str("step")
 	w.uint64(m.Step)
 	w.str("epoch")
@@ -65,15 +65,13 @@ func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
 			w.float32(m.Lambda[k])
 		}
 	}
-	w.str("ckpt")
-	w.bool(m.Checkpoint)
 	return w.err
 }
 
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (m *Latent) EncodeMsgpack(enc *msgpack.Encoder) error {
 	w := hotWriter{e: enc}
-	w.header(&m.Header, 6)
+	w.header(&m.Header, 3)
 	w.str("step")
 	w.uint64(m.Step)
 	w.str("members")
@@ -99,15 +97,17 @@ type hotWriter struct {
 	err error
 }
 
-// header starts a message's map of n entries with the header's three.
+// header starts a message's map of n entries with the header's four.
 func (w *hotWriter) header(h *Header, n int) {
-	w.mapLen(n)
+	w.mapLen(n + 4)
 	w.str("type")
 	w.str(h.Type)
 	w.str("v")
 	w.int(int64(h.Version))
 	w.str("from")
 	w.str(h.Sender)
+	w.str("run")
+	w.str(h.Run)
 }
 
 // str writes a string: a map key or a string value.

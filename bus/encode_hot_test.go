@@ -17,12 +17,12 @@ func hotEncodeCases() []Message {
 	}
 	z := Matrix(100, 32, make([]float32, 3200))
 	return []Message{
-		&StepBegin{Header: Header{Sender: "integrator"}, Step: 1 << 40, Epoch: 300, Train: true, IDs: ids,
+		&StepBegin{Header: Header{Sender: "integrator", Run: "0123456789abcdef0123456789abcdef"}, Step: 1 << 40, Epoch: 300, Train: true, IDs: ids,
 			Plan:   []Term{{Subset: []string{"audio", "language", "vision"}, Targets: []string{"audio", "language", "vision"}}, {Subset: []string{"vision"}, Targets: []string{"vision"}}},
-			Lambda: map[string]float32{"language": 0.5}, Checkpoint: true},
+			Lambda: map[string]float32{"language": 0.5}},
 		&StepBegin{Header: Header{Sender: "integrator"}, IDs: []uint64{7}, Plan: []Term{{Subset: []string{"a"}}}},
 		&StepBegin{Header: Header{Sender: "integrator"}, IDs: []uint64{7}, Plan: []Term{{Subset: []string{"a"}, Targets: []string{}}}, Lambda: map[string]float32{}},
-		&Latent{Header: Header{Sender: "integrator"}, Step: 12, Members: []string{"audio", "vision"}, Z: []Tensor{z, z}},
+		&Latent{Header: Header{Sender: "integrator", Run: "ff"}, Step: 12, Members: []string{"audio", "vision"}, Z: []Tensor{z, z}},
 		&Latent{Header: Header{Sender: "integrator"}, Step: 12},
 		&Latent{Header: Header{Sender: "integrator"}, Step: 12, Members: []string{}, Z: []Tensor{}},
 	}

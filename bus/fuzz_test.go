@@ -35,10 +35,10 @@ func fuzzSeeds(t testing.TB, typ string) []seed {
 	flip[len(flip)/2] ^= 0xff
 	seeds = append(seeds, seed{name: "middle byte flipped", data: flip})
 
-	if i := bytes.Index(good, []byte{0xa1, 'v', 0x01}); i >= 0 {
-		v2 := bytes.Clone(good)
-		v2[i+2] = 0x02
-		seeds = append(seeds, seed{name: "version 2", data: v2, mustFail: true})
+	if i := bytes.Index(good, []byte{0xa1, 'v', bus.WireVersion}); i >= 0 {
+		other := bytes.Clone(good)
+		other[i+2] = bus.WireVersion + 1
+		seeds = append(seeds, seed{name: "another version", data: other, mustFail: true})
 	}
 	if i := bytes.Index(good, []byte{0xc4}); i >= 0 && i+6 <= len(good) && good[i+1] >= 4 {
 		// A NaN in the first tensor, or in the first payload's data.
@@ -109,6 +109,8 @@ func FuzzEncodeReply(f *testing.F)   { fuzzMessage(f, bus.TypeEncodeReply) }
 func FuzzDecodeRequest(f *testing.F) { fuzzMessage(f, bus.TypeDecodeRequest) }
 func FuzzDecodeReply(f *testing.F)   { fuzzMessage(f, bus.TypeDecodeReply) }
 func FuzzBelief(f *testing.F)        { fuzzMessage(f, bus.TypeBelief) }
+func FuzzControl(f *testing.F)       { fuzzMessage(f, bus.TypeControl) }
+func FuzzRunState(f *testing.F)      { fuzzMessage(f, bus.TypeRunState) }
 
 // TestFuzzSeeds makes sure the seeds are what they claim: the golden
 // encoding is accepted and the corrupted ones that must fail do.

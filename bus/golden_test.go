@@ -21,6 +21,16 @@ func hdr(typ, sender string) bus.Header {
 	return bus.Header{Type: typ, Version: bus.WireVersion, Sender: sender}
 }
 
+// session is the session token of the training messages' examples.
+const session = "5e55104a0123456789abcdef00000001"
+
+// trainHdr is hdr of a training message of the example session.
+func trainHdr(typ, sender string) bus.Header {
+	h := hdr(typ, sender)
+	h.Run = session
+	return h
+}
+
 // mat is a rows×cols tensor whose elements are start, start+step, ….
 func mat(rows, cols int, start, step float32) bus.Tensor {
 	d := make([]float32, rows*cols)
@@ -43,31 +53,30 @@ type example struct {
 func examples() []example {
 	ms := []bus.Message{
 		&bus.StepBegin{
-			Header: hdr(bus.TypeStepBegin, "integrator"),
+			Header: trainHdr(bus.TypeStepBegin, "integrator"),
 			Step:   42, Epoch: 3, Train: true,
 			IDs: []uint64{7, 9},
 			Plan: []bus.Term{
 				{Subset: []string{"vision", "audio"}, Targets: []string{"vision"}},
 				{Subset: []string{"audio"}, Targets: []string{"audio", "vision"}},
 			},
-			Lambda:     map[string]float32{"audio": 0.5},
-			Checkpoint: true,
+			Lambda: map[string]float32{"audio": 0.5},
 		},
 		&bus.Posterior{
-			Header: hdr(bus.TypePosterior, "vision"),
+			Header: trainHdr(bus.TypePosterior, "vision"),
 			Step:   42, Time: 1_700_000_000_000_000_000,
 			Mu:      mat(2, 3, 1, 1),       // 1 2 3 / 4 5 6
 			LogVar:  mat(2, 3, -0.5, 0.25), // -0.5 … 0.75
 			Present: []bool{true, false},
 		},
 		&bus.Latent{
-			Header:  hdr(bus.TypeLatent, "integrator"),
+			Header:  trainHdr(bus.TypeLatent, "integrator"),
 			Step:    42,
 			Members: []string{"audio", "vision"},
 			Z:       []bus.Tensor{mat(2, 3, 0.5, 0.5), mat(2, 3, -1, -0.125)},
 		},
 		&bus.ZGrad{
-			Header: hdr(bus.TypeZGrad, "vision"),
+			Header: trainHdr(bus.TypeZGrad, "vision"),
 			Step:   42,
 			Terms: []bus.TermGrad{
 				{Term: 0, DZ: mat(2, 3, 0.01, 0.01), LogLik: bus.Vector([]float32{-12.5, -7.25})},
@@ -75,7 +84,7 @@ func examples() []example {
 			},
 		},
 		&bus.ExpertGrad{
-			Header:  hdr(bus.TypeExpertGrad, "integrator"),
+			Header:  trainHdr(bus.TypeExpertGrad, "integrator"),
 			Step:    42,
 			DMu:     mat(2, 3, 0.1, 0.1),
 			DLogVar: mat(2, 3, -0.3, 0.05),
@@ -129,6 +138,14 @@ func examples() []example {
 			LogVar:  mat(1, 3, -3, 1),
 			Sources: []bus.Source{{Module: "vision", AgeNs: 1_500_000}, {Module: "audio", AgeNs: 0}},
 		},
+		&bus.Control{
+			Header: trainHdr(bus.TypeControl, "integrator"),
+			Op:     bus.OpRestore, ID: "00112233445566778899aabbccddeeff", Step: 400, Adopt: true,
+		},
+		&bus.RunState{
+			Header: hdr(bus.TypeRunState, "vision"),
+			ID:     "00112233445566778899aabbccddeeff", Step: 400, Instance: "Zq3xGvJHa1bO0LUWqz9xCd", Keeps: true, Err: "no checkpoint of that step",
+		},
 	}
 	out := make([]example, len(ms))
 	for i, m := range ms {
@@ -181,7 +198,7 @@ func TestExamplesCoverEveryType(t *testing.T) {
 		bus.TypeStepBegin, bus.TypePosterior, bus.TypeLatent, bus.TypeZGrad,
 		bus.TypeExpertGrad, bus.TypeInferRequest, bus.TypeInferReply,
 		bus.TypeEncodeRequest, bus.TypeEncodeReply, bus.TypeDecodeRequest,
-		bus.TypeDecodeReply, bus.TypeBelief,
+		bus.TypeDecodeReply, bus.TypeBelief, bus.TypeControl, bus.TypeRunState,
 	}
 	seen := map[string]bool{}
 	for _, ex := range examples() {

@@ -16,6 +16,8 @@ const (
 	TypeDecodeRequest = "serket.decode.request"
 	TypeDecodeReply   = "serket.decode.reply"
 	TypeBelief        = "serket.belief"
+	TypeControl       = "serket.control"
+	TypeRunState      = "serket.runstate"
 )
 
 // Payload is one raw observation or one rendered output: bytes and their
@@ -43,9 +45,6 @@ type StepBegin struct {
 	// Lambda weighs each module's log-likelihood in the objective; a
 	// module not listed has weight 1.
 	Lambda map[string]float32 `msgpack:"lambda"`
-	// Checkpoint asks every module to save its checkpoint after learning
-	// from this step, so that all checkpoints of a run are of one step.
-	Checkpoint bool `msgpack:"ckpt"`
 }
 
 // MessageType implements Message.
@@ -416,6 +415,89 @@ func (m *Belief) check(e Expect) error {
 	return nil
 }
 
+// Control operations: what the integrator asks of a module about a
+// training run (Control.Op).
+const (
+	// OpEnrol makes the module take part in the session Header.Run of
+	// run ID from step Step (its earlier session, if any, ends). With
+	// Adopt, the module takes its weights as the run's at Step (a new
+	// run starts from whatever weights its modules have).
+	OpEnrol = "enrol"
+	// OpSave has the module save its checkpoint, labelled with run ID
+	// and step Step: the weights it has once it has handled every
+	// message of the session up to that step.
+	OpSave = "save"
+	// OpRestore has the module load its checkpoint of run ID at step
+	// Step (its newest file or the previous generation, whichever holds
+	// it), to roll the run back to its last checkpoint.
+	OpRestore = "restore"
+)
+
+// Control is the integrator's request to one module about a training run,
+// on …train.ctl.<module>, answered with a RunState. It travels on the
+// module's ordered training channel, so the module handles it after every
+// training message the integrator sent before it. Header.Run is the
+// session: the one to enrol in (OpEnrol), or the one the module must be
+// enrolled in (OpSave, OpRestore).
+type Control struct {
+	Header
+	Op    string `msgpack:"op"`
+	ID    string `msgpack:"id"`   // the run's id: kept in checkpoints, the same across its sessions
+	Step  uint64 `msgpack:"step"` // see the Op* constants
+	Adopt bool   `msgpack:"adopt"`
+}
+
+// MessageType implements Message.
+func (*Control) MessageType() string { return TypeControl }
+
+func (m *Control) check(Expect) error {
+	switch m.Op {
+	case OpEnrol, OpSave, OpRestore:
+	default:
+		return badf("op", ErrField, "unknown operation %q (want %s, %s or %s)", m.Op, OpEnrol, OpSave, OpRestore)
+	}
+	if !ValidToken(m.Run) {
+		return badf("run", ErrField, "a control needs a session token (hex digits, at most %d), got %q", MaxTokenLen, m.Run)
+	}
+	if !ValidToken(m.ID) {
+		return badf("id", ErrField, "run id %q is not a token (hex digits, at most %d)", m.ID, MaxTokenLen)
+	}
+	return nil
+}
+
+// RunState is a module's answer to a Control: the run and step its
+// weights are of after it (ID "" when they are of no run: fresh, or from a
+// checkpoint without a label), the process's instance (its micro service
+// id, new at every start), whether it keeps a checkpoint it can save and
+// restore, and, if the control was refused or failed, why.
+type RunState struct {
+	Header
+	ID       string `msgpack:"id"`
+	Step     uint64 `msgpack:"step"`
+	Instance string `msgpack:"inst"`
+	Keeps    bool   `msgpack:"keeps"`
+	Err      string `msgpack:"err"`
+}
+
+// MessageType implements Message.
+func (*RunState) MessageType() string { return TypeRunState }
+
+func (m *RunState) check(Expect) error {
+	if m.ID != "" && !ValidToken(m.ID) {
+		return badf("id", ErrField, "run id %q is not a token", m.ID)
+	}
+	if len(m.Instance) > MaxTokenLen {
+		return badf("inst", ErrTooLarge, "instance id of %d bytes, at most %d", len(m.Instance), MaxTokenLen)
+	}
+	if len(m.Err) > maxErrLen {
+		return badf("err", ErrTooLarge, "error text of %d bytes, at most %d", len(m.Err), maxErrLen)
+	}
+	return nil
+}
+
+// maxErrLen bounds the error text a RunState carries.
+const maxErrLen = 4096
+
 // New returns an empty message of the given type string, for tools that
 // decode whatever arrives (serket echo); nil if the type is unknown.
 func New(typ string) Message {
@@ -444,6 +526,10 @@ func New(typ string) Message {
 		return new(DecodeReply)
 	case TypeBelief:
 		return new(Belief)
+	case TypeControl:
+		return new(Control)
+	case TypeRunState:
+		return new(RunState)
 	}
 	return nil
 }

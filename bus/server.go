@@ -69,6 +69,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 			Publish:   &server.SubjectPermission{Allow: u.Permissions.Publish},
 			Subscribe: &server.SubjectPermission{Allow: u.Permissions.Subscribe},
 		}
+		perm.Publish.Deny = u.Permissions.PublishDeny
 		if len(perm.Publish.Allow) == 0 {
 			perm.Publish.Deny = []string{">"}
 		}

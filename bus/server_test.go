@@ -179,7 +179,7 @@ func TestConnect(t *testing.T) {
 			if !nc.IsConnected() {
 				t.Fatalf("Connect returned a connection that is not connected")
 			}
-			subject := "serket.v1.test.connect." + strconv.Itoa(i)
+			subject := "serket.v2.test.connect." + strconv.Itoa(i)
 			exchange(t, nc, subscribe(t, sub, subject), subject, 5*time.Second)
 			// And the other way round.
 			back := subject + ".back"
@@ -276,7 +276,7 @@ func TestConnectRetriesFirstConnection(t *testing.T) {
 			t.Errorf("connected to %q, want %q", got, url)
 		}
 		other := connect(t, bus.ConnConfig{Server: s})
-		exchange(t, other, subscribe(t, r.nc, "serket.v1.test.early"), "serket.v1.test.early", 5*time.Second)
+		exchange(t, other, subscribe(t, r.nc, "serket.v2.test.early"), "serket.v2.test.early", 5*time.Second)
 	case <-time.After(15 * time.Second):
 		t.Fatal("Connect did not return after the server started")
 	}
@@ -291,7 +291,7 @@ func TestReconnect(t *testing.T) {
 	}
 	port := portOf(t, s1)
 	nc := connect(t, bus.ConnConfig{URL: s1.ClientURL(), Name: "serket-survivor"})
-	const subject = "serket.v1.test.reconnect"
+	const subject = "serket.v2.test.reconnect"
 	ch := subscribe(t, nc, subject)
 	exchange(t, nc, ch, subject, 5*time.Second)
 
@@ -363,10 +363,10 @@ func TestServerJetStream(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, err := js.AddStream(&nats.StreamConfig{Name: "BELIEF", Subjects: []string{"serket.v1.default.belief"}}); err != nil {
+				if _, err := js.AddStream(&nats.StreamConfig{Name: "BELIEF", Subjects: []string{"serket.v2.default.belief"}}); err != nil {
 					t.Fatalf("AddStream: %v", err)
 				}
-				if _, err := js.Publish("serket.v1.default.belief", []byte("b")); err != nil {
+				if _, err := js.Publish("serket.v2.default.belief", []byte("b")); err != nil {
 					t.Fatalf("JetStream publish: %v", err)
 				}
 				nc.Close()

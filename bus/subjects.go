@@ -24,7 +24,7 @@ func NewSubjects(pipeline string) (Subjects, error) {
 // DefaultPipeline is the pipeline name used when none is given.
 const DefaultPipeline = "default"
 
-// Prefix is serket.v1.<pipeline>; Prefix()+".>" matches every subject of the pipeline.
+// Prefix is serket.v2.<pipeline>; Prefix()+".>" matches every subject of the pipeline.
 func (s Subjects) Prefix() string { return s.prefix }
 
 // Step is where the integrator announces each training step (StepBegin).
@@ -41,6 +41,10 @@ func (s Subjects) ZGrad(module string) string { return s.prefix + ".zgrad." + mo
 
 // EGrad is where the integrator sends module its expert gradient (ExpertGrad).
 func (s Subjects) EGrad(module string) string { return s.prefix + ".egrad." + module }
+
+// Control is where the integrator sends module its training-run requests
+// (Control → RunState): enrol, save, restore.
+func (s Subjects) Control(module string) string { return s.prefix + ".train.ctl." + module }
 
 // TrainStatus is module's training-status endpoint (a request; JSON reply).
 func (s Subjects) TrainStatus(module string) string { return s.prefix + ".train.status." + module }
@@ -77,7 +81,7 @@ const (
 
 // Relative resolves a subject a person typed: one that already starts with
 // "serket." or "$" is returned as is; anything else is taken as relative to
-// the pipeline ("latent" → serket.v1.default.latent, "post.*" → …post.*).
+// the pipeline ("latent" → serket.v2.default.latent, "post.*" → …post.*).
 func (s Subjects) Relative(subject string) string {
 	if len(subject) >= 7 && subject[:7] == "serket." || len(subject) > 0 && subject[0] == '$' {
 		return subject

@@ -16,10 +16,10 @@ func TestNewSubjects(t *testing.T) {
 		wantPrefix string
 		wantErr    bool
 	}{
-		{name: "empty is default", pipeline: "", wantPrefix: "serket.v1.default"},
-		{name: "default", pipeline: "default", wantPrefix: "serket.v1.default"},
-		{name: "named", pipeline: "robot-2", wantPrefix: "serket.v1.robot-2"},
-		{name: "32 bytes", pipeline: "a" + strings.Repeat("b", 31), wantPrefix: "serket.v1.a" + strings.Repeat("b", 31)},
+		{name: "empty is default", pipeline: "", wantPrefix: "serket.v2.default"},
+		{name: "default", pipeline: "default", wantPrefix: "serket.v2.default"},
+		{name: "named", pipeline: "robot-2", wantPrefix: "serket.v2.robot-2"},
+		{name: "32 bytes", pipeline: "a" + strings.Repeat("b", 31), wantPrefix: "serket.v2.a" + strings.Repeat("b", 31)},
 		{name: "33 bytes", pipeline: "a" + strings.Repeat("b", 32), wantErr: true},
 		{name: "upper case", pipeline: "Robot", wantErr: true},
 		{name: "dot", pipeline: "a.b", wantErr: true},
@@ -63,16 +63,16 @@ func TestSubjectScheme(t *testing.T) {
 		got  string
 		want string
 	}{
-		{"step", s.Step(), "serket.v1.default.train.step"},
-		{"post", s.Post("vision"), "serket.v1.default.post.vision"},
-		{"latent", s.Latent(), "serket.v1.default.latent"},
-		{"zgrad", s.ZGrad("vision"), "serket.v1.default.zgrad.vision"},
-		{"egrad", s.EGrad("vision"), "serket.v1.default.egrad.vision"},
-		{"infer", s.Infer(), "serket.v1.default.infer"},
-		{"encode", s.Encode("vision"), "serket.v1.default.encode.vision"},
-		{"decode", s.Decode("vision"), "serket.v1.default.decode.vision"},
-		{"obs post", s.ObsPost("vision"), "serket.v1.default.obs.post.vision"},
-		{"belief", s.Belief(), "serket.v1.default.belief"},
+		{"step", s.Step(), "serket.v2.default.train.step"},
+		{"post", s.Post("vision"), "serket.v2.default.post.vision"},
+		{"latent", s.Latent(), "serket.v2.default.latent"},
+		{"zgrad", s.ZGrad("vision"), "serket.v2.default.zgrad.vision"},
+		{"egrad", s.EGrad("vision"), "serket.v2.default.egrad.vision"},
+		{"infer", s.Infer(), "serket.v2.default.infer"},
+		{"encode", s.Encode("vision"), "serket.v2.default.encode.vision"},
+		{"decode", s.Decode("vision"), "serket.v2.default.decode.vision"},
+		{"obs post", s.ObsPost("vision"), "serket.v2.default.obs.post.vision"},
+		{"belief", s.Belief(), "serket.v2.default.belief"},
 		{"service name", bus.ServiceName("vision"), "serket-vision"},
 	}
 	for _, tt := range tests {
@@ -94,15 +94,15 @@ func TestRelative(t *testing.T) {
 		subject string
 		want    string
 	}{
-		{name: "relative", subject: "latent", want: "serket.v1.robot.latent"},
-		{name: "relative wildcard", subject: "post.*", want: "serket.v1.robot.post.*"},
-		{name: "absolute", subject: "serket.v1.x.y", want: "serket.v1.x.y"},
+		{name: "relative", subject: "latent", want: "serket.v2.robot.latent"},
+		{name: "relative wildcard", subject: "post.*", want: "serket.v2.robot.post.*"},
+		{name: "absolute", subject: "serket.v2.x.y", want: "serket.v2.x.y"},
 		{name: "absolute other version", subject: "serket.v2.robot.latent", want: "serket.v2.robot.latent"},
 		{name: "system", subject: "$SRV.PING", want: "$SRV.PING"},
-		{name: "empty is everything", subject: "", want: "serket.v1.robot.>"},
-		{name: "everything", subject: ">", want: "serket.v1.robot.>"},
-		{name: "serket without dot", subject: "serket", want: "serket.v1.robot.serket"},
-		{name: "serketx", subject: "serketx.a", want: "serket.v1.robot.serketx.a"},
+		{name: "empty is everything", subject: "", want: "serket.v2.robot.>"},
+		{name: "everything", subject: ">", want: "serket.v2.robot.>"},
+		{name: "serket without dot", subject: "serket", want: "serket.v2.robot.serket"},
+		{name: "serketx", subject: "serketx.a", want: "serket.v2.robot.serketx.a"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,8 @@
 package bus
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -10,10 +12,10 @@ import (
 )
 
 // WireVersion is the version of the wire messages this package speaks. It is
-// also part of every subject (serket.v1.…), so two versions never meet on the
+// also part of every subject (serket.v2.…), so two versions never meet on the
 // same subject by accident; a message of another version that does arrive is
 // refused with ErrVersion.
-const WireVersion = 1
+const WireVersion = 2
 
 // Limits of what a message may carry.
 //
@@ -86,6 +88,11 @@ type Header struct {
 	Type    string `msgpack:"type"`
 	Version int    `msgpack:"v"`
 	Sender  string `msgpack:"from"`
+	// Run is the training session a training message belongs to (see
+	// Control): the token the integrator handed the module when it
+	// enrolled it. Empty outside training (inference, streaming); a
+	// module takes part only in the session it was enrolled in.
+	Run string `msgpack:"run"`
 }
 
 func (h *Header) header() *Header { return h }
@@ -296,7 +303,7 @@ type storageKeeper interface{ resetKeeping(st *decodeState) }
 func kept(t Tensor) Tensor { return Tensor{Shape: t.Shape[:0], Data: t.Data[:0]} }
 
 func (m *StepBegin) resetKeeping(st *decodeState) {
-	st.from = m.Sender
+	st.from, st.run = m.Sender, m.Run
 	st.keepKeys(m.Lambda)
 	clear(m.Lambda)
 	plan := m.Plan[:cap(m.Plan)]
@@ -307,17 +314,17 @@ func (m *StepBegin) resetKeeping(st *decodeState) {
 }
 
 func (m *Posterior) resetKeeping(st *decodeState) {
-	st.from = m.Sender
+	st.from, st.run = m.Sender, m.Run
 	*m = Posterior{Mu: kept(m.Mu), LogVar: kept(m.LogVar), Present: m.Present[:0]}
 }
 
 func (m *ExpertGrad) resetKeeping(st *decodeState) {
-	st.from = m.Sender
+	st.from, st.run = m.Sender, m.Run
 	*m = ExpertGrad{DMu: kept(m.DMu), DLogVar: kept(m.DLogVar)}
 }
 
 func (m *Latent) resetKeeping(st *decodeState) {
-	st.from = m.Sender
+	st.from, st.run = m.Sender, m.Run
 	z := m.Z[:cap(m.Z)]
 	for i := range z {
 		z[i] = kept(z[i])
@@ -326,7 +333,7 @@ func (m *Latent) resetKeeping(st *decodeState) {
 }
 
 func (m *ZGrad) resetKeeping(st *decodeState) {
-	st.from = m.Sender
+	st.from, st.run = m.Sender, m.Run
 	terms := m.Terms[:cap(m.Terms)]
 	for i := range terms {
 		terms[i] = TermGrad{DZ: kept(terms[i].DZ), LogLik: kept(terms[i].LogLik)}
@@ -483,7 +490,35 @@ func checkHeader(h *Header, typ string) error {
 	if !ValidName(h.Sender) {
 		return badf("from", ErrField, "sender %q is not a valid module name", h.Sender)
 	}
+	if h.Run != "" && !ValidToken(h.Run) {
+		return badf("run", ErrField, "session %q is not a token (hex digits, at most %d)", h.Run, MaxTokenLen)
+	}
 	return nil
+}
+
+// NewToken returns a fresh random token: 32 hex digits (128 bits from
+// crypto/rand), for run ids and session tokens.
+func NewToken() string {
+	var b [16]byte
+	rand.Read(b[:]) // crypto/rand's Read never fails
+	return hex.EncodeToString(b[:])
+}
+
+// MaxTokenLen is the longest a run id or a session token may be.
+const MaxTokenLen = 64
+
+// ValidToken reports whether s can be a run id or a session token: 1 to
+// MaxTokenLen lower-case hex digits (NewToken makes 32).
+func ValidToken(s string) bool {
+	if len(s) == 0 || len(s) > MaxTokenLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func checkNames(field string, names []string) error {

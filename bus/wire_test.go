@@ -72,7 +72,7 @@ func without(pairs []any, key string) []any {
 	return out
 }
 
-func header(typ, from string) []any { return []any{"type", typ, "v", 1, "from", from} }
+func header(typ, from string) []any { return []any{"type", typ, "v", bus.WireVersion, "from", from} }
 
 func ones(n int) []float32 {
 	v := make([]float32, n)
@@ -198,7 +198,7 @@ func TestUnmarshalReusesValue(t *testing.T) {
 	}
 
 	// An error before the header decodes must not name the earlier sender.
-	const subject = "serket.v1.default.infer"
+	const subject = "serket.v2.default.infer"
 	err := bus.UnmarshalFrom(subject, []byte{0xc1, 0xc1}, &m, bus.Expect{})
 	de := checkDecodeError(t, err, bus.TypeInferRequest, bus.ErrMalformed, "", "")
 	if de.Subject != subject || !strings.Contains(err.Error(), subject) {
@@ -292,12 +292,14 @@ func TestUnmarshalBadInput(t *testing.T) {
 		{name: "empty", data: nil, msg: &bus.Posterior{}, wantErr: bus.ErrMalformed},
 		{name: "not a map", data: []byte{0x93, 1, 2, 3}, msg: &bus.Posterior{}, wantErr: bus.ErrMalformed},
 		{name: "garbage", data: []byte("hello, world"), msg: &bus.Posterior{}, wantErr: bus.ErrMalformed},
-		{name: "wrong version", data: craft(t, with(posteriorPairs(), "v", 2)...), msg: &bus.Posterior{}, wantErr: bus.ErrVersion, wantField: "v", wantSender: "vision"},
+		{name: "wrong version", data: craft(t, with(posteriorPairs(), "v", 1)...), msg: &bus.Posterior{}, wantErr: bus.ErrVersion, wantField: "v", wantSender: "vision"},
 		{name: "no version", data: craft(t, without(posteriorPairs(), "v")...), msg: &bus.Posterior{}, wantErr: bus.ErrVersion, wantField: "v", wantSender: "vision"},
 		{name: "version not a number", data: craft(t, with(posteriorPairs(), "v", "1")...), msg: &bus.Posterior{}, wantErr: bus.ErrMalformed},
 		{name: "latent as posterior", data: latent, msg: &bus.Posterior{}, wantErr: bus.ErrType, wantField: "type", wantSender: "integrator"},
 		{name: "no type", data: craft(t, without(posteriorPairs(), "type")...), msg: &bus.Posterior{}, wantErr: bus.ErrType, wantField: "type", wantSender: "vision"},
 		{name: "sender upper case", data: craft(t, with(posteriorPairs(), "from", "Vision")...), msg: &bus.Posterior{}, wantErr: bus.ErrField, wantField: "from", wantSender: "Vision"},
+		{name: "session not a token", data: craft(t, append(posteriorPairs(), "run", "Not-A-Token")...), msg: &bus.Posterior{}, wantErr: bus.ErrField, wantField: "run", wantSender: "vision"},
+		{name: "session too long", data: craft(t, append(posteriorPairs(), "run", strings.Repeat("a", bus.MaxTokenLen+1))...), msg: &bus.Posterior{}, wantErr: bus.ErrField, wantField: "run", wantSender: "vision"},
 		{name: "sender with a dot", data: craft(t, with(posteriorPairs(), "from", "vi.sion")...), msg: &bus.Posterior{}, wantErr: bus.ErrField, wantField: "from", wantSender: "vi.sion"},
 		{name: "no sender", data: craft(t, without(posteriorPairs(), "from")...), msg: &bus.Posterior{}, wantErr: bus.ErrField, wantField: "from"},
 		{name: "array claims 4G items", data: append(bytes.Clone(goodPost[:len(goodPost)-3]), 0xdd, 0xff, 0xff, 0xff, 0xff), msg: &bus.Posterior{}, wantErr: bus.ErrMalformed},
@@ -429,7 +431,7 @@ func TestUnmarshalTruncated(t *testing.T) {
 // TestUnmarshalFromSubject: the error names the subject, and the sender too
 // once the header has decoded.
 func TestUnmarshalFromSubject(t *testing.T) {
-	const subject = "serket.v1.default.post.vision"
+	const subject = "serket.v2.default.post.vision"
 	tests := []struct {
 		name       string
 		data       []byte
@@ -464,7 +466,7 @@ func TestDecodeErrorText(t *testing.T) {
 	}{
 		{name: "bare", err: bus.DecodeError{Type: "serket.latent", Err: base}, want: "bus: rejected serket.latent: boom"},
 		{name: "sender", err: bus.DecodeError{Type: "serket.latent", Sender: "integrator", Err: base}, want: `bus: rejected serket.latent from "integrator": boom`},
-		{name: "subject", err: bus.DecodeError{Type: "serket.latent", Subject: "serket.v1.default.latent", Err: base}, want: "bus: rejected serket.latent on serket.v1.default.latent: boom"},
+		{name: "subject", err: bus.DecodeError{Type: "serket.latent", Subject: "serket.v2.default.latent", Err: base}, want: "bus: rejected serket.latent on serket.v2.default.latent: boom"},
 		{name: "all", err: bus.DecodeError{Type: "serket.latent", Sender: "integrator", Subject: "s.x", Field: "z[0]", Err: base}, want: `bus: rejected serket.latent from "integrator" on s.x: field z[0]: boom`},
 	}
 	for _, tt := range tests {
@@ -507,6 +509,9 @@ func TestMarshalRefuses(t *testing.T) {
 		{name: "empty sender", msg: &bus.Posterior{Mu: mat(1, 1, 0, 0), LogVar: mat(1, 1, 0, 0)}, wantErr: bus.ErrField, wantField: "from"},
 		{name: "empty plan", msg: &bus.StepBegin{Header: bus.Header{Sender: "integrator"}, IDs: []uint64{1}}, wantErr: bus.ErrField, wantField: "plan"},
 		{name: "duplicate members", msg: &bus.Latent{Header: bus.Header{Sender: "integrator"}, Members: []string{"a", "a"}}, wantErr: bus.ErrField, wantField: "members[1]"},
+		{name: "control without session", msg: &bus.Control{Header: bus.Header{Sender: "integrator"}, Op: bus.OpSave, ID: "ab"}, wantErr: bus.ErrField, wantField: "run"},
+		{name: "control of no run", msg: &bus.Control{Header: bus.Header{Sender: "integrator", Run: "ab"}, Op: bus.OpSave}, wantErr: bus.ErrField, wantField: "id"},
+		{name: "control unknown op", msg: &bus.Control{Header: bus.Header{Sender: "integrator", Run: "ab"}, Op: "train", ID: "ab"}, wantErr: bus.ErrField, wantField: "op"},
 		{name: "negative samples", msg: &bus.InferRequest{Header: bus.Header{Sender: "client"}, Samples: -1}, wantErr: bus.ErrField, wantField: "n"},
 		{name: "over the given limit", msg: post(big, big, nil), limit: 40_000, wantErr: bus.ErrTooLarge},
 		{name: "over the default limit", msg: &bus.DecodeRequest{Header: bus.Header{Sender: "integrator"}, Z: mat(1024, bus.DefaultMaxBytes/4/1024+1, 0, 0)}, wantErr: bus.ErrTooLarge},

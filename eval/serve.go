@@ -38,7 +38,6 @@ func (m *Model) Serve(ctx context.Context, url string, opts map[string]module.Op
 		if o.Logger == nil {
 			o.Logger = quiet
 		}
-		o.NoSaveOnExit = true
 		o.Ready = func(micro.Service) { ready <- struct{}{} }
 		wg.Add(1)
 		go func() {

@@ -56,7 +56,10 @@ func resumeRig(t testing.TB) *integrator.Integrator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { done <- module.Run(ctx, m, module.Options{Conn: conn("a"), Logger: quiet, Train: true}) }()
+	ckpt := filepath.Join(t.TempDir(), "a.ckpt")
+	go func() {
+		done <- module.Run(ctx, m, module.Options{Conn: conn("a"), Logger: quiet, Train: true, Checkpoint: ckpt})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		for range 2 {

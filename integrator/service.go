@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/internal/lograte"
 )
 
 // Version is the serket version the integrator reports in its service INFO.
@@ -84,6 +85,8 @@ type Integrator struct {
 
 	inferSlots chan struct{}  // one per inference running (InferWorkers)
 	inferring  sync.WaitGroup // the inferences running
+
+	limit *lograte.Limiter // rejections: a line per kind per interval
 }
 
 // member is a module the integrator has discovered.
@@ -158,6 +161,7 @@ func New(cfg Config) (*Integrator, error) {
 		modules: map[string]*member{},
 		polled:  make(chan struct{}),
 		stats:   serviceStats{Missing: map[string]int{}},
+		limit:   lograte.New(10 * time.Second),
 	}
 	ig.stream = newStreamer(ig, cfg.Stream)
 	return ig, nil
@@ -341,12 +345,14 @@ func (ig *Integrator) update(svcs []bus.Service) {
 	ig.polled = make(chan struct{})
 }
 
+// reject counts a refused request and logs it, once per interval for a
+// flood.
 func (ig *Integrator) reject(err error) {
 	ig.mu.Lock()
 	ig.stats.Rejected++
 	ig.stats.LastError = err.Error()
 	ig.mu.Unlock()
-	ig.log.Warn("rejected request", "err", err)
+	ig.limit.Warn(ig.log, "rejected request", "rejected a request (logged once per 10 s; all are counted)", "err", err)
 }
 
 func (ig *Integrator) handleInfer(req micro.Request) {

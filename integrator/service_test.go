@@ -27,6 +27,8 @@ type pipeline struct {
 	ig     *integrator.Integrator
 	client *client.Client
 	stops  map[string]func()
+	ckpts  string // where its modules keep their checkpoints, if they do
+	mods   map[string]module.Modality
 }
 
 func startPipeline(t testing.TB, modules ...string) *pipeline {
@@ -90,10 +92,17 @@ func (p *pipeline) startModule(name string) {
 	p.runModule(name, m, module.Options{Train: true})
 }
 
+// module is the modality of the module last started as name.
+func (p *pipeline) module(name string) module.Saver { return p.mods[name].(module.Saver) }
+
 // runModule serves m on its own connection until the test ends or
 // p.stops[name] is called.
 func (p *pipeline) runModule(name string, m module.Modality, opts module.Options) {
 	p.t.Helper()
+	if p.mods == nil {
+		p.mods = map[string]module.Modality{}
+	}
+	p.mods[name] = m
 	nc := p.conn(name)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -23,20 +23,31 @@ import (
 )
 
 // toyPipeline starts toy modules that train (a shared data seed, so their
-// data are paired) and returns the integrator.
+// data are paired), each keeping its checkpoint in p.ckpts, and returns
+// the integrator.
 func toyPipeline(t testing.TB, missing float64, names ...string) *pipeline {
 	t.Helper()
 	p := startPipeline(t)
+	p.ckpts = t.TempDir()
 	for i, name := range names {
-		m, err := toy.New(toy.Config{Name: name, Dim: 6 + i, Latent: latent, DataSeed: 7, Seed: uint64(i + 1), Items: 3000, Missing: missing, LR: 1e-2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.runModule(name, m, module.Options{Train: true})
+		p.runModule(name, newToyModule(t, name, i, missing), module.Options{Train: true, Checkpoint: p.ckpt(name)})
 	}
 	p.waitLive(names...)
 	return p
 }
+
+// newToyModule is the i-th module of a toy pipeline.
+func newToyModule(t testing.TB, name string, i int, missing float64) *toy.Toy {
+	t.Helper()
+	m, err := toy.New(toy.Config{Name: name, Dim: 6 + i, Latent: latent, DataSeed: 7, Seed: uint64(i + 1), Items: 3000, Missing: missing, LR: 1e-2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// ckpt is module name's checkpoint file.
+func (p *pipeline) ckpt(name string) string { return filepath.Join(p.ckpts, name+".ckpt") }
 
 func ids(n int) []uint64 {
 	out := make([]uint64, n)
@@ -158,12 +169,15 @@ func TestTrainWithPartialPairing(t *testing.T) {
 }
 
 // TestTrainGoesOnWithoutADeadModule: a module that stops mid-training is
-// absent from the following steps, which still run.
+// found gone within a probe — not after the step deadline, which is long —
+// and left out of the following steps, which still run. The run does not
+// end without it: it waits the module wait for it to come back, then stops
+// with an error naming it.
 func TestTrainGoesOnWithoutADeadModule(t *testing.T) {
 	p := toyPipeline(t, 0, "a", "b")
 	steps := 0
-	_, err := p.ig.Train(context.Background(), integrator.TrainConfig{
-		Modules: []string{"a", "b"}, IDs: ids(600), Epochs: 1, Batch: 100, Deadline: 300 * time.Millisecond,
+	cfg := integrator.TrainConfig{
+		Modules: []string{"a", "b"}, IDs: ids(600), Epochs: 1, Batch: 100, Deadline: 20 * time.Second, ModuleWait: time.Second,
 		OnStep: func(s integrator.StepStats) {
 			steps++
 			if steps == 2 {
@@ -173,41 +187,105 @@ func TestTrainGoesOnWithoutADeadModule(t *testing.T) {
 				t.Errorf("step %d: missing %v, want [b]", s.Step, s.Missing)
 			}
 		},
-	})
-	if err != nil {
-		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := p.ig.Train(context.Background(), cfg)
+	if took := time.Since(start); took > cfg.Deadline {
+		t.Errorf("training took %v: a step waited out its deadline for the dead module", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "module b has been gone") {
+		t.Fatalf("Train: %v; want an error naming b", err)
 	}
 	if steps != 6 {
 		t.Fatalf("%d steps, want 6", steps)
 	}
 }
 
-// TestTrainRetriesAStepNoModuleAnswered: while no module can answer (every
-// one down, or the bus), a step is retried, not skipped with its batch
-// unlearned; training goes on once a module is back.
-func TestTrainRetriesAStepNoModuleAnswered(t *testing.T) {
-	p := toyPipeline(t, 0, "a")
-	retrying := make(chan struct{}, 1)
+// TestTrainRollsBackWhenAModuleRestarts: module a dies after step 3; the
+// steps go on without it (it is found gone within a probe, not after the
+// step deadline) and no checkpoint is taken while it is gone. When it
+// restarts from its checkpoint it does not rejoin with those weights beside
+// b's newer ones: the whole run rolls back to that checkpoint and does the
+// steps since again — also when a died before the run's first periodic
+// checkpoint (the run's checkpoint of step 0 is there). The run ends with
+// exactly the weights an uninterrupted run ends with. A module that comes
+// back without its checkpoint stops the run with an error naming it.
+func TestTrainRollsBackWhenAModuleRestarts(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		every       int
+		lose        bool     // a's checkpoint files are lost before it restarts
+		wantRedone  []uint64 // the steps after the rollback
+		wantErrWith string
+	}{
+		{name: "checkpoint every 2 steps", every: 2, wantRedone: []uint64{3, 4, 5, 6}},
+		{name: "before the first periodic checkpoint", every: 0, wantRedone: []uint64{1, 2, 3, 4, 5, 6}},
+		{name: "its checkpoint lost", every: 2, lose: true, wantErrWith: "module a (weights of no run) cannot return to run"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := integrator.TrainConfig{Modules: []string{"a", "b"}, IDs: ids(600), Epochs: 1, Batch: 100, Deadline: 20 * time.Second,
+				CheckpointDir: t.TempDir(), CheckpointEvery: tt.every}
+			ref := toyPipeline(t, 0, "a", "b")
+			rc := cfg
+			rc.CheckpointDir = t.TempDir()
+			if _, err := ref.ig.Train(context.Background(), rc); err != nil {
+				t.Fatal(err)
+			}
+			p := toyPipeline(t, 0, "a", "b")
+			again, steps, took, err := trainKillingA(t, p, cfg, tt.lose)
+			if tt.wantErrWith != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErrWith) {
+					t.Fatalf("Train: %v; want an error saying %q", err, tt.wantErrWith)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if took > cfg.Deadline {
+				t.Errorf("the run took %v: a step waited out its deadline for the dead module", took)
+			}
+			if i := slices.Index(steps, 4); i < 0 || !slices.Equal(steps[:i+1], []uint64{1, 2, 3, 4}) || !slices.Equal(steps[len(steps)-len(tt.wantRedone):], tt.wantRedone) {
+				t.Errorf("steps %v: want 1 to 4 (or on), then %v after the rollback", steps, tt.wantRedone)
+			}
+			for name, m := range map[string]module.Saver{"a": again, "b": p.module("b")} {
+				if got, want := saved(t, m), saved(t, ref.module(name)); !bytes.Equal(got, want) {
+					t.Errorf("module %s ends with other weights than in the uninterrupted run", name)
+				}
+			}
+		})
+	}
+}
+
+// trainKillingA trains cfg on p, stopping module a after step 3 and
+// starting its next process (which restores a's checkpoint, unless lose
+// removed it) once the integrator finds it gone. It returns that process's
+// modality, the steps run, the time Train took and its error.
+func trainKillingA(t *testing.T, p *pipeline, cfg integrator.TrainConfig, lose bool) (*toy.Toy, []uint64, time.Duration, error) {
+	gone := make(chan struct{}, 1)
 	ig := loggedIntegrator(t, p, writerFunc(func(line []byte) {
-		if bytes.Contains(line, []byte("no module answered the step; retrying it")) {
+		if os.Getenv("DEBUGLOG") != "" {
+			os.Stderr.Write(line)
+		}
+		if bytes.Contains(line, []byte("module is gone")) {
 			select {
-			case retrying <- struct{}{}:
+			case gone <- struct{}{}:
 			default:
 			}
 		}
 	}))
-	// A new module a, started once the integrator retries a step.
-	again, err := toy.New(toy.Config{Name: "a", Dim: 6, Latent: latent, DataSeed: 7, Seed: 1, Items: 3000, LR: 1e-2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	again := newToyModule(t, "a", 0, 0)
 	nc := p.conn("a-again")
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() {
 		select {
-		case <-retrying:
-			ran <- module.Run(ctx, again, module.Options{Conn: nc, Train: true})
+		case <-gone:
+			if lose {
+				os.Remove(p.ckpt("a"))
+				os.Remove(p.ckpt("a") + ".prev")
+			}
+			ran <- module.Run(ctx, again, module.Options{Conn: nc, Train: true, Checkpoint: p.ckpt("a"), Logger: slog.New(slog.DiscardHandler)})
 		case <-ctx.Done():
 			ran <- nil
 		}
@@ -219,52 +297,49 @@ func TestTrainRetriesAStepNoModuleAnswered(t *testing.T) {
 		}
 	})
 	var steps []uint64
-	_, err = ig.Train(context.Background(), integrator.TrainConfig{
-		Modules: []string{"a"}, IDs: ids(600), Epochs: 1, Batch: 100, Deadline: 300 * time.Millisecond,
-		OnStep: func(s integrator.StepStats) {
-			steps = append(steps, s.Step)
-			if len(s.Terms) == 0 {
-				t.Errorf("step %d went by with no module", s.Step)
-			}
-			if s.Step == 2 {
-				p.stops["a"]()
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
+	cfg.OnStep = func(s integrator.StepStats) {
+		steps = append(steps, s.Step)
+		if s.Step == 3 && len(steps) == 3 {
+			p.stops["a"]()
+		}
 	}
-	if !slices.Equal(steps, []uint64{1, 2, 3, 4, 5, 6}) {
-		t.Fatalf("steps %v, want 1 to 6 once each", steps)
-	}
+	start := time.Now()
+	_, err := ig.Train(context.Background(), cfg)
+	return again, steps, time.Since(start), err
 }
 
-// TestTrainSkipsAStepNoModuleEverAnswers: with the bus up and every module
-// gone for good, a step is tried a few times, then skipped: training does
-// not hang.
-func TestTrainSkipsAStepNoModuleEverAnswers(t *testing.T) {
+// saved is m's checkpoint, as bytes.
+func saved(t *testing.T, m module.Saver) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := m.Save(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestTrainStopsWhenEveryModuleIsGoneTooLong: with the bus up and the only
+// module gone for good, training waits for it for the module wait, then
+// stops with an error naming it and the run's last checkpoint; it does not
+// hang, and does not step without modules.
+func TestTrainStopsWhenEveryModuleIsGoneTooLong(t *testing.T) {
 	p := toyPipeline(t, 0, "a")
-	var log syncBuffer
-	ig := loggedIntegrator(t, p, &log)
 	var steps []uint64
-	var answered []bool
-	_, err := ig.Train(context.Background(), integrator.TrainConfig{
-		Modules: []string{"a"}, IDs: ids(300), Epochs: 1, Batch: 100, Deadline: 200 * time.Millisecond,
+	_, err := p.ig.Train(context.Background(), integrator.TrainConfig{
+		Modules: []string{"a"}, IDs: ids(300), Epochs: 1, Batch: 100, Deadline: 5 * time.Second, ModuleWait: time.Second,
+		CheckpointDir: t.TempDir(),
 		OnStep: func(s integrator.StepStats) {
-			steps, answered = append(steps, s.Step), append(answered, len(s.Terms) > 0)
+			steps = append(steps, s.Step)
 			if s.Step == 2 {
 				p.stops["a"]()
 			}
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
+	if err == nil || !strings.Contains(err.Error(), "module a has been gone") || !strings.Contains(err.Error(), "last checkpoint is of step 0") {
+		t.Fatalf("Train: %v; want an error naming a and the last checkpoint", err)
 	}
-	if !slices.Equal(steps, []uint64{1, 2, 3}) || !slices.Equal(answered, []bool{true, true, false}) {
-		t.Fatalf("steps %v, answered %v: want 1 to 3, the last with no module", steps, answered)
-	}
-	if n := strings.Count(log.String(), "no module answered the step; retrying it"); n != 3 || !strings.Contains(log.String(), "no module answered the step; skipping it") {
-		t.Fatalf("%d retries logged, want 3 and then a skip:\n%s", n, log.String())
+	if !slices.Equal(steps, []uint64{1, 2}) && !slices.Equal(steps, []uint64{1, 2, 3}) {
+		t.Fatalf("steps %v, want 1, 2 (and 3 without the module, if it began before a was found gone)", steps)
 	}
 }
 
@@ -422,7 +497,7 @@ func TestTrainResumeFallsBackToThePreviousCheckpoint(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, 0, []string{"PATH is of another run"}, nil},
-		{"only the previous one", func(t *testing.T, path string) { os.Remove(path) }, 0, []string{"no such file"}, nil},
+		{"only the previous one", func(t *testing.T, path string) { os.Remove(path) }, 0, []string{"nothing to resume in", "no integrator.json"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -544,3 +619,34 @@ func (f writerFunc) Write(p []byte) (int, error) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestTrainCheckpointsByTime: with no step count, a checkpoint is taken
+// whenever the interval has passed since the last (every step, for an
+// interval shorter than a step), and only at the start for a long one.
+func TestTrainCheckpointsByTime(t *testing.T) {
+	p := toyPipeline(t, 0, "a")
+	for _, tt := range []struct {
+		interval time.Duration
+		want     []uint64 // the run's checkpoint as each step ends
+	}{
+		{time.Nanosecond, []uint64{0, 1, 2, 3, 4}},
+		{time.Hour, []uint64{0, 0, 0, 0, 0}},
+	} {
+		dir := t.TempDir()
+		var got []uint64
+		cfg := integrator.TrainConfig{Modules: []string{"a"}, IDs: ids(500), Epochs: 1, Batch: 100, CheckpointDir: dir, CheckpointInterval: tt.interval,
+			OnStep: func(integrator.StepStats) {
+				var st struct{ Step uint64 }
+				b, err := os.ReadFile(filepath.Join(dir, "integrator.json"))
+				if err == nil && json.Unmarshal(b, &st) == nil {
+					got = append(got, st.Step)
+				}
+			}}
+		if _, err := p.ig.Train(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("interval %v: checkpoints of steps %v as the steps ended, want %v", tt.interval, got, tt.want)
+		}
+	}
+}

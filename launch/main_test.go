@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 //	            SIGTERM like term
 //	readyenv:   print "ready fd <$SERKET_READY_FD>" and exit 0
 //	term:       print "ready", wait for SIGTERM, print "got SIGTERM", exit 0
+//	restarts:   print "restart $SERKET_RESTART", exit 1
 //	ignore:     ignore SIGTERM, print "ready", sleep forever
 //	grandchild: start an "ignore" child, print "grandchild <pid>", sleep
 //	supervise:  supervise a "term" child, printing "victim pid <pid>"
@@ -73,6 +74,9 @@ func child(mode string) int {
 	case "readyenv":
 		fmt.Println("ready fd", os.Getenv(launch.EnvReadyFD))
 		return 0
+	case "restarts":
+		fmt.Println("restart", os.Getenv(launch.EnvRestart))
+		return 1
 	case "term":
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM)

@@ -34,11 +34,11 @@ const (
 	// defaultStartup is a process's start-up window: as long as a run must
 	// last to reset the restart backoff, the other measure of "started".
 	defaultStartup = Duration(minStable)
-	// integratorStartup is the integrator's: no start-up check, because
-	// serket's integrator does not say when it is ready yet, and one that
-	// trains exits by design when its run is over, which for a short run is
-	// within any window; a window alone would take that for a failed start.
-	integratorStartup = Duration(0)
+	// integratorStartup is the integrator's: the same. serket's says when
+	// it is ready (it serves and, training, has begun), so a training
+	// integrator that exits by design when a short run is over is not
+	// taken for one that failed to start.
+	integratorStartup = defaultStartup
 	maxLatent         = 4096
 	// integratorName is the process name of the integrator; no module may use it.
 	integratorName = "integrator"
@@ -104,8 +104,11 @@ type TrainSettings struct {
 	StepDeadline    Duration           `yaml:"step_deadline,omitempty"` // how long a step waits for each module
 	CheckpointDir   string             `yaml:"checkpoint_dir,omitempty"`
 	CheckpointEvery *int               `yaml:"checkpoint_every,omitempty"`
-	Limit           int                `yaml:"limit,omitempty"`      // first N training items
-	EvalItems       *int               `yaml:"eval_items,omitempty"` // first N test items scored after every epoch
+	// CheckpointInterval takes a checkpoint when this long has passed
+	// since the last, whatever the step count (0: not by time).
+	CheckpointInterval *Duration `yaml:"checkpoint_interval,omitempty"`
+	Limit              int       `yaml:"limit,omitempty"`      // first N training items
+	EvalItems          *int      `yaml:"eval_items,omitempty"` // first N test items scored after every epoch
 	// PairedFraction is the fraction of training items that keep every
 	// modality (the rest keep one each); the modules draw the mask
 	// themselves from it and PairingSeed.
@@ -151,9 +154,9 @@ type Process struct {
 	// Startup is the process's start-up window (Spec.Startup): until it
 	// says it is ready (serket's modules do once they serve) or has run
 	// this long, an exit of the process, whatever its status, is a
-	// pipeline that failed to start. Default 5s for modules and 0 for the
-	// integrator (see integratorStartup); 0 turns the check off, for a
-	// process that is meant to exit soon.
+	// pipeline that failed to start. Default 5s (see integratorStartup);
+	// 0 turns the check off, for a process that is meant to exit soon
+	// and says nothing.
 	Startup *Duration `yaml:"startup,omitempty"`
 
 	// Sensors are NATS subjects whose messages the module streams as
@@ -554,6 +557,9 @@ func (v *validator) train(t *TrainSettings, latent int, modules map[string]int) 
 	}
 	if t.StepDeadline < 0 {
 		v.add("train.step_deadline", "%v: want a positive duration", t.StepDeadline)
+	}
+	if t.CheckpointInterval != nil && *t.CheckpointInterval < 0 {
+		v.add("train.checkpoint_interval", "%v: want 0 (not by time) or more", time.Duration(*t.CheckpointInterval))
 	}
 	if t.CheckpointEvery != nil && *t.CheckpointEvery < 0 {
 		v.add("train.checkpoint_every", "%d: want 0 (only at the end) or more", *t.CheckpointEvery)

@@ -165,7 +165,7 @@ func TestParseDefaults(t *testing.T) {
 				Name:    "integrator",
 				Command: []string{"serket", "integrator"},
 				Restart: launch.RestartPolicy{Policy: launch.Always, Backoff: ms(200), MaxBackoff: ms(10000)},
-				Startup: startup(0),
+				Startup: startup(5000),
 			})
 		}},
 		{name: "module command", yaml: "modules: [{name: a}]", want: func(p *launch.Pipeline) bool {
@@ -477,7 +477,7 @@ func TestSpecs(t *testing.T) {
 		if i > 0 && s.Restart != p.Modules[i-1].Restart {
 			t.Errorf("%s: restart %+v, want %+v", s.Name, s.Restart, p.Modules[i-1].Restart)
 		}
-		if want := map[bool]time.Duration{true: 0, false: 5 * time.Second}[i == 0]; s.Startup != want {
+		if want := 5 * time.Second; s.Startup != want {
 			t.Errorf("%s: start-up window %v, want the default %v", s.Name, s.Startup, want)
 		}
 	}
@@ -505,6 +505,7 @@ train:
   kl_anneal: 2
   step_deadline: 10s
   checkpoint_every: 0
+  checkpoint_interval: 90s
   paired_fraction: 0.1
   lr: 0.003
 `
@@ -515,6 +516,7 @@ train:
 	tr := p.Train
 	if tr == nil || tr.Epochs != 5 || tr.Batch != 64 || tr.Plan != "cross" || tr.Lambda["language"] != 50 ||
 		*tr.KLAnneal != 2 || time.Duration(tr.StepDeadline) != 10*time.Second || tr.CheckpointEvery == nil || *tr.CheckpointEvery != 0 ||
+		tr.CheckpointInterval == nil || time.Duration(*tr.CheckpointInterval) != 90*time.Second ||
 		tr.PairedFraction == nil || *tr.PairedFraction != 0.1 || tr.LR == nil || *tr.LR != 0.003 {
 		t.Fatalf("train section %+v", tr)
 	}
@@ -523,6 +525,7 @@ train:
 		{"unknown module", "lambda: {audio: 1}", "train.lambda.audio"},
 		{"negative weight", "lambda: {vision: -1}", "train.lambda.vision"},
 		{"negative epochs", "epochs: -2", "train.epochs"},
+		{"negative checkpoint interval", "checkpoint_interval: -1s", "train.checkpoint_interval"},
 		{"negative kl", "kl_to: -1", "train.kl_to"},
 		{"no pairing", "paired_fraction: 0", "train.paired_fraction"},
 		{"zero learning rate", "lr: 0", "train.lr"},

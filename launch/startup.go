@@ -104,22 +104,29 @@ func awaitReady(r *os.File, ready chan<- struct{}) {
 // childEnv is a child's environment: env (nil: the supervisor's own)
 // without any EnvReadyFD inherited from a supervisor above, which would
 // name a descriptor the child does not have, plus this supervisor's
-// readiness descriptor if withReady.
-func childEnv(env []string, withReady bool) []string {
+// readiness descriptor if withReady, and its count of restarts
+// (EnvRestart) in place of any inherited one.
+func childEnv(env []string, withReady bool, restarts int) []string {
 	if env == nil {
 		env = os.Environ()
 	}
-	out := make([]string, 0, len(env)+1)
+	out := make([]string, 0, len(env)+2)
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, EnvReadyFD+"=") {
+		if !strings.HasPrefix(kv, EnvReadyFD+"=") && !strings.HasPrefix(kv, EnvRestart+"=") {
 			out = append(out, kv)
 		}
 	}
 	if withReady {
 		out = append(out, fmt.Sprintf("%s=%d", EnvReadyFD, readyFD))
 	}
-	return out
+	return append(out, fmt.Sprintf("%s=%d", EnvRestart, restarts))
 }
+
+// EnvRestart names the environment variable that tells a child how many
+// times the supervisor has restarted it before (0 at its first start): a
+// training integrator that was restarted resumes its run, one that starts
+// the first time begins one.
+const EnvRestart = "SERKET_RESTART"
 
 // tailLines is how many of a child's last lines of output a StartupError
 // shows, and maxTailLine how many bytes of each: enough to show why it

@@ -173,6 +173,22 @@ func TestSupervisorDoesNotPassOnAReadinessDescriptor(t *testing.T) {
 	}
 }
 
+// A child learns how many times it was restarted before ($SERKET_RESTART:
+// 0 at its first start), so that a restarted training integrator resumes
+// its run; one inherited from a supervisor above is replaced.
+func TestSupervisorTellsAChildItsRestarts(t *testing.T) {
+	t.Parallel()
+	sp := childSpec(t, "r", "restarts", launch.RestartPolicy{Policy: launch.OnFailure, Backoff: launch.Duration(time.Millisecond), MaxRestarts: 2}, launch.EnvRestart+"=7")
+	r := start(t, []launch.Spec{sp}, 0)
+	r.events.mustWaitN(t, "r", launch.GaveUp, 1)
+	r.stop(t)
+	for _, want := range []string{"r | restart 0\n", "r | restart 1\n", "r | restart 2\n"} {
+		if !strings.Contains(r.out.String(), want) {
+			t.Errorf("output %q lacks %q", r.out.String(), want)
+		}
+	}
+}
+
 // NotifyReady writes only to a pipe: a descriptor number from elsewhere
 // must not make a process write into one of its own files.
 func TestNotifyReadyWritesOnlyToAPipe(t *testing.T) {

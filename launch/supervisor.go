@@ -366,14 +366,15 @@ func (p *proc) run(ctx context.Context, failed chan<- error) {
 
 	log := p.s.log.With("name", p.spec.Name)
 	bo := newBackoff(p.spec.Restart)
-	for first := true; ; first = false {
+	for restarts := 0; ; restarts++ {
+		first := restarts == 0
 		// Only the first start has a start-up: a restart is judged by its
 		// restart policy.
 		var window time.Duration
 		if first {
 			window = p.spec.Startup
 		}
-		c, err := p.start(ctx, window > 0)
+		c, err := p.start(ctx, window > 0, restarts)
 		var (
 			exitErr error
 			pid     int
@@ -472,7 +473,7 @@ type child struct {
 // withReady (see NotifyReady). Holding p.mu while checking ctx and
 // starting makes sure that stop either sees the new pid or the child is
 // never started.
-func (p *proc) start(ctx context.Context, withReady bool) (*child, error) {
+func (p *proc) start(ctx context.Context, withReady bool, restarts int) (*child, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ctx.Err() != nil {
@@ -490,7 +491,7 @@ func (p *proc) start(ctx context.Context, withReady bool) (*child, error) {
 		return fail(err)
 	}
 	cmd := exec.Command(p.spec.Path, p.spec.Args...)
-	cmd.Env = childEnv(p.spec.Env, withReady)
+	cmd.Env = childEnv(p.spec.Env, withReady, restarts)
 	cmd.Dir = p.spec.Dir
 	cmd.Stdout, cmd.Stderr = w[0], w[1]
 	cmd.ExtraFiles = w[2:] // the readiness pipe is fd 3 (readyFD)

@@ -37,7 +37,6 @@ import (
 //	SERKET_PIPELINE, SERKET_MODULE, SERKET_LATENT     --pipeline --name --latent
 //	SERKET_DATA, SERKET_LR, SERKET_LOG_LEVEL          --data --lr --log-level
 //	SERKET_CHECKPOINT_DIR (+ /<name>.ckpt)            --checkpoint
-//	SERKET_NO_SAVE_ON_EXIT=1                          --no-save-on-exit
 //	SERKET_TRAIN=1                                    --train
 //	SERKET_PAIRED_FRACTION, SERKET_PAIRING_SEED,
 //	SERKET_MODALITIES (comma-separated)               --paired-fraction --pairing-seed --modalities
@@ -50,13 +49,11 @@ type Flags struct {
 	TLSCA, TLSCert, TLSKey                string
 	LogLevel                              string
 
-	Name            string
-	Latent          int
-	Data            string // the prepared dataset directory
-	LR              float64
-	Checkpoint      string
-	CheckpointEvery int
-	NoSaveOnExit    bool
+	Name       string
+	Latent     int
+	Data       string // the prepared dataset directory
+	LR         float64
+	Checkpoint string
 	// Train lets the module take part in training runs (Options.Train);
 	// without it, it serves inference only and never changes its weights.
 	Train bool
@@ -101,10 +98,8 @@ func (f *Flags) Register(fs *flag.FlagSet, kind string, defaultLatent int) {
 	fs.IntVar(&f.Latent, "latent", envInt("SERKET_LATENT", defaultLatent), fmt.Sprintf("latent size (default $SERKET_LATENT, else %d)", defaultLatent))
 	fs.StringVar(&f.Data, "data", dataset.DefaultDir(), "prepared dataset directory (default $SERKET_DATA, else data/fmnist3)")
 	fs.Float64Var(&f.LR, "lr", envFloat("SERKET_LR", 1e-3), "Adam learning rate (default $SERKET_LR, else 0.001)")
-	fs.StringVar(&f.Checkpoint, "checkpoint", "", "parameter file: restored at start if it exists, saved when the integrator asks and at exit (default $SERKET_CHECKPOINT_DIR/<name>.ckpt)")
-	fs.IntVar(&f.CheckpointEvery, "checkpoint-every", 0, "also save every N training steps (0: only when the integrator asks, and at exit)")
+	fs.StringVar(&f.Checkpoint, "checkpoint", "", "parameter file: restored at start if it exists, saved when the integrator of a training run asks (default $SERKET_CHECKPOINT_DIR/<name>.ckpt)")
 	fs.BoolVar(&f.Train, "train", os.Getenv(EnvTrain) == "1", "take part in training runs (default $"+EnvTrain+"=1, which serket train sets); without it the module serves inference only and never changes its weights or checkpoint")
-	fs.BoolVar(&f.NoSaveOnExit, "no-save-on-exit", os.Getenv("SERKET_NO_SAVE_ON_EXIT") == "1", "do not save at exit (serket train sets $SERKET_NO_SAVE_ON_EXIT=1: the integrator decides when to save)")
 
 	fs.Float64Var(&f.PairedFraction, "paired-fraction", envFloat("SERKET_PAIRED_FRACTION", 1), "fraction of training items with every modality (default $SERKET_PAIRED_FRACTION, else 1)")
 	fs.Uint64Var(&f.PairingSeed, "pairing-seed", uint64(envInt("SERKET_PAIRING_SEED", 1)), "seed of the partial-pairing mask (default $SERKET_PAIRING_SEED, else 1)")
@@ -195,15 +190,13 @@ func (f *Flags) Options(log *slog.Logger) Options {
 		Pipeline: f.Pipeline,
 		NATS: bus.ConnConfig{URL: f.NATS, Name: bus.ServiceName(f.Name), Creds: f.Creds, User: f.User, Pass: f.Password, NKeyFile: f.NKey,
 			CAFile: f.TLSCA, CertFile: f.TLSCert, KeyFile: f.TLSKey, Logger: log},
-		Logger:          log,
-		Train:           f.Train,
-		Checkpoint:      f.Checkpoint,
-		CheckpointEvery: f.CheckpointEvery,
-		NoSaveOnExit:    f.NoSaveOnExit,
-		Sensors:         f.Sensors,
-		SensorType:      f.SensorType,
-		SensorRate:      f.SensorRate,
-		SayBeliefs:      f.SayBeliefs,
+		Logger:     log,
+		Train:      f.Train,
+		Checkpoint: f.Checkpoint,
+		Sensors:    f.Sensors,
+		SensorType: f.SensorType,
+		SensorRate: f.SensorRate,
+		SayBeliefs: f.SayBeliefs,
 	}
 }
 

@@ -16,7 +16,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	env := map[string]string{
 		"NATS_URL": "nats://10.0.0.2:4222", "NATS_USER": "touch", "NATS_PASSWORD": "s3cret", "NATS_CA": "/etc/ca.pem",
 		"SERKET_PIPELINE": "robot", "SERKET_MODULE": "finger", "SERKET_LATENT": "32", "SERKET_DATA": "/data",
-		"SERKET_LR": "0.01", "SERKET_CHECKPOINT_DIR": "/runs/a", "SERKET_NO_SAVE_ON_EXIT": "1", "SERKET_TRAIN": "1",
+		"SERKET_LR": "0.01", "SERKET_CHECKPOINT_DIR": "/runs/a", "SERKET_TRAIN": "1",
 		"SERKET_PAIRED_FRACTION": "0.1", "SERKET_PAIRING_SEED": "7", "SERKET_SENSORS": "robot.finger,robot.palm",
 		"SERKET_SENSOR_TYPE": "text/plain", "SERKET_SENSOR_RATE": "5", "SERKET_SAY_BELIEFS": "1",
 	}
@@ -30,7 +30,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	o := f.Options(nil)
 	if f.Name != "finger" || f.Latent != 32 || f.Data != "/data" || f.LR != 0.01 || f.PairedFraction != 0.1 || f.PairingSeed != 7 ||
 		o.Pipeline != "robot" || o.NATS.URL != "nats://10.0.0.2:4222" || o.NATS.User != "touch" || o.NATS.Pass != "s3cret" || o.NATS.CAFile != "/etc/ca.pem" ||
-		o.NATS.Name != "serket-finger" || o.Checkpoint != filepath.Join("/runs/a", "finger.ckpt") || !o.NoSaveOnExit || !o.Train ||
+		o.NATS.Name != "serket-finger" || o.Checkpoint != filepath.Join("/runs/a", "finger.ckpt") || !o.Train ||
 		!slices.Equal(o.Sensors, []string{"robot.finger", "robot.palm"}) || o.SensorType != "text/plain" || o.SensorRate != 5 || !o.SayBeliefs {
 		t.Errorf("from the environment: %+v, options %+v", f, o)
 	}

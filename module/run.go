@@ -2,10 +2,7 @@ package module
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -17,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/serket-go/serket/bus"
-	"github.com/serket-go/serket/internal/atomicfile"
+	"github.com/serket-go/serket/internal/lograte"
 	"github.com/serket-go/serket/internal/proc"
 )
 
@@ -41,18 +38,15 @@ type Options struct {
 	Train bool
 
 	// Checkpoint is a file for a Saver's parameters: restored at start if it
-	// exists. A module that trains (Train) also saves it after a step whose
-	// StepBegin asks for it, every CheckpointEvery training steps (0:
-	// never), and when Run returns unless NoSaveOnExit. A training run
-	// leaves saving to the integrator (NoSaveOnExit) so that every module's
-	// file is of the same step and a diverged run keeps its last good
-	// checkpoint. Each save keeps the file it replaces as
+	// exists. A module that trains writes it only when the integrator of
+	// its run asks (so that every module's file of a run is of one step,
+	// and a diverged run keeps its last good one), labelled with the run
+	// and step (see Label), and reads it again when the integrator rolls
+	// the run back. Each save keeps the file it replaces as
 	// Checkpoint+".prev", restored instead (and logged) when the newest is
 	// damaged (see ErrCorruptCheckpoint). A module that does not train
 	// never writes it.
-	Checkpoint      string
-	CheckpointEvery int
-	NoSaveOnExit    bool
+	Checkpoint string
 
 	// StepTimeout abandons a training step that makes no progress for this
 	// long (the integrator died mid-step); default 30 s.
@@ -113,13 +107,14 @@ type runner struct {
 	outPost  bus.Posterior
 	outZGrad bus.ZGrad
 
-	m     Modality
-	spec  Spec
-	opts  Options
-	log   *slog.Logger
-	subj  bus.Subjects
-	nc    *nats.Conn
-	owned bool
+	m        Modality
+	spec     Spec
+	instance string // the micro service's id: new at every start
+	opts     Options
+	log      *slog.Logger
+	subj     bus.Subjects
+	nc       *nats.Conn
+	owned    bool
 
 	events  chan func()
 	quit    chan struct{} // closed when the actor stops taking events
@@ -127,6 +122,13 @@ type runner struct {
 
 	statsMu sync.Mutex
 	stats   trainStats
+
+	logLimit *lograte.Limiter // refusals: a line per kind and sender per interval
+
+	// training run state, owned by the actor goroutine
+	session string // the training session enrolled in, "" for none
+	runID   string // the run it belongs to
+	weights Label  // the run and step the weights are of
 
 	// training step state, owned by the actor goroutine
 	step       uint64
@@ -136,10 +138,8 @@ type runner struct {
 	present    []bool
 	weight     float32
 	train      bool // the step updates parameters (else it only scores)
-	checkpoint bool // save a checkpoint after learning from the step
 	plan       []bus.Term
 	mu, logvar []float32
-	stepsDone  int
 	stepStart  time.Time // when the current step's StepBegin arrived
 }
 
@@ -150,9 +150,15 @@ type trainStats struct {
 	Steps     int    `json:"steps"`    // steps learned from
 	Step      uint64 `json:"step"`     // the latest of them
 	Rejected  int    `json:"rejected"` // messages refused (malformed, wrong shape, NaN, …)
+	Refused   int    `json:"refused"`  // messages or requests of a session it is not enrolled in, or not from the integrator
 	Stale     int    `json:"stale"`    // messages of a step not running (dropped)
 	Abandoned int    `json:"abandoned"`
 	LastError string `json:"last_error,omitempty"`
+	// The run the module is enrolled in (its id and session), and the
+	// step of its last checkpoint save.
+	Run     string `json:"run,omitempty"`
+	Session string `json:"session,omitempty"`
+	Saved   uint64 `json:"saved,omitempty"`
 
 	// Where the time of the training steps went: StepSeconds from each
 	// StepBegin to the step's end; ComputeSeconds in the modality
@@ -199,14 +205,17 @@ func newRunner(m Modality, opts Options) (*runner, error) {
 		trainSubj: newTrainSubjects(subj, spec.Name),
 		trainIn:   make(chan trainMsg),
 		trainDone: make(chan struct{}, 1),
+		logLimit:  lograte.New(10 * time.Second),
 	}, nil
 }
 
 func (r *runner) run(ctx context.Context) error {
 	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" {
-		if err := restore(s, r.opts.Checkpoint, r.log); err != nil {
+		l, err := restore(s, r.opts.Checkpoint, r.log)
+		if err != nil {
 			return fmt.Errorf("module %s: %w", r.spec.Name, err)
 		}
+		r.weights = l
 	}
 	r.nc = r.opts.Conn
 	if r.nc == nil {
@@ -259,6 +268,7 @@ func (r *runner) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("module %s: register service %s: %w", r.spec.Name, name, err)
 	}
+	r.instance = svc.Info().ID
 	// The status endpoint (named "train" for its counters) answers
 	// whether or not the module trains: streaming counts are there too.
 	endpoints := []struct {
@@ -304,12 +314,6 @@ func (r *runner) run(ctx context.Context) error {
 	r.abandon()
 	r.drainPending() // answer inference that waited for a step that will not end
 	svc.Stop()
-	if s, ok := r.m.(Saver); ok && r.trains() && r.opts.Checkpoint != "" && !r.opts.NoSaveOnExit {
-		if err := save(s, r.opts.Checkpoint); err != nil {
-			return fmt.Errorf("module %s: %w", r.spec.Name, err)
-		}
-		r.log.Info("saved checkpoint", "path", r.opts.Checkpoint)
-	}
 	return nil
 }
 
@@ -390,10 +394,11 @@ func (r *runner) safely(what string, f func() error) (err error) {
 	return f()
 }
 
-// reject logs and counts a training message that could not be accepted.
+// reject counts a training message that could not be accepted and logs it,
+// once per interval for a flood.
 func (r *runner) reject(err error) {
 	r.counters(func(c *trainStats) { c.Rejected++; c.LastError = err.Error() })
-	r.log.Warn("rejected training message", "err", err)
+	r.logLimit.Warn(r.log, "rejected", "rejected a training message (logged once per 10 s; all are counted)", "err", err)
 }
 
 func (r *runner) stale(got uint64) {
@@ -435,7 +440,7 @@ func (r *runner) replyError(req micro.Request, code string, err error) {
 
 func (r *runner) reply(req micro.Request, m bus.Message) {
 	m.(interface{ SetSender(string) }).SetSender(r.spec.Name)
-	b, err := bus.Marshal(m)
+	b, err := bus.MarshalLimit(m, bus.PayloadLimit(r.nc))
 	if err != nil {
 		r.replyError(req, "500", err)
 		return
@@ -516,52 +521,4 @@ func (r *runner) handleDecode(req micro.Request) {
 	}) {
 		r.replyError(req, "503", fmt.Errorf("module %s is stopping", r.spec.Name))
 	}
-}
-
-// ErrCorruptCheckpoint is what a Saver's Restore wraps (errors.Is) when the
-// checkpoint is damaged — truncated, a checksum mismatch, undecodable —
-// rather than whole but of another model. Run then restores the previous
-// generation instead, the file the last save replaced (kept beside it as
-// Checkpoint+".prev"), and logs both; for any other Restore error it stops
-// with the error, since an older file of the same mismatched model would
-// only hide the mismatch. nn's checkpoint errors match it.
-var ErrCorruptCheckpoint = atomicfile.ErrCorrupt
-
-// save writes s to path atomically (see package atomicfile), keeping the
-// checkpoint it replaces as the previous generation.
-func save(s Saver, path string) error {
-	if err := atomicfile.WriteKeep(path, s.Save); err != nil {
-		return fmt.Errorf("checkpoint %s: %w", path, err)
-	}
-	return nil
-}
-
-// restore restores s from path if it exists, or from its previous
-// generation if path is damaged, and logs which.
-func restore(s Saver, path string, log *slog.Logger) error {
-	used, damaged, err := atomicfile.Read(path, func(name string, r io.Reader) error {
-		if err := s.Restore(r); err != nil {
-			return fmt.Errorf("checkpoint %s is unusable: %w", name, err)
-		}
-		return nil
-	})
-	if errors.Is(err, fs.ErrNotExist) {
-		// A previous generation alone is no checkpoint: it may be left
-		// over from a run whose checkpoint was removed to start afresh.
-		if _, perr := os.Stat(atomicfile.Prev(path)); perr == nil {
-			log.Warn("no checkpoint, starting afresh; a previous generation is left beside it", "path", path, "previous", atomicfile.Prev(path))
-		}
-		return nil
-	}
-	if err != nil {
-		if e := (*fs.PathError)(nil); errors.As(err, &e) && e.Path == path {
-			return fmt.Errorf("checkpoint: %w", err)
-		}
-		return fmt.Errorf("%w; move %s away to start afresh", err, path)
-	}
-	if damaged != nil {
-		log.Error("checkpoint is damaged; restoring the previous generation instead", "path", path, "err", damaged, "restored", used)
-	}
-	log.Info("restored checkpoint", "path", used)
-	return nil
 }

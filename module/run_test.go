@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -51,8 +50,13 @@ func TestRunRefusesAnUnusableCheckpoint(t *testing.T) {
 	}
 }
 
-func TestRunSavesACheckpointAtExitAndRestoresIt(t *testing.T) {
+// TestRunSavesWhenTheIntegratorAsksAndRestores: a training module writes
+// its checkpoint when the integrator of its run asks, labelled with the
+// run and step, not at exit; a fresh module restores it at start and
+// tells an integrator enrolling it which run and step its weights are of.
+func TestRunSavesWhenTheIntegratorAsksAndRestores(t *testing.T) {
 	srv := server(t)
+	subj, _ := bus.NewSubjects("")
 	path := filepath.Join(t.TempDir(), "sub", "left.ckpt")
 	m := newToy(t)
 	// Move the parameters away from their initial values.
@@ -62,23 +66,33 @@ func TestRunSavesACheckpointAtExitAndRestoresIt(t *testing.T) {
 	m.Learn([]float32{1, 1, 1, 1}, []float32{1, 1, 1, 1})
 	m.Encode(x, mu, lv)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	err := module.Run(ctx, m, module.Options{Checkpoint: path, Train: true, NATS: bus.ConnConfig{Server: srv}, Ready: func(micro.Service) { cancel() }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("no checkpoint after Run returned: %v", err)
+	ig := integratorConn(t, srv)
+	run, session := bus.NewToken(), bus.NewToken()
+	mustServe(t, srv, m, module.Options{Checkpoint: path, Train: true}, func() {
+		if st := control(t, ig, subj, "left", bus.Control{Op: bus.OpEnrol, ID: run, Step: 7, Adopt: true}, session); st.Err != "" || st.ID != run || st.Step != 7 {
+			t.Errorf("enrol: %+v", st)
+		}
+		if _, err := os.Stat(path); err == nil {
+			t.Error("a checkpoint was written before the integrator asked")
+		}
+		if st := control(t, ig, subj, "left", bus.Control{Op: bus.OpSave, ID: run, Step: 7}, session); st.Err != "" || st.Step != 7 {
+			t.Errorf("save: %+v", st)
+		}
+	})
+	if l, err := module.CheckpointLabel(path); err != nil || l != (module.Label{Run: run, Step: 7}) {
+		t.Fatalf("checkpoint label %v (%v), want run %s step 7", l, err, run)
 	}
 	if tmp, _ := filepath.Glob(path + ".tmp-*"); len(tmp) > 0 {
 		t.Fatalf("temporary files left behind: %v", tmp)
 	}
-	// A fresh module restored from it at start encodes like the saved one.
+	// A fresh module restored from it at start encodes like the saved one
+	// and says what its weights are.
 	fresh := newToy(t)
-	ctx, cancel = context.WithCancel(context.Background())
-	if err := module.Run(ctx, fresh, module.Options{Checkpoint: path, NATS: bus.ConnConfig{Server: srv}, Ready: func(micro.Service) { cancel() }}); err != nil {
-		t.Fatal(err)
-	}
+	mustServe(t, srv, fresh, module.Options{Checkpoint: path, Train: true}, func() {
+		if st := control(t, ig, subj, "left", bus.Control{Op: bus.OpEnrol, ID: run, Step: 9}, bus.NewToken()); st.ID != run || st.Step != 7 || st.Instance == "" {
+			t.Errorf("a restored module says its weights are %+v, want run %s step 7 and its instance", st, run)
+		}
+	})
 	got, glv := make([]float32, 4), make([]float32, 4)
 	fresh.Encode(x, got, glv)
 	if !slices.Equal(got, mu) || !slices.Equal(glv, lv) {
@@ -147,9 +161,15 @@ func checkpointOf(t *testing.T, m module.Saver) []byte {
 }
 
 // forge publishes, as module "language", a whole training step for
-// module name (batch b, latent d) that asks for a checkpoint: a step
-// begin, its latent and an expert gradient.
+// module name (batch b, latent d): a step begin, its latent and an expert
+// gradient.
 func forge(t *testing.T, nc *nats.Conn, subj bus.Subjects, name string, b, d int) {
+	t.Helper()
+	forgeAs(t, nc, subj, name, b, d, bus.Header{Sender: "language"})
+}
+
+// forgeAs is forge with the given sender and session.
+func forgeAs(t *testing.T, nc *nats.Conn, subj bus.Subjects, name string, b, d int, h bus.Header) {
 	t.Helper()
 	ones := func(n int) []float32 {
 		v := make([]float32, n)
@@ -158,7 +178,7 @@ func forge(t *testing.T, nc *nats.Conn, subj bus.Subjects, name string, b, d int
 		}
 		return v
 	}
-	step := &bus.StepBegin{Step: 1, Train: true, Checkpoint: true, IDs: []uint64{1, 2}[:b], Plan: []bus.Term{{Subset: []string{name}, Targets: []string{name}}}}
+	step := &bus.StepBegin{Step: 1, Train: true, IDs: []uint64{1, 2}[:b], Plan: []bus.Term{{Subset: []string{name}, Targets: []string{name}}}}
 	msgs := []struct {
 		subject string
 		m       bus.Message
@@ -167,8 +187,10 @@ func forge(t *testing.T, nc *nats.Conn, subj bus.Subjects, name string, b, d int
 		{subj.Latent(), &bus.Latent{Step: 1, Members: []string{name}, Z: []bus.Tensor{bus.Matrix(b, d, ones(b*d))}}},
 		{subj.EGrad(name), &bus.ExpertGrad{Step: 1, DMu: bus.Matrix(b, d, ones(b*d)), DLogVar: bus.Matrix(b, d, ones(b*d))}},
 	}
+	step.Header = h
+	msgs[1].m.(*bus.Latent).Header = h
+	msgs[2].m.(*bus.ExpertGrad).Header = h
 	for _, msg := range msgs {
-		msg.m.(interface{ SetSender(string) }).SetSender("language")
 		data, err := bus.Marshal(msg.m)
 		if err != nil {
 			t.Fatal(err)
@@ -216,21 +238,27 @@ func (m *genToy) Restore(r io.Reader) error {
 // runOnce runs m with the checkpoint path until it serves, then stops it,
 // and returns Run's error and log; set, if not nil, is called while it
 // serves.
-func runOnce(t *testing.T, srv *bus.Server, m module.Modality, path string, save bool, set func()) (error, string) {
+func runOnce(t *testing.T, srv *bus.Server, m module.Modality, path string, save float32, set func()) (error, string) {
 	t.Helper()
 	var log syncBuffer
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := module.Run(ctx, m, module.Options{Checkpoint: path, NoSaveOnExit: !save, Train: save, NATS: bus.ConnConfig{Server: srv},
-		Logger: slog.New(slog.NewTextHandler(&log, nil)),
-		Ready: func(micro.Service) {
-			if set != nil {
-				set()
+	subj, _ := bus.NewSubjects("")
+	err := runServing(t, srv, m, module.Options{Checkpoint: path, Train: save > 0, Logger: slog.New(slog.NewTextHandler(&log, nil))}, func() {
+		if set != nil {
+			set()
+		}
+		if save > 0 {
+			ig, session := integratorConn(t, srv), bus.NewToken()
+			control(t, ig, subj, "left", bus.Control{Op: bus.OpEnrol, ID: genRun, Step: uint64(save), Adopt: true}, session)
+			if st := control(t, ig, subj, "left", bus.Control{Op: bus.OpSave, ID: genRun, Step: uint64(save)}, session); st.Err != "" {
+				t.Errorf("save: %s", st.Err)
 			}
-			cancel()
-		}})
+		}
+	})
 	return err, log.String()
 }
+
+// genRun is the run the generations of TestRunKeepsAndFallsBackToThePreviousCheckpoint are saved in.
+const genRun = "9e9e9e9e"
 
 // TestRunKeepsAndFallsBackToThePreviousCheckpoint: every save keeps the
 // checkpoint it replaces as .prev; a damaged checkpoint at start is
@@ -245,7 +273,7 @@ func TestRunKeepsAndFallsBackToThePreviousCheckpoint(t *testing.T) {
 		wantErr []string // what Run's error says; nil: no error
 		wantLog []string
 	}{
-		{"whole", func(*testing.T, string) {}, 2, nil, []string{`msg="restored checkpoint" path=PATH` + "\n"}},
+		{"whole", func(*testing.T, string) {}, 2, nil, []string{`msg="restored checkpoint" path=PATH weights="run 9e9e9e9e step 2"`}},
 		{"truncated", func(t *testing.T, path string) { resize(t, path, -5) }, 1, nil,
 			[]string{"level=ERROR", "checkpoint is damaged", "path=" + "PATH ", "corrupt or truncated", "restored=PATH.prev"}},
 		{"emptied", func(t *testing.T, path string) { resize(t, path, 0) }, 1, nil,
@@ -269,22 +297,22 @@ func TestRunKeepsAndFallsBackToThePreviousCheckpoint(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "left.ckpt")
 			fill := func(s string) string { return strings.ReplaceAll(s, "PATH", path) }
-			// Two generations, saved by Run at exit.
+			// Two generations, saved when the integrator asked, each
+			// labelled with its generation as the step.
 			for _, gen := range []float32{1, 2} {
 				m := newGenToy(t)
-				if err, log := runOnce(t, srv, m, path, true, func() { m.gen.W[0] = gen }); err != nil {
+				if err, log := runOnce(t, srv, m, path, gen, func() { m.gen.W[0] = gen }); err != nil {
 					t.Fatalf("%v\n%s", err, log)
 				}
 			}
 			for file, want := range map[string]float32{path: 2, path + ".prev": 1} {
-				p := []*nn.Param{{Name: "gen", Shape: []int{1}, W: []float32{0}, G: []float32{0}}}
-				if _, err := nn.LoadFile(file, "gen", p, nil); err != nil || p[0].W[0] != want {
-					t.Fatalf("%s holds generation %v (%v), want %v", file, p[0].W[0], err, want)
+				if l, err := module.CheckpointLabel(file); err != nil || l.Step != uint64(want) {
+					t.Fatalf("%s holds generation %v (%v), want %v", file, l, err, want)
 				}
 			}
 			tt.damage(t, path)
 			m := newGenToy(t)
-			err, log := runOnce(t, srv, m, path, false, nil)
+			err, log := runOnce(t, srv, m, path, 0, nil)
 			if tt.wantErr == nil && err != nil {
 				t.Fatalf("%v\n%s", err, log)
 			}

@@ -167,7 +167,7 @@ func (r *runner) streamPosterior(p Parser, m sensorMsg) error {
 	}
 	post := &bus.Posterior{Time: m.t.UnixNano(), Mu: bus.Matrix(1, d, mu), LogVar: bus.Matrix(1, d, lv)}
 	post.SetSender(r.spec.Name)
-	b, err := bus.Marshal(post)
+	b, err := bus.MarshalLimit(post, bus.PayloadLimit(r.nc))
 	if err == nil {
 		err = r.nc.Publish(r.subj.ObsPost(r.spec.Name), b)
 	}
@@ -193,7 +193,7 @@ func (r *runner) say(rd Renderer, b *bus.Belief) {
 	}
 	rep := &bus.DecodeReply{Outputs: outs}
 	rep.SetSender(r.spec.Name)
-	data, err := bus.Marshal(rep)
+	data, err := bus.MarshalLimit(rep, bus.PayloadLimit(r.nc))
 	if err == nil {
 		m := nats.NewMsg(r.subj.Said(r.spec.Name))
 		m.Data = data

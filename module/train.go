@@ -10,19 +10,29 @@ import (
 	"github.com/serket-go/serket/bus"
 )
 
-// The module's side of a training step (DESIGN.md section 4). Every handler
-// runs on the actor goroutine; a message for a step other than the current
-// one is stale and dropped, so a restarted module or integrator never mixes
-// two steps.
+// The module's side of a training run (DESIGN.md section 4). Every handler
+// runs on the actor goroutine.
 //
-// The integrator's StepBegin, Latent and ExpertGrad arrive on three
+// A module takes part in one training session at a time: the integrator
+// enrols it with a Control (OpEnrol) carrying a fresh session token, and
+// every training message of the session carries that token (Header.Run).
+// A step, latent or expert gradient of any other session, or of none, is
+// refused and counted, whoever claims to send it: a replayed message of an
+// old run, or one forged by a process that never enrolled the module,
+// cannot change its weights. Within the session, a message for a step
+// other than the current one is stale and dropped. The module saves its
+// checkpoint only when the integrator asks (OpSave), labelled with the
+// run and step, and restores the run's checkpoint when the integrator
+// rolls the run back (OpRestore).
+//
+// The integrator's StepBegin, Latent, ExpertGrad and Control arrive on four
 // subjects, and their order matters: the ExpertGrad of step s must be
-// learned from before the StepBegin of step s+1 starts a new one. NATS
-// keeps the order of one connection's messages, but separate
-// subscriptions (micro endpoints among them) are served by separate
-// goroutines, which would reorder them. So all three feed one channel,
-// which nats.go fills from its read loop in arrival order, and one goroutine
-// hands them to the actor in that order.
+// learned from before the StepBegin of step s+1 starts a new one, and a
+// save must see every step before it. NATS keeps the order of one
+// connection's messages, but separate subscriptions (micro endpoints among
+// them) are served by separate goroutines, which would reorder them. So
+// all four feed one channel, which nats.go fills from its read loop in
+// arrival order, and one goroutine hands them to the actor in that order.
 
 // trainQueue bounds the training messages waiting for the module; a step
 // has three, so this only fills if the modality is far behind.
@@ -30,10 +40,10 @@ const trainQueue = 1024
 
 // trainSubjects are the subjects of the module's side of training, built
 // once: a step's messages are matched against them and published on them.
-type trainSubjects struct{ step, latent, egrad, post, zgrad string }
+type trainSubjects struct{ step, latent, egrad, ctl, post, zgrad string }
 
 func newTrainSubjects(s bus.Subjects, name string) trainSubjects {
-	return trainSubjects{step: s.Step(), latent: s.Latent(), egrad: s.EGrad(name), post: s.Post(name), zgrad: s.ZGrad(name)}
+	return trainSubjects{step: s.Step(), latent: s.Latent(), egrad: s.EGrad(name), ctl: s.Control(name), post: s.Post(name), zgrad: s.ZGrad(name)}
 }
 
 // trainMsg hands a decoded training message to the actor: a value on a
@@ -41,15 +51,18 @@ func newTrainSubjects(s bus.Subjects, name string) trainSubjects {
 type trainMsg struct {
 	kind     trainKind
 	step     *bus.StepBegin // kindStep
+	ctl      *bus.Control   // kindControl
+	reply    string         // kindControl: where the RunState goes
 	received time.Time
 }
 
 type trainKind uint8
 
 const (
-	kindStep   trainKind = iota // step is the StepBegin
-	kindLatent                  // r.inLatent holds the latents
-	kindEGrad                   // r.inEGrad holds the expert gradient
+	kindStep    trainKind = iota // step is the StepBegin
+	kindLatent                   // r.inLatent holds the latents
+	kindEGrad                    // r.inEGrad holds the expert gradient
+	kindControl                  // ctl is the integrator's request
 )
 
 func (r *runner) subscribeTraining() (stop func(), err error) {
@@ -60,7 +73,7 @@ func (r *runner) subscribeTraining() (stop func(), err error) {
 			s.Unsubscribe()
 		}
 	}
-	for _, subject := range []string{r.trainSubj.step, r.trainSubj.latent, r.trainSubj.egrad} {
+	for _, subject := range []string{r.trainSubj.step, r.trainSubj.latent, r.trainSubj.egrad, r.trainSubj.ctl} {
 		sub, err := r.nc.ChanSubscribe(subject, ch)
 		if err != nil {
 			unsubscribe()
@@ -103,6 +116,9 @@ func (r *runner) handleTraining(m *nats.Msg) {
 	case r.trainSubj.latent:
 		t.kind = kindLatent
 		err = bus.UnmarshalReuse(m.Subject, m.Data, &r.inLatent, bus.Expect{Latent: r.spec.Latent})
+	case r.trainSubj.ctl:
+		t.kind, t.ctl, t.reply = kindControl, new(bus.Control), m.Reply
+		err = bus.UnmarshalFrom(m.Subject, m.Data, t.ctl, bus.Expect{})
 	default:
 		t.kind = kindEGrad
 		err = bus.UnmarshalReuse(m.Subject, m.Data, &r.inEGrad, bus.Expect{Latent: r.spec.Latent})
@@ -120,17 +136,55 @@ func (r *runner) handleTraining(m *nats.Msg) {
 	}
 }
 
-// handleTrainMsg runs on the actor.
+// handleTrainMsg runs on the actor. A message of a session the module is
+// not enrolled in goes no further.
 func (r *runner) handleTrainMsg(t trainMsg) {
 	switch t.kind {
 	case kindStep:
-		r.beginStep(t.step, t.received)
+		if r.ours("step", t.step.Step, &t.step.Header) {
+			r.beginStep(t.step, t.received)
+		}
 	case kindLatent:
-		r.decodeStep(&r.inLatent)
+		if r.ours("latent", r.inLatent.Step, &r.inLatent.Header) {
+			r.decodeStep(&r.inLatent)
+		}
 	case kindEGrad:
-		r.learnStep(&r.inEGrad)
+		if r.ours("expert gradient", r.inEGrad.Step, &r.inEGrad.Header) {
+			r.learnStep(&r.inEGrad)
+		}
+	case kindControl:
+		r.control(t.ctl, t.reply)
 	}
 }
+
+// ours reports whether a training message is of the session the module is
+// enrolled in, from the integrator; it counts and logs (rate-limited) one
+// that is not.
+func (r *runner) ours(what string, step uint64, h *bus.Header) bool {
+	if r.session != "" && h.Run == r.session && h.Sender == integratorName {
+		return true
+	}
+	why := "not of the session this module is enrolled in"
+	switch {
+	case r.session == "":
+		why = "this module is enrolled in no training session"
+	case h.Run == "":
+		why = "it carries no session"
+	case h.Sender != integratorName:
+		why = "its sender is not the integrator"
+	}
+	r.counters(func(c *trainStats) {
+		c.Refused++
+		c.LastError = fmt.Sprintf("refused %s of step %d from %q: %s", what, step, h.Sender, why)
+	})
+	r.logLimit.Warn(r.log, "refused "+h.Sender, "refused a training message (logged once per 10 s; all are counted)",
+		"what", what, "step", step, "from", h.Sender, "session", h.Run, "why", why)
+	return false
+}
+
+// integratorName is the integrator's sender name (integrator.Name, which
+// the SDK cannot import).
+const integratorName = "integrator"
 
 // compute runs one call into the modality (through safely) and counts its
 // time as the step's compute.
@@ -148,6 +202,11 @@ func (r *runner) beginStep(in *bus.StepBegin, received time.Time) {
 		r.abandon()
 	}
 	r.step, r.stepStart = in.Step, received
+	if in.Train {
+		// Whether it learns from the step or sits it out, once the step
+		// is over the weights are the run's as of it.
+		r.weights = Label{Run: r.runID, Step: in.Step}
+	}
 	name := r.spec.Name
 	involved := false
 	for _, t := range in.Plan {
@@ -188,10 +247,10 @@ func (r *runner) beginStep(in *bus.StepBegin, received time.Time) {
 		r.weight = l
 	}
 	r.x, r.present, r.plan = x, present, in.Plan
-	r.train, r.checkpoint = in.Train, in.Checkpoint
+	r.train = in.Train
 	r.active, r.lastTouch = true, time.Now()
 	post := &r.outPost
-	post.Step, post.Present = in.Step, present
+	post.Step, post.Present, post.Run = in.Step, present, r.session
 	post.Mu.SetMatrix(b, d, r.mu)
 	post.LogVar.SetMatrix(b, d, r.logvar)
 	if !r.publish(r.trainSubj.post, post) {
@@ -231,7 +290,7 @@ func (r *runner) decodeStep(in *bus.Latent) {
 		r.ll, r.dz = make([][]float32, len(r.plan)), make([][]float32, len(r.plan))
 	}
 	out := &r.outZGrad
-	out.Step, out.Terms = in.Step, out.Terms[:0]
+	out.Step, out.Terms, out.Run = in.Step, out.Terms[:0], r.session
 	for i, t := range r.plan {
 		if !slices.Contains(t.Targets, name) {
 			continue
@@ -284,24 +343,11 @@ func (r *runner) learnStep(in *bus.ExpertGrad) {
 		r.abandon()
 		return
 	}
-	asked := r.checkpoint
 	r.endStep()
-	r.stepsDone++
-	var saved float64
-	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" && (asked || r.opts.CheckpointEvery > 0 && r.stepsDone%r.opts.CheckpointEvery == 0) {
-		start := time.Now()
-		if err := save(s, r.opts.Checkpoint); err != nil {
-			r.log.Error("checkpoint failed; training goes on", "err", err)
-		}
-		saved = time.Since(start).Seconds()
-	}
-	// Counted after the save: the integrator reads the status to know a
-	// step's checkpoint is on disk.
 	took := time.Since(r.stepStart).Seconds()
 	r.counters(func(c *trainStats) {
 		c.Steps++
 		c.Step = in.Step
-		c.SaveSeconds += saved
 		c.StepSeconds += took
 	})
 }
@@ -319,7 +365,7 @@ func (r *runner) abandon() {
 }
 
 func (r *runner) endStep() {
-	r.active, r.train, r.checkpoint = false, false, false
+	r.active, r.train = false, false
 	r.x, r.present, r.plan = nil, nil, nil
 }
 
@@ -329,7 +375,7 @@ func (r *runner) publish(subject string, m bus.Message) bool {
 	start := time.Now()
 	m.(interface{ SetSender(string) }).SetSender(r.spec.Name)
 	r.sendMu.Lock()
-	b, err := bus.MarshalAppend(r.sendBuf[:0], m, bus.DefaultMaxBytes)
+	b, err := bus.MarshalAppend(r.sendBuf[:0], m, bus.PayloadLimit(r.nc))
 	if err == nil {
 		r.sendBuf = b // reused by the next step's messages: Publish copies
 		err = r.nc.Publish(subject, b)

@@ -76,8 +76,8 @@ func FuzzParseBound(f *testing.F) {
 // and moves back to where it was.
 func FuzzRenameSubject(f *testing.F) {
 	for _, s := range []string{
-		"serket.v1.default.post.vision", "serket.v1.default.train.step", "serket.v1.robot.obs.post.audio", "serket.v1.a.b",
-		"serket.v2.default.latent", "robot.camera", "serket.v1.default", "", "serket.v1..x", "....",
+		"serket.v2.default.post.vision", "serket.v2.default.train.step", "serket.v2.robot.obs.post.audio", "serket.v2.a.b",
+		"serket.v2.default.latent", "robot.camera", "serket.v2.default", "", "serket.v2..x", "....",
 	} {
 		f.Add(s, "replay")
 	}

@@ -86,10 +86,10 @@ type Config struct {
 	// Pipeline is the pipeline whose subjects are recorded; "" means
 	// bus.DefaultPipeline.
 	Pipeline string
-	// Subjects are what to capture, absolute ("serket.v1.default.belief")
+	// Subjects are what to capture, absolute ("serket.v2.default.belief")
 	// or relative to the pipeline ("obs.>", "belief", see
 	// bus.Subjects.Relative). Empty means every subject of the pipeline,
-	// serket.v1.<pipeline>.>.
+	// serket.v2.<pipeline>.>.
 	Subjects []string
 	// Duration bounds the recording; 0 records until ctx is done. Either
 	// way the end is normal: Record returns the summary and no error.

@@ -261,8 +261,8 @@ func TestRecordReplay(t *testing.T) {
 	srv, nc, js := startJetStream(t)
 	subj, _ := bus.NewSubjects("robot")
 	rec := startRecord(t, js, Config{Pipeline: "robot"})
-	if rec.started.Stream != "SERKET_ROBOT" || !slices.Equal(rec.started.Subjects, []string{"serket.v1.robot.>"}) || !rec.started.Created {
-		t.Fatalf("started %+v, want a new stream SERKET_ROBOT on serket.v1.robot.>", rec.started)
+	if rec.started.Stream != "SERKET_ROBOT" || !slices.Equal(rec.started.Subjects, []string{"serket.v2.robot.>"}) || !rec.started.Created {
+		t.Fatalf("started %+v, want a new stream SERKET_ROBOT on serket.v2.robot.>", rec.started)
 	}
 	// Another pipeline's message is not recorded.
 	other, _ := bus.NewSubjects("other")
@@ -291,7 +291,7 @@ func TestRecordReplay(t *testing.T) {
 	}
 
 	for _, speed := range []float64{1, 4} {
-		got, rs := replayInto(t, srv, js, "serket.v1.robot.>", "serket.v1.robot.zz.end", ReplayConfig{Stream: "SERKET_ROBOT", Speed: speed})
+		got, rs := replayInto(t, srv, js, "serket.v2.robot.>", "serket.v2.robot.zz.end", ReplayConfig{Stream: "SERKET_ROBOT", Speed: speed})
 		checkSame(t, src, got, "")
 		lo, med, hi, total := checkTiming(t, src, got, speed, rs.MaxLag)
 		t.Logf("speed %g: gap ratios %.3f..%.3f (median %.3f), total %.3f; summary: %d msgs in %v (span %v), achieved %.3fx, max lag %v",
@@ -302,13 +302,13 @@ func TestRecordReplay(t *testing.T) {
 	}
 
 	// Into a fresh pipeline: same relative subjects, nothing on the live one.
-	got, rs := replayInto(t, srv, js, "serket.v1.>", "serket.v1.fresh.zz.end", ReplayConfig{Stream: "SERKET_ROBOT", Speed: 4, PipelineAs: "fresh"})
+	got, rs := replayInto(t, srv, js, "serket.v2.>", "serket.v2.fresh.zz.end", ReplayConfig{Stream: "SERKET_ROBOT", Speed: 4, PipelineAs: "fresh"})
 	checkSame(t, src, got, "fresh")
 	lo, med, hi, total := checkTiming(t, src, got, 4, rs.MaxLag)
 	t.Logf("speed 4 into pipeline fresh: gap ratios %.3f..%.3f (median %.3f), total %.3f, max lag %v", lo, hi, med, total, rs.MaxLag)
 
 	// As fast as possible: far less than the original.
-	got, rs = replayInto(t, srv, js, "serket.v1.robot.>", "serket.v1.robot.zz.end", ReplayConfig{Stream: "SERKET_ROBOT", Speed: 0})
+	got, rs = replayInto(t, srv, js, "serket.v2.robot.>", "serket.v2.robot.zz.end", ReplayConfig{Stream: "SERKET_ROBOT", Speed: 0})
 	checkSame(t, src, got, "")
 	orig := src[len(src)-1].at.Sub(src[0].at)
 	took := got[len(got)-1].at.Sub(got[0].at)
@@ -336,7 +336,7 @@ func TestRecordReplay(t *testing.T) {
 		{"to offset of 2", ReplayConfig{To: AtOffset(ts(2).Sub(ts(1)))}, 0, 1},
 	} {
 		tt.cfg.Stream = "SERKET_ROBOT"
-		got, rs := replayInto(t, srv, js, "serket.v1.robot.>", "serket.v1.robot.zz.end", tt.cfg)
+		got, rs := replayInto(t, srv, js, "serket.v2.robot.>", "serket.v2.robot.zz.end", tt.cfg)
 		checkSame(t, src[tt.from:tt.to+1], got, "")
 		if rs.FirstSeq != uint64(tt.from+1) || rs.LastSeq != uint64(tt.to+1) {
 			t.Errorf("%s: replayed seq %d to %d, want %d to %d", tt.name, rs.FirstSeq, rs.LastSeq, tt.from+1, tt.to+1)
@@ -348,7 +348,7 @@ func TestRecordReplay(t *testing.T) {
 			belief = append(belief, s)
 		}
 	}
-	got, _ = replayInto(t, srv, js, "serket.v1.robot.>", "serket.v1.robot.zz.end", ReplayConfig{Stream: "SERKET_ROBOT", Subjects: []string{"belief"}})
+	got, _ = replayInto(t, srv, js, "serket.v2.robot.>", "serket.v2.robot.zz.end", ReplayConfig{Stream: "SERKET_ROBOT", Subjects: []string{"belief"}})
 	checkSame(t, belief, got, "")
 
 	// A second recording into the same stream appends; its sequences
@@ -364,7 +364,7 @@ func TestRecordReplay(t *testing.T) {
 	if sum.Messages != 1 || sum.FirstSeq != uint64(len(src))+1 || sum.StreamMessages != uint64(len(src))+1 {
 		t.Fatalf("second recording %+v", sum)
 	}
-	got, _ = replayInto(t, srv, js, "serket.v1.robot.>", "serket.v1.robot.zz.end", ReplayConfig{Stream: "SERKET_ROBOT", From: AtSeq(sum.FirstSeq)})
+	got, _ = replayInto(t, srv, js, "serket.v2.robot.>", "serket.v2.robot.zz.end", ReplayConfig{Stream: "SERKET_ROBOT", From: AtSeq(sum.FirstSeq)})
 	if len(got) != 1 || string(got[0].msg.Data) != "second" {
 		t.Fatalf("replaying the second recording: %d messages", len(got))
 	}
@@ -375,8 +375,8 @@ func TestRecordSubjectFilter(t *testing.T) {
 	_, nc, js := startJetStream(t)
 	subj, _ := bus.NewSubjects("")
 	rec := startRecord(t, js, Config{Subjects: []string{"obs.>"}, Stream: "OBS"})
-	if !slices.Equal(rec.started.Subjects, []string{"serket.v1.default.obs.>"}) {
-		t.Fatalf("recording %v, want serket.v1.default.obs.>", rec.started.Subjects)
+	if !slices.Equal(rec.started.Subjects, []string{"serket.v2.default.obs.>"}) {
+		t.Fatalf("recording %v, want serket.v2.default.obs.>", rec.started.Subjects)
 	}
 	for _, s := range []string{subj.Belief(), subj.ObsPost("vision"), subj.Latent(), subj.ObsPost("audio"), subj.Step(), subj.ObsPost("vision")} {
 		nc.Publish(s, []byte(s))
@@ -415,15 +415,15 @@ func TestRecordDuration(t *testing.T) {
 func TestRecordRefusals(t *testing.T) {
 	_, _, js := startJetStream(t)
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FOREIGN", Subjects: []string{"serket.v1.x.>"}}); err != nil {
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FOREIGN", Subjects: []string{"serket.v2.x.>"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Record(ctx, js, Config{Stream: "FOREIGN", Pipeline: "x"}); err == nil || !strings.Contains(err.Error(), "FOREIGN") || !strings.Contains(err.Error(), "not made by serket record") {
 		t.Errorf("recording into a foreign stream: %v", err)
 	}
-	// The foreign stream captures serket.v1.x.>: replaying it there would
+	// The foreign stream captures serket.v2.x.>: replaying it there would
 	// record the replay; into another pipeline it is fine.
-	if _, err := Replay(ctx, js, ReplayConfig{Stream: "FOREIGN", Speed: 1}); err == nil || !strings.Contains(err.Error(), "still captures serket.v1.x.>") {
+	if _, err := Replay(ctx, js, ReplayConfig{Stream: "FOREIGN", Speed: 1}); err == nil || !strings.Contains(err.Error(), "still captures serket.v2.x.>") {
 		t.Errorf("replaying a capturing stream onto its subjects: %v", err)
 	}
 	if _, err := Replay(ctx, js, ReplayConfig{Stream: "FOREIGN", Speed: 1, PipelineAs: "y"}); err != nil {

@@ -93,8 +93,8 @@ type ReplayConfig struct {
 	// Speed scales time: 1 plays at the original pace, 4 four times as
 	// fast, 0.5 at half speed; 0 plays as fast as possible.
 	Speed float64
-	// PipelineAs, if set, republishes each serket.v1.<pipeline>.<rest>
-	// message to serket.v1.<PipelineAs>.<rest>, so that a replay feeds a
+	// PipelineAs, if set, republishes each serket.v2.<pipeline>.<rest>
+	// message to serket.v2.<PipelineAs>.<rest>, so that a replay feeds a
 	// fresh pipeline without colliding with the live one. A message on a
 	// subject of another form is an error.
 	PipelineAs string
@@ -366,7 +366,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, cfg ReplayConfig) (*Rep
 	return finish(nil)
 }
 
-// renameSubject moves serket.v1.<pipeline>.<rest> to another pipeline.
+// renameSubject moves serket.v2.<pipeline>.<rest> to another pipeline.
 func renameSubject(s, pipeline string) (string, error) {
 	toks := strings.SplitN(s, ".", 4)
 	if len(toks) != 4 || toks[0] != "serket" || toks[1] != fmt.Sprintf("v%d", bus.WireVersion) {

@@ -104,7 +104,7 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 	}
 	restarted := make(chan string, 8)
 	pipe, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 3 * time.Second, noIntegrator: true,
-		env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1", module.EnvTrain + "=1"},
+		env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, module.EnvTrain + "=1"},
 		onEvent: func(ev launch.Event) {
 			if ev.Kind == launch.Restarting {
 				restarted <- ev.Name
@@ -146,7 +146,7 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 	defer closer.Close()
 	say("serket train --limit %d --epochs %d --plan cross   (every step is messages between the processes)", trainItems, demoEpochs)
 	start = time.Now()
-	last, err := train(ctx, ig, c, cfg, timeout, log)
+	last, _, err := train(ctx, ig, c, cfg, timeout, log)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"image"
 	"image/png"
 	"math"
@@ -11,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,15 +32,55 @@ func boundedRun(t *testing.T, args ...string) (string, error, time.Duration, int
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "sh", append([]string{"-c", `ulimit -v 2097152 && exec "$@"`, "sh", serketBin}, args...)...)
+	// The test binary, fresh, runs serket and reports its peak memory: a
+	// process's peak starts at what the process that started it had, and
+	// this one's is hundreds of MiB by now.
+	cmdline, _ := json.Marshal(append([]string{serketBin}, args...))
+	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd.Env = append(os.Environ(), measureEnv+"="+string(cmdline))
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	start := time.Now()
-	out, err := cmd.CombinedOutput()
+	err := cmd.Run()
 	took := time.Since(start)
 	if ctx.Err() != nil {
-		t.Fatalf("serket %s: still running after 30 s\n%s", strings.Join(args, " "), out)
+		t.Fatalf("serket %s: still running after 30 s\n%s", strings.Join(args, " "), stderr.String())
 	}
-	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
-	return string(out), err, took, rss
+	out, last, _ := strings.Cut(stderr.String(), measuredTag)
+	rss, perr := strconv.ParseInt(strings.TrimSpace(last), 10, 64)
+	if perr != nil {
+		t.Fatalf("no peak memory reported: %q", stderr.String())
+	}
+	return out, err, took, rss
+}
+
+// measureEnv has TestMain run the command line (JSON) it holds under a
+// 2 GiB address-space limit, instead of the tests, and print its peak
+// resident memory after measuredTag.
+const (
+	measureEnv  = "SERKET_TEST_MEASURE"
+	measuredTag = "\nserket-test-peak-rss "
+)
+
+// measure runs the command line cmdline and returns its exit code.
+func measure(cmdline string) int {
+	var args []string
+	if err := json.Unmarshal([]byte(cmdline), &args); err != nil || len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "measure:", err)
+		return 2
+	}
+	cmd := exec.Command("sh", append([]string{"-c", `ulimit -v 2097152 && exec "$@"`, "sh"}, args...)...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	err := cmd.Run()
+	code := 0
+	if e := (*exec.ExitError)(nil); errors.As(err, &e) {
+		code = e.ExitCode()
+	} else if err != nil {
+		fmt.Fprintln(os.Stderr, "measure:", err)
+		return 2
+	}
+	fmt.Fprintf(os.Stderr, "%s%d\n", measuredTag, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss<<10)
+	return code
 }
 
 // TestInputFilesAreBounded: infer and generate read the files a person
@@ -99,6 +143,7 @@ func TestInputFilesAreBounded(t *testing.T) {
 				}
 				// The limit is 32 MiB; refusing takes none of it, and no
 				// time to speak of (5 s: a loaded machine).
+				t.Logf("refused in %v with a peak of %d MiB", took, rss>>20)
 				if rss > 150<<20 || took > 5*time.Second {
 					t.Errorf("refusing took %v and %d MiB of memory", took, rss>>20)
 				}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -38,6 +40,7 @@ restart policy on-failure, with --resume so that a restart continues.`,
 			defer cancel()
 			cfg.Pipeline, cfg.Logger = g.pipeline, log
 			cfg.NATS = g.conn("serket-integrator", log)
+			cfg.Ready = func(*integrator.Integrator) { notifyReady(log) }
 			if !doTrain {
 				return integrator.Run(ctx, cfg)
 			}
@@ -55,6 +58,13 @@ restart policy on-failure, with --resume so that a restart continues.`,
 			}
 			if len(tf.modules) == 0 {
 				return usagef("--train needs --modules (or a pipeline file from serket up)")
+			}
+			if restarted() && !tf.resume {
+				// serket up restarted this integrator: its run goes on,
+				// if it had begun.
+				_, err := os.Stat(filepath.Join(tf.ckptDir, "integrator.json"))
+				tf.resume = err == nil
+				log.Info("restarted by the supervisor", "resumes", tf.resume)
 			}
 			if err := tf.checkFresh(); err != nil {
 				return err
@@ -78,11 +88,13 @@ restart policy on-failure, with --resume so that a restart continues.`,
 			if err != nil {
 				return err
 			}
-			last, err := train(ctx, ig, c, tcfg, tf.moduleWait, log)
+			last, ran, err := train(ctx, ig, c, tcfg, tf.moduleWait, log)
 			if err != nil {
 				return err
 			}
-			log.Info("training done", "elbo", last.ELBO, "checkpoints", tcfg.CheckpointDir)
+			if last != nil {
+				log.Info("training done", "ran", ran.String(), "elbo", last.ELBO, "checkpoints", tcfg.CheckpointDir)
+			}
 			return stop()
 		},
 	}
@@ -99,6 +111,22 @@ restart policy on-failure, with --resume so that a restart continues.`,
 	cmd.Flags().DurationVar(&cfg.Discovery, "discovery", time.Second, "how often to look for modules")
 	cmd.Flags().IntVar(&cfg.Misses, "misses", 3, "discovery polls a module may miss before it is dropped")
 	return cmd
+}
+
+// restarted reports whether the supervisor that started this process
+// restarted it (launch.EnvRestart).
+func restarted() bool {
+	n, _ := strconv.Atoi(os.Getenv(launch.EnvRestart))
+	return n > 0
+}
+
+// notifyReady tells the supervisor, if any, that this process's start-up
+// is over: serket up restarts it, rather than failing the pipeline, when it
+// exits from now on.
+func notifyReady(log *slog.Logger) {
+	if err := launch.NotifyReady(); err != nil {
+		log.Warn("cannot tell the supervisor this process is ready", "err", err)
+	}
 }
 
 // envDuration is the duration in the environment variable key, or def.

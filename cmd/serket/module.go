@@ -59,16 +59,14 @@ func unknownKind(cmd *cobra.Command, args []string) error {
 
 // moduleFlags are what every built-in module command takes.
 type moduleFlags struct {
-	name            string
-	latent          int
-	checkpoint      string
-	checkpointEvery int
-	noSaveOnExit    bool
-	train           bool
-	sensors         []string
-	sensorType      string
-	sensorRate      float64
-	sayBeliefs      bool
+	name       string
+	latent     int
+	checkpoint string
+	train      bool
+	sensors    []string
+	sensorType string
+	sensorRate float64
+	sayBeliefs bool
 }
 
 func (f *moduleFlags) register(cmd *cobra.Command, kind string, defaultLatent int) {
@@ -82,9 +80,7 @@ func (f *moduleFlags) register(cmd *cobra.Command, kind string, defaultLatent in
 	if dir := os.Getenv("SERKET_CHECKPOINT_DIR"); dir != "" {
 		ckpt = filepath.Join(dir, envOr("SERKET_MODULE", kind)+".ckpt")
 	}
-	cmd.Flags().StringVar(&f.checkpoint, "checkpoint", ckpt, "parameter file: restored at start if it exists, saved when asked and at exit (default $SERKET_CHECKPOINT_DIR/<name>.ckpt)")
-	cmd.Flags().IntVar(&f.checkpointEvery, "checkpoint-every", 0, "also save every N training steps (0: only when the integrator asks, and at exit)")
-	cmd.Flags().BoolVar(&f.noSaveOnExit, "no-save-on-exit", os.Getenv("SERKET_NO_SAVE_ON_EXIT") == "1", "do not save the checkpoint at exit (serket train sets this: the integrator decides when to save)")
+	cmd.Flags().StringVar(&f.checkpoint, "checkpoint", ckpt, "parameter file: restored at start if it exists, saved when the integrator of a training run asks (default $SERKET_CHECKPOINT_DIR/<name>.ckpt)")
 	cmd.Flags().BoolVar(&f.train, "train", os.Getenv(module.EnvTrain) == "1", "take part in training runs (default $"+module.EnvTrain+"=1, which serket train sets); without it the module serves inference only and never changes its weights or checkpoint")
 	var sensors []string
 	if v := os.Getenv("SERKET_SENSORS"); v != "" {
@@ -101,17 +97,15 @@ func (f *moduleFlags) run(g *globals, m module.Modality) error {
 	ctx, cancel := signalContext()
 	defer cancel()
 	return module.Run(ctx, m, module.Options{
-		Pipeline:        g.pipeline,
-		NATS:            g.conn("serket-"+f.name, log),
-		Logger:          log,
-		Train:           f.train,
-		Checkpoint:      f.checkpoint,
-		CheckpointEvery: f.checkpointEvery,
-		NoSaveOnExit:    f.noSaveOnExit,
-		Sensors:         f.sensors,
-		SensorType:      f.sensorType,
-		SensorRate:      f.sensorRate,
-		SayBeliefs:      f.sayBeliefs,
+		Pipeline:   g.pipeline,
+		NATS:       g.conn("serket-"+f.name, log),
+		Logger:     log,
+		Train:      f.train,
+		Checkpoint: f.checkpoint,
+		Sensors:    f.sensors,
+		SensorType: f.sensorType,
+		SensorRate: f.sensorRate,
+		SayBeliefs: f.sayBeliefs,
 		Ready: func(micro.Service) {
 			// Its start-up is over: from now on serket up restarts it
 			// rather than failing the pipeline when it exits.

@@ -120,7 +120,7 @@ appends to it (--purge empties it first).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&stream, "stream", "", "JetStream stream to record into (default SERKET_<PIPELINE>)")
-	f.StringSliceVar(&subjects, "subjects", nil, "subjects to capture, absolute or relative to the pipeline (default: all of the pipeline's, serket.v1.<pipeline>.>)")
+	f.StringSliceVar(&subjects, "subjects", nil, "subjects to capture, absolute or relative to the pipeline (default: all of the pipeline's, serket.v2.<pipeline>.>)")
 	f.DurationVar(&duration, "duration", 0, "how long to record (0: until Ctrl-C)")
 	f.StringVar(&maxBytes, "max-bytes", "1GiB", "the stream's size limit (KiB, MiB, GiB, or KB, MB, GB; 0: none); when full, new messages are refused")
 	f.DurationVar(&maxAge, "max-age", record.DefaultMaxAge, "how long the stream keeps messages (0: for ever)")
@@ -169,7 +169,7 @@ func newReplayCmd(g *globals) *cobra.Command {
 		Short: "play a recorded stream back onto the bus with its original timing",
 		Long: `Play back a stream that serket record made: every message is republished, with
 its headers, to its original subject, or with --pipeline-as to the same subject
-under another pipeline (serket.v1.<other>.…), so that a replay can feed a fresh
+under another pipeline (serket.v2.<other>.…), so that a replay can feed a fresh
 pipeline without colliding with the live one.
 
 The original gaps between messages (their JetStream timestamps) are kept,

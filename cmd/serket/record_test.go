@@ -122,7 +122,7 @@ func TestRecordReplayCLI(t *testing.T) {
 	srv, nc := startJetStreamServer(t)
 	url := srv.ClientURL()
 	rec := startRecProc(t, "record", "--nats", url, "--pipeline", "rec", "--duration", "2s")
-	rec.waitLine(t, "recording serket.v1.rec.> into stream SERKET_REC")
+	rec.waitLine(t, "recording serket.v2.rec.> into stream SERKET_REC")
 
 	subj, _ := bus.NewSubjects("rec")
 	type msg struct {
@@ -155,7 +155,7 @@ func TestRecordReplayCLI(t *testing.T) {
 		t.Fatalf("serket record: %v\n%s", err, out)
 	}
 	t.Logf("serket record:\n%s", out)
-	for _, want := range []string{`recorded 6 messages`, `into stream SERKET_REC, seq 1-6`, `serket\.v1\.rec\.obs\.post\.vision +4\n`, `serket\.v1\.rec\.belief +2\n`, `serket replay --stream SERKET_REC`} {
+	for _, want := range []string{`recorded 6 messages`, `into stream SERKET_REC, seq 1-6`, `serket\.v2\.rec\.obs\.post\.vision +4\n`, `serket\.v2\.rec\.belief +2\n`, `serket replay --stream SERKET_REC`} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("serket record's output does not say %q:\n%s", want, out)
 		}
@@ -170,8 +170,8 @@ func TestRecordReplayCLI(t *testing.T) {
 		at   []time.Time
 		done = make(chan struct{}, 1)
 	)
-	sub, err := nc.Subscribe("serket.v1.>", func(m *nats.Msg) {
-		if m.Subject == "serket.v1.copy.end" {
+	sub, err := nc.Subscribe("serket.v2.>", func(m *nats.Msg) {
+		if m.Subject == "serket.v2.copy.end" {
 			done <- struct{}{}
 			return
 		}
@@ -189,7 +189,7 @@ func TestRecordReplayCLI(t *testing.T) {
 		t.Fatalf("serket replay: %v\n%s", err, msgOut)
 	}
 	t.Logf("serket replay:\n%s", msgOut)
-	nc.Publish("serket.v1.copy.end", nil)
+	nc.Publish("serket.v2.copy.end", nil)
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
@@ -201,7 +201,7 @@ func TestRecordReplayCLI(t *testing.T) {
 		t.Fatalf("%d messages arrived, want %d\n%s", len(got), len(sent), msgOut)
 	}
 	for i, m := range got {
-		want := strings.Replace(sent[i].subject, "serket.v1.rec.", "serket.v1.copy.", 1)
+		want := strings.Replace(sent[i].subject, "serket.v2.rec.", "serket.v2.copy.", 1)
 		if m.Subject != want || !bytes.Equal(m.Data, sent[i].data) || m.Header.Get("Serket-Seq") != sent[i].header.Get("Serket-Seq") {
 			t.Errorf("message %d: %s %q %v, want %s %q %v", i, m.Subject, m.Data, m.Header, want, sent[i].data, sent[i].header)
 		}
@@ -211,7 +211,7 @@ func TestRecordReplayCLI(t *testing.T) {
 	if took < orig*7/20 || took > orig {
 		t.Errorf("replay at speed 2 took %v for %v of source: want 0.7 to 2 × %v", took, orig, orig/2)
 	}
-	for _, want := range []string{`replayed 6 messages`, `stream SERKET_REC, seq 1-6`, `onto pipeline copy`, `\(asked 2x\)`, `serket\.v1\.copy\.belief +2\n`} {
+	for _, want := range []string{`replayed 6 messages`, `stream SERKET_REC, seq 1-6`, `onto pipeline copy`, `\(asked 2x\)`, `serket\.v2\.copy\.belief +2\n`} {
 		if !regexp.MustCompile(want).MatchString(msgOut) {
 			t.Errorf("serket replay's output does not say %q:\n%s", want, msgOut)
 		}
@@ -224,7 +224,7 @@ func TestRecordReplayInterrupt(t *testing.T) {
 	srv, nc := startJetStreamServer(t)
 	url := srv.ClientURL()
 	rec := startRecProc(t, "record", "--nats", url, "--stream", "RUN1", "--subjects", "belief,obs.>")
-	rec.waitLine(t, "recording serket.v1.default.belief, serket.v1.default.obs.> into stream RUN1")
+	rec.waitLine(t, "recording serket.v2.default.belief, serket.v2.default.obs.> into stream RUN1")
 	subj, _ := bus.NewSubjects("")
 	for _, s := range []string{subj.Latent(), subj.Belief(), subj.ObsPost("audio")} {
 		nc.Publish(s, []byte("x"))
@@ -248,7 +248,7 @@ func TestRecordReplayInterrupt(t *testing.T) {
 
 	// At a hundredth of the speed the second message is far off: Ctrl-C
 	// after the first.
-	sub, err := nc.SubscribeSync("serket.v1.default.>")
+	sub, err := nc.SubscribeSync("serket.v2.default.>")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 const (
 	clientIdentity = "client" // inference only
 	sensorIdentity = "sensor" // publishes on the pipeline's sensor subjects
-	adminIdentity  = "admin"  // anything: serket ls, echo, record, replay
+	adminIdentity  = "admin"  // hears anything, publishes anything but training: serket ls, echo, record, replay
 )
 
 // secureLaunch has launchPipeline lock its embedded server: keys in keyDir
@@ -138,9 +138,12 @@ func writeAuthorization(w io.Writer, users []bus.User) error {
 	b.WriteString("authorization {\n  users = [\n")
 	for _, u := range users {
 		fmt.Fprintf(&b, "    # %s\n    {nkey: %q, permissions: {", u.Name, u.NKey)
-		if len(u.Permissions.Publish) > 0 {
+		switch {
+		case len(u.Permissions.Publish) > 0 && len(u.Permissions.PublishDeny) > 0:
+			fmt.Fprintf(&b, "publish: {allow: %s, deny: %s}", list(u.Permissions.Publish), list(u.Permissions.PublishDeny))
+		case len(u.Permissions.Publish) > 0:
 			fmt.Fprintf(&b, "publish: {allow: %s}", list(u.Permissions.Publish))
-		} else {
+		default:
 			b.WriteString(`publish: {deny: [">"]}`)
 		}
 		fmt.Fprintf(&b, ", subscribe: {allow: %s}", list(u.Permissions.Subscribe))

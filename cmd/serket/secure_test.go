@@ -115,17 +115,35 @@ modules:
 		vision.Publish(s, []byte("forged"))
 	}
 	vision.Publish(subj.Said("vision"), []byte("allowed")) // last: once it arrives, the others would have
+	awaitOnly(t, ctx, seen, forged, subj.Said("vision"), "vision")
+
+	// Nor can the admin key, which hears everything, drive training: its
+	// steps, latents, expert gradients, controls, posteriors and decoder
+	// gradients are dropped by the server; a belief (replay's) passes.
+	forged = []string{subj.Step(), subj.Latent(), subj.EGrad("vision"), subj.Control("vision"), subj.Post("vision"), subj.ZGrad("language")}
+	for _, s := range forged {
+		admin.Publish(s, []byte("forged"))
+	}
+	admin.Publish(subj.Belief(), []byte("allowed"))
+	awaitOnly(t, ctx, seen, forged, subj.Belief(), "admin")
+}
+
+// awaitOnly reads seen until a message on last arrives (sent after the
+// forged ones, on one connection, so they would have arrived first) and
+// fails the test for every forged message among them.
+func awaitOnly(t *testing.T, ctx context.Context, seen chan *nats.Msg, forged []string, last, who string) {
+	t.Helper()
 	for {
 		select {
 		case m := <-seen:
 			if slices.Contains(forged, m.Subject) && string(m.Data) == "forged" {
-				t.Errorf("vision's key published on %s", m.Subject)
+				t.Errorf("the %s key published on %s", who, m.Subject)
 			}
-			if m.Subject == subj.Said("vision") {
+			if m.Subject == last && string(m.Data) == "allowed" {
 				return
 			}
 		case <-ctx.Done():
-			t.Fatal("vision's allowed message never arrived")
+			t.Fatalf("the %s key's allowed message never arrived", who)
 		}
 	}
 }
@@ -172,6 +190,7 @@ func TestKeysConfigForOwnServer(t *testing.T) {
 			wantPub = nil
 		}
 		if nk.Nkey != u.NKey || !slices.Equal(pub.Allow, wantPub) || !slices.Equal(sub.Allow, u.Permissions.Subscribe) ||
+			len(wantPub) > 0 && !slices.Equal(pub.Deny, u.Permissions.PublishDeny) ||
 			(nk.Permissions.Response != nil) != u.Permissions.Responses {
 			t.Errorf("%s: the server reads %+v %+v %+v, want %+v", u.Name, pub, sub, nk.Permissions.Response, u.Permissions)
 		}

@@ -28,6 +28,9 @@ import (
 var serketBin string
 
 func TestMain(m *testing.M) {
+	if cmdline := os.Getenv(measureEnv); cmdline != "" {
+		os.Exit(measure(cmdline))
+	}
 	dir, err := os.MkdirTemp("", "serket-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/serket-go/serket/dataset/datasettest"
 )
 
 // TestModuleUnknownKind: `serket module` with a kind it does not know is a
@@ -89,4 +91,28 @@ modules:
 		}
 	}
 	t.Logf("serket up exited %v after it started", took.Round(time.Millisecond))
+}
+
+// TestTrainStopsWhenAModuleFailsToStart: serket train watches the pipeline
+// it launched; a module that fails to start ends the command at once with
+// the reason, not after waiting --module-wait for it.
+func TestTrainStopsWhenAModuleFailsToStart(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "typo-train.yaml", `
+pipeline: typotrain
+latent: 4
+modules:
+  - {name: vision, command: [serket, module, visoin]}
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	out, err := exec.CommandContext(ctx, serketBin, "train", file, "--data", datasettest.Dir(t), "--checkpoint-dir", t.TempDir(), "--module-wait", "50s").CombinedOutput()
+	took := time.Since(t0)
+	if err == nil || took > 30*time.Second {
+		t.Fatalf("serket train: %v after %v; want it to fail at once\n%s", err, took, out)
+	}
+	if !strings.Contains(string(out), "the pipeline stopped: launch: vision exited during start-up") {
+		t.Errorf("serket train's output does not say the pipeline stopped:\n%s", out)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/integrator"
@@ -42,6 +43,7 @@ type trainFlags struct {
 	deadline   time.Duration
 	ckptDir    string
 	ckptEvery  int
+	ckptTime   time.Duration
 	resume     bool
 	metrics    string
 	data       string
@@ -67,8 +69,9 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.Float64Var(&f.anneal, "kl-anneal", 1, "epochs over which the KL weight rises linearly (0: no annealing)")
 	fl.DurationVar(&f.deadline, "step-deadline", 30*time.Second, "how long a step waits for each module (a late module sits the step out)")
 	fl.StringVar(&f.ckptDir, "checkpoint-dir", "runs/latest", "where the integrator's and the modules' checkpoints go")
-	fl.IntVar(&f.ckptEvery, "checkpoint-every", 200, "save every N steps (and at the end); 0: only at the end")
-	fl.BoolVar(&f.resume, "resume", false, "continue the run in --checkpoint-dir")
+	fl.IntVar(&f.ckptEvery, "checkpoint-every", 200, "take a checkpoint every N steps (and at the start and the end; 0: not by count)")
+	fl.DurationVar(&f.ckptTime, "checkpoint-interval", time.Minute, "also take a checkpoint when this long has passed since the last (0: not by time); a module lost mid-run takes the run back to the last checkpoint")
+	fl.BoolVar(&f.resume, "resume", false, "continue the run in --checkpoint-dir (an error if there is none)")
 	fl.StringVar(&f.metrics, "metrics", "", "per-epoch metrics as JSON lines (default <checkpoint-dir>/metrics.jsonl)")
 	fl.StringVar(&f.data, "data", dataset.DefaultDir(), "prepared dataset (the integrator reads only its ids and splits)")
 	fl.IntVar(&f.limit, "limit", 0, "train on the first N training items only (0: all)")
@@ -77,7 +80,7 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.Float64Var(&f.lr, "lr", 0, "every module's Adam learning rate, unless its args set one (0: the modules' default, 1e-3)")
 	fl.Float64Var(&f.paired, "paired-fraction", 1, "fraction of training items with every modality, the rest with one each (passed to the modules)")
 	fl.Uint64Var(&f.pairSeed, "pairing-seed", 1, "seed of the partial-pairing mask (passed to the modules)")
-	fl.DurationVar(&f.moduleWait, "module-wait", 2*time.Minute, "how long to wait for the modules to come up")
+	fl.DurationVar(&f.moduleWait, "module-wait", 2*time.Minute, "how long to wait for the modules to come up, and for a module that is gone mid-run to come back before the run stops")
 }
 
 // fromFile takes the pipeline file's train section as the defaults of every
@@ -105,6 +108,7 @@ func (f *trainFlags) fromFile(t *launch.TrainSettings, flags *pflag.FlagSet) {
 	set("step-deadline", t.StepDeadline > 0, func() { f.deadline = time.Duration(t.StepDeadline) })
 	set("checkpoint-dir", t.CheckpointDir != "", func() { f.ckptDir = t.CheckpointDir })
 	set("checkpoint-every", t.CheckpointEvery != nil, func() { f.ckptEvery = *t.CheckpointEvery })
+	set("checkpoint-interval", t.CheckpointInterval != nil, func() { f.ckptTime = time.Duration(*t.CheckpointInterval) })
 	set("limit", t.Limit > 0, func() { f.limit = t.Limit })
 	set("eval-items", t.EvalItems != nil, func() { f.evalItems = *t.EvalItems })
 	set("paired-fraction", t.PairedFraction != nil, func() { f.paired = *t.PairedFraction })
@@ -159,6 +163,9 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	if !(f.paired > 0 && f.paired <= 1) {
 		return cfg, nil, usagef("--paired-fraction %v: want a fraction in (0, 1]", f.paired)
 	}
+	if terms := 1 + len(f.modules) + f.subsets; f.subsets < 0 || terms > bus.MaxTerms {
+		return cfg, nil, usagef("--subsets %d: a step of %d modules would have %d terms, at most %d", f.subsets, len(f.modules), terms, bus.MaxTerms)
+	}
 	plan, err := integrator.ParsePlan(f.plan, f.subsets)
 	if err != nil {
 		return cfg, nil, usagef("%v", err)
@@ -182,10 +189,11 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	cfg.KLFrom, cfg.KLTo = f.klFrom, f.klTo
 	cfg.AnnealSteps = int(f.anneal * float64((len(cfg.IDs)+f.batch-1)/f.batch))
 	cfg.Deadline = f.deadline
-	cfg.CheckpointDir, cfg.CheckpointEvery, cfg.Resume = f.ckptDir, f.ckptEvery, f.resume
-	if f.resume && f.ckptDir != "" {
-		if _, err := os.Stat(filepath.Join(f.ckptDir, "integrator.json")); errors.Is(err, os.ErrNotExist) {
-			cfg.Resume = false // nothing to resume yet: the first run of a restartable integrator
+	cfg.CheckpointDir, cfg.CheckpointEvery, cfg.CheckpointInterval, cfg.Resume = f.ckptDir, f.ckptEvery, f.ckptTime, f.resume
+	cfg.ModuleWait = f.moduleWait
+	if f.resume {
+		if err := resumable(f.ckptDir); err != nil {
+			return cfg, nil, err
 		}
 	}
 	if f.metrics == "" && f.ckptDir != "" {
@@ -209,6 +217,24 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	return cfg, closer, nil
 }
 
+// resumable says why dir holds no run to resume, if it does not.
+func resumable(dir string) error {
+	if dir == "" {
+		return usagef("--resume needs a --checkpoint-dir")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "integrator.json")); err == nil {
+		return nil
+	}
+	found, _ := filepath.Glob(filepath.Join(dir, "*.ckpt"))
+	for i, f := range found {
+		found[i] = filepath.Base(f)
+	}
+	if len(found) > 0 {
+		return usagef("--resume: %s holds module checkpoints (%s) but no integrator.json: no run serket can resume (start a new run in another --checkpoint-dir)", dir, strings.Join(found, ", "))
+	}
+	return usagef("--resume: nothing to resume in %s (no integrator.json); drop --resume to start a run", dir)
+}
+
 // checkFresh refuses to start a new run over an old one's checkpoints:
 // modules restore whatever checkpoint they find.
 func (f *trainFlags) checkFresh() error {
@@ -226,12 +252,13 @@ func (f *trainFlags) checkFresh() error {
 }
 
 // train runs cfg on ig after waiting for the modules, with a progress bar
-// on a terminal and an epoch line otherwise.
-func train(ctx context.Context, ig *integrator.Integrator, c *client.Client, cfg integrator.TrainConfig, wait time.Duration, log *slog.Logger) (*integrator.EpochStats, error) {
+// on a terminal and an epoch line otherwise; it returns the last epoch's
+// statistics and what this call ran.
+func train(ctx context.Context, ig *integrator.Integrator, c *client.Client, cfg integrator.TrainConfig, wait time.Duration, log *slog.Logger) (*integrator.EpochStats, ranSteps, error) {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	if _, err := c.WaitFor(wctx, false, cfg.Modules...); err != nil {
-		return nil, err
+		return nil, ranSteps{}, err
 	}
 	// Until the integrator's own discovery has seen them too, a step would
 	// wait out its deadline for nothing.
@@ -239,7 +266,7 @@ func train(ctx context.Context, ig *integrator.Integrator, c *client.Client, cfg
 		select {
 		case <-ig.Polled():
 		case <-wctx.Done():
-			return nil, fmt.Errorf("the integrator did not discover %v within %v", cfg.Modules, wait)
+			return nil, ranSteps{}, fmt.Errorf("the integrator did not discover %v within %v", cfg.Modules, wait)
 		}
 	}
 	var bar *progressbar.ProgressBar
@@ -248,21 +275,51 @@ func train(ctx context.Context, ig *integrator.Integrator, c *client.Client, cfg
 		bar = progressbar.NewOptions64(steps, progressbar.OptionSetWriter(os.Stderr), progressbar.OptionShowCount(),
 			progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 	}
+	var done ranSteps
 	cfg.OnStep = func(s integrator.StepStats) {
+		done.add(s)
 		if bar != nil {
 			bar.Describe(fmt.Sprintf("epoch %d  elbo %9.1f  β %.2f", s.Epoch+1, s.ELBO, s.Beta))
 			bar.Add(1)
 		}
 	}
 	log.Info("training", "modules", cfg.Modules, "items", len(cfg.IDs), "epochs", cfg.Epochs, "batch", cfg.Batch)
+	start := time.Now()
 	last, err := ig.Train(ctx, cfg)
 	if bar != nil {
 		bar.Finish()
 	}
+	done.seconds = time.Since(start).Seconds()
 	if errors.Is(err, integrator.ErrDiverged) {
-		return last, fmt.Errorf("%w; the last good checkpoint is kept in %s", err, cfg.CheckpointDir)
+		return last, done, fmt.Errorf("%w; the last good checkpoint is kept in %s", err, cfg.CheckpointDir)
 	}
-	return last, err
+	return last, done, err
+}
+
+// ranSteps is what one process's training did: the steps it ran (a
+// resumed run's earlier steps are not its), their items, and its time.
+type ranSteps struct {
+	steps, items int
+	first, last  uint64
+	seconds      float64
+}
+
+func (d *ranSteps) add(s integrator.StepStats) {
+	if d.steps == 0 {
+		d.first = s.Step
+	}
+	d.steps++
+	d.items += s.Items
+	d.last = s.Step
+}
+
+// String is the summary line of a training process.
+func (d ranSteps) String() string {
+	if d.steps == 0 {
+		return "ran no step"
+	}
+	return fmt.Sprintf("ran %d steps (%d to %d, %d items) in %v: %.0f samples/s", d.steps, d.first, d.last, d.items,
+		time.Duration(d.seconds*float64(time.Second)).Round(time.Second), float64(d.items)/d.seconds)
 }
 
 func containsAll(have, want []string) bool {
@@ -327,7 +384,7 @@ training steps over the bus. Checkpoints and the metrics log go to
 				return err
 			}
 			o := launchOptions{grace: 10 * time.Second, noIntegrator: true,
-				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, "SERKET_NO_SAVE_ON_EXIT=1", module.EnvTrain + "=1",
+				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, module.EnvTrain + "=1",
 					fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", tf.paired), fmt.Sprintf("SERKET_PAIRING_SEED=%d", tf.pairSeed),
 					"SERKET_MODALITIES=" + strings.Join(tf.modules, ","), tf.lrEnv()}}
 			if secure {
@@ -343,7 +400,8 @@ training steps over the bus. Checkpoints and the metrics log go to
 				return err
 			}
 			defer func() { cancel(); run.wait() }()
-			return trainInProcess(ctx, g, run.URL, p, cfg, tf.moduleWait, log)
+			wctx, failed := run.watch(ctx)
+			return failed(trainInProcess(wctx, g, run.URL, p, cfg, tf.moduleWait, log))
 		},
 	}
 	tf.register(cmd)
@@ -357,7 +415,13 @@ training steps over the bus. Checkpoints and the metrics log go to
 // stop is called; stop waits for it and may be called more than once.
 func startIntegrator(ctx context.Context, cfg integrator.Config) (ig *integrator.Integrator, stop func() error, err error) {
 	ready := make(chan *integrator.Integrator, 1)
-	cfg.Ready = func(ig *integrator.Integrator) { ready <- ig }
+	also := cfg.Ready
+	cfg.Ready = func(ig *integrator.Integrator) {
+		if also != nil {
+			also(ig)
+		}
+		ready <- ig
+	}
 	ictx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- integrator.Run(ictx, cfg) }()
@@ -393,13 +457,16 @@ func trainInProcess(ctx context.Context, g *globals, url string, p *launch.Pipel
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	last, err := train(ctx, ig, c, cfg, wait, log)
+	last, ran, err := train(ctx, ig, c, cfg, wait, log)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("trained %d epochs of %d items in %v: ELBO %.1f (joint %.1f), %.0f samples/s; checkpoints in %s\n",
-		cfg.Epochs, len(cfg.IDs), time.Since(start).Round(time.Second), last.ELBO, last.JointELBO, last.SamplesPerSec, cfg.CheckpointDir)
+	if last == nil {
+		fmt.Printf("%s; the run had no epoch left; checkpoints in %s\n", ran, cfg.CheckpointDir)
+		return stop()
+	}
+	fmt.Printf("%s; the run is at epoch %d of %d (%d items each): ELBO %.1f (joint %.1f); checkpoints in %s\n",
+		ran, last.Epoch+1, cfg.Epochs, len(cfg.IDs), last.ELBO, last.JointELBO, cfg.CheckpointDir)
 	if len(cfg.EvalIDs) > 0 {
 		fmt.Printf("test ELBO %.1f nats per item (KL %.1f) on %d test items\n", last.TestELBO, last.TestKL, len(cfg.EvalIDs))
 	}

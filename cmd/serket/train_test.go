@@ -243,12 +243,8 @@ func closeTo(a, b []float32, tol float64) bool {
 }
 
 func restoreFile(m module.Modality, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return m.(module.Saver).Restore(f)
+	_, err := module.RestoreFile(m.(module.Saver), path, nil)
+	return err
 }
 
 // waitFor polls cond until it holds or ctx ends: it waits on another
@@ -448,7 +444,7 @@ func TestUpWithATrainingIntegrator(t *testing.T) {
 	file := writeFile(t, "train.yaml", `
 latent: 8
 integrator:
-  args: [--train, --resume]
+  args: [--train]
   restart: {policy: on-failure}
 modules:
   - {name: vision, args: [--hidden, "32"]}
@@ -502,5 +498,38 @@ func TestMergeLambda(t *testing.T) {
 				t.Errorf("mergeLambda = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestTrainResumeNeedsARun: --resume with nothing to resume, or with
+// module checkpoints but no run state, is an error that says what it
+// found; neither starts a run nor touches the directory (the metrics log
+// is not rewritten).
+func TestTrainResumeNeedsARun(t *testing.T) {
+	data := datasettest.Dir(t)
+	empty := t.TempDir()
+	orphans := t.TempDir()
+	for _, f := range []string{"vision.ckpt", "metrics.jsonl"} {
+		if err := os.WriteFile(filepath.Join(orphans, f), []byte("keep me\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		dir  string
+		want string
+	}{
+		{empty, "nothing to resume in " + empty + " (no integrator.json); drop --resume to start a run"},
+		{orphans, orphans + " holds module checkpoints (vision.ckpt) but no integrator.json"},
+	} {
+		out, err := serketOut(t, "train", "--resume", "--data", data, "--checkpoint-dir", tt.dir, "--limit", "40")
+		if err == nil || !strings.Contains(out, tt.want) {
+			t.Errorf("serket train --resume in %s: %v, want an error saying %q:\n%s", tt.dir, err, tt.want, out)
+		}
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) > 0 {
+		t.Errorf("the empty directory has %v after a refused resume", entries)
+	}
+	if b, _ := os.ReadFile(filepath.Join(orphans, "metrics.jsonl")); string(b) != "keep me\n" {
+		t.Errorf("the metrics log was rewritten: %q", b)
 	}
 }

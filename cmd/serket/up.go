@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -88,7 +89,7 @@ record). Anyone without a key is refused. See docs/security.md.`,
 				if err != nil {
 					return err
 				}
-				env = append(env, "SERKET_CHECKPOINT_DIR="+abs, "SERKET_NO_SAVE_ON_EXIT=1")
+				env = append(env, "SERKET_CHECKPOINT_DIR="+abs)
 			}
 			if integratorTrains(p) {
 				// Only a pipeline whose integrator trains lets its modules
@@ -237,6 +238,26 @@ func (r *running) wait() error {
 		}
 	})
 	return r.waitErr
+}
+
+// watch returns a context that ends when the pipeline stops on its own
+// (a module that failed to start stops it), and a function that turns the
+// error of work done under it into the pipeline's error when that is why
+// the work ended: a command that trains or generates on a pipeline ends at
+// once, with the reason, rather than waiting out its own timeouts.
+func (r *running) watch(ctx context.Context) (context.Context, func(error) error) {
+	wctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		if err := r.wait(); err != nil {
+			cancel(fmt.Errorf("the pipeline stopped: %w", err))
+		}
+	}()
+	return wctx, func(err error) error {
+		if cause := context.Cause(wctx); err != nil && cause != nil && ctx.Err() == nil && !errors.Is(cause, context.Canceled) {
+			return cause
+		}
+		return err
+	}
 }
 
 func (r *running) shutdownServer() {

@@ -55,7 +55,7 @@ func TestRobotThroughServeUp(t *testing.T) {
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 
 	up := exec.Command(bin, "up", "--port", fmt.Sprint(port), "pipeline.yaml")
-	up.Env = append(os.Environ(), "SERKET_DATA="+data, "SERKET_CHECKPOINT_DIR="+ckpt, "SERKET_NO_SAVE_ON_EXIT=1")
+	up.Env = append(os.Environ(), "SERKET_DATA="+data, "SERKET_CHECKPOINT_DIR="+ckpt)
 	var upOut lockedBuffer
 	up.Stdout, up.Stderr = &upOut, &upOut
 	if err := up.Start(); err != nil {

@@ -21,6 +21,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/serket-go/serket/internal/boundedread"
 )
 
 // ErrCorrupt is what a reader given to Read wraps (or matches, with an Is
@@ -184,8 +186,14 @@ func Read(path string, read func(name string, r io.Reader) error) (used string, 
 	}
 }
 
+// MaxReadBytes bounds a file Read reads: more than any checkpoint or state
+// serket writes, so that only a file in the wrong place (a disk image, a
+// sparse file) hits it; a device or FIFO in its place is refused before it
+// is opened (see boundedread).
+const MaxReadBytes = 4 << 30
+
 func readFile(path string, read func(name string, r io.Reader) error) error {
-	f, err := os.Open(path)
+	f, err := boundedread.Open(path, MaxReadBytes)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/serket-go/serket/internal/atomicfile"
 )
@@ -223,5 +225,30 @@ func TestReadFallsBackOnlyForDamage(t *testing.T) {
 				t.Errorf("damaged %v does not match ErrCorrupt", damaged)
 			}
 		})
+	}
+}
+
+// TestReadRefusesWhatIsNoFile: a checkpoint path that is a FIFO (opening
+// it would wait for a writer forever) or a device (/dev/zero would be read
+// without end) is refused at once, naming it, and not taken for damage.
+func TestReadRefusesWhatIsNoFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "vision.ckpt")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{fifo, "/dev/zero"} {
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := atomicfile.Read(path, func(string, io.Reader) error { return nil })
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not a regular file") || errors.Is(err, atomicfile.ErrCorrupt) {
+				t.Errorf("Read(%s): %v; want a refusal naming it", path, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Read(%s) still reading after 10 s", path) // a bound for a hang, not a synchronisation
+		}
 	}
 }

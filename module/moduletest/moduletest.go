@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -129,6 +130,9 @@ func Run(t *testing.T, cfg Config) {
 
 type suite struct {
 	cfg Config
+	// session is the training session the wire checks enrolled the
+	// served module in (the integrator's messages carry it).
+	session string
 }
 
 func (s *suite) fresh(t *testing.T) module.Modality {
@@ -600,7 +604,8 @@ func (s *suite) testWire(t *testing.T) {
 	ready := make(chan micro.Service, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- module.Run(ctx, served, module.Options{Pipeline: "conformance", Conn: nc, Train: true, Ready: func(svc micro.Service) { ready <- svc }})
+		done <- module.Run(ctx, served, module.Options{Pipeline: "conformance", Conn: nc, Train: true, Checkpoint: filepath.Join(t.TempDir(), name+".ckpt"),
+			Ready: func(svc micro.Service) { ready <- svc }})
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -707,16 +712,26 @@ func (s *suite) wireStep(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref mod
 	zgrads := subscribe(t, nc, subj.ZGrad(name))
 	plan := []bus.Term{{Subset: []string{name}, Targets: []string{name}}, {Subset: []string{"someone-else"}, Targets: []string{name}}}
 	r := rand.New(rand.NewPCG(19, 20))
+	run := bus.NewToken()
+	s.session = bus.NewToken()
+	if st := s.control(t, nc, subj, name, bus.Control{Op: bus.OpEnrol, ID: run, Adopt: true}); st.Err != "" || st.ID != run || st.Instance == "" {
+		t.Fatalf("enrolling the module in a training run: it answered %+v; want the run, its instance and no error", st)
+	}
+	// A step of no session is refused: the first posterior must be of
+	// the session's step 1, not of this one.
+	publish(t, nc, subj.Step(), &bus.StepBegin{Step: 99, Train: true, IDs: ids, Plan: plan})
+	h := bus.Header{Run: s.session}
+	var ref1 []byte // ref as the run's checkpoint of step 1 holds it
 	for step := uint64(1); step <= 2; step++ {
-		publish(t, nc, subj.Step(), &bus.StepBegin{Step: step, Train: true, IDs: ids, Plan: plan, Lambda: map[string]float32{name: 2}})
+		publishAs(t, nc, subj.Step(), &bus.StepBegin{Header: h, Step: step, Train: true, IDs: ids, Plan: plan, Lambda: map[string]float32{name: 2}}, "integrator")
 		var post bus.Posterior
 		s.receive(t, posts, &post, bus.Expect{Latent: d, Batch: b})
 		mu, lv := s.encode(t, ref, x)
-		if post.Step != step || !slices.Equal(post.Mu.Data, mu) || !slices.Equal(post.LogVar.Data, lv) || !slices.Equal(post.Present, present) {
-			t.Fatalf("step %d: the posterior sent over the bus differs from calling Encode directly", step)
+		if post.Step != step || post.Run != s.session || !slices.Equal(post.Mu.Data, mu) || !slices.Equal(post.LogVar.Data, lv) || !slices.Equal(post.Present, present) {
+			t.Fatalf("step %d: the posterior sent over the bus (step %d, session %q) differs from calling Encode directly", step, post.Step, post.Run)
 		}
 		z := []bus.Tensor{bus.Matrix(b, d, randn(r, b*d)), bus.Matrix(b, d, randn(r, b*d))}
-		publish(t, nc, subj.Latent(), &bus.Latent{Step: step, Members: []string{name}, Z: z})
+		publishAs(t, nc, subj.Latent(), &bus.Latent{Header: h, Step: step, Members: []string{name}, Z: z}, "integrator")
 		var zg bus.ZGrad
 		s.receive(t, zgrads, &zg, bus.Expect{Latent: d, Batch: b, Terms: 2})
 		if zg.Step != step || len(zg.Terms) != 2 {
@@ -733,15 +748,19 @@ func (s *suite) wireStep(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref mod
 			}
 		}
 		dmu, dlv := randn(r, b*d), randn(r, b*d)
-		publish(t, nc, subj.EGrad(name), &bus.ExpertGrad{Step: step, DMu: bus.Matrix(b, d, dmu), DLogVar: bus.Matrix(b, d, dlv)})
+		publishAs(t, nc, subj.EGrad(name), &bus.ExpertGrad{Header: h, Step: step, DMu: bus.Matrix(b, d, dmu), DLogVar: bus.Matrix(b, d, dlv)}, "integrator")
 		if err := ref.(module.Learner).Learn(dmu, dlv); err != nil {
 			t.Fatal(err)
+		}
+		if step == 1 {
+			ref1 = s.checkpointOf(t, ref)
+			s.saveOverTheWire(t, nc, subj, name, run, 1)
 		}
 	}
 	// The second step's posterior already proved that the first step's
 	// Learn happened identically; an evaluation step (Train false) proves
 	// the second's, is scored like a training step, and learns nothing.
-	publish(t, nc, subj.Step(), &bus.StepBegin{Step: 3, Train: false, IDs: ids, Plan: plan})
+	publishAs(t, nc, subj.Step(), &bus.StepBegin{Header: h, Step: 3, Train: false, IDs: ids, Plan: plan}, "integrator")
 	var post bus.Posterior
 	s.receive(t, posts, &post, bus.Expect{Latent: d, Batch: b})
 	mu, _ := s.encode(t, ref, x)
@@ -749,7 +768,7 @@ func (s *suite) wireStep(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref mod
 		t.Fatal("step 3: the posterior differs from the reference's after two identical learning steps")
 	}
 	z := []bus.Tensor{bus.Matrix(b, d, randn(r, b*d)), bus.Matrix(b, d, randn(r, b*d))}
-	publish(t, nc, subj.Latent(), &bus.Latent{Step: 3, Members: []string{name}, Z: z})
+	publishAs(t, nc, subj.Latent(), &bus.Latent{Header: h, Step: 3, Members: []string{name}, Z: z}, "integrator")
 	var zg bus.ZGrad
 	s.receive(t, zgrads, &zg, bus.Expect{Latent: d, Batch: b, Terms: 2})
 	ll, _ := s.decode(t, ref, z[0].Data, x, ones(b, present))
@@ -757,13 +776,93 @@ func (s *suite) wireStep(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref mod
 	if zg.Step != 3 || len(zg.Terms) != 2 || !slices.Equal(zg.Terms[0].LogLik.Data, ll) {
 		t.Fatal("step 3 (evaluation): the log-likelihoods sent differ from calling Decode directly")
 	}
-	publish(t, nc, subj.Step(), &bus.StepBegin{Step: 4, Train: true, IDs: ids, Plan: plan})
+	publishAs(t, nc, subj.Step(), &bus.StepBegin{Header: h, Step: 4, Train: true, IDs: ids, Plan: plan}, "integrator")
 	s.receive(t, posts, &post, bus.Expect{Latent: d, Batch: b})
 	if !slices.Equal(post.Mu.Data, mu) {
 		t.Fatal("step 4: the model changed during an evaluation step")
 	}
 	// Leave the step: a latent without this module abandons it.
-	publish(t, nc, subj.Latent(), &bus.Latent{Step: 4, Members: []string{"someone-else"}, Z: []bus.Tensor{bus.Matrix(b, d, make([]float32, b*d)), bus.Matrix(b, d, make([]float32, b*d))}})
+	publishAs(t, nc, subj.Latent(), &bus.Latent{Header: h, Step: 4, Members: []string{"someone-else"}, Z: []bus.Tensor{bus.Matrix(b, d, make([]float32, b*d)), bus.Matrix(b, d, make([]float32, b*d))}}, "integrator")
+	if ref1 != nil {
+		s.restoreOverTheWire(t, nc, subj, ref, ref1, run, posts)
+	}
+}
+
+// checkpointOf is what ref saves, or nil if it cannot save.
+func (s *suite) checkpointOf(t *testing.T, ref module.Modality) []byte {
+	t.Helper()
+	sv, ok := ref.(module.Saver)
+	if !ok {
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := sv.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// saveOverTheWire asks the module, as its run's integrator, to save its
+// checkpoint of the step; one that can save must.
+func (s *suite) saveOverTheWire(t *testing.T, nc *nats.Conn, subj bus.Subjects, name, run string, step uint64) {
+	t.Helper()
+	st := s.control(t, nc, subj, name, bus.Control{Op: bus.OpSave, ID: run, Step: step})
+	_, saver := s.fresh(t).(module.Saver)
+	switch {
+	case saver && (st.Err != "" || st.ID != run || st.Step != step || !st.Keeps):
+		t.Fatalf("saving the run's checkpoint of step %d over the wire: %+v", step, st)
+	case !saver && (st.Err == "" || st.Keeps):
+		t.Fatalf("a module that cannot save said it saved: %+v", st)
+	}
+}
+
+// restoreOverTheWire rolls the module back to the run's checkpoint of step
+// 1 over the wire: its next posterior must be that of ref as it was after
+// step 1 (saved as ref1).
+func (s *suite) restoreOverTheWire(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref module.Modality, ref1 []byte, run string, posts chan *nats.Msg) {
+	t.Helper()
+	name, d := ref.Spec().Name, ref.Spec().Latent
+	if st := s.control(t, nc, subj, name, bus.Control{Op: bus.OpRestore, ID: run, Step: 1}); st.Err != "" || st.Step != 1 {
+		t.Fatalf("restoring the run's checkpoint of step 1 over the wire: %+v", st)
+	}
+	back := s.fresh(t)
+	if err := back.(module.Saver).Restore(bytes.NewReader(ref1)); err != nil {
+		t.Fatal(err)
+	}
+	x, _, err := back.(module.Loader).LoadBatch(s.cfg.IDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu, _ := s.encode(t, back, x)
+	h := bus.Header{Run: s.session}
+	publishAs(t, nc, subj.Step(), &bus.StepBegin{Header: h, Step: 5, Train: false, IDs: s.cfg.IDs, Plan: []bus.Term{{Subset: []string{name}}}}, "integrator")
+	var post bus.Posterior
+	s.receive(t, posts, &post, bus.Expect{Latent: d, Batch: len(s.cfg.IDs)})
+	if post.Step != 5 || !slices.Equal(post.Mu.Data, mu) {
+		t.Fatal("after restoring the checkpoint of step 1 the module does not encode as it did after step 1")
+	}
+	publishAs(t, nc, subj.Latent(), &bus.Latent{Header: h, Step: 5, Members: []string{"someone-else"}, Z: []bus.Tensor{bus.Matrix(len(s.cfg.IDs), d, make([]float32, len(s.cfg.IDs)*d))}}, "integrator")
+}
+
+// control sends c to the module as its run's integrator, in the suite's
+// session, and returns the answer.
+func (s *suite) control(t *testing.T, nc *nats.Conn, subj bus.Subjects, name string, c bus.Control) bus.RunState {
+	t.Helper()
+	c.Run = s.session
+	c.SetSender("integrator")
+	b, err := bus.Marshal(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := nc.Request(subj.Control(name), b, s.cfg.Timeout)
+	if err != nil {
+		t.Fatalf("%s request: %v", c.Op, err)
+	}
+	var st bus.RunState
+	if err := bus.Unmarshal(msg.Data, &st, bus.Expect{}); err != nil {
+		t.Fatalf("%s answer: %v", c.Op, err)
+	}
+	return st
 }
 
 // wireBad sends malformed, wrong-version, NaN and stale messages and checks
@@ -787,8 +886,8 @@ func (s *suite) wireBad(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref modu
 		}
 		nc.Publish(subj.EGrad(name), patchFloat(raw, nan[0]))
 		// A stale gradient: a step that is not running.
-		stale := bus.ExpertGrad{Step: 999, DMu: bus.Matrix(1, d, make([]float32, d)), DLogVar: bus.Matrix(1, d, make([]float32, d))}
-		stale.SetSender("moduletest")
+		stale := bus.ExpertGrad{Header: bus.Header{Run: s.session}, Step: 999, DMu: bus.Matrix(1, d, make([]float32, d)), DLogVar: bus.Matrix(1, d, make([]float32, d))}
+		stale.SetSender("integrator")
 		raw, _ = bus.Marshal(&stale)
 		nc.Publish(subj.EGrad(name), raw)
 	}
@@ -883,7 +982,13 @@ func subscribe(t *testing.T, nc *nats.Conn, subject string) chan *nats.Msg {
 
 func publish(t *testing.T, nc *nats.Conn, subject string, m bus.Message) {
 	t.Helper()
-	m.(interface{ SetSender(string) }).SetSender("moduletest")
+	publishAs(t, nc, subject, m, "moduletest")
+}
+
+// publishAs publishes m as sent by from.
+func publishAs(t *testing.T, nc *nats.Conn, subject string, m bus.Message, from string) {
+	t.Helper()
+	m.(interface{ SetSender(string) }).SetSender(from)
 	b, err := bus.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
@@ -929,8 +1034,9 @@ func wrongVersion(t *testing.T, d int) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// "v" is encoded as fixstr 0xa1 'v' followed by the positive fixint 1.
-	i := bytes.Index(b, []byte{0xa1, 'v', 0x01})
+	// "v" is encoded as fixstr 0xa1 'v' followed by the positive fixint
+	// of the version.
+	i := bytes.Index(b, []byte{0xa1, 'v', bus.WireVersion})
 	if i < 0 {
 		t.Fatal("cannot find the version field in the encoding")
 	}

@@ -347,9 +347,20 @@ func (l *Language) Save(w io.Writer) error {
 // Restore implements module.Saver. A checkpoint over another vocabulary is
 // refused before anything changes: it is read into a scratch network first.
 func (l *Language) Restore(r io.Reader) error {
-	data, err := io.ReadAll(r)
+	// Read whole (it is parsed twice), so bounded by what a checkpoint of
+	// this network holds: its parameters, Adam's two moments, and room for
+	// the vocabulary and framing.
+	n := int64(0)
+	for _, p := range l.net.Params() {
+		n += int64(len(p.W))
+	}
+	limit := 12*n + 1<<20
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return err
+	}
+	if int64(len(data)) > limit {
+		return fmt.Errorf("checkpoint larger than this network's can be (%d bytes)", limit)
 	}
 	scratch, err := mvae.New(l.net.Config())
 	if err != nil {
