@@ -48,28 +48,9 @@ func (r *run) step(ctx context.Context, step uint64, ids []uint64, eval bool) (*
 	}
 	ss.Codec += time.Since(t0)
 
-	// Posteriors from every module that is up, until the deadline.
-	posts := st.postOf
-	clear(posts)
-	st.want = r.up(st.want[:0])
-	err := r.collect(ctx, step, ss, "post", st.postPrefix, st.want, func(m string, msg *nats.Msg) error {
-		p := st.posts.spare(m)
-		if err := bus.UnmarshalReuse(msg.Subject, msg.Data, p, bus.Expect{Latent: d, Batch: b}); err != nil {
-			return err
-		}
-		if err := r.ofStep(&p.Header, p.Step, step); err != nil {
-			return err
-		}
-		posts[m] = st.posts.accept(m)
-		return nil
-	})
+	posts, err := r.collectPosts(ctx, step, ss, b)
 	if err != nil {
 		return nil, err
-	}
-	for _, m := range cfg.Modules {
-		if posts[m] == nil {
-			ss.Missing = append(ss.Missing, m)
-		}
 	}
 	if len(posts) == 0 {
 		if eval {
@@ -123,6 +104,32 @@ func (r *run) step(ctx context.Context, step uint64, ids []uint64, eval bool) (*
 	}
 	ss.Codec += time.Since(t4)
 	return ss, nil
+}
+
+// collectPosts collects the posteriors of every module that is up, until
+// the deadline.
+func (r *run) collectPosts(ctx context.Context, step uint64, ss *StepStats, b int) (map[string]*bus.Posterior, error) {
+	st := r.store
+	posts := st.postOf
+	clear(posts)
+	st.want = r.up(st.want[:0])
+	err := r.collect(ctx, step, ss, "post", st.postPrefix, st.want, func(m string, msg *nats.Msg) error {
+		p := st.posts.spare(m)
+		if err := bus.UnmarshalReuse(msg.Subject, msg.Data, p, bus.Expect{Latent: r.ig.cfg.Latent, Batch: b}); err != nil {
+			return err
+		}
+		if err := r.ofStep(&p.Header, p.Step, step); err != nil {
+			return err
+		}
+		posts[m] = st.posts.accept(m)
+		return nil
+	})
+	for _, m := range r.cfg.Modules {
+		if posts[m] == nil {
+			ss.Missing = append(ss.Missing, m)
+		}
+	}
+	return posts, err
 }
 
 // collectZGrads collects the decoder gradients of every member that is a
