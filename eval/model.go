@@ -99,7 +99,7 @@ func (m *Model) Restore(dir string) error {
 		if err != nil {
 			return fmt.Errorf("eval: the %s checkpoint: %w", name, err)
 		}
-		err = m.Modality(name).(module.Saver).Restore(f)
+		_, err = module.RestoreFrom(m.Modality(name).(module.Saver), f)
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("eval: %s: %w", path, err)
@@ -116,7 +116,7 @@ func maxCheckpointBytes(net *mvae.Net) int64 {
 	for _, p := range net.Params() {
 		n += int64(len(p.W))
 	}
-	return 3*4*n + 1<<20
+	return 3*4*n + 1<<20 // the label module.Run writes in front is a few dozen bytes
 }
 
 // Save writes every modality's checkpoint into dir (created if needed).

@@ -118,6 +118,12 @@ func save(s Saver, path string, label Label) error {
 	return nil
 }
 
+// RestoreFrom restores s from a checkpoint as Run writes it, read from r:
+// its label (which it returns; the zero Label for a checkpoint without
+// one), then the modality's bytes. A tool that opens the file itself
+// (through a bound of its own, say) uses it rather than s.Restore.
+func RestoreFrom(s Saver, r io.Reader) (Label, error) { return restoreFrom(s, r) }
+
 // restoreFrom restores s from r (the label, then the modality's bytes).
 func restoreFrom(s Saver, r io.Reader) (Label, error) {
 	br := bufio.NewReader(r)

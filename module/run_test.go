@@ -98,6 +98,20 @@ func TestRunSavesWhenTheIntegratorAsksAndRestores(t *testing.T) {
 	if !slices.Equal(got, mu) || !slices.Equal(glv, lv) {
 		t.Fatalf("restored module encodes %v/%v, want %v/%v", got, glv, mu, lv)
 	}
+	// A tool that opens the file itself (evaluation) reads it the same.
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	other := newToy(t)
+	if l, err := module.RestoreFrom(other, f); err != nil || l.Run != run || l.Step != 7 {
+		t.Fatalf("RestoreFrom: %v, %v", l, err)
+	}
+	other.Encode(x, got, glv)
+	if !slices.Equal(got, mu) {
+		t.Fatal("a module restored with RestoreFrom encodes otherwise")
+	}
 }
 
 // TestServingModuleNeverTrains: a module not started for training hears no

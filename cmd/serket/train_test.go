@@ -424,6 +424,15 @@ modules:
 	if acc < 0.3 {
 		t.Fatalf("image → label accuracy %.3f: want well above chance (0.1), at least 0.3", acc)
 	}
+	// What a person does next: generation from the run's checkpoints (as
+	// modules write them, labelled with the run).
+	gen := filepath.Join(t.TempDir(), "gen")
+	if out, err := exec.CommandContext(tctx, serketBin, "generate", "--checkpoint", ckpt, "--data", data, "--from", "language=a sneaker", "--to", "vision", "--out", gen).CombinedOutput(); err != nil {
+		t.Fatalf("serket generate --checkpoint on the run: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(gen, "vision.png")); err != nil {
+		t.Error(err)
+	}
 }
 
 func newTrained(t *testing.T, data, name, path string) module.Modality {
