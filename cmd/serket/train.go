@@ -318,7 +318,7 @@ func (d ranSteps) String() string {
 	if d.steps == 0 {
 		return "ran no step"
 	}
-	return fmt.Sprintf("ran %d steps (%d to %d, %d items) in %v: %.0f samples/s", d.steps, d.first, d.last, d.items,
+	return fmt.Sprintf("ran %d steps (%d to %d, %d items) in %v with its checkpoints: %.0f samples/s", d.steps, d.first, d.last, d.items,
 		time.Duration(d.seconds*float64(time.Second)).Round(time.Second), float64(d.items)/d.seconds)
 }
 
