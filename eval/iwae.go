@@ -6,8 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/poe"
 )
 
 // IWAEConfig sets an importance-sampled likelihood estimate.
@@ -65,15 +65,15 @@ func IWAE(mods map[string]module.Modality, proposal, targets []string, batches m
 			return nil, fmt.Errorf("eval: IWAE: %s's batches (%T) cannot be picked from (module.Picker)", name, batches[name])
 		}
 	}
-	var experts []integrator.Expert
+	var experts []poe.Expert
 	for _, name := range proposal {
 		mu, lv := make([]float32, n*d), make([]float32, n*d)
 		if err := mods[name].Encode(batches[name], mu, lv); err != nil {
 			return nil, fmt.Errorf("eval: %s: %w", name, err)
 		}
-		experts = append(experts, integrator.Expert{Mu: mu, LogVar: lv})
+		experts = append(experts, poe.Expert{Mu: mu, LogVar: lv})
 	}
-	var q integrator.Fused
+	var q poe.Fused
 	q.Fuse(experts, n, d)
 	s := newIWAEScratch(cfg.K, d, n, cfg.Seed)
 	out := make([]float64, n)
@@ -119,7 +119,7 @@ func newIWAEScratch(k, d, n int, seed uint64) *iwaeScratch {
 // logWeights draws K latents from q for each item in [lo, hi), item after
 // item (the same draws whatever the pass size), and sets their log
 // prior − log proposal.
-func (s *iwaeScratch) logWeights(q *integrator.Fused, lo, hi int) {
+func (s *iwaeScratch) logWeights(q *poe.Fused, lo, hi int) {
 	d, half := s.d, 0.5*math.Log(2*math.Pi)
 	for i := lo; i < hi; i++ {
 		for r := range s.k {

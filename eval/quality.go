@@ -7,11 +7,11 @@ import (
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/dataset"
-	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/audio"
 	"github.com/serket-go/serket/modules/language"
 	"github.com/serket-go/serket/modules/vision"
+	"github.com/serket-go/serket/poe"
 )
 
 // Settings sets the size of a Quality run.
@@ -177,17 +177,17 @@ func (m *Model) elbo(q *Quality, batches map[string]module.Batch, k int, rng *ra
 }
 
 // posterior fuses the first n rows' experts of subset with the prior.
-func (m *Model) posterior(subset []string, batches map[string]module.Batch, n int) (*integrator.Fused, error) {
+func (m *Model) posterior(subset []string, batches map[string]module.Batch, n int) (*poe.Fused, error) {
 	d := m.Latent
-	var experts []integrator.Expert
+	var experts []poe.Expert
 	for _, name := range subset {
 		mu, lv := make([]float32, n*d), make([]float32, n*d)
 		if err := m.Modality(name).Encode(head(batches[name], n), mu, lv); err != nil {
 			return nil, fmt.Errorf("eval: %s: %w", name, err)
 		}
-		experts = append(experts, integrator.Expert{Mu: mu, LogVar: lv})
+		experts = append(experts, poe.Expert{Mu: mu, LogVar: lv})
 	}
-	f := new(integrator.Fused)
+	f := new(poe.Fused)
 	f.Fuse(experts, n, d)
 	return f, nil
 }
@@ -211,7 +211,7 @@ func head(b module.Batch, n int) module.Batch {
 	panic(fmt.Sprintf("eval: a batch of type %T", b))
 }
 
-func sample(f *integrator.Fused, rng *rand.Rand) []float32 {
+func sample(f *poe.Fused, rng *rand.Rand) []float32 {
 	eps := make([]float32, f.B*f.D)
 	for i := range eps {
 		eps[i] = float32(rng.NormFloat64())

@@ -18,6 +18,7 @@ import (
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/internal/lograte"
+	"github.com/serket-go/serket/poe"
 )
 
 // Version is the serket version the integrator reports in its service INFO.
@@ -443,17 +444,17 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 			results <- encoded{name, rep.Mu.Data, rep.LogVar.Data, err}
 		}(name)
 	}
-	got := map[string]Expert{}
+	got := map[string]poe.Expert{}
 	for ; pendingEnc > 0; pendingEnc-- {
 		r := <-results
 		if r.err != nil {
 			out.Missing[r.name] = r.err.Error()
 			continue
 		}
-		got[r.name] = Expert{Mu: r.mu, LogVar: r.logvar}
+		got[r.name] = poe.Expert{Mu: r.mu, LogVar: r.logvar}
 	}
 	// Experts in name order (names is sorted), so the fusion is deterministic.
-	var experts []Expert
+	var experts []poe.Expert
 	for _, name := range names {
 		if e, ok := got[name]; ok {
 			out.Contributors = append(out.Contributors, name)
@@ -461,7 +462,7 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 		}
 	}
 
-	var f Fused
+	var f poe.Fused
 	f.Fuse(experts, 1, d)
 	out.Mu = bus.Matrix(1, d, slices.Clone(f.Mu))
 	out.LogVar = bus.Matrix(1, d, slices.Clone(f.LogVar))

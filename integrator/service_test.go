@@ -15,6 +15,7 @@ import (
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/toy"
+	"github.com/serket-go/serket/poe"
 )
 
 const latent = 4
@@ -175,7 +176,7 @@ func TestInferFusesAndDecodes(t *testing.T) {
 	}
 	// The fused posterior is the product of the two experts and the prior:
 	// compute it from the modules' own encodings.
-	var experts []integrator.Expert
+	var experts []poe.Expert
 	for _, m := range []string{"left", "right"} {
 		tm, _ := toy.New(toy.Config{Name: m, Dim: 3, Latent: latent, DataSeed: 1})
 		x, err := tm.Parse([]bus.Payload{map[string]bus.Payload{"left": obs("1 2 3"), "right": obs("0 0 1")}[m]})
@@ -184,9 +185,9 @@ func TestInferFusesAndDecodes(t *testing.T) {
 		}
 		mu, lv := make([]float32, latent), make([]float32, latent)
 		tm.Encode(x, mu, lv)
-		experts = append(experts, integrator.Expert{Mu: mu, LogVar: lv})
+		experts = append(experts, poe.Expert{Mu: mu, LogVar: lv})
 	}
-	var f integrator.Fused
+	var f poe.Fused
 	f.Fuse(experts, 1, latent)
 	if !slices.Equal(rep.Mu.Data, f.Mu) || !slices.Equal(rep.LogVar.Data, f.LogVar) {
 		t.Fatalf("fused posterior %v/%v, want %v/%v", rep.Mu.Data, rep.LogVar.Data, f.Mu, f.LogVar)

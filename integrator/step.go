@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/poe"
 )
 
 // StepMath is the transport-free part of one training step: from the
@@ -27,10 +28,10 @@ type StepMath struct {
 
 	members []string
 	posts   map[string]*bus.Posterior
-	fused   []Fused
-	experts [][]Expert  // per term, in subset order (members only)
-	owners  [][]string  // per term, the module of each expert
-	eps, z  [][]float32 // per term, B×D
+	fused   []poe.Fused
+	experts [][]poe.Expert // per term, in subset order (members only)
+	owners  [][]string     // per term, the module of each expert
+	eps, z  [][]float32    // per term, B×D
 
 	zt  []bus.Tensor // per term, z as Latents returns it
 	pcg rand.PCG     // the noise's source and generator, reseeded each step
@@ -38,7 +39,7 @@ type StepMath struct {
 
 	grads, gradBufs  map[string]*bus.ExpertGrad // this step's expert gradients; their storage, by module
 	g, dmu, dvar, kl []float32                  // Grads' scratch
-	eg               []ExpertGrad
+	eg               []poe.ExpertGrad
 	stats            []TermStats // Grads' result, reused
 	weights          map[string]float32
 }
@@ -94,15 +95,15 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 			if p == nil {
 				continue
 			}
-			s.experts[i] = append(s.experts[i], Expert{Mu: p.Mu.Data, LogVar: p.LogVar.Data, Present: p.Present})
+			s.experts[i] = append(s.experts[i], poe.Expert{Mu: p.Mu.Data, LogVar: p.LogVar.Data, Present: p.Present})
 			s.owners[i] = append(s.owners[i], m)
 		}
 		s.fused[i].Fuse(s.experts[i], s.B, s.D)
-		s.eps[i] = grow32(s.eps[i], s.B*s.D)
+		s.eps[i] = growTo(s.eps[i], s.B*s.D)
 		for k := range s.eps[i] {
 			s.eps[i][k] = float32(rng.NormFloat64())
 		}
-		s.z[i] = grow32(s.z[i], s.B*s.D)
+		s.z[i] = growTo(s.z[i], s.B*s.D)
 		s.fused[i].Sample(s.z[i], s.eps[i])
 		z[i].SetMatrix(s.B, s.D, s.z[i])
 	}
@@ -137,7 +138,7 @@ func (s *StepMath) Grads(zgrads map[string]*bus.ZGrad) (map[string]*bus.ExpertGr
 	grads := s.grads
 	s.stats = growTo(s.stats, len(s.Plan))
 	stats := s.stats
-	s.g, s.dmu, s.dvar, s.kl = grow32(s.g, b*d), grow32(s.dmu, b*d), grow32(s.dvar, b*d), grow32(s.kl, b)
+	s.g, s.dmu, s.dvar, s.kl = growTo(s.g, b*d), growTo(s.dmu, b*d), growTo(s.dvar, b*d), growTo(s.kl, b)
 	g, dmu, dvar, kl := s.g, s.dmu, s.dvar, s.kl
 	for i, t := range s.Plan {
 		clear(g)
@@ -183,7 +184,7 @@ func (s *StepMath) Grads(zgrads map[string]*bus.ZGrad) (map[string]*bus.ExpertGr
 		s.fused[i].TermGrad(dmu, dvar, g, s.eps[i], s.Beta/float32(b))
 		s.eg = growTo(s.eg, len(s.experts[i]))
 		for k, m := range s.owners[i] {
-			s.eg[k] = ExpertGrad{DMu: grads[m].DMu.Data, DLogVar: grads[m].DLogVar.Data}
+			s.eg[k] = poe.ExpertGrad{DMu: grads[m].DMu.Data, DLogVar: grads[m].DLogVar.Data}
 		}
 		s.fused[i].Backward(s.eg, s.experts[i], dmu, dvar)
 		st.KL = klSum / float64(b)

@@ -98,3 +98,11 @@ func TestStepStatsClone(t *testing.T) {
 		t.Errorf("Clone shares storage with the original: %+v", c)
 	}
 }
+
+func randNormal(rng *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(rng.NormFloat64())
+	}
+	return s
+}

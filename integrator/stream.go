@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/poe"
 )
 
 // StreamConfig sets streaming fusion (DESIGN.md section 5): modules publish
@@ -220,7 +221,7 @@ func (s *streamer) receive(m *nats.Msg) {
 	// Only this goroutine touches the spare buffers (fusion reads prec and
 	// pm) and only it adds observations, so they are filled without the lock.
 	for j, lv := range p.LogVar.Data {
-		l, _ := clampLogVar(float64(lv))
+		l, _ := poe.ClampLogVar(float64(lv))
 		tk := math.Exp(-l)
 		prec[j] = tk
 		pm[j] = tk * float64(p.Mu.Data[j])

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/poe"
 )
 
 // Benchmarks of streaming fusion over a real embedded nats-server on
@@ -252,21 +253,21 @@ func TestStreamFusionIsFuse(t *testing.T) {
 	ig.nc = nc
 	now := time.Unix(1e9, 0)
 	s := newStreamer(ig, StreamConfig{Slop: time.Hour, Now: func() time.Time { return now }})
-	experts := map[string]Expert{}
+	experts := map[string]poe.Expert{}
 	for k, name := range []string{"c", "a", "b-2", "b"} { // fused in name order: a, b, b-2, c
 		mu, lv := make([]float32, d), make([]float32, d)
 		for j := range mu {
 			mu[j] = float32(k*d+j)/3 - 4
-			lv[j] = []float32{-30, -MaxLogVar, -1.5, 0, 0.7, MaxLogVar, 30}[(j+k)%d]
+			lv[j] = []float32{-30, -poe.MaxLogVar, -1.5, 0, 0.7, poe.MaxLogVar, 30}[(j+k)%d]
 		}
 		s.receive(&nats.Msg{Subject: ig.subj.ObsPost(name), Data: benchPosterior(t, name, now.UnixNano()-int64(k), mu, lv)})
-		experts[name] = Expert{Mu: mu, LogVar: lv}
+		experts[name] = poe.Expert{Mu: mu, LogVar: lv}
 	}
 	if st := s.snapshot(); st.Posteriors != 4 || st.Beliefs != 4 || len(st.Rejected) != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	var f Fused
-	f.Fuse([]Expert{experts["a"], experts["b"], experts["b-2"], experts["c"]}, 1, d)
+	var f poe.Fused
+	f.Fuse([]poe.Expert{experts["a"], experts["b"], experts["b-2"], experts["c"]}, 1, d)
 	for j := range d {
 		if s.mu32[j] != f.Mu[j] || s.lv32[j] != f.LogVar[j] {
 			t.Fatalf("dimension %d: belief mean %v log-variance %v, Fuse gives %v and %v", j, s.mu32[j], s.lv32[j], f.Mu[j], f.LogVar[j])

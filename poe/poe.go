@@ -1,4 +1,4 @@
-package integrator
+package poe
 
 import (
 	"fmt"
@@ -59,9 +59,9 @@ type Fused struct {
 	nExperts int
 }
 
-// clampLogVar limits l to [-MaxLogVar, MaxLogVar] and reports whether it was
+// ClampLogVar limits l to [-MaxLogVar, MaxLogVar] and reports whether it was
 // inside the range (so that its gradient passes through).
-func clampLogVar(l float64) (float64, bool) {
+func ClampLogVar(l float64) (float64, bool) {
 	switch {
 	case l < -MaxLogVar:
 		return -MaxLogVar, false
@@ -73,19 +73,19 @@ func clampLogVar(l float64) (float64, bool) {
 
 func checkExpert(e Expert, k, b, d int) {
 	if len(e.Mu) != b*d {
-		panic(fmt.Sprintf("integrator: expert %d: len(Mu) = %d, want B×D = %d×%d", k, len(e.Mu), b, d))
+		panic(fmt.Sprintf("poe: expert %d: len(Mu) = %d, want B×D = %d×%d", k, len(e.Mu), b, d))
 	}
 	if len(e.LogVar) != b*d {
-		panic(fmt.Sprintf("integrator: expert %d: len(LogVar) = %d, want B×D = %d×%d", k, len(e.LogVar), b, d))
+		panic(fmt.Sprintf("poe: expert %d: len(LogVar) = %d, want B×D = %d×%d", k, len(e.LogVar), b, d))
 	}
 	if e.Present != nil && len(e.Present) != b {
-		panic(fmt.Sprintf("integrator: expert %d: len(Present) = %d, want B = %d", k, len(e.Present), b))
+		panic(fmt.Sprintf("poe: expert %d: len(Present) = %d, want B = %d", k, len(e.Present), b))
 	}
 }
 
 func (f *Fused) checkLen(name string, s []float32) {
 	if len(s) != f.B*f.D {
-		panic(fmt.Sprintf("integrator: len(%s) = %d, want B×D = %d×%d", name, len(s), f.B, f.D))
+		panic(fmt.Sprintf("poe: len(%s) = %d, want B×D = %d×%d", name, len(s), f.B, f.D))
 	}
 }
 
@@ -115,7 +115,7 @@ func grow64(s []float64, n int) []float64 {
 // length is not b*d or its non-nil Present length is not b.
 func (f *Fused) Fuse(experts []Expert, b, d int) {
 	if b < 0 || d < 0 {
-		panic(fmt.Sprintf("integrator: negative batch shape %d×%d", b, d))
+		panic(fmt.Sprintf("poe: negative batch shape %d×%d", b, d))
 	}
 	for k, e := range experts {
 		checkExpert(e, k, b, d)
@@ -147,7 +147,7 @@ func (f *Fused) Fuse(experts []Expert, b, d int) {
 			prec, num := f.prec[lo:hi], f.mu64[lo:hi]
 			tks := f.tk[k*n+lo : k*n+hi]
 			for j := range mu {
-				l, _ := clampLogVar(float64(lv[j]))
+				l, _ := ClampLogVar(float64(lv[j]))
 				tk := math.Exp(-l)
 				tks[j] = tk
 				prec[j] += tk
@@ -186,7 +186,7 @@ func (f *Fused) Sample(z, eps []float32) {
 // is not B.
 func (f *Fused) KL(kl []float32) float64 {
 	if len(kl) != f.B {
-		panic(fmt.Sprintf("integrator: len(kl) = %d, want B = %d", len(kl), f.B))
+		panic(fmt.Sprintf("poe: len(kl) = %d, want B = %d", len(kl), f.B))
 	}
 	var total float64
 	for r := range f.B {
@@ -248,10 +248,10 @@ func (f *Fused) TermGrad(dmu, dvar, g, eps []float32, beta float32) {
 // wrong.
 func (f *Fused) Backward(grads []ExpertGrad, experts []Expert, dmu, dvar []float32) {
 	if len(experts) != f.nExperts {
-		panic(fmt.Sprintf("integrator: Backward got %d experts, last Fuse had %d", len(experts), f.nExperts))
+		panic(fmt.Sprintf("poe: Backward got %d experts, last Fuse had %d", len(experts), f.nExperts))
 	}
 	if len(grads) != len(experts) {
-		panic(fmt.Sprintf("integrator: len(grads) = %d, want len(experts) = %d", len(grads), len(experts)))
+		panic(fmt.Sprintf("poe: len(grads) = %d, want len(experts) = %d", len(grads), len(experts)))
 	}
 	f.checkLen("dmu", dmu)
 	f.checkLen("dvar", dvar)
@@ -261,7 +261,7 @@ func (f *Fused) Backward(grads []ExpertGrad, experts []Expert, dmu, dvar []float
 		checkExpert(e, k, b, d)
 		gk := grads[k]
 		if len(gk.DMu) != b*d || len(gk.DLogVar) != b*d {
-			panic(fmt.Sprintf("integrator: grads[%d]: len(DMu), len(DLogVar) = %d, %d, want B×D = %d×%d",
+			panic(fmt.Sprintf("poe: grads[%d]: len(DMu), len(DLogVar) = %d, %d, want B×D = %d×%d",
 				k, len(gk.DMu), len(gk.DLogVar), b, d))
 		}
 		for r := range b {
@@ -270,7 +270,7 @@ func (f *Fused) Backward(grads []ExpertGrad, experts []Expert, dmu, dvar []float
 			}
 			for i := r * d; i < (r+1)*d; i++ {
 				t, tk := f.prec[i], f.tk[k*n+i]
-				_, inside := clampLogVar(float64(e.LogVar[i]))
+				_, inside := ClampLogVar(float64(e.LogVar[i]))
 				dm, dv := float64(dmu[i]), float64(dvar[i])
 				gk.DMu[i] = float32(float64(gk.DMu[i]) + dm*tk/t)
 				if inside {

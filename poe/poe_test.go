@@ -1,4 +1,4 @@
-package integrator
+package poe
 
 import (
 	"math"
@@ -441,8 +441,8 @@ func TestFusePanics(t *testing.T) {
 			defer func() {
 				r := recover()
 				msg, _ := r.(string)
-				if !strings.HasPrefix(msg, "integrator: ") {
-					t.Errorf("panic value %#v, want a string prefixed %q", r, "integrator: ")
+				if !strings.HasPrefix(msg, "poe: ") {
+					t.Errorf("panic value %#v, want a string prefixed %q", r, "poe: ")
 				}
 			}()
 			tt.run()
