@@ -24,6 +24,7 @@ import (
 	"github.com/serket-go/serket/modules/mvae"
 	"github.com/serket-go/serket/modules/vision"
 	"github.com/serket-go/serket/nn"
+	"github.com/serket-go/serket/poe"
 )
 
 // The settings both the module processes and the reference use. Adam with
@@ -369,8 +370,8 @@ modules:
 	if err := vis.Encode(x, mu, lv); err != nil {
 		t.Fatal(err)
 	}
-	var f integrator.Fused
-	f.Fuse([]integrator.Expert{{Mu: mu, LogVar: lv}}, len(ids), d)
+	var f poe.Fused
+	f.Fuse([]poe.Expert{{Mu: mu, LogVar: lv}}, len(ids), d)
 	// The label is the class whose captions the language decoder finds most
 	// likely, on average, at the image's latent. Every class's captions are
 	// all its synonyms in every template, so the templates weigh the same
