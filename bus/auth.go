@@ -76,7 +76,7 @@ func (s Subjects) Permissions(role Role, module string, sensors []string, inbox 
 		return Permissions{
 			Publish: []string{s.Post(module), s.ZGrad(module), s.ObsPost(module), s.Said(module)},
 			Subscribe: append([]string{s.Step(), s.Latent(), s.EGrad(module), s.Control(module), s.Encode(module), s.Decode(module),
-				s.TrainStatus(module), s.Belief(), "$SRV.>", in}, sensors...),
+				s.Features(module), s.Score(module), s.TrainStatus(module), s.Belief(), "$SRV.>", in}, sensors...),
 			Responses: true,
 		}
 	case RoleIntegrator:

@@ -97,20 +97,24 @@ func fuzzMessage(f *testing.F, typ string) {
 	})
 }
 
-func FuzzStepBegin(f *testing.F)     { fuzzMessage(f, bus.TypeStepBegin) }
-func FuzzPosterior(f *testing.F)     { fuzzMessage(f, bus.TypePosterior) }
-func FuzzLatent(f *testing.F)        { fuzzMessage(f, bus.TypeLatent) }
-func FuzzZGrad(f *testing.F)         { fuzzMessage(f, bus.TypeZGrad) }
-func FuzzExpertGrad(f *testing.F)    { fuzzMessage(f, bus.TypeExpertGrad) }
-func FuzzInferRequest(f *testing.F)  { fuzzMessage(f, bus.TypeInferRequest) }
-func FuzzInferReply(f *testing.F)    { fuzzMessage(f, bus.TypeInferReply) }
-func FuzzEncodeRequest(f *testing.F) { fuzzMessage(f, bus.TypeEncodeRequest) }
-func FuzzEncodeReply(f *testing.F)   { fuzzMessage(f, bus.TypeEncodeReply) }
-func FuzzDecodeRequest(f *testing.F) { fuzzMessage(f, bus.TypeDecodeRequest) }
-func FuzzDecodeReply(f *testing.F)   { fuzzMessage(f, bus.TypeDecodeReply) }
-func FuzzBelief(f *testing.F)        { fuzzMessage(f, bus.TypeBelief) }
-func FuzzControl(f *testing.F)       { fuzzMessage(f, bus.TypeControl) }
-func FuzzRunState(f *testing.F)      { fuzzMessage(f, bus.TypeRunState) }
+func FuzzStepBegin(f *testing.F)      { fuzzMessage(f, bus.TypeStepBegin) }
+func FuzzPosterior(f *testing.F)      { fuzzMessage(f, bus.TypePosterior) }
+func FuzzLatent(f *testing.F)         { fuzzMessage(f, bus.TypeLatent) }
+func FuzzZGrad(f *testing.F)          { fuzzMessage(f, bus.TypeZGrad) }
+func FuzzExpertGrad(f *testing.F)     { fuzzMessage(f, bus.TypeExpertGrad) }
+func FuzzInferRequest(f *testing.F)   { fuzzMessage(f, bus.TypeInferRequest) }
+func FuzzInferReply(f *testing.F)     { fuzzMessage(f, bus.TypeInferReply) }
+func FuzzEncodeRequest(f *testing.F)  { fuzzMessage(f, bus.TypeEncodeRequest) }
+func FuzzEncodeReply(f *testing.F)    { fuzzMessage(f, bus.TypeEncodeReply) }
+func FuzzDecodeRequest(f *testing.F)  { fuzzMessage(f, bus.TypeDecodeRequest) }
+func FuzzDecodeReply(f *testing.F)    { fuzzMessage(f, bus.TypeDecodeReply) }
+func FuzzBelief(f *testing.F)         { fuzzMessage(f, bus.TypeBelief) }
+func FuzzControl(f *testing.F)        { fuzzMessage(f, bus.TypeControl) }
+func FuzzRunState(f *testing.F)       { fuzzMessage(f, bus.TypeRunState) }
+func FuzzFeatureRequest(f *testing.F) { fuzzMessage(f, bus.TypeFeatureRequest) }
+func FuzzFeatureReply(f *testing.F)   { fuzzMessage(f, bus.TypeFeatureReply) }
+func FuzzScoreRequest(f *testing.F)   { fuzzMessage(f, bus.TypeScoreRequest) }
+func FuzzScoreReply(f *testing.F)     { fuzzMessage(f, bus.TypeScoreReply) }
 
 // TestFuzzSeeds makes sure the seeds are what they claim: the golden
 // encoding is accepted and the corrupted ones that must fail do.

@@ -112,13 +112,14 @@ func examples() []example {
 			Header: hdr(bus.TypeEncodeRequest, "integrator"),
 			Observations: []bus.Payload{
 				{Type: "image/png", Data: []byte{1, 2, 3}},
-				{Type: "image/png", Data: []byte{4, 5}},
 			},
+			IDs: []uint64{70001},
 		},
 		&bus.EncodeReply{
-			Header: hdr(bus.TypeEncodeReply, "vision"),
-			Mu:     mat(2, 3, 3, -1),
-			LogVar: mat(2, 3, 0, -0.25),
+			Header:  hdr(bus.TypeEncodeReply, "vision"),
+			Mu:      mat(2, 3, 3, -1),
+			LogVar:  mat(2, 3, 0, -0.25),
+			Present: []bool{true, false},
 		},
 		&bus.DecodeRequest{
 			Header: hdr(bus.TypeDecodeRequest, "integrator"),
@@ -137,6 +138,26 @@ func examples() []example {
 			Mu:      mat(1, 3, -1, 1),
 			LogVar:  mat(1, 3, -3, 1),
 			Sources: []bus.Source{{Module: "vision", AgeNs: 1_500_000}, {Module: "audio", AgeNs: 0}},
+		},
+		&bus.FeatureRequest{
+			Header: hdr(bus.TypeFeatureRequest, "eval"),
+			IDs:    []uint64{3, 60001},
+			Z:      mat(1, 3, 0.5, -0.25),
+		},
+		&bus.FeatureReply{
+			Header:  hdr(bus.TypeFeatureReply, "vision"),
+			X:       mat(3, 4, 0, 0.125),
+			Present: []bool{true, false, true},
+		},
+		&bus.ScoreRequest{
+			Header: hdr(bus.TypeScoreRequest, "eval"),
+			IDs:    []uint64{11},
+			Z:      mat(2, 3, 1, 0.5),
+		},
+		&bus.ScoreReply{
+			Header:  hdr(bus.TypeScoreReply, "vision"),
+			LL:      bus.Vector([]float32{-541.5, -538.25}),
+			Present: []bool{true},
 		},
 		&bus.Control{
 			Header: trainHdr(bus.TypeControl, "integrator"),
@@ -199,6 +220,7 @@ func TestExamplesCoverEveryType(t *testing.T) {
 		bus.TypeExpertGrad, bus.TypeInferRequest, bus.TypeInferReply,
 		bus.TypeEncodeRequest, bus.TypeEncodeReply, bus.TypeDecodeRequest,
 		bus.TypeDecodeReply, bus.TypeBelief, bus.TypeControl, bus.TypeRunState,
+		bus.TypeFeatureRequest, bus.TypeFeatureReply, bus.TypeScoreRequest, bus.TypeScoreReply,
 	}
 	seen := map[string]bool{}
 	for _, ex := range examples() {

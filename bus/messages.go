@@ -4,20 +4,24 @@ import "fmt"
 
 // Message type strings. They are stable: changing one is a wire version bump.
 const (
-	TypeStepBegin     = "serket.step"
-	TypePosterior     = "serket.posterior"
-	TypeLatent        = "serket.latent"
-	TypeZGrad         = "serket.zgrad"
-	TypeExpertGrad    = "serket.egrad"
-	TypeInferRequest  = "serket.infer.request"
-	TypeInferReply    = "serket.infer.reply"
-	TypeEncodeRequest = "serket.encode.request"
-	TypeEncodeReply   = "serket.encode.reply"
-	TypeDecodeRequest = "serket.decode.request"
-	TypeDecodeReply   = "serket.decode.reply"
-	TypeBelief        = "serket.belief"
-	TypeControl       = "serket.control"
-	TypeRunState      = "serket.runstate"
+	TypeStepBegin      = "serket.step"
+	TypePosterior      = "serket.posterior"
+	TypeLatent         = "serket.latent"
+	TypeZGrad          = "serket.zgrad"
+	TypeExpertGrad     = "serket.egrad"
+	TypeInferRequest   = "serket.infer.request"
+	TypeInferReply     = "serket.infer.reply"
+	TypeEncodeRequest  = "serket.encode.request"
+	TypeEncodeReply    = "serket.encode.reply"
+	TypeDecodeRequest  = "serket.decode.request"
+	TypeDecodeReply    = "serket.decode.reply"
+	TypeBelief         = "serket.belief"
+	TypeControl        = "serket.control"
+	TypeRunState       = "serket.runstate"
+	TypeFeatureRequest = "serket.features.request"
+	TypeFeatureReply   = "serket.features.reply"
+	TypeScoreRequest   = "serket.score.request"
+	TypeScoreReply     = "serket.score.reply"
 )
 
 // Payload is one raw observation or one rendered output: bytes and their
@@ -298,28 +302,41 @@ func (m *InferReply) check(e Expect) error {
 	return nil
 }
 
-// EncodeRequest asks a module to encode raw observations (one posterior row
-// each): integrator → module.
+// EncodeRequest asks a module to encode raw observations and its own items
+// by sample id (evaluation), one posterior row each, the observations'
+// first: integrator or evaluator → module.
 type EncodeRequest struct {
 	Header
 	Observations []Payload `msgpack:"obs"`
+	IDs          []uint64  `msgpack:"ids"`
 }
 
 // MessageType implements Message.
 func (*EncodeRequest) MessageType() string { return TypeEncodeRequest }
 
 func (m *EncodeRequest) check(Expect) error {
-	if len(m.Observations) == 0 || len(m.Observations) > MaxBatch {
-		return badf("obs", ErrField, "%d observations, want 1 to %d", len(m.Observations), MaxBatch)
+	if n := len(m.Observations) + len(m.IDs); n == 0 || n > MaxBatch {
+		return badf("obs", ErrField, "%d observations and %d ids, want 1 to %d in all", len(m.Observations), len(m.IDs), MaxBatch)
 	}
 	return checkPayloads("obs", m.Observations)
 }
 
-// EncodeReply is a module's posterior for an EncodeRequest: Mu and LogVar N×D.
+// checkIDs checks a batch of sample ids.
+func checkIDs(ids []uint64) error {
+	if len(ids) == 0 || len(ids) > MaxBatch {
+		return badf("ids", ErrField, "%d sample ids, want 1 to %d", len(ids), MaxBatch)
+	}
+	return nil
+}
+
+// EncodeReply is a module's posterior for an EncodeRequest: Mu and LogVar
+// N×D; with sample ids, Present says for every row whether the module has
+// it (an absent item's row is a placeholder; observations are present).
 type EncodeReply struct {
 	Header
-	Mu     Tensor `msgpack:"mu"`
-	LogVar Tensor `msgpack:"logvar"`
+	Mu      Tensor `msgpack:"mu"`
+	LogVar  Tensor `msgpack:"logvar"`
+	Present []bool `msgpack:"present"`
 }
 
 // MessageType implements Message.
@@ -329,7 +346,103 @@ func (m *EncodeReply) check(e Expect) error {
 	if err := checkMatrix("mu", m.Mu, 0, e); err != nil {
 		return err
 	}
+	if len(m.Present) != 0 && len(m.Present) != m.Mu.Rows() {
+		return badf("present", ErrShape, "%d entries for %d rows", len(m.Present), m.Mu.Rows())
+	}
 	return checkMatrix("logvar", m.LogVar, m.Mu.Rows(), Expect{Latent: m.Mu.Cols()})
+}
+
+// FeatureRequest asks a module for its vector view (module.Featurer) of its
+// own items by sample id and of its decoder's means at latents Z (rows×D),
+// the items' first: evaluator → module. Judges learn classes from the
+// first and tell the classes of the second.
+type FeatureRequest struct {
+	Header
+	IDs []uint64 `msgpack:"ids"`
+	Z   Tensor   `msgpack:"z"`
+}
+
+// MessageType implements Message.
+func (*FeatureRequest) MessageType() string { return TypeFeatureRequest }
+
+func (m *FeatureRequest) check(e Expect) error {
+	if len(m.Z.Shape) > 0 {
+		if err := checkMatrix("z", m.Z, 0, e); err != nil {
+			return err
+		}
+	}
+	if n := len(m.IDs) + m.Z.Rows(); n == 0 || n > MaxBatch {
+		return badf("ids", ErrField, "%d ids and %d latents, want 1 to %d in all", len(m.IDs), m.Z.Rows(), MaxBatch)
+	}
+	return nil
+}
+
+// FeatureReply carries one feature vector a row (X is rows×F) and, with
+// items, for every row whether the module has it.
+type FeatureReply struct {
+	Header
+	X       Tensor `msgpack:"x"`
+	Present []bool `msgpack:"present"`
+}
+
+// MessageType implements Message.
+func (*FeatureReply) MessageType() string { return TypeFeatureReply }
+
+func (m *FeatureReply) check(e Expect) error {
+	if err := checkMatrix("x", m.X, e.Batch, Expect{}); err != nil {
+		return err
+	}
+	if len(m.Present) != 0 && len(m.Present) != m.X.Rows() {
+		return badf("present", ErrShape, "%d entries for %d rows", len(m.Present), m.X.Rows())
+	}
+	return nil
+}
+
+// ScoreRequest asks a module for log p(x_i | z) of its own items under
+// latents: IDs has N items and Z (N·K×D) K latents per item, row r scoring
+// item IDs[r/K]. Evaluation's importance sampling sends it.
+type ScoreRequest struct {
+	Header
+	IDs []uint64 `msgpack:"ids"`
+	Z   Tensor   `msgpack:"z"`
+}
+
+// MessageType implements Message.
+func (*ScoreRequest) MessageType() string { return TypeScoreRequest }
+
+func (m *ScoreRequest) check(e Expect) error {
+	if err := checkIDs(m.IDs); err != nil {
+		return err
+	}
+	if err := checkMatrix("z", m.Z, 0, e); err != nil {
+		return err
+	}
+	if r := m.Z.Rows(); r == 0 || r%len(m.IDs) != 0 {
+		return badf("z", ErrShape, "%d latents for %d items: want a positive multiple", r, len(m.IDs))
+	}
+	return nil
+}
+
+// ScoreReply carries log p(x | z) per latent row of a ScoreRequest (LL has
+// N·K entries) and, per item, whether the module has it (an absent item's
+// rows score 0).
+type ScoreReply struct {
+	Header
+	LL      Tensor `msgpack:"ll"`
+	Present []bool `msgpack:"present"`
+}
+
+// MessageType implements Message.
+func (*ScoreReply) MessageType() string { return TypeScoreReply }
+
+func (m *ScoreReply) check(e Expect) error {
+	if err := m.LL.check(); err != nil {
+		return bad("ll", err)
+	}
+	if len(m.LL.Shape) != 1 || e.Batch > 0 && m.LL.Shape[0] != e.Batch {
+		return badf("ll", ErrShape, "shape %v, want [%d]", m.LL.Shape, e.Batch)
+	}
+	return nil
 }
 
 // DecodeRequest asks a module to render its decoding of each latent row
@@ -530,6 +643,14 @@ func New(typ string) Message {
 		return new(Control)
 	case TypeRunState:
 		return new(RunState)
+	case TypeFeatureRequest:
+		return new(FeatureRequest)
+	case TypeFeatureReply:
+		return new(FeatureReply)
+	case TypeScoreRequest:
+		return new(ScoreRequest)
+	case TypeScoreReply:
+		return new(ScoreReply)
 	}
 	return nil
 }

@@ -58,6 +58,12 @@ func (s Subjects) Encode(module string) string { return s.prefix + ".encode." + 
 // Decode is module's decode endpoint (DecodeRequest → DecodeReply).
 func (s Subjects) Decode(module string) string { return s.prefix + ".decode." + module }
 
+// Features is module's feature endpoint (FeatureRequest → FeatureReply).
+func (s Subjects) Features(module string) string { return s.prefix + ".features." + module }
+
+// Score is module's scoring endpoint (ScoreRequest → ScoreReply).
+func (s Subjects) Score(module string) string { return s.prefix + ".score." + module }
+
 // ObsPost is where module streams timestamped posteriors of its sensor (Posterior).
 func (s Subjects) ObsPost(module string) string { return s.prefix + ".obs.post." + module }
 

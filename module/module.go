@@ -83,6 +83,19 @@ type Scorer interface {
 	LogLik(z []float32, x Batch, ll []float32) error
 }
 
+// Featurer is a Modality that shows its observations and its decoder's
+// means as vectors of one length, FeatureLen (pixels, log-mel frames,
+// token probabilities, a sensor's readings): evaluation trains a judge (a
+// classifier) on the features of real, labelled items and asks it the
+// class of the means the decoder generates. Features writes x's rows
+// (FeatureLen each) into dst; Means writes the decoder's mean at each row
+// of z (n×D) into dst.
+type Featurer interface {
+	FeatureLen() int
+	Features(x Batch, dst []float32) error
+	Means(z []float32, n int, dst []float32) error
+}
+
 // Picker is a Batch that can be subset: Pick returns the given rows, in
 // that order, repeats allowed. Evaluation uses it to score one item under
 // many latents, or to take a subset of a batch.

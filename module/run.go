@@ -271,13 +271,18 @@ func (r *runner) run(ctx context.Context) error {
 	r.instance = svc.Info().ID
 	// The status endpoint (named "train" for its counters) answers
 	// whether or not the module trains: streaming counts are there too.
-	endpoints := []struct {
-		name, subject string
-		h             func(micro.Request)
-	}{
+	endpoints := []endpoint{
 		{"encode", r.subj.Encode(r.spec.Name), r.handleEncode},
 		{"decode", r.subj.Decode(r.spec.Name), r.handleDecode},
 		{"train", r.subj.TrainStatus(r.spec.Name), r.handleTrainStatus},
+	}
+	// Evaluation's endpoints, for what the modality can do: a client sees
+	// from the service's INFO which it has.
+	if _, ok := r.m.(Featurer); ok {
+		endpoints = append(endpoints, endpoint{"features", r.subj.Features(r.spec.Name), r.handleFeatures})
+	}
+	if _, ok := r.m.(Loader); ok {
+		endpoints = append(endpoints, endpoint{"score", r.subj.Score(r.spec.Name), r.handleScore})
 	}
 	training := r.trains()
 	for _, e := range endpoints {
@@ -315,6 +320,12 @@ func (r *runner) run(ctx context.Context) error {
 	r.drainPending() // answer inference that waited for a step that will not end
 	svc.Stop()
 	return nil
+}
+
+// endpoint is one of the module's micro endpoints.
+type endpoint struct {
+	name, subject string
+	h             func(micro.Request)
 }
 
 // trains reports whether the module takes part in training: it was asked
@@ -456,37 +467,44 @@ func (r *runner) handleEncode(req micro.Request) {
 		r.replyError(req, "400", err)
 		return
 	}
-	p, ok := r.m.(Parser)
-	if !ok {
-		r.replyError(req, "501", fmt.Errorf("module %s cannot parse raw input (it does not implement module.Parser)", r.spec.Name))
+	p, parser := r.m.(Parser)
+	if !parser && len(in.Observations) > 0 {
+		r.notHere(req, "parse raw input", "Parser")
 		return
 	}
-	if !r.do(func() {
-		var out bus.EncodeReply
-		err := r.safely("Parse/Encode", func() error {
+	r.serveRequest(req, "Parse/Encode", func() (bus.Message, error) {
+		n, d := len(in.Observations)+len(in.IDs), r.spec.Latent
+		mu, lv := make([]float32, n*d), make([]float32, n*d)
+		out := &bus.EncodeReply{}
+		if k := len(in.Observations); k > 0 {
 			x, err := p.Parse(in.Observations)
 			if err != nil {
-				return fmt.Errorf("module %s: input from %q: %w", r.spec.Name, in.Sender, err)
+				return nil, fmt.Errorf("module %s: input from %q: %w", r.spec.Name, in.Sender, err)
 			}
-			if x.Len() != len(in.Observations) {
-				return fmt.Errorf("module %s: Parse returned %d rows for %d observations", r.spec.Name, x.Len(), len(in.Observations))
+			if x.Len() != k {
+				return nil, fmt.Errorf("module %s: Parse returned %d rows for %d observations", r.spec.Name, x.Len(), k)
 			}
-			n, d := x.Len(), r.spec.Latent
-			mu, lv := make([]float32, n*d), make([]float32, n*d)
-			if err := r.m.Encode(x, mu, lv); err != nil {
-				return fmt.Errorf("module %s: encode: %w", r.spec.Name, err)
+			if err := r.m.Encode(x, mu[:k*d], lv[:k*d]); err != nil {
+				return nil, fmt.Errorf("module %s: encode: %w", r.spec.Name, err)
 			}
-			out.Mu, out.LogVar = bus.Matrix(n, d, mu), bus.Matrix(n, d, lv)
-			return nil
-		})
-		if err != nil {
-			r.replyError(req, "400", err)
-			return
 		}
-		r.reply(req, &out)
-	}) {
-		r.replyError(req, "503", fmt.Errorf("module %s is stopping", r.spec.Name))
-	}
+		if len(in.IDs) > 0 {
+			x, present, err := r.items(in.IDs)
+			if err != nil {
+				return nil, err
+			}
+			k := len(in.Observations)
+			if err := r.m.Encode(x, mu[k*d:], lv[k*d:]); err != nil {
+				return nil, fmt.Errorf("module %s: encode: %w", r.spec.Name, err)
+			}
+			out.Present = append(make([]bool, k), present...)
+			for i := range k {
+				out.Present[i] = true
+			}
+		}
+		out.Mu, out.LogVar = bus.Matrix(n, d, mu), bus.Matrix(n, d, lv)
+		return out, nil
+	})
 }
 
 func (r *runner) handleDecode(req micro.Request) {

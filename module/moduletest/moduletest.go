@@ -626,7 +626,7 @@ func (s *suite) testWire(t *testing.T) {
 		t.Fatalf("service info %+v lacks the name or metadata", info)
 	}
 
-	request := func(subject string, in bus.Message, out bus.Message, e bus.Expect) error {
+	var request requester = func(subject string, in bus.Message, out bus.Message, e bus.Expect) error {
 		t.Helper()
 		in.(interface{ SetSender(string) }).SetSender("moduletest")
 		b, err := bus.Marshal(in)
@@ -686,12 +686,112 @@ func (s *suite) testWire(t *testing.T) {
 			}
 		})
 	}
+	if _, ok := ref.(module.Loader); ok {
+		t.Run("EvaluationItems", func(t *testing.T) { s.wireItems(t, ref, request, subj) })
+	}
+	if _, ok := ref.(module.Featurer); ok {
+		t.Run("Features", func(t *testing.T) { s.wireFeatures(t, ref, request, subj) })
+	}
 	_, learner := ref.(module.Learner)
 	_, loader := ref.(module.Loader)
 	if learner && loader {
 		t.Run("TrainingStep", func(t *testing.T) { s.wireStep(t, nc, subj, ref) })
 	}
 	t.Run("BadMessages", func(t *testing.T) { s.wireBad(t, nc, subj, ref) })
+}
+
+// requester sends a request message and decodes the reply (see testWire).
+type requester func(subject string, in, out bus.Message, e bus.Expect) error
+
+// wireItems checks evaluation's requests about the module's own items:
+// encoding them by sample id, and scoring them under two latents each,
+// against calling the modality directly.
+func (s *suite) wireItems(t *testing.T, ref module.Modality, request requester, subj bus.Subjects) {
+	name, d := ref.Spec().Name, ref.Spec().Latent
+	ids := s.cfg.IDs
+	x, present, err := ref.(module.Loader).LoadBatch(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var enc bus.EncodeReply
+	if err := request(subj.Encode(name), &bus.EncodeRequest{IDs: ids}, &enc, bus.Expect{Latent: d, Batch: len(ids)}); err != nil {
+		t.Fatal(err)
+	}
+	mu, lv := s.encode(t, ref, x)
+	if !slices.Equal(enc.Mu.Data, mu) || !slices.Equal(enc.LogVar.Data, lv) || !slices.Equal(enc.Present, present) {
+		t.Fatal("encoding items by sample id over the wire differs from LoadBatch and Encode")
+	}
+	p, ok := x.(module.Picker)
+	if !ok {
+		return // a score of one latent per item needs no Picker, but the suite compares two
+	}
+	z := randn(rand.New(rand.NewPCG(21, 22)), 2*len(ids)*d)
+	var sc bus.ScoreReply
+	if err := request(subj.Score(name), &bus.ScoreRequest{IDs: ids, Z: bus.Matrix(2*len(ids), d, z)}, &sc, bus.Expect{Batch: 2 * len(ids)}); err != nil {
+		t.Fatal(err)
+	}
+	rows := make([]int, 2*len(ids))
+	for i := range rows {
+		rows[i] = i / 2
+	}
+	want := make([]float32, len(rows))
+	if sco, ok := ref.(module.Scorer); ok {
+		if err := sco.LogLik(z, p.Pick(rows), want); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		want, _ = s.decode(t, ref, z, p.Pick(rows), ones(len(rows), nil))
+		if l, ok := ref.(module.Learner); ok {
+			l.Discard()
+		}
+	}
+	for i := range want {
+		if !present[i/2] {
+			want[i] = 0
+		}
+	}
+	if !slices.Equal(sc.LL.Data, want) || !slices.Equal(sc.Present, present) {
+		t.Fatal("scoring items under latents over the wire differs from calling the modality directly")
+	}
+}
+
+// wireFeatures checks the features of the module's items and of its
+// decoder's means over the wire against calling the Featurer directly, and
+// that they are finite vectors of FeatureLen.
+func (s *suite) wireFeatures(t *testing.T, ref module.Modality, request requester, subj bus.Subjects) {
+	name, d := ref.Spec().Name, ref.Spec().Latent
+	f := ref.(module.Featurer)
+	fl := f.FeatureLen()
+	if fl < 1 {
+		t.Fatalf("FeatureLen %d", fl)
+	}
+	z := randn(rand.New(rand.NewPCG(23, 24)), 3*d)
+	want := make([]float32, 3*fl)
+	if err := f.Means(z, 3, want); err != nil {
+		t.Fatal(err)
+	}
+	finite(t, "means", want)
+	var ids []uint64
+	if ld, ok := ref.(module.Loader); ok {
+		ids = s.cfg.IDs
+		x, _, err := ld.LoadBatch(ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		items := make([]float32, len(ids)*fl)
+		if err := f.Features(x, items); err != nil {
+			t.Fatal(err)
+		}
+		finite(t, "features", items)
+		want = append(items, want...)
+	}
+	var rep bus.FeatureReply
+	if err := request(subj.Features(name), &bus.FeatureRequest{IDs: ids, Z: bus.Matrix(3, d, z)}, &rep, bus.Expect{Batch: len(ids) + 3}); err != nil {
+		t.Fatal(err)
+	}
+	if rep.X.Cols() != fl || !slices.Equal(rep.X.Data, want) {
+		t.Fatal("features over the wire differ from calling Features and Means directly")
+	}
 }
 
 type serviceError struct{ desc string }

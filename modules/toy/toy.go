@@ -59,6 +59,7 @@ var (
 	_ module.Parser   = (*Toy)(nil)
 	_ module.Renderer = (*Toy)(nil)
 	_ module.Saver    = (*Toy)(nil)
+	_ module.Featurer = (*Toy)(nil)
 )
 
 // New returns a toy modality with freshly initialised parameters.
@@ -335,18 +336,15 @@ func (t *Toy) Parse(raw []bus.Payload) (module.Batch, error) {
 
 // Render implements module.Renderer: the decoder mean as text.
 func (t *Toy) Render(z []float32, rows int) ([]bus.Payload, error) {
-	n, d := t.cfg.Dim, t.cfg.Latent
-	if len(z) != rows*d {
-		return nil, fmt.Errorf("toy %s: %d latent values for %d rows of %d", t.cfg.Name, len(z), rows, d)
+	n := t.cfg.Dim
+	means := make([]float32, rows*n)
+	if err := t.Means(z, rows, means); err != nil {
+		return nil, err
 	}
 	out := make([]bus.Payload, rows)
 	for i := 0; i < rows; i++ {
 		var sb strings.Builder
-		for j := 0; j < n; j++ {
-			m := t.p.C[j]
-			for k := 0; k < d; k++ {
-				m += t.p.V[j*d+k] * z[i*d+k]
-			}
+		for j, m := range means[i*n : (i+1)*n] {
 			if j > 0 {
 				sb.WriteString(", ")
 			}
@@ -355,6 +353,40 @@ func (t *Toy) Render(z []float32, rows int) ([]bus.Payload, error) {
 		out[i] = bus.Payload{Type: "text/plain; charset=utf-8", Data: []byte(sb.String())}
 	}
 	return out, nil
+}
+
+// FeatureLen implements module.Featurer: an observation's size.
+func (t *Toy) FeatureLen() int { return t.cfg.Dim }
+
+// Features implements module.Featurer: the observations themselves.
+func (t *Toy) Features(x module.Batch, dst []float32) error {
+	o, err := t.obs(x)
+	if err != nil {
+		return err
+	}
+	if len(dst) != len(o.Data) {
+		return fmt.Errorf("toy %s: %d features for %d values", t.cfg.Name, len(dst), len(o.Data))
+	}
+	copy(dst, o.Data)
+	return nil
+}
+
+// Means implements module.Featurer: the decoder mean V z + c of each row.
+func (t *Toy) Means(z []float32, rows int, dst []float32) error {
+	n, d := t.cfg.Dim, t.cfg.Latent
+	if len(z) != rows*d || len(dst) != rows*n {
+		return fmt.Errorf("toy %s: %d latent values and %d means for %d rows", t.cfg.Name, len(z), len(dst), rows)
+	}
+	for i := 0; i < rows; i++ {
+		for j := 0; j < n; j++ {
+			m := t.p.C[j]
+			for k := 0; k < d; k++ {
+				m += t.p.V[j*d+k] * z[i*d+k]
+			}
+			dst[i*n+j] = m
+		}
+	}
+	return nil
 }
 
 // The checkpoint format: magic, then a msgpack body, then the body's CRC-32.
