@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"runtime"
 	"strconv"
 	"strings"
@@ -23,7 +22,6 @@ import (
 	"github.com/serket-go/serket/dataset/speech"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/mvae"
-	"github.com/serket-go/serket/nn"
 )
 
 // Config configures the modality.
@@ -36,18 +34,16 @@ type Config struct {
 	LogVar float32
 }
 
-// Audio is the spoken-word modality.
+// Audio is the spoken-word modality: the networks' part is
+// mvae.Modality's.
 type Audio struct {
-	name      string
-	net       *mvae.Net
+	*mvae.Modality[*Features]
 	src       *mvae.Source
 	ext       *speech.Extractor
 	frames    int
 	mels      int
 	features  []float32 // the shard's utterance table, U×(Frames×Mels), normalised
 	mean, std []float32
-	logvar    float32
-	dout      []float32
 }
 
 var (
@@ -62,9 +58,6 @@ var (
 
 // New returns the modality with fresh parameters.
 func New(cfg Config) (*Audio, error) {
-	if cfg.Name == "" {
-		cfg.Name = "audio"
-	}
 	if cfg.Source == nil {
 		return nil, fmt.Errorf("audio: no dataset: the module needs audio.shard for its feature settings and normalisation (run `serket data prepare`, then start it with --data DIR)")
 	}
@@ -78,14 +71,15 @@ func New(cfg Config) (*Audio, error) {
 	if len(feats)%f != 0 || len(mean) != f || len(std) != f {
 		return nil, fmt.Errorf("audio: the shard's tables do not fit %d×%d features; prepare the dataset again", sc.Frames, sc.Mels)
 	}
-	a := &Audio{name: cfg.Name, src: cfg.Source, ext: speech.NewExtractor(sc), frames: sc.Frames, mels: sc.Mels, mean: mean, std: std, logvar: cfg.LogVar}
+	a := &Audio{src: cfg.Source, ext: speech.NewExtractor(sc), frames: sc.Frames, mels: sc.Mels, mean: mean, std: std}
 	a.features = make([]float32, len(feats))
 	for i, v := range feats {
 		a.features[i] = (v - mean[i%f]) / std[i%f]
 	}
 	cfg.Net.In, cfg.Net.Out = f, f
-	if a.net, err = mvae.New(cfg.Net); err != nil {
-		return nil, fmt.Errorf("audio: %w", err)
+	a.Modality, err = mvae.NewModality[*Features](mvae.Parts{Kind: "audio", Name: cfg.Name, Net: cfg.Net, Likelihood: mvae.Gaussian{LogVar: cfg.LogVar}})
+	if err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -115,83 +109,9 @@ func speechConfig(meta map[string]string) (speech.Config, error) {
 	return c, nil
 }
 
-// Features is a batch of normalised log-mel features, N×(Frames×Mels).
-type Features struct {
-	N int
-	X []float32
-}
-
-// Len implements module.Batch.
-func (x *Features) Len() int { return x.N }
-
-func (a *Audio) batch(x module.Batch) (*Features, error) {
-	f, ok := x.(*Features)
-	if !ok {
-		return nil, fmt.Errorf("audio: batch of type %T, want *audio.Features", x)
-	}
-	return f, nil
-}
-
-// Spec implements module.Modality.
-func (a *Audio) Spec() module.Spec {
-	return module.Spec{Name: a.name, Latent: a.net.Config().Latent, Likelihood: "gaussian"}
-}
-
-// Net exposes the networks.
-func (a *Audio) Net() *mvae.Net { return a.net }
-
-// Encode implements module.Modality.
-func (a *Audio) Encode(x module.Batch, mu, logvar []float32) error {
-	f, err := a.batch(x)
-	if err != nil {
-		return err
-	}
-	a.net.Encode(f.X, f.N, mu, logvar)
-	return nil
-}
-
-// Decode implements module.Modality: the Gaussian log-likelihood of the
-// normalised features with the fixed variance.
-func (a *Audio) Decode(z []float32, x module.Batch, w, ll, dz []float32) error {
-	f, err := a.batch(x)
-	if err != nil {
-		return err
-	}
-	mean := a.net.Forward(z, f.N)
-	if cap(a.dout) < len(mean) {
-		a.dout = make([]float32, len(mean))
-	}
-	a.dout = a.dout[:len(mean)]
-	nn.GaussianLogLik(ll, a.dout, mean, f.X, a.logvar, w, f.N, a.frames*a.mels)
-	a.net.Backward(a.dout, f.N, dz)
-	return nil
-}
-
-// LogLik implements module.Scorer.
-func (a *Audio) LogLik(z []float32, x module.Batch, ll []float32) error {
-	f, err := a.batch(x)
-	if err != nil {
-		return err
-	}
-	nn.GaussianLogLik(ll, nil, a.net.Forward(z, f.N), f.X, a.logvar, nil, f.N, a.frames*a.mels)
-	return nil
-}
-
-// Pick implements module.Picker.
-func (x *Features) Pick(rows []int) module.Batch {
-	n := len(x.X) / max(x.N, 1)
-	out := &Features{N: len(rows), X: make([]float32, len(rows)*n)}
-	for i, r := range rows {
-		copy(out.X[i*n:(i+1)*n], x.X[r*n:(r+1)*n])
-	}
-	return out
-}
-
-// Learn implements module.Learner.
-func (a *Audio) Learn(dmu, dlogvar []float32) error { return a.net.Learn(dmu, dlogvar) }
-
-// Discard implements module.Learner.
-func (a *Audio) Discard() { a.net.Discard() }
+// Features is a batch of normalised log-mel features, N×(Frames×Mels):
+// what the encoder reads and the Gaussian likelihood scores.
+type Features = mvae.Rows
 
 // LoadBatch implements module.Loader from audio.shard (one uint32 per item:
 // its row of the utterance table).
@@ -199,18 +119,14 @@ func (a *Audio) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 	f := a.frames * a.mels
 	rows := len(a.features) / f
 	out := &Features{N: len(ids), X: make([]float32, len(ids)*f)}
-	var bad error
-	present, err := a.src.Lookup(ids, func(i int, rec []byte) {
+	present, err := a.src.Lookup(ids, func(i int, rec []byte) error {
 		row := int(binary.LittleEndian.Uint32(rec))
 		if row >= rows {
-			bad = fmt.Errorf("item %d: utterance %d of %d", ids[i], row, rows)
-			return
+			return fmt.Errorf("item %d: utterance %d of %d", ids[i], row, rows)
 		}
 		copy(out.X[i*f:(i+1)*f], a.features[row*f:(row+1)*f])
+		return nil
 	})
-	if err == nil {
-		err = bad
-	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("audio: %w", err)
 	}
@@ -247,7 +163,10 @@ const RenderIters = 32
 // Griffin-Lim; see speech.Invert). The samples are rendered in parallel.
 func (a *Audio) Render(z []float32, n int) ([]bus.Payload, error) {
 	f := a.frames * a.mels
-	mean := a.net.Forward(z, n)
+	mean, err := a.Output(z, n)
+	if err != nil {
+		return nil, err
+	}
 	feats := make([]float32, 0, n*f)
 	for i := range n {
 		feats = a.Denormalise(feats, mean[i*f:(i+1)*f])
@@ -305,12 +224,3 @@ func (a *Audio) Denormalise(dst, x []float32) []float32 {
 
 // FrameSize is Frames×Mels, the features per utterance.
 func (a *Audio) FrameSize() (frames, mels int) { return a.frames, a.mels }
-
-// Save implements module.Saver.
-func (a *Audio) Save(w io.Writer) error { return a.net.Save(w, "audio", nil) }
-
-// Restore implements module.Saver.
-func (a *Audio) Restore(r io.Reader) error {
-	_, err := a.net.Restore(r, "audio")
-	return err
-}

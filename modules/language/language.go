@@ -10,10 +10,8 @@
 package language
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"strings"
@@ -33,14 +31,12 @@ type Config struct {
 	Vocab  *dataset.Vocab
 }
 
-// Language is the caption modality.
+// Language is the caption modality: the networks' part is mvae.Modality's.
 type Language struct {
-	name  string
-	net   *mvae.Net
+	*mvae.Modality[*Captions]
 	src   *mvae.Source
 	vocab *dataset.Vocab
-	t, v  int // tokens per caption, vocabulary size
-	dout  []float32
+	t, v  int     // tokens per caption, vocabulary size
 	cands []int32 // distinct captions of the shard, for Render
 }
 
@@ -58,9 +54,6 @@ var (
 // shard's when there is a shard, else cfg.Vocab, else the caption
 // generator's.
 func New(cfg Config) (*Language, error) {
-	if cfg.Name == "" {
-		cfg.Name = "language"
-	}
 	vocab := cfg.Vocab
 	if cfg.Source != nil {
 		words := cfg.Source.Shard.Meta["vocab"]
@@ -74,11 +67,35 @@ func New(cfg Config) (*Language, error) {
 	}
 	t, v := dataset.MaxTokens, vocab.Len()
 	cfg.Net.In, cfg.Net.Out = t*v, t*v
-	net, err := mvae.New(cfg.Net)
+	words := strings.Join(vocab.Words(), "\n")
+	m, err := mvae.NewModality[*Captions](mvae.Parts{
+		Kind: "language", Name: cfg.Name, Net: cfg.Net,
+		Likelihood: categorical{t: t, v: v},
+		// A checkpoint over another vocabulary would map every token to
+		// another word: it is refused before anything changes.
+		Meta: map[string]string{"vocab": words},
+		Check: func(meta map[string]string) error {
+			if meta["vocab"] != words {
+				return fmt.Errorf("the checkpoint's vocabulary differs from this module's")
+			}
+			return nil
+		},
+	})
 	if err != nil {
-		return nil, fmt.Errorf("language: %w", err)
+		return nil, err
 	}
-	return &Language{name: cfg.Name, net: net, src: cfg.Source, vocab: vocab, t: t, v: v}, nil
+	return &Language{Modality: m, src: cfg.Source, vocab: vocab, t: t, v: v}, nil
+}
+
+// categorical is the captions' likelihood: a categorical distribution
+// over the vocabulary at every token position, the decoder's outputs its
+// logits (MaxTokens×V a row).
+type categorical struct{ t, v int }
+
+func (categorical) Name() string { return "categorical" }
+
+func (c categorical) LogLik(ll, dout, out []float32, x mvae.Batch, w []float32) {
+	nn.CategoricalLogLik(ll, dout, out, x.(*Captions).IDs, w, x.Len(), c.t, c.v)
 }
 
 // Captions is a batch of captions: N×MaxTokens token ids and their one-hot
@@ -92,6 +109,9 @@ type Captions struct {
 // Len implements module.Batch.
 func (x *Captions) Len() int { return x.N }
 
+// Input implements mvae.Batch: the encoder reads the one-hot encoding.
+func (x *Captions) Input() []float32 { return x.OneHot }
+
 func (l *Language) newCaptions(n int) *Captions {
 	return &Captions{N: n, IDs: make([]int32, n*l.t), OneHot: make([]float32, n*l.t*l.v)}
 }
@@ -104,61 +124,8 @@ func (l *Language) setOneHot(c *Captions, i int) {
 	}
 }
 
-func (l *Language) captions(x module.Batch) (*Captions, error) {
-	c, ok := x.(*Captions)
-	if !ok {
-		return nil, fmt.Errorf("language: batch of type %T, want *language.Captions", x)
-	}
-	return c, nil
-}
-
 // Vocab is the vocabulary.
 func (l *Language) Vocab() *dataset.Vocab { return l.vocab }
-
-// Spec implements module.Modality.
-func (l *Language) Spec() module.Spec {
-	return module.Spec{Name: l.name, Latent: l.net.Config().Latent, Likelihood: "categorical"}
-}
-
-// Net exposes the networks.
-func (l *Language) Net() *mvae.Net { return l.net }
-
-// Encode implements module.Modality.
-func (l *Language) Encode(x module.Batch, mu, logvar []float32) error {
-	c, err := l.captions(x)
-	if err != nil {
-		return err
-	}
-	l.net.Encode(c.OneHot, c.N, mu, logvar)
-	return nil
-}
-
-// Decode implements module.Modality: the categorical log-likelihood of
-// every token position.
-func (l *Language) Decode(z []float32, x module.Batch, w, ll, dz []float32) error {
-	c, err := l.captions(x)
-	if err != nil {
-		return err
-	}
-	logits := l.net.Forward(z, c.N)
-	if cap(l.dout) < len(logits) {
-		l.dout = make([]float32, len(logits))
-	}
-	l.dout = l.dout[:len(logits)]
-	nn.CategoricalLogLik(ll, l.dout, logits, c.IDs, w, c.N, l.t, l.v)
-	l.net.Backward(l.dout, c.N, dz)
-	return nil
-}
-
-// LogLik implements module.Scorer.
-func (l *Language) LogLik(z []float32, x module.Batch, ll []float32) error {
-	c, err := l.captions(x)
-	if err != nil {
-		return err
-	}
-	nn.CategoricalLogLik(ll, nil, l.net.Forward(z, c.N), c.IDs, nil, c.N, l.t, l.v)
-	return nil
-}
 
 // Pick implements module.Picker.
 func (x *Captions) Pick(rows []int) module.Batch {
@@ -171,31 +138,21 @@ func (x *Captions) Pick(rows []int) module.Batch {
 	return out
 }
 
-// Learn implements module.Learner.
-func (l *Language) Learn(dmu, dlogvar []float32) error { return l.net.Learn(dmu, dlogvar) }
-
-// Discard implements module.Learner.
-func (l *Language) Discard() { l.net.Discard() }
-
 // LoadBatch implements module.Loader from language.shard (MaxTokens int32
 // token ids per item, little-endian).
 func (l *Language) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 	c := l.newCaptions(len(ids))
-	var bad error
-	present, err := l.src.Lookup(ids, func(i int, rec []byte) {
+	present, err := l.src.Lookup(ids, func(i int, rec []byte) error {
 		for p := 0; p < l.t; p++ {
-			id := int32(uint32(rec[4*p]) | uint32(rec[4*p+1])<<8 | uint32(rec[4*p+2])<<16 | uint32(rec[4*p+3])<<24)
+			id := int32(binary.LittleEndian.Uint32(rec[4*p:]))
 			if id < 0 || int(id) >= l.v {
-				bad = fmt.Errorf("item %d: token id %d outside the vocabulary of %d", ids[i], id, l.v)
-				id = 0
+				return fmt.Errorf("item %d: token id %d outside the vocabulary of %d", ids[i], id, l.v)
 			}
 			c.IDs[i*l.t+p] = id
 		}
 		l.setOneHot(c, i)
+		return nil
 	})
-	if err == nil {
-		err = bad
-	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("language: %w", err)
 	}
@@ -257,7 +214,10 @@ func (l *Language) examples() string {
 // the template, so per-position argmax mixes templates ("a is of"); scoring
 // whole known captions does not.
 func (l *Language) Render(z []float32, n int) ([]bus.Payload, error) {
-	logits := l.net.Forward(z, n)
+	logits, err := l.Output(z, n)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]bus.Payload, n)
 	ids := make([]int32, l.t)
 	cands := l.candidates()
@@ -337,42 +297,4 @@ func LogSoftmax(dst []float64, x []float32) {
 	for k, v := range x {
 		dst[k] = float64(v) - lse
 	}
-}
-
-// Save implements module.Saver.
-func (l *Language) Save(w io.Writer) error {
-	return l.net.Save(w, "language", map[string]string{"vocab": strings.Join(l.vocab.Words(), "\n")})
-}
-
-// Restore implements module.Saver. A checkpoint over another vocabulary is
-// refused before anything changes: it is read into a scratch network first.
-func (l *Language) Restore(r io.Reader) error {
-	// Read whole (it is parsed twice), so bounded by what a checkpoint of
-	// this network holds: its parameters, Adam's two moments, and room for
-	// the vocabulary and framing.
-	n := int64(0)
-	for _, p := range l.net.Params() {
-		n += int64(len(p.W))
-	}
-	limit := 12*n + 1<<20
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return err
-	}
-	if int64(len(data)) > limit {
-		return fmt.Errorf("checkpoint larger than this network's can be (%d bytes)", limit)
-	}
-	scratch, err := mvae.New(l.net.Config())
-	if err != nil {
-		return err
-	}
-	meta, err := scratch.Restore(bytes.NewReader(data), "language")
-	if err != nil {
-		return err
-	}
-	if meta["vocab"] != strings.Join(l.vocab.Words(), "\n") {
-		return fmt.Errorf("the checkpoint's vocabulary differs from this module's")
-	}
-	_, err = l.net.Restore(bytes.NewReader(data), "language")
-	return err
 }

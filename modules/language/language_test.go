@@ -1,7 +1,9 @@
 package language_test
 
 import (
+	"bytes"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,6 +105,47 @@ func TestParseMapsUnknownWords(t *testing.T) {
 	_, err = l.Parse([]bus.Payload{text("xyzzy")})
 	if err == nil || !strings.Contains(err.Error(), "no known word") || !strings.Contains(err.Error(), "known words include") {
 		t.Fatalf("text with no known word: %v", err)
+	}
+}
+
+// TestRestoreRefusesAnotherVocabulary: a checkpoint of a network over
+// another vocabulary of the same size fits every shape, but would map each
+// token to another word; it is refused, and nothing changes.
+func TestRestoreRefusesAnotherVocabulary(t *testing.T) {
+	words := dataset.CaptionVocab().Words()
+	words[0] = "aardvark"
+	other := dataset.NewVocab(words)
+	if other.Len() != dataset.CaptionVocab().Len() {
+		t.Fatalf("the other vocabulary has %d ids, want %d: the test needs one of the same shapes", other.Len(), dataset.CaptionVocab().Len())
+	}
+	newLang := func(v *dataset.Vocab, seed uint64) *language.Language {
+		l, err := language.New(language.Config{Net: mvae.Config{Latent: 4, Hidden: 8, Seed: seed}, Vocab: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	var ckpt bytes.Buffer
+	if err := newLang(other, 2).Save(&ckpt); err != nil {
+		t.Fatal(err)
+	}
+	l := newLang(nil, 1)
+	before := slices.Clone(l.Net().Params()[0].W)
+	if err := l.Restore(bytes.NewReader(ckpt.Bytes())); err == nil || !strings.Contains(err.Error(), "vocabulary differs") {
+		t.Fatalf("Restore of a checkpoint over another vocabulary: %v", err)
+	}
+	if !slices.Equal(l.Net().Params()[0].W, before) {
+		t.Fatal("the refused checkpoint changed the parameters")
+	}
+	ckpt.Reset()
+	if err := newLang(nil, 2).Save(&ckpt); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Restore(bytes.NewReader(ckpt.Bytes())); err != nil {
+		t.Fatalf("Restore of a checkpoint over the same vocabulary: %v", err)
+	}
+	if slices.Equal(l.Net().Params()[0].W, before) {
+		t.Fatal("Restore of a checkpoint over the same vocabulary left the parameters as they were")
 	}
 }
 

@@ -1,13 +1,3 @@
-// Package mvae is the encoder–decoder pair every built-in modality uses: the
-// MLP networks of the MVAE paper (Wu & Goodman 2018) on package nn, with
-// Adam, and the plumbing of module.Learner and module.Saver around them.
-//
-// The encoder maps In inputs through Hidden-unit SiLU layers to 2·Latent
-// outputs: the posterior mean, then the log-variance. The decoder maps a
-// latent through Hidden-unit SiLU layers to Out outputs whose meaning (logits,
-// means) belongs to the modality's likelihood. A modality turns its batch into
-// the encoder's input, and the decoder's output into a log-likelihood and its
-// gradient; everything else is here.
 package mvae
 
 import (
@@ -167,6 +157,18 @@ func (n *Net) Discard() { nn.ZeroGrad(n.params) }
 // given kind (the modality's name) with meta.
 func (n *Net) Save(w io.Writer, kind string, meta map[string]string) error {
 	return nn.Save(w, kind, n.params, n.opt, meta)
+}
+
+// CheckpointBound is the most bytes a checkpoint of n can hold: its
+// parameters and Adam's two moments, 4 bytes a value, and 1 MiB for names,
+// shapes, framing and metadata (a few KiB, a caption vocabulary among
+// them). A reader of checkpoints bounds what it reads whole by it.
+func (n *Net) CheckpointBound() int64 {
+	var v int64
+	for _, p := range n.params {
+		v += int64(len(p.W))
+	}
+	return 3*4*v + 1<<20
 }
 
 // Restore reads what Save wrote; it changes nothing unless the checkpoint is

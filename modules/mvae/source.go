@@ -40,10 +40,17 @@ func OpenSource(dir, modality string, p Pairing) (*Source, error) {
 	return &Source{Modality: modality, Shard: s, Pairing: p}, nil
 }
 
+// Keeps reports whether the pairing mask keeps modality's observation of
+// item id: always when Fraction is 1 or more.
+func (p Pairing) Keeps(id uint64, modality string) bool {
+	return p.Fraction >= 1 || dataset.Present(id, dataset.Split(id), modality, p.Modalities, p.Fraction, p.Seed)
+}
+
 // Lookup calls each with the record of every id this modality has and
 // returns which ids it has: an id missing from the shard is an error, an id
-// the pairing mask withholds is absent (present false, each not called).
-func (s *Source) Lookup(ids []uint64, each func(i int, rec []byte)) ([]bool, error) {
+// the pairing mask withholds is absent (present false, each not called),
+// and the first error each returns stops the lookup.
+func (s *Source) Lookup(ids []uint64, each func(i int, rec []byte) error) ([]bool, error) {
 	if s == nil {
 		return nil, fmt.Errorf("no dataset: start the module with --data DIR (after `serket data prepare`)")
 	}
@@ -53,11 +60,13 @@ func (s *Source) Lookup(ids []uint64, each func(i int, rec []byte)) ([]bool, err
 		if !ok {
 			return nil, fmt.Errorf("%s shard has no item %d", s.Modality, id)
 		}
-		if s.Pairing.Fraction < 1 && !dataset.Present(id, dataset.Split(id), s.Modality, s.Pairing.Modalities, s.Pairing.Fraction, s.Pairing.Seed) {
+		if !s.Pairing.Keeps(id, s.Modality) {
 			continue
 		}
 		present[i] = true
-		each(i, rec)
+		if err := each(i, rec); err != nil {
+			return nil, err
+		}
 	}
 	return present, nil
 }

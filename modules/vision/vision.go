@@ -24,7 +24,6 @@ import (
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/mvae"
-	"github.com/serket-go/serket/nn"
 )
 
 // Side is the image side in pixels; Pixels = Side².
@@ -40,12 +39,10 @@ type Config struct {
 	Source *mvae.Source // its shard; nil for a module that only parses and renders
 }
 
-// Vision is the image modality.
+// Vision is the image modality: the networks' part is mvae.Modality's.
 type Vision struct {
-	name string
-	net  *mvae.Net
-	src  *mvae.Source
-	dout []float32
+	*mvae.Modality[*Images]
+	src *mvae.Source
 }
 
 var (
@@ -60,15 +57,12 @@ var (
 
 // New returns the modality with fresh parameters.
 func New(cfg Config) (*Vision, error) {
-	if cfg.Name == "" {
-		cfg.Name = "vision"
-	}
 	cfg.Net.In, cfg.Net.Out = Pixels, Pixels
-	net, err := mvae.New(cfg.Net)
+	m, err := mvae.NewModality[*Images](mvae.Parts{Kind: "vision", Name: cfg.Name, Net: cfg.Net, Likelihood: mvae.Bernoulli{}})
 	if err != nil {
-		return nil, fmt.Errorf("vision: %w", err)
+		return nil, err
 	}
-	return &Vision{name: cfg.Name, net: net, src: cfg.Source}, nil
+	return &Vision{Modality: m, src: cfg.Source}, nil
 }
 
 // Images is a batch of images: N×Pixels intensities in [0, 1], row-major.
@@ -80,56 +74,9 @@ type Images struct {
 // Len implements module.Batch.
 func (x *Images) Len() int { return x.N }
 
-func (v *Vision) images(x module.Batch) (*Images, error) {
-	im, ok := x.(*Images)
-	if !ok {
-		return nil, fmt.Errorf("vision: batch of type %T, want *vision.Images", x)
-	}
-	return im, nil
-}
-
-// Spec implements module.Modality.
-func (v *Vision) Spec() module.Spec {
-	return module.Spec{Name: v.name, Latent: v.net.Config().Latent, Likelihood: "bernoulli"}
-}
-
-// Net exposes the networks (for benchmarks and the training reference).
-func (v *Vision) Net() *mvae.Net { return v.net }
-
-// Encode implements module.Modality.
-func (v *Vision) Encode(x module.Batch, mu, logvar []float32) error {
-	im, err := v.images(x)
-	if err != nil {
-		return err
-	}
-	v.net.Encode(im.Pix, im.N, mu, logvar)
-	return nil
-}
-
-// Decode implements module.Modality: the Bernoulli log-likelihood of the
-// pixels under the decoder's logits at z.
-func (v *Vision) Decode(z []float32, x module.Batch, w, ll, dz []float32) error {
-	im, err := v.images(x)
-	if err != nil {
-		return err
-	}
-	b := im.N
-	logits := v.net.Forward(z, b)
-	v.dout = grow(v.dout, b*Pixels)
-	nn.BernoulliLogLik(ll, v.dout, logits, im.Pix, w, b, Pixels)
-	v.net.Backward(v.dout, b, dz)
-	return nil
-}
-
-// LogLik implements module.Scorer.
-func (v *Vision) LogLik(z []float32, x module.Batch, ll []float32) error {
-	im, err := v.images(x)
-	if err != nil {
-		return err
-	}
-	nn.BernoulliLogLik(ll, nil, v.net.Forward(z, im.N), im.Pix, nil, im.N, Pixels)
-	return nil
-}
+// Input implements mvae.Batch: the pixels are the encoder's input, and
+// what the Bernoulli likelihood scores.
+func (x *Images) Input() []float32 { return x.Pix }
 
 // Pick implements module.Picker.
 func (x *Images) Pick(rows []int) module.Batch {
@@ -140,20 +87,15 @@ func (x *Images) Pick(rows []int) module.Batch {
 	return out
 }
 
-// Learn implements module.Learner.
-func (v *Vision) Learn(dmu, dlogvar []float32) error { return v.net.Learn(dmu, dlogvar) }
-
-// Discard implements module.Learner.
-func (v *Vision) Discard() { v.net.Discard() }
-
 // LoadBatch implements module.Loader from vision.shard (one uint8 image per item).
 func (v *Vision) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 	im := &Images{N: len(ids), Pix: make([]float32, len(ids)*Pixels)}
-	present, err := v.src.Lookup(ids, func(i int, rec []byte) {
+	present, err := v.src.Lookup(ids, func(i int, rec []byte) error {
 		row := im.Pix[i*Pixels : (i+1)*Pixels]
 		for j, p := range rec[:Pixels] {
 			row[j] = float32(p) / 255
 		}
+		return nil
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("vision: %w", err)
@@ -253,7 +195,10 @@ func toGrey28(dst []float32, data []byte) error {
 // Render implements module.Renderer: each latent's decoder mean as a 28×28
 // grey PNG.
 func (v *Vision) Render(z []float32, n int) ([]bus.Payload, error) {
-	logits := v.net.Forward(z, n)
+	logits, err := v.Output(z, n)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]bus.Payload, n)
 	for i := 0; i < n; i++ {
 		img := image.NewGray(image.Rect(0, 0, Side, Side))
@@ -269,20 +214,4 @@ func (v *Vision) Render(z []float32, n int) ([]bus.Payload, error) {
 	return out, nil
 }
 
-// Save implements module.Saver.
-func (v *Vision) Save(w io.Writer) error { return v.net.Save(w, "vision", nil) }
-
-// Restore implements module.Saver.
-func (v *Vision) Restore(r io.Reader) error {
-	_, err := v.net.Restore(r, "vision")
-	return err
-}
-
 func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
-
-func grow(s []float32, n int) []float32 {
-	if cap(s) < n {
-		return make([]float32, n)
-	}
-	return s[:n]
-}

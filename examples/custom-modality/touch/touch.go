@@ -14,7 +14,6 @@ package touch
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -24,7 +23,6 @@ import (
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/mvae"
-	"github.com/serket-go/serket/nn"
 )
 
 // Config configures the modality.
@@ -40,15 +38,14 @@ type Config struct {
 	Pairing mvae.Pairing
 }
 
-// Touch is the modality.
+// Touch is the modality. Encoding, decoding, learning and checkpoints
+// are its networks', which the embedded mvae.Modality provides; touch's
+// own code loads, parses and renders readings.
 type Touch struct {
-	name    string
-	net     *mvae.Net
+	*mvae.Modality[*Readings]
 	data    *Data
 	norm    []float32 // the readings, normalised, in data.IDs order
-	logvar  float32
 	pairing mvae.Pairing
-	dout    []float32
 }
 
 // The capabilities the SDK finds by type assertion; these lines make the
@@ -66,121 +63,52 @@ var (
 // New returns the modality with fresh parameters (deterministic for
 // cfg.Net.Seed).
 func New(cfg Config) (*Touch, error) {
-	if cfg.Name == "" {
-		cfg.Name = "touch"
-	}
-	if !bus.ValidName(cfg.Name) {
-		return nil, fmt.Errorf("touch: %q is not a module name (lower-case letters, digits and '-')", cfg.Name)
-	}
 	if cfg.Data == nil {
 		return nil, fmt.Errorf("touch: no data: the module needs %s for its readings and normalisation (run `touch prepare`)", FileName)
 	}
-	if p := cfg.Pairing; p.Fraction < 0 || p.Fraction > 1 || math.IsNaN(p.Fraction) {
-		return nil, fmt.Errorf("touch: paired fraction %v: want 0 < f ≤ 1", p.Fraction)
-	}
-	if cfg.Pairing.Fraction == 0 {
-		cfg.Pairing.Fraction = 1
-	}
-	if len(cfg.Pairing.Modalities) == 0 {
-		// Every module must draw the mask over the same list, in the same
-		// order: the built-in ones default to vision, language, audio.
-		cfg.Pairing.Modalities = append(dataset.Modalities(), cfg.Name)
-	}
-	t := &Touch{name: cfg.Name, data: cfg.Data, logvar: cfg.LogVar, pairing: cfg.Pairing}
-	t.norm = make([]float32, len(cfg.Data.Readings))
-	for i := range cfg.Data.IDs {
-		if err := cfg.Data.Normalise(t.norm[i*Dim:(i+1)*Dim], cfg.Data.Readings[i*Dim:(i+1)*Dim]); err != nil {
-			return nil, fmt.Errorf("touch: item %d: %w", cfg.Data.IDs[i], err)
-		}
-	}
 	cfg.Net.In, cfg.Net.Out = Dim, Dim
-	var err error
-	if t.net, err = mvae.New(cfg.Net); err != nil {
-		return nil, fmt.Errorf("touch: %w", err)
+	m, err := mvae.NewModality[*Readings](mvae.Parts{
+		Kind: "touch", Name: cfg.Name, Net: cfg.Net,
+		Likelihood: mvae.Gaussian{LogVar: cfg.LogVar},
+		Meta:       map[string]string{"dim": strconv.Itoa(Dim)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	t := &Touch{Modality: m, data: cfg.Data}
+	if t.pairing, err = pairing(cfg.Pairing, m.Spec().Name); err != nil {
+		return nil, err
+	}
+	t.norm = make([]float32, len(cfg.Data.Readings))
+	for i, id := range cfg.Data.IDs {
+		if err := cfg.Data.Normalise(t.norm[i*Dim:(i+1)*Dim], cfg.Data.Readings[i*Dim:(i+1)*Dim]); err != nil {
+			return nil, fmt.Errorf("touch: item %d: %w", id, err)
+		}
 	}
 	return t, nil
 }
 
-// Net exposes the networks (tests compare parameters).
-func (t *Touch) Net() *mvae.Net { return t.net }
-
-// Readings is a batch of normalised readings, N×Dim.
-type Readings struct {
-	N int
-	X []float32
+// pairing is p checked, with its defaults: every item paired, and the
+// mask drawn over the built-in modalities and this one.
+func pairing(p mvae.Pairing, name string) (mvae.Pairing, error) {
+	if p.Fraction < 0 || p.Fraction > 1 || math.IsNaN(p.Fraction) {
+		return p, fmt.Errorf("touch: paired fraction %v: want 0 < f ≤ 1", p.Fraction)
+	}
+	if p.Fraction == 0 {
+		p.Fraction = 1
+	}
+	if len(p.Modalities) == 0 {
+		// Every module must draw the mask over the same list, in the same
+		// order: the built-in ones default to vision, language, audio.
+		p.Modalities = append(dataset.Modalities(), name)
+	}
+	return p, nil
 }
 
-// Len implements module.Batch.
-func (x *Readings) Len() int { return x.N }
-
-// Pick implements module.Picker.
-func (x *Readings) Pick(rows []int) module.Batch {
-	out := &Readings{N: len(rows), X: make([]float32, len(rows)*Dim)}
-	for i, r := range rows {
-		copy(out.X[i*Dim:(i+1)*Dim], x.X[r*Dim:(r+1)*Dim])
-	}
-	return out
-}
-
-func readings(x module.Batch) (*Readings, error) {
-	r, ok := x.(*Readings)
-	if !ok {
-		return nil, fmt.Errorf("touch: batch of type %T, want *touch.Readings", x)
-	}
-	if len(r.X) != r.N*Dim {
-		return nil, fmt.Errorf("touch: batch of %d rows holds %d values", r.N, len(r.X))
-	}
-	return r, nil
-}
-
-// Spec implements module.Modality.
-func (t *Touch) Spec() module.Spec {
-	return module.Spec{Name: t.name, Latent: t.net.Config().Latent, Likelihood: "gaussian"}
-}
-
-// Encode implements module.Modality.
-func (t *Touch) Encode(x module.Batch, mu, logvar []float32) error {
-	r, err := readings(x)
-	if err != nil {
-		return err
-	}
-	t.net.Encode(r.X, r.N, mu, logvar)
-	return nil
-}
-
-// Decode implements module.Modality: the Gaussian log-likelihood of the
-// normalised reading around the decoder's output, and its gradient with
-// respect to z (the decoder's parameter gradients accumulate in the net).
-func (t *Touch) Decode(z []float32, x module.Batch, w, ll, dz []float32) error {
-	r, err := readings(x)
-	if err != nil {
-		return err
-	}
-	mean := t.net.Forward(z, r.N)
-	if cap(t.dout) < len(mean) {
-		t.dout = make([]float32, len(mean))
-	}
-	t.dout = t.dout[:len(mean)]
-	nn.GaussianLogLik(ll, t.dout, mean, r.X, t.logvar, w, r.N, Dim)
-	t.net.Backward(t.dout, r.N, dz)
-	return nil
-}
-
-// LogLik implements module.Scorer (evaluation: no gradients).
-func (t *Touch) LogLik(z []float32, x module.Batch, ll []float32) error {
-	r, err := readings(x)
-	if err != nil {
-		return err
-	}
-	nn.GaussianLogLik(ll, nil, t.net.Forward(z, r.N), r.X, t.logvar, nil, r.N, Dim)
-	return nil
-}
-
-// Learn implements module.Learner.
-func (t *Touch) Learn(dmu, dlogvar []float32) error { return t.net.Learn(dmu, dlogvar) }
-
-// Discard implements module.Learner.
-func (t *Touch) Discard() { t.net.Discard() }
+// Readings is a batch of normalised readings, N×Dim: a vector of numbers
+// per row, which the encoder reads and the Gaussian likelihood scores as
+// they are, so mvae's batch of rows serves.
+type Readings = mvae.Rows
 
 // LoadBatch implements module.Loader: the readings of ids from the data
 // file. An id the file lacks is an error; an item the partial-pairing mask
@@ -188,13 +116,12 @@ func (t *Touch) Discard() { t.net.Discard() }
 func (t *Touch) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 	out := &Readings{N: len(ids), X: make([]float32, len(ids)*Dim)}
 	present := make([]bool, len(ids))
-	p := t.pairing
 	for i, id := range ids {
-		k, ok := t.index(id)
+		k, ok := slices.BinarySearch(t.data.IDs, id)
 		if !ok {
 			return nil, nil, fmt.Errorf("touch: %s has no item %d (was it prepared for this dataset?)", FileName, id)
 		}
-		if p.Fraction < 1 && !dataset.Present(id, dataset.Split(id), t.name, p.Modalities, p.Fraction, p.Seed) {
+		if !t.pairing.Keeps(id, t.Spec().Name) {
 			continue
 		}
 		present[i] = true
@@ -202,8 +129,6 @@ func (t *Touch) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 	}
 	return out, present, nil
 }
-
-func (t *Touch) index(id uint64) (int, bool) { return slices.BinarySearch(t.data.IDs, id) }
 
 // Parse implements module.Parser. Each observation is one reading:
 //
@@ -320,10 +245,10 @@ func names() string {
 // in physical units, as "hardness=41.2 stiffness=0.31 …" text (which Parse
 // reads back).
 func (t *Touch) Render(z []float32, n int) ([]bus.Payload, error) {
-	if len(z) != n*t.net.Config().Latent {
-		return nil, fmt.Errorf("touch: %d latent values for %d rows", len(z), n)
+	mean, err := t.Output(z, n)
+	if err != nil {
+		return nil, err
 	}
-	mean := t.net.Forward(z, n)
 	out := make([]bus.Payload, n)
 	reading := make([]float32, Dim)
 	for i := range n {
@@ -345,17 +270,4 @@ func Format(reading []float32) string {
 		sb.WriteString(strconv.FormatFloat(float64(v), 'g', 4, 32))
 	}
 	return sb.String()
-}
-
-// Save implements module.Saver: parameters and Adam state (package nn's
-// checkpoint format, which checks kind and shapes on Restore).
-func (t *Touch) Save(w io.Writer) error {
-	return t.net.Save(w, "touch", map[string]string{"dim": strconv.Itoa(Dim)})
-}
-
-// Restore implements module.Saver; a damaged checkpoint or one of other
-// shapes changes nothing.
-func (t *Touch) Restore(r io.Reader) error {
-	_, err := t.net.Restore(r, "touch")
-	return err
 }

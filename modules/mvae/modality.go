@@ -1,0 +1,180 @@
+package mvae
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+
+	"github.com/serket-go/serket/module"
+)
+
+// Parts are what a modality on mvae networks says about itself; NewModality
+// builds the rest.
+type Parts struct {
+	Kind string // the checkpoint's kind: the modality's, whatever its module is called
+	Name string // the module's name (Spec.Name); default Kind
+	Net  Config // the networks; In and Out are the modality's sizes (required)
+	// Likelihood is what the decoder's output means (required).
+	Likelihood Likelihood
+	// Meta is saved with every checkpoint.
+	Meta map[string]string
+	// Check, when not nil, vets the metadata of a checkpoint being
+	// restored, before anything changes (the caption vocabulary, say).
+	Check func(meta map[string]string) error
+}
+
+// Modality is a module.Modality on a Net, with everything the networks
+// alone decide: Encode, Decode, Learn, Discard, LogLik, Save and Restore.
+// A modality embeds *Modality[B] for its batch type B and adds what only it
+// knows: loading, parsing and rendering.
+type Modality[B Batch] struct {
+	net   *Net
+	spec  module.Spec
+	kind  string
+	lik   Likelihood
+	meta  map[string]string
+	check func(map[string]string) error
+	dout  []float32
+}
+
+var (
+	_ module.Learner = (*Modality[*Rows])(nil)
+	_ module.Saver   = (*Modality[*Rows])(nil)
+	_ module.Scorer  = (*Modality[*Rows])(nil)
+)
+
+// NewModality returns the modality with fresh networks (deterministic for
+// p.Net.Seed). Its errors start with p.Kind.
+func NewModality[B Batch](p Parts) (*Modality[B], error) {
+	if p.Name == "" {
+		p.Name = p.Kind
+	}
+	if p.Likelihood == nil {
+		return nil, fmt.Errorf("%s: no likelihood", p.Kind)
+	}
+	net, err := New(p.Net)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p.Kind, err)
+	}
+	spec := module.Spec{Name: p.Name, Latent: net.Config().Latent, Likelihood: p.Likelihood.Name()}
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", p.Kind, err)
+	}
+	return &Modality[B]{net: net, spec: spec, kind: p.Kind, lik: p.Likelihood, meta: p.Meta, check: p.Check}, nil
+}
+
+// Spec implements module.Modality.
+func (m *Modality[B]) Spec() module.Spec { return m.spec }
+
+// Net exposes the networks (benchmarks, evaluation and tests read them).
+func (m *Modality[B]) Net() *Net { return m.net }
+
+// batch is x as this modality's batch type, its input the encoder's size:
+// the SDK hands back what LoadBatch or Parse made, so anything else is a
+// caller's mistake, better an error than a panic inside nn.
+func (m *Modality[B]) batch(x module.Batch) (B, error) {
+	b, ok := x.(B)
+	if !ok {
+		return b, fmt.Errorf("%s: batch of type %T, want %T", m.kind, x, b)
+	}
+	if in := m.net.Config().In; len(b.Input()) != b.Len()*in {
+		return b, fmt.Errorf("%s: batch of %d rows holds %d values, want %d a row", m.kind, b.Len(), len(b.Input()), in)
+	}
+	return b, nil
+}
+
+// Encode implements module.Modality.
+func (m *Modality[B]) Encode(x module.Batch, mu, logvar []float32) error {
+	b, err := m.batch(x)
+	if err != nil {
+		return err
+	}
+	m.net.Encode(b.Input(), b.Len(), mu, logvar)
+	return nil
+}
+
+// Decode implements module.Modality: the likelihood of x under the
+// decoder's output at z, its gradient back-propagated into dz (and into
+// the decoder's accumulated parameter gradients).
+func (m *Modality[B]) Decode(z []float32, x module.Batch, w, ll, dz []float32) error {
+	b, err := m.batch(x)
+	if err != nil {
+		return err
+	}
+	out := m.net.Forward(z, b.Len())
+	m.dout = grow(m.dout, len(out))
+	m.lik.LogLik(ll, m.dout, out, b, w)
+	m.net.Backward(m.dout, b.Len(), dz)
+	return nil
+}
+
+// LogLik implements module.Scorer.
+func (m *Modality[B]) LogLik(z []float32, x module.Batch, ll []float32) error {
+	b, err := m.batch(x)
+	if err != nil {
+		return err
+	}
+	m.lik.LogLik(ll, nil, m.net.Forward(z, b.Len()), b, nil)
+	return nil
+}
+
+// Output runs the decoder on n latents z (n×D) and returns its output
+// (n×Out), valid until the decoder runs again: what Render turns into
+// something a person can look at.
+func (m *Modality[B]) Output(z []float32, n int) ([]float32, error) {
+	if d := m.spec.Latent; n < 0 || len(z) != n*d {
+		return nil, fmt.Errorf("%s: %d latent values for %d rows of %d", m.kind, len(z), n, d)
+	}
+	return m.net.Forward(z, n), nil
+}
+
+// Learn implements module.Learner.
+func (m *Modality[B]) Learn(dmu, dlogvar []float32) error { return m.net.Learn(dmu, dlogvar) }
+
+// Discard implements module.Learner.
+func (m *Modality[B]) Discard() { m.net.Discard() }
+
+// Save implements module.Saver: parameters, Adam's state and the
+// metadata, in package nn's checkpoint format of the modality's kind.
+func (m *Modality[B]) Save(w io.Writer) error { return m.net.Save(w, m.kind, m.meta) }
+
+// Restore implements module.Saver. A damaged checkpoint, one of another
+// kind or shape, or one whose metadata Check refuses changes nothing.
+func (m *Modality[B]) Restore(r io.Reader) error {
+	if m.check == nil {
+		_, err := m.net.Restore(r, m.kind)
+		return err
+	}
+	// nn.Load gives the metadata only once it has changed the parameters:
+	// read the checkpoint whole, restore it into a scratch network first,
+	// vet that, then restore for real. Reading whole is bounded by what a
+	// checkpoint of this network can hold.
+	limit := m.net.CheckpointBound()
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return err
+	}
+	if int64(len(data)) > limit {
+		return fmt.Errorf("checkpoint larger than this network's can be (%d bytes)", limit)
+	}
+	scratch, err := New(m.net.Config())
+	if err != nil {
+		return err
+	}
+	meta, err := scratch.Restore(bytes.NewReader(data), m.kind)
+	if err != nil {
+		return err
+	}
+	if err := m.check(meta); err != nil {
+		return err
+	}
+	_, err = m.net.Restore(bytes.NewReader(data), m.kind)
+	return err
+}
+
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
