@@ -39,6 +39,8 @@ type Config struct {
 	// Progress, if set, is told how far each phase has got (see Progress),
 	// from the goroutine that called Evaluate.
 	Progress func(Progress)
+	// Judges sets how the judges are made (Pipeline.Evaluate).
+	Judges JudgeConfig
 }
 
 var (
@@ -91,7 +93,9 @@ type Result struct {
 	KMeansARI     float64            `json:"kmeans_ari"`
 	LatentMeans   []float32          `json:"-"` // Items × D, given every modality
 	LatentClasses []int              `json:"-"`
-	Judges        map[string]float64 `json:"classifier_accuracy"` // each judge's accuracy on real test data
+	Judges        map[string]float64 `json:"classifier_accuracy"` // each judge's accuracy on real test data, where it has one
+	JudgeKinds    map[string]string  `json:"judges,omitempty"`    // what judges each module's generations
+	NoJudge       map[string]string  `json:"no_judge,omitempty"`  // modules no judge tells the class of, and why
 	Seconds       map[string]float64 `json:"seconds"`             // per phase (PhaseCoherence, …)
 }
 
