@@ -135,6 +135,10 @@ func (p *Pipeline) Module(name string) *Module {
 	return nil
 }
 
+// errCannot wraps a module's answer that it cannot do what was asked (it
+// lacks the optional interface).
+var errCannot = errors.New("the module cannot do it")
+
 // request sends in to a module's subject and decodes its answer into out.
 func (p *Pipeline) request(ctx context.Context, subject string, in, out bus.Message, e bus.Expect) error {
 	in.(interface{ SetSender(string) }).SetSender("eval")
@@ -152,6 +156,9 @@ func (p *Pipeline) request(ctx context.Context, subject string, in, out bus.Mess
 		return fmt.Errorf("%s: %w", subject, err)
 	}
 	if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
+		if msg.Header.Get(micro.ErrorCodeHeader) == "501" {
+			return fmt.Errorf("%w: %s", errCannot, desc)
+		}
 		return fmt.Errorf("%s: %s", subject, desc)
 	}
 	e.MaxBytes = bus.PayloadLimit(p.nc)

@@ -98,6 +98,18 @@ func (c categorical) LogLik(ll, dout, out []float32, x mvae.Batch, w []float32) 
 	nn.CategoricalLogLik(ll, dout, out, x.(*Captions).IDs, w, x.Len(), c.t, c.v)
 }
 
+// Mean is each token position's distribution over the vocabulary (the
+// softmax of its logits): the mean of its one-hot encoding.
+func (c categorical) Mean(dst, out []float32) {
+	lp := make([]float64, c.v)
+	for p := 0; p+c.v <= len(out); p += c.v {
+		LogSoftmax(lp, out[p:p+c.v])
+		for k, v := range lp {
+			dst[p+k] = float32(math.Exp(v))
+		}
+	}
+}
+
 // Captions is a batch of captions: N×MaxTokens token ids and their one-hot
 // encoding, N×(MaxTokens×V).
 type Captions struct {

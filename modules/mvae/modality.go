@@ -38,9 +38,10 @@ type Modality[B Batch] struct {
 }
 
 var (
-	_ module.Learner = (*Modality[*Rows])(nil)
-	_ module.Saver   = (*Modality[*Rows])(nil)
-	_ module.Scorer  = (*Modality[*Rows])(nil)
+	_ module.Learner  = (*Modality[*Rows])(nil)
+	_ module.Saver    = (*Modality[*Rows])(nil)
+	_ module.Scorer   = (*Modality[*Rows])(nil)
+	_ module.Featurer = (*Modality[*Rows])(nil)
 )
 
 // NewModality returns the modality with fresh networks (deterministic for
@@ -126,6 +127,42 @@ func (m *Modality[B]) Output(z []float32, n int) ([]float32, error) {
 		return nil, fmt.Errorf("%s: %d latent values for %d rows of %d", m.kind, len(z), n, d)
 	}
 	return m.net.Forward(z, n), nil
+}
+
+// FeatureLen implements module.Featurer: an observation's input values,
+// which are the decoder's output's too (pixels, log-mel frames, one-hot
+// tokens, readings).
+func (m *Modality[B]) FeatureLen() int { return m.net.Config().In }
+
+// Features implements module.Featurer: the batch's input values.
+func (m *Modality[B]) Features(x module.Batch, dst []float32) error {
+	b, err := m.batch(x)
+	if err != nil {
+		return err
+	}
+	if len(dst) != len(b.Input()) {
+		return fmt.Errorf("%s: %d features for %d values", m.kind, len(dst), len(b.Input()))
+	}
+	copy(dst, b.Input())
+	return nil
+}
+
+// Means implements module.Featurer: the likelihood's mean at the decoder's
+// output for each latent.
+func (m *Modality[B]) Means(z []float32, n int, dst []float32) error {
+	cfg := m.net.Config()
+	if cfg.In != cfg.Out {
+		return fmt.Errorf("%s: the decoder's output (%d values) is not of the input's size (%d): its means are no features", m.kind, cfg.Out, cfg.In)
+	}
+	out, err := m.Output(z, n)
+	if err != nil {
+		return err
+	}
+	if len(dst) != len(out) {
+		return fmt.Errorf("%s: %d means for %d values", m.kind, len(dst), len(out))
+	}
+	m.lik.Mean(dst, out)
+	return nil
 }
 
 // Learn implements module.Learner.
