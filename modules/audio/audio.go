@@ -53,6 +53,7 @@ var (
 	_ module.Renderer = (*Audio)(nil)
 	_ module.Saver    = (*Audio)(nil)
 	_ module.Scorer   = (*Audio)(nil)
+	_ module.Featurer = (*Audio)(nil)
 	_ module.Picker   = (*Features)(nil)
 )
 

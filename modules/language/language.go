@@ -47,6 +47,7 @@ var (
 	_ module.Renderer = (*Language)(nil)
 	_ module.Saver    = (*Language)(nil)
 	_ module.Scorer   = (*Language)(nil)
+	_ module.Featurer = (*Language)(nil)
 	_ module.Picker   = (*Captions)(nil)
 )
 

@@ -15,7 +15,7 @@
 //
 //	// Touch reads 16 numbers an item; mvae.Rows is its batch.
 //	type Touch struct {
-//		*mvae.Modality[*mvae.Rows] // Spec, Encode, Decode, LogLik, Learn, Discard, Save, Restore
+//		*mvae.Modality[*mvae.Rows] // Spec, Encode, Decode, LogLik, Learn, Discard, Save, Restore, Features, Means
 //		data *Data                  // what LoadBatch, Parse and Render need
 //	}
 //

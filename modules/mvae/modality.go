@@ -24,7 +24,8 @@ type Parts struct {
 }
 
 // Modality is a module.Modality on a Net, with everything the networks
-// alone decide: Encode, Decode, Learn, Discard, LogLik, Save and Restore.
+// alone decide: Encode, Decode, Learn, Discard, LogLik, Save and Restore,
+// and the features evaluation judges (module.Featurer).
 // A modality embeds *Modality[B] for its batch type B and adds what only it
 // knows: loading, parsing and rendering.
 type Modality[B Batch] struct {

@@ -210,3 +210,40 @@ func TestCallerMistakes(t *testing.T) {
 type otherBatch struct{}
 
 func (otherBatch) Len() int { return 2 }
+
+// TestFeatures: an observation's features are its input values, and a
+// generation's are the likelihood's mean at the decoder's output: the
+// probabilities of a Bernoulli, the outputs themselves for a Gaussian.
+func TestFeatures(t *testing.T) {
+	z := []float32{0.3, -1, 2, 0.5, -0.2, 0.1, 1, -2}
+	for _, tt := range []struct {
+		lik  mvae.Likelihood
+		mean func(out float32) float32
+	}{
+		{mvae.Bernoulli{}, func(o float32) float32 { return float32(1 / (1 + math.Exp(-float64(o)))) }},
+		{mvae.Gaussian{LogVar: 1}, func(o float32) float32 { return o }},
+	} {
+		s, _ := newSynth(tt.lik, nil, nil)
+		x, _, _ := s.LoadBatch([]uint64{3, 9})
+		if s.FeatureLen() != s.width {
+			t.Fatalf("FeatureLen() = %d, want the input's %d", s.FeatureLen(), s.width)
+		}
+		feats := make([]float32, 2*s.width)
+		if err := s.Features(x, feats); err != nil || !slices.Equal(feats, x.(*mvae.Rows).X) {
+			t.Fatalf("%s: Features %v, %v; want the input values %v", tt.lik.Name(), feats, err, x.(*mvae.Rows).X)
+		}
+		means := make([]float32, 2*s.width)
+		if err := s.Means(z, 2, means); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := s.Output(z, 2)
+		for i, o := range out {
+			if d := means[i] - tt.mean(o); d > 1e-6 || d < -1e-6 {
+				t.Fatalf("%s: mean %d is %v at output %v, want %v", tt.lik.Name(), i, means[i], o, tt.mean(o))
+			}
+		}
+		if err := s.Means(z, 2, means[1:]); err == nil {
+			t.Errorf("%s: Means into a buffer of the wrong size succeeded", tt.lik.Name())
+		}
+	}
+}

@@ -52,6 +52,7 @@ var (
 	_ module.Renderer = (*Vision)(nil)
 	_ module.Saver    = (*Vision)(nil)
 	_ module.Scorer   = (*Vision)(nil)
+	_ module.Featurer = (*Vision)(nil)
 	_ module.Picker   = (*Images)(nil)
 )
 

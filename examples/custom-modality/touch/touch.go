@@ -57,6 +57,7 @@ var (
 	_ module.Renderer = (*Touch)(nil)
 	_ module.Saver    = (*Touch)(nil)
 	_ module.Scorer   = (*Touch)(nil)
+	_ module.Featurer = (*Touch)(nil)
 	_ module.Picker   = (*Readings)(nil)
 )
 
