@@ -9,22 +9,32 @@ FUZZTIME ?= 10s
 TAGS     ?= $(shell pkg-config --exists openblas 2>/dev/null && echo openblas)
 GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 
-.PHONY: all build demo up test fuzz bench bench-quality bench-speed bench-perf data clean
+.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-speed bench-perf data clean
 
 all: build
 
 build:
 	$(GO) build $(GOFLAGS_TAGS) -o $(BIN) ./cmd/serket
 
+# The Debian packages the modalities and the fast build need, installed
+# when missing (as root; otherwise it says the command to run).
+deps:
+	@build/deps.sh
+
 # The main job, on the embedded defaults.
-demo: build
+demo: deps
+	$(MAKE) build
 	./$(BIN) demo
 
 # The default pipeline in the foreground; Ctrl-C stops it.
 up: build
 	./$(BIN) up
 
-test:
+test: deps
+	$(MAKE) test-only
+
+# The tests alone, for a machine that has what deps installs.
+test-only:
 	$(GO) vet $(GOFLAGS_TAGS) ./...
 	$(GO) test $(GOFLAGS_TAGS) -race -count=1 -timeout 20m ./...
 	$(if $(TAGS),$(GO) test -count=1 ./nn/...,)

@@ -3,6 +3,8 @@ package dataset
 import (
 	"os"
 	"path/filepath"
+
+	"github.com/serket-go/serket/procenv"
 )
 
 // The built-in modalities of Fashion-MNIST-3. Each names a module and its
@@ -24,10 +26,10 @@ const FashionMNISTDir = "/usr/share/datasets/fashion-mnist"
 // DefaultDir returns where a prepared dataset lives unless told otherwise:
 // $SERKET_DATA, else data/fmnist3 (relative to the working directory).
 func DefaultDir() string {
-	if d := os.Getenv("SERKET_DATA"); d != "" {
+	if d := os.Getenv(procenv.EnvData); d != "" {
 		return d
 	}
-	return filepath.Join("data", "fmnist3")
+	return filepath.FromSlash(procenv.DefaultData)
 }
 
 // NumClasses is the number of Fashion-MNIST classes.

@@ -19,6 +19,7 @@ import (
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/internal/lograte"
 	"github.com/serket-go/serket/poe"
+	"github.com/serket-go/serket/procenv"
 )
 
 // Version is the serket version the integrator reports in its service INFO.
@@ -123,7 +124,7 @@ func Run(ctx context.Context, cfg Config) error {
 // New checks cfg and returns an integrator that is not yet running.
 func New(cfg Config) (*Integrator, error) {
 	if cfg.Pipeline == "" {
-		cfg.Pipeline = os.Getenv("SERKET_PIPELINE")
+		cfg.Pipeline = os.Getenv(procenv.EnvPipeline)
 	}
 	if cfg.Pipeline == "" {
 		cfg.Pipeline = bus.DefaultPipeline

@@ -3,7 +3,9 @@
 // into process specs, and a Supervisor that starts the integrator and every
 // module as child processes, copies their output, restarts them according
 // to their restart policies and stops them gracefully. It knows nothing of
-// NATS beyond the settings it reads from the file.
+// NATS beyond the settings it reads from the file. What it tells a child
+// through the environment is the contract of package procenv, whose names
+// it uses.
 //
 // A pipeline file looks like this (every field is optional except modules;
 // the values shown are the defaults):
@@ -35,9 +37,10 @@
 // "serket" as argv[0] of a command stands for the running serket binary.
 //
 // Start-up: a process is starting up from its first start until it says it
-// is ready (NotifyReady, through the descriptor named by $SERKET_READY_FD;
-// serket's modules do once they serve on the bus) or has run for its
-// start-up window, whichever comes first. A process that exits during its
+// is ready (procenv.NotifyReady, through the descriptor named by
+// $SERKET_READY_FD; a module that joins through module.Flags, serket's own
+// included, does once it serves on the bus, and serket's integrator too)
+// or has run for its start-up window, whichever comes first. A process that exits during its
 // start-up, whatever its exit status, 0 included, is a pipeline that
 // failed to start: the supervisor stops every process and reports the
 // process, its exit status and its last lines of output (StartupError).

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/serket-go/serket/launch"
+	"github.com/serket-go/serket/procenv"
 )
 
 // childEnv selects the behaviour of the test binary when the supervisor
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 //	chatty:     print LAUNCH_TEST_LINES lines on stdout and on stderr, each
 //	            line in two writes, and exit 0
 //	exit:       exit with status LAUNCH_TEST_CODE
-//	notify:     say it is ready (NotifyReady), print "notified", then exit
+//	notify:     say it is ready (procenv.NotifyReady), print "notified", then exit
 //	            with status LAUNCH_TEST_CODE, or if that is unset wait for
 //	            SIGTERM like term
 //	readyenv:   print "ready fd <$SERKET_READY_FD>" and exit 0
@@ -61,7 +62,7 @@ func child(mode string) int {
 		fmt.Println("exiting with", code)
 		return code
 	case "notify":
-		if err := launch.NotifyReady(); err != nil {
+		if err := procenv.NotifyReady(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 4
 		}
@@ -72,10 +73,10 @@ func child(mode string) int {
 		}
 		return child("term")
 	case "readyenv":
-		fmt.Println("ready fd", os.Getenv(launch.EnvReadyFD))
+		fmt.Println("ready fd", os.Getenv(procenv.EnvReadyFD))
 		return 0
 	case "restarts":
-		fmt.Println("restart", os.Getenv(launch.EnvRestart))
+		fmt.Println("restart", os.Getenv(procenv.EnvRestart))
 		return 1
 	case "term":
 		sig := make(chan os.Signal, 1)

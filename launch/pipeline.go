@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/procenv"
 )
 
 // ErrInvalidPipeline is wrapped by every error that Parse, Load and Validate
@@ -662,13 +663,13 @@ func (p *Pipeline) Specs(self string, extraEnv []string) []Spec {
 			sp.Env = append(sp.Env, envSensors+strings.Join(m.Sensors, ","))
 		}
 		if m.SensorType != "" {
-			sp.Env = append(sp.Env, "SERKET_SENSOR_TYPE="+m.SensorType)
+			sp.Env = append(sp.Env, procenv.EnvSensorType+"="+m.SensorType)
 		}
 		if m.Rate > 0 {
-			sp.Env = append(sp.Env, fmt.Sprintf("SERKET_SENSOR_RATE=%g", m.Rate))
+			sp.Env = append(sp.Env, fmt.Sprintf("%s=%g", procenv.EnvSensorRate, m.Rate))
 		}
 		if m.SayBeliefs {
-			sp.Env = append(sp.Env, "SERKET_SAY_BELIEFS=1")
+			sp.Env = append(sp.Env, procenv.EnvSayBeliefs+"=1")
 		}
 		specs = append(specs, sp)
 	}
@@ -676,7 +677,7 @@ func (p *Pipeline) Specs(self string, extraEnv []string) []Spec {
 		for _, kv := range []struct {
 			k string
 			v Duration
-		}{{"SERKET_SLOP", f.Slop}, {"SERKET_MAX_AHEAD", f.MaxAhead}, {"SERKET_BELIEF_PERIOD", f.BeliefPeriod}} {
+		}{{procenv.EnvSlop, f.Slop}, {procenv.EnvMaxAhead, f.MaxAhead}, {procenv.EnvBeliefPeriod, f.BeliefPeriod}} {
 			if kv.v > 0 {
 				specs[0].Env = append(specs[0].Env, kv.k+"="+time.Duration(kv.v).String())
 			}
@@ -697,7 +698,7 @@ func (v *validator) arg(path, a string) int {
 }
 
 // envSensors is the environment entry that carries a module's sensors.
-const envSensors = "SERKET_SENSORS="
+const envSensors = procenv.EnvSensors + "="
 
 // checkSensor says why s is not a NATS subject a module can subscribe to
 // as a sensor, or returns nil: non-empty dot-separated tokens without white

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/serket-go/serket/procenv"
 )
 
 // StartupError is Run's error when a process exits during its start-up
@@ -91,42 +93,27 @@ func (p *proc) ready(pid int, took time.Duration, how string, log *slog.Logger) 
 	p.s.emit(Event{Name: p.spec.Name, Kind: Ready, PID: pid, Delay: took})
 }
 
-// awaitReady reads the readiness pipe r until the child writes to it (then
-// it signals ready) or closes it.
-func awaitReady(r *os.File, ready chan<- struct{}) {
-	defer r.Close()
-	var b [1]byte
-	if n, _ := r.Read(b[:]); n > 0 {
-		ready <- struct{}{}
-	}
-}
-
 // childEnv is a child's environment: env (nil: the supervisor's own)
-// without any EnvReadyFD inherited from a supervisor above, which would
-// name a descriptor the child does not have, plus this supervisor's
+// without any $SERKET_READY_FD inherited from a supervisor above, which
+// would name a descriptor the child does not have, plus this supervisor's
 // readiness descriptor if withReady, and its count of restarts
-// (EnvRestart) in place of any inherited one.
+// ($SERKET_RESTART, so that a restarted training integrator resumes its
+// run) in place of any inherited one.
 func childEnv(env []string, withReady bool, restarts int) []string {
 	if env == nil {
 		env = os.Environ()
 	}
 	out := make([]string, 0, len(env)+2)
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, EnvReadyFD+"=") && !strings.HasPrefix(kv, EnvRestart+"=") {
+		if !strings.HasPrefix(kv, procenv.EnvReadyFD+"=") && !strings.HasPrefix(kv, procenv.EnvRestart+"=") {
 			out = append(out, kv)
 		}
 	}
 	if withReady {
-		out = append(out, fmt.Sprintf("%s=%d", EnvReadyFD, readyFD))
+		out = append(out, fmt.Sprintf("%s=%d", procenv.EnvReadyFD, readyFD))
 	}
-	return append(out, fmt.Sprintf("%s=%d", EnvRestart, restarts))
+	return append(out, fmt.Sprintf("%s=%d", procenv.EnvRestart, restarts))
 }
-
-// EnvRestart names the environment variable that tells a child how many
-// times the supervisor has restarted it before (0 at its first start): a
-// training integrator that was restarted resumes its run, one that starts
-// the first time begins one.
-const EnvRestart = "SERKET_RESTART"
 
 // tailLines is how many of a child's last lines of output a StartupError
 // shows, and maxTailLine how many bytes of each: enough to show why it

@@ -2,14 +2,13 @@ package launch_test
 
 import (
 	"errors"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/serket-go/serket/launch"
+	"github.com/serket-go/serket/procenv"
 )
 
 // A process that exits during its start-up, whatever its exit status, is
@@ -158,7 +157,7 @@ func TestStartupErrorShowsTheLastLines(t *testing.T) {
 func TestSupervisorDoesNotPassOnAReadinessDescriptor(t *testing.T) {
 	t.Parallel()
 	for _, startup := range []time.Duration{0, time.Minute} {
-		sp := childSpec(t, "env", "readyenv", launch.RestartPolicy{Policy: launch.Never}, launch.EnvReadyFD+"=7")
+		sp := childSpec(t, "env", "readyenv", launch.RestartPolicy{Policy: launch.Never}, procenv.EnvReadyFD+"=7")
 		sp.Startup = startup
 		r := start(t, []launch.Spec{sp}, 0)
 		r.events.mustWaitN(t, "env", launch.Exited, 1)
@@ -178,7 +177,7 @@ func TestSupervisorDoesNotPassOnAReadinessDescriptor(t *testing.T) {
 // its run; one inherited from a supervisor above is replaced.
 func TestSupervisorTellsAChildItsRestarts(t *testing.T) {
 	t.Parallel()
-	sp := childSpec(t, "r", "restarts", launch.RestartPolicy{Policy: launch.OnFailure, Backoff: launch.Duration(time.Millisecond), MaxRestarts: 2}, launch.EnvRestart+"=7")
+	sp := childSpec(t, "r", "restarts", launch.RestartPolicy{Policy: launch.OnFailure, Backoff: launch.Duration(time.Millisecond), MaxRestarts: 2}, procenv.EnvRestart+"=7")
 	r := start(t, []launch.Spec{sp}, 0)
 	r.events.mustWaitN(t, "r", launch.GaveUp, 1)
 	r.stop(t)
@@ -186,27 +185,5 @@ func TestSupervisorTellsAChildItsRestarts(t *testing.T) {
 		if !strings.Contains(r.out.String(), want) {
 			t.Errorf("output %q lacks %q", r.out.String(), want)
 		}
-	}
-}
-
-// NotifyReady writes only to a pipe: a descriptor number from elsewhere
-// must not make a process write into one of its own files.
-func TestNotifyReadyWritesOnlyToAPipe(t *testing.T) {
-	t.Parallel()
-	f, err := os.CreateTemp(t.TempDir(), "not-a-pipe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command(selfPath(t))
-	cmd.Env = append(childEnviron("notify"), "LAUNCH_TEST_CODE=0", launch.EnvReadyFD+"=3")
-	cmd.ExtraFiles = []*os.File{f}
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 4 || !strings.Contains(string(out), "not a pipe") {
-		t.Errorf("NotifyReady on a file: %v, output %q; want it refused", err, out)
-	}
-	if st, err := f.Stat(); err != nil || st.Size() != 0 {
-		t.Errorf("the file got %d bytes (%v), want none", st.Size(), err)
 	}
 }

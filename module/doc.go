@@ -8,6 +8,24 @@
 // (checkpoints). A new modality implements these in its own package and
 // calls [Run] from its main; nothing in serket has to change.
 //
+// Its main takes the settings of a module process with [Flags]: the
+// module-process contract (package procenv), the same flags `serket module
+// KIND` takes, with their defaults from the environment `serket up` and
+// `serket train` set. They sit beside the module's own flags on its flag set
+// (the standard library's or pflag's), and the options they give Run tell
+// the launcher when the module is ready:
+//
+//	var f module.Flags
+//	f.Register(flag.CommandLine, "touch", 64)
+//	flag.Parse()
+//	if err := f.Resolve(); err != nil { … }
+//	log, err := f.Logger(os.Stderr)
+//	…
+//	err = module.Run(ctx, m, f.Options(log))
+//
+// The SDK depends on package bus (and procenv, which imports nothing of
+// serket's), not on serket's dataset or modalities.
+//
 // [Run] registers a nats.go micro service named serket-<module> (so
 // `nats micro ls`, PING, INFO and STATS work), and speaks the protocol of the
 // pipeline: encode and decode requests for inference, and the training step

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/procenv"
 )
 
 func newDataCmd(g *globals) *cobra.Command {
@@ -57,7 +58,7 @@ valid, nothing is done unless --force.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Dir, "dir", dataset.DefaultDir(), "where to write the dataset (default $SERKET_DATA, else data/fmnist3)")
+	f.StringVar(&cfg.Dir, "dir", dataset.DefaultDir(), "where to write the dataset (default $"+procenv.EnvData+", else "+procenv.DefaultData+")")
 	f.StringVar(&cfg.FashionMNIST, "fashion-mnist", dataset.FashionMNISTDir, "directory of Fashion-MNIST's IDX files (Debian package dataset-fashion-mnist)")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of the captions, the utterances and their assignment")
 	f.BoolVar(&cfg.Force, "force", false, "rebuild even if the dataset is up to date")
@@ -82,7 +83,7 @@ func newDataInfoCmd(g *globals) *cobra.Command {
 			return dataInfo(os.Stdout, dir, n)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", dataset.DefaultDir(), "the prepared dataset (default $SERKET_DATA, else data/fmnist3)")
+	cmd.Flags().StringVar(&dir, "dir", dataset.DefaultDir(), "the prepared dataset (default $"+procenv.EnvData+", else "+procenv.DefaultData+")")
 	cmd.Flags().IntVarP(&n, "n", "n", 5, "example captions to show")
 	return cmd
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/launch"
-	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/procenv"
 )
 
 // The demo trains for demoEpochs passes over the first trainItems items.
@@ -104,7 +104,7 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 	}
 	restarted := make(chan string, 8)
 	pipe, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 3 * time.Second, noIntegrator: true,
-		env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, module.EnvTrain + "=1"},
+		env: []string{procenv.EnvData + "=" + data, procenv.EnvCheckpointDir + "=" + ckpt, procenv.EnvTrain + "=1"},
 		onEvent: func(ev launch.Event) {
 			if ev.Kind == launch.Restarting {
 				restarted <- ev.Name

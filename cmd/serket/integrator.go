@@ -13,6 +13,7 @@ import (
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/launch"
+	"github.com/serket-go/serket/procenv"
 )
 
 func newIntegratorCmd(g *globals) *cobra.Command {
@@ -21,7 +22,7 @@ func newIntegratorCmd(g *globals) *cobra.Command {
 		doTrain bool
 		tf      trainFlags
 	)
-	latent, _ := strconv.Atoi(os.Getenv("SERKET_LATENT"))
+	latent, _ := strconv.Atoi(os.Getenv(procenv.EnvLatent))
 	if latent == 0 {
 		latent = 16
 	}
@@ -31,7 +32,7 @@ func newIntegratorCmd(g *globals) *cobra.Command {
 		Long: `Run the pipeline's integrator: product-of-experts fusion and the inference
 service. With --train it also trains the pipeline's modules and exits when
 done; in a pipeline file, give it args [--train] (and the file's train
-section, which serket up hands it through $SERKET_PIPELINE_FILE) and the
+section, which serket up hands it through $` + procenv.EnvPipelineFile + `) and the
 restart policy on-failure, with --resume so that a restart continues.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -44,7 +45,7 @@ restart policy on-failure, with --resume so that a restart continues.`,
 			if !doTrain {
 				return integrator.Run(ctx, cfg)
 			}
-			if path := os.Getenv("SERKET_PIPELINE_FILE"); path != "" {
+			if path := os.Getenv(procenv.EnvPipelineFile); path != "" {
 				p, err := launch.Load(path)
 				if err != nil {
 					return err
@@ -100,23 +101,23 @@ restart policy on-failure, with --resume so that a restart continues.`,
 	}
 	cmd.Flags().BoolVar(&doTrain, "train", false, "train the pipeline's modules, then exit")
 	tf.register(cmd)
-	cmd.Flags().IntVar(&cfg.Latent, "latent", latent, "latent size (default $SERKET_LATENT, else 16)")
+	cmd.Flags().IntVar(&cfg.Latent, "latent", latent, "latent size (default $"+procenv.EnvLatent+", else 16)")
 	cmd.Flags().DurationVar(&cfg.Deadline, "deadline", 2*time.Second, "how long an inference waits for the modules to encode")
 	cmd.Flags().DurationVar(&cfg.DecodeDeadline, "decode-deadline", 2*time.Second, "how long an inference waits for the modules to decode one latent")
 	cmd.Flags().DurationVar(&cfg.DecodePerSample, "decode-per-sample", 500*time.Millisecond, "more decoding time per further sample")
 	cmd.Flags().IntVar(&cfg.InferWorkers, "infer-workers", 8, "inferences served at once (each mostly waits for modules)")
-	cmd.Flags().DurationVar(&cfg.Stream.Slop, "slop", envDuration("SERKET_SLOP", time.Second), "streaming fusion: how old a module's latest posterior may be to join a belief (default $SERKET_SLOP)")
-	cmd.Flags().DurationVar(&cfg.Stream.MaxAhead, "max-ahead", envDuration("SERKET_MAX_AHEAD", time.Second), "streaming fusion: how far in the future a timestamp may be (clock skew) before it is refused (default $SERKET_MAX_AHEAD)")
-	cmd.Flags().DurationVar(&cfg.Stream.MinPeriod, "belief-period", envDuration("SERKET_BELIEF_PERIOD", 0), "streaming fusion: at most one belief per period, 0: one per posterior (default $SERKET_BELIEF_PERIOD)")
+	cmd.Flags().DurationVar(&cfg.Stream.Slop, "slop", envDuration(procenv.EnvSlop, time.Second), "streaming fusion: how old a module's latest posterior may be to join a belief (default $"+procenv.EnvSlop+")")
+	cmd.Flags().DurationVar(&cfg.Stream.MaxAhead, "max-ahead", envDuration(procenv.EnvMaxAhead, time.Second), "streaming fusion: how far in the future a timestamp may be (clock skew) before it is refused (default $"+procenv.EnvMaxAhead+")")
+	cmd.Flags().DurationVar(&cfg.Stream.MinPeriod, "belief-period", envDuration(procenv.EnvBeliefPeriod, 0), "streaming fusion: at most one belief per period, 0: one per posterior (default $"+procenv.EnvBeliefPeriod+")")
 	cmd.Flags().DurationVar(&cfg.Discovery, "discovery", time.Second, "how often to look for modules")
 	cmd.Flags().IntVar(&cfg.Misses, "misses", 3, "discovery polls a module may miss before it is dropped")
 	return cmd
 }
 
 // restarted reports whether the supervisor that started this process
-// restarted it (launch.EnvRestart).
+// restarted it ($SERKET_RESTART).
 func restarted() bool {
-	n, _ := strconv.Atoi(os.Getenv(launch.EnvRestart))
+	n, _ := strconv.Atoi(os.Getenv(procenv.EnvRestart))
 	return n > 0
 }
 
@@ -124,7 +125,7 @@ func restarted() bool {
 // is over: serket up restarts it, rather than failing the pipeline, when it
 // exits from now on.
 func notifyReady(log *slog.Logger) {
-	if err := launch.NotifyReady(); err != nil {
+	if err := procenv.NotifyReady(); err != nil {
 		log.Warn("cannot tell the supervisor this process is ready", "err", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/procenv"
 )
 
 // globals are the flags every command shares.
@@ -50,16 +51,16 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	f := root.PersistentFlags()
-	f.StringVar(&g.natsURL, "nats", os.Getenv("NATS_URL"), "NATS server URL (default $NATS_URL, else nats://127.0.0.1:4222)")
-	f.StringVar(&g.pipeline, "pipeline", envOr("SERKET_PIPELINE", bus.DefaultPipeline), "pipeline name (subject namespace)")
-	f.StringVar(&g.creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file")
-	f.StringVar(&g.user, "user", os.Getenv("NATS_USER"), "NATS user")
-	f.StringVar(&g.password, "password", os.Getenv("NATS_PASSWORD"), "NATS password")
-	f.StringVar(&g.tlsCA, "tls-ca", os.Getenv("NATS_CA"), "CA certificate to trust for TLS (default $NATS_CA)")
-	f.StringVar(&g.tlsCert, "tls-cert", os.Getenv("NATS_CERT"), "client certificate for mutual TLS (default $NATS_CERT)")
-	f.StringVar(&g.tlsKey, "tls-key", os.Getenv("NATS_KEY"), "client key for mutual TLS (default $NATS_KEY)")
-	f.StringVar(&g.nkey, "nkey", os.Getenv("NATS_NKEY"), "file with an nkey seed to sign in with (serket up --secure writes them; default $NATS_NKEY)")
-	f.StringVar(&g.logLevel, "log-level", envOr("SERKET_LOG_LEVEL", "info"), "log level: debug, info, warn or error")
+	f.StringVar(&g.natsURL, "nats", os.Getenv(procenv.EnvNATSURL), "NATS server URL (default $"+procenv.EnvNATSURL+", else nats://127.0.0.1:4222)")
+	f.StringVar(&g.pipeline, "pipeline", envOr(procenv.EnvPipeline, bus.DefaultPipeline), "pipeline name (subject namespace)")
+	f.StringVar(&g.creds, "creds", os.Getenv(procenv.EnvNATSCreds), "NATS credentials file")
+	f.StringVar(&g.user, "user", os.Getenv(procenv.EnvNATSUser), "NATS user")
+	f.StringVar(&g.password, "password", os.Getenv(procenv.EnvNATSPassword), "NATS password")
+	f.StringVar(&g.tlsCA, "tls-ca", os.Getenv(procenv.EnvNATSCA), "CA certificate to trust for TLS (default $"+procenv.EnvNATSCA+")")
+	f.StringVar(&g.tlsCert, "tls-cert", os.Getenv(procenv.EnvNATSCert), "client certificate for mutual TLS (default $"+procenv.EnvNATSCert+")")
+	f.StringVar(&g.tlsKey, "tls-key", os.Getenv(procenv.EnvNATSKey), "client key for mutual TLS (default $"+procenv.EnvNATSKey+")")
+	f.StringVar(&g.nkey, "nkey", os.Getenv(procenv.EnvNATSNKey), "file with an nkey seed to sign in with (serket up --secure writes them; default $"+procenv.EnvNATSNKey+")")
+	f.StringVar(&g.logLevel, "log-level", envOr(procenv.EnvLogLevel, "info"), "log level: debug, info, warn or error")
 	root.AddCommand(
 		newUpCmd(g),
 		newModuleCmd(g),

@@ -2,11 +2,9 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/module"
@@ -16,49 +14,43 @@ import (
 	"github.com/serket-go/serket/modules/vision"
 )
 
-// netFlags are the flags of the built-in Fashion-MNIST-3 modalities.
+// netFlags are the built-in Fashion-MNIST-3 modalities' own flags, beside
+// the module-process contract's (module.Flags).
 type netFlags struct {
-	data       string
-	hidden     int
-	lr         float32
-	adamEps    float32
-	seed       uint64
-	fraction   float64
-	pairSeed   uint64
-	modalities []string
+	hidden  int
+	adamEps float32
+	seed    uint64
 }
 
-func (f *netFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.data, "data", dataset.DefaultDir(), "prepared dataset directory (serket data prepare)")
-	cmd.Flags().IntVar(&f.hidden, "hidden", 512, "units per hidden layer")
-	cmd.Flags().Float32Var(&f.lr, "lr", float32(envFloat("SERKET_LR", 1e-3)), "Adam learning rate (default $SERKET_LR, else 0.001)")
-	cmd.Flags().Float32Var(&f.adamEps, "adam-eps", 1e-8, "Adam's epsilon")
-	cmd.Flags().Uint64Var(&f.seed, "seed", 1, "parameter initialisation seed")
-	cmd.Flags().Float64Var(&f.fraction, "paired-fraction", envFloat("SERKET_PAIRED_FRACTION", 1), "fraction of training items with every modality, the rest with one each (default $SERKET_PAIRED_FRACTION, else 1)")
-	cmd.Flags().Uint64Var(&f.pairSeed, "pairing-seed", envUint("SERKET_PAIRING_SEED", 1), "seed of the partial-pairing mask, the same in every module (default $SERKET_PAIRING_SEED, else 1)")
-	modalities := dataset.Modalities()
-	if v := os.Getenv("SERKET_MODALITIES"); v != "" {
-		modalities = strings.Split(v, ",")
+func (f *netFlags) register(fs *pflag.FlagSet) {
+	fs.IntVar(&f.hidden, "hidden", 512, "units per hidden layer")
+	fs.Float32Var(&f.adamEps, "adam-eps", 1e-8, "Adam's epsilon")
+	fs.Uint64Var(&f.seed, "seed", 1, "parameter initialisation seed")
+}
+
+func (f *netFlags) net(mf *module.Flags) mvae.Config {
+	return mvae.Config{Latent: mf.Latent, Hidden: f.hidden, LR: float32(mf.LR), AdamEps: f.adamEps, Seed: f.seed}
+}
+
+// openSource reads the modality's shard from --data, with the contract's
+// partial pairing. Without a pairing list from --modalities or the
+// launcher, the mask is drawn over the built-in modalities.
+func openSource(mf *module.Flags, modality string) (*mvae.Source, error) {
+	modalities := mf.Modalities
+	if modalities == nil {
+		modalities = dataset.Modalities()
 	}
-	cmd.Flags().StringSliceVar(&f.modalities, "modalities", modalities, "the modalities the pairing mask is drawn over, the same in every module (default $SERKET_MODALITIES, which serket train sets to the training modules)")
-}
-
-func (f *netFlags) source(modality string) (*mvae.Source, error) {
-	src, err := mvae.OpenSource(f.data, modality, mvae.Pairing{Fraction: f.fraction, Seed: f.pairSeed, Modalities: f.modalities})
+	src, err := mvae.OpenSource(mf.Data, modality, mvae.Pairing{Fraction: mf.PairedFraction, Seed: mf.PairingSeed, Modalities: modalities})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", modality, err)
 	}
 	return src, nil
 }
 
-func (f *netFlags) net(latent int) mvae.Config {
-	return mvae.Config{Latent: latent, Hidden: f.hidden, LR: f.lr, AdamEps: f.adamEps, Seed: f.seed}
-}
-
 // newModalityCmd makes `serket module KIND` for a built-in modality.
-func newModalityCmd(g *globals, kind, short string, build func(mf *moduleFlags, nf *netFlags) (module.Modality, error)) *cobra.Command {
+func newModalityCmd(kind, short string, build func(mf *module.Flags, nf *netFlags) (module.Modality, error)) *cobra.Command {
 	var (
-		mf moduleFlags
+		mf module.Flags
 		nf netFlags
 	)
 	cmd := &cobra.Command{
@@ -66,57 +58,43 @@ func newModalityCmd(g *globals, kind, short string, build func(mf *moduleFlags, 
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			if err := resolveFlags(&mf); err != nil {
+				return err
+			}
 			m, err := build(&mf, &nf)
 			if err != nil {
-				return fmt.Errorf("module %s: %w", mf.name, err)
+				return fmt.Errorf("module %s: %w", mf.Name, err)
 			}
-			return mf.run(g, m)
+			return runModule(&mf, m)
 		},
 	}
-	mf.register(cmd, kind, 64)
-	nf.register(cmd)
+	mf.Register(cmd.Flags(), kind, 64)
+	nf.register(cmd.Flags())
 	return cmd
 }
 
-func modalityCmds(g *globals) []*cobra.Command {
+func modalityCmds() []*cobra.Command {
 	return []*cobra.Command{
-		newModalityCmd(g, "vision", "Fashion-MNIST images (Bernoulli likelihood)", func(mf *moduleFlags, nf *netFlags) (module.Modality, error) {
-			src, err := nf.source(dataset.Vision)
+		newModalityCmd("vision", "Fashion-MNIST images (Bernoulli likelihood)", func(mf *module.Flags, nf *netFlags) (module.Modality, error) {
+			src, err := openSource(mf, dataset.Vision)
 			if err != nil {
 				return nil, err
 			}
-			return vision.New(vision.Config{Name: mf.name, Net: nf.net(mf.latent), Source: src})
+			return vision.New(vision.Config{Name: mf.Name, Net: nf.net(mf), Source: src})
 		}),
-		newModalityCmd(g, "language", "short English captions (categorical likelihood per token)", func(mf *moduleFlags, nf *netFlags) (module.Modality, error) {
-			src, err := nf.source(dataset.Language)
+		newModalityCmd("language", "short English captions (categorical likelihood per token)", func(mf *module.Flags, nf *netFlags) (module.Modality, error) {
+			src, err := openSource(mf, dataset.Language)
 			if err != nil {
 				return nil, err
 			}
-			return language.New(language.Config{Name: mf.name, Net: nf.net(mf.latent), Source: src})
+			return language.New(language.Config{Name: mf.Name, Net: nf.net(mf), Source: src})
 		}),
-		newModalityCmd(g, "audio", "spoken class names (Gaussian likelihood on log-mel features)", func(mf *moduleFlags, nf *netFlags) (module.Modality, error) {
-			src, err := nf.source(dataset.Audio)
+		newModalityCmd("audio", "spoken class names (Gaussian likelihood on log-mel features)", func(mf *module.Flags, nf *netFlags) (module.Modality, error) {
+			src, err := openSource(mf, dataset.Audio)
 			if err != nil {
 				return nil, err
 			}
-			return audio.New(audio.Config{Name: mf.name, Net: nf.net(mf.latent), Source: src})
+			return audio.New(audio.Config{Name: mf.Name, Net: nf.net(mf), Source: src})
 		}),
 	}
-}
-
-// envFloat is the number in the environment variable key, or def when it is
-// unset or not a number.
-func envFloat(key string, def float64) float64 {
-	if v, err := strconv.ParseFloat(os.Getenv(key), 64); err == nil {
-		return v
-	}
-	return def
-}
-
-// envUint is the unsigned integer in the environment variable key, or def.
-func envUint(key string, def uint64) uint64 {
-	if v, err := strconv.ParseUint(os.Getenv(key), 10, 64); err == nil {
-		return v
-	}
-	return def
 }

@@ -2,27 +2,32 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 
-	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
-	"github.com/serket-go/serket/launch"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/toy"
+	"github.com/serket-go/serket/procenv"
 )
 
-func newModuleCmd(g *globals) *cobra.Command {
+// newModuleCmd makes `serket module KIND`. Its commands take their
+// connection settings from the module-process contract (module.Flags),
+// which shadows the root's flags of the same names and defaults, rather
+// than from the globals: a built-in module is configured as one written
+// outside serket is.
+func newModuleCmd(*globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "module KIND",
 		Short: "run one built-in modality as a module process",
 		Long: `Run one built-in modality as its own process on the pipeline.
 
-The module's name is --name, else $SERKET_MODULE (set by serket up), else the
-kind. Its latent size is --latent, else $SERKET_LATENT (set by serket up).`,
+Its flags are those a module written outside serket takes (module.Flags),
+each with its default from the environment serket up and serket train set:
+the module's name is --name, else $` + procenv.EnvModule + `, else the kind; its latent
+size is --latent, else $` + procenv.EnvLatent + ` (see serket module KIND --help).`,
 		// An unknown kind, with whatever flags a pipeline file gives it,
 		// reaches RunE to be refused by name.
 		Args:               cobra.ArbitraryArgs,
@@ -31,8 +36,8 @@ kind. Its latent size is --latent, else $SERKET_LATENT (set by serket up).`,
 		// cobra sets this only on the root, for its own suggestions.
 		SuggestionsMinimumDistance: 2,
 	}
-	cmd.AddCommand(newToyCmd(g))
-	cmd.AddCommand(modalityCmds(g)...)
+	cmd.AddCommand(newToyCmd())
+	cmd.AddCommand(modalityCmds()...)
 	return cmd
 }
 
@@ -57,68 +62,32 @@ func unknownKind(cmd *cobra.Command, args []string) error {
 	return usagef("%s; the built-in modalities are %s (a program of your own joins a pipeline through command: in the pipeline file)", msg, known)
 }
 
-// moduleFlags are what every built-in module command takes.
-type moduleFlags struct {
-	name       string
-	latent     int
-	checkpoint string
-	train      bool
-	sensors    []string
-	sensorType string
-	sensorRate float64
-	sayBeliefs bool
-}
-
-func (f *moduleFlags) register(cmd *cobra.Command, kind string, defaultLatent int) {
-	cmd.Flags().StringVar(&f.name, "name", envOr("SERKET_MODULE", kind), "module name in the pipeline")
-	latent, _ := strconv.Atoi(os.Getenv("SERKET_LATENT"))
-	if latent == 0 {
-		latent = defaultLatent
+// runModule serves m with the settings of the module-process contract
+// (module.Flags, resolved), as a module written outside serket does: its
+// Ready tells serket up when the module's start-up is over.
+func runModule(f *module.Flags, m module.Modality) error {
+	log, err := f.Logger(os.Stderr)
+	if err != nil {
+		return err
 	}
-	cmd.Flags().IntVar(&f.latent, "latent", latent, fmt.Sprintf("latent size (default $SERKET_LATENT, else %d)", defaultLatent))
-	ckpt := ""
-	if dir := os.Getenv("SERKET_CHECKPOINT_DIR"); dir != "" {
-		ckpt = filepath.Join(dir, envOr("SERKET_MODULE", kind)+".ckpt")
-	}
-	cmd.Flags().StringVar(&f.checkpoint, "checkpoint", ckpt, "parameter file: restored at start if it exists, saved when the integrator of a training run asks (default $SERKET_CHECKPOINT_DIR/<name>.ckpt)")
-	cmd.Flags().BoolVar(&f.train, "train", os.Getenv(module.EnvTrain) == "1", "take part in training runs (default $"+module.EnvTrain+"=1, which serket train sets); without it the module serves inference only and never changes its weights or checkpoint")
-	var sensors []string
-	if v := os.Getenv("SERKET_SENSORS"); v != "" {
-		sensors = strings.Split(v, ",")
-	}
-	cmd.Flags().StringArrayVar(&f.sensors, "sensor", sensors, "stream from this NATS subject: each message is one raw observation, encoded into a timestamped posterior for streaming fusion (repeatable; default $SERKET_SENSORS, comma-separated)")
-	cmd.Flags().StringVar(&f.sensorType, "sensor-type", os.Getenv("SERKET_SENSOR_TYPE"), "media type of sensor messages without a Content-Type header, e.g. image/png, audio/wav, text/plain (default $SERKET_SENSOR_TYPE)")
-	cmd.Flags().Float64Var(&f.sensorRate, "sensor-rate", envFloat("SERKET_SENSOR_RATE", 0), "at most this many posteriors per second from the sensors (0: as fast as it encodes; default $SERKET_SENSOR_RATE)")
-	cmd.Flags().BoolVar(&f.sayBeliefs, "say-beliefs", os.Getenv("SERKET_SAY_BELIEFS") == "1", "render the pipeline's fused beliefs and publish (and log) what they say (default $SERKET_SAY_BELIEFS=1)")
-}
-
-func (f *moduleFlags) run(g *globals, m module.Modality) error {
-	log := g.logger(f.name)
+	slog.SetDefault(log)
 	ctx, cancel := signalContext()
 	defer cancel()
-	return module.Run(ctx, m, module.Options{
-		Pipeline:   g.pipeline,
-		NATS:       g.conn("serket-"+f.name, log),
-		Logger:     log,
-		Train:      f.train,
-		Checkpoint: f.checkpoint,
-		Sensors:    f.sensors,
-		SensorType: f.sensorType,
-		SensorRate: f.sensorRate,
-		SayBeliefs: f.sayBeliefs,
-		Ready: func(micro.Service) {
-			// Its start-up is over: from now on serket up restarts it
-			// rather than failing the pipeline when it exits.
-			if err := launch.NotifyReady(); err != nil {
-				log.Warn("cannot tell the supervisor this module is ready", "err", err)
-			}
-		},
-	})
+	return module.Run(ctx, m, f.Options(log))
 }
 
-func newToyCmd(g *globals) *cobra.Command {
+// resolveFlags resolves the contract's flags of a built-in module command,
+// an error in them being one in what the user typed.
+func resolveFlags(f *module.Flags) error {
+	if err := f.Resolve(); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return nil
+}
+
+func newToyCmd() *cobra.Command {
 	var (
-		mf  moduleFlags
+		mf  module.Flags
 		cfg toy.Config
 		lr  float32
 	)
@@ -127,15 +96,20 @@ func newToyCmd(g *globals) *cobra.Command {
 		Short: "a linear-Gaussian modality on synthetic paired data (for tests and demos)",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			cfg.Name, cfg.Latent, cfg.LR = mf.name, mf.latent, lr
+			if err := resolveFlags(&mf); err != nil {
+				return err
+			}
+			cfg.Name, cfg.Latent, cfg.LR = mf.Name, mf.Latent, lr
 			m, err := toy.New(cfg)
 			if err != nil {
-				return fmt.Errorf("module %s: %w", mf.name, err)
+				return fmt.Errorf("module %s: %w", mf.Name, err)
 			}
-			return mf.run(g, m)
+			return runModule(&mf, m)
 		},
 	}
-	mf.register(cmd, "toy", 16)
+	// The toy makes its own data and has its own learning rate, so it
+	// takes the contract without the training flags.
+	mf.RegisterProcess(cmd.Flags(), "toy", 16)
 	cmd.Flags().IntVar(&cfg.Dim, "dim", 8, "observation size")
 	cmd.Flags().Float32Var(&cfg.Noise, "noise", 0.1, "observation noise σ")
 	cmd.Flags().Float32Var(&lr, "lr", 1e-2, "Adam learning rate")

@@ -25,7 +25,7 @@ import (
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/launch"
-	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/procenv"
 )
 
 // trainFlags are the training settings, shared by `serket train` and
@@ -384,9 +384,9 @@ training steps over the bus. Checkpoints and the metrics log go to
 				return err
 			}
 			o := launchOptions{grace: 10 * time.Second, noIntegrator: true,
-				env: []string{"SERKET_DATA=" + data, "SERKET_CHECKPOINT_DIR=" + ckpt, module.EnvTrain + "=1",
-					fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", tf.paired), fmt.Sprintf("SERKET_PAIRING_SEED=%d", tf.pairSeed),
-					"SERKET_MODALITIES=" + strings.Join(tf.modules, ","), tf.lrEnv()}}
+				env: []string{procenv.EnvData + "=" + data, procenv.EnvCheckpointDir + "=" + ckpt, procenv.EnvTrain + "=1",
+					fmt.Sprintf("%s=%g", procenv.EnvPairedFraction, tf.paired), fmt.Sprintf("%s=%d", procenv.EnvPairingSeed, tf.pairSeed),
+					procenv.EnvModalities + "=" + strings.Join(tf.modules, ","), tf.lrEnv()}}
 			if secure {
 				cleanup, err := secureLaunch(g, p, keyDir, &o, log)
 				if err != nil {
@@ -491,7 +491,7 @@ func (nopCloser) Close() error { return nil }
 // lrEnv passes --lr to the modules (as the default of their own --lr).
 func (f *trainFlags) lrEnv() string {
 	if f.lr > 0 {
-		return fmt.Sprintf("SERKET_LR=%g", f.lr)
+		return fmt.Sprintf("%s=%g", procenv.EnvLR, f.lr)
 	}
-	return "SERKET_LR="
+	return procenv.EnvLR + "="
 }

@@ -18,7 +18,7 @@ import (
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/launch"
-	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/procenv"
 )
 
 func newUpCmd(g *globals) *cobra.Command {
@@ -77,7 +77,7 @@ record). Anyone without a key is refused. See docs/security.md.`,
 				if err != nil {
 					return err
 				}
-				env = append(env, "SERKET_PIPELINE_FILE="+abs)
+				env = append(env, procenv.EnvPipelineFile+"="+abs)
 			}
 			if p.Train != nil {
 				// A training integrator decides when modules save.
@@ -89,12 +89,12 @@ record). Anyone without a key is refused. See docs/security.md.`,
 				if err != nil {
 					return err
 				}
-				env = append(env, "SERKET_CHECKPOINT_DIR="+abs)
+				env = append(env, procenv.EnvCheckpointDir+"="+abs)
 			}
 			if integratorTrains(p) {
 				// Only a pipeline whose integrator trains lets its modules
 				// learn; any other serves, and its weights never change.
-				env = append(env, module.EnvTrain+"=1")
+				env = append(env, procenv.EnvTrain+"=1")
 			}
 			o := launchOptions{grace: grace, env: env}
 			if secure {
@@ -178,18 +178,18 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 		return nil, fmt.Errorf("cannot find the serket binary to start children with: %w", err)
 	}
 	env := []string{
-		"NATS_URL=" + r.URL,
-		"SERKET_PIPELINE=" + p.Name,
-		"SERKET_LATENT=" + strconv.Itoa(p.Latent),
-		"SERKET_LOG_LEVEL=" + g.logLevel,
+		procenv.EnvNATSURL + "=" + r.URL,
+		procenv.EnvPipeline + "=" + p.Name,
+		procenv.EnvLatent + "=" + strconv.Itoa(p.Latent),
+		procenv.EnvLogLevel + "=" + g.logLevel,
 	}
 	if os.Getenv("OPENBLAS_NUM_THREADS") == "" {
 		// Four processes share the cores; OpenBLAS threads that spin after
 		// every call would fight each other (see nn's doc).
 		env = append(env, "OPENBLAS_NUM_THREADS=1")
 	}
-	for _, kv := range []struct{ k, v string }{{"NATS_CREDS", g.creds}, {"NATS_USER", g.user}, {"NATS_PASSWORD", g.password},
-		{"NATS_CA", g.tlsCA}, {"NATS_CERT", g.tlsCert}, {"NATS_KEY", g.tlsKey}} {
+	for _, kv := range []struct{ k, v string }{{procenv.EnvNATSCreds, g.creds}, {procenv.EnvNATSUser, g.user}, {procenv.EnvNATSPassword, g.password},
+		{procenv.EnvNATSCA, g.tlsCA}, {procenv.EnvNATSCert, g.tlsCert}, {procenv.EnvNATSKey, g.tlsKey}} {
 		if kv.v != "" {
 			env = append(env, kv.k+"="+kv.v)
 		}
@@ -201,20 +201,20 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 		for _, m := range p.Modules {
 			names = append(names, m.Name)
 		}
-		env = append(env, fmt.Sprintf("SERKET_PAIRED_FRACTION=%g", *t.PairedFraction), fmt.Sprintf("SERKET_PAIRING_SEED=%d", max(t.PairingSeed, 1)),
-			"SERKET_MODALITIES="+strings.Join(names, ","))
+		env = append(env, fmt.Sprintf("%s=%g", procenv.EnvPairedFraction, *t.PairedFraction), fmt.Sprintf("%s=%d", procenv.EnvPairingSeed, max(t.PairingSeed, 1)),
+			procenv.EnvModalities+"="+strings.Join(names, ","))
 	}
 	if t := p.Train; t != nil && t.LR != nil {
-		env = append(env, fmt.Sprintf("SERKET_LR=%g", *t.LR))
+		env = append(env, fmt.Sprintf("%s=%g", procenv.EnvLR, *t.LR))
 	}
 	var specs []launch.Spec
 	for _, s := range p.Specs(self, append(env, o.env...)) {
 		if o.noIntegrator && s.Name == "integrator" {
 			continue
 		}
-		s.Env = append(s.Env, "SERKET_MODULE="+s.Name)
+		s.Env = append(s.Env, procenv.EnvModule+"="+s.Name)
 		if k, ok := o.keys[s.Name]; ok {
-			s.Env = append(s.Env, "NATS_NKEY="+k)
+			s.Env = append(s.Env, procenv.EnvNATSNKey+"="+k)
 		}
 		specs = append(specs, s)
 	}

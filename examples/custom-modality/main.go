@@ -9,7 +9,8 @@
 // Under `serket up` or `serket train` (command: [../../bin/touch] in this
 // directory's pipeline file) the flags' defaults come from the environment
 // the launcher sets: NATS_URL, SERKET_PIPELINE, SERKET_MODULE, SERKET_LATENT,
-// SERKET_DATA, SERKET_CHECKPOINT_DIR, … (module.Flags reads them all).
+// SERKET_DATA, SERKET_CHECKPOINT_DIR, … (module.Flags reads them all; package
+// procenv names them), and the module tells the launcher when it is ready.
 package main
 
 import (
@@ -99,7 +100,7 @@ func simulate(args []string, stdout, stderr io.Writer) error {
 // moduleConfig is everything the module needs to run: serket's module
 // flags (module.Flags: NATS, pipeline, name, latent size, checkpoint,
 // training settings and streaming, with the launcher's environment as
-// defaults) and the touch network's own.
+// defaults) and the touch network's own, on one flag set.
 type moduleConfig struct {
 	module.Flags
 	hidden int
@@ -123,7 +124,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	c.Register(fs, "touch", 64)
+	c.Register(fs, "touch", 64) // serket's flags, beside the module's own
 	fs.IntVar(&c.hidden, "hidden", 128, "units per hidden layer")
 	fs.Uint64Var(&c.seed, "seed", 1, "parameter initialisation seed")
 	fs.Float64Var(&c.logvar, "logvar", 0, "fixed log-variance of the Gaussian likelihood on normalised values")

@@ -23,6 +23,7 @@ import (
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/mvae"
 	"github.com/serket-go/serket/modules/vision"
+	"github.com/serket-go/serket/procenv"
 )
 
 // The pipeline file is valid and is the default pipeline plus touch.
@@ -47,11 +48,12 @@ func TestPipelineFile(t *testing.T) {
 }
 
 // Under serket up and serket train the flags' defaults come from the
-// environment the launcher sets (module.Flags, tested in module/); flags
-// win, the touch network's own flags are there too, and "<name>" in the
-// pairing list is this module.
+// environment the launcher sets (module.Flags, tested in procenv/ and
+// module/); flags win, and the touch network's own flags are on the same
+// flag set. Without $SERKET_MODALITIES the pairing list is left to touch.
 func TestFlagsFromEnvironment(t *testing.T) {
-	for k, v := range map[string]string{"SERKET_MODULE": "fingertip", "SERKET_LATENT": "32", "SERKET_DATA": "/data/x", "SERKET_CHECKPOINT_DIR": "/runs/y"} {
+	for k, v := range map[string]string{procenv.EnvModule: "fingertip", procenv.EnvLatent: "32", procenv.EnvData: "/data/x",
+		procenv.EnvCheckpointDir: "/runs/y", procenv.EnvModalities: ""} {
 		t.Setenv(k, v)
 	}
 	c, err := parseModuleFlags([]string{"--hidden", "16", "--seed", "3"}, io.Discard)
@@ -59,8 +61,12 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Name != "fingertip" || c.Latent != 32 || c.Data != "/data/x" || c.Checkpoint != "/runs/y/fingertip.ckpt" || c.hidden != 16 || c.seed != 3 ||
-		!slices.Equal(c.Modalities, []string{"vision", "language", "audio", "fingertip"}) {
+		c.Modalities != nil {
 		t.Errorf("from the environment: %+v", c)
+	}
+	t.Setenv(procenv.EnvModalities, "vision,fingertip")
+	if c, err = parseModuleFlags(nil, io.Discard); err != nil || !slices.Equal(c.Modalities, []string{"vision", "fingertip"}) {
+		t.Errorf("pairing list from serket train: %q (%v)", c.Modalities, err)
 	}
 	c, err = parseModuleFlags([]string{"--name", "touch", "--latent", "8", "--checkpoint", "t.ckpt", "--lr", "0.01"}, io.Discard)
 	if err != nil {
@@ -113,7 +119,7 @@ func TestModuleNeedsOnlyItsDataFile(t *testing.T) {
 	if _, present, err := m.LoadBatch(ids); err != nil || slices.Contains(present, false) {
 		t.Fatalf("LoadBatch of every item: %v (present %v)", err, present)
 	}
-	if _, err := (&moduleConfig{Flags: module.Flags{Data: t.TempDir(), Name: "touch", Latent: 8, LR: 1e-3}, hidden: 8}).modality(); err == nil ||
+	if _, err := (&moduleConfig{Flags: module.Flags{Flags: procenv.Flags{Data: t.TempDir(), Name: "touch", Latent: 8, LR: 1e-3}}, hidden: 8}).modality(); err == nil ||
 		!strings.Contains(err.Error(), "touch prepare") {
 		t.Errorf("without touch.dat: %v; want a hint to run touch prepare", err)
 	}
