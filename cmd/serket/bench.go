@@ -7,21 +7,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"codeberg.org/sbinet/npyio"
 	"github.com/spf13/cobra"
 
+	"github.com/serket-go/serket/bench/torchref"
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/internal/atomicfile"
-	"github.com/serket-go/serket/module"
-	"github.com/serket-go/serket/modules/audio"
-	"github.com/serket-go/serket/modules/language"
-	"github.com/serket-go/serket/modules/vision"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -199,72 +194,11 @@ sizes), and train_present_<F>.npy (uint8, N×3) the partial-pairing mask of
 each --fractions F, as the modules compute it.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			log := g.logger("bench")
 			m, err := eval.Open(data, 64, 0)
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return err
-			}
-			meta := map[string]any{"modalities": m.Names(), "latent": 64, "hidden": 512,
-				"tokens": dataset.MaxTokens, "vocab": m.Language.Vocab().Len(), "dataset": m.Manifest.Config}
-			sizes := map[string]int{}
-			for _, split := range []string{dataset.Train, dataset.Test} {
-				var ids []uint64
-				for _, it := range m.Manifest.InSplit(split) {
-					ids = append(ids, it.ID)
-				}
-				if split == dataset.Train && limit > 0 && limit < len(ids) {
-					ids = ids[:limit]
-				}
-				meta[split+"_items"] = len(ids)
-				for _, name := range m.Names() {
-					b, _, err := m.Modality(name).(module.Loader).LoadBatch(ids)
-					if err != nil {
-						return err
-					}
-					var arr any
-					switch x := b.(type) {
-					case *vision.Images:
-						arr, sizes[name] = x.Pix, vision.Pixels
-					case *language.Captions:
-						arr, sizes[name] = x.IDs, len(x.OneHot)/x.N
-					case *audio.Features:
-						arr, sizes[name] = x.X, len(x.X)/x.N
-					}
-					if err := writeNPY(filepath.Join(out, split+"_"+name+".npy"), arr); err != nil {
-						return err
-					}
-					log.Info("exported", "split", split, "modality", name, "items", len(ids))
-				}
-				if split != dataset.Train {
-					continue
-				}
-				var names []string
-				for _, f := range fractions {
-					mask := make([]uint8, len(ids)*len(m.Names()))
-					for i, id := range ids {
-						for k, name := range m.Names() {
-							if dataset.Present(id, split, name, m.Names(), f, pairSeed) {
-								mask[i*len(m.Names())+k] = 1
-							}
-						}
-					}
-					fs := strconv.FormatFloat(f, 'g', -1, 64)
-					names = append(names, fs)
-					if err := writeNPY(filepath.Join(out, "train_present_"+fs+".npy"), mask); err != nil {
-						return err
-					}
-				}
-				meta["fractions"] = names
-			}
-			meta["sizes"] = sizes
-			return atomicfile.Write(filepath.Join(out, "meta.json"), func(w io.Writer) error {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(meta)
-			})
+			return torchref.Export(m, torchref.ExportConfig{Dir: out, Fractions: fractions, PairingSeed: pairSeed, Limit: limit, Log: g.logger("bench")})
 		},
 	}
 	f := cmd.Flags()
@@ -274,16 +208,6 @@ each --fractions F, as the modules compute it.`,
 	f.Uint64Var(&pairSeed, "pairing-seed", 1, "seed of the partial-pairing masks (as the modules' --pairing-seed)")
 	f.IntVar(&limit, "limit", 0, "export the first N training items only (0: all)")
 	return cmd
-}
-
-func writeNPY(path string, arr any) error {
-	return atomicfile.Write(path, func(w io.Writer) error {
-		bw := bufio.NewWriterSize(w, 1<<20)
-		if err := npyio.Write(bw, arr); err != nil {
-			return err
-		}
-		return bw.Flush()
-	})
 }
 
 func newBenchImportCmd(g *globals) *cobra.Command {
@@ -304,22 +228,8 @@ the reference's model with the same code as serket's. Every shape is checked.`,
 			if err != nil {
 				return err
 			}
-			for _, name := range m.Names() {
-				for _, p := range m.Net(name).Params() {
-					path := filepath.Join(from, name, p.Name+".npy")
-					if err := readNPY(path, p.Shape, p.W); err != nil {
-						return err
-					}
-				}
-			}
-			if err := m.Save(out); err != nil {
+			if err := torchref.Import(m, from, out); err != nil {
 				return err
-			}
-			// The trainer's metrics log, for the throughput bench quality reports.
-			if b, err := os.ReadFile(filepath.Join(from, "metrics.jsonl")); err == nil {
-				if err := atomicfile.Write(filepath.Join(out, "metrics.jsonl"), func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
-					return err
-				}
 			}
 			fmt.Printf("%s: vision, language and audio checkpoints from %s\n", out, from)
 			return nil
@@ -334,53 +244,4 @@ the reference's model with the same code as serket's. Every shape is checked.`,
 	cmd.MarkFlagRequired("from")
 	cmd.MarkFlagRequired("out")
 	return cmd
-}
-
-// readNPY reads a float32 array of the given shape into dst.
-func readNPY(path string, shape []int, dst []float32) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	r, err := npyio.NewReader(bufio.NewReader(f))
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if got := r.Header.Descr.Shape; fmt.Sprint(got) != fmt.Sprint(shape) || strings.Trim(r.Header.Descr.Type, "'\"") != "<f4" {
-		return fmt.Errorf("%s: a %s array of shape %v, want <f4 of shape %v", path, r.Header.Descr.Type, got, shape)
-	}
-	var v []float32
-	if err := r.Read(&v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	for i, x := range v {
-		if x != x || x > 3e38 || x < -3e38 {
-			return fmt.Errorf("%s: value %d is %v", path, i, x)
-		}
-	}
-	copy(dst, v)
-	return nil
-}
-
-// benchResult is what a measuring bench subcommand found: a table to print,
-// and a check that fails the command when the run was not sound (a lost
-// reply, an unmatched round trip).
-type benchResult interface {
-	print(io.Writer) error
-	check() error
-}
-
-// reportBench prints res as a table, or as indented JSON, then checks it.
-func reportBench(w io.Writer, res benchResult, asJSON bool) error {
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
-			return err
-		}
-	} else if err := res.print(w); err != nil {
-		return err
-	}
-	return res.check()
 }

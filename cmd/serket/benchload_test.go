@@ -1,16 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/serket-go/serket/bench/loadbench"
 	"github.com/serket-go/serket/bus"
-	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/dataset/datasettest"
+	"github.com/serket-go/serket/launch"
+	"github.com/serket-go/serket/nn"
 )
 
 // A load run on the in-process pipeline answers every request, with the
@@ -20,23 +27,22 @@ import (
 func TestBenchLoad(t *testing.T) {
 	data := datasettest.Dir(t)
 	start := time.Now()
-	res, err := runLoad(context.Background(), loadConfig{
-		Data: data, Latent: 16, Hidden: 64,
-		Clients: 16, Conns: 4, Duration: 2 * time.Second, Warmup: 300 * time.Millisecond, Timeout: 5 * time.Second,
-		From: []string{dataset.Language, dataset.Vision}, To: []string{dataset.Language}, Items: 6, Baseline: true,
-	})
+	o := loadOpts{data: data, latent: 16, hidden: 64, clients: 16, conns: 4, duration: 2 * time.Second, warmup: 300 * time.Millisecond,
+		timeout: 5 * time.Second, wait: 10 * time.Second, from: []string{"language,vision"}, to: []string{"language"}, items: 6, baseline: true,
+		changed: func(string) bool { return false }}
+	res, err := o.run(context.Background(), &globals{pipeline: bus.DefaultPipeline}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("took %v", time.Since(start).Round(time.Millisecond))
 	var out strings.Builder
-	if err := res.print(&out); err != nil {
+	if err := printLoad(&out, res); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", out.String())
 	for _, ph := range []struct {
 		name string
-		p    *loadPhase
+		p    *loadbench.Phase
 	}{{"inference", &res.Inference}, {"baseline", res.Baseline}} {
 		p := ph.p
 		if p == nil {
@@ -59,120 +65,194 @@ func TestBenchLoad(t *testing.T) {
 	if want := res.Warmup.Sent + res.Inference.Sent; res.ServerRequests != want {
 		t.Errorf("the integrator counted %d requests, %d were sent", res.ServerRequests, want)
 	}
-	if res.P50Ratio <= 0 {
-		t.Errorf("p50 ratio %v", res.P50Ratio)
+	if res.P50Ratio <= 0 || !res.Owned || !strings.Contains(res.Setup, "in this process") {
+		t.Errorf("p50 ratio %v, owned %v, setup %q", res.P50Ratio, res.Owned, res.Setup)
 	}
-	if err := res.check(); err != nil {
+	if err := res.Check(); err != nil {
 		t.Error(err)
 	}
+	for _, want := range []string{"language+vision → language", "latency p99 (ms)", "p50 serket/raw", "accounting: every request sent was answered"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the table does not say %q", want)
+		}
+	}
+}
+
+// serketStdout runs serket and returns what it printed on stdout and,
+// apart, its log (and its children's); the test's log has both when it
+// fails.
+func serketStdout(t *testing.T, args ...string) (stdout []byte, stderr string, err error) {
+	t.Helper()
+	cmd := exec.Command(serketBin, args...)
+	var out, log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &log
+	if err := cmd.Run(); err != nil {
+		t.Logf("serket %s: stderr:\n%s\nstdout:\n%s", strings.Join(args, " "), log.String(), out.String())
+		return nil, log.String(), err
+	}
+	return out.Bytes(), log.String(), nil
 }
 
 // The command's flags reach the run, and --json prints what it measured;
 // the requests carry all three modalities.
 func TestBenchLoadCommand(t *testing.T) {
 	data := datasettest.Dir(t)
-	msg, err := serketOut(t, "bench", "load", "--data", data, "--latent", "16", "--hidden", "64",
+	out, _, err := serketStdout(t, "bench", "load", "--data", data, "--latent", "16", "--hidden", "64",
 		"--clients", "4", "--conns", "2", "--duration", "500ms", "--warmup", "100ms", "--items", "2",
 		"--from", "vision,language,audio", "--to", "vision", "--baseline=false", "--json", "--log-level", "warn")
 	if err != nil {
-		t.Fatalf("serket bench load: %v\n%s", err, msg)
+		t.Fatalf("serket bench load: %v", err)
 	}
-	var res loadResult
-	if err := json.Unmarshal([]byte(msg), &res); err != nil {
-		t.Fatalf("%v\n%s", err, msg)
+	var res loadbench.Result
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
 	}
 	p := res.Inference
 	if res.Clients != 4 || res.Conns != 2 || strings.Join(res.From, ",") != "audio,language,vision" || strings.Join(res.To, ",") != "vision" ||
 		res.Baseline != nil || p.Sent == 0 || p.OK != p.Sent || p.Latency.P50 > p.Latency.Max {
-		t.Errorf("unexpected result:\n%s", msg)
+		t.Errorf("unexpected result:\n%s", out)
 	}
 }
 
-// check fails a run that lost a request or whose counts do not add up.
-func TestBenchLoadCheck(t *testing.T) {
-	good := func() *loadResult {
-		return &loadResult{
-			Embedded:       true,
-			Warmup:         loadPhase{Sent: 3, OK: 3},
-			Inference:      loadPhase{Sent: 10, OK: 8, Errors: 2, ErrorKinds: map[string]int{"error reply 400: x": 2}},
-			Baseline:       &loadPhase{Sent: 5, OK: 5},
-			ServerRequests: 13,
-		}
+// --from and --to are read against the pipeline's modules: without --from
+// every built-in modality takes its samples, without --to every module
+// given no input is decoded, so that a module of one's own is loaded too.
+func TestBenchLoadPlan(t *testing.T) {
+	custom, err := launch.Load("../../examples/custom-modality/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reading := filepath.Join(t.TempDir(), "reading.txt")
+	if err := os.WriteFile(reading, []byte("hardness=0.5"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	tests := []struct {
-		name    string
-		edit    func(r *loadResult)
-		wantErr string
+		name            string
+		p               *launch.Pipeline
+		from, to        []string
+		sampled, given  string // comma-separated, sorted
+		want, wantUsage string
 	}{
-		{"accounted", func(*loadResult) {}, ""},
-		{"lost", func(r *loadResult) { r.Inference.OK--; r.Inference.Lost++ }, "1 of 10 requests lost"},
-		{"lost in warm-up", func(r *loadResult) { r.Warmup.OK--; r.Warmup.Lost++ }, "warm-up: 1 of 3"},
-		{"lost echo", func(r *loadResult) { r.Baseline.OK--; r.Baseline.Lost++ }, "baseline: 1 of 5"},
-		{"unaccounted", func(r *loadResult) { r.Inference.Sent++ }, "sent 11 ≠ ok 8 + errors 2 + lost 0"},
-		{"nothing sent", func(r *loadResult) { r.Inference = loadPhase{}; r.ServerRequests = 3 }, "no inference request"},
-		{"server disagrees", func(r *loadResult) { r.ServerRequests = 12 }, "the integrator counted 12"},
-		{"remote server not checked", func(r *loadResult) { r.Embedded = false; r.ServerRequests = 40 }, ""},
+		{"built-ins", launch.Default(), nil, nil, "vision,language,audio", "", "", ""},
+		{"custom module decoded", custom, nil, nil, "vision,language,audio", "", "touch", ""},
+		{"custom module given, the rest decoded", custom, []string{"touch=@" + reading, "vision"}, nil, "vision", "touch", "language,audio", ""},
+		{"as typed", custom, []string{"touch=hardness=0.2 mass=0.1", "language,audio"}, []string{"vision"}, "language,audio", "touch", "vision", ""},
+		{"the prior", custom, []string{"none"}, []string{"touch"}, "", "", "touch", ""},
+		{"nothing decoded", custom, []string{"vision"}, []string{"none"}, "vision", "", "", ""},
+		{"no samples of touch", custom, []string{"touch"}, nil, "", "", "", "touch: it has no sample inputs"},
+		{"not in the pipeline", launch.Default(), []string{"touch=x"}, nil, "", "", "", `"touch": the pipeline's modules are vision, language, audio`},
+		{"decode a stranger", custom, nil, []string{"smell"}, "", "", "", `--to "smell"`},
+		{"twice", custom, []string{"vision", "vision=@" + reading}, nil, "", "", "", "names vision twice"},
+		{"no file", custom, []string{"touch=@/no/such/file"}, nil, "", "", "", "--from touch=@/no/such/file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := good()
-			tt.edit(r)
-			err := r.check()
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatal(err)
+			sampled, given, want, err := planLoad(tt.p, tt.from, tt.to)
+			if tt.wantUsage != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantUsage) {
+					t.Fatalf("err %v, want one saying %q", err, tt.wantUsage)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, errLoad) {
-				t.Fatalf("err %v, want one containing %q", err, tt.wantErr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(sampled, ","); got != tt.sampled {
+				t.Errorf("sampled %s, want %s", got, tt.sampled)
+			}
+			if got := strings.Join(sortedKeys(given), ","); got != tt.given {
+				t.Errorf("given %s, want %s", got, tt.given)
+			}
+			if got := strings.Join(want, ","); got != tt.want {
+				t.Errorf("decoded %s, want %s", got, tt.want)
 			}
 		})
 	}
 }
 
-// verify refuses a reply that is not the one its request asked for.
-func TestBenchLoadVerify(t *testing.T) {
-	b := &inferBench{from: []string{"language", "vision"}, to: []string{"vision"}, ref: map[int][]float32{}}
-	reply := func(mu float32, edit func(*bus.InferReply)) *bus.InferReply {
-		r := &bus.InferReply{
-			Mu: bus.Matrix(1, 2, []float32{mu, 1}), Z: bus.Matrix(1, 2, []float32{mu, 1}),
-			Contributors: []string{"language", "vision"},
-			Outputs:      map[string][]bus.Payload{"vision": {{Type: "image/png", Data: []byte{1}}}},
-		}
-		if edit != nil {
-			edit(r)
-		}
-		return r
+// customModality lays out examples/custom-modality's pipeline file with
+// its touch module built beside it, as the file's ../../bin/touch expects,
+// in a directory of the test's own, and prepares touch.dat in data.
+func customModality(t *testing.T, data string) (file, touchBin string) {
+	t.Helper()
+	root := t.TempDir()
+	touchBin = filepath.Join(root, "bin", "touch")
+	build := exec.Command("go", "build", "-o", touchBin, "./examples/custom-modality")
+	if nn.Backend() == "openblas" {
+		build.Args = slices.Insert(build.Args, 2, "-tags", "openblas")
 	}
-	if kind := b.verify(0, reply(0.5, nil)); kind != "" {
-		t.Fatalf("first reply of item 0: %s", kind)
+	build.Dir = "../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the touch module: %v\n%s", err, out)
 	}
-	if kind := b.verify(1, reply(-2, nil)); kind != "" {
-		t.Fatalf("first reply of item 1: %s", kind)
+	b, err := os.ReadFile("../../examples/custom-modality/pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
 	}
+	file = filepath.Join(root, "examples", "custom-modality", "pipeline.yaml")
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(touchBin, "prepare", "--data", data).CombinedOutput(); err != nil {
+		t.Fatalf("touch prepare: %v\n%s", err, out)
+	}
+	return file, touchBin
+}
+
+// serket bench load -f examples/custom-modality/pipeline.yaml starts the
+// file's processes — the built-in modules and touch, a program of its own
+// that serket's code has never heard of — on an embedded server, and loads
+// them all: the built-ins with their sample inputs and touch by decoding;
+// then touch with a reading given as a file, through its own parser. Every
+// request is answered with the reply meant for it, and the integrator and
+// touch's own counters agree.
+func TestBenchLoadPipelineFile(t *testing.T) {
+	data := datasettest.Dir(t)
+	file, touchBin := customModality(t, data)
+	reading, err := exec.Command(touchBin, "simulate", "--class", "sneaker").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readingFile := filepath.Join(t.TempDir(), "reading.txt")
+	if err := os.WriteFile(readingFile, reading, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"bench", "load", "-f", file, "--data", data, "--items", "2", "--clients", "4", "--conns", "2",
+		"--duration", "1s", "--warmup", "200ms", "--baseline=false", "--json", "--log-level", "warn"}
 	tests := []struct {
-		name string
-		item int
-		rep  *bus.InferReply
-		want string // "" ok, else a prefix of the kind
+		name     string
+		args     []string
+		from, to string
 	}{
-		{"same item again", 0, reply(0.5, nil), ""},
-		{"another item's reply", 0, reply(-2, nil), "mismatch: the fused mean"},
-		{"degraded", 1, reply(-2, func(r *bus.InferReply) {
-			r.Contributors = []string{"language"}
-			r.Missing = map[string]string{"vision": "no answer within the deadline of 2s"}
-		}), "degraded: vision missing: no answer"},
-		{"contributors", 1, reply(-2, func(r *bus.InferReply) { r.Contributors = []string{"vision"} }), "mismatch: contributors"},
-		{"outputs", 1, reply(-2, func(r *bus.InferReply) { r.Outputs = nil }), "mismatch: outputs"},
-		{"samples", 1, reply(-2, func(r *bus.InferReply) { r.Outputs["vision"] = nil }), "mismatch: 0 vision outputs"},
-		{"latents", 1, reply(-2, func(r *bus.InferReply) { r.Z = bus.Matrix(2, 2, make([]float32, 4)) }), "mismatch: 2 latents"},
+		{"defaults", nil, "audio,language,vision", "touch"},
+		{"touch given", []string{"--from", "touch=@" + readingFile, "--from", "vision", "--to", "touch,language"}, "touch,vision", "language,touch"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := b.verify(tt.item, tt.rep)
-			if (tt.want == "") != (got == "") || !strings.HasPrefix(got, tt.want) {
-				t.Fatalf("verify = %q, want %q", got, tt.want)
+			start := time.Now()
+			out, _, err := serketStdout(t, append(slices.Clone(common), tt.args...)...)
+			if err != nil {
+				t.Fatalf("serket bench load -f %s: %v", file, err)
+			}
+			t.Logf("took %v", time.Since(start).Round(time.Millisecond))
+			var res loadbench.Result
+			if err := json.Unmarshal(out, &res); err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			p := res.Inference
+			if strings.Join(res.From, ",") != tt.from || strings.Join(res.To, ",") != tt.to || p.Sent == 0 || p.OK != p.Sent || !res.Owned ||
+				res.ServerRequests != res.Warmup.Sent+p.Sent || !strings.Contains(res.Setup, "the processes of "+file) {
+				t.Errorf("unexpected result:\n%s", out)
+			}
+			touched := false
+			for _, e := range res.Server {
+				touched = touched || e.Service == bus.ServiceName("touch") && e.Requests >= p.Sent && e.Errors == 0
+			}
+			if !touched {
+				t.Errorf("touch's own counters do not show every request: %+v", res.Server)
 			}
 		})
 	}
