@@ -55,10 +55,13 @@ modules to decode; without it, every module of the pipeline that --from gives
 no input is decoded, so that each module is loaded; "none" decodes nothing.
 
 With --nats URL, it loads a pipeline that is already running. Without, it
-starts one of its own on an embedded NATS server on a random port: with -f,
-the file's processes, as serket up starts them (its modules read --data, and
---checkpoint DIR if given); without, the vision, language and audio modules
-and an integrator in this process, with fresh weights (or --checkpoint DIR).
+starts one of its own and stops it at the end: with -f, the file's
+integrator and modules as processes, by serket up's launcher, on an
+embedded NATS server on a random port (--port); without, the vision,
+language and audio modules and an integrator in this process. Either way
+the modules serve fresh weights unless --checkpoint DIR (the file's
+train.checkpoint_dir is not read: say which model is measured), and read
+their data from --data.
 
 --baseline also measures, in the same run, a raw NATS request-reply echo of
 a payload of the inference request's size, by the same clients over the
