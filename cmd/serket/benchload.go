@@ -24,6 +24,7 @@ import (
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/launch"
 	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/procenv"
 )
 
 func newBenchLoadCmd(g *globals) *cobra.Command {
@@ -168,7 +169,7 @@ func (o *loadOpts) pipeline(g *globals) (*launch.Pipeline, error) {
 			return nil, err
 		}
 	}
-	if o.file == "" || o.changed("pipeline") || os.Getenv("SERKET_PIPELINE") != "" {
+	if o.file == "" || o.changed("pipeline") || os.Getenv(procenv.EnvPipeline) != "" {
 		p.Name = g.pipeline
 	}
 	if o.file == "" || o.changed("latent") {
@@ -320,13 +321,13 @@ func (o *loadOpts) loadProcesses(ctx context.Context, g *globals, p *launch.Pipe
 	if err != nil {
 		return nil, err
 	}
-	env := []string{"SERKET_DATA=" + data}
+	env := []string{procenv.EnvData + "=" + data}
 	if o.checkpoint != "" {
 		dir, err := filepath.Abs(o.checkpoint)
 		if err != nil {
 			return nil, err
 		}
-		env = append(env, "SERKET_CHECKPOINT_DIR="+dir)
+		env = append(env, procenv.EnvCheckpointDir+"="+dir)
 	}
 	p.NATS.Port = o.port
 	// As with the in-process pipeline, an interrupt stops the sending, not
