@@ -36,7 +36,7 @@ type JudgeConfig struct {
 	// Classifier trains a classifier judge.
 	Classifier ClassifierConfig
 	// Exemplars is how many training items of each class a ranking judge
-	// compares a generation with; default 10.
+	// draws its class's distinct items from; default 200.
 	Exemplars int
 	Progress  func(Progress)
 }
@@ -65,18 +65,21 @@ func (p *Pipeline) Judges(ctx context.Context, cfg JudgeConfig) (judges map[stri
 	return judges, no, nil
 }
 
-// rankJudge tells the class of a generation by which class's training
-// items the decoder's mean there makes likeliest, from their features
-// (one-hot for a categorical likelihood): log p(x | z) = Σ_f x_f log m_f.
+// rankJudge tells the class of a generation by which class's distinct
+// training items the decoder makes likeliest there: the class c with the
+// largest log (1/N_c) Σ_k p(x_k | z) over its N_c distinct items, each
+// scored from its features (one-hot for a categorical likelihood) and the
+// decoder's mean m: log p(x | z) = Σ_f x_f log m_f. Distinct, so that a
+// common item (a frequent caption) weighs no more than a rare one.
 type rankJudge struct {
-	m         *Module
-	exemplars []float32 // classes × per × F
-	per, f, c int
+	m       *Module
+	f       int
+	byClass [][]float32 // each class's distinct items' features, N_c×F
 }
 
 func newRankJudge(ctx context.Context, m *Module, per int) (*rankJudge, error) {
 	if per <= 0 {
-		per = 10
+		per = 200
 	}
 	c := len(m.p.Labels.Classes)
 	ids, classes, err := m.p.Labels.Split(dataset.Train, 0)
@@ -95,25 +98,34 @@ func newRankJudge(ctx context.Context, m *Module, per int) (*rankJudge, error) {
 			return nil, fmt.Errorf("eval: judging %s: no training item of class %q", m.Name, m.p.Labels.Classes[cls])
 		}
 	}
-	if slicesMin(taken) != per {
-		return nil, fmt.Errorf("eval: judging %s: fewer than %d training items of some class", m.Name, per)
-	}
 	x, f, err := m.Feats(ctx, pick, nil, 0)
 	if err != nil {
 		return nil, err
 	}
-	return &rankJudge{m: m, exemplars: x, per: per, f: f, c: c}, nil
-}
-
-func slicesMin(v []int) int {
-	m := v[0]
-	for _, x := range v {
-		m = min(m, x)
+	j := &rankJudge{m: m, f: f, byClass: make([][]float32, c)}
+	row := 0
+	for cls := range c {
+		seen := map[string]bool{}
+		for range taken[cls] {
+			item := x[row*f : (row+1)*f]
+			if key := fmt.Sprint(item); !seen[key] {
+				seen[key] = true
+				j.byClass[cls] = append(j.byClass[cls], item...)
+			}
+			row++
+		}
 	}
-	return m
+	return j, nil
 }
 
-func (j *rankJudge) Kind() string      { return fmt.Sprintf("ranking %d training items of each class", j.per) }
+func (j *rankJudge) Kind() string {
+	n := 0
+	for _, b := range j.byClass {
+		n += len(b) / j.f
+	}
+	return fmt.Sprintf("ranking classes by the decoder's likelihood of their distinct training items (%d)", n)
+}
+
 func (j *rankJudge) Accuracy() float64 { return -1 }
 
 func (j *rankJudge) Classes(ctx context.Context, z []float32, n int) ([]int, error) {
@@ -124,23 +136,26 @@ func (j *rankJudge) Classes(ctx context.Context, z []float32, n int) ([]int, err
 	if f != j.f {
 		return nil, fmt.Errorf("eval: %s's means have %d values, its features %d", j.m.Name, f, j.f)
 	}
-	logm := make([]float64, f)
+	logm, lls := make([]float64, f), []float64(nil)
 	out := make([]int, n)
 	for i := range n {
 		for k, v := range means[i*f : (i+1)*f] {
-			logm[k] = math.Log(max(float64(v), 1e-12))
+			logm[k] = math.Log(max(float64(v), 1e-30))
 		}
-		best, bestLL := 0, math.Inf(-1)
-		for cls := range j.c {
-			var s float64
-			for e := range j.per {
-				x := j.exemplars[(cls*j.per+e)*f : (cls*j.per+e+1)*f]
-				for k, v := range x {
-					s += float64(v) * logm[k]
+		best, bestScore := 0, math.Inf(-1)
+		for cls, items := range j.byClass {
+			lls = lls[:0]
+			for e := 0; e+f <= len(items); e += f {
+				var s float64
+				for k, v := range items[e : e+f] {
+					if v != 0 {
+						s += float64(v) * logm[k]
+					}
 				}
+				lls = append(lls, s)
 			}
-			if s > bestLL {
-				best, bestLL = cls, s
+			if s := logMeanExp(lls); s > bestScore {
+				best, bestScore = cls, s
 			}
 		}
 		out[i] = best

@@ -25,6 +25,18 @@ import (
 // fields and failed validations alike.
 var ErrInvalidPipeline = errors.New("launch: invalid pipeline")
 
+// LabelsOr is the pipeline's labels file (resolved against the file's
+// directory), else the manifest of the dataset in data.
+func (p *Pipeline) LabelsOr(data string) string {
+	switch {
+	case p.Labels == "":
+		return data
+	case filepath.IsAbs(p.Labels) || p.Base == "":
+		return p.Labels
+	}
+	return filepath.Join(p.Base, p.Labels)
+}
+
 // Defaults applied by Parse to fields that are absent from the file.
 const (
 	defaultPipelineName = "default"
@@ -82,6 +94,10 @@ type Pipeline struct {
 	Train *TrainSettings `yaml:"train,omitempty"`
 	// Fusion sets streaming fusion; nil: the integrator's defaults.
 	Fusion *FusionSettings `yaml:"fusion,omitempty"`
+	// Labels is a file of the items' classes and splits, for evaluation
+	// (which the modules never see; see eval.Labels), relative to the
+	// file's directory; empty: the dataset's manifest.
+	Labels string `yaml:"labels,omitempty"`
 
 	// Base is the directory relative command paths and working
 	// directories are taken from: Load sets it to the file's directory, so

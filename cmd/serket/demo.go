@@ -236,7 +236,7 @@ func runDemo(g *globals, data, out string, timeout time.Duration) error {
 	report := filepath.Join(out, "report")
 	say("serket eval --checkpoint %s --out %s   (the first run also trains two small classifiers that judge generated images and speech, about a minute)", run, report)
 	ecfg := eval.Config{Items: 1000, Prior: 1000, IWAEItems: 100, IWAEK: 100, ProbeTrain: 2000}
-	if err := runEval(g.logger("eval"), run, data, report, p.Latent, 512, ecfg); err != nil {
+	if err := runEval(g, g.logger("eval"), p, evalPaths{ckpt: run, data: data, out: report, labels: data}, ecfg); err != nil {
 		return err
 	}
 	say("done: open %s", filepath.Join(report, "index.html"))

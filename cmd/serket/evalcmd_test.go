@@ -49,7 +49,7 @@ func TestEvalWritesReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Coherence", "ELBO per epoch", "The shared latent", "Caption → image", "clip-01.wav"} {
+	for _, want := range []string{"Coherence", "ELBO per epoch", "The shared latent", "What vision generates", "What language generates", "clip-01.wav", "Judges"} {
 		if !strings.Contains(string(html), want) {
 			t.Errorf("the report has no %q", want)
 		}
@@ -63,7 +63,7 @@ func TestEvalWritesReport(t *testing.T) {
 	os.Remove(filepath.Join(ckpt, "audio.ckpt"))
 	other := filepath.Join(t.TempDir(), "report")
 	out, err = serketOut(t, append(args, "--out", other)...)
-	if err == nil || !strings.Contains(out, "audio") {
+	if err == nil || !strings.Contains(out, "no checkpoint of audio in "+ckpt) {
 		t.Fatalf("eval without audio.ckpt: %v\n%s", err, out)
 	}
 	if _, err := os.Stat(other); !os.IsNotExist(err) {
@@ -81,7 +81,7 @@ func TestEvalPresetsAndProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"vision", "audio"} { // judges another test cached
-		os.Remove(filepath.Join(data, "classifier-"+name+".ckpt"))
+		os.Remove(filepath.Join(data, "judge-"+name+".ckpt"))
 	}
 	m, err := eval.Open(data, 64, 32)
 	if err != nil {

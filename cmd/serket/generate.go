@@ -15,16 +15,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/dataset/speech"
-	"github.com/serket-go/serket/eval"
-	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/internal/atomicfile"
+	"github.com/serket-go/serket/launch"
 	"github.com/serket-go/serket/report"
 )
 
@@ -36,6 +34,7 @@ func newGenerateCmd(g *globals) *cobra.Command {
 		seed      int64
 		out, ckpt string
 		data      string
+		file      string
 		latent    int
 		hidden    int
 		timeout   time.Duration
@@ -54,12 +53,15 @@ features, by Griffin-Lim) and audio.png (the log-mel spectrograms of those
 waveforms). With no --from the latent is the prior.
 
 Against a running pipeline (serket up; --nats), or, with --checkpoint DIR,
-from a trained model's checkpoints in this process. --out is written whole
-or not at all.`,
+from a trained run's checkpoints: this command then starts the pipeline
+(--file, else the default one: vision, language, audio) as serket up would,
+every module its own process serving DIR's checkpoints, on a server of its
+own, and stops it when done. --out is written whole or not at all.`,
 		Example: `  serket generate --checkpoint runs/latest --from language="a pair of trousers" --to vision,audio --n 16 --out out/trousers
+  serket generate -f examples/custom-modality/pipeline.yaml --checkpoint runs/custom-modality --from touch=@reading.txt --to vision
   serket generate --from vision=shoe.png --to language --n 4 --out out/shoe      # on a running pipeline`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			obs, err := generateInputs(from)
 			if err != nil {
 				return err
@@ -76,7 +78,12 @@ or not at all.`,
 			defer cancel()
 			var rep *bus.InferReply
 			if ckpt != "" {
-				rep, err = generateFromCheckpoint(ctx, log, ckpt, data, latent, hidden, req)
+				p, perr := loadPipeline(optional(file))
+				if perr != nil {
+					return perr
+				}
+				withNetwork(p, flagInt(cmd, "latent", latent), flagInt(cmd, "hidden", hidden))
+				rep, err = generateFromCheckpoint(ctx, g, log, p, ckpt, data, req)
 			} else {
 				rep, err = generateOnPipeline(ctx, g, log, req)
 			}
@@ -115,10 +122,11 @@ or not at all.`,
 	f.IntVar(&n, "n", 16, "samples")
 	f.Int64Var(&seed, "seed", 1, "noise seed of the samples")
 	f.StringVar(&out, "out", "out/generate", "output directory (replaced)")
-	f.StringVar(&ckpt, "checkpoint", "", "generate from the checkpoints in this directory (vision.ckpt, language.ckpt, audio.ckpt) instead of a running pipeline")
-	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset (with --checkpoint: the modules' vocabulary and audio settings)")
-	f.IntVar(&latent, "latent", 64, "latent size of the checkpoints")
-	f.IntVar(&hidden, "hidden", 512, "hidden units per layer of the checkpoints")
+	f.StringVar(&ckpt, "checkpoint", "", "generate from the checkpoints in this directory (<module>.ckpt each) instead of a running pipeline")
+	f.StringVarP(&file, "file", "f", "", "with --checkpoint: the pipeline file whose modules serve them (default: vision, language, audio)")
+	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset (with --checkpoint: the built-in modules' vocabulary and audio settings)")
+	f.IntVar(&latent, "latent", 64, "with --checkpoint and no --file: latent size of the checkpoints")
+	f.IntVar(&hidden, "hidden", 512, "with --checkpoint and no --file: hidden units per layer of the built-in modules")
 	f.DurationVar(&timeout, "timeout", time.Minute, "how long to wait for the pipeline")
 	return cmd
 }
@@ -182,46 +190,21 @@ func generateOnPipeline(ctx context.Context, g *globals, log *slog.Logger, req *
 	return c.Infer(ctx, req)
 }
 
-// generateFromCheckpoint runs a pipeline of the checkpoints' modules in
-// this process (an embedded NATS server on a random loopback port, every
-// module and the integrator as goroutines) and asks it, so generation from
-// a checkpoint takes exactly the path it takes on a running pipeline.
-func generateFromCheckpoint(ctx context.Context, log *slog.Logger, dir, data string, latent, hidden int, req *bus.InferRequest) (*bus.InferReply, error) {
+// generateFromCheckpoint starts the pipeline p serving the checkpoints in
+// dir (serveCheckpoints) and asks it, so generation from a checkpoint takes
+// exactly the path it takes on a running pipeline.
+func generateFromCheckpoint(ctx context.Context, g *globals, log *slog.Logger, p *launch.Pipeline, dir, data string, req *bus.InferRequest) (*bus.InferReply, error) {
 	for _, name := range append(slices.Clone(req.Want), sortedKeys(req.Observations)...) {
-		if !slices.Contains(dataset.Modalities(), name) {
-			return nil, usagef("%q: a checkpoint holds the modules %s", name, strings.Join(dataset.Modalities(), ", "))
+		if !slices.ContainsFunc(p.Modules, func(m launch.Process) bool { return m.Name == name }) {
+			return nil, usagef("%q: the pipeline %q has the modules %s", name, p.Name, strings.Join(moduleNames(p), ", "))
 		}
 	}
-	m, err := eval.Open(data, latent, hidden)
+	s, err := serveCheckpoints(ctx, g, p, dir, data, log)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.Restore(dir); err != nil {
-		return nil, err
-	}
-	srv, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1"})
-	if err != nil {
-		return nil, err
-	}
-	defer srv.Shutdown()
-	stop, err := m.Serve(ctx, srv.ClientURL(), nil, &integrator.Config{})
-	if err != nil {
-		return nil, fmt.Errorf("the in-process pipeline: %w", err)
-	}
-	defer stop()
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name("serket-generate"))
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	c, err := client.New(nc, "", "generate")
-	if err != nil {
-		return nil, err
-	}
-	if _, err := c.WaitFor(ctx, true, m.Names()...); err != nil {
-		return nil, fmt.Errorf("the in-process pipeline did not come up: %w", err)
-	}
-	return c.Infer(ctx, req)
+	defer s.Close()
+	return s.client.Infer(ctx, req)
 }
 
 // writeGenerated writes the reply's outputs into dir, whole or not at all.

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/serket-go/serket/dataset/datasettest"
+	"github.com/serket-go/serket/examples/custom-modality/touch"
+	"github.com/serket-go/serket/examples/custom-modality/touchsim"
+)
+
+// TestCustomModalityThroughTheCommands: the tutorial's touch module, a
+// program serket's code knows nothing of, trained with vision and language
+// by `serket train`, then measured by `serket eval -f` (a coherence row and
+// column for touch, its likelihoods and probe, its panel in the report)
+// and used both ways by `serket generate -f --checkpoint`.
+func TestCustomModalityThroughTheCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains three modules and serves them three times")
+	}
+	data := datasettest.Dir(t)
+	if _, err := touchsim.Prepare(data, 1); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "touch")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../examples/custom-modality").CombinedOutput(); err != nil {
+		t.Fatalf("building touch: %v\n%s", err, out)
+	}
+	file := writeFile(t, "touch.yaml", `
+pipeline: feel
+latent: 8
+modules:
+  - {name: vision, args: [--hidden, "32"]}
+  - {name: language, args: [--hidden, "32"]}
+  - {name: touch, command: [`+bin+`], args: [--hidden, "32"]}
+`)
+	run := filepath.Join(t.TempDir(), "run")
+	step := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(serketBin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("serket %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	step("train", file, "--data", data, "--checkpoint-dir", run, "--epochs", "3", "--batch", "40", "--plan", "cross", "--eval-items", "0", "--lambda", "language=10,touch=10")
+
+	rep := filepath.Join(t.TempDir(), "report")
+	step("eval", "-f", file, "--checkpoint", run, "--data", data, "--out", rep,
+		"--items", "40", "--prior-samples", "40", "--iwae-items", "10", "--iwae-k", "10", "--probe-train", "240")
+	var res struct {
+		Coherence struct {
+			Subsets [][]string  `json:"subsets"`
+			Targets []string    `json:"targets"`
+			Acc     [][]float64 `json:"accuracy"`
+		} `json:"coherence"`
+		LogPCond map[string]float64 `json:"log_p_cond"`
+		Probe    map[string]float64 `json:"probe_accuracy"`
+	}
+	b, err := os.ReadFile(filepath.Join(rep, "eval.json"))
+	if err != nil || json.Unmarshal(b, &res) != nil {
+		t.Fatalf("eval.json: %v", err)
+	}
+	c := res.Coherence
+	if !slices.Contains(c.Targets, "touch") || !slices.ContainsFunc(c.Subsets, func(s []string) bool { return slices.Equal(s, []string{"touch"}) }) || len(c.Subsets) != 7 {
+		t.Errorf("coherence targets %v and subsets %v: want a row and a column for touch", c.Targets, c.Subsets)
+	}
+	if _, ok := res.LogPCond["touch"]; !ok || res.Probe["touch"] == 0 {
+		t.Errorf("likelihoods %v, probes %v: want touch's", res.LogPCond, res.Probe)
+	}
+	if html, _ := os.ReadFile(filepath.Join(rep, "index.html")); !strings.Contains(string(html), "What touch generates") {
+		t.Error("the report has no panel of what touch generates")
+	}
+
+	reading := touch.Format(touchsim.Reading(7, 1, 1<<62)) // a sneaker's
+	g1 := filepath.Join(t.TempDir(), "g1")
+	step("generate", "-f", file, "--checkpoint", run, "--data", data, "--from", "touch="+reading, "--to", "vision", "--n", "2", "--out", g1)
+	if _, err := os.Stat(filepath.Join(g1, "vision.png")); err != nil {
+		t.Errorf("touch → vision: %v", err)
+	}
+	g2 := filepath.Join(t.TempDir(), "g2")
+	step("generate", "-f", file, "--checkpoint", run, "--data", data, "--from", "language=a sneaker", "--to", "touch", "--n", "2", "--out", g2)
+	if b, err := os.ReadFile(filepath.Join(g2, "touch.txt")); err != nil || strings.Count(string(b), "\n") != 2 {
+		t.Errorf("language → touch: %q, %v", b, err)
+	}
+}
