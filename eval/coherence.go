@@ -1,20 +1,12 @@
 package eval
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
-
-	"github.com/serket-go/serket/dataset"
-	"github.com/serket-go/serket/module"
 )
-
-// Judges tell the class of what each modality's decoder generates: the
-// language decoder by its captions (no classifier needed), vision and audio
-// by a Classifier trained on real data.
-type Judges struct {
-	Vision, Audio *Classifier
-}
 
 // CoherenceConfig sets a coherence measurement.
 type CoherenceConfig struct {
@@ -68,113 +60,84 @@ func Subsets(names []string) [][]string {
 	return out
 }
 
-// Coherence generates every modality from every subset of the others (one
-// posterior sample per test item) and from the prior, and judges the
-// classes.
-func (m *Model) Coherence(j Judges, cfg CoherenceConfig) (*Coherence, error) {
+// Coherence generates every module a judge tells the class of from every
+// non-empty subset of the modules with items (one posterior sample per test
+// item) and from the prior, and judges the classes.
+func (p *Pipeline) Coherence(ctx context.Context, judges map[string]Judge, cfg CoherenceConfig) (*Coherence, error) {
 	if cfg.Items == 0 {
 		cfg.Items = 1000
-	}
-	if cfg.Prior == 0 {
-		cfg.Prior = 1000
 	}
 	if cfg.Seed == 0 {
 		cfg.Seed = 1
 	}
-	if cfg.Chunk == 0 {
-		cfg.Chunk = 500
+	c := &Coherence{Subsets: cfg.Subset, Targets: slices.Sorted(mapKeys(judges))}
+	if c.Subsets == nil {
+		c.Subsets = Subsets(p.withItems())
 	}
-	if j.Vision == nil || j.Audio == nil {
-		return nil, fmt.Errorf("eval: coherence needs the vision and audio classifiers")
-	}
-	subsets := cfg.Subset
-	if subsets == nil {
-		subsets = Subsets(m.Names())
-	}
-	c := &Coherence{Subsets: subsets, Targets: m.Names(), Acc: make([][]float64, len(subsets))}
-	for i := range c.Acc {
-		c.Acc[i] = make([]float64, len(c.Targets))
-	}
-	ids, classes, err := m.split(dataset.Test, cfg.Items)
+	ids, classes, err := p.Labels.Split("test", cfg.Items)
 	if err != nil {
 		return nil, err
 	}
+	c.Items = len(ids)
 	t := &tracker{fn: cfg.Progress}
-	t.start(PhaseCoherence, fmt.Sprintf("%d subsets × %d modalities, %d items, %d prior samples", len(subsets), len(c.Targets), len(ids), cfg.Prior),
-		"samples", len(ids)+cfg.Prior)
-	scorer, err := m.newCaptionScorer()
+	t.start(PhaseCoherence, fmt.Sprintf("%d subsets × %d modules, %d items, %d prior samples", len(c.Subsets), len(c.Targets), len(ids), cfg.Prior),
+		"generations", (len(c.Subsets)*len(ids)+cfg.Prior)*len(c.Targets))
+	post, err := p.encodeAll(ctx, p.withItems(), ids)
 	if err != nil {
 		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0xc0e4))
-	for lo := 0; lo < len(ids); lo += cfg.Chunk {
-		hi := min(lo+cfg.Chunk, len(ids))
-		n := hi - lo
-		batches := map[string]module.Batch{}
-		for _, name := range m.Names() {
-			b, _, err := m.Modality(name).(module.Loader).LoadBatch(ids[lo:hi])
-			if err != nil {
-				return nil, fmt.Errorf("eval: %w", err)
-			}
-			batches[name] = b
-		}
-		for si, s := range subsets {
-			f, err := m.posterior(s, batches, n)
+	c.Acc = make([][]float64, len(c.Subsets))
+	done := 0
+	for si, s := range c.Subsets {
+		z := sampleOne(post.fuse(s, len(ids), p.Latent), rng)
+		c.Acc[si] = make([]float64, len(c.Targets))
+		for ti, target := range c.Targets {
+			pred, err := judges[target].Classes(ctx, z, len(ids))
 			if err != nil {
 				return nil, err
 			}
-			z := sample(f, rng)
-			for ti, target := range c.Targets {
-				pred := m.judge(j, scorer, target, z, n)
-				c.Acc[si][ti] += float64(count(pred, classes[lo:hi]))
-			}
-		}
-		c.Items += n
-		t.set(c.Items)
-	}
-	for i := range c.Acc {
-		for k := range c.Acc[i] {
-			c.Acc[i][k] /= float64(max(c.Items, 1))
+			c.Acc[si][ti] = accuracy(pred, classes)
+			done += len(ids)
+			t.set(done)
 		}
 	}
-	// Unconditional: z ~ N(0, I), every modality generated and judged.
-	d := m.Latent
-	agree := 0
-	for lo := 0; lo < cfg.Prior; lo += cfg.Chunk {
-		n := min(cfg.Chunk, cfg.Prior-lo)
-		z := make([]float32, n*d)
-		for i := range z {
-			z[i] = float32(rng.NormFloat64())
-		}
-		var preds [][]int
-		for _, target := range c.Targets {
-			preds = append(preds, m.judge(j, scorer, target, z, n))
-		}
-		for i := range n {
-			same := true
-			for _, p := range preds[1:] {
-				same = same && p[i] == preds[0][i]
-			}
-			if same {
-				agree++
-			}
-		}
-		t.set(c.Items + lo + n)
+	if err := p.unconditional(ctx, c, judges, cfg.Prior, rng); err != nil {
+		return nil, err
 	}
 	t.finish()
-	c.PriorSamples = cfg.Prior
-	c.Unconditional = float64(agree) / float64(cfg.Prior)
 	return c, nil
 }
 
-// judge returns the class of what target's decoder generates at each of n
-// latents.
-func (m *Model) judge(j Judges, sc *captionScorer, target string, z []float32, n int) []int {
-	switch target {
-	case dataset.Vision:
-		return j.Vision.Classify(m.images01(z, n), n)
-	case dataset.Audio:
-		return j.Audio.Classify(m.Audio.Net().Forward(z, n), n)
+// unconditional draws latents from the prior, generates every judged
+// module and counts how often all their classes agree.
+func (p *Pipeline) unconditional(ctx context.Context, c *Coherence, judges map[string]Judge, n int, rng *rand.Rand) error {
+	c.PriorSamples = n
+	if n == 0 || len(c.Targets) < 2 {
+		return nil
 	}
-	return sc.classes(z, n)
+	z := make([]float32, n*p.Latent)
+	for i := range z {
+		z[i] = float32(rng.NormFloat64())
+	}
+	var preds [][]int
+	for _, target := range c.Targets {
+		pred, err := judges[target].Classes(ctx, z, n)
+		if err != nil {
+			return err
+		}
+		preds = append(preds, pred)
+	}
+	agree := 0
+	for i := range n {
+		same := true
+		for _, pr := range preds[1:] {
+			same = same && pr[i] == preds[0][i]
+		}
+		if same {
+			agree++
+		}
+	}
+	c.Unconditional = float64(agree) / float64(n)
+	return nil
 }

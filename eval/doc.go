@@ -1,15 +1,19 @@
-// Package eval measures a trained Fashion-MNIST-3 model (vision, language
-// and audio modalities) on the test split: the held-out ELBO, and how well
-// one modality predicts the class through another — coherence, judged by
-// the language decoder's belief in each class's captions and by an image
-// classifier trained here on the real training images.
+// Package eval measures a running pipeline of any modules on the test
+// split of their dataset, reaching them over the bus as the integrator
+// does (Connect), whatever their language or process:
 //
-// It runs in one process on module checkpoints (<dir>/<module>.ckpt), so a
-// model trained by serket's processes and one imported from another trainer
-// (the PyTorch reference under bench/) are measured by the same code.
+//   - coherence: how often what a module generates from every subset of the
+//     others (and from the prior) has the class of the item it came from,
+//     told by a Judge (a classifier of the module's features, or a ranking
+//     of its classes' items by its decoder's likelihood);
+//   - importance-sampled log-likelihoods (IWAE) of every module together
+//     and of each given the others, scored by the modules themselves;
+//   - linear probes and k-means of the shared latent.
 //
-// The labels come from the dataset's manifest, which no module ever reads:
-// evaluation is the only place where they meet the model.
+// Evaluate runs them all; Report draws the result, each module's
+// generations shown as their media type. The labels come from a file the
+// pipeline names (ReadLabels): no module ever reads them, so evaluation
+// is the only place where they meet the model.
 //
 // eval never prints. Long work (Evaluate's phases, training a judge) tells
 // a Progress callback how far it has got, and the caller shows it.

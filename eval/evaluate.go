@@ -1,15 +1,9 @@
 package eval
 
 import (
+	"context"
 	"fmt"
-	"math"
-	"math/rand/v2"
-	"slices"
 	"time"
-
-	"github.com/serket-go/serket/dataset"
-	"github.com/serket-go/serket/module"
-	"github.com/serket-go/serket/modules/vision"
 )
 
 // Config sets a whole evaluation (Evaluate). A zero field takes its value
@@ -99,167 +93,52 @@ type Result struct {
 	Seconds       map[string]float64 `json:"seconds"`             // per phase (PhaseCoherence, …)
 }
 
-// Evaluate measures the model on the test split: coherence, likelihoods
-// and the latent figures (see Result), telling cfg.Progress how far each
-// phase has got.
-func (m *Model) Evaluate(j Judges, cfg Config) (*Result, error) {
+// Evaluate measures the pipeline on the test split: it makes the judges,
+// then coherence, likelihoods and the latent figures (see Result), telling
+// cfg.Progress how far each phase has got.
+func (p *Pipeline) Evaluate(ctx context.Context, cfg Config) (*Result, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
+	if len(p.withItems()) == 0 {
+		return nil, fmt.Errorf("eval: no module of %v has items of its own to be measured on (module.Loader)", p.Names())
+	}
 	r := &Result{LogPCond: map[string]float64{}, LogPMarg: map[string]float64{}, Probe: map[string]float64{},
-		Judges: map[string]float64{dataset.Vision: j.Vision.Accuracy, dataset.Audio: j.Audio.Accuracy}, Seconds: map[string]float64{}}
+		Judges: map[string]float64{}, JudgeKinds: map[string]string{}, Seconds: map[string]float64{}}
 	t := &tracker{fn: cfg.Progress}
+	var judges map[string]Judge
 	phases := []struct {
 		name string
 		run  func() error
 	}{
-		{PhaseCoherence, func() (err error) {
-			r.Coherence, err = m.Coherence(j, CoherenceConfig{Items: cfg.Items, Prior: cfg.Prior, Seed: cfg.Seed, Progress: cfg.Progress})
+		{PhaseJudge, func() (err error) {
+			jc := cfg.Judges
+			jc.Progress = cfg.Progress
+			judges, r.NoJudge, err = p.Judges(ctx, jc)
+			for name, j := range judges {
+				r.JudgeKinds[name] = j.Kind()
+				if a := j.Accuracy(); a >= 0 {
+					r.Judges[name] = a
+				}
+			}
 			return err
 		}},
-		{PhaseLikelihoods, func() error { return m.likelihoods(r, cfg, t) }},
-		{PhaseLatent, func() error { return m.latentFigures(r, cfg, t) }},
+		{PhaseCoherence, func() (err error) {
+			r.Coherence, err = p.Coherence(ctx, judges, CoherenceConfig{Items: cfg.Items, Prior: cfg.Prior, Seed: cfg.Seed, Progress: cfg.Progress})
+			return err
+		}},
+		{PhaseLikelihoods, func() error { return p.likelihoods(ctx, r, cfg, t) }},
+		{PhaseLatent, func() error { return p.latentFigures(ctx, r, cfg, t) }},
 	}
-	for _, p := range phases {
+	for _, ph := range phases {
 		start := time.Now()
-		if err := p.run(); err != nil {
+		if err := ph.run(); err != nil {
 			return nil, err
 		}
-		r.Seconds[p.name] = time.Since(start).Seconds()
+		r.Seconds[ph.name] = time.Since(start).Seconds()
 	}
 	return r, nil
-}
-
-func (m *Model) batches(ids []uint64) (map[string]module.Batch, error) {
-	out := map[string]module.Batch{}
-	for _, name := range m.Names() {
-		b, _, err := m.Modality(name).(module.Loader).LoadBatch(ids)
-		if err != nil {
-			return nil, fmt.Errorf("eval: %w", err)
-		}
-		out[name] = b
-	}
-	return out, nil
-}
-
-func (m *Model) modalities() map[string]module.Modality {
-	out := map[string]module.Modality{}
-	for _, name := range m.Names() {
-		out[name] = m.Modality(name)
-	}
-	return out
-}
-
-// likelihoods estimates log p(x) and, leaving out each modality in turn,
-// log p(the others): one IWAE pass over the items each. A pass costs about
-// its items × its modalities decoder runs, which is what the phase counts,
-// so that a bar's estimate of the time left holds from the joint pass on.
-func (m *Model) likelihoods(r *Result, cfg Config, t *tracker) error {
-	ids, _, err := m.split(dataset.Test, cfg.IWAEItems)
-	if err != nil {
-		return err
-	}
-	all := m.Names()
-	n, k := len(ids), len(all)
-	t.start(PhaseLikelihoods, fmt.Sprintf("IWAE, K = %d, %d items", cfg.IWAEK, n), "item decodings", n*k*k) // k + k(k−1)
-	b, err := m.batches(ids)
-	if err != nil {
-		return err
-	}
-	mods, before := m.modalities(), 0
-	pass := func(subset []string) ([]float64, error) {
-		from := before
-		before += n * len(subset)
-		iw := IWAEConfig{K: cfg.IWAEK, Seed: cfg.Seed, Progress: func(done int) { t.set(from + done*len(subset)) }}
-		return IWAE(mods, subset, subset, b, m.Latent, iw)
-	}
-	joint, err := pass(all)
-	if err != nil {
-		return err
-	}
-	r.LogPX, r.IWAEK, r.IWAEItems = mean64(joint), cfg.IWAEK, n
-	for _, left := range all {
-		marg, err := pass(slices.DeleteFunc(slices.Clone(all), func(s string) bool { return s == left }))
-		if err != nil {
-			return err
-		}
-		r.LogPMarg[left] = mean64(marg)
-		r.LogPCond[left] = r.LogPX - r.LogPMarg[left]
-	}
-	t.finish()
-	return nil
-}
-
-// latentFigures fits a linear probe to the posterior means given every
-// modality and given each alone, and clusters the joint means. The probes'
-// L-BFGS is nearly all of the phase and each probe is a pure function of
-// its latents, so they run at once (the encoders, which keep state between
-// calls, run one at a time before).
-func (m *Model) latentFigures(r *Result, cfg Config, t *tracker) error {
-	subsets := append([][]string{m.Names()}, Subsets(m.Names())[:len(m.Names())]...)
-	train := min(cfg.ProbeTrain, len(m.Manifest.InSplit(dataset.Train)))
-	t.start(PhaseLatent, fmt.Sprintf("linear probes from %d training items, k-means", train), "figures", len(subsets)+1)
-	type probe struct {
-		name string
-		acc  float64
-		err  error
-	}
-	done := make(chan probe, len(subsets))
-	for i, s := range subsets {
-		trainZ, trainY, err := m.means(dataset.Train, cfg.ProbeTrain, s)
-		if err != nil {
-			return err
-		}
-		testZ, testY, err := m.means(dataset.Test, cfg.Items, s)
-		if err != nil {
-			return err
-		}
-		if i == 0 {
-			r.LatentMeans, r.LatentClasses, r.ProbeTrain = testZ, testY, len(trainY)
-		}
-		go func() {
-			acc, err := LinearProbe(trainZ, trainY, testZ, testY, m.Latent, dataset.NumClasses, ProbeConfig{})
-			done <- probe{SubsetName(s), acc, err}
-		}()
-	}
-	assign, _ := KMeans(r.LatentMeans, len(r.LatentClasses), m.Latent, dataset.NumClasses, cfg.Seed, 5)
-	r.KMeansAcc = ClusterAccuracy(assign, r.LatentClasses, dataset.NumClasses, dataset.NumClasses)
-	r.KMeansARI = AdjustedRandIndex(assign, r.LatentClasses)
-	t.set(1)
-	for i := range subsets {
-		p := <-done // the channel holds every result, so returning early strands no goroutine
-		if p.err != nil {
-			return p.err
-		}
-		r.Probe[p.name] = p.acc
-		t.set(2 + i)
-	}
-	t.finish()
-	return nil
-}
-
-// means returns the posterior means given subset of the split's first n
-// items (n×D), with their classes.
-func (m *Model) means(split string, n int, subset []string) ([]float32, []int, error) {
-	ids, classes, err := m.split(split, n)
-	if err != nil {
-		return nil, nil, err
-	}
-	z := make([]float32, 0, len(ids)*m.Latent)
-	for lo := 0; lo < len(ids); lo += 500 {
-		hi := min(lo+500, len(ids))
-		b, err := m.batches(ids[lo:hi])
-		if err != nil {
-			return nil, nil, err
-		}
-		f, err := m.posterior(subset, b, hi-lo)
-		if err != nil {
-			return nil, nil, err
-		}
-		z = append(z, f.Mu...)
-	}
-	return z, classes, nil
 }
 
 func mean64(x []float64) float64 {
@@ -268,59 +147,4 @@ func mean64(x []float64) float64 {
 		s += v
 	}
 	return s / float64(len(x))
-}
-
-// Generate decodes n latents sampled from the posterior given the batches
-// (their first row each; the prior when there are none) with every
-// modality: images of Bernoulli means, the language decoder's captions
-// (module.Renderer), and the audio decoder's log-mel features (Frames×Mels
-// each, denormalised).
-func (m *Model) Generate(given map[string]module.Batch, n int, seed uint64) (images [][]float32, captions []string, logmel [][]float32, err error) {
-	var subset []string
-	b := map[string]module.Batch{}
-	for _, name := range m.Names() {
-		if x, ok := given[name]; ok {
-			subset = append(subset, name)
-			if x.Len() != 1 {
-				x = x.(module.Picker).Pick([]int{0})
-			}
-			b[name] = x.(module.Picker).Pick(make([]int, n))
-		}
-	}
-	z := make([]float32, n*m.Latent)
-	rng := rand.New(rand.NewPCG(seed, 0x9e4e))
-	if len(subset) == 0 {
-		for i := range z {
-			z[i] = float32(rng.NormFloat64())
-		}
-	} else {
-		f, err := m.posterior(subset, b, n)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		z = sample(f, rng)
-	}
-	pix := m.images01(z, n)
-	for i := range n {
-		images = append(images, pix[i*vision.Pixels:(i+1)*vision.Pixels])
-	}
-	caps, err := m.Language.Render(z, n)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	for _, c := range caps {
-		captions = append(captions, string(c.Data))
-	}
-	frames, mels := m.Audio.FrameSize()
-	f := frames * mels
-	out := m.Audio.Net().Forward(z, n)
-	for i := range n {
-		logmel = append(logmel, m.Audio.Denormalise(nil, out[i*f:(i+1)*f]))
-	}
-	for _, v := range pix {
-		if math.IsNaN(float64(v)) {
-			return nil, nil, nil, fmt.Errorf("eval: generated images are not finite")
-		}
-	}
-	return images, captions, logmel, nil
 }

@@ -1,175 +1,128 @@
 package eval
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
-	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/poe"
 )
 
-// IWAEConfig sets an importance-sampled likelihood estimate.
-type IWAEConfig struct {
-	K    int    // latent samples per item; default 1000
-	Seed uint64 // default 1
-	// Progress, if set, is told how many items are done, every few items.
-	Progress func(items int)
+// iwaeLatents is about how many latents one request to a module scores:
+// several items' K latents when K is small, since a module's GEMMs run a
+// batch of 100 rows at a fraction of their speed at 1000. The draws are
+// made item after item, so it changes no estimate (a variable so that a
+// test can show that).
+var iwaeLatents = 10000
+
+// likelihoods estimates log p(x) of every module with items and, leaving
+// out each in turn, log p(the others).
+func (p *Pipeline) likelihoods(ctx context.Context, r *Result, cfg Config, t *tracker) error {
+	ids, _, err := p.Labels.Split("test", cfg.IWAEItems)
+	if err != nil {
+		return err
+	}
+	all := p.withItems()
+	n, k := len(ids), len(all)
+	t.start(PhaseLikelihoods, fmt.Sprintf("IWAE, K = %d, %d items", cfg.IWAEK, n), "item decodings", n*k*k)
+	before := 0
+	pass := func(subset []string) ([]float64, error) {
+		from := before
+		before += n * len(subset)
+		return p.IWAE(ctx, subset, ids, cfg.IWAEK, cfg.Seed, func(done int) { t.set(from + done*len(subset)) })
+	}
+	joint, err := pass(all)
+	if err != nil {
+		return err
+	}
+	r.LogPX, r.IWAEK, r.IWAEItems = mean64(joint), cfg.IWAEK, n
+	if k > 1 {
+		for _, left := range all {
+			marg, err := pass(slices.DeleteFunc(slices.Clone(all), func(s string) bool { return s == left }))
+			if err != nil {
+				return err
+			}
+			r.LogPMarg[left] = mean64(marg)
+			r.LogPCond[left] = r.LogPX - r.LogPMarg[left]
+		}
+	}
+	t.finish()
+	return nil
 }
 
-// iwaeRows is how many latents IWAE decodes per forward pass: one item's
-// when K is large, several items' when it is small, since a pass of 100
-// rows runs the decoders' GEMMs at a fraction of their speed at 1000. A
-// variable so that a test can show that it changes no estimate.
-var iwaeRows = 1000
-
-// IWAE estimates, for every item of the batches, log p(x_T) for the
-// modalities T of targets by importance sampling (Burda et al. 2016) with
-// K latents from the proposal q(z | x_P), the product of the experts of the
-// proposal modalities P and the N(0, I) prior:
+// IWAE estimates, for each of the items, log p(x_S) for the modules S of
+// subset by importance sampling (Burda et al. 2016) with k latents from the
+// proposal q(z | x_S), the product of their posteriors and the N(0, I)
+// prior:
 //
-//	log p̂(x_T) = log (1/K) Σ_k exp(Σ_{m∈T} log p(x_m|z_k) + log N(z_k; 0, I) − log q(z_k|x_P)).
+//	log p̂(x_S) = log (1/K) Σ_k exp(Σ_{m∈S} log p(x_m|z_k) + log N(z_k; 0, I) − log q(z_k|x_S)).
 //
-// Its expectation is a lower bound on log p(x_T) that tightens as K grows,
-// and it is exact for any K when q is the true posterior p(z | x_T).
-// Log-likelihoods come from the modality's Scorer when it has one, else from
-// Decode (whose gradients are discarded). Every target's batch must be a
-// module.Picker.
-func IWAE(mods map[string]module.Modality, proposal, targets []string, batches map[string]module.Batch, d int, cfg IWAEConfig) ([]float64, error) {
-	if cfg.K == 0 {
-		cfg.K = 1000
+// Its expectation is a lower bound on log p(x_S) that tightens as K grows,
+// and it is exact for any K when q is the true posterior. The modules score
+// their own items (…score.<module>). progress, if set, is told how many
+// items are done.
+func (p *Pipeline) IWAE(ctx context.Context, subset []string, ids []uint64, k int, seed uint64, progress func(int)) ([]float64, error) {
+	if len(subset) == 0 || k < 1 {
+		return nil, fmt.Errorf("eval: IWAE of modules %v with K = %d", subset, k)
 	}
-	if cfg.Seed == 0 {
-		cfg.Seed = 1
+	post, err := p.encodeAll(ctx, subset, ids)
+	if err != nil {
+		return nil, err
 	}
-	if len(proposal) == 0 || len(targets) == 0 {
-		return nil, errors.New("eval: IWAE needs proposal and target modalities")
-	}
-	if cfg.K < 0 {
-		return nil, fmt.Errorf("eval: IWAE with K = %d samples, want at least 1", cfg.K)
-	}
-	n := -1
-	for _, name := range append(append([]string(nil), proposal...), targets...) {
-		if mods[name] == nil || batches[name] == nil {
-			return nil, fmt.Errorf("eval: IWAE: no modality or batch %q", name)
-		}
-		if l := batches[name].Len(); n >= 0 && l != n {
-			return nil, fmt.Errorf("eval: IWAE: %s has %d items, another modality %d", name, l, n)
-		} else {
-			n = l
-		}
-	}
-	for _, name := range targets {
-		if _, ok := batches[name].(module.Picker); !ok {
-			return nil, fmt.Errorf("eval: IWAE: %s's batches (%T) cannot be picked from (module.Picker)", name, batches[name])
-		}
-	}
-	var experts []poe.Expert
-	for _, name := range proposal {
-		mu, lv := make([]float32, n*d), make([]float32, n*d)
-		if err := mods[name].Encode(batches[name], mu, lv); err != nil {
-			return nil, fmt.Errorf("eval: %s: %w", name, err)
-		}
-		experts = append(experts, poe.Expert{Mu: mu, LogVar: lv})
-	}
-	var q poe.Fused
-	q.Fuse(experts, n, d)
-	s := newIWAEScratch(cfg.K, d, n, cfg.Seed)
-	out := make([]float64, n)
-	for lo := 0; lo < n; lo += s.items {
-		hi := min(lo+s.items, n)
-		s.logWeights(&q, lo, hi)
-		for _, name := range targets {
-			if err := s.addLogLik(mods[name], batches[name], hi-lo); err != nil {
-				return nil, fmt.Errorf("eval: %s: %w", name, err)
+	d, rng := p.Latent, rand.New(rand.NewPCG(seed, 0x1a4e))
+	q := post.fuse(subset, len(ids), d)
+	out := make([]float64, len(ids))
+	per := max(1, iwaeLatents/k)
+	for lo := 0; lo < len(ids); lo += per {
+		hi := min(lo+per, len(ids))
+		z, logw := proposalDraws(q, lo, hi, k, d, rng)
+		for _, name := range subset {
+			ll, err := p.Module(name).Score(ctx, ids[lo:hi], z, k)
+			if err != nil {
+				return nil, err
+			}
+			for r, v := range ll {
+				logw[r] += float64(v)
 			}
 		}
 		for i := lo; i < hi; i++ {
-			out[i] = logMeanExp(s.logw[(i-lo)*s.k : (i-lo+1)*s.k])
+			out[i] = logMeanExp(logw[(i-lo)*k : (i-lo+1)*k])
 			if math.IsNaN(out[i]) || math.IsInf(out[i], 0) {
-				return nil, fmt.Errorf("eval: IWAE of item %d is %v: the model's outputs are not finite", i, out[i])
+				return nil, fmt.Errorf("eval: IWAE of item %d is %v: the model's outputs are not finite", ids[i], out[i])
 			}
 		}
-		if cfg.Progress != nil {
-			cfg.Progress(hi)
+		if progress != nil {
+			progress(hi)
 		}
 	}
 	return out, nil
 }
 
-// iwaeScratch holds one forward pass of IWAE: K latents for each of a few
-// items, their log importance weights, and the rows of the batch they
-// score.
-type iwaeScratch struct {
-	k, d, items int
-	rng         *rand.Rand
-	z           []float32
-	logw        []float64
-	ll, w, dz   []float32
-	rows        []int
-}
-
-func newIWAEScratch(k, d, n int, seed uint64) *iwaeScratch {
-	items := max(1, min(n, iwaeRows/k))
-	return &iwaeScratch{k: k, d: d, items: items, rng: rand.New(rand.NewPCG(seed, 0x1a4e)),
-		z: make([]float32, items*k*d), logw: make([]float64, items*k), ll: make([]float32, items*k), rows: make([]int, items*k)}
-}
-
-// logWeights draws K latents from q for each item in [lo, hi), item after
-// item (the same draws whatever the pass size), and sets their log
-// prior − log proposal.
-func (s *iwaeScratch) logWeights(q *poe.Fused, lo, hi int) {
-	d, half := s.d, 0.5*math.Log(2*math.Pi)
+// proposalDraws draws k latents from q for each item in [lo, hi) and
+// returns them ((hi−lo)·k×d) with their log prior − log proposal.
+func proposalDraws(q *poe.Fused, lo, hi, k, d int, rng *rand.Rand) ([]float32, []float64) {
+	half := 0.5 * math.Log(2*math.Pi)
+	z, logw := make([]float32, (hi-lo)*k*d), make([]float64, (hi-lo)*k)
 	for i := lo; i < hi; i++ {
-		for r := range s.k {
-			row := (i-lo)*s.k + r
-			s.rows[row] = i
+		for r := range k {
+			row := (i-lo)*k + r
 			var lw float64
 			for j := range d {
-				e := s.rng.NormFloat64()
+				e := rng.NormFloat64()
 				mu, lv := float64(q.Mu[i*d+j]), float64(q.LogVar[i*d+j])
 				v := mu + math.Exp(0.5*lv)*e
-				s.z[row*d+j] = float32(v)
-				// log N(z; 0, 1) − log q(z) for this coordinate.
+				z[row*d+j] = float32(v)
 				lw += -0.5*v*v - half - (-0.5*e*e - half - 0.5*lv)
 			}
-			s.logw[row] = lw
+			logw[row] = lw
 		}
 	}
+	return z, logw
 }
 
-// addLogLik adds log p(x_m | z) of the pass's items to their weights.
-// Decode stands in for a modality without a Scorer; its gradients are
-// discarded.
-func (s *iwaeScratch) addLogLik(m module.Modality, b module.Batch, items int) error {
-	rows := items * s.k
-	z, ll := s.z[:rows*s.d], s.ll[:rows]
-	x := b.(module.Picker).Pick(s.rows[:rows])
-	var err error
-	if sc, ok := m.(module.Scorer); ok {
-		err = sc.LogLik(z, x, ll)
-	} else {
-		if s.w == nil {
-			s.w, s.dz = make([]float32, len(s.ll)), make([]float32, len(s.z))
-			for r := range s.w {
-				s.w[r] = 1
-			}
-		}
-		err = m.Decode(z, x, s.w[:rows], ll, s.dz[:rows*s.d])
-		if l, ok := m.(module.Learner); ok {
-			l.Discard()
-		}
-	}
-	if err != nil {
-		return err
-	}
-	for r, v := range ll {
-		s.logw[r] += float64(v)
-	}
-	return nil
-}
-
+// logMeanExp is log (1/n) Σ exp(x_i), computed without overflow.
 func logMeanExp(x []float64) float64 {
 	mx := math.Inf(-1)
 	for _, v := range x {

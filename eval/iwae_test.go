@@ -1,12 +1,16 @@
-package eval
+package eval_test
 
 import (
+	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"gonum.org/v1/gonum/mat"
 
+	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/toy"
 )
@@ -14,14 +18,16 @@ import (
 // linearGaussian builds two toy modalities (x_m = V_m z + c_m + σ noise)
 // whose decoders have orthogonal columns, so each likelihood, as a function
 // of z, is a diagonal Gaussian; their encoders are set to exactly that
-// expert, so the product of experts with the prior is the true posterior.
-// It returns the modalities, a few observations of each, and the exact
-// log p(x_1, x_2) and log p(x_1) of every observation.
-func linearGaussian(t *testing.T, n, d, items int) (map[string]module.Modality, map[string]module.Batch, []float64, []float64) {
+// expert, so the product of experts with the prior is the true posterior
+// (unless spoil, added to the second one's log-variance and mean, is not 0).
+// It serves them as modules of a pipeline whose items (ids 0 to items−1)
+// are a few observations of each, and returns it with the exact
+// log p(x_1, x_2) and log p(x_1) of every item.
+func linearGaussian(t *testing.T, n, d, items int, spoil float32) (*eval.Pipeline, []uint64, []float64, []float64) {
 	t.Helper()
 	const sigma = 0.5
 	rng := rand.New(rand.NewPCG(7, 8))
-	mods := map[string]module.Modality{}
+	mods := map[string]*toy.Toy{}
 	batches := map[string]module.Batch{}
 	vs := map[string]*mat.Dense{}
 	cs := map[string][]float64{}
@@ -79,6 +85,12 @@ func linearGaussian(t *testing.T, n, d, items int) (map[string]module.Modality, 
 			}
 			b[k] = float32(bk)
 		}
+		if name == "b" { // a worse proposal: b's expert wider and off by spoil
+			for k := range d {
+				s[k] += spoil
+				b[k] += spoil
+			}
+		}
 		x := make([]float32, items*n)
 		for it := range items {
 			for i := range n {
@@ -127,20 +139,43 @@ func linearGaussian(t *testing.T, n, d, items int) (map[string]module.Modality, 
 		exactAB[it] = logN(x, append(append([]float64(nil), cs["a"]...), cs["b"]...), cov(&joint))
 		exactA[it] = logN(x[:n], cs["a"], cov(vs["a"]))
 	}
-	return mods, batches, exactAB, exactA
+	ids := make([]uint64, items)
+	for i := range ids {
+		ids[i] = uint64(i)
+	}
+	return serve(t, "gauss", nil, fixed{mods["a"], batches["a"].(*toy.Obs)}, fixed{mods["b"], batches["b"].(*toy.Obs)}), ids, exactAB, exactA
+}
+
+// fixed is a toy module whose items are the given observations: item i is
+// row i.
+type fixed struct {
+	*toy.Toy
+	obs *toy.Obs
+}
+
+func (f fixed) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
+	rows := make([]int, len(ids))
+	for i, id := range ids {
+		if id >= uint64(f.obs.Len()) {
+			return nil, nil, fmt.Errorf("no item %d", id)
+		}
+		rows[i] = int(id)
+	}
+	return f.obs.Pick(rows), slices.Repeat([]bool{true}, len(ids)), nil
 }
 
 // With the true posterior as the proposal every importance weight is p(x):
 // the estimate is exact for any K.
 func TestIWAEExactWithTheTruePosterior(t *testing.T) {
 	const n, d = 6, 3
-	mods, batches, exactAB, exactA := linearGaussian(t, n, d, 5)
+	p, ids, exactAB, exactA := linearGaussian(t, n, d, 5, 0)
+	ctx := context.Background()
 	for _, k := range []int{1, 50} {
-		got, err := IWAE(mods, []string{"a", "b"}, []string{"a", "b"}, batches, d, IWAEConfig{K: k})
+		got, err := p.IWAE(ctx, []string{"a", "b"}, ids, k, 1, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		gotA, err := IWAE(mods, []string{"a"}, []string{"a"}, batches, d, IWAEConfig{K: k})
+		gotA, err := p.IWAE(ctx, []string{"a"}, ids, k, 1, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,13 +187,13 @@ func TestIWAEExactWithTheTruePosterior(t *testing.T) {
 	}
 }
 
-// With a worse proposal (one modality's posterior for both), one sample is
-// a loose lower bound and many samples close the gap.
+// With a worse proposal (one expert wider and off), one sample is a loose
+// lower bound and many samples close the gap.
 func TestIWAETightensWithK(t *testing.T) {
 	const n, d, items = 6, 3, 20
-	mods, batches, exactAB, _ := linearGaussian(t, n, d, items)
+	p, ids, exactAB, _ := linearGaussian(t, n, d, items, 1.5)
 	gap := func(k int) float64 {
-		est, err := IWAE(mods, []string{"a"}, []string{"a", "b"}, batches, d, IWAEConfig{K: k, Seed: 3})
+		est, err := p.IWAE(context.Background(), []string{"a", "b"}, ids, k, 3, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,24 +203,24 @@ func TestIWAETightensWithK(t *testing.T) {
 		}
 		return g / items
 	}
-	g1, g1000 := gap(1), gap(2000)
-	t.Logf("mean gap to the exact log p(a,b): K=1 %.3f nats, K=2000 %.3f nats", g1, g1000)
-	if !(g1 > 0.5) || math.Abs(g1000) > 0.1*g1 || math.Abs(g1000) > 0.2 {
-		t.Fatalf("gap %.3f at K=1 and %.3f at K=2000: want a clear bound at K=1 and under a tenth of it at K=2000", g1, g1000)
+	g1, g2000 := gap(1), gap(2000)
+	t.Logf("mean gap to the exact log p(a,b): K=1 %.3f nats, K=2000 %.3f nats", g1, g2000)
+	if !(g1 > 0.5) || math.Abs(g2000) > 0.1*g1 || math.Abs(g2000) > 0.2 {
+		t.Fatalf("gap %.3f at K=1 and %.3f at K=2000: want a clear bound at K=1 and under a tenth of it at K=2000", g1, g2000)
 	}
 }
 
-// Decoding several items' latents in one pass (small K) gives the estimates
-// of one item per pass, and Progress counts the items up to all of them.
+// Scoring several items' latents in one request (small K) gives the
+// estimates of one item per request, and progress counts the items up to
+// all of them.
 func TestIWAEPassSizeChangesNothing(t *testing.T) {
 	const n, d, items, k = 6, 3, 23, 10
-	mods, batches, _, _ := linearGaussian(t, n, d, items)
-	estimate := func(rows int) ([]float64, []int) {
+	p, ids, _, _ := linearGaussian(t, n, d, items, 1.5)
+	estimate := func(latents int) ([]float64, []int) {
 		t.Helper()
-		defer func(r int) { iwaeRows = r }(iwaeRows)
-		iwaeRows = rows
+		defer eval.SetIWAELatents(latents)()
 		var done []int
-		est, err := IWAE(mods, []string{"a"}, []string{"a", "b"}, batches, d, IWAEConfig{K: k, Progress: func(i int) { done = append(done, i) }})
+		est, err := p.IWAE(context.Background(), []string{"a", "b"}, ids, k, 1, func(i int) { done = append(done, i) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,10 +230,10 @@ func TestIWAEPassSizeChangesNothing(t *testing.T) {
 	many, doneMany := estimate(7 * k)
 	for i := range one {
 		if math.Abs(one[i]-many[i]) > 1e-9*math.Abs(one[i]) {
-			t.Fatalf("item %d: %.9f with one item per pass, %.9f with seven", i, one[i], many[i])
+			t.Fatalf("item %d: %.9f with one item per request, %.9f with seven", i, one[i], many[i])
 		}
 	}
 	if len(doneOne) != items || doneOne[items-1] != items || len(doneMany) != 4 || doneMany[3] != items || doneMany[0] != 7 {
-		t.Fatalf("progress %v with one item per pass and %v with seven, want 1…%d and 7, 14, 21, %d", doneOne, doneMany, items, items)
+		t.Fatalf("progress %v with one item per request and %v with seven, want 1…%d and 7, 14, 21, %d", doneOne, doneMany, items, items)
 	}
 }

@@ -1,22 +1,28 @@
-package eval
+package eval_test
 
 import (
+	"context"
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/dataset/datasettest"
+	"github.com/serket-go/serket/eval"
+	"github.com/serket-go/serket/modules/fmnist3"
 )
 
-// phaseLog collects Progress reports, phase by phase.
+// phaseLog collects eval.Progress reports, phase by phase.
 type phaseLog struct {
 	phases []string
-	seen   map[string][]Progress
+	seen   map[string][]eval.Progress
 }
 
-func (l *phaseLog) add(p Progress) {
+func (l *phaseLog) add(p eval.Progress) {
 	if l.seen == nil {
-		l.seen = map[string][]Progress{}
+		l.seen = map[string][]eval.Progress{}
 	}
 	if len(l.phases) == 0 || l.phases[len(l.phases)-1] != p.Phase {
 		l.phases = append(l.phases, p.Phase)
@@ -50,82 +56,63 @@ func (l *phaseLog) check(t *testing.T, phase string, total int) {
 	}
 }
 
-// Every phase of an evaluation, the judges' training included, tells its
-// caller that it starts, how far it has got, and that it has finished, with
-// counts that reach their totals; the phases' times are kept under the same
-// names.
+// Every phase of an evaluation of the built-in modules, the judges'
+// training included, tells its caller that it starts, how far it has got,
+// and that it has finished, with counts that reach their totals; the
+// phases' times are kept under the same names. The same evaluation again
+// gives the same figures; a negative size is refused.
 func TestEvaluateReportsEveryPhase(t *testing.T) {
-	m := openSmall(t)
-	var l phaseLog
-	var j Judges
-	var err error
-	if j.Vision, err = m.TrainClassifier(dataset.Vision, ClassifierConfig{Epochs: 2, Progress: l.add}); err != nil {
-		t.Fatal(err)
-	}
-	if j.Audio, err = m.TrainClassifier(dataset.Audio, ClassifierConfig{Epochs: 1, Batch: 60, Progress: l.add}); err != nil {
-		t.Fatal(err)
-	}
-	const items, prior, iwaeItems, probeTrain = 30, 20, 12, 60
-	r, err := m.Evaluate(j, Config{Items: items, Prior: prior, IWAEItems: iwaeItems, IWAEK: 150, ProbeTrain: probeTrain, Progress: l.add})
+	dir := datasettest.Dir(t)
+	m, err := fmnist3.Open(dir, 8, 32)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"judge vision", "judge audio", PhaseCoherence, PhaseLikelihoods, PhaseLatent}
+	labels, err := eval.ReadLabels(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := serve(t, "fm", labels, m.Vision, m.Language, m.Audio)
+	var l phaseLog
+	const items, prior, iwaeItems, probeTrain = 30, 20, 12, 60
+	r, err := p.Evaluate(context.Background(), eval.Config{Items: items, Prior: prior, IWAEItems: iwaeItems, IWAEK: 150, ProbeTrain: probeTrain,
+		Judges: eval.JudgeConfig{Classifier: eval.ClassifierConfig{Epochs: 2, Batch: 60}}, Progress: l.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"judge audio", "judge vision", eval.PhaseCoherence, eval.PhaseLikelihoods, eval.PhaseLatent}
 	if !slices.Equal(l.phases, want) {
 		t.Fatalf("phases %q, want %q, each once", l.phases, want)
 	}
-	train := len(m.Manifest.InSplit(dataset.Train))
-	l.check(t, "judge vision", 2*(train/100)+1)
-	l.check(t, "judge audio", train/60+1)
-	l.check(t, PhaseCoherence, items+prior)
-	k := len(m.Names()) // the joint pass decodes every modality, each other pass one fewer
-	l.check(t, PhaseLikelihoods, (k+k*(k-1))*iwaeItems)
-	l.check(t, PhaseLatent, 1+len(m.Names())+1)
-	if !strings.Contains(l.seen[PhaseLikelihoods][0].Detail, "K = 150") {
-		t.Errorf("the likelihoods' detail %q does not give K", l.seen[PhaseLikelihoods][0].Detail)
+	train, _, err := labels.Split(dataset.Train, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, p := range want[2:] {
-		if _, ok := r.Seconds[p]; !ok {
-			t.Errorf("no time for phase %q in %v", p, r.Seconds)
+	l.check(t, "judge audio", 2*(len(train)/60))
+	l.check(t, "judge vision", 2*(len(train)/60))
+	k := len(p.Modules) // the joint pass scores every module, each other pass one fewer
+	l.check(t, eval.PhaseCoherence, ((1<<k-1)*items+prior)*k)
+	l.check(t, eval.PhaseLikelihoods, (k+k*(k-1))*iwaeItems)
+	l.check(t, eval.PhaseLatent, 1+k+1)
+	if !strings.Contains(l.seen[eval.PhaseLikelihoods][0].Detail, "K = 150") {
+		t.Errorf("the likelihoods' detail %q does not give K", l.seen[eval.PhaseLikelihoods][0].Detail)
+	}
+	for _, ph := range want[2:] {
+		if _, ok := r.Seconds[ph]; !ok {
+			t.Errorf("no time for phase %q in %v", ph, r.Seconds)
 		}
 	}
 	if len(r.Probe) != 4 || r.ProbeTrain != probeTrain || r.IWAEItems != iwaeItems {
 		t.Errorf("probes %v from %d items, IWAE on %d: want 4 probes from %d, IWAE on %d", r.Probe, r.ProbeTrain, r.IWAEItems, probeTrain, iwaeItems)
 	}
-}
-
-// The default evaluation is the fast one; Thorough is today's published
-// sizes (K = 1000 on 1000 items) and costs at least ten times as much; a
-// field set by hand wins over either preset; a negative size is refused.
-func TestConfigPresets(t *testing.T) {
-	type sizes struct {
-		items, prior, iwaeItems, iwaeK, probeTrain int
-		seed                                       uint64
+	again, err := p.Evaluate(context.Background(), eval.Config{Items: items, Prior: prior, IWAEItems: iwaeItems, IWAEK: 150, ProbeTrain: probeTrain,
+		Judges: eval.JudgeConfig{Classifier: eval.ClassifierConfig{Epochs: 2, Batch: 60}}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	resolve := func(c Config) sizes {
-		t.Helper()
-		r, err := c.withDefaults()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sizes{r.Items, r.Prior, r.IWAEItems, r.IWAEK, r.ProbeTrain, r.Seed}
+	if again.LogPX != r.LogPX || !maps.Equal(again.Probe, r.Probe) || fmt.Sprint(again.Coherence) != fmt.Sprint(r.Coherence) {
+		t.Errorf("evaluated twice: log p(x) %v and %v, probes %v and %v, coherence %v and %v", r.LogPX, again.LogPX, r.Probe, again.Probe, r.Coherence, again.Coherence)
 	}
-	fast, thorough := resolve(Config{}), resolve(Config{Thorough: true})
-	if want := (sizes{1000, 1000, 500, 100, 2000, 1}); fast != want {
-		t.Errorf("default %+v, want %+v", fast, want)
-	}
-	if want := (sizes{1000, 1000, 1000, 1000, 5000, 1}); thorough != want {
-		t.Errorf("thorough %+v, want %+v", thorough, want)
-	}
-	// The likelihoods are nearly all of the time and scale with items × K.
-	if f, th := fast.iwaeItems*fast.iwaeK, thorough.iwaeItems*thorough.iwaeK; th < 10*f {
-		t.Errorf("IWAE work: fast %d, thorough %d, want thorough ≥ 10× fast", f, th)
-	}
-	if got := resolve(Config{Thorough: true, IWAEK: 300, Seed: 4}); got.iwaeK != 300 || got.seed != 4 || got.iwaeItems != 1000 {
-		t.Errorf("thorough with K = 300 and seed 4: %+v", got)
-	}
-	m := openSmall(t)
-	if _, err := m.Evaluate(Judges{Vision: &Classifier{}, Audio: &Classifier{}}, Config{IWAEK: -1}); err == nil || !strings.Contains(err.Error(), "IWAEK") {
+	if _, err := p.Evaluate(context.Background(), eval.Config{IWAEK: -1}); err == nil || !strings.Contains(err.Error(), "IWAEK") {
 		t.Errorf("K = −1: %v, want an error naming IWAEK", err)
 	}
 }

@@ -25,10 +25,10 @@ import (
 	"codeberg.org/sbinet/npyio"
 
 	"github.com/serket-go/serket/dataset"
-	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/internal/atomicfile"
 	"github.com/serket-go/serket/module"
 	"github.com/serket-go/serket/modules/audio"
+	"github.com/serket-go/serket/modules/fmnist3"
 	"github.com/serket-go/serket/modules/language"
 	"github.com/serket-go/serket/modules/vision"
 )
@@ -47,7 +47,7 @@ type ExportConfig struct {
 // token ids; audio: float32 normalised log-mel), train_present_<F>.npy
 // (uint8, N×modalities) the partial-pairing mask of each fraction F, and
 // meta.json (the row sizes, counts, vocabulary size and dataset settings).
-func Export(m *eval.Model, cfg ExportConfig) error {
+func Export(m *fmnist3.Model, cfg ExportConfig) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -92,7 +92,7 @@ func Export(m *eval.Model, cfg ExportConfig) error {
 
 // exportInputs writes modality name's encoder inputs of ids to path and
 // returns the size of a row.
-func exportInputs(m *eval.Model, name string, ids []uint64, path string) (int, error) {
+func exportInputs(m *fmnist3.Model, name string, ids []uint64, path string) (int, error) {
 	b, _, err := m.Modality(name).(module.Loader).LoadBatch(ids)
 	if err != nil {
 		return 0, fmt.Errorf("torchref: %s: %w", name, err)
@@ -154,7 +154,7 @@ func writeNPY(path string, arr any) error {
 // shape or type, or with a value that is not finite, and saves them as
 // out/<modality>.ckpt. It copies from/metrics.jsonl too, when there is one:
 // the reference trainer's log, whose throughput bench quality reports.
-func Import(m *eval.Model, from, out string) error {
+func Import(m *fmnist3.Model, from, out string) error {
 	for _, name := range m.Names() {
 		for _, p := range m.Net(name).Params() {
 			if err := readNPY(filepath.Join(from, name, p.Name+".npy"), p.Shape, p.W); err != nil {

@@ -17,6 +17,8 @@ import (
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/internal/atomicfile"
+	"github.com/serket-go/serket/launch"
+	"github.com/serket-go/serket/modules/fmnist3"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -38,88 +40,114 @@ bench/speed.sh drive them):
 
 func newBenchQualityCmd(g *globals) *cobra.Command {
 	var (
-		data, clfPath, save string
-		latent, hid         int
-		asJSON              bool
-		s                   eval.Settings
+		data, file, labels, save string
+		latent, hidden           int
+		asJSON                   bool
+		cfg                      eval.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "quality [NAME=]DIR...",
-		Short: "test ELBO and cross-modal coherence of trained checkpoints, side by side",
-		Long: `Measure the checkpoints in each DIR (vision.ckpt, language.ckpt, audio.ckpt) on
-the test split: the held-out ELBO, image/audio → label through the language
-decoder, and language/audio/label → image judged by an image classifier
-trained on the real training images (cached in --classifier; its own test
-accuracy is reported). The training throughput comes from DIR/metrics.jsonl
-when there is one. NAME labels a column (default: the directory's name).`,
+		Short: "measure trained runs side by side with serket eval's figures",
+		Long: `Evaluate the checkpoints in each DIR exactly as serket eval does (the pipeline
+of --file, default vision, language, audio, started to serve them; the same
+judges, coherence, likelihoods and probes) and print their headline figures
+side by side: log p(x) and each module's given the others, coherence to every
+judged module from each other module and from all the others, the linear
+probes, k-means and each judge's accuracy on real test items. The training
+throughput comes from DIR/metrics.jsonl when there is one. NAME labels a
+column (default: the directory's name). bench/quality.sh measures serket and
+the PyTorch reference (imported with serket bench import) this way.`,
 		Args: cobra.MinimumNArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
-			log := g.logger("bench")
-			m, err := eval.Open(data, latent, hid)
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := loadPipeline(optional(file))
 			if err != nil {
 				return err
 			}
-			clf, err := judge(m, dataset.Vision, clfPath, log)
+			withNetwork(p, flagInt(cmd, "latent", latent), flagInt(cmd, "hidden", hidden))
+			if labels == "" {
+				labels = p.LabelsOr(data)
+			}
+			rows, err := measureRuns(g, p, args, evalPaths{data: data, labels: labels}, cfg)
 			if err != nil {
 				return err
-			}
-			var names []string
-			var rows []map[string]any
-			for _, arg := range args {
-				name, dir, ok := strings.Cut(arg, "=")
-				if !ok {
-					name, dir = filepath.Base(arg), arg
-				}
-				if err := m.Restore(dir); err != nil {
-					return err
-				}
-				start := time.Now()
-				q, err := m.Measure(clf, s)
-				if err != nil {
-					return fmt.Errorf("%s: %w", dir, err)
-				}
-				log.Info("measured", "checkpoint", dir, "took", time.Since(start).Round(time.Millisecond))
-				row := map[string]any{}
-				b, _ := json.Marshal(q)
-				json.Unmarshal(b, &row)
-				row["system"], row["checkpoint"] = name, dir
-				if sps, ok := throughput(filepath.Join(dir, "metrics.jsonl")); ok {
-					row["samples_per_sec"] = sps
-				}
-				names = append(names, name)
-				rows = append(rows, row)
-			}
-			jsonLines := func(w io.Writer) error {
-				enc := json.NewEncoder(w)
-				for _, r := range rows {
-					if err := enc.Encode(r); err != nil {
-						return err
-					}
-				}
-				return nil
 			}
 			if save != "" {
-				if err := atomicfile.Write(save, jsonLines); err != nil {
+				if err := atomicfile.Write(save, func(w io.Writer) error { return jsonLines(w, rows) }); err != nil {
 					return err
 				}
 			}
 			if asJSON {
-				return jsonLines(os.Stdout)
+				return jsonLines(os.Stdout, rows)
 			}
-			return qualityTable(os.Stdout, names, rows)
+			return qualityTable(os.Stdout, rows)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset")
-	f.StringVar(&clfPath, "classifier", "", "the image classifier's cache (default DATA/classifier-vision.ckpt; trained when missing or of another dataset)")
-	f.IntVar(&latent, "latent", 64, "latent size of the checkpoints")
-	f.IntVar(&hid, "hidden", 512, "hidden units per layer of the checkpoints")
-	f.IntVar(&s.Items, "items", 2000, "test items for the coherence figures")
-	f.IntVar(&s.ELBOItems, "elbo-items", 1000, "test items for the ELBO")
-	f.Uint64Var(&s.Seed, "seed", 1, "seed of the latent samples")
-	f.BoolVar(&asJSON, "json", false, "print one JSON line per checkpoint instead of a table")
+	f.StringVarP(&file, "file", "f", "", "the pipeline file whose modules serve the checkpoints (default: vision, language, audio)")
+	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset the built-in modules read")
+	f.StringVar(&labels, "labels", "", "the items' classes and splits (default: the pipeline file's labels:, else the dataset's manifest)")
+	f.IntVar(&latent, "latent", 64, "with no --file: latent size of the checkpoints")
+	f.IntVar(&hidden, "hidden", 512, "with no --file: hidden units per layer of the built-in modules")
+	f.BoolVar(&cfg.Thorough, "thorough", false, "serket eval's sizes to publish: K = 1000 on 1000 items, a probe on 5000")
+	f.IntVar(&cfg.Items, "items", 2000, "test items for coherence and the latent figures")
+	f.IntVar(&cfg.IWAEItems, "iwae-items", 0, "test items for the likelihoods (default 500; 1000 with --thorough)")
+	f.IntVar(&cfg.IWAEK, "iwae-k", 0, "importance samples per item (default 100; 1000 with --thorough)")
+	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of every sample")
+	f.BoolVar(&asJSON, "json", false, "print one JSON line per run instead of a table")
 	f.StringVar(&save, "save", "", "also write the JSON lines to this file")
 	return cmd
+}
+
+// qualityRow is one run's figures, as bench quality prints and saves them.
+type qualityRow struct {
+	System        string             `json:"system"`
+	Checkpoint    string             `json:"checkpoint"`
+	SamplesPerSec float64            `json:"samples_per_sec,omitempty"`
+	Figures       map[string]float64 `json:"figures"`
+	Result        *eval.Result       `json:"result"`
+	order         []eval.Figure
+}
+
+// measureRuns evaluates each [NAME=]DIR in turn, a pipeline serving it at
+// a time.
+func measureRuns(g *globals, p *launch.Pipeline, args []string, at evalPaths, cfg eval.Config) ([]qualityRow, error) {
+	log := g.logger("bench")
+	ctx, cancel := signalContext()
+	defer cancel()
+	var rows []qualityRow
+	for _, arg := range args {
+		name, dir, ok := strings.Cut(arg, "=")
+		if !ok {
+			name, dir = filepath.Base(arg), arg
+		}
+		at.ckpt = dir
+		c := cfg
+		c.Progress = newPhaseBars(log).report
+		start := time.Now()
+		m, err := measureRun(ctx, g, log, p, at, c)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", dir, err)
+		}
+		m.served.Close()
+		log.Info("measured", "checkpoint", dir, "took", time.Since(start).Round(time.Millisecond))
+		row := qualityRow{System: name, Checkpoint: dir, Figures: map[string]float64{}, Result: m.result, order: m.result.Figures()}
+		for _, f := range row.order {
+			row.Figures[f.Name] = f.Value
+		}
+		row.SamplesPerSec, _ = throughput(filepath.Join(dir, "metrics.jsonl"))
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+func jsonLines(w io.Writer, rows []qualityRow) error {
+	enc := json.NewEncoder(w)
+	for _, r := range rows {
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // throughput is the training samples/s over every epoch of a metrics log
@@ -145,34 +173,39 @@ func throughput(path string) (float64, bool) {
 	return items / secs, secs > 0
 }
 
-func qualityTable(w io.Writer, names []string, rows []map[string]any) error {
+// qualityTable prints the runs' figures side by side, a row per figure in
+// the order the first run that has it lists it.
+func qualityTable(w io.Writer, rows []qualityRow) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "\t")
-	for _, n := range names {
-		fmt.Fprintf(tw, "%s\t", n)
+	var figures []eval.Figure
+	seen := map[string]bool{}
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t", r.System)
+		for _, f := range r.order {
+			if !seen[f.Name] {
+				seen[f.Name] = true
+				figures = append(figures, f)
+			}
+		}
 	}
 	fmt.Fprintln(tw)
-	metric := func(label, key, format string) {
-		fmt.Fprintf(tw, "%s\t", label)
+	figures = append(figures, eval.Figure{Name: "training samples/s", Digits: 0})
+	for _, f := range figures {
+		fmt.Fprintf(tw, "%s\t", f.Name)
 		for _, r := range rows {
-			if v, ok := r[key].(float64); ok {
-				fmt.Fprintf(tw, format+"\t", v)
+			v, ok := r.Figures[f.Name]
+			if f.Name == "training samples/s" {
+				v, ok = r.SamplesPerSec, r.SamplesPerSec > 0
+			}
+			if ok {
+				fmt.Fprintf(tw, "%.*f\t", f.Digits, v)
 			} else {
 				fmt.Fprint(tw, "–\t")
 			}
 		}
 		fmt.Fprintln(tw)
 	}
-	metric("test ELBO (nats)", "test_elbo", "%.1f")
-	metric("  KL", "test_kl", "%.1f")
-	metric("image → label", "image_to_label", "%.3f")
-	metric("audio → label", "audio_to_label", "%.3f")
-	metric("image+audio → label", "image_audio_to_label", "%.3f")
-	metric("language → image", "language_to_image", "%.3f")
-	metric("audio → image", "audio_to_image", "%.3f")
-	metric("label → image", "label_to_image", "%.3f")
-	metric("classifier (real test images)", "classifier_accuracy", "%.3f")
-	metric("training samples/s", "samples_per_sec", "%.0f")
 	return tw.Flush()
 }
 
@@ -194,7 +227,7 @@ sizes), and train_present_<F>.npy (uint8, N×3) the partial-pairing mask of
 each --fractions F, as the modules compute it.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			m, err := eval.Open(data, 64, 0)
+			m, err := fmnist3.Open(data, 64, 0)
 			if err != nil {
 				return err
 			}
@@ -224,7 +257,7 @@ layout) and write OUT/<modality>.ckpt (and copy FROM/metrics.jsonl), so that ser
 the reference's model with the same code as serket's. Every shape is checked.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			m, err := eval.Open(data, latent, hid)
+			m, err := fmnist3.Open(data, latent, hid)
 			if err != nil {
 				return err
 			}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/dataset/datasettest"
-	"github.com/serket-go/serket/eval"
+	"github.com/serket-go/serket/modules/fmnist3"
 	"github.com/serket-go/serket/modules/vision"
 )
 
@@ -76,7 +76,7 @@ func TestBenchExport(t *testing.T) {
 	if err != nil || meta.TrainItems != 50 || meta.Sizes["vision"] != 784 || len(meta.Fractions) != 1 || meta.Fractions[0] != "0.5" {
 		t.Fatalf("meta.json %s (%v)", b, err)
 	}
-	m, err := eval.Open(data, 64, 0)
+	m, err := fmnist3.Open(data, 64, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,10 +132,10 @@ func readNPYFile(t *testing.T, path string, ptr any) {
 
 // Weights in PyTorch's layout become checkpoints that restore exactly; a
 // file of the wrong shape or with a NaN is refused, naming it. The quality
-// command then measures the imported model.
+// command then measures the imported model, as serket eval would.
 func TestBenchImportAndQuality(t *testing.T) {
 	data := datasettest.Dir(t)
-	src, err := eval.Open(data, 64, 0)
+	src, err := fmnist3.Open(data, 64, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestBenchImportAndQuality(t *testing.T) {
 	if msg, err := serketOut(t, "bench", "import", "--data", data, "--from", weights, "--out", ckpt); err != nil {
 		t.Fatalf("serket bench import: %v\n%s", err, msg)
 	}
-	dst, err := eval.Open(data, 64, 0)
+	dst, err := fmnist3.Open(data, 64, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,21 +169,30 @@ func TestBenchImportAndQuality(t *testing.T) {
 		}
 	}
 
-	out, err := serketOut(t, "bench", "quality", "--data", data, "--items", "20", "--elbo-items", "20", "--json",
-		"--classifier", filepath.Join(t.TempDir(), "clf.ckpt"), "ref="+ckpt)
+	out, err := serketOut(t, "bench", "quality", "--data", data, "--items", "20", "--iwae-items", "10", "--iwae-k", "5", "--json", "ref="+ckpt)
 	if err != nil {
 		t.Fatalf("serket bench quality: %v\n%s", err, out)
 	}
-	var row map[string]any
+	var row struct {
+		System        string             `json:"system"`
+		SamplesPerSec float64            `json:"samples_per_sec"`
+		Figures       map[string]float64 `json:"figures"`
+		Result        struct {
+			Coherence struct{ Items int } `json:"coherence"`
+		} `json:"result"`
+	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &row); err != nil {
 		t.Fatalf("output %q: %v", out, err)
 	}
-	if row["system"] != "ref" || row["samples_per_sec"] != 400.0 || row["items"] != 20.0 {
-		t.Fatalf("quality row %v", row)
+	if row.System != "ref" || row.SamplesPerSec != 400 || row.Result.Coherence.Items != 20 {
+		t.Fatalf("quality row %+v", row)
 	}
-	if e, ok := row["test_elbo"].(float64); !ok || !(e < 0) || math.IsInf(e, 0) {
-		t.Fatalf("test ELBO %v", row["test_elbo"])
+	if e, ok := row.Figures["log p(x)"]; !ok || !(e < 0) || math.IsInf(e, 0) {
+		t.Fatalf("log p(x) %v in %v", e, row.Figures)
+	}
+	if c, ok := row.Figures["coherence vision → language"]; !ok || c < 0 || c > 1 {
+		t.Fatalf("coherence vision → language %v in %v", c, row.Figures)
 	}
 
 	// Refusals name the file.

@@ -20,10 +20,10 @@ import (
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/dataset"
-	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/launch"
 	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/modules/fmnist3"
 	"github.com/serket-go/serket/procenv"
 )
 
@@ -286,7 +286,7 @@ func (o *loadOpts) model() string {
 // startBuiltins serves the built-in model in this process on an embedded
 // server, until stop.
 func (o *loadOpts) startBuiltins(ctx context.Context, pipeline string) (url string, stop func(), err error) {
-	m, err := eval.Open(o.data, o.latent, o.hidden)
+	m, err := fmnist3.Open(o.data, o.latent, o.hidden)
 	if err != nil {
 		return "", nil, err
 	}

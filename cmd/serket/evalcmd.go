@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -98,28 +99,16 @@ type evalPaths struct{ ckpt, data, out, labels string }
 // and writes the report.
 func runEval(g *globals, log *slog.Logger, p *launch.Pipeline, at evalPaths, cfg eval.Config) error {
 	start := time.Now()
-	labels, err := eval.ReadLabels(at.labels)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	s, err := serveCheckpoints(ctx, g, p, at.ckpt, at.data, log)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	pl, err := eval.Connect(ctx, s.nc, p.Name, labels, moduleNames(p))
-	if err != nil {
-		return err
-	}
 	bars := newPhaseBars(log)
 	cfg.Progress = bars.report
-	cfg.Judges.Cache = filepath.Dir(labels.Path)
-	res, err := pl.Evaluate(ctx, cfg)
+	m, err := measureRun(ctx, g, log, p, at, cfg)
 	if err != nil {
 		return err
 	}
+	defer m.served.Close()
+	pl, res, labels := m.pipeline, m.result, m.pipeline.Labels
 	drawn := eval.Progress{Phase: phaseReport, Detail: at.out, Unit: "steps", Total: 2}
 	bars.report(drawn)
 	r, err := pl.Report(ctx, res, eval.ReportConfig{Title: "serket evaluation", Metrics: filepath.Join(at.ckpt, "metrics.jsonl"),
@@ -137,6 +126,36 @@ func runEval(g *globals, log *slog.Logger, p *launch.Pipeline, at evalPaths, cfg
 	printEval(res, labels)
 	fmt.Printf("report: %s (in %v)\n", filepath.Join(at.out, "index.html"), time.Since(start).Round(time.Second))
 	return nil
+}
+
+// measured is a run evaluated, with the pipeline still serving it.
+type measured struct {
+	served   *served
+	pipeline *eval.Pipeline
+	result   *eval.Result
+}
+
+// measureRun serves the run's checkpoints (see serveCheckpoints) and
+// evaluates them; the caller closes what it returns.
+func measureRun(ctx context.Context, g *globals, log *slog.Logger, p *launch.Pipeline, at evalPaths, cfg eval.Config) (*measured, error) {
+	labels, err := eval.ReadLabels(at.labels)
+	if err != nil {
+		return nil, err
+	}
+	s, err := serveCheckpoints(ctx, g, p, at.ckpt, at.data, log)
+	if err != nil {
+		return nil, err
+	}
+	pl, err := eval.Connect(ctx, s.nc, p.Name, labels, moduleNames(p))
+	if err == nil {
+		cfg.Judges.Cache = filepath.Dir(labels.Path)
+		var res *eval.Result
+		if res, err = pl.Evaluate(ctx, cfg); err == nil {
+			return &measured{served: s, pipeline: pl, result: res}, nil
+		}
+	}
+	s.Close()
+	return nil, err
 }
 
 func printEval(r *eval.Result, labels *eval.Labels) {

@@ -9,13 +9,14 @@ import (
 
 	"github.com/serket-go/serket/dataset/datasettest"
 	"github.com/serket-go/serket/eval"
+	"github.com/serket-go/serket/modules/fmnist3"
 )
 
 // serket eval on a (fresh) model: the figures as JSON and a report whose
 // pictures exist; a missing checkpoint is refused and leaves no report.
 func TestEvalWritesReport(t *testing.T) {
 	data := datasettest.Dir(t)
-	m, err := eval.Open(data, 64, 32)
+	m, err := fmnist3.Open(data, 64, 32)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestEvalPresetsAndProgress(t *testing.T) {
 	for _, name := range []string{"vision", "audio"} { // judges another test cached
 		os.Remove(filepath.Join(data, "judge-"+name+".ckpt"))
 	}
-	m, err := eval.Open(data, 64, 32)
+	m, err := fmnist3.Open(data, 64, 32)
 	if err != nil {
 		t.Fatal(err)
 	}

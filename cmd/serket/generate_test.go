@@ -10,7 +10,7 @@ import (
 
 	"github.com/serket-go/serket/dataset/datasettest"
 	"github.com/serket-go/serket/dataset/speech"
-	"github.com/serket-go/serket/eval"
+	"github.com/serket-go/serket/modules/fmnist3"
 )
 
 // generate from a checkpoint directory: every output written, whole; bad
@@ -18,7 +18,7 @@ import (
 // was.
 func TestGenerateFromCheckpoint(t *testing.T) {
 	data := datasettest.Dir(t)
-	m, err := eval.Open(data, 64, 32)
+	m, err := fmnist3.Open(data, 64, 32)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/serket-go/serket/dataset/datasettest"
-	"github.com/serket-go/serket/eval"
+	"github.com/serket-go/serket/modules/fmnist3"
 )
 
 // boundedRun runs serket with args under a 2 GiB address-space limit (so
@@ -158,7 +158,7 @@ func TestInputFilesAreBounded(t *testing.T) {
 // in-process pipeline and both modules use them.
 func TestGenerateTakesAPhotoAndALongWAV(t *testing.T) {
 	data := datasettest.Dir(t)
-	m, err := eval.Open(data, 64, 32)
+	m, err := fmnist3.Open(data, 64, 32)
 	if err != nil {
 		t.Fatal(err)
 	}

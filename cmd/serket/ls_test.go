@@ -15,16 +15,16 @@ import (
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/dataset/datasettest"
-	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/modules/fmnist3"
 )
 
 // serket ls shows streaming modules' rates, the age of their latest
 // posterior and their bad sensor messages, and the integrator's beliefs.
 func TestLsShowsStreaming(t *testing.T) {
 	data := datasettest.Dir(t)
-	m, err := eval.Open(data, 64, 32)
+	m, err := fmnist3.Open(data, 64, 32)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/serket-go/serket/dataset/datasettest"
-	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/launch"
+	"github.com/serket-go/serket/modules/fmnist3"
 )
 
 // The robot runs against an (untrained) model for a few seconds: every
@@ -16,7 +16,7 @@ import (
 // messages' latency is measured, and the accuracy is a fraction.
 func TestRobot(t *testing.T) {
 	data := datasettest.Dir(t)
-	m, err := eval.Open(data, 64, 32)
+	m, err := fmnist3.Open(data, 64, 32)
 	if err != nil {
 		t.Fatal(err)
 	}

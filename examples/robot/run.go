@@ -19,9 +19,9 @@ import (
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/dataset/speech"
-	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/modules/fmnist3"
 )
 
 // Config is one run of the robot.
@@ -74,7 +74,7 @@ func Run(ctx context.Context, cfg Config, say func(string, ...any)) (*Result, er
 		}
 		defer srv.Shutdown()
 		url = srv.ClientURL()
-		m, err := eval.Open(cfg.Data, cfg.Latent, cfg.Hidden)
+		m, err := fmnist3.Open(cfg.Data, cfg.Latent, cfg.Hidden)
 		if err != nil {
 			return nil, err
 		}

@@ -15,8 +15,8 @@ import (
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/dataset/datasettest"
-	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/internal/syncbuf"
+	"github.com/serket-go/serket/modules/fmnist3"
 	"github.com/serket-go/serket/nn"
 )
 
@@ -38,7 +38,7 @@ func TestRobotThroughServeUp(t *testing.T) {
 		t.Fatalf("building serket: %v\n%s", err, out)
 	}
 	data := datasettest.Dir(t)
-	m, err := eval.Open(data, 64, 512) // the sizes pipeline.yaml's modules take by default
+	m, err := fmnist3.Open(data, 64, 512) // the sizes pipeline.yaml's modules take by default
 	if err != nil {
 		t.Fatal(err)
 	}

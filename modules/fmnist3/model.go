@@ -1,7 +1,6 @@
-package eval
+package fmnist3
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,7 +16,7 @@ import (
 )
 
 // Model is the three built-in modalities over a prepared dataset, with the
-// dataset's manifest (the labels).
+// dataset's manifest (the labels), in this process.
 type Model struct {
 	Data     string // the prepared dataset directory
 	Latent   int
@@ -54,7 +53,7 @@ func Open(dir string, latent, hidden int) (*Model, error) {
 		m.Audio, err = audio.New(audio.Config{Net: net, Source: s})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("eval: %w", err)
+		return nil, fmt.Errorf("fmnist3: %w", err)
 	}
 	return m, nil
 }
@@ -97,12 +96,12 @@ func (m *Model) Restore(dir string) error {
 		path := filepath.Join(dir, name+".ckpt")
 		f, err := boundedread.Open(path, maxCheckpointBytes(m.Net(name)))
 		if err != nil {
-			return fmt.Errorf("eval: the %s checkpoint: %w", name, err)
+			return fmt.Errorf("fmnist3: the %s checkpoint: %w", name, err)
 		}
 		_, err = module.RestoreFrom(m.Modality(name).(module.Saver), f)
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("eval: %s: %w", path, err)
+			return fmt.Errorf("fmnist3: %s: %w", path, err)
 		}
 	}
 	return nil
@@ -127,25 +126,8 @@ func (m *Model) Save(dir string) error {
 	for _, name := range m.Names() {
 		s := m.Modality(name).(module.Saver)
 		if err := nn.WriteFileAtomic(filepath.Join(dir, name+".ckpt"), s.Save); err != nil {
-			return fmt.Errorf("eval: saving %s: %w", name, err)
+			return fmt.Errorf("fmnist3: saving %s: %w", name, err)
 		}
 	}
 	return nil
-}
-
-// split returns the ids and classes of a split's first n items (all when
-// n <= 0).
-func (m *Model) split(split string, n int) ([]uint64, []int, error) {
-	items := m.Manifest.InSplit(split)
-	if len(items) == 0 {
-		return nil, nil, errors.New("eval: the dataset has no " + split + " items")
-	}
-	if n > 0 && n < len(items) {
-		items = items[:n]
-	}
-	ids, classes := make([]uint64, len(items)), make([]int, len(items))
-	for i, it := range items {
-		ids[i], classes[i] = it.ID, int(it.Class)
-	}
-	return ids, classes, nil
 }

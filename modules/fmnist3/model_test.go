@@ -1,4 +1,4 @@
-package eval
+package fmnist3
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/serket-go/serket/dataset/datasettest"
 	"github.com/serket-go/serket/internal/boundedread"
 )
 
@@ -75,5 +76,37 @@ func TestRestoreIsBounded(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+func openSmall(t *testing.T) *Model {
+	t.Helper()
+	m, err := Open(datasettest.Dir(t), 8, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// A model restored from the checkpoints Save wrote is the same model, and
+// restoring from a directory without them names the missing one.
+func TestSaveRestore(t *testing.T) {
+	m := openSmall(t)
+	dir := t.TempDir()
+	ps := m.Vision.Net().Dec.Params()
+	ps[len(ps)-2].W[3] = 0.125
+	if err := m.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	m2 := openSmall(t)
+	if err := m2.Restore(dir); err != nil {
+		t.Fatal(err)
+	}
+	ps2 := m2.Vision.Net().Dec.Params()
+	if got := ps2[len(ps2)-2].W[3]; got != 0.125 {
+		t.Fatalf("restored %v, want 0.125", got)
+	}
+	if err := m2.Restore(t.TempDir()); err == nil || !strings.Contains(err.Error(), "vision") {
+		t.Fatalf("restoring from an empty directory: %v, want an error naming the vision checkpoint", err)
 	}
 }

@@ -1,4 +1,4 @@
-package eval
+package fmnist3
 
 import (
 	"context"
@@ -74,7 +74,7 @@ func (m *Model) Serve(ctx context.Context, url string, opts map[string]module.Op
 			return nil, err
 		case <-ctx.Done():
 			stop()
-			return nil, errors.New("eval: the in-process pipeline did not come up")
+			return nil, errors.New("fmnist3: the in-process pipeline did not come up")
 		}
 	}
 	return stop, nil
