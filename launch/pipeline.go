@@ -25,18 +25,6 @@ import (
 // fields and failed validations alike.
 var ErrInvalidPipeline = errors.New("launch: invalid pipeline")
 
-// LabelsOr is the pipeline's labels file (resolved against the file's
-// directory), else the manifest of the dataset in data.
-func (p *Pipeline) LabelsOr(data string) string {
-	switch {
-	case p.Labels == "":
-		return data
-	case filepath.IsAbs(p.Labels) || p.Base == "":
-		return p.Labels
-	}
-	return filepath.Join(p.Base, p.Labels)
-}
-
 // Defaults applied by Parse to fields that are absent from the file.
 const (
 	defaultPipelineName = "default"
@@ -98,6 +86,10 @@ type Pipeline struct {
 	// (which the modules never see; see eval.Labels), relative to the
 	// file's directory; empty: the dataset's manifest.
 	Labels string `yaml:"labels,omitempty"`
+	// Data is the prepared dataset directory the built-in modules read
+	// ($SERKET_DATA, which wins over it), relative to the file's
+	// directory; empty: data/fmnist3 of the working directory.
+	Data string `yaml:"data,omitempty"`
 
 	// Base is the directory relative command paths and working
 	// directories are taken from: Load sets it to the file's directory, so
@@ -336,7 +328,7 @@ func Parse(data []byte, source string) (*Pipeline, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(p); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPipeline, source, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidPipeline, source, plainYAMLError(err))
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {

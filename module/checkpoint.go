@@ -170,6 +170,8 @@ func restore(s Saver, path string, log *slog.Logger) (Label, error) {
 		// over from a run whose checkpoint was removed to start afresh.
 		if _, perr := os.Stat(atomicfile.Prev(path)); perr == nil {
 			log.Warn("no checkpoint, starting afresh; a previous generation is left beside it", "path", path, "previous", atomicfile.Prev(path))
+		} else {
+			log.Info("no checkpoint: fresh weights", "path", path)
 		}
 		return Label{}, nil
 	}

@@ -40,16 +40,16 @@ bench/speed.sh drive them):
 
 func newBenchQualityCmd(g *globals) *cobra.Command {
 	var (
-		data, file, labels, save string
-		latent, hidden           int
-		asJSON                   bool
-		cfg                      eval.Config
+		data, labels, save string
+		latent, hidden     int
+		asJSON             bool
+		cfg                eval.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "quality [NAME=]DIR...",
 		Short: "measure trained runs side by side with serket eval's figures",
 		Long: `Evaluate the checkpoints in each DIR exactly as serket eval does (the pipeline
-of --file, default vision, language, audio, started to serve them; the same
+of -f FILE, default vision, language, audio, started to serve them; the same
 judges, coherence, likelihoods and probes) and print their headline figures
 side by side: log p(x) and each module's given the others, coherence to every
 judged module from each other module and from all the others, the linear
@@ -59,15 +59,11 @@ column (default: the directory's name). bench/quality.sh measures serket and
 the PyTorch reference (imported with serket bench import) this way.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := loadPipeline(optional(file))
+			p, at, err := g.evalSetup(cmd, latent, hidden, data, labels)
 			if err != nil {
 				return err
 			}
-			withNetwork(p, flagInt(cmd, "latent", latent), flagInt(cmd, "hidden", hidden))
-			if labels == "" {
-				labels = p.LabelsOr(data)
-			}
-			rows, err := measureRuns(g, p, args, evalPaths{data: data, labels: labels}, cfg)
+			rows, err := measureRuns(g, p, args, at, cfg)
 			if err != nil {
 				return err
 			}
@@ -83,11 +79,10 @@ the PyTorch reference (imported with serket bench import) this way.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&file, "file", "f", "", "the pipeline file whose modules serve the checkpoints (default: vision, language, audio)")
 	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset the built-in modules read")
 	f.StringVar(&labels, "labels", "", "the items' classes and splits (default: the pipeline file's labels:, else the dataset's manifest)")
-	f.IntVar(&latent, "latent", 64, "with no --file: latent size of the checkpoints")
-	f.IntVar(&hidden, "hidden", 512, "with no --file: hidden units per layer of the built-in modules")
+	f.IntVar(&latent, "latent", 64, "with no -f: latent size of the checkpoints")
+	f.IntVar(&hidden, "hidden", 512, "with no -f: hidden units per layer of the built-in modules")
 	f.BoolVar(&cfg.Thorough, "thorough", false, "serket eval's sizes to publish: K = 1000 on 1000 items, a probe on 5000")
 	f.IntVar(&cfg.Items, "items", 2000, "test items for coherence and the latent figures")
 	f.IntVar(&cfg.IWAEItems, "iwae-items", 0, "test items for the likelihoods (default 500; 1000 with --thorough)")

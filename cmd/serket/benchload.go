@@ -75,7 +75,8 @@ and modules' own counters ($SRV.STATS) give the server-side view.`,
   serket bench load --nats nats://127.0.0.1:4222 --clients 8   # a pipeline started by serket up`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.changed = cmd.Flags().Changed
+			o.changed, o.file = cmd.Flags().Changed, g.filePath
+			o.data = g.dataDir(cmd, o.data)
 			ctx, cancel := signalContext()
 			defer cancel()
 			res, err := o.run(ctx, g, g.logger("bench-load"))
@@ -92,7 +93,8 @@ and modules' own counters ($SRV.STATS) give the server-side view.`,
 
 // loadOpts are serket bench load's flags.
 type loadOpts struct {
-	file, data, checkpoint    string
+	file                      string // -f: its modules, name and latent (default: the built-in vision, language and audio)
+	data, checkpoint          string
 	latent, hidden, port      int
 	from, to                  []string
 	items                     int
@@ -105,7 +107,6 @@ type loadOpts struct {
 }
 
 func (o *loadOpts) register(f *pflag.FlagSet) {
-	f.StringVarP(&o.file, "file", "f", "", "pipeline file: its modules, name and latent (default: the built-in vision, language and audio)")
 	f.StringVar(&o.data, "data", dataset.DefaultDir(), "prepared dataset: the built-in modalities' sample inputs come from its test split")
 	f.StringVar(&o.checkpoint, "checkpoint", "", "serve the checkpoints in this directory (default: fresh weights; not with --nats)")
 	f.IntVar(&o.latent, "latent", 64, "latent size (default: the file's, else 64)")

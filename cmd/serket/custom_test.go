@@ -18,7 +18,9 @@ import (
 // program serket's code knows nothing of, trained with vision and language
 // by `serket train`, then measured by `serket eval -f` (a coherence row and
 // column for touch, its likelihoods and probe, its panel in the report)
-// and used both ways by `serket generate -f --checkpoint`.
+// and used both ways by `serket generate -f --serve`. The pipeline file is
+// the handle: the commands run elsewhere and find the dataset and the run
+// from the paths the file gives relative to itself.
 func TestCustomModalityThroughTheCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains three modules and serves them three times")
@@ -31,27 +33,41 @@ func TestCustomModalityThroughTheCommands(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../../examples/custom-modality").CombinedOutput(); err != nil {
 		t.Fatalf("building touch: %v\n%s", err, out)
 	}
-	file := writeFile(t, "touch.yaml", `
+	home := t.TempDir()
+	if err := os.Symlink(data, filepath.Join(home, "shop")); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(home, "touch.yaml")
+	if err := os.WriteFile(file, []byte(`
 pipeline: feel
 latent: 8
+data: shop
 modules:
   - {name: vision, args: [--hidden, "32"]}
   - {name: language, args: [--hidden, "32"]}
   - {name: touch, command: [`+bin+`], args: [--hidden, "32"]}
-`)
-	run := filepath.Join(t.TempDir(), "run")
+train: {checkpoint_dir: runs/one}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run, elsewhere := filepath.Join(home, "runs", "one"), t.TempDir()
 	step := func(args ...string) string {
 		t.Helper()
-		out, err := exec.Command(serketBin, args...).CombinedOutput()
+		cmd := exec.Command(serketBin, args...)
+		cmd.Dir = elsewhere
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("serket %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 		return string(out)
 	}
-	step("train", file, "--data", data, "--checkpoint-dir", run, "--epochs", "3", "--batch", "40", "--plan", "cross", "--eval-items", "0", "--lambda", "language=10,touch=10")
+	step("train", file, "--epochs", "3", "--batch", "40", "--plan", "cross", "--eval-items", "0", "--lambda", "language=10,touch=10")
+	if _, err := os.Stat(filepath.Join(run, "touch.ckpt")); err != nil {
+		t.Fatalf("the run is not where the file says, beside it: %v", err)
+	}
 
 	rep := filepath.Join(t.TempDir(), "report")
-	step("eval", "-f", file, "--checkpoint", run, "--data", data, "--out", rep,
+	step("eval", "-f", file, "--out", rep,
 		"--items", "40", "--prior-samples", "40", "--iwae-items", "10", "--iwae-k", "10", "--probe-train", "240")
 	var res struct {
 		Coherence struct {
@@ -79,12 +95,12 @@ modules:
 
 	reading := touch.Format(touchsim.Reading(7, 1, 1<<62)) // a sneaker's
 	g1 := filepath.Join(t.TempDir(), "g1")
-	step("generate", "-f", file, "--checkpoint", run, "--data", data, "--from", "touch="+reading, "--to", "vision", "--n", "2", "--out", g1)
+	step("generate", "-f", file, "--serve", "--from", "touch="+reading, "--to", "vision", "--n", "2", "--out", g1)
 	if _, err := os.Stat(filepath.Join(g1, "vision.png")); err != nil {
 		t.Errorf("touch → vision: %v", err)
 	}
 	g2 := filepath.Join(t.TempDir(), "g2")
-	step("generate", "-f", file, "--checkpoint", run, "--data", data, "--from", "language=a sneaker", "--to", "touch", "--n", "2", "--out", g2)
+	step("generate", "-f", file, "--checkpoint", run, "--from", "language=a sneaker", "--to", "touch", "--n", "2", "--out", g2)
 	if b, err := os.ReadFile(filepath.Join(g2, "touch.txt")); err != nil || strings.Count(string(b), "\n") != 2 {
 		t.Errorf("language → touch: %q, %v", b, err)
 	}

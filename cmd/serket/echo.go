@@ -47,7 +47,10 @@ not decode are printed with the reason.`,
 			case len(args) == 1:
 				subject = subj.Relative(args[0])
 			}
-			cc := g.conn("serket-echo", log)
+			cc, err := g.clientConn("serket-echo", log)
+			if err != nil {
+				return err
+			}
 			cc.Wait = timeout
 			nc, err := bus.Connect(cc)
 			if err != nil {

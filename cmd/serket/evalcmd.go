@@ -12,22 +12,25 @@ import (
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/launch"
+	"github.com/serket-go/serket/procenv"
 	"github.com/serket-go/serket/report"
 )
 
 func newEvalCmd(g *globals) *cobra.Command {
 	var (
-		ckpt, data, out, file, labels string
-		latent, hidden                int
-		cfg                           eval.Config
+		ckpt, data, out, labels string
+		latent, hidden          int
+		cfg                     eval.Config
 	)
 	cmd := &cobra.Command{
-		Use:   "eval --checkpoint DIR [-f pipeline.yaml]",
+		Use:   "eval [-f pipeline.yaml] [--checkpoint DIR]",
 		Short: "measure a trained run on the test split and write a report with pictures",
-		Long: `Measure the run in --checkpoint on the test split. This command starts the
-pipeline (--file, else the default one: vision, language, audio) as serket up
-would, every module its own process serving DIR's <module>.ckpt on a server
-of its own, and measures it over the bus, any module alike:
+		Long: `Measure a trained run on the test split: --checkpoint DIR, else
+$SERKET_CHECKPOINT_DIR, the file's train.checkpoint_dir, runs/latest. This
+command starts the pipeline (-f FILE, else the default one: vision,
+language, audio) as serket up would, every module its own process serving
+DIR's <module>.ckpt on a server of its own, and measures it over the bus,
+any module alike:
 
   coherence    every module a judge can tell the class of, generated from
                every non-empty subset of the modules, and unconditional
@@ -53,35 +56,30 @@ of Fashion-MNIST-3's size on two cores (the first run on a dataset also
 trains the judges, about a minute, once); --thorough uses the sizes to
 publish (K = 1000 on 1000 items, a probe on 5000) and takes several minutes.
 A size flag overrides either.`,
-		Example: `  serket eval --checkpoint runs/latest
-  serket eval -f examples/custom-modality/pipeline.yaml --checkpoint runs/custom-modality`,
+		Example: `  serket eval                                  # runs/latest, as serket train left it
+  serket eval --checkpoint runs/seed2 --thorough
+  serket eval -f examples/custom-modality/pipeline.yaml   # the file's modules and checkpoints`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if ckpt == "" {
-				return usagef("give the run with --checkpoint DIR")
-			}
-			if out == "" {
-				out = filepath.Join(ckpt, "report")
-			}
-			p, err := loadPipeline(optional(file))
+			p, at, err := g.evalSetup(cmd, latent, hidden, data, labels)
 			if err != nil {
 				return err
 			}
-			withNetwork(p, flagInt(cmd, "latent", latent), flagInt(cmd, "hidden", hidden))
-			if labels == "" {
-				labels = p.LabelsOr(data)
+			at.ckpt = g.checkpointDir(cmd, "checkpoint", ckpt, "runs/latest")
+			at.out = out
+			if at.out == "" {
+				at.out = filepath.Join(at.ckpt, "report")
 			}
-			return runEval(g, g.logger("eval"), p, evalPaths{ckpt: ckpt, data: data, out: out, labels: labels}, cfg)
+			return runEval(g, g.logger("eval"), p, at, cfg)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&ckpt, "checkpoint", "", "directory of the trained run's checkpoints (serket train --checkpoint-dir)")
-	f.StringVarP(&file, "file", "f", "", "the pipeline file whose modules serve the checkpoints (default: vision, language, audio)")
-	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset the built-in modules read")
+	f.StringVar(&ckpt, "checkpoint", "runs/latest", "directory of the trained run's checkpoints (serket train --checkpoint-dir)")
+	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset the built-in modules read (default $"+procenv.EnvData+", else the file's data:, else "+procenv.DefaultData+")")
 	f.StringVar(&labels, "labels", "", "the items' classes and splits (default: the pipeline file's labels:, else the dataset's manifest)")
 	f.StringVar(&out, "out", "", "report directory (default CHECKPOINT/report; replaced)")
-	f.IntVar(&latent, "latent", 64, "with no --file: latent size of the checkpoints")
-	f.IntVar(&hidden, "hidden", 512, "with no --file: hidden units per layer of the built-in modules")
+	f.IntVar(&latent, "latent", 64, "with no -f: latent size of the checkpoints")
+	f.IntVar(&hidden, "hidden", 512, "with no -f: hidden units per layer of the built-in modules")
 	f.BoolVar(&cfg.Thorough, "thorough", false, "the sizes to publish: K = 1000 on 1000 items, a probe on 5000 (minutes, not seconds)")
 	f.IntVar(&cfg.Items, "items", 0, "test items for coherence and the latent figures (default 1000)")
 	f.IntVar(&cfg.Prior, "prior-samples", 0, "prior samples for the unconditional coherence (default 1000)")
@@ -94,6 +92,22 @@ A size flag overrides either.`,
 
 // evalPaths are where an evaluation reads and writes.
 type evalPaths struct{ ckpt, data, out, labels string }
+
+// evalSetup is the pipeline that serves a run to be measured (the file's,
+// else the default with the latent and hidden sizes the command line
+// gives), and where its dataset and labels are.
+func (g *globals) evalSetup(cmd *cobra.Command, latent, hidden int, data, labels string) (*launch.Pipeline, evalPaths, error) {
+	p, err := g.loadPipeline(cmd)
+	if err != nil {
+		return nil, evalPaths{}, err
+	}
+	withNetwork(p, flagInt(cmd, "latent", latent), flagInt(cmd, "hidden", hidden))
+	at := evalPaths{data: g.dataDir(cmd, data), labels: labels}
+	if at.labels == "" {
+		at.labels = p.LabelsOr(at.data)
+	}
+	return p, at, nil
+}
 
 // runEval serves the run's checkpoints, measures them, prints the figures
 // and writes the report.

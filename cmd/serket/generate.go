@@ -34,7 +34,7 @@ func newGenerateCmd(g *globals) *cobra.Command {
 		seed      int64
 		out, ckpt string
 		data      string
-		file      string
+		serve     bool
 		latent    int
 		hidden    int
 		timeout   time.Duration
@@ -52,13 +52,17 @@ file). Outputs go to --out: vision.png (the images as a grid), language.txt
 features, by Griffin-Lim) and audio.png (the log-mel spectrograms of those
 waveforms). With no --from the latent is the prior.
 
-Against a running pipeline (serket up; --nats), or, with --checkpoint DIR,
-from a trained run's checkpoints: this command then starts the pipeline
-(--file, else the default one: vision, language, audio) as serket up would,
-every module its own process serving DIR's checkpoints, on a server of its
-own, and stops it when done. --out is written whole or not at all.`,
-		Example: `  serket generate --checkpoint runs/latest --from language="a pair of trousers" --to vision,audio --n 16 --out out/trousers
-  serket generate -f examples/custom-modality/pipeline.yaml --checkpoint runs/custom-modality --from touch=@reading.txt --to vision
+Against a running pipeline (serket up; its server from --nats, else the
+file's), or, with --serve or --checkpoint DIR, from a trained run's
+checkpoints: this command then starts the pipeline (-f FILE, else the
+default one: vision, language, audio) as serket up would, every module its
+own process serving the run's checkpoints, on a server of its own, and
+stops it when done. The run is --checkpoint DIR, else
+$SERKET_CHECKPOINT_DIR, the file's train.checkpoint_dir, runs/latest.
+--out is written whole or not at all.`,
+		Example: `  serket generate --serve --from language="a pair of trousers" --to vision,audio --n 16 --out out/trousers
+  serket generate -f examples/custom-modality/pipeline.yaml --serve --from touch=@reading.txt --to vision
+  serket generate --checkpoint runs/seed2 --to vision        # from the prior
   serket generate --from vision=shoe.png --to language --n 4 --out out/shoe      # on a running pipeline`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -77,13 +81,13 @@ own, and stops it when done. --out is written whole or not at all.`,
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			var rep *bus.InferReply
-			if ckpt != "" {
-				p, perr := loadPipeline(optional(file))
+			if serve || cmd.Flags().Changed("checkpoint") {
+				p, at, perr := g.evalSetup(cmd, latent, hidden, data, "")
 				if perr != nil {
 					return perr
 				}
-				withNetwork(p, flagInt(cmd, "latent", latent), flagInt(cmd, "hidden", hidden))
-				rep, err = generateFromCheckpoint(ctx, g, log, p, ckpt, data, req)
+				dir := g.checkpointDir(cmd, "checkpoint", ckpt, "runs/latest")
+				rep, err = generateFromCheckpoint(ctx, g, log, p, dir, at.data, req)
 			} else {
 				rep, err = generateOnPipeline(ctx, g, log, req)
 			}
@@ -122,11 +126,11 @@ own, and stops it when done. --out is written whole or not at all.`,
 	f.IntVar(&n, "n", 16, "samples")
 	f.Int64Var(&seed, "seed", 1, "noise seed of the samples")
 	f.StringVar(&out, "out", "out/generate", "output directory (replaced)")
-	f.StringVar(&ckpt, "checkpoint", "", "generate from the checkpoints in this directory (<module>.ckpt each) instead of a running pipeline")
-	f.StringVarP(&file, "file", "f", "", "with --checkpoint: the pipeline file whose modules serve them (default: vision, language, audio)")
+	f.BoolVar(&serve, "serve", false, "start the pipeline to serve a trained run's checkpoints instead of asking a running one")
+	f.StringVar(&ckpt, "checkpoint", "runs/latest", "the run to serve (<module>.ckpt each); implies --serve")
 	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset (with --checkpoint: the built-in modules' vocabulary and audio settings)")
-	f.IntVar(&latent, "latent", 64, "with --checkpoint and no --file: latent size of the checkpoints")
-	f.IntVar(&hidden, "hidden", 512, "with --checkpoint and no --file: hidden units per layer of the built-in modules")
+	f.IntVar(&latent, "latent", 64, "with --serve and no -f: latent size of the checkpoints")
+	f.IntVar(&hidden, "hidden", 512, "with --serve and no -f: hidden units per layer of the built-in modules")
 	f.DurationVar(&timeout, "timeout", time.Minute, "how long to wait for the pipeline")
 	return cmd
 }
@@ -174,7 +178,10 @@ func generateInputs(from []string) (map[string]bus.Payload, error) {
 }
 
 func generateOnPipeline(ctx context.Context, g *globals, log *slog.Logger, req *bus.InferRequest) (*bus.InferReply, error) {
-	cc := g.conn("serket-generate", log)
+	cc, err := g.clientConn("serket-generate", log)
+	if err != nil {
+		return nil, err
+	}
 	nc, err := bus.Connect(cc)
 	if err != nil {
 		return nil, err

@@ -42,7 +42,10 @@ Text outputs are printed; others are written to --out.`,
 				return err
 			}
 			log := g.logger("infer")
-			cc := g.conn("serket-infer", log)
+			cc, err := g.clientConn("serket-infer", log)
+			if err != nil {
+				return err
+			}
 			cc.Wait = timeout
 			nc, err := bus.Connect(cc)
 			if err != nil {

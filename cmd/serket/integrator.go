@@ -45,18 +45,17 @@ restart policy on-failure, with --resume so that a restart continues.`,
 			if !doTrain {
 				return integrator.Run(ctx, cfg)
 			}
+			var p *launch.Pipeline
 			if path := os.Getenv(procenv.EnvPipelineFile); path != "" {
-				p, err := launch.Load(path)
-				if err != nil {
+				var err error
+				if p, err = launch.Load(path); err != nil {
 					return err
 				}
-				tf.fromFile(p.Train, cmd.Flags())
 				if len(tf.modules) == 0 {
-					for _, m := range p.Modules {
-						tf.modules = append(tf.modules, m.Name)
-					}
+					tf.modules = moduleNames(p)
 				}
 			}
+			tf.fromFile(p, cmd)
 			if len(tf.modules) == 0 {
 				return usagef("--train needs --modules (or a pipeline file from serket up)")
 			}

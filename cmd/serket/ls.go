@@ -29,7 +29,10 @@ func newLsCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			log := g.logger("ls")
-			cc := g.conn("serket-ls", log)
+			cc, err := g.clientConn("serket-ls", log)
+			if err != nil {
+				return err
+			}
 			cc.Wait = timeout
 			nc, err := bus.Connect(cc)
 			if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/launch"
 	"github.com/serket-go/serket/procenv"
 )
 
@@ -33,6 +34,8 @@ type globals struct {
 	tlsKey   string
 	nkey     string
 	logLevel string
+	filePath string           // -f, or up's and train's argument
+	file     *launch.Pipeline // the file, loaded before the command runs; nil: none
 }
 
 func main() {
@@ -45,12 +48,18 @@ func main() {
 func newRoot() *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
-		Use:           "serket",
-		Short:         "multimodal generative models as processes that talk over NATS",
-		SilenceUsage:  true,
-		SilenceErrors: true,
+		Use:   "serket",
+		Short: "multimodal generative models as processes that talk over NATS",
+		Long: `serket runs multimodal generative models as processes that talk over NATS:
+a module per modality, an integrator that fuses their posteriors.
+
+` + precedenceHelp,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: g.bindFile,
 	}
 	f := root.PersistentFlags()
+	f.StringVarP(&g.filePath, "file", "f", "", "the pipeline file: its name, server, modules, data and checkpoints (see serket --help)")
 	f.StringVar(&g.natsURL, "nats", os.Getenv(procenv.EnvNATSURL), "NATS server URL (default $"+procenv.EnvNATSURL+", else nats://127.0.0.1:4222)")
 	f.StringVar(&g.pipeline, "pipeline", envOr(procenv.EnvPipeline, bus.DefaultPipeline), "pipeline name (subject namespace)")
 	f.StringVar(&g.creds, "creds", os.Getenv(procenv.EnvNATSCreds), "NATS credentials file")

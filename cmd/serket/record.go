@@ -348,7 +348,10 @@ func recBytes(n uint64) string {
 
 // jetStreamConn connects as name and opens JetStream on the connection.
 func jetStreamConn(g *globals, name string, log *slog.Logger, timeout time.Duration) (*nats.Conn, jetstream.JetStream, error) {
-	cc := g.conn(name, log)
+	cc, err := g.clientConn(name, log)
+	if err != nil {
+		return nil, nil, err
+	}
 	cc.Wait = timeout
 	nc, err := bus.Connect(cc)
 	if err != nil {

@@ -104,12 +104,13 @@ keys with the permissions serket up --secure gives them. For a NATS server
 or cluster of your own: include the block in its configuration, copy each
 process's seed to the machine it runs on, and start the process with
 NATS_NKEY (or --nkey) pointing at it. See docs/security.md.`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
+		Args:        cobra.MaximumNArgs(1),
+		Annotations: map[string]string{annFileArg: "yes"},
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if keyDir == "" {
 				return usagef("give --key-dir: where the seeds are kept")
 			}
-			p, err := loadPipeline(args)
+			p, err := g.loadPipeline(cmd)
 			if err != nil {
 				return err
 			}

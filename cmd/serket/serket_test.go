@@ -252,11 +252,14 @@ func TestUpInferKillRejoin(t *testing.T) {
 }
 
 // TestUpEmbeddedServer: without --nats, serket up starts its own server on
-// the port asked for, and `serket ls` and `serket echo` work against it.
+// the file's port, and `serket ls -f` and `serket echo -f` find it (and the
+// pipeline's name) from the same file; the command line and the
+// environment win over the file.
 func TestUpEmbeddedServer(t *testing.T) {
 	port := freePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	startUp(t, "--port", strconv.Itoa(port), writeFile(t, "p.yaml", threeToys))
+	file := writeFile(t, "p.yaml", fmt.Sprintf("%snats: {port: %d}\n", threeToys, port))
+	startUp(t, file)
 	c := connect(t, url, "itest")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -264,7 +267,7 @@ func TestUpEmbeddedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ls := exec.Command(serketBin, "ls", "--nats", url, "--pipeline", "itest")
+	ls := exec.Command(serketBin, "ls", "-f", file)
 	lsOut, err := ls.CombinedOutput()
 	if err != nil {
 		t.Fatalf("serket ls: %v\n%s", err, lsOut)
@@ -274,10 +277,25 @@ func TestUpEmbeddedServer(t *testing.T) {
 			t.Errorf("serket ls does not list %q:\n%s", want, lsOut)
 		}
 	}
+	for _, c := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{nil, []string{"--pipeline", "other"}, `pipeline "other"`},
+		{[]string{"SERKET_PIPELINE=other"}, nil, `pipeline "other"`},
+		{[]string{"NATS_URL=nats://127.0.0.1:1"}, nil, "127.0.0.1:1"},
+	} {
+		ls := exec.Command(serketBin, append([]string{"ls", "-f", file, "--window", "300ms", "--timeout", "1s"}, c.args...)...)
+		ls.Env = append(os.Environ(), c.env...)
+		if out, err := ls.CombinedOutput(); err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("serket ls -f with %v %v: %v, want an error naming %s\n%s", c.env, c.args, err, c.want, out)
+		}
+	}
 
 	// serket echo prints a decoded inference request, and a garbage
 	// message as rejected rather than crashing.
-	echo := exec.Command(serketBin, "echo", "--nats", url, "--pipeline", "itest", "--count", "2", "infer")
+	echo := exec.Command(serketBin, "echo", "-f", file, "--count", "2", "infer")
 	var echoOut syncBuffer
 	echo.Stdout, echo.Stderr = &echoOut, &echoOut
 	if err := echo.Start(); err != nil {

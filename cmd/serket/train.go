@@ -17,7 +17,6 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/serket-go/serket/bus"
@@ -84,11 +83,14 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 }
 
 // fromFile takes the pipeline file's train section as the defaults of every
-// flag the command line did not set.
-func (f *trainFlags) fromFile(t *launch.TrainSettings, flags *pflag.FlagSet) {
-	if t == nil {
+// flag the command line did not set; the checkpoint directory comes from
+// the environment first (see checkpointDirOf).
+func (f *trainFlags) fromFile(p *launch.Pipeline, cmd *cobra.Command) {
+	f.ckptDir = checkpointDirOf(cmd, "checkpoint-dir", f.ckptDir, p, f.ckptDir)
+	if p == nil || p.Train == nil {
 		return
 	}
+	t, flags := p.Train, cmd.Flags()
 	set := func(name string, ok bool, apply func()) {
 		if ok && !flags.Changed(name) {
 			apply()
@@ -106,7 +108,6 @@ func (f *trainFlags) fromFile(t *launch.TrainSettings, flags *pflag.FlagSet) {
 	set("kl-to", t.KLTo != nil, func() { f.klTo = float32(*t.KLTo) })
 	set("kl-anneal", t.KLAnneal != nil, func() { f.anneal = *t.KLAnneal })
 	set("step-deadline", t.StepDeadline > 0, func() { f.deadline = time.Duration(t.StepDeadline) })
-	set("checkpoint-dir", t.CheckpointDir != "", func() { f.ckptDir = t.CheckpointDir })
 	set("checkpoint-every", t.CheckpointEvery != nil, func() { f.ckptEvery = *t.CheckpointEvery })
 	set("checkpoint-interval", t.CheckpointInterval != nil, func() { f.ckptTime = time.Duration(*t.CheckpointInterval) })
 	set("limit", t.Limit > 0, func() { f.limit = t.Limit })
@@ -347,14 +348,16 @@ processes; this process is the integrator: it starts NATS (embedded unless
 --nats), prepares the data if needed, starts the modules, and drives the
 training steps over the bus. Checkpoints and the metrics log go to
 --checkpoint-dir; --resume continues a run.`,
-		Args: cobra.MaximumNArgs(1),
+		Args:        cobra.MaximumNArgs(1),
+		Annotations: map[string]string{annFileArg: "yes"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := loadPipeline(args)
+			p, err := g.loadPipeline(cmd)
 			if err != nil {
 				return err
 			}
 			p.NATS.Port = port
-			tf.fromFile(p.Train, cmd.Flags())
+			tf.fromFile(p, cmd)
+			tf.data = g.dataDir(cmd, tf.data)
 			if err := tf.checkFresh(); err != nil {
 				return err
 			}

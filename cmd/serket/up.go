@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/launch"
 	"github.com/serket-go/serket/procenv"
 )
@@ -30,6 +31,8 @@ func newUpCmd(g *globals) *cobra.Command {
 		print     bool
 		secure    bool
 		keyDir    string
+		ckptDir   string
+		data      string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [pipeline.yaml]",
@@ -49,10 +52,18 @@ posteriors, gradients and sayings, only the integrator publishes steps,
 latents, expert gradients and beliefs. Keys for others are made too:
 client.nk (inference only: serket infer --nkey DIR/client.nk), sensor.nk
 (publish on the pipeline's sensor subjects) and admin.nk (serket ls, echo,
-record). Anyone without a key is refused. See docs/security.md.`,
-		Args: cobra.MaximumNArgs(1),
+record). Anyone without a key is refused. See docs/security.md.
+
+The modules restore their checkpoints from --checkpoint-dir (else
+$SERKET_CHECKPOINT_DIR, the file's train.checkpoint_dir, runs/latest): a
+module with no <name>.ckpt there starts with fresh weights and says so. They
+serve those weights and never change them, unless the file's integrator
+trains (its args hold --train). See serket --help for where every setting
+comes from.`,
+		Args:        cobra.MaximumNArgs(1),
+		Annotations: map[string]string{annFileArg: "yes"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := loadPipeline(args)
+			p, err := g.loadPipeline(cmd)
 			if err != nil {
 				return err
 			}
@@ -71,26 +82,12 @@ record). Anyone without a key is refused. See docs/security.md.`,
 			log := g.logger("up")
 			ctx, cancel := signalContext()
 			defer cancel()
-			var env []string
-			if len(args) == 1 {
-				abs, err := filepath.Abs(args[0])
-				if err != nil {
-					return err
-				}
-				env = append(env, procenv.EnvPipelineFile+"="+abs)
+			ckpt := g.checkpointDir(cmd, "checkpoint-dir", ckptDir, "runs/latest")
+			env, err := childPaths(g.filePath, ckpt, g.dataDir(cmd, data))
+			if err != nil {
+				return err
 			}
-			if p.Train != nil {
-				// A training integrator decides when modules save.
-				dir := p.Train.CheckpointDir
-				if dir == "" {
-					dir = "runs/latest"
-				}
-				abs, err := filepath.Abs(dir)
-				if err != nil {
-					return err
-				}
-				env = append(env, procenv.EnvCheckpointDir+"="+abs)
-			}
+			log.Info("the modules restore their checkpoints from", "dir", ckpt)
 			if integratorTrains(p) {
 				// Only a pipeline whose integrator trains lets its modules
 				// learn; any other serves, and its weights never change.
@@ -117,6 +114,8 @@ record). Anyone without a key is refused. See docs/security.md.`,
 	cmd.Flags().StringVar(&storeDir, "store-dir", "", "JetStream store directory (default: a temporary one)")
 	cmd.Flags().BoolVar(&print, "print", false, "print the pipeline with every default filled in, and exit")
 	cmd.Flags().BoolVar(&secure, "secure", false, "an nkey and a permission set per process on the embedded server; no one else gets in")
+	cmd.Flags().StringVar(&ckptDir, "checkpoint-dir", "runs/latest", "the run whose checkpoints the modules restore (<module>.ckpt; see the text above)")
+	cmd.Flags().StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset the built-in modules read (default $"+procenv.EnvData+", else the file's data:, else "+procenv.DefaultData+")")
 	cmd.Flags().StringVar(&keyDir, "key-dir", "", "where --secure keeps the nkey seeds (kept and reused; default: a temporary directory removed at exit)")
 	return cmd
 }
@@ -127,11 +126,22 @@ func integratorTrains(p *launch.Pipeline) bool {
 	return p.Integrator != nil && slices.Contains(p.Integrator.Args, "--train")
 }
 
-func loadPipeline(args []string) (*launch.Pipeline, error) {
-	if len(args) == 0 {
-		return launch.Default(), nil
+// childPaths is the environment that tells a pipeline's processes, as
+// absolute paths, its file (if any), its checkpoint directory and its
+// dataset, in that order.
+func childPaths(file, ckptDir, data string) ([]string, error) {
+	var env []string
+	for _, kv := range []struct{ k, v string }{{procenv.EnvPipelineFile, file}, {procenv.EnvCheckpointDir, ckptDir}, {procenv.EnvData, data}} {
+		if kv.v == "" {
+			continue
+		}
+		abs, err := filepath.Abs(kv.v)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, kv.k+"="+abs)
 	}
-	return launch.Load(args[0])
+	return env, nil
 }
 
 // running is a launched pipeline.
