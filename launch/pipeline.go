@@ -135,8 +135,9 @@ type NATSConfig struct {
 	Port int `yaml:"port"`
 	// JetStream enables JetStream on the embedded server.
 	JetStream bool `yaml:"jetstream"`
-	// StoreDir is the JetStream store directory; empty means a temporary
-	// directory chosen by whoever starts the server.
+	// StoreDir is the JetStream store directory, relative to the file's
+	// directory (see Path); empty means a temporary directory chosen by
+	// whoever starts the server.
 	StoreDir string `yaml:"store_dir"`
 }
 

@@ -74,7 +74,9 @@ comes from.`,
 				p.NATS.JetStream = true
 			}
 			if storeDir != "" {
-				p.NATS.StoreDir = storeDir
+				if p.NATS.StoreDir, err = filepath.Abs(storeDir); err != nil {
+					return err
+				}
 			}
 			if print {
 				return yaml.NewEncoder(os.Stdout).Encode(p)
@@ -175,7 +177,7 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 		r.URL = p.NATS.URL
 	}
 	if r.URL == "" {
-		srv, err := bus.StartServer(bus.ServerConfig{Port: p.NATS.Port, JetStream: p.NATS.JetStream, StoreDir: p.NATS.StoreDir, Users: o.users})
+		srv, err := bus.StartServer(bus.ServerConfig{Port: p.NATS.Port, JetStream: p.NATS.JetStream, StoreDir: p.Path(p.NATS.StoreDir), Users: o.users})
 		if err != nil {
 			return nil, fmt.Errorf("%w (choose another with --port, or use a running server with --nats URL)", err)
 		}
