@@ -111,4 +111,7 @@ const (
 	MetaRole       = "role" // "module" or "integrator"
 	MetaPID        = "pid"
 	MetaHost       = "host"
+	// MetaBLAS is the GEMM a Go module's networks run on (nn.Backend):
+	// "openblas", or "gonum", pure Go and several times slower.
+	MetaBLAS = "blas"
 )

@@ -16,6 +16,7 @@ import (
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/internal/lograte"
 	"github.com/serket-go/serket/internal/proc"
+	"github.com/serket-go/serket/nn"
 )
 
 // Version is the serket version reported in every service's INFO.
@@ -254,6 +255,7 @@ func (r *runner) run(ctx context.Context) error {
 			bus.MetaRole:       "module",
 			bus.MetaPID:        strconv.Itoa(os.Getpid()),
 			bus.MetaHost:       host,
+			bus.MetaBLAS:       nn.Backend(),
 		},
 		StatsHandler: func(e *micro.Endpoint) any {
 			if e.Name != "train" {
@@ -309,7 +311,12 @@ func (r *runner) run(ctx context.Context) error {
 		svc.Stop()
 		return fmt.Errorf("module %s: %w", r.spec.Name, err)
 	}
-	r.log.Info("module serving", "service", name, "pipeline", r.opts.Pipeline, "latent", r.spec.Latent, "likelihood", r.spec.Likelihood, "trains", training)
+	r.log.Info("module serving", "service", name, "pipeline", r.opts.Pipeline, "latent", r.spec.Latent, "likelihood", r.spec.Likelihood, "trains", training, "blas", nn.Backend())
+	if nn.Backend() == "gonum" {
+		// A module built outside the repository's Makefile gets pure-Go
+		// GEMM unless its author knows the tag: say so where they look.
+		r.log.Info("package nn's GEMM is pure Go here; build the module with -tags openblas (Debian: libopenblas-dev) for several times the speed")
+	}
 	if r.opts.Ready != nil {
 		r.opts.Ready(svc)
 	}

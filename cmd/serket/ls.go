@@ -86,7 +86,7 @@ func newLsCmd(g *globals) *cobra.Command {
 // counts of requests, errors and rejected messages.
 func printServices(w io.Writer, svcs []bus.Service) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLE\tID\tPID\tLATENT\tLIKELIHOOD\tUP\tRTT\tREQUESTS\tERRORS\tREJECTED\tLAST ERROR")
+	fmt.Fprintln(tw, "NAME\tROLE\tID\tPID\tLATENT\tLIKELIHOOD\tBLAS\tUP\tRTT\tREQUESTS\tERRORS\tREJECTED\tLAST ERROR")
 	for _, s := range svcs {
 		var reqs, errs, rejected int
 		var last string
@@ -118,9 +118,9 @@ func printServices(w io.Writer, svcs []bus.Service) {
 		if len(id) > 8 {
 			id = id[:8]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\t%d\t%d\t%d\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\t%d\t%d\t%d\t%s\n",
 			strings.TrimPrefix(s.Name, "serket-"), s.Role(), id, s.Metadata[bus.MetaPID], s.Metadata[bus.MetaLatent],
-			dash(s.Metadata[bus.MetaLikelihood]), up, s.RTT.Round(10*time.Microsecond), reqs, errs, rejected, dash(last))
+			dash(s.Metadata[bus.MetaLikelihood]), dash(s.Metadata[bus.MetaBLAS]), up, s.RTT.Round(10*time.Microsecond), reqs, errs, rejected, dash(last))
 	}
 	tw.Flush()
 }

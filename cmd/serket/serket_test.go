@@ -272,10 +272,13 @@ func TestUpEmbeddedServer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("serket ls: %v\n%s", err, lsOut)
 	}
-	for _, want := range []string{"integrator", "left", "right", "top", "gaussian"} {
+	for _, want := range []string{"integrator", "left", "right", "top", "gaussian", "BLAS"} {
 		if !bytes.Contains(lsOut, []byte(want)) {
 			t.Errorf("serket ls does not list %q:\n%s", want, lsOut)
 		}
+	}
+	if !bytes.Contains(lsOut, []byte("gonum")) && !bytes.Contains(lsOut, []byte("openblas")) {
+		t.Errorf("serket ls does not say which GEMM the modules run on:\n%s", lsOut)
 	}
 	for _, c := range []struct {
 		env  []string
