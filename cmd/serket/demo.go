@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,182 +66,241 @@ Outputs go to --out.`,
 	return cmd
 }
 
+// tour is the demo under way: the pipeline it started and a client of it.
+type tour struct {
+	g         *globals
+	log       *slog.Logger
+	data, out string
+	run       string // the run's directory, absolute
+	timeout   time.Duration
+	p         *launch.Pipeline
+	pipe      *running
+	ig        *integrator.Integrator
+	restarted chan string // names of processes the supervisor restarts
+	c         *client.Client
+}
+
+func say(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
+
 func runDemo(g *globals, data, out string, timeout time.Duration) error {
 	if g.logLevel == "info" {
 		g.logLevel = "warn" // the tour's own lines tell the story
 	}
-	log := g.logger("demo")
-	say := func(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
+	t := &tour{g: g, log: g.logger("demo"), out: out, timeout: timeout, restarted: make(chan string, 8)}
 	ctx, cancel := signalContext()
 	defer cancel()
-
-	data, err := filepath.Abs(data)
-	if err != nil {
+	if err := t.prepare(ctx, data); err != nil {
 		return err
 	}
-	say("serket data prepare --dir %s   (skipped when it is up to date)", data)
-	start := time.Now()
-	if err := ensureData(ctx, data); err != nil {
-		return err
+	stop, err := t.start(ctx)
+	if t.pipe != nil {
+		defer func() { cancel(); t.pipe.wait() }()
 	}
-	man, err := dataset.ReadManifest(data)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("%d items ready in %v\n", len(man.Items), time.Since(start).Round(time.Millisecond))
-
-	p := launch.Default()
-	p.NATS.Port = 0 // random: never clash with a server already on 4222
-	for i := range p.Modules {
-		p.Modules[i].Args = []string{"--lr", "0.003"}
-	}
-	g.natsURL = ""
-	run, ckpt := filepath.Join(out, "run"), ""
-	if err := os.RemoveAll(run); err != nil {
-		return err
-	}
-	if ckpt, err = filepath.Abs(run); err != nil {
-		return err
-	}
-	restarted := make(chan string, 8)
-	pipe, err := launchPipeline(ctx, g, p, log, launchOptions{grace: 3 * time.Second, noIntegrator: true,
-		env: []string{procenv.EnvData + "=" + data, procenv.EnvCheckpointDir + "=" + ckpt, procenv.EnvTrain + "=1"},
-		onEvent: func(ev launch.Event) {
-			if ev.Kind == launch.Restarting {
-				restarted <- ev.Name
-			}
-		}})
-	if err != nil {
-		return err
-	}
-	defer func() { cancel(); pipe.wait() }()
-	cc := g.conn("serket-integrator", log)
-	cc.URL = pipe.URL
-	ig, stop, err := startIntegrator(ctx, integrator.Config{Pipeline: p.Name, Latent: p.Latent, NATS: cc, Logger: log, Discovery: 500 * time.Millisecond})
 	if err != nil {
 		return err
 	}
 	defer stop()
+	for _, step := range []func(context.Context) error{t.train, t.list, t.generate, t.see, t.killAndRejoin} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	say("stopping the pipeline: SIGTERM to every process, SIGKILL after a grace period")
+	cancel()
+	t.pipe.wait()
+	return t.evaluate()
+}
 
-	nc, err := bus.Connect(bus.ConnConfig{URL: pipe.URL, Name: "serket-demo", Logger: log})
+// prepare makes the dataset if it is not there yet.
+func (t *tour) prepare(ctx context.Context, data string) error {
+	var err error
+	if t.data, err = filepath.Abs(data); err != nil {
+		return err
+	}
+	say("serket data prepare --dir %s   (skipped when it is up to date)", t.data)
+	start := time.Now()
+	if err := ensureData(ctx, t.data); err != nil {
+		return err
+	}
+	man, err := dataset.ReadManifest(t.data)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	c, err := client.New(nc, p.Name, "demo")
-	if err != nil {
-		return err
-	}
-	names := make([]string, len(p.Modules))
-	for i, m := range p.Modules {
-		names[i] = m.Name
-	}
-	say("serket up   (pipeline %q: NATS at %s; %s, each its own process; the integrator here)", p.Name, pipe.URL, strings.Join(names, ", "))
+	fmt.Printf("%d items ready in %v\n", len(man.Items), time.Since(start).Round(time.Millisecond))
+	return nil
+}
 
+// start launches the default pipeline's modules, learning, on an embedded
+// server of a random port (never clashing with one already on 4222), runs
+// the integrator in this process and connects a client. stop ends the
+// integrator.
+func (t *tour) start(ctx context.Context) (stop func() error, err error) {
+	t.p = launch.Default()
+	t.p.NATS.Port = 0
+	for i := range t.p.Modules {
+		t.p.Modules[i].Args = []string{"--lr", "0.003"}
+	}
+	t.g.natsURL = ""
+	if t.run, err = filepath.Abs(filepath.Join(t.out, "run")); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(t.run); err != nil {
+		return nil, err
+	}
+	t.pipe, err = launchPipeline(ctx, t.g, t.p, t.log, launchOptions{grace: 3 * time.Second, noIntegrator: true,
+		env: []string{procenv.EnvData + "=" + t.data, procenv.EnvCheckpointDir + "=" + t.run, procenv.EnvTrain + "=1"},
+		onEvent: func(ev launch.Event) {
+			if ev.Kind == launch.Restarting {
+				t.restarted <- ev.Name
+			}
+		}})
+	if err != nil {
+		return nil, err
+	}
+	cc := t.g.conn("serket-integrator", t.log)
+	cc.URL = t.pipe.URL
+	t.ig, stop, err = startIntegrator(ctx, integrator.Config{Pipeline: t.p.Name, Latent: t.p.Latent, NATS: cc, Logger: t.log, Discovery: 500 * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	nc, err := bus.Connect(bus.ConnConfig{URL: t.pipe.URL, Name: "serket-demo", Logger: t.log})
+	if err == nil {
+		t.c, err = client.New(nc, t.p.Name, "demo")
+	}
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	say("serket up   (pipeline %q: NATS at %s; %s, each its own process; the integrator here)", t.p.Name, t.pipe.URL, strings.Join(moduleNames(t.p), ", "))
+	return func() error { nc.Close(); return stop() }, nil
+}
+
+// train trains the modules together for demoEpochs epochs.
+func (t *tour) train(ctx context.Context) error {
 	tf := trainFlags{epochs: demoEpochs, batch: 100, seed: 1, plan: "cross", subsets: 1, lambda: []string{"language=50", "audio=0.2"},
-		klTo: 1, anneal: 1, deadline: 30 * time.Second, ckptDir: ckpt, ckptEvery: 0, data: data, limit: trainItems, modules: names, paired: 1, evalItems: 1000}
+		klTo: 1, anneal: 1, deadline: 30 * time.Second, ckptDir: t.run, ckptEvery: 0, data: t.data, limit: trainItems, modules: moduleNames(t.p), paired: 1, evalItems: 1000}
 	cfg, closer, err := tf.config()
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
 	say("serket train --limit %d --epochs %d --plan cross   (every step is messages between the processes)", trainItems, demoEpochs)
-	start = time.Now()
-	last, _, err := train(ctx, ig, c, cfg, timeout, log)
+	start := time.Now()
+	last, _, err := train(ctx, t.ig, t.c, cfg, t.timeout, t.log)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("trained %d epochs of %d items in %v: test ELBO %.0f, %.0f samples/s (checkpoints and metrics in %s)\n",
-		demoEpochs, len(cfg.IDs), time.Since(start).Round(time.Second), last.TestELBO, last.SamplesPerSec, run)
-	wctx, wcancel := context.WithTimeout(ctx, timeout)
-	defer wcancel()
-	svcs, err := c.Services(ctx, 300*time.Millisecond)
+		demoEpochs, len(cfg.IDs), time.Since(start).Round(time.Second), last.TestELBO, last.SamplesPerSec, filepath.Join(t.out, "run"))
+	return nil
+}
+
+// list shows the live services, as serket ls does.
+func (t *tour) list(ctx context.Context) error {
+	svcs, err := t.c.Services(ctx, 300*time.Millisecond)
 	if err != nil {
 		return err
 	}
 	say("serket ls")
 	printServices(os.Stdout, svcs)
+	return nil
+}
 
-	infer := func(req *bus.InferRequest, dir string) error {
-		ictx, icancel := context.WithTimeout(ctx, 20*time.Second)
-		defer icancel()
-		start := time.Now()
-		rep, err := c.Infer(ictx, req)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("(answered in %v)\n", time.Since(start).Round(100*time.Microsecond))
-		return printReply(os.Stdout, rep, filepath.Join(out, dir))
-	}
-	text := "a photo of a sneaker"
-	say("serket generate --from language=%q --to vision,audio --n 8 --out %s", text, filepath.Join(out, "say-sneaker"))
-	sneaker := &bus.InferRequest{Observations: map[string]bus.Payload{"language": {Type: "text/plain", Data: []byte(text)}}, Want: []string{"vision", "audio"}, Samples: 8, Seed: 1}
-	{
-		gctx, gcancel := context.WithTimeout(ctx, time.Minute)
-		rep, err := c.Infer(gctx, sneaker)
-		gcancel()
-		if err != nil {
-			return err
-		}
-		files, err := writeGenerated(filepath.Join(out, "say-sneaker"), rep)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("images, speech and spectrograms of what the model imagines: %s\n", strings.Join(files, ", "))
-	}
-	sneaker.Samples = 2
+// sneaker asks for what the model imagines of a sneaker's caption.
+func sneaker(samples int) *bus.InferRequest {
+	return &bus.InferRequest{Observations: map[string]bus.Payload{"language": {Type: "text/plain", Data: []byte("a photo of a sneaker")}},
+		Want: []string{"vision", "audio"}, Samples: samples, Seed: 1}
+}
 
-	testImage, err := firstTestImage(out)
+// generate writes images and speech of a caption.
+func (t *tour) generate(ctx context.Context) error {
+	dir := filepath.Join(t.out, "say-sneaker")
+	say("serket generate --from language=%q --to vision,audio --n 8 --out %s", "a photo of a sneaker", dir)
+	gctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	rep, err := t.c.Infer(gctx, sneaker(8))
+	if err != nil {
+		return err
+	}
+	files, err := writeGenerated(dir, rep)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("images, speech and spectrograms of what the model imagines: %s\n", strings.Join(files, ", "))
+	return nil
+}
+
+// infer asks the pipeline and prints the reply, its files in dir.
+func (t *tour) infer(ctx context.Context, req *bus.InferRequest, dir string) error {
+	ictx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	rep, err := t.c.Infer(ictx, req)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("(answered in %v)\n", time.Since(start).Round(100*time.Microsecond))
+	return printReply(os.Stdout, rep, filepath.Join(t.out, dir))
+}
+
+// see captions a test image.
+func (t *tour) see(ctx context.Context) error {
+	testImage, err := firstTestImage(t.out)
 	if err != nil {
 		return err
 	}
 	say("serket infer --from vision=@%s --to language", testImage)
-	img, _ := os.ReadFile(testImage)
-	if err := infer(&bus.InferRequest{Observations: map[string]bus.Payload{"vision": {Type: "image/png", Data: img}}, Want: []string{"language"}}, "see-image"); err != nil {
+	img, err := os.ReadFile(testImage)
+	if err != nil {
 		return err
 	}
+	return t.infer(ctx, &bus.InferRequest{Observations: map[string]bus.Payload{"vision": {Type: "image/png", Data: img}}, Want: []string{"language"}}, "see-image")
+}
 
-	pid := pipe.sup.PIDs()["audio"]
+// killAndRejoin kills the audio module: inference goes on without it, the
+// supervisor restarts it from its checkpoint, and it rejoins.
+func (t *tour) killAndRejoin(ctx context.Context) error {
+	pid := t.pipe.sup.PIDs()["audio"]
 	say("kill -9 %d   (the audio module)", pid)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return fmt.Errorf("kill the audio module (pid %d): %w", pid, err)
 	}
 	say("the next inference still answers, without audio")
-	if err := infer(sneaker, "say-sneaker-without-audio"); err != nil {
+	if err := t.infer(ctx, sneaker(2), "say-sneaker-without-audio"); err != nil {
 		return err
 	}
+	wctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
 	select {
-	case name := <-restarted:
+	case name := <-t.restarted:
 		say("the supervisor restarts %s; waiting for it to rejoin", name)
 	case <-wctx.Done():
-		return fmt.Errorf("the audio module was not restarted within %v", timeout)
+		return fmt.Errorf("the audio module was not restarted within %v", t.timeout)
 	}
 	for {
-		rep, err := c.Infer(wctx, &bus.InferRequest{Want: []string{"audio"}})
+		rep, err := t.c.Infer(wctx, &bus.InferRequest{Want: []string{"audio"}})
 		if err == nil && len(rep.Outputs["audio"]) == 1 {
 			break
 		}
 		if wctx.Err() != nil {
-			return fmt.Errorf("the audio module did not rejoin within %v", timeout)
+			return fmt.Errorf("the audio module did not rejoin within %v", t.timeout)
 		}
 		time.Sleep(100 * time.Millisecond) // the restarted process is still loading its shard
 	}
 	say("audio is back")
-	if err := infer(sneaker, "say-sneaker-again"); err != nil {
-		return err
-	}
-	say("stopping the pipeline: SIGTERM to every process, SIGKILL after a grace period")
-	cancel()
-	pipe.wait()
+	return t.infer(ctx, sneaker(2), "say-sneaker-again")
+}
 
-	report := filepath.Join(out, "report")
-	say("serket eval --checkpoint %s --out %s   (the first run also trains two small classifiers that judge generated images and speech, about a minute)", run, report)
+// evaluate measures the trained run and writes its report.
+func (t *tour) evaluate() error {
+	report := filepath.Join(t.out, "report")
+	say("serket eval --checkpoint %s --out %s   (the first run also trains two small classifiers that judge generated images and speech, about a minute)", filepath.Join(t.out, "run"), report)
 	ecfg := eval.Config{Items: 1000, Prior: 1000, IWAEItems: 100, IWAEK: 100, ProbeTrain: 2000}
-	if err := runEval(g, g.logger("eval"), p, evalPaths{ckpt: run, data: data, out: report, labels: data}, ecfg); err != nil {
+	if err := runEval(t.g, t.g.logger("eval"), t.p, evalPaths{ckpt: t.run, data: t.data, out: report, labels: t.data}, ecfg); err != nil {
 		return err
 	}
 	say("done: open %s", filepath.Join(report, "index.html"))
-	fmt.Println("A few minutes of training on 10,000 items gives blurry shapes; `serket train --epochs 20 --plan cross` trains on all 60,000 for real, then `serket eval --checkpoint runs/latest`.")
+	fmt.Println("A few minutes of training on 10,000 items gives blurry shapes; `serket train --epochs 20 --plan cross` trains on all 60,000 for real (into runs/latest), then `serket eval`.")
 	return nil
 }
 
