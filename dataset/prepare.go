@@ -105,77 +105,17 @@ func Prepare(ctx context.Context, cfg PrepareConfig) (*Manifest, error) {
 			return m, nil
 		}
 	}
-	limitTrain, limitTest := 0, 0
-	if cfg.Limit > 0 {
-		limitTrain, limitTest = cfg.Limit, max(1, cfg.Limit/6)
-	}
-	fm, err := raw.decode(limitTrain, limitTest)
+	fm, err := decodeImages(raw, cfg.Limit)
 	if err != nil {
 		return nil, err
 	}
-	nTrain, nTest := fm.Train.N, fm.Test.N
-	if nTrain > TestIDBase {
-		return nil, fmt.Errorf("%s: %d train images, the id scheme has room for %d", raw.paths[0], fm.Train.N, TestIDBase)
-	}
-	if fm.Test.Rows != fm.Train.Rows || fm.Test.Cols != fm.Train.Cols {
-		return nil, fmt.Errorf("%s: test images of %d×%d, train images of %d×%d", raw.paths[2], fm.Test.Rows, fm.Test.Cols, fm.Train.Rows, fm.Train.Cols)
-	}
-	prog.end(fmt.Sprintf("%d train and %d test images of %d×%d", nTrain, nTest, fm.Train.Rows, fm.Train.Cols))
+	prog.end(fmt.Sprintf("%d train and %d test images of %d×%d", fm.Train.N, fm.Test.N, fm.Train.Rows, fm.Train.Cols))
 
-	m := &Manifest{
-		Version: ManifestVersion, Seed: cfg.Seed, Config: hash, Limit: cfg.Limit,
-		AudioTrain: cfg.AudioTrain, AudioTest: cfg.AudioTest,
-		Counts: map[string]int{Train: nTrain, Test: nTest},
-		Items:  make([]Item, 0, nTrain+nTest),
-	}
-	ids := make([]uint64, 0, nTrain+nTest)
-	for i := range nTrain {
-		m.Items = append(m.Items, Item{ID: uint64(i), Split: Train, Class: fm.Train.Labels[i]})
-	}
-	for j := range nTest {
-		m.Items = append(m.Items, Item{ID: TestIDBase + uint64(j), Split: Test, Class: fm.Test.Labels[j]})
-	}
-	for _, it := range m.Items {
-		ids = append(ids, it.ID)
-	}
-	meta := func(kv ...string) map[string]string {
-		out := map[string]string{"config": hash, "seed": strconv.FormatUint(cfg.Seed, 10)}
-		for i := 0; i < len(kv); i += 2 {
-			out[kv[i]] = kv[i+1]
-		}
-		return out
-	}
-
-	// Vision: the pixels.
-	px := fm.Train.Rows * fm.Train.Cols
-	vision := &Shard{
-		Modality: Vision, IDs: ids, RecordSize: px, Records: make([]byte, 0, len(ids)*px),
-		Meta: meta("rows", strconv.Itoa(fm.Train.Rows), "cols", strconv.Itoa(fm.Train.Cols)),
-	}
-	vision.Records = append(vision.Records, fm.Train.Pixels[:nTrain*px]...)
-	vision.Records = append(vision.Records, fm.Test.Pixels[:nTest*px]...)
-
-	// Language: a seeded caption per item, encoded.
-	prog.begin("captions", 0)
-	vocab := CaptionVocab()
-	lang := &Shard{
-		Modality: Language, IDs: ids, RecordSize: 4 * MaxTokens, Records: make([]byte, 4*MaxTokens*len(ids)),
-		Meta: meta("vocab", strings.Join(vocab.Words(), "\n"), "max_tokens", strconv.Itoa(MaxTokens)),
-	}
-	var tok [MaxTokens]int32
-	for i, it := range m.Items {
-		text := Caption(int(it.Class), captionRand(cfg.Seed, it.ID))
-		if unk := vocab.Encode(tok[:], text); unk != 0 {
-			panic(fmt.Sprintf("dataset: caption %q has %d words outside CaptionVocab", text, unk))
-		}
-		for k, t := range tok {
-			binary.LittleEndian.PutUint32(lang.Records[4*(i*MaxTokens+k):], uint32(t))
-		}
-	}
-	prog.end(fmt.Sprintf("%d captions over a vocabulary of %d words", len(ids), vocab.Len()-3))
-
-	// Audio: a pool of utterances per class and split; each item points at
-	// one of its class and split.
+	m := newManifest(&cfg, hash, fm)
+	ids := itemIDs(m.Items)
+	meta := shardMeta(hash, cfg.Seed)
+	vision := buildVision(fm, ids, meta)
+	lang := buildLanguage(m, ids, cfg.Seed, prog, meta)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -184,35 +124,144 @@ func Prepare(ctx context.Context, cfg PrepareConfig) (*Manifest, error) {
 		return nil, err
 	}
 
+	if err := writeDataset(ctx, cfg.Dir, m, []*Shard{vision, lang, audio}, prog); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeImages decodes the Fashion-MNIST files, keeping the first limit
+// train and max(1, limit/6) test images if limit > 0, and checks that the
+// items fit the id scheme and that both splits have one image size.
+func decodeImages(raw *fmnistRaw, limit int) (*FashionMNIST, error) {
+	limitTrain, limitTest := 0, 0
+	if limit > 0 {
+		limitTrain, limitTest = limit, max(1, limit/6)
+	}
+	fm, err := raw.decode(limitTrain, limitTest)
+	if err != nil {
+		return nil, err
+	}
+	if fm.Train.N > TestIDBase {
+		return nil, fmt.Errorf("%s: %d train images, the id scheme has room for %d", raw.paths[0], fm.Train.N, TestIDBase)
+	}
+	if fm.Test.Rows != fm.Train.Rows || fm.Test.Cols != fm.Train.Cols {
+		return nil, fmt.Errorf("%s: test images of %d×%d, train images of %d×%d", raw.paths[2], fm.Test.Rows, fm.Test.Cols, fm.Train.Rows, fm.Train.Cols)
+	}
+	return fm, nil
+}
+
+// newManifest is the manifest of the dataset cfg and fm make, without its
+// creation time: the train items in order, then the test items.
+func newManifest(cfg *PrepareConfig, hash string, fm *FashionMNIST) *Manifest {
+	nTrain, nTest := fm.Train.N, fm.Test.N
+	m := &Manifest{
+		Version: ManifestVersion, Seed: cfg.Seed, Config: hash, Limit: cfg.Limit,
+		AudioTrain: cfg.AudioTrain, AudioTest: cfg.AudioTest,
+		Counts: map[string]int{Train: nTrain, Test: nTest},
+		Items:  make([]Item, 0, nTrain+nTest),
+	}
+	for i := range nTrain {
+		m.Items = append(m.Items, Item{ID: uint64(i), Split: Train, Class: fm.Train.Labels[i]})
+	}
+	for j := range nTest {
+		m.Items = append(m.Items, Item{ID: TestIDBase + uint64(j), Split: Test, Class: fm.Test.Labels[j]})
+	}
+	return m
+}
+
+// itemIDs returns the ids of items, in their order.
+func itemIDs(items []Item) []uint64 {
+	ids := make([]uint64, 0, len(items))
+	for _, it := range items {
+		ids = append(ids, it.ID)
+	}
+	return ids
+}
+
+// shardMeta returns a maker of shard metadata: the config hash and seed
+// every shard carries, plus the key-value pairs it is given.
+func shardMeta(hash string, seed uint64) func(kv ...string) map[string]string {
+	return func(kv ...string) map[string]string {
+		out := map[string]string{"config": hash, "seed": strconv.FormatUint(seed, 10)}
+		for i := 0; i < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
+}
+
+// buildVision is the vision shard: the pixels.
+func buildVision(fm *FashionMNIST, ids []uint64, meta func(...string) map[string]string) *Shard {
+	px := fm.Train.Rows * fm.Train.Cols
+	vision := &Shard{
+		Modality: Vision, IDs: ids, RecordSize: px, Records: make([]byte, 0, len(ids)*px),
+		Meta: meta("rows", strconv.Itoa(fm.Train.Rows), "cols", strconv.Itoa(fm.Train.Cols)),
+	}
+	vision.Records = append(vision.Records, fm.Train.Pixels[:fm.Train.N*px]...)
+	vision.Records = append(vision.Records, fm.Test.Pixels[:fm.Test.N*px]...)
+	return vision
+}
+
+// buildLanguage is the language shard: a seeded caption per item, encoded.
+func buildLanguage(m *Manifest, ids []uint64, seed uint64, prog *progress, meta func(...string) map[string]string) *Shard {
+	prog.begin("captions", 0)
+	vocab := CaptionVocab()
+	lang := &Shard{
+		Modality: Language, IDs: ids, RecordSize: 4 * MaxTokens, Records: make([]byte, 4*MaxTokens*len(ids)),
+		Meta: meta("vocab", strings.Join(vocab.Words(), "\n"), "max_tokens", strconv.Itoa(MaxTokens)),
+	}
+	var tok [MaxTokens]int32
+	for i, it := range m.Items {
+		text := Caption(int(it.Class), captionRand(seed, it.ID))
+		if unk := vocab.Encode(tok[:], text); unk != 0 {
+			panic(fmt.Sprintf("dataset: caption %q has %d words outside CaptionVocab", text, unk))
+		}
+		for k, t := range tok {
+			binary.LittleEndian.PutUint32(lang.Records[4*(i*MaxTokens+k):], uint32(t))
+		}
+	}
+	prog.end(fmt.Sprintf("%d captions over a vocabulary of %d words", len(ids), vocab.Len()-3))
+	return lang
+}
+
+// writeDataset writes shards to dir, then m with its creation time set (see
+// Prepare for why in this order).
+func writeDataset(ctx context.Context, dir string, m *Manifest, shards []*Shard, prog *progress) error {
 	prog.begin("writing", 0)
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return nil, err
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
-	if err := os.Remove(ManifestPath(cfg.Dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+	if err := os.Remove(ManifestPath(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
-	// Temporary files of an earlier Prepare killed mid-write (old enough
-	// not to be a concurrent Prepare's, which writes for about a second).
-	stale, _ := filepath.Glob(filepath.Join(cfg.Dir, ".*.tmp*"))
+	removeStaleTemps(dir)
+	for _, s := range shards {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := WriteShard(ShardPath(dir, s.Modality), s); err != nil {
+			return err
+		}
+	}
+	m.Created = time.Now().UTC().Truncate(time.Second)
+	if err := writeManifest(dir, m); err != nil {
+		return err
+	}
+	prog.end(dir)
+	return nil
+}
+
+// removeStaleTemps removes the temporary files of an earlier Prepare killed
+// mid-write (old enough not to be a concurrent Prepare's, which writes for
+// about a second).
+func removeStaleTemps(dir string) {
+	stale, _ := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
 	for _, f := range stale {
 		if st, err := os.Stat(f); err == nil && time.Since(st.ModTime()) > 10*time.Minute {
 			os.Remove(f)
 		}
 	}
-	for _, s := range []*Shard{vision, lang, audio} {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if err := WriteShard(ShardPath(cfg.Dir, s.Modality), s); err != nil {
-			return nil, err
-		}
-	}
-	m.Created = time.Now().UTC().Truncate(time.Second)
-	if err := writeManifest(cfg.Dir, m); err != nil {
-		return nil, err
-	}
-	prog.end(cfg.Dir)
-	return m, nil
 }
 
 // captionRand is the caption generator of one item.
@@ -220,6 +269,8 @@ func captionRand(seed, id uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(hash3(seed, id, purposeCaption), id))
 }
 
+// buildAudio is the audio shard: a pool of utterances per class and split;
+// each item points at one of its class and split.
 func buildAudio(ctx context.Context, cfg *PrepareConfig, m *Manifest, sc speech.Config, prog *progress, meta func(...string) map[string]string) (*Shard, error) {
 	total := NumClasses * (cfg.AudioTrain + cfg.AudioTest)
 	prog.begin("audio", total)

@@ -24,7 +24,8 @@ func needEspeak(t *testing.T) {
 }
 
 // TestPrepare builds a small real dataset (600 train and 100 test items,
-// 3 and 2 utterances per class) and checks what every module will read.
+// 3 and 2 utterances per class) and checks what every module will read,
+// then what Prepare does when asked again for it or for another.
 func TestPrepare(t *testing.T) {
 	needEspeak(t)
 	ctx := context.Background()
@@ -42,21 +43,62 @@ func TestPrepare(t *testing.T) {
 			t.Errorf("no progress line for %q in\n%s", phase, progress.String())
 		}
 	}
+	fm, err := LoadFashionMNIST(FashionMNISTDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPreparedManifest(t, cfg.Dir, m, fm)
+	shards := readPreparedShards(t, cfg.Dir, m)
+	t.Run("vision", func(t *testing.T) { checkVisionShard(t, shards[Vision], fm) })
+	t.Run("language", func(t *testing.T) { checkLanguageShard(t, shards[Language], m) })
+	t.Run("audio", func(t *testing.T) { checkAudioShard(t, shards[Audio], m) })
 
-	// The manifest.
+	// The subtests below run in order: each prepares cfg.Dir again from
+	// what the one before left, and compares it with cfg2.Dir.
+	cfg2 := cfg
+	cfg2.Dir, cfg2.Workers, cfg2.Progress = filepath.Join(t.TempDir(), "b"), 1, nil
+	t.Run("deterministic", func(t *testing.T) {
+		// Another dir, one worker, no progress: the same bytes.
+		if _, err := Prepare(ctx, cfg2); err != nil {
+			t.Fatal(err)
+		}
+		sameShards(t, cfg.Dir, cfg2.Dir, true)
+	})
+	t.Run("up to date", func(t *testing.T) {
+		progress.Reset()
+		checkUpToDate(t, cfg, m, &progress, first)
+	})
+	t.Run("damaged shard", func(t *testing.T) { checkDamagedShardRebuilt(t, cfg, cfg2.Dir) })
+	t.Run("force", func(t *testing.T) { checkForceRebuilds(t, cfg, cfg2.Dir) })
+	t.Run("another seed", func(t *testing.T) {
+		// Other captions and utterances, another config hash.
+		cfg3 := cfg2
+		cfg3.Dir, cfg3.Seed = filepath.Join(t.TempDir(), "c"), 8
+		m3, err := Prepare(ctx, cfg3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m3.Config == m.Config {
+			t.Error("seeds 7 and 8 have the same config hash")
+		}
+		sameShards(t, cfg.Dir, cfg3.Dir, false)
+	})
+}
+
+// checkPreparedManifest checks the manifest TestPrepare's Prepare returned
+// and the one it wrote to dir: its counts, and every item in the order of
+// Fashion-MNIST.
+func checkPreparedManifest(t *testing.T, dir string, m *Manifest, fm *FashionMNIST) {
+	t.Helper()
 	if m.Counts[Train] != 600 || m.Counts[Test] != 100 || len(m.Items) != 700 || m.Seed != 7 || m.Version != ManifestVersion {
 		t.Fatalf("manifest: counts %v, %d items, seed %d", m.Counts, len(m.Items), m.Seed)
 	}
-	back, err := ReadManifest(cfg.Dir)
+	back, err := ReadManifest(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if back.Config != m.Config || !slices.Equal(back.Items, m.Items) || !back.Created.Equal(m.Created) {
 		t.Fatal("manifest read back differs")
-	}
-	fm, err := LoadFashionMNIST(FashionMNISTDir)
-	if err != nil {
-		t.Fatal(err)
 	}
 	for i, it := range m.Items {
 		want := Item{ID: uint64(i), Split: Train, Class: fm.Train.Labels[i]}
@@ -67,10 +109,15 @@ func TestPrepare(t *testing.T) {
 			t.Fatalf("item %d: %+v, want %+v", i, it, want)
 		}
 	}
+}
 
+// readPreparedShards reads every shard of dir, each of which must have a
+// record per item of m and m's config hash.
+func readPreparedShards(t *testing.T, dir string, m *Manifest) map[string]*Shard {
+	t.Helper()
 	shards := map[string]*Shard{}
 	for _, mod := range Modalities() {
-		s, err := ReadShard(ShardPath(cfg.Dir, mod), mod)
+		s, err := ReadShard(ShardPath(dir, mod), mod)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,9 +126,12 @@ func TestPrepare(t *testing.T) {
 		}
 		shards[mod] = s
 	}
+	return shards
+}
 
-	// Vision: the very pixels.
-	vis := shards[Vision]
+// checkVisionShard checks that vis holds the very pixels.
+func checkVisionShard(t *testing.T, vis *Shard, fm *FashionMNIST) {
+	t.Helper()
 	for _, c := range []struct {
 		id   uint64
 		want []uint8
@@ -93,9 +143,12 @@ func TestPrepare(t *testing.T) {
 	if _, ok := vis.Record(600); ok {
 		t.Error("vision has item 600, beyond the limit")
 	}
+}
 
-	// Language: each item's seeded caption, no unknown word.
-	lang := shards[Language]
+// checkLanguageShard checks that lang holds each item's seeded caption, no
+// unknown word.
+func checkLanguageShard(t *testing.T, lang *Shard, m *Manifest) {
+	t.Helper()
 	vocab := NewVocab(strings.Split(lang.Meta["vocab"], "\n"))
 	if !slices.Equal(vocab.Words(), CaptionVocab().Words()) || lang.Meta["max_tokens"] != strconv.Itoa(MaxTokens) || lang.RecordSize != 4*MaxTokens {
 		t.Fatalf("language meta: %d words, max_tokens %s, record size %d", vocab.Len(), lang.Meta["max_tokens"], lang.RecordSize)
@@ -116,10 +169,13 @@ func TestPrepare(t *testing.T) {
 	if len(distinct) < 200 {
 		t.Errorf("only %d distinct captions over 700 items", len(distinct))
 	}
+}
 
-	// Audio: rows from the item's own split's pool; the same row only for
-	// the same class; tables of the right sizes.
-	aud := shards[Audio]
+// checkAudioShard checks that aud gives items rows from their own split's
+// pool, the same row only for the same class, and has tables of the right
+// sizes.
+func checkAudioShard(t *testing.T, aud *Shard, m *Manifest) {
+	t.Helper()
 	meta := func(k string) int {
 		v, err := strconv.Atoi(aud.Meta[k])
 		if err != nil {
@@ -173,31 +229,16 @@ func TestPrepare(t *testing.T) {
 			t.Fatalf("feature %d: normalised train mean %v, std %v", j, s/float64(trainPool), std[j])
 		}
 	}
+}
 
-	// Deterministic: another dir, one worker, no progress: the same bytes.
-	cfg2 := cfg
-	cfg2.Dir, cfg2.Workers, cfg2.Progress = filepath.Join(t.TempDir(), "b"), 1, nil
-	if _, err := Prepare(ctx, cfg2); err != nil {
-		t.Fatal(err)
-	}
-	sameShards(t, cfg.Dir, cfg2.Dir, true)
-
-	// Up to date: skipped, quickly, files untouched.
-	stats := func(dir string) map[string]os.FileInfo {
-		out := map[string]os.FileInfo{}
-		for _, name := range []string{"manifest.json", "vision.shard", "language.shard", "audio.shard"} {
-			st, err := os.Stat(filepath.Join(dir, name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			out[name] = st
-		}
-		return out
-	}
-	before := stats(cfg.Dir)
-	progress.Reset()
-	start = time.Now()
-	again, err := Prepare(ctx, cfg)
+// checkUpToDate checks that Prepare of cfg, which m was prepared from in
+// first, is skipped, quickly, leaving the files untouched. progress is
+// cfg.Progress, reset.
+func checkUpToDate(t *testing.T, cfg PrepareConfig, m *Manifest, progress *bytes.Buffer, first time.Duration) {
+	t.Helper()
+	before := preparedFiles(t, cfg.Dir)
+	start := time.Now()
+	again, err := Prepare(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,46 +250,56 @@ func TestPrepare(t *testing.T) {
 	if !again.Created.Equal(m.Created) || !strings.Contains(progress.String(), "already holds this dataset") {
 		t.Errorf("up-to-date Prepare rebuilt: created %v, progress %q", again.Created, progress.String())
 	}
-	for name, st := range stats(cfg.Dir) {
+	for name, st := range preparedFiles(t, cfg.Dir) {
 		if !st.ModTime().Equal(before[name].ModTime()) || !os.SameFile(st, before[name]) {
 			t.Errorf("up-to-date Prepare touched %s", name)
 		}
 	}
+}
 
-	// A damaged shard is rebuilt without --force, to the same bytes.
+// checkDamagedShardRebuilt checks that a damaged shard of cfg.Dir is
+// rebuilt without cfg.Force, to the bytes of the same dataset in ref.
+func checkDamagedShardRebuilt(t *testing.T, cfg PrepareConfig, ref string) {
+	t.Helper()
 	path := ShardPath(cfg.Dir, Language)
 	b, _ := os.ReadFile(path)
 	b[len(b)/2] ^= 1
 	os.WriteFile(path, b, 0o644)
-	if _, err := Prepare(ctx, cfg); err != nil {
+	if _, err := Prepare(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	sameShards(t, cfg.Dir, cfg2.Dir, true)
+	sameShards(t, cfg.Dir, ref, true)
+}
 
-	// Force rebuilds (new files) to the same bytes.
-	before = stats(cfg.Dir)
+// checkForceRebuilds checks that cfg.Force rebuilds cfg.Dir (new files) to
+// the bytes of the same dataset in ref.
+func checkForceRebuilds(t *testing.T, cfg PrepareConfig, ref string) {
+	t.Helper()
+	before := preparedFiles(t, cfg.Dir)
 	cfg.Force = true
-	if _, err := Prepare(ctx, cfg); err != nil {
+	if _, err := Prepare(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	for name, st := range stats(cfg.Dir) {
+	for name, st := range preparedFiles(t, cfg.Dir) {
 		if os.SameFile(st, before[name]) {
 			t.Errorf("forced Prepare left %s as it was", name)
 		}
 	}
-	sameShards(t, cfg.Dir, cfg2.Dir, true)
+	sameShards(t, cfg.Dir, ref, true)
+}
 
-	// Another seed, other captions and utterances, another config hash.
-	cfg3 := cfg2
-	cfg3.Dir, cfg3.Seed = filepath.Join(t.TempDir(), "c"), 8
-	m3, err := Prepare(ctx, cfg3)
-	if err != nil {
-		t.Fatal(err)
+// preparedFiles stats the manifest and shards of dir, by file name.
+func preparedFiles(t *testing.T, dir string) map[string]os.FileInfo {
+	t.Helper()
+	out := map[string]os.FileInfo{}
+	for _, name := range []string{"manifest.json", "vision.shard", "language.shard", "audio.shard"} {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = st
 	}
-	if m3.Config == m.Config {
-		t.Error("seeds 7 and 8 have the same config hash")
-	}
-	sameShards(t, cfg.Dir, cfg3.Dir, false)
+	return out
 }
 
 // sameShards compares the language and audio shards of two dirs (vision
