@@ -103,30 +103,6 @@ func linearGaussian(t *testing.T, n, d, items int, spoil float32) (*eval.Pipelin
 		}
 		mods[name], batches[name], vs[name], cs[name] = m, &toy.Obs{N: n, Data: x}, vm, cm
 	}
-	logN := func(x []float64, mean []float64, cov *mat.SymDense) float64 {
-		var ch mat.Cholesky
-		if !ch.Factorize(cov) {
-			t.Fatal("covariance not positive definite")
-		}
-		r := mat.NewVecDense(len(x), nil)
-		for i := range x {
-			r.SetVec(i, x[i]-mean[i])
-		}
-		var sol mat.VecDense
-		if err := ch.SolveVecTo(&sol, r); err != nil {
-			t.Fatal(err)
-		}
-		return -0.5*mat.Dot(r, &sol) - 0.5*ch.LogDet() - 0.5*float64(len(x))*math.Log(2*math.Pi)
-	}
-	cov := func(v *mat.Dense) *mat.SymDense {
-		r, _ := v.Dims()
-		c := mat.NewSymDense(r, nil)
-		c.SymOuterK(1, v)
-		for i := range r {
-			c.SetSym(i, i, c.At(i, i)+sigma*sigma)
-		}
-		return c
-	}
 	var joint mat.Dense
 	joint.Stack(vs["a"], vs["b"])
 	exactAB, exactA := make([]float64, items), make([]float64, items)
@@ -136,14 +112,44 @@ func linearGaussian(t *testing.T, n, d, items int, spoil float32) (*eval.Pipelin
 		for _, v := range append(append([]float32(nil), xa...), xb...) {
 			x = append(x, float64(v))
 		}
-		exactAB[it] = logN(x, append(append([]float64(nil), cs["a"]...), cs["b"]...), cov(&joint))
-		exactA[it] = logN(x[:n], cs["a"], cov(vs["a"]))
+		exactAB[it] = logNormal(t, x, append(append([]float64(nil), cs["a"]...), cs["b"]...), noisyCov(&joint, sigma))
+		exactA[it] = logNormal(t, x[:n], cs["a"], noisyCov(vs["a"], sigma))
 	}
 	ids := make([]uint64, items)
 	for i := range ids {
 		ids[i] = uint64(i)
 	}
 	return serve(t, "gauss", nil, fixed{mods["a"], batches["a"].(*toy.Obs)}, fixed{mods["b"], batches["b"].(*toy.Obs)}), ids, exactAB, exactA
+}
+
+// logNormal is log N(x; mean, cov).
+func logNormal(t *testing.T, x, mean []float64, cov *mat.SymDense) float64 {
+	t.Helper()
+	var ch mat.Cholesky
+	if !ch.Factorize(cov) {
+		t.Fatal("covariance not positive definite")
+	}
+	r := mat.NewVecDense(len(x), nil)
+	for i := range x {
+		r.SetVec(i, x[i]-mean[i])
+	}
+	var sol mat.VecDense
+	if err := ch.SolveVecTo(&sol, r); err != nil {
+		t.Fatal(err)
+	}
+	return -0.5*mat.Dot(r, &sol) - 0.5*ch.LogDet() - 0.5*float64(len(x))*math.Log(2*math.Pi)
+}
+
+// noisyCov is V Vᵀ + σ² I: the covariance of x = V z + c + σ noise with
+// z ~ N(0, I).
+func noisyCov(v *mat.Dense, sigma float64) *mat.SymDense {
+	r, _ := v.Dims()
+	c := mat.NewSymDense(r, nil)
+	c.SymOuterK(1, v)
+	for i := range r {
+		c.SetSym(i, i, c.At(i, i)+sigma*sigma)
+	}
+	return c
 }
 
 // fixed is a toy module whose items are the given observations: item i is
