@@ -118,138 +118,182 @@ func ReadWAV(r io.Reader) (samples []float32, rate int, err error) {
 }
 
 func readWAV(src io.Reader, limit int64) ([]float32, int, error) {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidWAV}, a...)...)
-	}
 	r := &capReader{r: src, left: limit}
-	tooLarge := func() error {
-		return bad("file larger than the %d MiB limit", limit>>20)
+	if err := readRIFFHeader(r, limit); err != nil {
+		return nil, 0, err
 	}
+	var c wavChunks
+	for !(c.format != nil && c.hasData) {
+		if err := c.next(r, limit); err != nil {
+			return nil, 0, err
+		}
+	}
+	return decodeWAV(*c.format, c.data, invalidWAV)
+}
+
+// invalidWAV is an error about the content of a WAV file: it wraps
+// [ErrInvalidWAV] and says what is wrong.
+func invalidWAV(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidWAV}, a...)...)
+}
+
+// wavTooLarge is the error for a file larger than limit bytes.
+func wavTooLarge(limit int64) error {
+	return invalidWAV("file larger than the %d MiB limit", limit>>20)
+}
+
+// readRIFFHeader reads the 12-byte header of r and refuses anything but a
+// little-endian RIFF file of type WAVE.
+func readRIFFHeader(r io.Reader, limit int64) error {
 	var hdr [12]byte
 	n, err := io.ReadFull(r, hdr[:])
 	switch {
 	case err == io.EOF:
-		return nil, 0, bad("empty input, not a WAV file")
+		return invalidWAV("empty input, not a WAV file")
 	case errors.Is(err, errTooLarge):
-		return nil, 0, tooLarge()
+		return wavTooLarge(limit)
 	case err == io.ErrUnexpectedEOF:
 		if n >= 4 && string(hdr[:4]) == "RIFF" {
-			return nil, 0, bad("truncated RIFF header (%d bytes)", n)
+			return invalidWAV("truncated RIFF header (%d bytes)", n)
 		}
-		return nil, 0, bad("not a WAV file (no RIFF header; %d bytes)", n)
+		return invalidWAV("not a WAV file (no RIFF header; %d bytes)", n)
 	case err != nil:
-		return nil, 0, fmt.Errorf("speech: reading WAV: %w", err)
+		return fmt.Errorf("speech: reading WAV: %w", err)
 	}
 	switch string(hdr[:4]) {
 	case "RIFF":
 	case "RIFX":
-		return nil, 0, bad("big-endian RIFX files are not supported; convert to a little-endian PCM WAV")
+		return invalidWAV("big-endian RIFX files are not supported; convert to a little-endian PCM WAV")
 	case "RF64", "BW64":
-		return nil, 0, bad("%s (64-bit) WAV files are not supported; convert to a plain PCM WAV", hdr[:4])
+		return invalidWAV("%s (64-bit) WAV files are not supported; convert to a plain PCM WAV", hdr[:4])
 	default:
-		return nil, 0, bad("not a WAV file (no RIFF header)")
+		return invalidWAV("not a WAV file (no RIFF header)")
 	}
 	if string(hdr[8:12]) != "WAVE" {
-		return nil, 0, bad("RIFF file of type %q, not WAVE", hdr[8:12])
+		return invalidWAV("RIFF file of type %q, not WAVE", hdr[8:12])
 	}
+	return nil
+}
 
-	var (
-		fmtc    *wavFormat
-		data    []byte
-		hasData bool
-	)
-	for !(fmtc != nil && hasData) {
-		var ch [8]byte
-		n, err := io.ReadFull(r, ch[:])
-		switch {
-		case err == io.EOF && fmtc == nil:
-			return nil, 0, bad("no fmt chunk")
-		case err == io.EOF:
-			return nil, 0, bad("no data chunk")
-		case errors.Is(err, errTooLarge):
-			return nil, 0, tooLarge()
-		case err == io.ErrUnexpectedEOF:
-			return nil, 0, bad("truncated chunk header (%d of 8 bytes)", n)
-		case err != nil:
-			return nil, 0, fmt.Errorf("speech: reading WAV: %w", err)
-		}
-		id := string(ch[:4])
-		size := int64(binary.LittleEndian.Uint32(ch[4:]))
-		switch id {
-		case "fmt ":
-			if size < 16 {
-				return nil, 0, bad("fmt chunk of %d bytes; need at least 16", size)
-			}
-			if size > 1024 {
-				return nil, 0, bad("fmt chunk of %d bytes is absurdly large", size)
-			}
-			b := make([]byte, size+size&1)
-			if n, err := io.ReadFull(r, b[:size]); err != nil {
-				if errors.Is(err, errTooLarge) {
-					return nil, 0, tooLarge()
-				}
-				return nil, 0, bad("fmt chunk truncated (%d of %d bytes)", n, size)
-			}
-			if size&1 == 1 {
-				io.ReadFull(r, b[size:]) // a missing pad byte at the end is harmless
-			}
-			if fmtc != nil {
-				return nil, 0, bad("two fmt chunks")
-			}
-			f, err := parseFmt(b[:size])
-			if err != nil {
-				return nil, 0, bad("%s", err)
-			}
-			fmtc = &f
-		case "data":
-			if hasData {
-				return nil, 0, bad("two data chunks")
-			}
-			if size == sizeUnknown || size == sizeUnknownEspk {
-				data, err = io.ReadAll(r)
-				if errors.Is(err, errTooLarge) {
-					return nil, 0, tooLarge()
-				}
-				if err != nil {
-					return nil, 0, fmt.Errorf("speech: reading WAV: %w", err)
-				}
-				hasData = true
-				if fmtc == nil {
-					return nil, 0, bad("no fmt chunk before the data of unknown length")
-				}
-				break
-			}
-			if size > limit {
-				return nil, 0, bad("data chunk of %d bytes exceeds the %d MiB limit", size, limit>>20)
-			}
-			// Read as it comes: a lying header must not make us allocate.
-			data, err = io.ReadAll(io.LimitReader(r, size))
-			if errors.Is(err, errTooLarge) {
-				return nil, 0, tooLarge()
-			}
-			if err != nil {
-				return nil, 0, fmt.Errorf("speech: reading WAV: %w", err)
-			}
-			if int64(len(data)) < size {
-				return nil, 0, bad("data chunk truncated (%d of %d bytes)", len(data), size)
-			}
-			hasData = true
-			if fmtc == nil && size&1 == 1 {
-				var pad [1]byte
-				io.ReadFull(r, pad[:])
-			}
-		default:
-			skip := size + size&1
-			m, err := io.CopyN(io.Discard, r, skip)
-			if errors.Is(err, errTooLarge) {
-				return nil, 0, tooLarge()
-			}
-			if err != nil && m < size { // only the pad byte may be missing
-				return nil, 0, bad("%q chunk truncated (%d of %d bytes)", id, m, size)
-			}
-		}
+// wavChunks is what readWAV has kept of the chunks read so far.
+type wavChunks struct {
+	format  *wavFormat
+	data    []byte
+	hasData bool
+}
+
+// next reads the next chunk of r: it keeps "fmt " and "data" and skips any
+// other. r must fail with errTooLarge past limit bytes.
+func (c *wavChunks) next(r io.Reader, limit int64) error {
+	var ch [8]byte
+	n, err := io.ReadFull(r, ch[:])
+	switch {
+	case err == io.EOF && c.format == nil:
+		return invalidWAV("no fmt chunk")
+	case err == io.EOF:
+		return invalidWAV("no data chunk")
+	case errors.Is(err, errTooLarge):
+		return wavTooLarge(limit)
+	case err == io.ErrUnexpectedEOF:
+		return invalidWAV("truncated chunk header (%d of 8 bytes)", n)
+	case err != nil:
+		return fmt.Errorf("speech: reading WAV: %w", err)
 	}
-	return decodeWAV(*fmtc, data, bad)
+	id := string(ch[:4])
+	size := int64(binary.LittleEndian.Uint32(ch[4:]))
+	switch id {
+	case "fmt ":
+		return c.readFmt(r, size, limit)
+	case "data":
+		return c.readData(r, size, limit)
+	default:
+		return skipChunk(r, id, size, limit)
+	}
+}
+
+// readFmt reads and parses the body of a fmt chunk of size bytes.
+func (c *wavChunks) readFmt(r io.Reader, size, limit int64) error {
+	if size < 16 {
+		return invalidWAV("fmt chunk of %d bytes; need at least 16", size)
+	}
+	if size > 1024 {
+		return invalidWAV("fmt chunk of %d bytes is absurdly large", size)
+	}
+	b := make([]byte, size+size&1)
+	if n, err := io.ReadFull(r, b[:size]); err != nil {
+		if errors.Is(err, errTooLarge) {
+			return wavTooLarge(limit)
+		}
+		return invalidWAV("fmt chunk truncated (%d of %d bytes)", n, size)
+	}
+	if size&1 == 1 {
+		io.ReadFull(r, b[size:]) // a missing pad byte at the end is harmless
+	}
+	if c.format != nil {
+		return invalidWAV("two fmt chunks")
+	}
+	f, err := parseFmt(b[:size])
+	if err != nil {
+		return invalidWAV("%s", err)
+	}
+	c.format = &f
+	return nil
+}
+
+// readData reads the body of a data chunk of size bytes, or to the end of
+// r if size is one a pipe writer puts for "unknown".
+func (c *wavChunks) readData(r io.Reader, size, limit int64) error {
+	if c.hasData {
+		return invalidWAV("two data chunks")
+	}
+	if size == sizeUnknown || size == sizeUnknownEspk {
+		data, err := io.ReadAll(r)
+		if errors.Is(err, errTooLarge) {
+			return wavTooLarge(limit)
+		}
+		if err != nil {
+			return fmt.Errorf("speech: reading WAV: %w", err)
+		}
+		c.data, c.hasData = data, true
+		if c.format == nil {
+			return invalidWAV("no fmt chunk before the data of unknown length")
+		}
+		return nil
+	}
+	if size > limit {
+		return invalidWAV("data chunk of %d bytes exceeds the %d MiB limit", size, limit>>20)
+	}
+	// Read as it comes: a lying header must not make us allocate.
+	data, err := io.ReadAll(io.LimitReader(r, size))
+	if errors.Is(err, errTooLarge) {
+		return wavTooLarge(limit)
+	}
+	if err != nil {
+		return fmt.Errorf("speech: reading WAV: %w", err)
+	}
+	if int64(len(data)) < size {
+		return invalidWAV("data chunk truncated (%d of %d bytes)", len(data), size)
+	}
+	c.data, c.hasData = data, true
+	if c.format == nil && size&1 == 1 {
+		var pad [1]byte
+		io.ReadFull(r, pad[:])
+	}
+	return nil
+}
+
+// skipChunk reads past the body of a chunk of size bytes readWAV has no use
+// for.
+func skipChunk(r io.Reader, id string, size, limit int64) error {
+	skip := size + size&1
+	m, err := io.CopyN(io.Discard, r, skip)
+	if errors.Is(err, errTooLarge) {
+		return wavTooLarge(limit)
+	}
+	if err != nil && m < size { // only the pad byte may be missing
+		return invalidWAV("%q chunk truncated (%d of %d bytes)", id, m, size)
+	}
+	return nil
 }
 
 // parseFmt reads the fmt chunk and unwraps WAVE_FORMAT_EXTENSIBLE.
