@@ -35,9 +35,12 @@ type Config struct {
 	Slop                        time.Duration // fusion window; 1 s when 0
 }
 
+// sensor is one of the robot's sensors; typ is its messages' content type.
+type sensor struct{ subject, module, typ string }
+
 // The robot's sensors: the NATS subject each publishes on and the module
 // that listens to it.
-var sensors = []struct{ subject, module, typ string }{
+var sensors = []sensor{
 	{"robot.camera", dataset.Vision, "image/png"},
 	{"robot.mic", dataset.Audio, "audio/wav"},
 	{"robot.keyboard", dataset.Language, "text/plain"},
@@ -53,43 +56,15 @@ type Result struct {
 
 // Run runs the robot for cfg.Duration and scores the pipeline's beliefs.
 func Run(ctx context.Context, cfg Config, say func(string, ...any)) (*Result, error) {
-	if cfg.Latent == 0 {
-		cfg.Latent = 64
-	}
-	if cfg.Hidden == 0 {
-		cfg.Hidden = 512
-	}
-	if cfg.Slop == 0 {
-		cfg.Slop = time.Second
-	}
-	if cfg.Dwell <= 0 || cfg.Duration <= 0 || cfg.CameraHz <= 0 || cfg.MicHz <= 0 || cfg.KeyboardHz <= 0 {
-		return nil, errors.New("robot: durations and rates must be positive")
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	url := cfg.NATS
 	if url == "" {
 		// The whole pipeline in this process, from the checkpoints.
-		srv, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1"})
-		if err != nil {
-			return nil, err
-		}
-		defer srv.Shutdown()
-		url = srv.ClientURL()
-		m, err := fmnist3.Open(cfg.Data, cfg.Latent, cfg.Hidden)
-		if err != nil {
-			return nil, err
-		}
-		if err := m.Restore(cfg.Checkpoint); err != nil {
-			return nil, fmt.Errorf("robot: %w (train a model first: bin/serket train, or make demo and --checkpoint out/demo/run)", err)
-		}
-		opts := map[string]module.Options{}
-		for _, s := range sensors {
-			opts[s.module] = module.Options{Sensors: []string{s.subject}, SensorType: s.typ}
-		}
-		o := opts[dataset.Language]
-		o.SayBeliefs = true
-		opts[dataset.Language] = o
-		stop, err := m.Serve(ctx, url, opts, &integrator.Config{Stream: integrator.StreamConfig{Slop: cfg.Slop}})
-		if err != nil {
+		var stop func()
+		if url, stop, err = servePipeline(ctx, cfg); err != nil {
 			return nil, err
 		}
 		defer stop()
@@ -100,119 +75,235 @@ func Run(ctx context.Context, cfg Config, say func(string, ...any)) (*Result, er
 		return nil, err
 	}
 	defer nc.Close()
-	subj, _ := bus.NewSubjects("")
 
 	w, err := newWorld(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Sent: map[string]int{}, Dropped: map[string]int{}}
-	var mu sync.Mutex
-	sentAt := map[string]map[int64]time.Time{} // module → sensor time → when sent
-	for _, s := range sensors {
-		sentAt[s.module] = map[int64]time.Time{}
-	}
-	// Latency: the first belief each sensor message appears in.
-	bsub, err := nc.Subscribe(subj.Belief(), func(m *nats.Msg) {
-		got := time.Now()
-		var b bus.Belief
-		if bus.UnmarshalFrom(m.Subject, m.Data, &b, bus.Expect{Latent: cfg.Latent}) != nil {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for _, src := range b.Sources {
-			t := b.Time - src.AgeNs
-			if sent, ok := sentAt[src.Module][t]; ok {
-				res.Latency = append(res.Latency, got.Sub(sent))
-				delete(sentAt[src.Module], t)
-			}
-		}
-	})
+	r := newRobot(cfg, nc, w)
+	unsubscribe, err := r.listen()
 	if err != nil {
 		return nil, err
 	}
-	defer bsub.Unsubscribe()
-	// Recognition: what the language module says of each belief.
-	ssub, err := nc.Subscribe(subj.Said(dataset.Language), func(m *nats.Msg) {
-		var r bus.DecodeReply
-		if bus.UnmarshalFrom(m.Subject, m.Data, &r, bus.Expect{}) != nil || len(r.Outputs) != 1 {
-			return
-		}
-		bt, err := strconv.ParseInt(m.Header.Get(bus.HeaderTime), 10, 64)
-		if err != nil {
-			return
-		}
-		class, since := w.inView(time.Unix(0, bt))
-		mu.Lock()
-		defer mu.Unlock()
-		res.Beliefs++
-		if since < time.Second {
-			return // the beliefs still catch up with a new object
-		}
-		res.Scored++
-		if dataset.ClassOfCaption(string(r.Outputs[0].Data)) == class {
-			res.Correct++
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer ssub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		return nil, err
-	}
+	defer unsubscribe()
 
 	say("robot: camera %.1f Hz, microphone %.1f Hz, keyboard %.1f Hz, jitter %.0f%%, dropout %.0f%%, a new object every %v, for %v",
 		cfg.CameraHz, cfg.MicHz, cfg.KeyboardHz, 100*cfg.Jitter, 100*cfg.Dropout, cfg.Dwell, cfg.Duration)
-	rctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	r.sense(ctx)
+	return r.result(), nil
+}
+
+// withDefaults fills in what cfg leaves 0 and refuses a run that could not
+// pace its sensors or its objects.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Latent == 0 {
+		cfg.Latent = 64
+	}
+	if cfg.Hidden == 0 {
+		cfg.Hidden = 512
+	}
+	if cfg.Slop == 0 {
+		cfg.Slop = time.Second
+	}
+	if cfg.Dwell <= 0 || cfg.Duration <= 0 || cfg.CameraHz <= 0 || cfg.MicHz <= 0 || cfg.KeyboardHz <= 0 {
+		return cfg, errors.New("robot: durations and rates must be positive")
+	}
+	return cfg, nil
+}
+
+// servePipeline runs the whole pipeline in this process, from the
+// checkpoints: an embedded NATS server; the vision, audio and language
+// modules, each streaming from its sensor's subject; the integrator fusing
+// their posteriors within cfg.Slop; and the language module saying each
+// belief. stop shuts it all down.
+func servePipeline(ctx context.Context, cfg Config) (url string, stop func(), err error) {
+	srv, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1"})
+	if err != nil {
+		return "", nil, err
+	}
+	defer func() {
+		if err != nil {
+			srv.Shutdown()
+		}
+	}()
+	url = srv.ClientURL()
+	m, err := fmnist3.Open(cfg.Data, cfg.Latent, cfg.Hidden)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := m.Restore(cfg.Checkpoint); err != nil {
+		return "", nil, fmt.Errorf("robot: %w (train a model first: bin/serket train, or make demo and --checkpoint out/demo/run)", err)
+	}
+	opts := map[string]module.Options{}
+	for _, s := range sensors {
+		opts[s.module] = module.Options{Sensors: []string{s.subject}, SensorType: s.typ}
+	}
+	o := opts[dataset.Language]
+	o.SayBeliefs = true
+	opts[dataset.Language] = o
+	stopServing, err := m.Serve(ctx, url, opts, &integrator.Config{Stream: integrator.StreamConfig{Slop: cfg.Slop}})
+	if err != nil {
+		return "", nil, err
+	}
+	return url, func() { stopServing(); srv.Shutdown() }, nil
+}
+
+// robot is one run: the sensors publishing what it senses of the world, and
+// the figures kept from what the pipeline answers.
+type robot struct {
+	cfg   Config
+	nc    *nats.Conn
+	world *world
+
+	// The sensors' goroutines and the subscriptions' callbacks share these.
+	mu     sync.Mutex
+	res    Result
+	sentAt map[string]map[int64]time.Time // module → sensor time → when sent
+}
+
+func newRobot(cfg Config, nc *nats.Conn, w *world) *robot {
+	r := &robot{cfg: cfg, nc: nc, world: w,
+		res:    Result{Sent: map[string]int{}, Dropped: map[string]int{}},
+		sentAt: map[string]map[int64]time.Time{},
+	}
+	for _, s := range sensors {
+		r.sentAt[s.module] = map[int64]time.Time{}
+	}
+	return r
+}
+
+// listen follows the beliefs and what the language module says of them,
+// and returns once the server has both subscriptions, so that no answer
+// to the first sensor message is missed.
+func (r *robot) listen() (unsubscribe func(), err error) {
+	subj, _ := bus.NewSubjects("")
+	bsub, err := r.nc.Subscribe(subj.Belief(), r.onBelief)
+	if err != nil {
+		return nil, err
+	}
+	ssub, err := r.nc.Subscribe(subj.Said(dataset.Language), r.onSaid)
+	if err != nil {
+		bsub.Unsubscribe()
+		return nil, err
+	}
+	unsubscribe = func() { ssub.Unsubscribe(); bsub.Unsubscribe() }
+	if err := r.nc.Flush(); err != nil {
+		unsubscribe()
+		return nil, err
+	}
+	return unsubscribe, nil
+}
+
+// onBelief measures latency: the first belief each sensor message appears
+// in. A source's sensor time is the belief's time less the source's age.
+func (r *robot) onBelief(m *nats.Msg) {
+	got := time.Now()
+	var b bus.Belief
+	if bus.UnmarshalFrom(m.Subject, m.Data, &b, bus.Expect{Latent: r.cfg.Latent}) != nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, src := range b.Sources {
+		t := b.Time - src.AgeNs
+		if sent, ok := r.sentAt[src.Module][t]; ok {
+			r.res.Latency = append(r.res.Latency, got.Sub(sent))
+			delete(r.sentAt[src.Module], t)
+		}
+	}
+}
+
+// onSaid scores recognition: what the language module says of each belief,
+// against the object in view at the belief's time.
+func (r *robot) onSaid(m *nats.Msg) {
+	var d bus.DecodeReply
+	if bus.UnmarshalFrom(m.Subject, m.Data, &d, bus.Expect{}) != nil || len(d.Outputs) != 1 {
+		return
+	}
+	bt, err := strconv.ParseInt(m.Header.Get(bus.HeaderTime), 10, 64)
+	if err != nil {
+		return
+	}
+	class, since := r.world.inView(time.Unix(0, bt))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Beliefs++
+	if since < time.Second {
+		return // the beliefs still catch up with a new object
+	}
+	r.res.Scored++
+	if dataset.ClassOfCaption(string(d.Outputs[0].Data)) == class {
+		r.res.Correct++
+	}
+}
+
+// sense runs every sensor, each on its own goroutine, for cfg.Duration.
+func (r *robot) sense(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Duration)
 	defer cancel()
-	w.start = time.Now()
+	r.world.start = time.Now()
 	var wg sync.WaitGroup
 	for i, s := range sensors {
-		hz := []float64{cfg.CameraHz, cfg.MicHz, cfg.KeyboardHz}[i]
+		hz := []float64{r.cfg.CameraHz, r.cfg.MicHz, r.cfg.KeyboardHz}[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
-			period := time.Duration(float64(time.Second) / hz)
-			for {
-				wait := time.Duration(float64(period) * (1 + cfg.Jitter*(2*rng.Float64()-1)))
-				select {
-				case <-rctx.Done():
-					return
-				case <-time.After(wait): // the sensor's own clock
-				}
-				if rng.Float64() < cfg.Dropout {
-					mu.Lock()
-					res.Dropped[s.subject]++
-					mu.Unlock()
-					continue
-				}
-				now := time.Now()
-				class, _ := w.inView(now)
-				msg := nats.NewMsg(s.subject)
-				msg.Data = w.observe(s.module, class, rng)
-				msg.Header.Set(bus.HeaderContentType, s.typ)
-				msg.Header.Set(bus.HeaderTime, strconv.FormatInt(now.UnixNano(), 10))
-				mu.Lock()
-				sentAt[s.module][now.UnixNano()] = now
-				res.Sent[s.subject]++
-				mu.Unlock()
-				if err := nc.PublishMsg(msg); err != nil {
-					return
-				}
-			}
+			r.stream(ctx, s, hz, rand.New(rand.NewPCG(r.cfg.Seed, uint64(i))))
 		}()
 	}
 	wg.Wait()
-	nc.Flush()
-	mu.Lock()
-	defer mu.Unlock()
-	slices.Sort(res.Latency)
-	out := *res
-	out.Latency = slices.Clone(res.Latency)
-	return &out, nil
+	r.nc.Flush()
+}
+
+// stream publishes what sensor s senses about hz times a second, with
+// jitter and dropouts, until ctx is done or a publish fails.
+func (r *robot) stream(ctx context.Context, s sensor, hz float64, rng *rand.Rand) {
+	period := time.Duration(float64(time.Second) / hz)
+	for {
+		wait := time.Duration(float64(period) * (1 + r.cfg.Jitter*(2*rng.Float64()-1)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait): // the sensor's own clock
+		}
+		if rng.Float64() < r.cfg.Dropout {
+			r.mu.Lock()
+			r.res.Dropped[s.subject]++
+			r.mu.Unlock()
+			continue
+		}
+		if err := r.publish(s, rng); err != nil {
+			return
+		}
+	}
+}
+
+// publish sends one message of sensor s as serket's modules take it: the
+// content type, and the time sensed, which the posteriors and beliefs
+// carry on.
+func (r *robot) publish(s sensor, rng *rand.Rand) error {
+	now := time.Now()
+	class, _ := r.world.inView(now)
+	msg := nats.NewMsg(s.subject)
+	msg.Data = r.world.observe(s.module, class, rng)
+	msg.Header.Set(bus.HeaderContentType, s.typ)
+	msg.Header.Set(bus.HeaderTime, strconv.FormatInt(now.UnixNano(), 10))
+	r.mu.Lock()
+	r.sentAt[s.module][now.UnixNano()] = now
+	r.res.Sent[s.subject]++
+	r.mu.Unlock()
+	return r.nc.PublishMsg(msg)
+}
+
+// result is a copy of the figures with the latencies sorted: the
+// subscriptions may still add to r's own.
+func (r *robot) result() *Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	slices.Sort(r.res.Latency)
+	out := r.res
+	out.Latency = slices.Clone(r.res.Latency)
+	return &out
 }
 
 // world is what the robot can see, hear and read: test images, spoken
