@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/dataset"
@@ -138,7 +140,6 @@ func TestTrainWithVision(t *testing.T) {
 	}
 	start := time.Now()
 	data := prepareTouch(t)
-	const latent, pipeline = 16, "touch-e2e"
 	srv, err := bus.StartServer(bus.ServerConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -147,10 +148,36 @@ func TestTrainWithVision(t *testing.T) {
 	url := srv.ClientURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	modules := []string{"touch", "vision"}
+	ig := startTouchAndVision(t, ctx, cancel, data, url, modules)
+
+	steps, want := trainTogether(t, ctx, ig, data, modules)
+
+	nc, err := bus.Connect(bus.ConnConfig{URL: url, Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	checkTouchLearnedFromEveryStep(t, nc, want, steps[len(steps)-1].Step)
+	checkGeneratesFromTouch(t, ctx, nc, modules)
+	t.Logf("whole test: %v", time.Since(start).Round(time.Millisecond))
+}
+
+// The pipeline TestTrainWithVision runs: its name and latent size.
+const (
+	e2ePipeline = "touch-e2e"
+	e2eLatent   = 16
+)
+
+// startTouchAndVision starts touch, vision and the integrator over the
+// server at url and returns the integrator once it has discovered modules.
+// The test's cleanup calls cancel and waits for all three to stop.
+func startTouchAndVision(t *testing.T, ctx context.Context, cancel context.CancelFunc, data, url string, modules []string) *integrator.Integrator {
+	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	// touch, exactly as `touch --data … --nats …` runs it.
-	cfg, err := parseModuleFlags([]string{"--data", data, "--nats", url, "--pipeline", pipeline, "--latent", "16", "--hidden", "64",
+	cfg, err := parseModuleFlags([]string{"--data", data, "--nats", url, "--pipeline", e2ePipeline, "--latent", "16", "--hidden", "64",
 		"--lr", "0.003", "--log-level", "error", "--train", "--checkpoint", filepath.Join(t.TempDir(), "touch.ckpt")}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -163,19 +190,19 @@ func TestTrainWithVision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vision.New(vision.Config{Net: mvae.Config{Latent: latent, Hidden: 64, LR: 3e-3, Seed: 1}, Source: src})
+	v, err := vision.New(vision.Config{Net: mvae.Config{Latent: e2eLatent, Hidden: 64, LR: 3e-3, Seed: 1}, Source: src})
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		done <- module.Run(ctx, v, module.Options{Pipeline: pipeline, NATS: bus.ConnConfig{URL: url}, Logger: quiet, Train: true})
+		done <- module.Run(ctx, v, module.Options{Pipeline: e2ePipeline, NATS: bus.ConnConfig{URL: url}, Logger: quiet, Train: true})
 	}()
 
 	// The integrator.
 	ready := make(chan *integrator.Integrator, 1)
 	igDone := make(chan error, 1)
 	go func() {
-		igDone <- integrator.Run(ctx, integrator.Config{Pipeline: pipeline, Latent: latent, NATS: bus.ConnConfig{URL: url}, Logger: quiet,
+		igDone <- integrator.Run(ctx, integrator.Config{Pipeline: e2ePipeline, Latent: e2eLatent, NATS: bus.ConnConfig{URL: url}, Logger: quiet,
 			Discovery: 100 * time.Millisecond, Ready: func(ig *integrator.Integrator) { ready <- ig }})
 	}()
 	var ig *integrator.Integrator
@@ -193,7 +220,6 @@ func TestTrainWithVision(t *testing.T) {
 		}
 		<-igDone
 	})
-	modules := []string{"touch", "vision"}
 	for !containsAll(ig.Live(), modules) {
 		select {
 		case <-ig.Polled():
@@ -203,7 +229,15 @@ func TestTrainWithVision(t *testing.T) {
 			t.Fatalf("modules not discovered; live: %v", ig.Live())
 		}
 	}
+	return ig
+}
 
+// trainTogether trains modules through the integrator for ten epochs of
+// the train split and checks that there was every step, that none missed
+// a module and that the objective rose. want is how many steps there must
+// be.
+func trainTogether(t *testing.T, ctx context.Context, ig *integrator.Integrator, data string, modules []string) (steps []integrator.StepStats, want int) {
+	t.Helper()
 	man, err := dataset.ReadManifest(data)
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +246,6 @@ func TestTrainWithVision(t *testing.T) {
 	for _, it := range man.InSplit(dataset.Train) {
 		ids = append(ids, it.ID)
 	}
-	var steps []integrator.StepStats
 	tc := integrator.TrainConfig{Modules: modules, IDs: ids, Epochs: 10, Batch: 20, Seed: 1,
 		Lambda: map[string]float32{"touch": 10}, KLFrom: 1, KLTo: 1, Deadline: 20 * time.Second,
 		OnStep: func(s integrator.StepStats) { steps = append(steps, s.Clone()) }}
@@ -220,7 +253,7 @@ func TestTrainWithVision(t *testing.T) {
 	if _, err := ig.Train(ctx, tc); err != nil {
 		t.Fatal(err)
 	}
-	want := tc.Epochs * ((len(ids) + tc.Batch - 1) / tc.Batch)
+	want = tc.Epochs * ((len(ids) + tc.Batch - 1) / tc.Batch)
 	if len(steps) != want {
 		t.Fatalf("%d steps, want %d", len(steps), want)
 	}
@@ -229,34 +262,42 @@ func TestTrainWithVision(t *testing.T) {
 			t.Errorf("step %d: missing %v", s.Step, s.Missing)
 		}
 	}
-	mean := func(ss []integrator.StepStats, f func(integrator.StepStats) float64) float64 {
-		var sum float64
-		for _, s := range ss {
-			sum += f(s)
-		}
-		return sum / float64(len(ss))
-	}
+	checkObjectiveRose(t, steps, tc.Batch, trainStart)
+	return steps, want
+}
+
+// checkObjectiveRose compares the first sixth of the steps with the last:
+// the ELBO and touch's own log-likelihood must both rise.
+func checkObjectiveRose(t *testing.T, steps []integrator.StepStats, batch int, trainStart time.Time) {
+	t.Helper()
 	k := len(steps) / 6
 	elbo := func(s integrator.StepStats) float64 { return s.ELBO }
 	touchLL := func(s integrator.StepStats) float64 { return s.Terms[0].LogLik["touch"] } // the joint term
-	first, last := mean(steps[:k], elbo), mean(steps[len(steps)-k:], elbo)
-	llFirst, llLast := mean(steps[:k], touchLL), mean(steps[len(steps)-k:], touchLL)
+	first, last := meanOf(steps[:k], elbo), meanOf(steps[len(steps)-k:], elbo)
+	llFirst, llLast := meanOf(steps[:k], touchLL), meanOf(steps[len(steps)-k:], touchLL)
 	t.Logf("%d steps of %d items in %v: ELBO %.1f → %.1f, touch log-likelihood (joint term) %.2f → %.2f",
-		len(steps), tc.Batch, time.Since(trainStart).Round(time.Millisecond), first, last, llFirst, llLast)
+		len(steps), batch, time.Since(trainStart).Round(time.Millisecond), first, last, llFirst, llLast)
 	if !(last > first) {
 		t.Errorf("the objective did not rise: %.1f → %.1f", first, last)
 	}
 	if !(llLast > llFirst) {
 		t.Errorf("touch's log-likelihood did not rise: %.2f → %.2f", llFirst, llLast)
 	}
+}
 
-	// touch's own count: it learned from every step.
-	nc, err := bus.Connect(bus.ConnConfig{URL: url, Name: "test"})
-	if err != nil {
-		t.Fatal(err)
+func meanOf(ss []integrator.StepStats, f func(integrator.StepStats) float64) float64 {
+	var sum float64
+	for _, s := range ss {
+		sum += f(s)
 	}
-	defer nc.Close()
-	subj, _ := bus.NewSubjects(pipeline)
+	return sum / float64(len(ss))
+}
+
+// checkTouchLearnedFromEveryStep asks touch for its own count: it learned
+// from every step (want of them, the last lastStep) and rejected none.
+func checkTouchLearnedFromEveryStep(t *testing.T, nc *nats.Conn, want int, lastStep uint64) {
+	t.Helper()
+	subj, _ := bus.NewSubjects(e2ePipeline)
 	msg, err := nc.Request(subj.TrainStatus("touch"), nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -269,12 +310,16 @@ func TestTrainWithVision(t *testing.T) {
 	if err := json.Unmarshal(msg.Data, &status); err != nil {
 		t.Fatal(err)
 	}
-	if status.Steps != want || status.Step != steps[len(steps)-1].Step || status.Rejected != 0 {
-		t.Errorf("touch's status %+v: want %d steps learned from, the last %d, none rejected", status, want, steps[len(steps)-1].Step)
+	if status.Steps != want || status.Step != lastStep || status.Rejected != 0 {
+		t.Errorf("touch's status %+v: want %d steps learned from, the last %d, none rejected", status, want, lastStep)
 	}
+}
 
-	// Generating across: a sneaker's touch alone → an image and a reading.
-	c, err := client.New(nc, pipeline, "test")
+// checkGeneratesFromTouch generates across: a sneaker's touch alone → an
+// image and a reading.
+func checkGeneratesFromTouch(t *testing.T, ctx context.Context, nc *nats.Conn, modules []string) {
+	t.Helper()
+	c, err := client.New(nc, e2ePipeline, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +334,6 @@ func TestTrainWithVision(t *testing.T) {
 		t.Fatalf("inference from touch: %+v", rep)
 	}
 	t.Logf("touch of a sneaker → touch: %s", rep.Outputs["touch"][0].Data)
-	t.Logf("whole test: %v", time.Since(start).Round(time.Millisecond))
 }
 
 func containsAll(have, want []string) bool {
