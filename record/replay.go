@@ -144,19 +144,61 @@ type ReplaySummary struct {
 // replay onto subjects the stream still captures (a recording in
 // progress), which would record the replay again.
 func Replay(ctx context.Context, js jetstream.JetStream, cfg ReplayConfig) (*ReplaySummary, error) {
-	name := cfg.Stream
-	if err := checkStreamName(name); err != nil {
+	if err := checkReplayConfig(cfg); err != nil {
 		return nil, err
-	}
-	if cfg.Speed < 0 || math.IsNaN(cfg.Speed) || math.IsInf(cfg.Speed, 0) {
-		return nil, fmt.Errorf("replay: speed %v: want 0 (as fast as possible) or more", cfg.Speed)
-	}
-	if cfg.PipelineAs != "" && !bus.ValidName(cfg.PipelineAs) {
-		return nil, fmt.Errorf("replay: pipeline %q: want lower-case letters, digits and '-', starting with a letter", cfg.PipelineAs)
 	}
 	if err := checkJetStream(ctx, js); err != nil {
 		return nil, err
 	}
+	info, err := replayStreamInfo(ctx, js, cfg.Stream)
+	if err != nil {
+		return nil, err
+	}
+	st := info.State
+	sum := &ReplaySummary{Stream: cfg.Stream, PerSubject: map[string]uint64{}}
+	filters, err := replayFilters(info, cfg.Subjects)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNotCaptured(cfg.Stream, info, filters, cfg.PipelineAs); err != nil {
+		return nil, err
+	}
+	if st.Msgs == 0 {
+		return sum, nil
+	}
+	w := newWindow(cfg.From, cfg.To, st, filters)
+	if w.empty(st) {
+		return sum, nil
+	}
+	it, total, err := openReplay(ctx, js, cfg.Stream, w.occ)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Stop()
+	if total == 0 {
+		return sum, nil
+	}
+	r := &replayer{cfg: cfg, nc: js.Conn(), window: w, lastTime: st.LastTime, total: total, sum: sum}
+	return r.run(ctx, it)
+}
+
+// checkReplayConfig checks what Replay can check before asking the server.
+func checkReplayConfig(cfg ReplayConfig) error {
+	if err := checkStreamName(cfg.Stream); err != nil {
+		return err
+	}
+	if cfg.Speed < 0 || math.IsNaN(cfg.Speed) || math.IsInf(cfg.Speed, 0) {
+		return fmt.Errorf("replay: speed %v: want 0 (as fast as possible) or more", cfg.Speed)
+	}
+	if cfg.PipelineAs != "" && !bus.ValidName(cfg.PipelineAs) {
+		return fmt.Errorf("replay: pipeline %q: want lower-case letters, digits and '-', starting with a letter", cfg.PipelineAs)
+	}
+	return nil
+}
+
+// replayStreamInfo looks the stream up, telling a person who has none how
+// to make one.
+func replayStreamInfo(ctx context.Context, js jetstream.JetStream, name string) (*jetstream.StreamInfo, error) {
 	stream, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("replay: no stream %s on %s (record one with serket record)", name, js.Conn().ConnectedUrlRedacted())
@@ -164,18 +206,18 @@ func Replay(ctx context.Context, js jetstream.JetStream, cfg ReplayConfig) (*Rep
 	if err != nil {
 		return nil, fmt.Errorf("replay: stream %s: %w", name, err)
 	}
-	info := stream.CachedInfo()
-	st := info.State
-	sum := &ReplaySummary{Stream: name, PerSubject: map[string]uint64{}}
+	return stream.CachedInfo(), nil
+}
 
-	// Subject filters, and the guard against replaying into the stream.
-	recorded := info.Config.Metadata[MetaPipeline]
-	subj, err := bus.NewSubjects(recorded)
+// replayFilters makes the subjects a person gave absolute, relative to the
+// recorded pipeline, and checks them; none means every message.
+func replayFilters(info *jetstream.StreamInfo, given []string) ([]string, error) {
+	subj, err := bus.NewSubjects(info.Config.Metadata[MetaPipeline])
 	if err != nil {
 		subj, _ = bus.NewSubjects("")
 	}
 	var filters []string
-	for _, s := range cfg.Subjects {
+	for _, s := range given {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
@@ -185,6 +227,13 @@ func Replay(ctx context.Context, js jetstream.JetStream, cfg ReplayConfig) (*Rep
 		}
 		filters = append(filters, abs)
 	}
+	return filters, nil
+}
+
+// checkNotCaptured is the guard against replaying into the stream: it
+// fails if a subject the replay would publish to (under filters, renamed
+// to pipelineAs) is one the stream still captures.
+func checkNotCaptured(name string, info *jetstream.StreamInfo, filters []string, pipelineAs string) error {
 	targets := filters
 	if len(targets) == 0 {
 		if m := info.Config.Metadata[MetaSubjects]; m != "" {
@@ -194,176 +243,235 @@ func Replay(ctx context.Context, js jetstream.JetStream, cfg ReplayConfig) (*Rep
 		}
 	}
 	for _, t := range targets {
-		if cfg.PipelineAs != "" {
-			t = renamePattern(t, cfg.PipelineAs)
+		if pipelineAs != "" {
+			t = renamePattern(t, pipelineAs)
 		}
 		for _, c := range info.Config.Subjects {
 			if overlap(t, c) {
-				return nil, fmt.Errorf("replay: stream %s still captures %s, so replaying onto %s would record the replay into it (is serket record still running?): stop the recording, or replay with --pipeline-as", name, c, t)
+				return fmt.Errorf("replay: stream %s still captures %s, so replaying onto %s would record the replay into it (is serket record still running?): stop the recording, or replay with --pipeline-as", name, c, t)
 			}
 		}
 	}
+	return nil
+}
 
-	if st.Msgs == 0 {
-		return sum, nil
+// window is the part of a stream a replay covers: the consumer starts at
+// its beginning, and the replay stops after endSeq or endTime.
+type window struct {
+	occ     jetstream.OrderedConsumerConfig
+	endSeq  uint64
+	endTime time.Time // zero: no bound by time
+}
+
+// newWindow places the bounds in a stream whose state is st.
+func newWindow(from, to Bound, st jetstream.StreamState, filters []string) window {
+	w := window{
+		occ:    jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy},
+		endSeq: st.LastSeq,
 	}
-	// The bounds.
-	occ := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy}
-	switch cfg.From.kind {
+	switch from.kind {
 	case seqBound:
-		occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, cfg.From.seq
+		w.occ.DeliverPolicy, w.occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from.seq
 	case timeBound, offsetBound:
-		t := cfg.From.t
-		if cfg.From.kind == offsetBound {
-			t = st.FirstTime.Add(cfg.From.off)
+		t := from.t
+		if from.kind == offsetBound {
+			t = st.FirstTime.Add(from.off)
 		}
-		occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+		w.occ.DeliverPolicy, w.occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
-	endSeq := st.LastSeq
-	var endTime time.Time
-	switch cfg.To.kind {
+	switch to.kind {
 	case seqBound:
-		endSeq = min(endSeq, cfg.To.seq)
+		w.endSeq = min(w.endSeq, to.seq)
 	case timeBound:
-		endTime = cfg.To.t
+		w.endTime = to.t
 	case offsetBound:
-		endTime = st.FirstTime.Add(cfg.To.off)
+		w.endTime = st.FirstTime.Add(to.off)
 	}
-	if occ.OptStartSeq > endSeq || occ.OptStartTime != nil && occ.OptStartTime.After(st.LastTime) ||
-		!endTime.IsZero() && (endTime.Before(st.FirstTime) || occ.OptStartTime != nil && endTime.Before(*occ.OptStartTime)) {
-		return sum, nil
-	}
+	return w
+}
 
+// empty says whether w ends before it starts or lies outside the stream.
+func (w window) empty(st jetstream.StreamState) bool {
+	start := w.occ.OptStartTime
+	return w.occ.OptStartSeq > w.endSeq || start != nil && start.After(st.LastTime) ||
+		!w.endTime.IsZero() && (w.endTime.Before(st.FirstTime) || start != nil && w.endTime.Before(*start))
+}
+
+// openReplay starts an ordered consumer on the stream and says how many
+// messages it has to deliver, at most.
+func openReplay(ctx context.Context, js jetstream.JetStream, name string, occ jetstream.OrderedConsumerConfig) (jetstream.MessagesContext, uint64, error) {
 	cons, err := js.OrderedConsumer(ctx, name, occ)
 	if err != nil {
-		return nil, fmt.Errorf("replay: consumer on stream %s: %w", name, err)
+		return nil, 0, fmt.Errorf("replay: consumer on stream %s: %w", name, err)
 	}
 	// Bound the read-ahead by bytes rather than by 500 messages: a
 	// recording of images must not be buffered 500 at a time. It must hold
 	// the largest message the server allows.
-	nc := js.Conn()
-	it, err := cons.Messages(jetstream.PullMaxBytes(max(32<<20, 2*int(nc.MaxPayload()))))
+	it, err := cons.Messages(jetstream.PullMaxBytes(max(32<<20, 2*int(js.Conn().MaxPayload()))))
 	if err != nil {
-		return nil, fmt.Errorf("replay: consumer on stream %s: %w", name, err)
+		return nil, 0, fmt.Errorf("replay: consumer on stream %s: %w", name, err)
 	}
-	defer it.Stop()
 	total := uint64(0)
 	if ci := cons.CachedInfo(); ci != nil {
 		total = ci.NumPending
 	}
-	if total == 0 {
-		return sum, nil
-	}
+	return it, total, nil
+}
 
-	every := cfg.ProgressEvery
+// replayer is a replay under way: what it publishes to, the clock it
+// keeps, and the summary so far.
+type replayer struct {
+	cfg ReplayConfig
+	nc  *nats.Conn
+	window
+	lastTime time.Time // the stream's last message's, when Replay started
+	total    uint64    // messages to replay, at most
+
+	t0, start, lastPub time.Time     // t0: the first message's stored time; start: when it went out
+	span               time.Duration // the recording's span to replay, about
+	timer              *time.Timer
+	tickC              <-chan time.Time // progress ticks; nil without cfg.Progress
+	sum                *ReplaySummary
+}
+
+// run publishes what it reads from it, each message at its time, until
+// the window ends or ctx is done.
+func (r *replayer) run(ctx context.Context, it jetstream.MessagesContext) (*ReplaySummary, error) {
+	every := r.cfg.ProgressEvery
 	if every <= 0 {
 		every = time.Second
 	}
-	var tickC <-chan time.Time
-	if cfg.Progress != nil {
+	if r.cfg.Progress != nil {
 		tick := time.NewTicker(every)
 		defer tick.Stop()
-		tickC = tick.C
+		r.tickC = tick.C
 	}
-	var (
-		t0, start, lastPub time.Time
-		span               time.Duration
-	)
-	progress := func() {
-		cfg.Progress(ReplayProgress{Messages: sum.Messages, Total: total, Position: sum.Span, Span: span, Elapsed: time.Since(start)})
-	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	// finish flushes what was published and completes the summary.
-	finish := func(err error) (*ReplaySummary, error) {
-		if !start.IsZero() {
-			sum.Elapsed = lastPub.Sub(start)
-			if sum.Elapsed > 0 {
-				sum.Speed = sum.Span.Seconds() / sum.Elapsed.Seconds()
-			}
-		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if ferr := nc.FlushWithContext(fctx); ferr != nil && err == nil {
-			err = fmt.Errorf("replay: flush to %s: %w", nc.ConnectedUrlRedacted(), ferr)
-		}
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			sum.Interrupted = true
-		}
-		return sum, err
-	}
+	r.timer = time.NewTimer(time.Hour)
+	r.timer.Stop()
+	defer r.timer.Stop()
 
+	name := r.cfg.Stream
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
-				return finish(ctx.Err())
+				return r.finish(ctx, ctx.Err())
 			}
-			return finish(fmt.Errorf("replay: read stream %s: %w", name, err))
+			return r.finish(ctx, fmt.Errorf("replay: read stream %s: %w", name, err))
 		}
 		meta, err := m.Metadata()
 		if err != nil {
-			return finish(fmt.Errorf("replay: read stream %s: %w", name, err))
+			return r.finish(ctx, fmt.Errorf("replay: read stream %s: %w", name, err))
 		}
 		seq := meta.Sequence.Stream
-		if seq > endSeq || !endTime.IsZero() && meta.Timestamp.After(endTime) {
+		if seq > r.endSeq || !r.endTime.IsZero() && meta.Timestamp.After(r.endTime) {
 			break
 		}
-		if start.IsZero() {
-			t0, start = meta.Timestamp, time.Now()
-			sum.FirstSeq = seq
-			total = min(total, endSeq-seq+1)
-			end := st.LastTime
-			if !endTime.IsZero() && endTime.Before(end) {
-				end = endTime
-			}
-			span = max(end.Sub(t0), 0)
+		if r.start.IsZero() {
+			r.begin(seq, meta.Timestamp)
 		}
-		offset := max(meta.Timestamp.Sub(t0), 0)
-		if cfg.Speed > 0 {
-			due := start.Add(time.Duration(float64(offset) / cfg.Speed))
-			for wait := time.Until(due); wait > 0; wait = time.Until(due) {
-				timer.Reset(wait)
-				select {
-				case <-ctx.Done():
-					return finish(ctx.Err())
-				case <-timer.C:
-				case <-tickC:
-					progress()
-				}
-			}
-			timer.Stop()
-			sum.MaxLag = max(sum.MaxLag, time.Since(due))
+		offset := max(meta.Timestamp.Sub(r.t0), 0)
+		if err := r.pace(ctx, offset); err != nil {
+			return r.finish(ctx, err)
 		}
-		out := &nats.Msg{Subject: m.Subject(), Data: m.Data()}
-		if cfg.PipelineAs != "" {
-			if out.Subject, err = renameSubject(m.Subject(), cfg.PipelineAs); err != nil {
-				return finish(fmt.Errorf("replay: stream %s seq %d: %w", name, seq, err))
-			}
+		if err := r.publish(m, seq, offset); err != nil {
+			return r.finish(ctx, err)
 		}
-		if h := m.Headers(); len(h) > 0 {
-			out.Header = h
-		}
-		if err := nc.PublishMsg(out); err != nil {
-			return finish(fmt.Errorf("replay: publish stream %s seq %d to %s: %w", name, seq, out.Subject, err))
-		}
-		lastPub = time.Now()
-		sum.Messages++
-		sum.Bytes += uint64(len(out.Data))
-		sum.PerSubject[out.Subject]++
-		sum.LastSeq = seq
-		sum.Span = offset
 		select {
-		case <-tickC:
-			progress()
+		case <-r.tickC:
+			r.progress()
 		default:
 		}
-		if seq >= endSeq || meta.NumPending == 0 {
+		if seq >= r.endSeq || meta.NumPending == 0 {
 			break
 		}
 	}
-	return finish(nil)
+	return r.finish(ctx, nil)
+}
+
+// begin starts the clock at the first message replayed, stored at t0.
+func (r *replayer) begin(seq uint64, t0 time.Time) {
+	r.t0, r.start = t0, time.Now()
+	r.sum.FirstSeq = seq
+	r.total = min(r.total, r.endSeq-seq+1)
+	end := r.lastTime
+	if !r.endTime.IsZero() && r.endTime.Before(end) {
+		end = r.endTime
+	}
+	r.span = max(end.Sub(r.t0), 0)
+}
+
+// pace waits until a message stored offset after the first one is due,
+// offset/Speed after the start, reporting progress meanwhile, and notes
+// how late it is.
+func (r *replayer) pace(ctx context.Context, offset time.Duration) error {
+	if r.cfg.Speed <= 0 {
+		return nil // as fast as possible
+	}
+	due := r.start.Add(time.Duration(float64(offset) / r.cfg.Speed))
+	for wait := time.Until(due); wait > 0; wait = time.Until(due) {
+		r.timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.timer.C:
+		case <-r.tickC:
+			r.progress()
+		}
+	}
+	r.timer.Stop()
+	r.sum.MaxLag = max(r.sum.MaxLag, time.Since(due))
+	return nil
+}
+
+// publish sends m, with its headers, to its subject or the same subject
+// under cfg.PipelineAs, and counts it.
+func (r *replayer) publish(m jetstream.Msg, seq uint64, offset time.Duration) error {
+	out := &nats.Msg{Subject: m.Subject(), Data: m.Data()}
+	if r.cfg.PipelineAs != "" {
+		var err error
+		if out.Subject, err = renameSubject(m.Subject(), r.cfg.PipelineAs); err != nil {
+			return fmt.Errorf("replay: stream %s seq %d: %w", r.cfg.Stream, seq, err)
+		}
+	}
+	if h := m.Headers(); len(h) > 0 {
+		out.Header = h
+	}
+	if err := r.nc.PublishMsg(out); err != nil {
+		return fmt.Errorf("replay: publish stream %s seq %d to %s: %w", r.cfg.Stream, seq, out.Subject, err)
+	}
+	r.lastPub = time.Now()
+	r.sum.Messages++
+	r.sum.Bytes += uint64(len(out.Data))
+	r.sum.PerSubject[out.Subject]++
+	r.sum.LastSeq = seq
+	r.sum.Span = offset
+	return nil
+}
+
+// progress reports the replay so far to cfg.Progress.
+func (r *replayer) progress() {
+	r.cfg.Progress(ReplayProgress{Messages: r.sum.Messages, Total: r.total, Position: r.sum.Span, Span: r.span, Elapsed: time.Since(r.start)})
+}
+
+// finish flushes what was published and completes the summary.
+func (r *replayer) finish(ctx context.Context, err error) (*ReplaySummary, error) {
+	sum := r.sum
+	if !r.start.IsZero() {
+		sum.Elapsed = r.lastPub.Sub(r.start)
+		if sum.Elapsed > 0 {
+			sum.Speed = sum.Span.Seconds() / sum.Elapsed.Seconds()
+		}
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ferr := r.nc.FlushWithContext(fctx); ferr != nil && err == nil {
+		err = fmt.Errorf("replay: flush to %s: %w", r.nc.ConnectedUrlRedacted(), ferr)
+	}
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		sum.Interrupted = true
+	}
+	return sum, err
 }
 
 // renameSubject moves serket.v2.<pipeline>.<rest> to another pipeline.
