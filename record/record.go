@@ -156,6 +156,51 @@ type RecordSummary struct {
 // exists but was not made by Record, or if the stream cannot be created
 // (overlapping subjects of another stream, a bad name, …).
 func Record(ctx context.Context, js jetstream.JetStream, cfg Config) (*RecordSummary, error) {
+	r, err := newRecorder(js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkJetStream(ctx, js); err != nil {
+		return nil, err
+	}
+	if err := r.open(ctx, cfg.Purge); err != nil {
+		return nil, err
+	}
+
+	// From here on, ending is normal: park the stream and summarise with a
+	// context of our own, whatever happened to ctx.
+	endCtx, cancelEnd := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancelEnd()
+
+	if cfg.Started != nil {
+		cfg.Started(RecordStart{
+			Stream: r.sc.Name, Subjects: r.sc.Subjects, Created: r.created, Existing: r.existing,
+			MaxBytes: r.sc.MaxBytes, MaxAge: r.sc.MaxAge,
+		})
+	}
+	r.wait(ctx, cfg)
+	elapsed := time.Since(r.start)
+	if err := r.park(endCtx); err != nil {
+		return nil, err
+	}
+	return r.summarise(endCtx, elapsed)
+}
+
+// recorder is one recording: the stream it captures into (sc holds its
+// name, subjects and limits) and where this recording's messages start.
+type recorder struct {
+	js      jetstream.JetStream
+	sc      jetstream.StreamConfig
+	stream  jetstream.Stream
+	created bool // false: a stream Record made before is reused
+
+	start                          time.Time
+	startSeq, startBytes, existing uint64 // startSeq: the last sequence before this recording
+}
+
+// newRecorder checks cfg and makes the configuration of the stream to
+// capture into.
+func newRecorder(js jetstream.JetStream, cfg Config) (*recorder, error) {
 	subj, err := bus.NewSubjects(cfg.Pipeline)
 	if err != nil {
 		return nil, fmt.Errorf("record: %w", err)
@@ -174,44 +219,7 @@ func Record(ctx context.Context, js jetstream.JetStream, cfg Config) (*RecordSum
 	if cfg.Duration < 0 {
 		return nil, fmt.Errorf("record: duration %v is negative", cfg.Duration)
 	}
-	maxBytes, maxAge := cfg.MaxBytes, cfg.MaxAge
-	if maxBytes == 0 {
-		maxBytes = DefaultMaxBytes
-	} else if maxBytes < 0 {
-		maxBytes = -1
-	}
-	if maxAge == 0 {
-		maxAge = DefaultMaxAge
-	} else if maxAge < 0 {
-		maxAge = 0 // JetStream: no limit
-	}
-	if err := checkJetStream(ctx, js); err != nil {
-		return nil, err
-	}
-
-	// The stream as it is, if it is: refuse one Record did not make, and
-	// note where this recording's messages start while it is parked.
-	created := true
-	var before *jetstream.StreamInfo
-	if s, err := js.Stream(ctx, name); err == nil {
-		info := s.CachedInfo()
-		if info.Config.Metadata[MetaRecorder] == "" {
-			return nil, fmt.Errorf("record: stream %s exists and was not made by serket record (it captures %s); choose another stream name", name, strings.Join(info.Config.Subjects, ", "))
-		}
-		created = false
-		if cfg.Purge {
-			if err := s.Purge(ctx); err != nil {
-				return nil, fmt.Errorf("record: purge stream %s: %w", name, err)
-			}
-		}
-		if info, err = s.Info(ctx); err != nil {
-			return nil, fmt.Errorf("record: stream %s: %w", name, err)
-		}
-		before = info
-	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("record: look up stream %s: %w", name, err)
-	}
-
+	maxBytes, maxAge := limits(cfg.MaxBytes, cfg.MaxAge)
 	sc := jetstream.StreamConfig{
 		Name:        name,
 		Description: "serket recording of " + strings.Join(subjects, ", "),
@@ -230,38 +238,78 @@ func Record(ctx context.Context, js jetstream.JetStream, cfg Config) (*RecordSum
 			MetaState:    "recording",
 		},
 	}
+	return &recorder{js: js, sc: sc}, nil
+}
+
+// limits turns Config's MaxBytes and MaxAge into JetStream's: 0 is the
+// default, a negative value no limit.
+func limits(maxBytes int64, maxAge time.Duration) (int64, time.Duration) {
+	if maxBytes == 0 {
+		maxBytes = DefaultMaxBytes
+	} else if maxBytes < 0 {
+		maxBytes = -1
+	}
+	if maxAge == 0 {
+		maxAge = DefaultMaxAge
+	} else if maxAge < 0 {
+		maxAge = 0 // JetStream: no limit
+	}
+	return maxBytes, maxAge
+}
+
+// open creates the stream, or binds the one Record made before to the
+// subjects again, and notes where this recording starts.
+func (r *recorder) open(ctx context.Context, purge bool) error {
+	before, err := r.previous(ctx, purge)
+	if err != nil {
+		return err
+	}
+	r.created = before == nil
 	if before != nil {
 		// Keep what JetStream does not let an update change.
-		sc.Storage, sc.Replicas = before.Config.Storage, before.Config.Replicas
+		r.sc.Storage, r.sc.Replicas = before.Config.Storage, before.Config.Replicas
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, sc)
+	r.stream, err = r.js.CreateOrUpdateStream(ctx, r.sc)
 	if err != nil {
-		return nil, fmt.Errorf("record: stream %s on %s: %w", name, strings.Join(subjects, ", "), err)
+		return fmt.Errorf("record: stream %s on %s: %w", r.sc.Name, strings.Join(r.sc.Subjects, ", "), err)
 	}
-	start := time.Now()
-	var startSeq, startBytes, existing uint64 // startSeq: the last sequence before this recording
+	r.start = time.Now()
 	if before != nil {
-		startSeq, startBytes, existing = before.State.LastSeq, before.State.Bytes, before.State.Msgs
+		r.startSeq, r.startBytes, r.existing = before.State.LastSeq, before.State.Bytes, before.State.Msgs
 	}
+	return nil
+}
 
-	// From here on, ending is normal: park the stream and summarise with a
-	// context of our own, whatever happened to ctx.
-	endCtx, cancelEnd := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancelEnd()
-	park := func() error {
-		pc := sc
-		pc.Subjects = []string{ParkedSubject(name)}
-		pc.Metadata = maps.Clone(sc.Metadata)
-		pc.Metadata[MetaState] = "parked"
-		if _, err := js.UpdateStream(endCtx, pc); err != nil {
-			return fmt.Errorf("record: stop capturing into stream %s (it still captures %s): %w", name, strings.Join(subjects, ", "), err)
+// previous is the stream as it is, if it is (nil if not). It refuses one
+// Record did not make; its state, read while the stream is still parked,
+// is where this recording's messages start.
+func (r *recorder) previous(ctx context.Context, purge bool) (*jetstream.StreamInfo, error) {
+	name := r.sc.Name
+	s, err := r.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("record: look up stream %s: %w", name, err)
+	}
+	info := s.CachedInfo()
+	if info.Config.Metadata[MetaRecorder] == "" {
+		return nil, fmt.Errorf("record: stream %s exists and was not made by serket record (it captures %s); choose another stream name", name, strings.Join(info.Config.Subjects, ", "))
+	}
+	if purge {
+		if err := s.Purge(ctx); err != nil {
+			return nil, fmt.Errorf("record: purge stream %s: %w", name, err)
 		}
-		return nil
 	}
+	if info, err = s.Info(ctx); err != nil {
+		return nil, fmt.Errorf("record: stream %s: %w", name, err)
+	}
+	return info, nil
+}
 
-	if cfg.Started != nil {
-		cfg.Started(RecordStart{Stream: name, Subjects: subjects, Created: created, Existing: existing, MaxBytes: maxBytes, MaxAge: maxAge})
-	}
+// wait lets the stream capture until cfg.Duration has passed or ctx is
+// done, reporting progress meanwhile.
+func (r *recorder) wait(ctx context.Context, cfg Config) {
 	var deadline <-chan time.Time
 	if cfg.Duration > 0 {
 		t := time.NewTimer(cfg.Duration)
@@ -274,48 +322,64 @@ func Record(ctx context.Context, js jetstream.JetStream, cfg Config) (*RecordSum
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
-wait:
 	for {
 		select {
 		case <-ctx.Done():
-			break wait
+			return
 		case <-deadline:
-			break wait
+			return
 		case <-tick.C:
-			if cfg.Progress == nil {
-				continue
+			if cfg.Progress != nil {
+				r.progress(ctx, cfg.Progress)
 			}
-			info, err := stream.Info(ctx)
-			if err != nil {
-				continue // a slow server must not end the recording
-			}
-			cfg.Progress(RecordProgress{
-				Elapsed:  time.Since(start),
-				Messages: info.State.LastSeq - startSeq,
-				Bytes:    info.State.Bytes - min(startBytes, info.State.Bytes),
-			})
 		}
 	}
-	elapsed := time.Since(start)
-	if err := park(); err != nil {
-		return nil, err
+}
+
+// progress reports what this recording has stored so far.
+func (r *recorder) progress(ctx context.Context, report func(RecordProgress)) {
+	info, err := r.stream.Info(ctx)
+	if err != nil {
+		return // a slow server must not end the recording
 	}
-	info, err := stream.Info(endCtx)
+	report(RecordProgress{
+		Elapsed:  time.Since(r.start),
+		Messages: info.State.LastSeq - r.startSeq,
+		Bytes:    info.State.Bytes - min(r.startBytes, info.State.Bytes),
+	})
+}
+
+// park binds the stream to its ParkedSubject, so that it stops capturing.
+func (r *recorder) park(ctx context.Context) error {
+	pc := r.sc
+	pc.Subjects = []string{ParkedSubject(r.sc.Name)}
+	pc.Metadata = maps.Clone(r.sc.Metadata)
+	pc.Metadata[MetaState] = "parked"
+	if _, err := r.js.UpdateStream(ctx, pc); err != nil {
+		return fmt.Errorf("record: stop capturing into stream %s (it still captures %s): %w", r.sc.Name, strings.Join(r.sc.Subjects, ", "), err)
+	}
+	return nil
+}
+
+// summarise describes the recording, which lasted elapsed, once parked.
+func (r *recorder) summarise(ctx context.Context, elapsed time.Duration) (*RecordSummary, error) {
+	name, maxBytes := r.sc.Name, r.sc.MaxBytes
+	info, err := r.stream.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("record: stream %s: %w", name, err)
 	}
 	sum := &RecordSummary{
 		Stream:         name,
-		Subjects:       subjects,
-		Created:        created,
+		Subjects:       r.sc.Subjects,
+		Created:        r.created,
 		Elapsed:        elapsed,
-		Stored:         info.State.LastSeq - startSeq,
+		Stored:         info.State.LastSeq - r.startSeq,
 		PerSubject:     map[string]uint64{},
 		StreamMessages: info.State.Msgs,
 		StreamBytes:    info.State.Bytes,
 		Full:           maxBytes > 0 && float64(info.State.Bytes) >= 0.95*float64(maxBytes),
 	}
-	if err := count(endCtx, js, name, startSeq, info, sum); err != nil {
+	if err := count(ctx, r.js, name, r.startSeq, info, sum); err != nil {
 		return sum, err
 	}
 	return sum, nil
