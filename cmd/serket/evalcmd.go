@@ -175,13 +175,17 @@ func measureRun(ctx context.Context, g *globals, log *slog.Logger, p *launch.Pip
 func printEval(r *eval.Result, labels *eval.Labels) {
 	if c := r.Coherence; c != nil && len(c.Targets) > 0 {
 		fmt.Printf("coherence (%d test items; chance %.2g):\n", c.Items, 1/float64(len(labels.Classes)))
-		fmt.Printf("  %-24s", "given \\ generated")
+		w := len("given \\ generated")
+		for _, s := range c.Subsets {
+			w = max(w, len(eval.SubsetName(s)))
+		}
+		fmt.Printf("  %-*s", w, "given \\ generated")
 		for _, t := range c.Targets {
 			fmt.Printf(" %9s", t)
 		}
 		fmt.Println()
 		for i, s := range c.Subsets {
-			fmt.Printf("  %-24s", eval.SubsetName(s))
+			fmt.Printf("  %-*s", w, eval.SubsetName(s))
 			for k := range c.Targets {
 				fmt.Printf(" %9.3f", c.Acc[i][k])
 			}
