@@ -157,51 +157,80 @@ func TestClusterPipeline(t *testing.T) {
 func runClusterPipeline(t *testing.T, name string, layout clusterLayout) clusterResult {
 	t.Helper()
 	logs := &clusterLogBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	var stops []func() // in reverse order of starting
-	stopAll := func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			stops[i]()
-		}
-		stops = nil
-	}
+	r := &clusterRun{t: t, name: name, log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	defer func() {
-		stopAll()
+		r.stopAll()
 		if t.Failed() && logs.Len() > 0 {
 			t.Logf("%s run, warnings and errors:\n%s", name, logs.String())
 		}
 	}()
-	conn := func(url, who string) bus.ConnConfig {
-		return bus.ConnConfig{URL: url, Name: who, Logger: log, Wait: 10 * time.Second}
-	}
+	ig := r.startIntegrator(layout.integrator)
+	r.startModules(layout.modules)
+	r.awaitDiscovery(ig)
+	res := r.train(ig, layout)
+	res.replies = r.inferThrough(layout.clients, clusterInferRequest(t))
+	return res
+}
 
-	// The integrator.
+// clusterRun is one run of runClusterPipeline: the test, the run's name for
+// messages, the logger of its processes and how to stop them.
+type clusterRun struct {
+	t     *testing.T
+	name  string
+	log   *slog.Logger
+	stops []func() // in reverse order of starting
+}
+
+func (r *clusterRun) conn(url, who string) bus.ConnConfig {
+	return bus.ConnConfig{URL: url, Name: who, Logger: r.log, Wait: 10 * time.Second}
+}
+
+// stopAll stops everything started, last first.
+func (r *clusterRun) stopAll() {
+	for i := len(r.stops) - 1; i >= 0; i-- {
+		r.stops[i]()
+	}
+	r.stops = nil
+}
+
+// startIntegrator starts the integrator on a connection to url and returns
+// it once it is ready.
+func (r *clusterRun) startIntegrator(url string) *integrator.Integrator {
+	t, name := r.t, r.name
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *integrator.Integrator, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- integrator.Run(ctx, integrator.Config{
-			NATS: conn(layout.integrator, "serket-integrator"), Logger: log, Latent: clusterLatent,
+			NATS: r.conn(url, "serket-integrator"), Logger: r.log, Latent: clusterLatent,
 			Discovery: 100 * time.Millisecond, Misses: 2, Deadline: 5 * time.Second,
 			Ready: func(ig *integrator.Integrator) { ready <- ig },
 		})
 	}()
-	stops = append(stops, func() {
+	r.stops = append(r.stops, func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("%s: integrator.Run: %v", name, err)
 		}
 	})
-	var ig *integrator.Integrator
 	select {
-	case ig = <-ready:
+	case ig := <-ready:
+		return ig
 	case err := <-done:
 		t.Fatalf("%s: integrator: %v", name, err)
 	case <-time.After(15 * time.Second):
 		t.Fatalf("%s: the integrator did not start within 15 s", name)
 	}
+	return nil
+}
 
-	// The modules, each serving on its own connection to its own node.
+// startModules starts the toy modules, each serving on its own connection
+// to its own node (urls by module name), and waits until all have
+// registered.
+func (r *clusterRun) startModules(urls map[string]string) {
+	t, name := r.t, r.name
+	t.Helper()
 	var wg sync.WaitGroup
 	for i, m := range clusterModules {
 		tm, err := toy.New(toy.Config{Name: m, Dim: clusterDims[m], Latent: clusterLatent, DataSeed: 7, Seed: uint64(i + 1), Items: clusterItems, LR: 1e-2})
@@ -214,11 +243,11 @@ func runClusterPipeline(t *testing.T, name string, layout clusterLayout) cluster
 		var once sync.Once
 		go func() {
 			mdone <- module.Run(mctx, tm, module.Options{
-				NATS: conn(layout.modules[m], "serket-"+m), Logger: log, Train: true,
+				NATS: r.conn(urls[m], "serket-"+m), Logger: r.log, Train: true,
 				Ready: func(micro.Service) { once.Do(wg.Done) },
 			})
 		}()
-		stops = append(stops, func() {
+		r.stops = append(r.stops, func() {
 			mcancel()
 			if err := <-mdone; err != nil {
 				t.Errorf("%s: module %s: %v", name, m, err)
@@ -226,21 +255,30 @@ func runClusterPipeline(t *testing.T, name string, layout clusterLayout) cluster
 		})
 	}
 	clusterWaitGroup(t, &wg, 15*time.Second, name+": modules registering")
-	// The integrator must have discovered every module in a poll that began
-	// after they were all ready, i.e. after their training subscriptions:
-	// the modules' answers to that poll travelled behind those
-	// subscriptions over the same routes, so the integrator's node knows of
-	// them before the first step is published.
+}
+
+// awaitDiscovery waits until ig has discovered every module in a poll that
+// began after they were all ready, i.e. after their training subscriptions:
+// the modules' answers to that poll travelled behind those subscriptions
+// over the same routes, so the integrator's node knows of them before the
+// first step is published.
+func (r *clusterRun) awaitDiscovery(ig *integrator.Integrator) {
+	r.t.Helper()
 	deadline := time.After(15 * time.Second)
 	for polls := 0; polls < 2 || !slices.Equal(ig.Live(), clusterModules); polls++ {
 		select {
 		case <-ig.Polled():
 		case <-deadline:
-			t.Fatalf("%s: live modules %v, want %v", name, ig.Live(), clusterModules)
+			r.t.Fatalf("%s: live modules %v, want %v", r.name, ig.Live(), clusterModules)
 		}
 	}
+}
 
-	// Training.
+// train trains the pipeline, calling layout.onStep after every step, and
+// returns the ELBOs, the missing modules and the time it took.
+func (r *clusterRun) train(ig *integrator.Integrator, layout clusterLayout) clusterResult {
+	t := r.t
+	t.Helper()
 	var res clusterResult
 	start := time.Now()
 	_, err := ig.Train(context.Background(), integrator.TrainConfig{
@@ -265,11 +303,15 @@ func runClusterPipeline(t *testing.T, name string, layout clusterLayout) cluster
 	})
 	res.train = time.Since(start)
 	if err != nil {
-		t.Fatalf("%s: Train: %v", name, err)
+		t.Fatalf("%s: Train: %v", r.name, err)
 	}
+	return res
+}
 
-	// Inference of a held-out item from every module's observation, through
-	// a client of each node.
+// clusterInferRequest asks for an inference of a held-out item from every
+// module's observation.
+func clusterInferRequest(t *testing.T) *bus.InferRequest {
+	t.Helper()
 	item := uint64(900)
 	req := &bus.InferRequest{Observations: map[string]bus.Payload{}, Want: clusterModules}
 	for _, m := range clusterModules {
@@ -284,12 +326,21 @@ func runClusterPipeline(t *testing.T, name string, layout clusterLayout) cluster
 		}
 		req.Observations[m] = bus.Payload{Type: "text/plain", Data: []byte(strings.Join(text, " "))}
 	}
-	for i, url := range layout.clients {
-		nc, err := bus.Connect(conn(url, "serket-client"))
+	return req
+}
+
+// inferThrough asks req through a client of each of urls and returns the
+// replies in that order.
+func (r *clusterRun) inferThrough(urls []string, req *bus.InferRequest) []*bus.InferReply {
+	t, name := r.t, r.name
+	t.Helper()
+	var replies []*bus.InferReply
+	for i, url := range urls {
+		nc, err := bus.Connect(r.conn(url, "serket-client"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		stops = append(stops, nc.Close)
+		r.stops = append(r.stops, nc.Close)
 		cl, err := client.New(nc, "", "test")
 		if err != nil {
 			t.Fatal(err)
@@ -308,9 +359,9 @@ func runClusterPipeline(t *testing.T, name string, layout clusterLayout) cluster
 			t.Fatalf("%s: inference through %s: %v", name, url, err)
 		}
 		t.Logf("%s: inference through client %d took %v", name, i, time.Since(start).Round(time.Microsecond))
-		res.replies = append(res.replies, rep)
+		replies = append(replies, rep)
 	}
-	return res
+	return replies
 }
 
 func clusterMean(v []float64) float64 {

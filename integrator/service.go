@@ -410,15 +410,46 @@ func (ig *Integrator) answer(reply string, in *bus.InferRequest) {
 func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.InferReply, error) {
 	d := ig.cfg.Latent
 	out := &bus.InferReply{Missing: map[string]string{}, Outputs: map[string][]bus.Payload{}}
-	ig.mu.Lock()
-	known := map[string]*member{}
-	for name, m := range ig.modules {
-		c := *m
-		known[name] = &c
-	}
-	ig.mu.Unlock()
+	refused := ig.refusals()
 
-	// Encode: every observing module at once, until the deadline.
+	var f poe.Fused
+	f.Fuse(ig.encodeAll(ctx, in, refused, out), 1, d)
+	out.Mu = bus.Matrix(1, d, slices.Clone(f.Mu))
+	out.LogVar = bus.Matrix(1, d, slices.Clone(f.LogVar))
+
+	// The latents to decode: the mean, or n samples.
+	n := max(in.Samples, 1)
+	z := make([]float32, n*d)
+	if in.Samples == 0 {
+		copy(z, f.Mu)
+	} else {
+		drawLatents(z, &f, in.Seed, n, d)
+	}
+	out.Z = bus.Matrix(n, d, z)
+
+	ig.decodeAll(ctx, in.Want, refused, n, out)
+	ig.countInference(out)
+	return out, nil
+}
+
+// refusals returns why each module left out of the pipeline is, by name.
+func (ig *Integrator) refusals() map[string]string {
+	ig.mu.Lock()
+	defer ig.mu.Unlock()
+	why := map[string]string{}
+	for name, m := range ig.modules {
+		if m.refused != "" {
+			why[name] = m.refused
+		}
+	}
+	return why
+}
+
+// encodeAll encodes the observations of in: every observing module at once,
+// until the deadline. It returns the experts of the modules that answered
+// and adds their names to out.Contributors, both in name order; every other
+// observing module goes to out.Missing with the reason.
+func (ig *Integrator) encodeAll(ctx context.Context, in *bus.InferRequest, refused map[string]string, out *bus.InferReply) []poe.Expert {
 	type encoded struct {
 		name       string
 		mu, logvar []float32
@@ -432,21 +463,21 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 	results := make(chan encoded, len(names))
 	ectx, cancel := context.WithTimeout(ctx, ig.cfg.Deadline)
 	defer cancel()
-	pendingEnc := 0
+	pending := 0
 	for _, name := range names {
-		if m := known[name]; m != nil && m.refused != "" {
-			out.Missing[name] = m.refused
+		if why := refused[name]; why != "" {
+			out.Missing[name] = why
 			continue
 		}
-		pendingEnc++
+		pending++
 		go func(name string) {
 			var rep bus.EncodeReply
-			err := ig.request(ectx, ig.cfg.Deadline, ig.subj.Encode(name), &bus.EncodeRequest{Observations: []bus.Payload{in.Observations[name]}}, &rep, bus.Expect{Latent: d, Batch: 1})
+			err := ig.request(ectx, ig.cfg.Deadline, ig.subj.Encode(name), &bus.EncodeRequest{Observations: []bus.Payload{in.Observations[name]}}, &rep, bus.Expect{Latent: ig.cfg.Latent, Batch: 1})
 			results <- encoded{name, rep.Mu.Data, rep.LogVar.Data, err}
 		}(name)
 	}
 	got := map[string]poe.Expert{}
-	for ; pendingEnc > 0; pendingEnc-- {
+	for ; pending > 0; pending-- {
 		r := <-results
 		if r.err != nil {
 			out.Missing[r.name] = r.err.Error()
@@ -462,61 +493,60 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 			experts = append(experts, e)
 		}
 	}
+	return experts
+}
 
-	var f poe.Fused
-	f.Fuse(experts, 1, d)
-	out.Mu = bus.Matrix(1, d, slices.Clone(f.Mu))
-	out.LogVar = bus.Matrix(1, d, slices.Clone(f.LogVar))
-
-	// The latents to decode: the mean, or n samples.
-	n := max(in.Samples, 1)
-	z := make([]float32, n*d)
-	if in.Samples == 0 {
-		copy(z, f.Mu)
-	} else {
-		rng := rand.New(rand.NewPCG(uint64(in.Seed), 0x5e4e7))
-		eps := make([]float32, d)
-		for i := 0; i < n; i++ {
-			for k := range eps {
-				eps[k] = float32(rng.NormFloat64())
-			}
-			f.Sample(z[i*d:(i+1)*d], eps)
+// drawLatents writes n draws from f into z (n×d, row-major), with noise
+// from seed.
+func drawLatents(z []float32, f *poe.Fused, seed int64, n, d int) {
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x5e4e7))
+	eps := make([]float32, d)
+	for i := 0; i < n; i++ {
+		for k := range eps {
+			eps[k] = float32(rng.NormFloat64())
 		}
+		f.Sample(z[i*d:(i+1)*d], eps)
 	}
-	out.Z = bus.Matrix(n, d, z)
+}
 
-	// Decode: every wanted module at once, until the deadline.
+// decodeAll decodes out.Z (n rows) with every module of want at once, until
+// the decode deadline (which grows with n), into out.Outputs; every other
+// module of want goes to out.Missing with the reason.
+func (ig *Integrator) decodeAll(ctx context.Context, want []string, refused map[string]string, n int, out *bus.InferReply) {
 	type decoded struct {
 		name string
 		outs []bus.Payload
 		err  error
 	}
-	dres := make(chan decoded, len(in.Want))
-	decodeLimit := ig.cfg.DecodeDeadline + time.Duration(max(n-1, 0))*ig.cfg.DecodePerSample
-	dctx, dcancel := context.WithTimeout(ctx, decodeLimit)
-	defer dcancel()
-	pendingDec := 0
-	for _, name := range in.Want {
-		if m := known[name]; m != nil && m.refused != "" {
-			out.Missing[name] = m.refused
+	results := make(chan decoded, len(want))
+	limit := ig.cfg.DecodeDeadline + time.Duration(max(n-1, 0))*ig.cfg.DecodePerSample
+	dctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	pending := 0
+	for _, name := range want {
+		if why := refused[name]; why != "" {
+			out.Missing[name] = why
 			continue
 		}
-		pendingDec++
+		pending++
 		go func(name string) {
 			var rep bus.DecodeReply
-			err := ig.request(dctx, decodeLimit, ig.subj.Decode(name), &bus.DecodeRequest{Z: out.Z}, &rep, bus.Expect{Batch: n})
-			dres <- decoded{name, rep.Outputs, err}
+			err := ig.request(dctx, limit, ig.subj.Decode(name), &bus.DecodeRequest{Z: out.Z}, &rep, bus.Expect{Batch: n})
+			results <- decoded{name, rep.Outputs, err}
 		}(name)
 	}
-	for ; pendingDec > 0; pendingDec-- {
-		r := <-dres
+	for ; pending > 0; pending-- {
+		r := <-results
 		if r.err != nil {
 			out.Missing[r.name] = r.err.Error()
 			continue
 		}
 		out.Outputs[r.name] = r.outs
 	}
+}
 
+// countInference counts an inference, and each module it went without.
+func (ig *Integrator) countInference(out *bus.InferReply) {
 	ig.mu.Lock()
 	ig.stats.Inferred++
 	for name := range out.Missing {
@@ -526,7 +556,6 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 	if len(out.Missing) > 0 {
 		ig.log.Info("inference without some modules", "contributors", out.Contributors, "missing", out.Missing)
 	}
-	return out, nil
 }
 
 // request sends a request to a module and decodes its reply, turning every
