@@ -167,11 +167,6 @@ func Record(ctx context.Context, js jetstream.JetStream, cfg Config) (*RecordSum
 		return nil, err
 	}
 
-	// From here on, ending is normal: park the stream and summarise with a
-	// context of our own, whatever happened to ctx.
-	endCtx, cancelEnd := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancelEnd()
-
 	if cfg.Started != nil {
 		cfg.Started(RecordStart{
 			Stream: r.sc.Name, Subjects: r.sc.Subjects, Created: r.created, Existing: r.existing,
@@ -180,11 +175,20 @@ func Record(ctx context.Context, js jetstream.JetStream, cfg Config) (*RecordSum
 	}
 	r.wait(ctx, cfg)
 	elapsed := time.Since(r.start)
+	// From here on, ending is normal: park the stream and summarise with a
+	// context of our own, whatever happened to ctx, and given its time
+	// from now (not from the start: a recording lasts as long as it likes).
+	endCtx, cancelEnd := context.WithTimeout(context.WithoutCancel(ctx), endTimeout)
+	defer cancelEnd()
 	if err := r.park(endCtx); err != nil {
 		return nil, err
 	}
 	return r.summarise(endCtx, elapsed)
 }
+
+// endTimeout bounds parking the stream and summarising a recording once it
+// ends (a variable so that a test can show it counts from the end).
+var endTimeout = 30 * time.Second
 
 // recorder is one recording: the stream it captures into (sc holds its
 // name, subjects and limits) and where this recording's messages start.

@@ -230,11 +230,13 @@ func checkSame(t *testing.T, src []sent, got []arrival, pipeline string) {
 // total's. Each gap must be at least 0.7 × its original, less a slack for
 // a busy machine: a message the replay sent late shortens the next gap by
 // as much, and the replay reports how late it was (lag); a replay that
-// does not wait reports no lag. The median ratio and the total bound the
-// pace whatever the slack.
+// does not wait reports no lag. A message delivered late to the test's
+// subscriber does the same, unreported: 10 ms of that is allowed (under
+// -race on two busy cores, 5 ms failed one run in four). The median ratio
+// and the total bound the pace whatever the slack.
 func checkTiming(t *testing.T, src []sent, got []arrival, speed float64, lag time.Duration) (lo, med, hi, total float64) {
 	t.Helper()
-	slack := 5*time.Millisecond + lag
+	slack := 10*time.Millisecond + lag
 	var ratios []float64
 	for i := 1; i < len(src); i++ {
 		want := float64(src[i].at.Sub(src[i-1].at)) / speed
@@ -409,6 +411,25 @@ func TestRecordDuration(t *testing.T) {
 	s, _ := js.Stream(context.Background(), "SERKET_DEFAULT")
 	if c := s.CachedInfo().Config; c.MaxBytes != 1<<20 || c.MaxAge != 0 || c.Discard != jetstream.DiscardNew {
 		t.Errorf("stream limits: max bytes %d, max age %v, discard %v", c.MaxBytes, c.MaxAge, c.Discard)
+	}
+}
+
+// TestRecordLongerThanItsEnding: a recording that lasts longer than the
+// time its ending may take still parks its stream (the ending's time
+// counts from the end, not from the start).
+func TestRecordLongerThanItsEnding(t *testing.T) {
+	defer func(d time.Duration) { endTimeout = d }(endTimeout)
+	endTimeout = 300 * time.Millisecond
+	_, _, js := startJetStream(t)
+	if _, err := Record(context.Background(), js, Config{Duration: 500 * time.Millisecond, MaxBytes: 1 << 20, MaxAge: -1}); err != nil {
+		t.Fatalf("a recording of 500 ms with 300 ms to end: %v", err)
+	}
+	s, err := js.Stream(context.Background(), "SERKET_DEFAULT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s.CachedInfo().Config; c.Metadata[MetaState] != "parked" || !slices.Equal(c.Subjects, []string{ParkedSubject("SERKET_DEFAULT")}) {
+		t.Fatalf("after the recording the stream is %q on %v, want parked", c.Metadata[MetaState], c.Subjects)
 	}
 }
 
