@@ -14,7 +14,7 @@
 # label 0.50 with mvae, 0.86 with cross, at the same test ELBO).
 #
 #   bench/quality.sh                  # EPOCHS=5 PLAN=cross FRACTIONS="0.1 0.01" SEEDS=1
-#   SEEDS="1 2" bench/quality.sh      # both systems again with another seed (as the README's table)
+#   SEEDS="1 2" bench/quality.sh      # both systems again with another seed (as docs/training.md's table)
 #   EPOCHS=1 FRACTIONS= bench/quality.sh   # a quick look
 #
 # Everything lands in OUT (default out/bench-quality): each run's checkpoints
