@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+	"github.com/serket-go/serket/procenv"
 )
 
 // ConnConfig configures a connection to NATS.
@@ -58,7 +59,7 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	}
 	url := cfg.URL
 	if url == "" {
-		url = os.Getenv("NATS_URL")
+		url = os.Getenv(procenv.EnvNATSURL)
 	}
 	if url == "" {
 		url = DefaultURL
@@ -110,7 +111,7 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 		opts = append(opts, nats.Token(cfg.Token))
 	}
 	if cfg.NKeyFile == "" && cfg.Creds == "" && cfg.User == "" && cfg.Token == "" {
-		cfg.NKeyFile = os.Getenv("NATS_NKEY")
+		cfg.NKeyFile = os.Getenv(procenv.EnvNATSNKey)
 	}
 	if cfg.NKeyFile != "" {
 		o, err := nkeyOptions(cfg.NKeyFile)

@@ -34,7 +34,7 @@ type Spec struct {
 	// take the pipeline file defaults (on-failure, 200ms, 10s, unlimited).
 	Restart RestartPolicy
 	// Startup is the process's start-up window. A process is starting up
-	// from its first start until it says it is ready (NotifyReady) or has
+	// from its first start until it says it is ready (procenv.NotifyReady) or has
 	// run for Startup, whichever comes first; if it exits before then,
 	// whatever its exit status (0 included), the pipeline has failed to
 	// start: Run stops every process and returns a *StartupError. Restarts
@@ -470,7 +470,7 @@ type child struct {
 }
 
 // start starts the process unless ctx is done, with a readiness pipe if
-// withReady (see NotifyReady). Holding p.mu while checking ctx and
+// withReady (see procenv.NotifyReady). Holding p.mu while checking ctx and
 // starting makes sure that stop either sees the new pid or the child is
 // never started.
 func (p *proc) start(ctx context.Context, withReady bool, restarts int) (*child, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/serket-go/serket/internal/lograte"
 	"github.com/serket-go/serket/internal/proc"
 	"github.com/serket-go/serket/nn"
+	"github.com/serket-go/serket/procenv"
 )
 
 // Version is the serket version reported in every service's INFO.
@@ -183,7 +184,7 @@ func newRunner(m Modality, opts Options) (*runner, error) {
 		return nil, err
 	}
 	if opts.Pipeline == "" {
-		opts.Pipeline = os.Getenv("SERKET_PIPELINE")
+		opts.Pipeline = os.Getenv(procenv.EnvPipeline)
 	}
 	subj, err := bus.NewSubjects(opts.Pipeline)
 	if err != nil {

@@ -69,3 +69,8 @@ const (
 // DefaultData is the prepared dataset directory when $SERKET_DATA is unset
 // (relative to the working directory): where `serket data prepare` writes.
 const DefaultData = "data/fmnist3"
+
+// EnvOpenBLASThreads is OpenBLAS's own thread count; serket up sets it to
+// 1 for its children unless it is set, since several processes share the
+// cores.
+const EnvOpenBLASThreads = "OPENBLAS_NUM_THREADS"

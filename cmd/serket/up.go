@@ -195,10 +195,10 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 		procenv.EnvLatent + "=" + strconv.Itoa(p.Latent),
 		procenv.EnvLogLevel + "=" + g.logLevel,
 	}
-	if os.Getenv("OPENBLAS_NUM_THREADS") == "" {
+	if os.Getenv(procenv.EnvOpenBLASThreads) == "" {
 		// Four processes share the cores; OpenBLAS threads that spin after
 		// every call would fight each other (see nn's doc).
-		env = append(env, "OPENBLAS_NUM_THREADS=1")
+		env = append(env, procenv.EnvOpenBLASThreads+"=1")
 	}
 	for _, kv := range []struct{ k, v string }{{procenv.EnvNATSCreds, g.creds}, {procenv.EnvNATSUser, g.user}, {procenv.EnvNATSPassword, g.password},
 		{procenv.EnvNATSCA, g.tlsCA}, {procenv.EnvNATSCert, g.tlsCert}, {procenv.EnvNATSKey, g.tlsKey}} {
