@@ -79,15 +79,7 @@ the PyTorch reference (imported with serket bench import) this way.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset the built-in modules read")
-	f.StringVar(&labels, "labels", "", "the items' classes and splits (default: the pipeline file's labels:, else the dataset's manifest)")
-	f.IntVar(&latent, "latent", 64, "with no -f: latent size of the checkpoints")
-	f.IntVar(&hidden, "hidden", 512, "with no -f: hidden units per layer of the built-in modules")
-	f.BoolVar(&cfg.Thorough, "thorough", false, "serket eval's sizes to publish: K = 1000 on 1000 items, a probe on 5000")
-	f.IntVar(&cfg.Items, "items", 2000, "test items for coherence and the latent figures")
-	f.IntVar(&cfg.IWAEItems, "iwae-items", 0, "test items for the likelihoods (default 500; 1000 with --thorough)")
-	f.IntVar(&cfg.IWAEK, "iwae-k", 0, "importance samples per item (default 100; 1000 with --thorough)")
-	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of every sample")
+	registerEvalFlags(f, &data, &labels, &latent, &hidden, &cfg, 2000)
 	f.BoolVar(&asJSON, "json", false, "print one JSON line per run instead of a table")
 	f.StringVar(&save, "save", "", "also write the JSON lines to this file")
 	return cmd

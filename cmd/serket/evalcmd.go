@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/eval"
@@ -75,19 +76,30 @@ A size flag overrides either.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&ckpt, "checkpoint", "runs/latest", "directory of the trained run's checkpoints (serket train --checkpoint-dir)")
-	f.StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset the built-in modules read (default $"+procenv.EnvData+", else the file's data:, else "+procenv.DefaultData+")")
-	f.StringVar(&labels, "labels", "", "the items' classes and splits (default: the pipeline file's labels:, else the dataset's manifest)")
 	f.StringVar(&out, "out", "", "report directory (default CHECKPOINT/report; replaced)")
-	f.IntVar(&latent, "latent", 64, "with no -f: latent size of the checkpoints")
-	f.IntVar(&hidden, "hidden", 512, "with no -f: hidden units per layer of the built-in modules")
+	registerEvalFlags(f, &data, &labels, &latent, &hidden, &cfg, 0)
+	return cmd
+}
+
+// registerEvalFlags declares what serket eval and bench quality both take:
+// where the dataset and labels are, the default pipeline's sizes, and the
+// evaluation's sizes (items: the default of --items, 0 for the preset's).
+func registerEvalFlags(f *pflag.FlagSet, data, labels *string, latent, hidden *int, cfg *eval.Config, items int) {
+	f.StringVar(data, "data", dataset.DefaultDir(), "prepared dataset the built-in modules read (default $"+procenv.EnvData+", else the file's data:, else "+procenv.DefaultData+")")
+	f.StringVar(labels, "labels", "", "the items' classes and splits (default: the pipeline file's labels:, else the dataset's manifest)")
+	f.IntVar(latent, "latent", 64, "with no -f: latent size of the checkpoints")
+	f.IntVar(hidden, "hidden", 512, "with no -f: hidden units per layer of the built-in modules")
 	f.BoolVar(&cfg.Thorough, "thorough", false, "the sizes to publish: K = 1000 on 1000 items, a probe on 5000 (minutes, not seconds)")
-	f.IntVar(&cfg.Items, "items", 0, "test items for coherence and the latent figures (default 1000)")
+	usage := "test items for coherence and the latent figures"
+	if items == 0 {
+		usage += " (default 1000)"
+	}
+	f.IntVar(&cfg.Items, "items", items, usage)
 	f.IntVar(&cfg.Prior, "prior-samples", 0, "prior samples for the unconditional coherence (default 1000)")
 	f.IntVar(&cfg.IWAEItems, "iwae-items", 0, "test items for the likelihoods (default 500; 1000 with --thorough)")
 	f.IntVar(&cfg.IWAEK, "iwae-k", 0, "importance samples per item (default 100; 1000 with --thorough)")
 	f.IntVar(&cfg.ProbeTrain, "probe-train", 0, "training items for the linear probe (default 2000; 5000 with --thorough)")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of every sample")
-	return cmd
 }
 
 // evalPaths are where an evaluation reads and writes.

@@ -20,7 +20,7 @@ import (
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/dataset"
-	"github.com/serket-go/serket/dataset/speech"
+	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/internal/atomicfile"
 	"github.com/serket-go/serket/launch"
 	"github.com/serket-go/serket/report"
@@ -234,7 +234,7 @@ func writeGenerated(dir string, rep *bus.InferReply) ([]string, error) {
 				texts = append(texts, string(o.Data))
 			case typ == "audio/wav":
 				files[fmt.Sprintf("%s/%02d.wav", name, i)] = o.Data
-				spec, err := spectrogramOf(o.Data)
+				spec, err := eval.Spectrogram(o.Data)
 				if err != nil {
 					return nil, fmt.Errorf("%s output %d: %w", name, i, err)
 				}
@@ -296,15 +296,4 @@ func pngGrid(imgs []image.Image) ([]byte, error) {
 	var buf bytes.Buffer
 	err := png.Encode(&buf, grid)
 	return buf.Bytes(), err
-}
-
-// spectrogramOf draws the log-mel spectrogram of a WAV with the dataset's
-// default feature settings.
-func spectrogramOf(wav []byte) (image.Image, error) {
-	cfg := speech.DefaultConfig()
-	feats := make([]float32, cfg.Size())
-	if err := speech.NewExtractor(cfg).FromWAV(feats, bytes.NewReader(wav)); err != nil {
-		return nil, err
-	}
-	return report.SpectrogramImage(feats, cfg.Frames, cfg.Mels)
 }
