@@ -17,7 +17,8 @@ type Figure struct {
 // others; coherence to every judged module from each other module alone
 // and from all the others together, and from the prior; the linear probe
 // given everything and given each module alone; k-means; and each judge's
-// own accuracy on real test items (the ceiling of its coherences).
+// own accuracy on real test items (how far to trust it: generations can
+// be easier to classify than real items, so it is no ceiling).
 func (r *Result) Figures() []Figure {
 	out := []Figure{{"log p(x)", r.LogPX, 1}}
 	for _, m := range slices.Sorted(mapKeys(r.LogPCond)) {

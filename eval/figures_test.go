@@ -34,7 +34,9 @@ func TestFigures(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("figures\n%q\nwant\n%q", got, want)
 	}
-	at := func(s string) int { return slices.IndexFunc(subsets, func(x []string) bool { return eval.SubsetName(x) == s }) }
+	at := func(s string) int {
+		return slices.IndexFunc(subsets, func(x []string) bool { return eval.SubsetName(x) == s })
+	}
 	for name, v := range map[string]float64{"coherence b+c → a": acc[at("b+c")][0], "coherence a → c": acc[at("a")][1],
 		"log p(b | the others)": -2, "probe a+b+c": 0.9, "judge of c on real items": 0.8, "coherence prior → all agree": 0.5} {
 		if values[name] != v {
