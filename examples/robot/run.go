@@ -81,6 +81,9 @@ func Run(ctx context.Context, cfg Config, say func(string, ...any)) (*Result, er
 		return nil, err
 	}
 	r := newRobot(cfg, nc, w)
+	// The world's clock starts before the robot listens: the handlers read
+	// it, and a pipeline already running may say a belief at once.
+	w.start = time.Now()
 	unsubscribe, err := r.listen()
 	if err != nil {
 		return nil, err
@@ -241,7 +244,6 @@ func (r *robot) onSaid(m *nats.Msg) {
 func (r *robot) sense(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Duration)
 	defer cancel()
-	r.world.start = time.Now()
 	var wg sync.WaitGroup
 	for i, s := range sensors {
 		hz := []float64{r.cfg.CameraHz, r.cfg.MicHz, r.cfg.KeyboardHz}[i]
