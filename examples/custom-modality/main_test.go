@@ -211,9 +211,10 @@ func startTouchAndVision(t *testing.T, ctx context.Context, cancel context.Cance
 	case err := <-igDone:
 		t.Fatal(err)
 	}
+	stopped := 0 // modules whose end was taken from done already
 	t.Cleanup(func() {
 		cancel()
-		for range 2 {
+		for range 2 - stopped {
 			if err := <-done; err != nil {
 				t.Error(err)
 			}
@@ -224,6 +225,7 @@ func startTouchAndVision(t *testing.T, ctx context.Context, cancel context.Cance
 		select {
 		case <-ig.Polled():
 		case err := <-done:
+			stopped++
 			t.Fatalf("a module stopped: %v", err)
 		case <-ctx.Done():
 			t.Fatalf("modules not discovered; live: %v", ig.Live())
