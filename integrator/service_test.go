@@ -2,6 +2,7 @@ package integrator_test
 
 import (
 	"context"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -196,6 +197,37 @@ func TestInferFusesAndDecodes(t *testing.T) {
 	again := p.infer(&bus.InferRequest{Observations: map[string]bus.Payload{"left": obs("1 2 3"), "right": obs("0 0 1")}, Samples: 3, Seed: 7})
 	if !slices.Equal(again.Z.Data, rep.Z.Data) {
 		t.Fatal("the same seed gave different samples")
+	}
+}
+
+// The samples are draws from the fused posterior: over 1000 of them each
+// coordinate's mean and variance are the posterior's, within sampling
+// error; another seed draws others.
+func TestInferSamplesThePosterior(t *testing.T) {
+	p := startPipeline(t, "left", "right")
+	req := &bus.InferRequest{Observations: map[string]bus.Payload{"left": obs("1 2 3"), "right": obs("0 0 1")}, Samples: 1000, Seed: 7}
+	rep := p.infer(req)
+	n := rep.Z.Rows()
+	if n != 1000 {
+		t.Fatalf("%d samples, want 1000", n)
+	}
+	for k := range latent {
+		var sum, sq float64
+		for i := range n {
+			v := float64(rep.Z.Data[i*latent+k])
+			sum += v
+			sq += v * v
+		}
+		mean := sum / float64(n)
+		variance := sq/float64(n) - mean*mean
+		want := math.Exp(float64(rep.LogVar.Data[k]))
+		if se := math.Sqrt(want / float64(n)); math.Abs(mean-float64(rep.Mu.Data[k])) > 5*se || math.Abs(variance/want-1) > 0.25 {
+			t.Fatalf("coordinate %d: sample mean %.4f and variance %.4f, want the posterior's %.4f and %.4f", k, mean, variance, rep.Mu.Data[k], want)
+		}
+	}
+	req.Seed = 8
+	if other := p.infer(req); slices.Equal(other.Z.Data, rep.Z.Data) {
+		t.Fatal("seeds 7 and 8 drew the same samples")
 	}
 }
 
