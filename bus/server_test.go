@@ -396,7 +396,7 @@ func TestServerCarriesTheLargestMessage(t *testing.T) {
 	s := startServer(t, bus.ServerConfig{})
 	pub := connect(t, bus.ConnConfig{URL: s.ClientURL(), Name: "pub"})
 	sub := connect(t, bus.ConnConfig{URL: s.ClientURL(), Name: "sub"})
-	// The README promises inputs of 32 MiB, and a message carries one
+	// docs/usage.md promises inputs of 32 MiB, and a message carries one
 	// with its envelope.
 	if bus.DefaultMaxBytes <= 32<<20 {
 		t.Fatalf("bus.DefaultMaxBytes = %d: a message cannot carry an input of 32 MiB", bus.DefaultMaxBytes)

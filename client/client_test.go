@@ -108,7 +108,7 @@ func infer(c *client.Client, data []byte) (*bus.InferReply, error) {
 }
 
 // TestInferImageSizeLimit: on the embedded server, a photo of
-// bus.MaxObservationBytes (32 MiB, the README's limit) travels from the
+// bus.MaxObservationBytes (32 MiB, docs/usage.md's limit) travels from the
 // client through the integrator to the vision module, which fits it and
 // contributes; a byte more is refused by the client before it is sent,
 // with the sizes and the limit.

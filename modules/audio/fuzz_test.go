@@ -184,7 +184,7 @@ func TestParseRefusesOversizedWAV(t *testing.T) {
 // not reach the module.
 func TestParseWAVSizeLimit(t *testing.T) {
 	if speech.MaxWAVBytes != bus.MaxObservationBytes {
-		t.Fatalf("speech.MaxWAVBytes = %d, bus.MaxObservationBytes = %d: the README promises one limit", speech.MaxWAVBytes, bus.MaxObservationBytes)
+		t.Fatalf("speech.MaxWAVBytes = %d, bus.MaxObservationBytes = %d: docs/usage.md promises one limit", speech.MaxWAVBytes, bus.MaxObservationBytes)
 	}
 	a, err := audio.New(audio.Config{Net: mvae.Config{Latent: 4, Hidden: 8}, Source: identitySource()})
 	if err != nil {
