@@ -18,6 +18,7 @@ import (
 	"github.com/serket-go/serket/internal/syncbuf"
 	"github.com/serket-go/serket/modules/fmnist3"
 	"github.com/serket-go/serket/nn"
+	"github.com/serket-go/serket/procenv"
 )
 
 // TestRobotThroughServeUp runs the example as its comment says: the real
@@ -55,7 +56,7 @@ func TestRobotThroughServeUp(t *testing.T) {
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 
 	up := exec.Command(bin, "up", "--port", fmt.Sprint(port), "pipeline.yaml")
-	up.Env = append(os.Environ(), "SERKET_DATA="+data, "SERKET_CHECKPOINT_DIR="+ckpt)
+	up.Env = append(os.Environ(), procenv.EnvData+"="+data, procenv.EnvCheckpointDir+"="+ckpt)
 	var upOut lockedBuffer
 	up.Stdout, up.Stderr = &upOut, &upOut
 	if err := up.Start(); err != nil {
