@@ -24,7 +24,8 @@ import (
 	"github.com/serket-go/serket/procenv"
 )
 
-// The demo trains for demoEpochs passes over the first trainItems items.
+// By default the demo trains for demoEpochs passes over the first
+// trainItems items: a few minutes on two cores.
 const (
 	trainItems = 10000
 	demoEpochs = 3
@@ -35,6 +36,7 @@ func newDemoCmd(g *globals) *cobra.Command {
 		timeout time.Duration
 		data    string
 		out     string
+		size    tourSize
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -57,12 +59,14 @@ func newDemoCmd(g *globals) *cobra.Command {
 Outputs go to --out.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return runDemo(g, data, out, timeout)
+			return runDemo(g, data, out, timeout, size)
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "give up if the pipeline is not up by then")
 	cmd.Flags().StringVar(&data, "data", dataset.DefaultDir(), "dataset directory (prepared if needed)")
 	cmd.Flags().StringVar(&out, "out", "out/demo", "directory for the generated files")
+	cmd.Flags().IntVar(&size.items, "items", trainItems, "train on the first N training items")
+	cmd.Flags().IntVar(&size.epochs, "epochs", demoEpochs, "passes over them")
 	return cmd
 }
 
@@ -78,32 +82,44 @@ type tour struct {
 	ig        *integrator.Integrator
 	restarted chan string // names of processes the supervisor restarts
 	c         *client.Client
+	size      tourSize
 }
+
+// tourSize is how much the tour trains.
+type tourSize struct{ items, epochs int }
 
 func say(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
 
-func runDemo(g *globals, data, out string, timeout time.Duration) error {
+func runDemo(g *globals, data, out string, timeout time.Duration, size tourSize) error {
+	if size.items < 1 || size.epochs < 1 {
+		return fmt.Errorf("--items %d --epochs %d: want at least one of each", size.items, size.epochs)
+	}
 	if g.logLevel == "info" {
 		g.logLevel = "warn" // the tour's own lines tell the story
 	}
-	t := &tour{g: g, log: g.logger("demo"), out: out, timeout: timeout, restarted: make(chan string, 8)}
+	t := &tour{g: g, log: g.logger("demo"), out: out, timeout: timeout, restarted: make(chan string, 8), size: size}
 	ctx, cancel := signalContext()
 	defer cancel()
 	if err := t.prepare(ctx, data); err != nil {
 		return err
 	}
-	stop, err := t.start(ctx)
+	leave, err := t.start(ctx)
 	if t.pipe != nil {
 		defer func() { cancel(); t.pipe.wait() }()
 	}
 	if err != nil {
 		return err
 	}
-	defer stop()
 	for _, step := range []func(context.Context) error{t.train, t.list, t.generate, t.see, t.killAndRejoin} {
-		if err := step(ctx); err != nil {
-			return err
+		if err = step(ctx); err != nil {
+			break
 		}
+	}
+	// The client and the integrator leave before the server stops, so
+	// that neither reports a lost connection.
+	leave()
+	if err != nil {
+		return err
 	}
 	say("stopping the pipeline: SIGTERM to every process, SIGKILL after a grace period")
 	cancel()
@@ -132,9 +148,10 @@ func (t *tour) prepare(ctx context.Context, data string) error {
 
 // start launches the default pipeline's modules, learning, on an embedded
 // server of a random port (never clashing with one already on 4222), runs
-// the integrator in this process and connects a client. stop ends the
-// integrator.
-func (t *tour) start(ctx context.Context) (stop func() error, err error) {
+// the integrator in this process and connects a client. The function it
+// returns closes the client and ends the integrator.
+func (t *tour) start(ctx context.Context) (func() error, error) {
+	var err error
 	t.p = launch.Default()
 	t.p.NATS.Port = 0
 	for i := range t.p.Modules {
@@ -159,6 +176,7 @@ func (t *tour) start(ctx context.Context) (stop func() error, err error) {
 	}
 	cc := t.g.conn("serket-integrator", t.log)
 	cc.URL = t.pipe.URL
+	var stop func() error
 	t.ig, stop, err = startIntegrator(ctx, integrator.Config{Pipeline: t.p.Name, Latent: t.p.Latent, NATS: cc, Logger: t.log, Discovery: 500 * time.Millisecond})
 	if err != nil {
 		return nil, err
@@ -175,23 +193,23 @@ func (t *tour) start(ctx context.Context) (stop func() error, err error) {
 	return func() error { nc.Close(); return stop() }, nil
 }
 
-// train trains the modules together for demoEpochs epochs.
+// train trains the modules together for the tour's epochs.
 func (t *tour) train(ctx context.Context) error {
-	tf := trainFlags{epochs: demoEpochs, batch: 100, seed: 1, plan: "cross", subsets: 1, lambda: []string{"language=50", "audio=0.2"},
-		klTo: 1, anneal: 1, deadline: 30 * time.Second, ckptDir: t.run, ckptEvery: 0, data: t.data, limit: trainItems, modules: moduleNames(t.p), paired: 1, evalItems: 1000}
+	tf := trainFlags{epochs: t.size.epochs, batch: 100, seed: 1, plan: "cross", subsets: 1, lambda: []string{"language=50", "audio=0.2"},
+		klTo: 1, anneal: 1, deadline: 30 * time.Second, ckptDir: t.run, ckptEvery: 0, data: t.data, limit: t.size.items, modules: moduleNames(t.p), paired: 1, evalItems: 1000}
 	cfg, closer, err := tf.config()
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	say("serket train --limit %d --epochs %d --plan cross   (every step is messages between the processes)", trainItems, demoEpochs)
+	say("serket train --limit %d --epochs %d --plan cross   (every step is messages between the processes)", t.size.items, t.size.epochs)
 	start := time.Now()
 	last, _, err := train(ctx, t.ig, t.c, cfg, t.timeout, t.log)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("trained %d epochs of %d items in %v: test ELBO %.0f, %.0f samples/s (checkpoints and metrics in %s)\n",
-		demoEpochs, len(cfg.IDs), time.Since(start).Round(time.Second), last.TestELBO, last.SamplesPerSec, filepath.Join(t.out, "run"))
+		t.size.epochs, len(cfg.IDs), time.Since(start).Round(time.Second), last.TestELBO, last.SamplesPerSec, filepath.Join(t.out, "run"))
 	return nil
 }
 
@@ -300,7 +318,7 @@ func (t *tour) evaluate() error {
 		return err
 	}
 	say("done: open %s", filepath.Join(report, "index.html"))
-	fmt.Println("A few minutes of training on 10,000 items gives blurry shapes; `serket train --epochs 20 --plan cross` trains on all 60,000 for real (into runs/latest), then `serket eval`.")
+	fmt.Printf("A few minutes of training on %d items gives blurry shapes; `serket train --epochs 20 --plan cross` trains on all 60,000 for real (into runs/latest), then `serket eval`.\n", t.size.items)
 	return nil
 }
 
