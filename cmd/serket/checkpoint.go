@@ -20,6 +20,13 @@ import (
 	"github.com/serket-go/serket/procenv"
 )
 
+// serveUse says what a served pipeline is for. Inference (serket
+// generate) needs the integrator; evaluation asks the modules directly and
+// fuses in its own process, so it goes without one, which also spares an
+// idle process that would poll the modules while evaluation keeps them and
+// the server busy.
+type serveUse struct{ integrator bool }
+
 // served is a pipeline that a command started to serve a run's
 // checkpoints (see serveCheckpoints), and a connection to it.
 type served struct {
@@ -39,12 +46,12 @@ func (s *served) Close() {
 // serveCheckpoints starts pipeline p as serket up would, serving the
 // checkpoints in dir: every module of the file, built in or not, as its own
 // process (serving only: nothing can change the checkpoints), the
-// integrator, and an embedded NATS server on a random loopback port of its
-// own. It returns once every module and the integrator are live, or a
+// integrator if use.integrator, and an embedded NATS server on a random
+// loopback port of its own. It returns once all of them are live, or a
 // module failed to start. data is the dataset the built-in modules read.
 // `serket generate` and `serket eval` with --checkpoint take this path, so
 // a run's checkpoints are used exactly as a running pipeline uses them.
-func serveCheckpoints(ctx context.Context, g *globals, p *launch.Pipeline, dir, data string, log *slog.Logger) (*served, error) {
+func serveCheckpoints(ctx context.Context, g *globals, p *launch.Pipeline, dir, data string, use serveUse, log *slog.Logger) (*served, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -64,7 +71,7 @@ func serveCheckpoints(ctx context.Context, g *globals, p *launch.Pipeline, dir, 
 	local.natsURL = ""
 	p.NATS = launch.NATSConfig{}
 	rctx, cancel := context.WithCancel(ctx)
-	run, err := launchPipeline(rctx, &local, p, log, launchOptions{grace: 5 * time.Second,
+	run, err := launchPipeline(rctx, &local, p, log, launchOptions{grace: 5 * time.Second, noIntegrator: !use.integrator,
 		env: []string{procenv.EnvCheckpointDir + "=" + abs, procenv.EnvData + "=" + data}})
 	if err != nil {
 		cancel()
@@ -72,7 +79,7 @@ func serveCheckpoints(ctx context.Context, g *globals, p *launch.Pipeline, dir, 
 	}
 	s := &served{run: run, stop: cancel}
 	wctx, failed := run.watch(ctx)
-	if err := s.connect(wctx, &local, p, log); err != nil {
+	if err := s.connect(wctx, &local, p, use.integrator, log); err != nil {
 		cancel()
 		run.wait()
 		return nil, failed(err)
@@ -81,7 +88,7 @@ func serveCheckpoints(ctx context.Context, g *globals, p *launch.Pipeline, dir, 
 }
 
 // connect connects to the served pipeline and waits for its processes.
-func (s *served) connect(ctx context.Context, g *globals, p *launch.Pipeline, log *slog.Logger) error {
+func (s *served) connect(ctx context.Context, g *globals, p *launch.Pipeline, integrator bool, log *slog.Logger) error {
 	cc := g.conn("serket-cli", log)
 	cc.URL = s.run.URL
 	nc, err := bus.Connect(cc)
@@ -93,7 +100,7 @@ func (s *served) connect(ctx context.Context, g *globals, p *launch.Pipeline, lo
 		nc.Close()
 		return err
 	}
-	if _, err := c.WaitFor(ctx, true, moduleNames(p)...); err != nil {
+	if _, err := c.WaitFor(ctx, integrator, moduleNames(p)...); err != nil {
 		nc.Close()
 		return fmt.Errorf("the pipeline serving the checkpoints did not come up: %w", err)
 	}

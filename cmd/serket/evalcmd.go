@@ -168,7 +168,7 @@ func measureRun(ctx context.Context, g *globals, log *slog.Logger, p *launch.Pip
 	if err != nil {
 		return nil, err
 	}
-	s, err := serveCheckpoints(ctx, g, p, at.ckpt, at.data, log)
+	s, err := serveCheckpoints(ctx, g, p, at.ckpt, at.data, serveUse{}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -206,7 +206,7 @@ func generateFromCheckpoint(ctx context.Context, g *globals, log *slog.Logger, p
 			return nil, usagef("%q: the pipeline %q has the modules %s", name, p.Name, strings.Join(moduleNames(p), ", "))
 		}
 	}
-	s, err := serveCheckpoints(ctx, g, p, dir, data, log)
+	s, err := serveCheckpoints(ctx, g, p, dir, data, serveUse{integrator: true}, log)
 	if err != nil {
 		return nil, err
 	}
