@@ -365,7 +365,7 @@ var (
 	headerKeys     = []string{"type", "v", "from", "run"}
 	stepBeginKeys  = []string{"type", "v", "from", "run", "step", "epoch", "train", "ids", "plan", "lambda", "Header"}
 	posteriorKeys  = []string{"type", "v", "from", "run", "step", "t", "mu", "logvar", "present", "Header"}
-	latentKeys     = []string{"type", "v", "from", "run", "step", "members", "z", "Header"}
+	latentKeys     = []string{"type", "v", "from", "run", "step", "members", "z", "w", "Header"}
 	zgradKeys      = []string{"type", "v", "from", "run", "step", "terms", "Header"}
 	expertGradKeys = []string{"type", "v", "from", "run", "step", "dmu", "dlogvar", "Header"}
 	termKeys       = []string{"s", "r"}
@@ -562,6 +562,8 @@ func (m *Latent) hotField(dec *msgpack.Decoder, st *decodeState, i int) (err err
 		return err
 	case 6:
 		return decodeSlice(dec, &m.Z, func(t *Tensor) error { return t.DecodeMsgpack(dec) })
+	case 7:
+		return decodeSlice(dec, &m.W, func(t *Tensor) error { return t.DecodeMsgpack(dec) })
 	}
 	return nil
 }

@@ -494,13 +494,6 @@ func TestUnmarshalReuseSequence(t *testing.T) {
 		}
 		return m
 	}
-	latent := func(members string, b, terms int) *Latent {
-		m := &Latent{Header: Header{Sender: "integrator"}, Step: uint64(b), Members: strings.Fields(members)}
-		for i := range terms {
-			m.Z = append(m.Z, hotMat(b, D, float32(i), 0.5))
-		}
-		return m
-	}
 	zgrad := func(from string, b int, terms ...int) *ZGrad {
 		m := &ZGrad{Header: Header{Sender: from}, Step: uint64(b)}
 		for _, i := range terms {
@@ -543,15 +536,7 @@ func TestUnmarshalReuseSequence(t *testing.T) {
 			post("vision", B, true),
 			[]byte{0x81, 0xa4, 'f', 'r', 'o', 'm'}, // truncated
 		},
-		TypeLatent: {
-			latent("audio language vision", B, 3), latent("audio language vision", B, 3), latent("audix languagf vision", B, 3),
-			latent("vision", 2, 1),
-			latent("text audio language vision", 9, 4), latent("", 1, 0),
-			latent("audio language vision", B, 3),
-			omap{"type", TypeLatent, "v", WireVersion, "from", "integrator", "members", []any{"a", 2}},
-			latent("audio language vision", B, 3),
-			omap{"type", TypeLatent, "v", WireVersion, "from", "integrator", "z", []any{tensorOf([]int{1, 1}, 0), "x"}},
-		},
+		TypeLatent: latentSequence(B, D),
 		TypeZGrad: {
 			zgrad("vision", B, 0, 1, 2), zgrad("vision", B, 0, 1, 2), zgrad("vision", 2, 1), zgrad("audio", 9, 0, 1, 2, 3), zgrad("audio", 1),
 			zgrad("vision", B, 0, 1, 2),
@@ -577,6 +562,40 @@ func TestUnmarshalReuseSequence(t *testing.T) {
 				checkLikeReflection(t, typ, data)
 			}
 		})
+	}
+}
+
+// latentSequence is TestUnmarshalReuseSequence's Latents: changing members,
+// batches and terms, row weights on and off, and faults.
+func latentSequence(B, D int) []any {
+	latent := func(members string, b, terms int) *Latent {
+		m := &Latent{Header: Header{Sender: "integrator"}, Step: uint64(b), Members: strings.Fields(members)}
+		for i := range terms {
+			m.Z = append(m.Z, hotMat(b, D, float32(i), 0.5))
+		}
+		return m
+	}
+	weighed := func(m *Latent) *Latent { // row weights for every term but the last
+		for i := range m.Z {
+			w := Tensor{}
+			if i < len(m.Z)-1 {
+				w = Vector(hotMat(1, m.Z[i].Rows(), 0, 1/float32(m.Z[i].Rows())).Data)
+			}
+			m.W = append(m.W, w)
+		}
+		return m
+	}
+	return []any{
+		latent("audio language vision", B, 3), latent("audio language vision", B, 3), latent("audix languagf vision", B, 3),
+		latent("vision", 2, 1),
+		latent("text audio language vision", 9, 4), latent("", 1, 0),
+		latent("audio language vision", B, 3),
+		omap{"type", TypeLatent, "v", WireVersion, "from", "integrator", "members", []any{"a", 2}},
+		latent("audio language vision", B, 3),
+		omap{"type", TypeLatent, "v", WireVersion, "from", "integrator", "z", []any{tensorOf([]int{1, 1}, 0), "x"}},
+		weighed(latent("audio language vision", B, 3)), latent("audio language vision", B, 3), // weights, then none
+		weighed(latent("audio language vision", B, 3)), weighed(latent("vision", 2, 2)),
+		omap{"type", TypeLatent, "v", WireVersion, "from", "integrator", "z", []any{tensorOf([]int{1, 1}, 0)}, "w", []any{"x"}},
 	}
 }
 

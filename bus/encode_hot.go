@@ -71,23 +71,36 @@ func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (m *Latent) EncodeMsgpack(enc *msgpack.Encoder) error {
 	w := hotWriter{e: enc}
-	w.header(&m.Header, 3)
+	fields := 3
+	if len(m.W) > 0 { // omitempty
+		fields++
+	}
+	w.header(&m.Header, fields)
 	w.str("step")
 	w.uint64(m.Step)
 	w.str("members")
 	w.strings(m.Members)
 	w.str("z")
-	if m.Z == nil {
-		w.null()
-	} else {
-		w.arrayLen(len(m.Z))
-		for i := range m.Z {
-			if w.err == nil {
-				w.err = m.Z[i].EncodeMsgpack(enc)
-			}
-		}
+	w.tensors(m.Z)
+	if len(m.W) > 0 {
+		w.str("w")
+		w.tensors(m.W)
 	}
 	return w.err
+}
+
+// tensors writes ts as msgpack writes a []Tensor: nil, or an array.
+func (w *hotWriter) tensors(ts []Tensor) {
+	if ts == nil {
+		w.null()
+		return
+	}
+	w.arrayLen(len(ts))
+	for i := range ts {
+		if w.err == nil {
+			w.err = ts[i].EncodeMsgpack(w.e)
+		}
+	}
 }
 
 // hotWriter writes msgpack values as msgpack's reflection encoder writes

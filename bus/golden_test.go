@@ -74,6 +74,7 @@ func examples() []example {
 			Step:    42,
 			Members: []string{"audio", "vision"},
 			Z:       []bus.Tensor{mat(2, 3, 0.5, 0.5), mat(2, 3, -1, -0.125)},
+			W:       []bus.Tensor{bus.Vector([]float32{0.5, 0}), bus.Vector([]float32{1, 0.25})},
 		},
 		&bus.ZGrad{
 			Header: trainHdr(bus.TypeZGrad, "vision"),

@@ -136,6 +136,12 @@ type Latent struct {
 	Step    uint64   `msgpack:"step"`
 	Members []string `msgpack:"members"`
 	Z       []Tensor `msgpack:"z"`
+	// W weighs the rows of each term's objective (B entries, 0 to 1), for
+	// objectives whose terms count rows differently: a mixture's strata
+	// weigh 1/M in a row of M experts and 0 where the term's own expert is
+	// absent. A module multiplies its rows' weights by them (Decode's w).
+	// Empty: every row of every term weighs 1; an empty entry: that term's.
+	W []Tensor `msgpack:"w,omitempty"`
 }
 
 // MessageType implements Message.
@@ -154,6 +160,34 @@ func (m *Latent) check(e Expect) error {
 			return inElem("z", i, err)
 		}
 		rows = z.Rows()
+	}
+	return m.checkWeights(rows)
+}
+
+// checkWeights holds W to one entry per latent, each empty or a vector of
+// a weight per row between 0 and 1.
+func (m *Latent) checkWeights(rows int) error {
+	if len(m.W) == 0 {
+		return nil
+	}
+	if len(m.W) != len(m.Z) {
+		return badf("w", ErrShape, "%d weight vectors for %d latents, want one per latent", len(m.W), len(m.Z))
+	}
+	for i, w := range m.W {
+		if w.Empty() {
+			continue
+		}
+		if err := w.check(); err != nil {
+			return inElem("w", i, bad("", err))
+		}
+		if len(w.Shape) != 1 || w.Shape[0] != rows {
+			return inElem("w", i, badf("", ErrShape, "shape %v, want [%d] (a weight per row)", w.Shape, rows))
+		}
+		for r, v := range w.Data {
+			if v < 0 || v > 1 {
+				return inElem("w", i, badf("", ErrField, "row %d weighs %v, want 0 to 1", r, v))
+			}
+		}
 	}
 	return nil
 }

@@ -114,4 +114,11 @@ const (
 	// MetaBLAS is the GEMM a Go module's networks run on (nn.Backend):
 	// "openblas", or "gonum", pure Go and several times slower.
 	MetaBLAS = "blas"
+	// MetaTraining lists, comma-separated, what a module's training step
+	// understands beyond the plan's terms: "row-weights" (Latent.W). An
+	// integrator whose objective weighs rows refuses a module without it
+	// rather than train it on the wrong objective.
+	MetaTraining = "training"
+	// TrainsRowWeights is MetaTraining's mark of Latent.W.
+	TrainsRowWeights = "row-weights"
 )

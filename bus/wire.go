@@ -325,11 +325,14 @@ func (m *ExpertGrad) resetKeeping(st *decodeState) {
 
 func (m *Latent) resetKeeping(st *decodeState) {
 	st.from, st.run = m.Sender, m.Run
-	z := m.Z[:cap(m.Z)]
+	z, w := m.Z[:cap(m.Z)], m.W[:cap(m.W)]
 	for i := range z {
 		z[i] = kept(z[i])
 	}
-	*m = Latent{Members: m.Members[:0], Z: z[:0]}
+	for i := range w {
+		w[i] = kept(w[i])
+	}
+	*m = Latent{Members: m.Members[:0], Z: z[:0], W: w[:0]}
 }
 
 func (m *ZGrad) resetKeeping(st *decodeState) {

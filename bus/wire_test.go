@@ -485,6 +485,10 @@ func TestDecodeErrorText(t *testing.T) {
 
 func TestMarshalRefuses(t *testing.T) {
 	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	// weighed is a latent of two 2×1 terms with the given row weights.
+	weighed := func(w ...bus.Tensor) *bus.Latent {
+		return &bus.Latent{Header: bus.Header{Sender: "integrator"}, Members: []string{"a"}, Z: []bus.Tensor{mat(2, 1, 0, 0), mat(2, 1, 0, 0)}, W: w}
+	}
 	post := func(mu, lv bus.Tensor, present []bool) *bus.Posterior {
 		return &bus.Posterior{Header: bus.Header{Sender: "vision"}, Mu: mu, LogVar: lv, Present: present}
 	}
@@ -509,6 +513,12 @@ func TestMarshalRefuses(t *testing.T) {
 		{name: "empty sender", msg: &bus.Posterior{Mu: mat(1, 1, 0, 0), LogVar: mat(1, 1, 0, 0)}, wantErr: bus.ErrField, wantField: "from"},
 		{name: "empty plan", msg: &bus.StepBegin{Header: bus.Header{Sender: "integrator"}, IDs: []uint64{1}}, wantErr: bus.ErrField, wantField: "plan"},
 		{name: "duplicate members", msg: &bus.Latent{Header: bus.Header{Sender: "integrator"}, Members: []string{"a", "a"}}, wantErr: bus.ErrField, wantField: "members[1]"},
+		{name: "row weights for fewer latents", msg: weighed(bus.Vector([]float32{1})), wantErr: bus.ErrShape, wantField: "w"},
+		{name: "row weights of another batch", msg: weighed(bus.Vector([]float32{1, 1}), bus.Vector([]float32{1, 1, 1})), wantErr: bus.ErrShape, wantField: "w[1]"},
+		{name: "row weights as a matrix", msg: weighed(mat(2, 1, 0, 0), bus.Tensor{}), wantErr: bus.ErrShape, wantField: "w[0]"},
+		{name: "row weight NaN", msg: weighed(bus.Tensor{}, bus.Vector([]float32{0, nan})), wantErr: bus.ErrNotFinite, wantField: "w[1]"},
+		{name: "row weight negative", msg: weighed(bus.Vector([]float32{1, -0.5}), bus.Tensor{}), wantErr: bus.ErrField, wantField: "w[0]"},
+		{name: "row weight over 1", msg: weighed(bus.Vector([]float32{1.5, 1}), bus.Tensor{}), wantErr: bus.ErrField, wantField: "w[0]"},
 		{name: "control without session", msg: &bus.Control{Header: bus.Header{Sender: "integrator"}, Op: bus.OpSave, ID: "ab"}, wantErr: bus.ErrField, wantField: "run"},
 		{name: "control of no run", msg: &bus.Control{Header: bus.Header{Sender: "integrator", Run: "ab"}, Op: bus.OpSave}, wantErr: bus.ErrField, wantField: "id"},
 		{name: "control unknown op", msg: &bus.Control{Header: bus.Header{Sender: "integrator", Run: "ab"}, Op: "train", ID: "ab"}, wantErr: bus.ErrField, wantField: "op"},

@@ -104,7 +104,7 @@ type runner struct {
 	trainDone  chan struct{} // the actor → the training goroutine: handled
 	// The step's outgoing messages and decodeStep's storage, step after
 	// step (the actor only).
-	w        []float32
+	w, wt    []float32 // the rows' weights: of the step, of a term weighed by the latent's W
 	ll, dz   [][]float32
 	outPost  bus.Posterior
 	outZGrad bus.ZGrad
@@ -257,6 +257,7 @@ func (r *runner) run(ctx context.Context) error {
 			bus.MetaPID:        strconv.Itoa(os.Getpid()),
 			bus.MetaHost:       host,
 			bus.MetaBLAS:       nn.Backend(),
+			bus.MetaTraining:   bus.TrainsRowWeights,
 		},
 		StatsHandler: func(e *micro.Endpoint) any {
 			if e.Name != "train" {

@@ -276,6 +276,11 @@ func (r *runner) decodeStep(in *bus.Latent) {
 		r.abandon()
 		return
 	}
+	if len(in.W) > 0 && len(in.W) != len(in.Z) { // Unmarshal checks this too; a direct caller may not
+		r.reject(fmt.Errorf("step %d: %d row weights for %d latents", in.Step, len(in.W), len(in.Z)))
+		r.abandon()
+		return
+	}
 	// The weights, likelihoods and gradients reuse the last step's storage:
 	// the reply is encoded before decodeStep returns.
 	r.w = grow(r.w, b)
@@ -304,7 +309,13 @@ func (r *runner) decodeStep(in *bus.Latent) {
 		ll, dz := r.ll[i], r.dz[i]
 		clear(ll) // as fresh buffers were: a modality may add into them
 		clear(dz)
-		if err := r.compute("Decode", func() error { return r.m.Decode(in.Z[i].Data, r.x, w, ll, dz) }); err != nil {
+		tw, err := r.termWeights(in, i, w)
+		if err != nil {
+			r.reject(fmt.Errorf("step %d: %w", in.Step, err))
+			r.abandon()
+			return
+		}
+		if err := r.compute("Decode", func() error { return r.m.Decode(in.Z[i].Data, r.x, tw, ll, dz) }); err != nil {
 			r.reject(fmt.Errorf("step %d: decode term %d: %w", in.Step, i, err))
 			r.abandon()
 			return
@@ -325,6 +336,24 @@ func (r *runner) decodeStep(in *bus.Latent) {
 		r.m.(Learner).Discard()
 		r.endStep()
 	}
+}
+
+// termWeights are the rows' weights w of the step times the latent's row
+// weights of term i, if it has any (a mixture's strata weigh rows by how
+// many experts they have); else w itself. The result is valid until the
+// next term's.
+func (r *runner) termWeights(in *bus.Latent, i int, w []float32) ([]float32, error) {
+	if len(in.W) == 0 || in.W[i].Empty() {
+		return w, nil
+	}
+	if len(in.W[i].Data) != len(w) {
+		return nil, fmt.Errorf("term %d: %d row weights for a batch of %d", i, len(in.W[i].Data), len(w))
+	}
+	r.wt = grow(r.wt, len(w))
+	for k, v := range in.W[i].Data {
+		r.wt[k] = w[k] * v
+	}
+	return r.wt, nil
 }
 
 func (r *runner) learnStep(in *bus.ExpertGrad) {

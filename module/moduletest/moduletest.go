@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -625,6 +626,10 @@ func (s *suite) testWire(t *testing.T) {
 	if info.Name != bus.ServiceName(name) || info.Metadata[bus.MetaLatent] == "" || info.Metadata[bus.MetaLikelihood] != spec.Likelihood || info.Metadata[bus.MetaPipeline] != "conformance" {
 		t.Fatalf("service info %+v lacks the name or metadata", info)
 	}
+	if !slices.Contains(strings.Split(info.Metadata[bus.MetaTraining], ","), bus.TrainsRowWeights) {
+		t.Fatalf("service info's %s is %q: a module that honours row weights (the training step below checks it) says so",
+			bus.MetaTraining, info.Metadata[bus.MetaTraining])
+	}
 
 	var request requester = func(subject string, in bus.Message, out bus.Message, e bus.Expect) error {
 		t.Helper()
@@ -794,6 +799,15 @@ func (s *suite) wireFeatures(t *testing.T, ref module.Modality, request requeste
 	}
 }
 
+// rowWeights are b row weights in [0, 1], a zero among them.
+func rowWeights(b int) []float32 {
+	w := make([]float32, b)
+	for i := range w {
+		w[i] = [...]float32{0.5, 0, 1, 0.25}[i%4]
+	}
+	return w
+}
+
 type serviceError struct{ desc string }
 
 func (e *serviceError) Error() string { return "service error: " + e.desc }
@@ -831,17 +845,24 @@ func (s *suite) wireStep(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref mod
 			t.Fatalf("step %d: the posterior sent over the bus (step %d, session %q) differs from calling Encode directly", step, post.Step, post.Run)
 		}
 		z := []bus.Tensor{bus.Matrix(b, d, randn(r, b*d)), bus.Matrix(b, d, randn(r, b*d))}
-		publishAs(t, nc, subj.Latent(), &bus.Latent{Header: h, Step: step, Members: []string{name}, Z: z}, "integrator")
+		lat := &bus.Latent{Header: h, Step: step, Members: []string{name}, Z: z}
+		if step == 2 { // the second term's rows weighed, as a mixture's strata are
+			lat.W = []bus.Tensor{{}, bus.Vector(rowWeights(b))}
+		}
+		publishAs(t, nc, subj.Latent(), lat, "integrator")
 		var zg bus.ZGrad
 		s.receive(t, zgrads, &zg, bus.Expect{Latent: d, Batch: b, Terms: 2})
 		if zg.Step != step || len(zg.Terms) != 2 {
 			t.Fatalf("step %d: ZGrad for step %d with %d terms, want 2 terms", step, zg.Step, len(zg.Terms))
 		}
-		w := ones(b, present)
-		for i := range w {
-			w[i] *= 2 // the lambda of the StepBegin
-		}
 		for i, tg := range zg.Terms {
+			w := ones(b, present)
+			for k := range w {
+				w[k] *= 2 // the lambda of the StepBegin
+				if len(lat.W) > 0 && !lat.W[tg.Term].Empty() {
+					w[k] *= lat.W[tg.Term].Data[k]
+				}
+			}
 			ll, dz := s.decode(t, ref, z[tg.Term].Data, x, w)
 			if tg.Term != i || !slices.Equal(tg.LogLik.Data, ll) || !slices.Equal(tg.DZ.Data, dz) {
 				t.Fatalf("step %d term %d: the decoder result sent over the bus differs from calling Decode directly", step, i)
