@@ -23,7 +23,8 @@
 // closed-form KL). For stratum r a Mixture draws z_r (Sample), gives each
 // row's factor 1/M (Weights), the one-sample penalty log q - log p and its
 // weighted sum (Penalty), and adds to every component's gradient (Backward).
-// The decoders stay with the caller, who passes dloglik/dz.
+// The decoders stay with the caller, who passes their gradient with
+// respect to z, each row weighed by its Weights.
 //
 // Backward is the full derivative of the one-sample estimate, as automatic
 // differentiation of that objective gives it: through z_r (the

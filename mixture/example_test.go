@@ -30,10 +30,10 @@ func Example() {
 	for r := range comps {
 		m.Sample(z, eps[r], comps, r)
 		m.Weights(w, comps, r)
-		// The decoders would score z here; this stand-in loglik is
-		// -|z|²/2 per row, so g = dloglik/dz = -z.
+		// The decoders would score z here, each row weighed by w; this
+		// stand-in loglik is -|z|²/2 per row, so g = w·dloglik/dz = -w·z.
 		for i, v := range z {
-			g[i] = -v
+			g[i] = -w[i/d] * v
 			elbo += float64(w[i/d]) * -0.5 * float64(v*v)
 		}
 		elbo -= beta * m.Penalty(pen, z, comps, r)

@@ -224,8 +224,9 @@ func (m *Mixture) penaltyRow(z []float32, comps []poe.Expert, row int) float64 {
 //
 //	sum_rows w * (loglik(z) - beta*pen),
 //
-// where g = dloglik/dz (B×D, not multiplied by w: Backward does that), z is
-// the latent Sample wrote and eps its noise. Both dependencies count: z on
+// given g = d(w*loglik)/dz: the decoders' gradient with each row already
+// weighed by w (B×D; decoders weigh their rows by Weights, which is what
+// Latent.W carries to modules), z the latent Sample wrote and eps its noise. Both dependencies count: z on
 // Mu_r and l_r (dz/dMu_r = 1, dz/dl_r = eps*sigma_r/2), and the density log q
 // on every present component's Mu_k and l_k (see the package doc). Rows
 // without stratum r and components absent from a row get nothing, and an l_k
@@ -290,7 +291,7 @@ func (m *Mixture) backwardRow(grads []poe.ExpertGrad, comps []poe.Expert, z, g, 
 		}
 	}
 	for j, zj := range zr {
-		dz[j] = w*float64(gr[j]) - bw*(dz[j]+float64(zj))
+		dz[j] = float64(gr[j]) - bw*(dz[j]+float64(zj))
 	}
 	for k, rho := range resp {
 		if rho == 0 && k != r {

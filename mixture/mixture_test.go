@@ -167,9 +167,11 @@ func analytic(c *mixCase, s stratum, grads []poe.ExpertGrad) []float32 {
 	m := Mixture{B: c.b, D: c.d}
 	n := c.b * c.d
 	z, g, pen := make([]float32, n), make([]float32, n), make([]float32, c.b)
+	w := make([]float32, c.b)
 	m.Sample(z, s.eps, c.comps, s.r)
-	for i := range g {
-		g[i] = float32(-s.a * (float64(z[i]) - s.centre[i]))
+	m.Weights(w, c.comps, s.r)
+	for i := range g { // the decoders weigh their rows
+		g[i] = w[i/c.d] * float32(-s.a*(float64(z[i])-s.centre[i]))
 	}
 	m.Penalty(pen, z, c.comps, s.r)
 	m.Backward(grads, c.comps, z, g, s.eps, float32(s.beta), s.r)
@@ -450,6 +452,10 @@ func TestIdenticalComponents(t *testing.T) {
 	g1 := newGrads(1, n, 0)
 	m1.Backward(g1, one, z1, g, eps, 1, 0)
 	g2 := newGrads(2, n, 0)
+	half := make([]float32, n) // each copy's stratum weighs every row 1/2
+	for i, v := range g {
+		half[i] = v / 2
+	}
 	for r := range 2 {
 		m2.Sample(z2, eps, two, r)
 		m2.Penalty(pen2, z2, two, r)
@@ -458,7 +464,7 @@ func TestIdenticalComponents(t *testing.T) {
 				t.Errorf("r=%d row %d: penalty of two copies %g, of one %g", r, row, pen2[row], pen1[row])
 			}
 		}
-		m2.Backward(g2, two, z2, g, eps, 1, r)
+		m2.Backward(g2, two, z2, half, eps, 1, r)
 	}
 	for i := range n {
 		dm, dl := float64(g2[0].DMu[i]+g2[1].DMu[i]), float64(g2[0].DLogVar[i]+g2[1].DLogVar[i])
