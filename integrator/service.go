@@ -96,6 +96,7 @@ type member struct {
 	Name       string
 	Latent     int
 	Likelihood string
+	Training   string // what its training step understands (bus.MetaTraining)
 	Instances  int
 	misses     int
 	joined     time.Time
@@ -307,7 +308,7 @@ func (ig *Integrator) update(svcs []bus.Service) {
 		m := seen[s.Module()]
 		if m == nil {
 			latent, _ := strconv.Atoi(s.Metadata[bus.MetaLatent])
-			m = &member{Name: s.Module(), Latent: latent, Likelihood: s.Metadata[bus.MetaLikelihood]}
+			m = &member{Name: s.Module(), Latent: latent, Likelihood: s.Metadata[bus.MetaLikelihood], Training: s.Metadata[bus.MetaTraining]}
 			if latent != ig.cfg.Latent {
 				m.refused = fmt.Sprintf("latent size %d, the pipeline's is %d", latent, ig.cfg.Latent)
 			}

@@ -25,6 +25,9 @@ import (
 // checkpoints them; a resumed run has every module whose weights are not
 // the run's checkpoint restore it.
 func (r *run) open(ctx context.Context) error {
+	if err := r.checkRowWeights(ctx); err != nil {
+		return err
+	}
 	r.newSession()
 	states, err := r.allOf(ctx, r.cfg.Modules, bus.Control{Op: bus.OpEnrol, ID: r.st.Run, Step: r.st.Step, Adopt: r.fresh})
 	if err != nil {

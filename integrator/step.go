@@ -25,23 +25,32 @@ type StepMath struct {
 	Plan   []bus.Term
 	Lambda map[string]float32 // unscaled λ per module (missing: 1)
 	Beta   float32            // KL weight
+	// Agg is how each term's experts make its latents (nil: PoE). A
+	// mixture draws several latents per plan term (Terms).
+	Agg Aggregation
 
+	terms   []bus.Term // Plan, each term once per stratum: what modules decode
+	strata  []int      // per term, the index in its Subset of the expert it is drawn from
+	planOf  []int      // per term, its plan term
 	members []string
 	posts   map[string]*bus.Posterior
-	fused   []poe.Fused
+	fusion  []TermFusion // per term, of the aggregation named aggName
+	aggName string
 	experts [][]poe.Expert // per term, in subset order (members only)
 	owners  [][]string     // per term, the module of each expert
 	eps, z  [][]float32    // per term, B×D
+	w       [][]float32    // per term, the rows' weights (B)
 
-	zt  []bus.Tensor // per term, z as Latents returns it
-	pcg rand.PCG     // the noise's source and generator, reseeded each step
-	rng *rand.Rand
+	zt, wt []bus.Tensor // per term, z and w as Latents and RowWeights return them
+	pcg    rand.PCG     // the noise's source and generator, reseeded each step
+	rng    *rand.Rand
 
-	grads, gradBufs  map[string]*bus.ExpertGrad // this step's expert gradients; their storage, by module
-	g, dmu, dvar, kl []float32                  // Grads' scratch
-	eg               []poe.ExpertGrad
-	stats            []TermStats // Grads' result, reused
-	weights          map[string]float32
+	grads, gradBufs map[string]*bus.ExpertGrad // this step's expert gradients; their storage, by module
+	g, kl           []float32                  // Grads' scratch
+	eg              []poe.ExpertGrad
+	stats           []TermStats          // Grads' result, per plan term, reused
+	llw             []map[string]float64 // per plan term, the weight of each target's rows
+	weights         map[string]float32
 }
 
 // TermStats is one term's part of the objective, batch means.
@@ -55,71 +64,187 @@ type TermStats struct {
 // Reset makes s the step described by the exported fields of next, keeping
 // s's buffers for the next Latents and Grads to reuse.
 func (s *StepMath) Reset(next StepMath) {
-	next.members, next.fused, next.experts, next.owners, next.eps, next.z = s.members, s.fused, s.experts, s.owners, s.eps, s.z
-	next.grads, next.gradBufs, next.g, next.dmu, next.dvar, next.kl, next.eg = s.grads, s.gradBufs, s.g, s.dmu, s.dvar, s.kl, s.eg
-	next.zt, next.stats, next.weights, next.rng = s.zt, s.stats, s.weights, s.rng
+	next.terms, next.strata, next.planOf, next.members, next.fusion, next.aggName = s.terms, s.strata, s.planOf, s.members, s.fusion, s.aggName
+	next.experts, next.owners, next.eps, next.z, next.w = s.experts, s.owners, s.eps, s.z, s.w
+	next.grads, next.gradBufs, next.g, next.kl, next.eg = s.grads, s.gradBufs, s.g, s.kl, s.eg
+	next.zt, next.wt, next.stats, next.llw, next.weights, next.rng = s.zt, s.wt, s.stats, s.llw, s.weights, s.rng
 	*s = next
 	if s.rng == nil {
 		s.rng = rand.New(&s.pcg)
 	}
+	if s.Agg == nil {
+		s.Agg = PoE()
+	}
+	s.expand()
 }
+
+// expand lays out the step's terms: each plan term once per stratum of
+// the aggregation, in the last step's storage.
+func (s *StepMath) expand() {
+	s.terms, s.strata, s.planOf = s.terms[:0], s.strata[:0], s.planOf[:0]
+	for p, t := range s.Plan {
+		for k := range s.Agg.Strata(t.Subset) {
+			s.terms = append(s.terms, t)
+			s.strata = append(s.strata, k)
+			s.planOf = append(s.planOf, p)
+		}
+	}
+}
+
+// Terms are the step's terms as modules decode them (StepBegin's plan):
+// Plan itself for PoE, each term once per stratum for a mixture. They are
+// s's storage, valid until the next Reset.
+func (s *StepMath) Terms() []bus.Term { return s.terms }
 
 // Latents fuses each term's experts among the modules that posted and
 // samples its latent with the step's noise (seeded by Seed and Step). The
 // members are the posters, sorted. members and z are s's storage: they are
 // valid until the next step's Latents.
 func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z []bus.Tensor) {
+	if s.Agg == nil { // a StepMath made as a literal, never Reset
+		s.Agg = PoE()
+		s.expand()
+	}
 	s.posts = posts
 	s.members = s.members[:0]
 	for m := range posts {
 		s.members = append(s.members, m)
 	}
 	slices.Sort(s.members)
-	n := len(s.Plan)
-	// The last step's storage, if any, is reused: its fused posteriors'
-	// buffers, its experts' lists and its noise and latents.
-	s.fused = growTo(s.fused, n)
+	n := len(s.terms)
+	// The last step's storage, if any, is reused: its fusions' buffers,
+	// its experts' lists, its noise, latents and weights.
+	s.growFusion(n)
 	s.experts, s.owners = growTo(s.experts, n), growTo(s.owners, n)
-	s.eps, s.z = growTo(s.eps, n), growTo(s.z, n)
+	s.eps, s.z, s.w = growTo(s.eps, n), growTo(s.z, n), growTo(s.w, n)
 	if s.rng == nil { // a StepMath that was never Reset
 		s.rng = rand.New(&s.pcg)
 	}
 	s.pcg.Seed(s.Seed, s.Step^0x5e4e7)
-	rng := s.rng
 	s.zt = growTo(s.zt, n)
-	z = s.zt
-	for i, t := range s.Plan {
-		s.experts[i], s.owners[i] = s.experts[i][:0], s.owners[i][:0]
-		for _, m := range t.Subset {
-			p := posts[m]
-			if p == nil {
-				continue
-			}
-			s.experts[i] = append(s.experts[i], poe.Expert{Mu: p.Mu.Data, LogVar: p.LogVar.Data, Present: p.Present})
-			s.owners[i] = append(s.owners[i], m)
-		}
-		s.fused[i].Fuse(s.experts[i], s.B, s.D)
+	for i, t := range s.terms {
+		stratum := s.gather(i, t)
 		s.eps[i] = growTo(s.eps[i], s.B*s.D)
 		for k := range s.eps[i] {
-			s.eps[i][k] = float32(rng.NormFloat64())
+			s.eps[i][k] = float32(s.rng.NormFloat64())
 		}
-		s.z[i] = growTo(s.z[i], s.B*s.D)
-		s.fused[i].Sample(s.z[i], s.eps[i])
-		z[i].SetMatrix(s.B, s.D, s.z[i])
+		s.z[i], s.w[i] = growTo(s.z[i], s.B*s.D), growTo(s.w[i], s.B)
+		s.fusion[i].Sample(s.z[i], s.w[i], s.eps[i], s.experts[i], stratum, s.B, s.D)
+		s.zt[i].SetMatrix(s.B, s.D, s.z[i])
 	}
-	return s.members, z
+	return s.members, s.zt
+}
+
+// gather lists term i's experts among the posters and returns the index
+// among them of the expert its stratum is drawn from (-1: it did not post).
+func (s *StepMath) gather(i int, t bus.Term) int {
+	s.experts[i], s.owners[i] = s.experts[i][:0], s.owners[i][:0]
+	stratum := -1
+	for k, m := range t.Subset {
+		p := s.posts[m]
+		if p == nil {
+			continue
+		}
+		if k == s.strata[i] {
+			stratum = len(s.experts[i])
+		}
+		s.experts[i] = append(s.experts[i], poe.Expert{Mu: p.Mu.Data, LogVar: p.LogVar.Data, Present: p.Present})
+		s.owners[i] = append(s.owners[i], m)
+	}
+	return stratum
+}
+
+// growFusion gives s a fusion of its aggregation per term, keeping those it
+// has when the aggregation is the same.
+func (s *StepMath) growFusion(n int) {
+	if s.aggName != s.Agg.Name() {
+		s.fusion, s.aggName = s.fusion[:0], s.Agg.Name()
+	}
+	for len(s.fusion) < n {
+		s.fusion = append(s.fusion, s.Agg.NewTerm())
+	}
+}
+
+// RowWeights are the latents' row weights as bus.Latent.W carries them,
+// or nil if the aggregation weighs no rows. They are s's storage, valid
+// until the next step's Latents.
+func (s *StepMath) RowWeights() []bus.Tensor {
+	if s.Agg == nil || !s.Agg.WeighsRows() {
+		return nil
+	}
+	s.wt = growTo(s.wt, len(s.terms))
+	for i := range s.terms {
+		s.wt[i].SetVector(s.w[i])
+	}
+	return s.wt
 }
 
 // Grads turns the decoder gradients of the modules that answered into every
 // member's expert gradient (summed over the terms its expert is in; zero for
-// a member in no subset) and the step's statistics. A term target that did
-// not answer is left out of that term. The gradients and statistics are
-// s's storage: they are valid until the next step's Grads.
+// a member in no subset) and the statistics of each plan term (the sum of
+// its strata's). A term target that did not answer is left out of that
+// term. The gradients and statistics are s's storage: they are valid until
+// the next step's Grads.
 func (s *StepMath) Grads(zgrads map[string]*bus.ZGrad) (map[string]*bus.ExpertGrad, []TermStats, error) {
 	b, d := s.B, s.D
-	// The expert gradients accumulate over the terms from zero. Their
-	// storage and the scratch below are the last step's (the caller sends
-	// the gradients before the next step).
+	grads := s.zeroGrads()
+	s.resetStats()
+	s.g, s.kl = growTo(s.g, b*d), growTo(s.kl, b)
+	for i, t := range s.terms {
+		st := &s.stats[s.planOf[i]]
+		llSum, err := s.termLogLik(i, t, zgrads, st.LogLik, s.llw[s.planOf[i]])
+		if err != nil {
+			return nil, nil, err
+		}
+		penalty := s.fusion[i].Penalty(s.kl, s.z[i])
+		s.eg = growTo(s.eg, len(s.experts[i]))
+		for k, m := range s.owners[i] {
+			s.eg[k] = poe.ExpertGrad{DMu: grads[m].DMu.Data, DLogVar: grads[m].DLogVar.Data}
+		}
+		s.fusion[i].Backward(s.eg, s.experts[i], s.z[i], s.g, s.eps[i], s.Beta/float32(b))
+		st.KL += penalty / float64(b)
+		st.ELBO += (llSum - float64(s.Beta)*penalty) / float64(b)
+	}
+	for p, st := range s.stats {
+		for m, sum := range st.LogLik {
+			st.LogLik[m] = sum / s.llw[p][m]
+		}
+		if math.IsNaN(st.ELBO) || math.IsInf(st.ELBO, 0) {
+			return nil, nil, fmt.Errorf("step %d: the objective of term %d (%v → %v) is %v: training diverged", s.Step, p, st.Subset, st.Targets, st.ELBO)
+		}
+	}
+	for m, eg := range grads {
+		for _, v := range eg.DMu.Data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, nil, fmt.Errorf("step %d: the gradient for %s is not finite: training diverged", s.Step, m)
+			}
+		}
+	}
+	return grads, s.stats, nil
+}
+
+// resetStats empties the statistics of every plan term, keeping their maps.
+func (s *StepMath) resetStats() {
+	s.stats, s.llw = growTo(s.stats, len(s.Plan)), growTo(s.llw, len(s.Plan))
+	for p, t := range s.Plan {
+		ll := s.stats[p].LogLik
+		if ll == nil {
+			ll = map[string]float64{}
+		}
+		if s.llw[p] == nil {
+			s.llw[p] = map[string]float64{}
+		}
+		clear(ll)
+		clear(s.llw[p])
+		s.stats[p] = TermStats{Subset: t.Subset, Targets: t.Targets, LogLik: ll}
+	}
+}
+
+// zeroGrads gives every member a zero expert gradient to accumulate the
+// terms into. Their storage is the last step's (the caller sends the
+// gradients before the next step).
+func (s *StepMath) zeroGrads() map[string]*bus.ExpertGrad {
+	b, d := s.B, s.D
 	if s.grads == nil {
 		s.grads, s.gradBufs = map[string]*bus.ExpertGrad{}, map[string]*bus.ExpertGrad{}
 	}
@@ -135,73 +260,47 @@ func (s *StepMath) Grads(zgrads map[string]*bus.ZGrad) (map[string]*bus.ExpertGr
 		eg.Step = s.Step
 		s.grads[m] = eg
 	}
-	grads := s.grads
-	s.stats = growTo(s.stats, len(s.Plan))
-	stats := s.stats
-	s.g, s.dmu, s.dvar, s.kl = growTo(s.g, b*d), growTo(s.dmu, b*d), growTo(s.dvar, b*d), growTo(s.kl, b)
-	g, dmu, dvar, kl := s.g, s.dmu, s.dvar, s.kl
-	for i, t := range s.Plan {
-		clear(g)
-		ll := stats[i].LogLik
-		if ll == nil {
-			ll = map[string]float64{}
+	return s.grads
+}
+
+// termLogLik sums term i's decoder gradients into s.g, adds to ll and llw
+// each target's log-likelihood summed over its present rows as the term
+// weighs them and the rows' weight, and returns Σ_j λ_j Σ_rows w·loglik.
+func (s *StepMath) termLogLik(i int, t bus.Term, zgrads map[string]*bus.ZGrad, ll, llw map[string]float64) (float64, error) {
+	clear(s.g)
+	var llSum float64
+	w := s.w[i]
+	for _, m := range t.Targets {
+		zg := zgrads[m]
+		if zg == nil || s.posts[m] == nil {
+			continue
 		}
-		clear(ll)
-		st := TermStats{Subset: t.Subset, Targets: t.Targets, LogLik: ll}
-		var llSum float64
-		for _, m := range t.Targets {
-			zg := zgrads[m]
-			if zg == nil || s.posts[m] == nil {
-				continue
-			}
-			var tg *bus.TermGrad
-			for k := range zg.Terms {
-				if zg.Terms[k].Term == i {
-					tg = &zg.Terms[k]
-				}
-			}
-			if tg == nil {
-				return nil, nil, fmt.Errorf("step %d: %s sent no gradient for term %d, of which it is a target", s.Step, m, i)
-			}
-			for k, v := range tg.DZ.Data {
-				g[k] += v
-			}
-			lam := float64(s.lambda(m))
-			var sum float64
-			n := 0
-			for r, v := range tg.LogLik.Data {
-				if present(s.posts[m].Present, r) {
-					sum += float64(v)
-					n++
-				}
-			}
-			llSum += lam * sum
-			if n > 0 {
-				st.LogLik[m] = sum / float64(n)
+		var tg *bus.TermGrad
+		for k := range zg.Terms {
+			if zg.Terms[k].Term == i {
+				tg = &zg.Terms[k]
 			}
 		}
-		klSum := s.fused[i].KL(kl)
-		s.fused[i].TermGrad(dmu, dvar, g, s.eps[i], s.Beta/float32(b))
-		s.eg = growTo(s.eg, len(s.experts[i]))
-		for k, m := range s.owners[i] {
-			s.eg[k] = poe.ExpertGrad{DMu: grads[m].DMu.Data, DLogVar: grads[m].DLogVar.Data}
+		if tg == nil {
+			return 0, fmt.Errorf("step %d: %s sent no gradient for term %d, of which it is a target", s.Step, m, i)
 		}
-		s.fused[i].Backward(s.eg, s.experts[i], dmu, dvar)
-		st.KL = klSum / float64(b)
-		st.ELBO = (llSum - float64(s.Beta)*klSum) / float64(b)
-		if math.IsNaN(st.ELBO) || math.IsInf(st.ELBO, 0) {
-			return nil, nil, fmt.Errorf("step %d: the objective of term %d (%v → %v) is %v: training diverged", s.Step, i, t.Subset, t.Targets, st.ELBO)
+		for k, v := range tg.DZ.Data {
+			s.g[k] += v
 		}
-		stats[i] = st
-	}
-	for m, eg := range grads {
-		for _, v := range eg.DMu.Data {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, nil, fmt.Errorf("step %d: the gradient for %s is not finite: training diverged", s.Step, m)
+		var sum, n float64
+		for r, v := range tg.LogLik.Data {
+			if present(s.posts[m].Present, r) {
+				sum += float64(w[r]) * float64(v)
+				n += float64(w[r])
 			}
+		}
+		llSum += float64(s.lambda(m)) * sum
+		if n > 0 {
+			ll[m] += sum
+			llw[m] += n
 		}
 	}
-	return grads, stats, nil
+	return llSum, nil
 }
 
 // Weights are the per-module weights StepBegin carries: λ_j / B. The map

@@ -28,6 +28,10 @@ type TrainConfig struct {
 	Seed    uint64   // batch order, plan subsets and noise; default 1
 	Plan    PlanFunc // default MVAEPlan(Subsets)
 	Subsets int      // k random subsets of the default plan
+	// Aggregation is how each term's experts make its latents; default
+	// PoE. One that weighs rows needs modules that say they honour row
+	// weights (bus.TrainsRowWeights).
+	Aggregation Aggregation
 
 	Lambda map[string]float32 // per-module weight of the log-likelihood; default 1
 	// KL annealing: β rises linearly from KLFrom to KLTo over AnnealSteps
@@ -240,6 +244,9 @@ func (c *TrainConfig) defaults() error {
 	if c.Plan == nil {
 		c.Plan = MVAEPlan(c.Subsets)
 	}
+	if c.Aggregation == nil {
+		c.Aggregation = PoE()
+	}
 	if c.KLTo == 0 && c.KLFrom == 0 {
 		c.KLTo = 1
 	}
@@ -254,7 +261,11 @@ func (c *TrainConfig) defaults() error {
 
 // fingerprint identifies the settings a checkpoint belongs to.
 func (c *TrainConfig) fingerprint() string {
-	return fmt.Sprintf("modules=%s items=%d batch=%d seed=%d", strings.Join(c.Modules, ","), len(c.IDs), c.Batch, c.Seed)
+	fp := fmt.Sprintf("modules=%s items=%d batch=%d seed=%d", strings.Join(c.Modules, ","), len(c.IDs), c.Batch, c.Seed)
+	if a := c.Aggregation.Name(); a != PoE().Name() { // PoE runs' checkpoints stay as they were
+		fp += " aggregation=" + a
+	}
+	return fp
 }
 
 func (c *TrainConfig) beta(step uint64) float32 {

@@ -31,13 +31,17 @@ func (r *run) step(ctx context.Context, step uint64, ids []uint64, eval bool) (*
 	sm := &st.math
 	if eval {
 		st.plan = JointPlan()(st.plan, cfg.Modules, nil)
-		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: st.plan, Beta: 1})
+		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: st.plan, Beta: 1, Agg: cfg.Aggregation})
 	} else {
 		st.pcg.Seed(cfg.Seed^0x91a2, step)
 		st.plan = cfg.Plan(st.plan, cfg.Modules, st.rng)
-		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: st.plan, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1)})
+		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: st.plan, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1), Agg: cfg.Aggregation})
 	}
-	plan := sm.Plan
+	plan := sm.Terms()
+	if len(plan) > bus.MaxTerms {
+		return nil, fmt.Errorf("integrator: aggregation %s draws %d latents for the plan's %d terms, more than a step carries (%d): fewer modules or subsets",
+			cfg.Aggregation.Name(), len(plan), len(sm.Plan), bus.MaxTerms)
+	}
 	ss := &st.stats
 	*ss = StepStats{Step: step, Epoch: r.st.Epoch, Beta: sm.Beta, Items: b, Missing: ss.Missing[:0]}
 
@@ -64,7 +68,7 @@ func (r *run) step(ctx context.Context, step uint64, ids []uint64, eval bool) (*
 	members, z := sm.Latents(posts)
 	ss.Fuse += time.Since(t1)
 	t2 := time.Now()
-	st.latent = bus.Latent{Header: bus.Header{Run: r.session}, Step: step, Members: members, Z: z}
+	st.latent = bus.Latent{Header: bus.Header{Run: r.session}, Step: step, Members: members, Z: z, W: sm.RowWeights()}
 	if err := r.send(st.latentSubj, &st.latent); err != nil {
 		return nil, err
 	}

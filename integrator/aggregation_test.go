@@ -1,0 +1,233 @@
+package integrator
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/serket-go/serket/bus"
+)
+
+// quadStep is a step of StepMath over modules whose decoders are known in
+// closed form: module m scores a row log p(x_m|z) = -a_m/2 |z - c_m|², as a
+// module process would (its rows weighed by λ/B, its presence and the
+// latent's row weights), so that the whole objective is a function of the
+// posteriors that finite differences can check.
+type quadStep struct {
+	agg     Aggregation
+	modules []string
+	plan    []bus.Term
+	posts   map[string]*bus.Posterior
+	lambda  map[string]float32
+	a       map[string]float64
+	c       map[string][]float64
+	b, d    int
+}
+
+func newQuadStep(agg Aggregation, seed uint64) *quadStep {
+	rng := rand.New(rand.NewPCG(seed, 11))
+	q := &quadStep{agg: agg, modules: []string{"a", "b", "c"}, posts: map[string]*bus.Posterior{}, lambda: map[string]float32{"b": 2},
+		a: map[string]float64{}, c: map[string][]float64{}, b: 4, d: 3}
+	q.plan = CrossPlan(1)(nil, q.modules, rng)
+	n := q.b * q.d
+	for i, m := range q.modules {
+		lv := randNormal(rng, n)
+		for k := range lv {
+			lv[k] *= 0.5
+		}
+		p := &bus.Posterior{Mu: bus.Matrix(q.b, q.d, randNormal(rng, n)), LogVar: bus.Matrix(q.b, q.d, lv)}
+		if i > 0 { // b lacks row 1, c lacks rows 1 and 2: row 1 has a alone
+			p.Present = []bool{true, false, i == 1, true}
+		}
+		q.posts[m] = p
+		q.a[m] = 0.5 + rng.Float64()
+		for range q.d {
+			q.c[m] = append(q.c[m], rng.NormFloat64())
+		}
+	}
+	return q
+}
+
+// run takes the step and returns the objective (the sum of the plan
+// terms' ELBOs, batch means) and the expert gradients, copied out.
+func (q *quadStep) run(t *testing.T, s *StepMath) (float64, map[string]bus.ExpertGrad) {
+	t.Helper()
+	s.Reset(StepMath{Step: 3, Seed: 5, B: q.b, D: q.d, Plan: q.plan, Lambda: q.lambda, Beta: 0.7, Agg: q.agg})
+	weights := s.Weights(q.modules)
+	_, z := s.Latents(q.posts)
+	rows := s.RowWeights()
+	zgrads := map[string]*bus.ZGrad{}
+	for _, m := range q.modules {
+		zgrads[m] = q.decode(m, s.Terms(), z, rows, weights[m])
+	}
+	grads, stats, err := s.Grads(zgrads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj float64
+	for _, st := range stats {
+		obj += st.ELBO
+	}
+	out := map[string]bus.ExpertGrad{}
+	for m, g := range grads {
+		out[m] = bus.ExpertGrad{DMu: bus.Vector(slices.Clone(g.DMu.Data)), DLogVar: bus.Vector(slices.Clone(g.DLogVar.Data))}
+	}
+	return obj, out
+}
+
+// decode is module m's decoder result for every term that targets it.
+func (q *quadStep) decode(m string, terms []bus.Term, z, rows []bus.Tensor, weight float32) *bus.ZGrad {
+	zg := &bus.ZGrad{}
+	for i, t := range terms {
+		if !slices.Contains(t.Targets, m) {
+			continue
+		}
+		ll, dz := make([]float32, q.b), make([]float32, q.b*q.d)
+		for r := range q.b {
+			w := float64(weight)
+			if p := q.posts[m].Present; p != nil && !p[r] {
+				w = 0
+			}
+			if len(rows) > 0 && !rows[i].Empty() {
+				w *= float64(rows[i].Data[r])
+			}
+			if w == 0 {
+				continue
+			}
+			var sq float64
+			for j := range q.d {
+				diff := float64(z[i].Data[r*q.d+j]) - q.c[m][j]
+				sq += diff * diff
+				dz[r*q.d+j] = float32(-w * q.a[m] * diff)
+			}
+			ll[r] = float32(-q.a[m] / 2 * sq)
+		}
+		zg.Terms = append(zg.Terms, bus.TermGrad{Term: i, DZ: bus.Matrix(q.b, q.d, dz), LogLik: bus.Vector(ll)})
+	}
+	return zg
+}
+
+// TestStepGradientsByFiniteDifferences: for each aggregation, the expert
+// gradients of a step are the derivatives of its objective with respect to
+// every posterior mean and log-variance, with the step's noise fixed, on
+// a cross plan whose modules lack some rows.
+func TestStepGradientsByFiniteDifferences(t *testing.T) {
+	for _, agg := range []Aggregation{PoE(), MoE()} {
+		t.Run(agg.Name(), func(t *testing.T) {
+			q := newQuadStep(agg, 1)
+			var s StepMath
+			_, grads := q.run(t, &s)
+			const h = 1e-2
+			for _, m := range q.modules {
+				p := q.posts[m]
+				for what, params := range map[string][]float32{"mu": p.Mu.Data, "logvar": p.LogVar.Data} {
+					for k := range params {
+						if p.Present != nil && !p.Present[k/q.d] {
+							continue
+						}
+						old := params[k]
+						params[k] = old + h
+						plus, _ := q.run(t, &s)
+						params[k] = old - h
+						minus, _ := q.run(t, &s)
+						params[k] = old
+						want := (plus - minus) / (2 * h)
+						got := float64(grads[m].DMu.Data[k])
+						if what == "logvar" {
+							got = float64(grads[m].DLogVar.Data[k])
+						}
+						if math.Abs(got-want) > 2e-3+2e-2*math.Abs(want) {
+							t.Errorf("d objective / d %s[%s][%d] = %.5f, finite differences give %.5f", what, m, k, got, want)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestMoEStrata: a mixture draws a latent per expert of each term, and the
+// strata of a term weigh 1 together in every row that has one of its
+// experts (each present expert's 1/M), 0 in a row that has none.
+func TestMoEStrata(t *testing.T) {
+	q := newQuadStep(MoE(), 2)
+	var s StepMath
+	q.run(t, &s)
+	var want int
+	for _, t := range q.plan {
+		want += len(t.Subset)
+	}
+	if len(s.Terms()) != want {
+		t.Fatalf("%d terms for a plan of %d experts over its terms, want one per expert", len(s.Terms()), want)
+	}
+	rows := s.RowWeights()
+	for p := range q.plan {
+		sum := make([]float64, q.b)
+		for i := range s.Terms() {
+			if s.planOf[i] == p {
+				for r, v := range rows[i].Data {
+					sum[r] += float64(v)
+				}
+			}
+		}
+		for r, v := range sum {
+			want := 0.0
+			for _, m := range q.plan[p].Subset {
+				if pr := q.posts[m].Present; pr == nil || pr[r] {
+					want = 1
+				}
+			}
+			if math.Abs(v-want) > 1e-6 {
+				t.Errorf("plan term %d (%v), row %d: its strata weigh %v together, want %v", p, q.plan[p].Subset, r, v, want)
+			}
+		}
+	}
+	if (&StepMath{}).RowWeights() != nil {
+		t.Error("a PoE step has row weights, want none")
+	}
+}
+
+// TestMoEStepAllocatesNothing: a reused StepMath with a mixture allocates
+// nothing in its steady state, as the PoE one does.
+func TestMoEStepAllocatesNothing(t *testing.T) {
+	c := newStepCase(1, 20, 4)
+	var s StepMath
+	var zgrads map[string]*bus.ZGrad
+	step := func() {
+		s.Reset(StepMath{Step: 1, Seed: 5, B: 20, D: 4, Plan: c.plan, Lambda: c.lambda, Beta: 0.5, Agg: MoE()})
+		s.Weights(c.modules)
+		s.Latents(c.posts)
+		s.RowWeights()
+		if zgrads == nil {
+			// newStepCase's decoder results are for the plan's terms,
+			// fewer than a mixture's: every stratum gets its term's.
+			zgrads = stratify(c.zgrads, s.planOf)
+		}
+		if _, _, err := s.Grads(zgrads); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step()
+	if n := testing.AllocsPerRun(20, step); n != 0 {
+		t.Errorf("a reused MoE StepMath: %v allocations per step, want 0", n)
+	}
+}
+
+// stratify copies each module's term results to every stratum of the term.
+func stratify(zgrads map[string]*bus.ZGrad, planOf []int) map[string]*bus.ZGrad {
+	out := make(map[string]*bus.ZGrad, len(zgrads))
+	for m, zg := range zgrads {
+		s := &bus.ZGrad{Terms: make([]bus.TermGrad, 0, len(planOf))}
+		for i, p := range planOf {
+			for _, tg := range zg.Terms {
+				if tg.Term == p {
+					tg.Term = i
+					s.Terms = append(s.Terms, tg)
+				}
+			}
+		}
+		out[m] = s
+	}
+	return out
+}
