@@ -3,6 +3,8 @@ package integrator
 import (
 	"context"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 
@@ -28,6 +30,11 @@ type Aggregation interface {
 	WeighsRows() bool
 	// NewTerm is the state of one latent's fusion, reused step after step.
 	NewTerm() TermFusion
+	// Joint writes the joint posterior of one item's experts (d
+	// dimensions each) for inference: its mean and log-variance into mu
+	// and logvar (a mixture's are its moments), and n draws of it into z
+	// (n×d) with noise from rng. No experts is the prior N(0, I).
+	Joint(mu, logvar, z []float32, experts []poe.Expert, n, d int, rng *rand.Rand)
 }
 
 // TermFusion draws one latent of a term and takes its objective back to
@@ -79,12 +86,54 @@ func (poeAggregation) Strata([]string) int { return 1 }
 func (poeAggregation) WeighsRows() bool    { return false }
 func (poeAggregation) NewTerm() TermFusion { return &poeTerm{} }
 
+func (poeAggregation) Joint(mu, logvar, z []float32, experts []poe.Expert, n, d int, rng *rand.Rand) {
+	var f poe.Fused
+	f.Fuse(experts, 1, d)
+	copy(mu, f.Mu)
+	copy(logvar, f.LogVar)
+	eps := make([]float32, d)
+	for i := range n {
+		for k := range eps {
+			eps[k] = float32(rng.NormFloat64())
+		}
+		f.Sample(z[i*d:(i+1)*d], eps)
+	}
+}
+
 type moeAggregation struct{}
 
 func (moeAggregation) Name() string          { return "moe" }
 func (moeAggregation) Strata(s []string) int { return len(s) }
 func (moeAggregation) WeighsRows() bool      { return true }
 func (moeAggregation) NewTerm() TermFusion   { return &moeTerm{} }
+
+// Joint draws each latent from an expert chosen uniformly (the mixture),
+// and gives the mixture's mean and variance as its summary.
+func (moeAggregation) Joint(mu, logvar, z []float32, experts []poe.Expert, n, d int, rng *rand.Rand) {
+	if len(experts) == 0 {
+		poeAggregation{}.Joint(mu, logvar, z, nil, n, d, rng)
+		return
+	}
+	m := float64(len(experts))
+	for j := range d {
+		var mean, second float64
+		for _, e := range experts {
+			l, _ := poe.ClampLogVar(float64(e.LogVar[j]))
+			u := float64(e.Mu[j])
+			mean += u / m
+			second += (math.Exp(l) + u*u) / m
+		}
+		mu[j] = float32(mean)
+		logvar[j] = float32(math.Log(math.Max(second-mean*mean, math.SmallestNonzeroFloat64)))
+	}
+	for i := range n {
+		e := experts[rng.IntN(len(experts))]
+		for j := range d {
+			l, _ := poe.ClampLogVar(float64(e.LogVar[j]))
+			z[i*d+j] = float32(float64(e.Mu[j]) + math.Exp(l/2)*rng.NormFloat64())
+		}
+	}
+}
 
 // poeTerm is one term's product of experts.
 type poeTerm struct {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/poe"
 )
 
 // quadStep is a step of StepMath over modules whose decoders are known in
@@ -230,4 +231,41 @@ func stratify(zgrads map[string]*bus.ZGrad, planOf []int) map[string]*bus.ZGrad 
 		out[m] = s
 	}
 	return out
+}
+
+// TestMoEJoint: inference from a mixture draws each latent from one expert
+// chosen uniformly, and summarises the mixture by its mean and variance.
+func TestMoEJoint(t *testing.T) {
+	const n, d = 4000, 2
+	experts := []poe.Expert{
+		{Mu: []float32{-10, 1}, LogVar: []float32{float32(math.Log(0.25)), 0}},
+		{Mu: []float32{10, 3}, LogVar: []float32{float32(math.Log(0.25)), 0}},
+	}
+	mu, logvar, z := make([]float32, d), make([]float32, d), make([]float32, n*d)
+	MoE().Joint(mu, logvar, z, experts, n, d, rand.New(rand.NewPCG(1, 2)))
+	// Moments: means 0 and 2; variances 0.25 + 100 and 1 + 1.
+	for j, want := range [][2]float64{{0, 100.25}, {2, 2}} {
+		if math.Abs(float64(mu[j])-want[0]) > 1e-5 || math.Abs(math.Exp(float64(logvar[j]))-want[1]) > 1e-4 {
+			t.Errorf("dimension %d: mean %v, variance %v; want %v", j, mu[j], math.Exp(float64(logvar[j])), want)
+		}
+	}
+	left := 0
+	for i := range n {
+		x := float64(z[i*d])
+		switch {
+		case math.Abs(x+10) < 3:
+			left++
+		case math.Abs(x-10) >= 3:
+			t.Fatalf("draw %d at %v, near neither expert", i, x)
+		}
+	}
+	// Binomial(4000, 1/2): 5 standard deviations are about 158.
+	if left < n/2-160 || left > n/2+160 {
+		t.Errorf("%d of %d draws from the first expert, want about half", left, n)
+	}
+	var prior [d]float32
+	MoE().Joint(mu, logvar, z[:d], nil, 1, d, rand.New(rand.NewPCG(1, 2)))
+	if mu[0] != prior[0] || mu[1] != prior[1] || logvar[0] != 0 || logvar[1] != 0 {
+		t.Errorf("no experts: mean %v, log-variance %v; want the prior N(0, I)", mu, logvar)
+	}
 }

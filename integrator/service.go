@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -58,6 +57,11 @@ type Config struct {
 	// endpoint decodes a request and hands it to a free worker; when all
 	// are busy, requests wait in the subscription.
 	InferWorkers int
+
+	// Aggregation fuses an inference's posteriors (default PoE): a
+	// pipeline serves with the aggregation its run was trained with.
+	// Streaming fusion is a product of experts whatever it is.
+	Aggregation Aggregation
 
 	// Stream sets streaming fusion of the modules' timestamped posteriors
 	// into beliefs (always on; see StreamConfig).
@@ -145,6 +149,9 @@ func New(cfg Config) (*Integrator, error) {
 	}
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = 2 * time.Second
+	}
+	if cfg.Aggregation == nil {
+		cfg.Aggregation = PoE()
 	}
 	if cfg.Discovery <= 0 {
 		cfg.Discovery = time.Second
@@ -413,20 +420,18 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 	out := &bus.InferReply{Missing: map[string]string{}, Outputs: map[string][]bus.Payload{}}
 	refused := ig.refusals()
 
-	var f poe.Fused
-	f.Fuse(ig.encodeAll(ctx, in, refused, out), 1, d)
-	out.Mu = bus.Matrix(1, d, slices.Clone(f.Mu))
-	out.LogVar = bus.Matrix(1, d, slices.Clone(f.LogVar))
-
-	// The latents to decode: the mean, or n samples.
+	// The joint posterior of what answered, and the latents to decode:
+	// its mean, or n draws.
+	experts := ig.encodeAll(ctx, in, refused, out)
+	mu, logvar := make([]float32, d), make([]float32, d)
 	n := max(in.Samples, 1)
 	z := make([]float32, n*d)
+	rng := rand.New(rand.NewPCG(uint64(in.Seed), 0x5e4e7))
+	ig.cfg.Aggregation.Joint(mu, logvar, z, experts, in.Samples, d, rng)
 	if in.Samples == 0 {
-		copy(z, f.Mu)
-	} else {
-		drawLatents(z, &f, in.Seed, n, d)
+		copy(z, mu)
 	}
-	out.Z = bus.Matrix(n, d, z)
+	out.Mu, out.LogVar, out.Z = bus.Matrix(1, d, mu), bus.Matrix(1, d, logvar), bus.Matrix(n, d, z)
 
 	ig.decodeAll(ctx, in.Want, refused, n, out)
 	ig.countInference(out)
@@ -495,19 +500,6 @@ func (ig *Integrator) encodeAll(ctx context.Context, in *bus.InferRequest, refus
 		}
 	}
 	return experts
-}
-
-// drawLatents writes n draws from f into z (n×d, row-major), with noise
-// from seed.
-func drawLatents(z []float32, f *poe.Fused, seed int64, n, d int) {
-	rng := rand.New(rand.NewPCG(uint64(seed), 0x5e4e7))
-	eps := make([]float32, d)
-	for i := 0; i < n; i++ {
-		for k := range eps {
-			eps[k] = float32(rng.NormFloat64())
-		}
-		f.Sample(z[i*d:(i+1)*d], eps)
-	}
 }
 
 // decodeAll decodes out.Z (n rows) with every module of want at once, until
