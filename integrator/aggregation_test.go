@@ -6,8 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
-	"github.com/serket-go/serket/poe"
 )
 
 // quadStep is a step of StepMath over modules whose decoders are known in
@@ -16,7 +16,7 @@ import (
 // latent's row weights), so that the whole objective is a function of the
 // posteriors that finite differences can check.
 type quadStep struct {
-	agg     Aggregation
+	agg     aggregate.Aggregation
 	modules []string
 	plan    []bus.Term
 	posts   map[string]*bus.Posterior
@@ -26,7 +26,7 @@ type quadStep struct {
 	b, d    int
 }
 
-func newQuadStep(agg Aggregation, seed uint64) *quadStep {
+func newQuadStep(agg aggregate.Aggregation, seed uint64) *quadStep {
 	rng := rand.New(rand.NewPCG(seed, 11))
 	q := &quadStep{agg: agg, modules: []string{"a", "b", "c"}, posts: map[string]*bus.Posterior{}, lambda: map[string]float32{"b": 2},
 		a: map[string]float64{}, c: map[string][]float64{}, b: 4, d: 3}
@@ -114,7 +114,7 @@ func (q *quadStep) decode(m string, terms []bus.Term, z, rows []bus.Tensor, weig
 // every posterior mean and log-variance, with the step's noise fixed, on
 // a cross plan whose modules lack some rows.
 func TestStepGradientsByFiniteDifferences(t *testing.T) {
-	for _, agg := range []Aggregation{PoE(), MoE()} {
+	for _, agg := range []aggregate.Aggregation{aggregate.PoE(), aggregate.MoE()} {
 		t.Run(agg.Name(), func(t *testing.T) {
 			q := newQuadStep(agg, 1)
 			var s StepMath
@@ -152,7 +152,7 @@ func TestStepGradientsByFiniteDifferences(t *testing.T) {
 // strata of a term weigh 1 together in every row that has one of its
 // experts (each present expert's 1/M), 0 in a row that has none.
 func TestMoEStrata(t *testing.T) {
-	q := newQuadStep(MoE(), 2)
+	q := newQuadStep(aggregate.MoE(), 2)
 	var s StepMath
 	q.run(t, &s)
 	var want int
@@ -196,7 +196,7 @@ func TestMoEStepAllocatesNothing(t *testing.T) {
 	var s StepMath
 	var zgrads map[string]*bus.ZGrad
 	step := func() {
-		s.Reset(StepMath{Step: 1, Seed: 5, B: 20, D: 4, Plan: c.plan, Lambda: c.lambda, Beta: 0.5, Agg: MoE()})
+		s.Reset(StepMath{Step: 1, Seed: 5, B: 20, D: 4, Plan: c.plan, Lambda: c.lambda, Beta: 0.5, Agg: aggregate.MoE()})
 		s.Weights(c.modules)
 		s.Latents(c.posts)
 		s.RowWeights()
@@ -231,41 +231,4 @@ func stratify(zgrads map[string]*bus.ZGrad, planOf []int) map[string]*bus.ZGrad 
 		out[m] = s
 	}
 	return out
-}
-
-// TestMoEJoint: inference from a mixture draws each latent from one expert
-// chosen uniformly, and summarises the mixture by its mean and variance.
-func TestMoEJoint(t *testing.T) {
-	const n, d = 4000, 2
-	experts := []poe.Expert{
-		{Mu: []float32{-10, 1}, LogVar: []float32{float32(math.Log(0.25)), 0}},
-		{Mu: []float32{10, 3}, LogVar: []float32{float32(math.Log(0.25)), 0}},
-	}
-	mu, logvar, z := make([]float32, d), make([]float32, d), make([]float32, n*d)
-	MoE().Joint(mu, logvar, z, experts, n, d, rand.New(rand.NewPCG(1, 2)))
-	// Moments: means 0 and 2; variances 0.25 + 100 and 1 + 1.
-	for j, want := range [][2]float64{{0, 100.25}, {2, 2}} {
-		if math.Abs(float64(mu[j])-want[0]) > 1e-5 || math.Abs(math.Exp(float64(logvar[j]))-want[1]) > 1e-4 {
-			t.Errorf("dimension %d: mean %v, variance %v; want %v", j, mu[j], math.Exp(float64(logvar[j])), want)
-		}
-	}
-	left := 0
-	for i := range n {
-		x := float64(z[i*d])
-		switch {
-		case math.Abs(x+10) < 3:
-			left++
-		case math.Abs(x-10) >= 3:
-			t.Fatalf("draw %d at %v, near neither expert", i, x)
-		}
-	}
-	// Binomial(4000, 1/2): 5 standard deviations are about 158.
-	if left < n/2-160 || left > n/2+160 {
-		t.Errorf("%d of %d draws from the first expert, want about half", left, n)
-	}
-	var prior [d]float32
-	MoE().Joint(mu, logvar, z[:d], nil, 1, d, rand.New(rand.NewPCG(1, 2)))
-	if mu[0] != prior[0] || mu[1] != prior[1] || logvar[0] != 0 || logvar[1] != 0 {
-		t.Errorf("no experts: mean %v, log-variance %v; want the prior N(0, I)", mu, logvar)
-	}
 }

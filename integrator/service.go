@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/internal/lograte"
 	"github.com/serket-go/serket/poe"
@@ -61,7 +63,7 @@ type Config struct {
 	// Aggregation fuses an inference's posteriors (default PoE): a
 	// pipeline serves with the aggregation its run was trained with.
 	// Streaming fusion is a product of experts whatever it is.
-	Aggregation Aggregation
+	Aggregation aggregate.Aggregation
 
 	// Stream sets streaming fusion of the modules' timestamped posteriors
 	// into beliefs (always on; see StreamConfig).
@@ -151,7 +153,7 @@ func New(cfg Config) (*Integrator, error) {
 		cfg.Deadline = 2 * time.Second
 	}
 	if cfg.Aggregation == nil {
-		cfg.Aggregation = PoE()
+		cfg.Aggregation = aggregate.PoE()
 	}
 	if cfg.Discovery <= 0 {
 		cfg.Discovery = time.Second
@@ -422,16 +424,18 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 
 	// The joint posterior of what answered, and the latents to decode:
 	// its mean, or n draws.
-	experts := ig.encodeAll(ctx, in, refused, out)
-	mu, logvar := make([]float32, d), make([]float32, d)
+	post := ig.cfg.Aggregation.Posterior(ig.encodeAll(ctx, in, refused, out), 1, d)
 	n := max(in.Samples, 1)
 	z := make([]float32, n*d)
-	rng := rand.New(rand.NewPCG(uint64(in.Seed), 0x5e4e7))
-	ig.cfg.Aggregation.Joint(mu, logvar, z, experts, in.Samples, d, rng)
 	if in.Samples == 0 {
-		copy(z, mu)
+		copy(z, post.Mean())
 	}
-	out.Mu, out.LogVar, out.Z = bus.Matrix(1, d, mu), bus.Matrix(1, d, logvar), bus.Matrix(n, d, z)
+	rng := rand.New(rand.NewPCG(uint64(in.Seed), 0x5e4e7))
+	for i := range in.Samples {
+		post.Draw(z[i*d:(i+1)*d], 0, rng)
+	}
+	out.Mu, out.LogVar = bus.Matrix(1, d, slices.Clone(post.Mean())), bus.Matrix(1, d, slices.Clone(post.LogVar()))
+	out.Z = bus.Matrix(n, d, z)
 
 	ig.decodeAll(ctx, in.Want, refused, n, out)
 	ig.countInference(out)

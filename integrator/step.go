@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/poe"
 )
@@ -27,14 +28,14 @@ type StepMath struct {
 	Beta   float32            // KL weight
 	// Agg is how each term's experts make its latents (nil: PoE). A
 	// mixture draws several latents per plan term (Terms).
-	Agg Aggregation
+	Agg aggregate.Aggregation
 
 	terms   []bus.Term // Plan, each term once per stratum: what modules decode
 	strata  []int      // per term, the index in its Subset of the expert it is drawn from
 	planOf  []int      // per term, its plan term
 	members []string
 	posts   map[string]*bus.Posterior
-	fusion  []TermFusion // per term, of the aggregation named aggName
+	fusion  []aggregate.TermFusion // per term, of the aggregation named aggName
 	aggName string
 	experts [][]poe.Expert // per term, in subset order (members only)
 	owners  [][]string     // per term, the module of each expert
@@ -73,7 +74,7 @@ func (s *StepMath) Reset(next StepMath) {
 		s.rng = rand.New(&s.pcg)
 	}
 	if s.Agg == nil {
-		s.Agg = PoE()
+		s.Agg = aggregate.PoE()
 	}
 	s.expand()
 }
@@ -102,7 +103,7 @@ func (s *StepMath) Terms() []bus.Term { return s.terms }
 // valid until the next step's Latents.
 func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z []bus.Tensor) {
 	if s.Agg == nil { // a StepMath made as a literal, never Reset
-		s.Agg = PoE()
+		s.Agg = aggregate.PoE()
 		s.expand()
 	}
 	s.posts = posts

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 )
 
@@ -31,7 +32,7 @@ type TrainConfig struct {
 	// Aggregation is how each term's experts make its latents; default
 	// PoE. One that weighs rows needs modules that say they honour row
 	// weights (bus.TrainsRowWeights).
-	Aggregation Aggregation
+	Aggregation aggregate.Aggregation
 
 	Lambda map[string]float32 // per-module weight of the log-likelihood; default 1
 	// KL annealing: β rises linearly from KLFrom to KLTo over AnnealSteps
@@ -245,7 +246,7 @@ func (c *TrainConfig) defaults() error {
 		c.Plan = MVAEPlan(c.Subsets)
 	}
 	if c.Aggregation == nil {
-		c.Aggregation = PoE()
+		c.Aggregation = aggregate.PoE()
 	}
 	if c.KLTo == 0 && c.KLFrom == 0 {
 		c.KLTo = 1
@@ -262,7 +263,7 @@ func (c *TrainConfig) defaults() error {
 // fingerprint identifies the settings a checkpoint belongs to.
 func (c *TrainConfig) fingerprint() string {
 	fp := fmt.Sprintf("modules=%s items=%d batch=%d seed=%d", strings.Join(c.Modules, ","), len(c.IDs), c.Batch, c.Seed)
-	if a := c.Aggregation.Name(); a != PoE().Name() { // PoE runs' checkpoints stay as they were
+	if a := c.Aggregation.Name(); a != aggregate.PoE().Name() { // PoE runs' checkpoints stay as they were
 		fp += " aggregation=" + a
 	}
 	return fp

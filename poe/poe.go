@@ -180,6 +180,18 @@ func (f *Fused) Sample(z, eps []float32) {
 	}
 }
 
+// SampleRow is Sample for one row: z = Mu + sqrt(Var)*eps of row r, z and
+// eps of length D. It panics if r is out of range or a length is not D.
+func (f *Fused) SampleRow(z, eps []float32, r int) {
+	if r < 0 || r >= f.B || len(z) != f.D || len(eps) != f.D {
+		panic(fmt.Sprintf("poe: SampleRow(row %d) with len(z), len(eps) = %d, %d; want a row of %d×%d", r, len(z), len(eps), f.B, f.D))
+	}
+	for j := range z {
+		i := r*f.D + j
+		z[j] = float32(f.mu64[i] + float64(eps[j])/math.Sqrt(f.prec[i]))
+	}
+}
+
 // KL writes KL(N(Mu, Var) || N(0, I)) in nats, summed over the D dimensions,
 // for each row into kl (length B), and returns the sum over the batch in
 // float64 so that large batches do not lose precision. KL panics if len(kl)

@@ -1,14 +1,11 @@
-package integrator
+package aggregate
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"strings"
 
-	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/mixture"
 	"github.com/serket-go/serket/poe"
 )
@@ -16,9 +13,9 @@ import (
 // An Aggregation is how a plan term's experts become the latent its targets
 // decode, and how the term's objective flows back to every expert: the
 // joint posteriors of the survey's joint models (a product of experts, a
-// mixture of them, …). A run chooses one (TrainConfig.Aggregation); modules
-// do not change with it: they still send posteriors and receive latents,
-// row weights and gradients.
+// mixture of them, …). A run chooses one (the integrator's
+// TrainConfig.Aggregation); modules do not change with it: they still send
+// posteriors and receive latents, row weights and gradients.
 type Aggregation interface {
 	// Name is the aggregation as flags and pipeline files name it.
 	Name() string
@@ -30,11 +27,21 @@ type Aggregation interface {
 	WeighsRows() bool
 	// NewTerm is the state of one latent's fusion, reused step after step.
 	NewTerm() TermFusion
-	// Joint writes the joint posterior of one item's experts (d
-	// dimensions each) for inference: its mean and log-variance into mu
-	// and logvar (a mixture's are its moments), and n draws of it into z
-	// (n×d) with noise from rng. No experts is the prior N(0, I).
-	Joint(mu, logvar, z []float32, experts []poe.Expert, n, d int, rng *rand.Rand)
+	// Posterior is the joint posterior of b items given their experts (d
+	// dimensions each), for inference and evaluation. It keeps experts.
+	Posterior(experts []poe.Expert, b, d int) Posterior
+}
+
+// Posterior is a batch's joint posterior q(z | the experts of each row).
+// Rows without an expert are the prior N(0, I).
+type Posterior interface {
+	// Mean and LogVar are its mean and log-variance (B×D; a mixture's
+	// are its moments): the representation of each item.
+	Mean() []float32
+	LogVar() []float32
+	// Draw writes a draw of row r into z (D numbers), its noise from
+	// rng, and returns log q(z), the density the draw came from.
+	Draw(z []float32, r int, rng *rand.Rand) float64
 }
 
 // TermFusion draws one latent of a term and takes its objective back to
@@ -67,16 +74,16 @@ func PoE() Aggregation { return poeAggregation{} }
 // − log N(z; 0, I) of the stratified ELBO (package mixture).
 func MoE() Aggregation { return moeAggregation{} }
 
-// ParseAggregation reads an aggregation's name as the CLI and pipeline
+// Parse reads an aggregation's name as the CLI and pipeline
 // file give it: "poe" (the default) or "moe".
-func ParseAggregation(name string) (Aggregation, error) {
+func Parse(name string) (Aggregation, error) {
 	switch strings.ToLower(name) {
 	case "poe", "":
 		return PoE(), nil
 	case "moe":
 		return MoE(), nil
 	}
-	return nil, fmt.Errorf("integrator: unknown aggregation %q (want poe or moe)", name)
+	return nil, fmt.Errorf("unknown aggregation %q (want poe or moe)", name)
 }
 
 type poeAggregation struct{}
@@ -86,19 +93,34 @@ func (poeAggregation) Strata([]string) int { return 1 }
 func (poeAggregation) WeighsRows() bool    { return false }
 func (poeAggregation) NewTerm() TermFusion { return &poeTerm{} }
 
-func (poeAggregation) Joint(mu, logvar, z []float32, experts []poe.Expert, n, d int, rng *rand.Rand) {
-	var f poe.Fused
-	f.Fuse(experts, 1, d)
-	copy(mu, f.Mu)
-	copy(logvar, f.LogVar)
-	eps := make([]float32, d)
-	for i := range n {
-		for k := range eps {
-			eps[k] = float32(rng.NormFloat64())
-		}
-		f.Sample(z[i*d:(i+1)*d], eps)
-	}
+func (poeAggregation) Posterior(experts []poe.Expert, b, d int) Posterior {
+	p := &poePosterior{eps: make([]float32, d)}
+	p.f.Fuse(experts, b, d)
+	return p
 }
+
+// poePosterior is the product of the experts: a diagonal Gaussian.
+type poePosterior struct {
+	f   poe.Fused
+	eps []float32
+}
+
+func (p *poePosterior) Mean() []float32   { return p.f.Mu }
+func (p *poePosterior) LogVar() []float32 { return p.f.LogVar }
+
+func (p *poePosterior) Draw(z []float32, r int, rng *rand.Rand) float64 {
+	var logq float64
+	for j := range p.eps {
+		e := rng.NormFloat64()
+		p.eps[j] = float32(e)
+		logq += -0.5*e*e - halfLog2Pi - 0.5*float64(p.f.LogVar[r*p.f.D+j])
+	}
+	p.f.SampleRow(z, p.eps, r)
+	return logq
+}
+
+// halfLog2Pi is log √(2π), a Gaussian density's constant per dimension.
+var halfLog2Pi = 0.5 * math.Log(2*math.Pi)
 
 type moeAggregation struct{}
 
@@ -107,32 +129,96 @@ func (moeAggregation) Strata(s []string) int { return len(s) }
 func (moeAggregation) WeighsRows() bool      { return true }
 func (moeAggregation) NewTerm() TermFusion   { return &moeTerm{} }
 
-// Joint draws each latent from an expert chosen uniformly (the mixture),
-// and gives the mixture's mean and variance as its summary.
-func (moeAggregation) Joint(mu, logvar, z []float32, experts []poe.Expert, n, d int, rng *rand.Rand) {
-	if len(experts) == 0 {
-		poeAggregation{}.Joint(mu, logvar, z, nil, n, d, rng)
-		return
+func (moeAggregation) Posterior(experts []poe.Expert, b, d int) Posterior {
+	p := &moePosterior{experts: experts, b: b, d: d, mu: make([]float32, b*d), logvar: make([]float32, b*d),
+		logq: make([]float64, len(experts))}
+	for r := range b {
+		p.moments(r)
 	}
-	m := float64(len(experts))
-	for j := range d {
+	return p
+}
+
+// moePosterior is the uniform mixture of each row's present experts.
+type moePosterior struct {
+	experts    []poe.Expert
+	b, d       int
+	mu, logvar []float32
+	logq       []float64 // Draw's scratch: each expert's log-density
+	present    []int     // Draw's scratch: the row's experts
+}
+
+func (p *moePosterior) Mean() []float32   { return p.mu }
+func (p *moePosterior) LogVar() []float32 { return p.logvar }
+
+// moments writes row r's mixture mean and variance (the prior's, 0 and 1,
+// for a row without experts).
+func (p *moePosterior) moments(r int) {
+	present := p.rowExperts(r)
+	m := float64(len(present))
+	for j := range p.d {
+		i := r*p.d + j
+		if m == 0 {
+			p.mu[i], p.logvar[i] = 0, 0
+			continue
+		}
 		var mean, second float64
-		for _, e := range experts {
-			l, _ := poe.ClampLogVar(float64(e.LogVar[j]))
-			u := float64(e.Mu[j])
+		for _, k := range present {
+			e := p.experts[k]
+			l, _ := poe.ClampLogVar(float64(e.LogVar[i]))
+			u := float64(e.Mu[i])
 			mean += u / m
 			second += (math.Exp(l) + u*u) / m
 		}
-		mu[j] = float32(mean)
-		logvar[j] = float32(math.Log(math.Max(second-mean*mean, math.SmallestNonzeroFloat64)))
+		p.mu[i] = float32(mean)
+		p.logvar[i] = float32(math.Log(math.Max(second-mean*mean, math.SmallestNonzeroFloat64)))
 	}
-	for i := range n {
-		e := experts[rng.IntN(len(experts))]
-		for j := range d {
-			l, _ := poe.ClampLogVar(float64(e.LogVar[j]))
-			z[i*d+j] = float32(float64(e.Mu[j]) + math.Exp(l/2)*rng.NormFloat64())
+}
+
+// rowExperts lists the experts present in row r.
+func (p *moePosterior) rowExperts(r int) []int {
+	p.present = p.present[:0]
+	for k, e := range p.experts {
+		if e.Present == nil || e.Present[r] {
+			p.present = append(p.present, k)
 		}
 	}
+	return p.present
+}
+
+// Draw picks one of the row's experts uniformly and draws from it; log q
+// is the mixture's density, by log-sum-exp over the row's experts.
+func (p *moePosterior) Draw(z []float32, r int, rng *rand.Rand) float64 {
+	present := p.rowExperts(r)
+	if len(present) == 0 {
+		var logq float64
+		for j := range z {
+			e := rng.NormFloat64()
+			z[j] = float32(e)
+			logq += -0.5*e*e - halfLog2Pi
+		}
+		return logq
+	}
+	e := p.experts[present[rng.IntN(len(present))]]
+	for j := range z {
+		l, _ := poe.ClampLogVar(float64(e.LogVar[r*p.d+j]))
+		z[j] = float32(float64(e.Mu[r*p.d+j]) + math.Exp(l/2)*rng.NormFloat64())
+	}
+	most := math.Inf(-1)
+	for n, k := range present {
+		var lq float64
+		for j, zj := range z {
+			l, _ := poe.ClampLogVar(float64(p.experts[k].LogVar[r*p.d+j]))
+			diff := float64(zj) - float64(p.experts[k].Mu[r*p.d+j])
+			lq += -0.5*diff*diff*math.Exp(-l) - halfLog2Pi - 0.5*l
+		}
+		p.logq[n] = lq
+		most = math.Max(most, lq)
+	}
+	var sum float64
+	for n := range present {
+		sum += math.Exp(p.logq[n] - most)
+	}
+	return most + math.Log(sum/float64(len(present)))
 }
 
 // poeTerm is one term's product of experts.
@@ -153,7 +239,10 @@ func (t *poeTerm) Penalty(pen, _ []float32) float64 { return t.f.KL(pen) }
 
 func (t *poeTerm) Backward(grads []poe.ExpertGrad, experts []poe.Expert, _, g, eps []float32, beta float32) {
 	n := len(g)
-	t.dmu, t.dvar = growTo(t.dmu, n), growTo(t.dvar, n)
+	if len(t.dmu) < n {
+		t.dmu, t.dvar = make([]float32, n), make([]float32, n)
+	}
+	t.dmu, t.dvar = t.dmu[:n], t.dvar[:n]
 	t.f.TermGrad(t.dmu, t.dvar, g, eps, beta)
 	t.f.Backward(grads, experts, t.dmu, t.dvar)
 }
@@ -189,49 +278,4 @@ func (t *moeTerm) Backward(grads []poe.ExpertGrad, experts []poe.Expert, z, g, e
 		return
 	}
 	t.m.Backward(grads, experts, z, g, eps, beta, t.s)
-}
-
-// checkRowWeights fails unless every module of the run says it honours
-// row weights, when the run's aggregation weighs rows: a module that
-// ignored them would train on another objective, silently. A module not
-// discovered yet is waited for, over a few discovery polls.
-func (r *run) checkRowWeights(ctx context.Context) error {
-	agg := r.cfg.Aggregation
-	if !agg.WeighsRows() {
-		return nil
-	}
-	for polls := 0; ; polls++ {
-		missing, err := r.ig.withoutRowWeights(r.cfg.Modules, agg)
-		if err != nil || len(missing) == 0 || polls >= 5 {
-			if err == nil && len(missing) > 0 {
-				err = fmt.Errorf("integrator: aggregation %s: %s not discovered, so whether they honour row weights is not known", agg.Name(), strings.Join(missing, ", "))
-			}
-			return err
-		}
-		select {
-		case <-r.ig.Polled():
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// withoutRowWeights returns the modules of names not discovered yet, or an
-// error naming one that is and does not honour row weights.
-func (ig *Integrator) withoutRowWeights(names []string, agg Aggregation) ([]string, error) {
-	ig.mu.Lock()
-	defer ig.mu.Unlock()
-	var missing []string
-	for _, name := range names {
-		m := ig.modules[name]
-		if m == nil {
-			missing = append(missing, name)
-			continue
-		}
-		if !slices.Contains(strings.Split(m.Training, ","), bus.TrainsRowWeights) {
-			return nil, fmt.Errorf("integrator: aggregation %s weighs rows, and module %s does not say it honours row weights (its service's %s is %q): built on an older module SDK?",
-				agg.Name(), name, bus.MetaTraining, m.Training)
-		}
-	}
-	return missing, nil
 }
