@@ -90,7 +90,7 @@ func (p *Pipeline) Coherence(ctx context.Context, judges map[string]Judge, cfg C
 	c.Acc = make([][]float64, len(c.Subsets))
 	done := 0
 	for si, s := range c.Subsets {
-		z := sampleOne(post.fuse(s, len(ids), p.Latent), rng)
+		z := sampleOne(p.joint(post, s, len(ids)), len(ids), p.Latent, rng)
 		c.Acc[si] = make([]float64, len(c.Targets))
 		for ti, target := range c.Targets {
 			pred, err := judges[target].Classes(ctx, z, len(ids))

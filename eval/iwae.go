@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"github.com/serket-go/serket/poe"
+	"github.com/serket-go/serket/aggregate"
 )
 
 // iwaeLatents is about how many latents one request to a module scores:
@@ -72,7 +72,7 @@ func (p *Pipeline) IWAE(ctx context.Context, subset []string, ids []uint64, k in
 		return nil, err
 	}
 	d, rng := p.Latent, rand.New(rand.NewPCG(seed, 0x1a4e))
-	q := post.fuse(subset, len(ids), d)
+	q := p.joint(post, subset, len(ids))
 	out := make([]float64, len(ids))
 	per := max(1, iwaeLatents/k)
 	for lo := 0; lo < len(ids); lo += per {
@@ -102,19 +102,16 @@ func (p *Pipeline) IWAE(ctx context.Context, subset []string, ids []uint64, k in
 
 // proposalDraws draws k latents from q for each item in [lo, hi) and
 // returns them ((hi−lo)·k×d) with their log prior − log proposal.
-func proposalDraws(q *poe.Fused, lo, hi, k, d int, rng *rand.Rand) ([]float32, []float64) {
+func proposalDraws(q aggregate.Posterior, lo, hi, k, d int, rng *rand.Rand) ([]float32, []float64) {
 	half := 0.5 * math.Log(2*math.Pi)
 	z, logw := make([]float32, (hi-lo)*k*d), make([]float64, (hi-lo)*k)
 	for i := lo; i < hi; i++ {
 		for r := range k {
 			row := (i-lo)*k + r
-			var lw float64
-			for j := range d {
-				e := rng.NormFloat64()
-				mu, lv := float64(q.Mu[i*d+j]), float64(q.LogVar[i*d+j])
-				v := mu + math.Exp(0.5*lv)*e
-				z[row*d+j] = float32(v)
-				lw += -0.5*v*v - half - (-0.5*e*e - half - 0.5*lv)
+			zr := z[row*d : (row+1)*d]
+			lw := -q.Draw(zr, i, rng)
+			for _, v := range zr {
+				lw += -0.5*float64(v)*float64(v) - half
 			}
 			logw[row] = lw
 		}

@@ -39,8 +39,8 @@ func (p *Pipeline) latentFigures(ctx context.Context, r *Result, cfg Config, t *
 	}
 	done := make(chan probe, len(subsets))
 	for i, s := range subsets {
-		trainZ := trainPost.fuse(s, len(trainIDs), p.Latent).Mu
-		testZ := testPost.fuse(s, len(testIDs), p.Latent).Mu
+		trainZ := p.joint(trainPost, s, len(trainIDs)).Mean()
+		testZ := p.joint(testPost, s, len(testIDs)).Mean()
 		if i == 0 {
 			r.LatentMeans, r.LatentClasses, r.ProbeTrain = testZ, testY, len(trainY)
 		}

@@ -4,13 +4,14 @@ import (
 	"context"
 	"math/rand/v2"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/poe"
 )
 
 // The measures of a Pipeline: coherence between every subset of its modules
 // and every module a judge can tell the class of; importance-sampled
 // likelihoods; and the latent's linear probes and clusters. Each fuses the
-// modules' posteriors itself (package poe), as the integrator does.
+// modules' posteriors itself (package aggregate), as the integrator does.
 
 // posteriors are the modules' posteriors of a set of items, by module.
 type posteriors map[string]poe.Expert
@@ -28,24 +29,26 @@ func (p *Pipeline) encodeAll(ctx context.Context, names []string, ids []uint64) 
 	return out, nil
 }
 
-// fuse is the product of the subset's experts and the prior, for n items.
-func (ps posteriors) fuse(subset []string, n, d int) *poe.Fused {
+// joint is the joint posterior of the subset's experts for n items, as
+// the run's aggregation fuses them.
+func (p *Pipeline) joint(ps posteriors, subset []string, n int) aggregate.Posterior {
 	experts := make([]poe.Expert, len(subset))
 	for i, name := range subset {
 		experts[i] = ps[name]
 	}
-	f := new(poe.Fused)
-	f.Fuse(experts, n, d)
-	return f
+	agg := p.Aggregation
+	if agg == nil {
+		agg = aggregate.PoE()
+	}
+	return agg.Posterior(experts, n, p.Latent)
 }
 
-// sampleOne draws one latent from each row of f.
-func sampleOne(f *poe.Fused, rng *rand.Rand) []float32 {
-	z, eps := make([]float32, len(f.Mu)), make([]float32, len(f.Mu))
-	for i := range eps {
-		eps[i] = float32(rng.NormFloat64())
+// sampleOne draws one latent for each of post's n rows.
+func sampleOne(post aggregate.Posterior, n, d int, rng *rand.Rand) []float32 {
+	z := make([]float32, n*d)
+	for r := range n {
+		post.Draw(z[r*d:(r+1)*d], r, rng)
 	}
-	f.Sample(z, eps)
 	return z
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 )
 
@@ -27,6 +28,9 @@ type Pipeline struct {
 	// Timeout bounds one request to a module; default 2 minutes (a batch
 	// of likelihoods can take a while on two cores).
 	Timeout time.Duration
+	// Aggregation fuses the modules' posteriors as the run was trained to
+	// (its integrator.json says which); nil is PoE.
+	Aggregation aggregate.Aggregation
 }
 
 // Module is one module of a Pipeline.

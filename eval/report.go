@@ -147,7 +147,7 @@ func (p *Pipeline) panels(ctx context.Context, r *report.Report, cfg ReportConfi
 		var rows []source
 		for _, from := range p.withItems() {
 			if from != target.Name {
-				rows = append(rows, source{"from " + from, sampleOne(post.fuse([]string{from}, len(ids), p.Latent), rng)})
+				rows = append(rows, source{"from " + from, sampleOne(p.joint(post, []string{from}, len(ids)), len(ids), p.Latent, rng)})
 			}
 		}
 		prior := make([]float32, len(ids)*p.Latent)
