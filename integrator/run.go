@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/internal/atomicfile"
 	"github.com/serket-go/serket/internal/lograte"
@@ -104,6 +105,9 @@ var errRolledBack = errors.New("the run was rolled back to its last checkpoint")
 func (ig *Integrator) newRun(cfg *TrainConfig) (*run, error) {
 	r := &run{ig: ig, cfg: cfg, log: ig.log, store: newStepStore(ig.subj, cfg.Modules), mods: map[string]*modState{}, limit: ig.limit}
 	r.st = trainState{Config: cfg.fingerprint()}
+	if a := cfg.Aggregation.Name(); a != aggregate.PoE().Name() {
+		r.st.Aggregation = a
+	}
 	if cfg.CheckpointDir != "" {
 		r.statePath = filepath.Join(cfg.CheckpointDir, "integrator.json")
 	}

@@ -2,11 +2,15 @@ package integrator
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
+	"path/filepath"
 	"slices"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/internal/atomicfile"
 )
@@ -20,6 +24,9 @@ type trainState struct {
 	Epoch    int    `json:"epoch"`
 	Position int    `json:"position"` // items of Epoch already done
 	Config   string `json:"config"`
+	// Aggregation is the run's (aggregate.Parse's name); empty is PoE, as
+	// runs from before it are.
+	Aggregation string `json:"aggregation,omitempty"`
 	// Partial is Epoch's statistics over its steps so far (sums, not yet
 	// means; Seconds the time spent), and ELBOs their objectives, so that a
 	// resumed epoch logs one line for all of its steps.
@@ -162,4 +169,31 @@ func (ig *Integrator) saveState(path string, st trainState) error {
 		return fmt.Errorf("integrator: checkpoint: %w", err)
 	}
 	return nil
+}
+
+// RunAggregation is the aggregation the run whose checkpoints are in dir
+// was trained with, from its integrator.json: a pipeline serving or
+// measuring the run fuses as it was trained to. found is false, and the
+// aggregation PoE, when dir holds no integrator.json (a run of serket bench
+// import, or none at all).
+func RunAggregation(dir string) (agg aggregate.Aggregation, found bool, err error) {
+	var st trainState
+	_, _, err = atomicfile.Read(filepath.Join(dir, "integrator.json"), func(name string, rd io.Reader) error {
+		var err error
+		if st, err = readState(rd); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return aggregate.PoE(), false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	agg, err = aggregate.Parse(st.Aggregation)
+	if err != nil {
+		return nil, false, fmt.Errorf("integrator: the run in %s: %w", dir, err)
+	}
+	return agg, true, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/procenv"
 )
@@ -104,9 +105,10 @@ type TrainSettings struct {
 	Epochs          int                `yaml:"epochs,omitempty"`
 	Batch           int                `yaml:"batch,omitempty"`
 	Seed            uint64             `yaml:"seed,omitempty"`
-	Plan            string             `yaml:"plan,omitempty"`    // mvae, cross or joint
-	Subsets         int                `yaml:"subsets,omitempty"` // random subsets per step
-	Lambda          map[string]float64 `yaml:"lambda,omitempty"`  // module → weight of its log-likelihood
+	Plan            string             `yaml:"plan,omitempty"`        // mvae, cross or joint
+	Subsets         int                `yaml:"subsets,omitempty"`     // random subsets per step
+	Aggregation     string             `yaml:"aggregation,omitempty"` // poe or moe
+	Lambda          map[string]float64 `yaml:"lambda,omitempty"`      // module → weight of its log-likelihood
 	KLFrom          *float64           `yaml:"kl_from,omitempty"`
 	KLTo            *float64           `yaml:"kl_to,omitempty"`
 	KLAnneal        *float64           `yaml:"kl_anneal,omitempty"`     // epochs of linear annealing
@@ -549,6 +551,9 @@ func (v *validator) train(t *TrainSettings, latent int, modules map[string]int) 
 	}
 	if t.Subsets < 0 {
 		v.add("train.subsets", "%d: want 0 or more", t.Subsets)
+	}
+	if _, err := aggregate.Parse(t.Aggregation); err != nil {
+		v.add("train.aggregation", "%v", err)
 	}
 	for _, name := range slices.Sorted(maps.Keys(t.Lambda)) {
 		if _, ok := modules[name]; !ok {

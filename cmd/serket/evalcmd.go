@@ -12,6 +12,7 @@ import (
 
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/eval"
+	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/launch"
 	"github.com/serket-go/serket/procenv"
 	"github.com/serket-go/serket/report"
@@ -168,12 +169,21 @@ func measureRun(ctx context.Context, g *globals, log *slog.Logger, p *launch.Pip
 	if err != nil {
 		return nil, err
 	}
+	// The run's joint posterior is the one it was trained with.
+	agg, found, err := integrator.RunAggregation(at.ckpt)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		log.Info("fusing as the run was trained", "aggregation", agg.Name())
+	}
 	s, err := serveCheckpoints(ctx, g, p, at.ckpt, at.data, serveUse{}, log)
 	if err != nil {
 		return nil, err
 	}
 	pl, err := eval.Connect(ctx, s.nc, p.Name, labels, moduleNames(p))
 	if err == nil {
+		pl.Aggregation = agg
 		cfg.Judges.Cache = filepath.Dir(labels.Path)
 		var res *eval.Result
 		if res, err = pl.Evaluate(ctx, cfg); err == nil {

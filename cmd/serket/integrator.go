@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/client"
 	"github.com/serket-go/serket/integrator"
@@ -43,6 +44,10 @@ restart policy on-failure, with --resume so that a restart continues.`,
 			cfg.NATS = g.conn("serket-integrator", log)
 			cfg.Ready = func(*integrator.Integrator) { notifyReady(log) }
 			if !doTrain {
+				var err error
+				if cfg.Aggregation, err = servingAggregation(cmd, &tf, log); err != nil {
+					return err
+				}
 				return integrator.Run(ctx, cfg)
 			}
 			var p *launch.Pipeline
@@ -74,6 +79,7 @@ restart policy on-failure, with --resume so that a restart continues.`,
 				return err
 			}
 			defer closer.Close()
+			cfg.Aggregation = tcfg.Aggregation
 			ig, stop, err := startIntegrator(ctx, cfg)
 			if err != nil {
 				return err
@@ -135,4 +141,26 @@ func envDuration(key string, def time.Duration) time.Duration {
 		return d
 	}
 	return def
+}
+
+// servingAggregation is how a serving integrator fuses: as --aggregation
+// says, else as the run in its checkpoint directory was trained (its
+// integrator.json), else by PoE.
+func servingAggregation(cmd *cobra.Command, tf *trainFlags, log *slog.Logger) (aggregate.Aggregation, error) {
+	if cmd.Flags().Changed("aggregation") {
+		agg, err := aggregate.Parse(tf.agg)
+		if err != nil {
+			return nil, usagef("--aggregation: %v", err)
+		}
+		return agg, nil
+	}
+	dir := checkpointDirOf(cmd, "checkpoint-dir", tf.ckptDir, nil, tf.ckptDir)
+	agg, found, err := integrator.RunAggregation(dir)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		log.Info("fusing as the run was trained", "aggregation", agg.Name(), "run", dir)
+	}
+	return agg, nil
 }

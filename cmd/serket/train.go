@@ -132,6 +132,9 @@ training steps over the bus. Checkpoints and the metrics log go to
 			if err := tf.checkFresh(); err != nil {
 				return err
 			}
+			if _, err := tf.check(); err != nil {
+				return err
+			}
 			log := g.logger("train")
 			ctx, cancel := signalContext()
 			defer cancel()
@@ -217,7 +220,8 @@ func startIntegrator(ctx context.Context, cfg integrator.Config) (ig *integrator
 func trainInProcess(ctx context.Context, g *globals, url string, p *launch.Pipeline, cfg integrator.TrainConfig, wait time.Duration, log *slog.Logger) error {
 	cc := g.conn("serket-integrator", log)
 	cc.URL = url
-	ig, stop, err := startIntegrator(ctx, integrator.Config{Pipeline: p.Name, Latent: p.Latent, NATS: cc, Logger: log, Discovery: 500 * time.Millisecond})
+	ig, stop, err := startIntegrator(ctx, integrator.Config{Pipeline: p.Name, Latent: p.Latent, NATS: cc, Logger: log, Discovery: 500 * time.Millisecond,
+		Aggregation: cfg.Aggregation})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/integrator"
@@ -28,10 +29,12 @@ type trainFlags struct {
 	seed       uint64
 	plan       string
 	subsets    int
+	agg        string
 	lambda     []string
 	klFrom     float32
 	klTo       float32
 	anneal     float64 // epochs
+	annealSet  bool    // by the command line or the file: a mixture keeps it
 	deadline   time.Duration
 	ckptDir    string
 	ckptEvery  int
@@ -55,10 +58,11 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the batch order, the plan's subsets and the latent noise")
 	fl.StringVar(&f.plan, "plan", "mvae", "fusion plan: mvae (joint + each module + --subsets random subsets), cross (the same, every term scoring every module) or joint")
 	fl.IntVar(&f.subsets, "subsets", 1, "random subsets per step in the mvae plan")
+	fl.StringVar(&f.agg, "aggregation", "poe", "joint posterior: poe (product of experts and the prior, MVAE's) or moe (mixture of experts, MMVAE's stratified ELBO); the run keeps it, and serving and eval fuse as it was trained")
 	fl.StringSliceVar(&f.lambda, "lambda", []string{"language=50"}, "weight of each module's log-likelihood, MODULE=W (others 1)")
 	fl.Float32Var(&f.klFrom, "kl-from", 0, "KL weight at the start of annealing")
 	fl.Float32Var(&f.klTo, "kl-to", 1, "KL weight after annealing")
-	fl.Float64Var(&f.anneal, "kl-anneal", 1, "epochs over which the KL weight rises linearly (0: no annealing)")
+	fl.Float64Var(&f.anneal, "kl-anneal", 1, "epochs over which the KL weight rises linearly (0: no annealing; the default for --aggregation moe)")
 	fl.DurationVar(&f.deadline, "step-deadline", 30*time.Second, "how long a step waits for each module (a late module sits the step out)")
 	fl.StringVar(&f.ckptDir, "checkpoint-dir", "runs/latest", "where the integrator's and the modules' checkpoints go")
 	fl.IntVar(&f.ckptEvery, "checkpoint-every", 200, "take a checkpoint every N steps (and at the start and the end; 0: not by count)")
@@ -80,10 +84,12 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 // the environment first (see checkpointDirOf).
 func (f *trainFlags) fromFile(p *launch.Pipeline, cmd *cobra.Command) {
 	f.ckptDir = checkpointDirOf(cmd, "checkpoint-dir", f.ckptDir, p, f.ckptDir)
+	f.annealSet = cmd.Flags().Changed("kl-anneal")
 	if p == nil || p.Train == nil {
 		return
 	}
 	t, flags := p.Train, cmd.Flags()
+	f.annealSet = f.annealSet || t.KLAnneal != nil
 	set := func(name string, ok bool, apply func()) {
 		if ok && !flags.Changed(name) {
 			apply()
@@ -94,6 +100,7 @@ func (f *trainFlags) fromFile(p *launch.Pipeline, cmd *cobra.Command) {
 	set("seed", t.Seed > 0, func() { f.seed = t.Seed })
 	set("plan", t.Plan != "", func() { f.plan = t.Plan })
 	set("subsets", t.Subsets > 0, func() { f.subsets = t.Subsets })
+	set("aggregation", t.Aggregation != "", func() { f.agg = t.Aggregation })
 	if len(t.Lambda) > 0 {
 		f.lambda = mergeLambda(t.Lambda, f.lambda, flags.Changed("lambda"))
 	}
@@ -132,10 +139,68 @@ func mergeLambda(file map[string]float64, flag []string, given bool) []string {
 	return out
 }
 
+// checked are the training settings read from the flags.
+type checked struct {
+	plan   integrator.PlanFunc
+	agg    aggregate.Aggregation
+	lambda map[string]float32
+}
+
+// check reads and checks the settings that need no data, so that a
+// mistyped flag is refused before the dataset is prepared.
+func (f *trainFlags) check() (checked, error) {
+	var st checked
+	if f.lr < 0 || f.lr != f.lr {
+		return st, usagef("--lr %v: want a positive learning rate (or 0 for the modules' default)", f.lr)
+	}
+	if !(f.paired > 0 && f.paired <= 1) {
+		return st, usagef("--paired-fraction %v: want a fraction in (0, 1]", f.paired)
+	}
+	if terms := 1 + len(f.modules) + f.subsets; f.subsets < 0 || terms > bus.MaxTerms {
+		return st, usagef("--subsets %d: a step of %d modules would have %d terms, at most %d", f.subsets, len(f.modules), terms, bus.MaxTerms)
+	}
+	var err error
+	if st.plan, err = integrator.ParsePlan(f.plan, f.subsets); err != nil {
+		return st, usagef("%v", err)
+	}
+	if st.agg, err = aggregate.Parse(f.agg); err != nil {
+		return st, usagef("--aggregation: %v", err)
+	}
+	// A product keeps the prior as an expert, so its latent stays bounded
+	// while the KL weight is small; a mixture of the experts alone has
+	// only the KL term holding them near the prior, and annealed from 0
+	// they run off (MMVAE does not anneal).
+	if st.agg.Name() == aggregate.MoE().Name() && !f.annealSet {
+		f.anneal = 0
+	}
+	weights, err := parseAssignments("lambda", f.lambda)
+	if err != nil {
+		return st, err
+	}
+	st.lambda = map[string]float32{}
+	for name, v := range weights {
+		w, err := strconv.ParseFloat(v, 32)
+		if err != nil || w < 0 {
+			return st, usagef("--lambda %s=%s: want a non-negative number", name, v)
+		}
+		st.lambda[name] = float32(w)
+	}
+	if f.epochs < 1 || f.batch < 1 {
+		return st, usagef("--epochs and --batch must be positive")
+	}
+	return st, nil
+}
+
 // config builds the integrator's TrainConfig; ids come from the manifest
 // (ids and splits only: the integrator never looks at a class).
 func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	var cfg integrator.TrainConfig
+	st, err := f.check()
+	if err != nil {
+		return cfg, nil, err
+	}
+	plan, lambda := st.plan, st.lambda
+	cfg.Aggregation = st.agg
 	man, err := dataset.ReadManifest(f.data)
 	if err != nil {
 		return cfg, nil, err
@@ -150,34 +215,6 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	}
 	if f.limit > 0 && f.limit < len(cfg.IDs) {
 		cfg.IDs = cfg.IDs[:f.limit]
-	}
-	if f.lr < 0 || f.lr != f.lr {
-		return cfg, nil, usagef("--lr %v: want a positive learning rate (or 0 for the modules' default)", f.lr)
-	}
-	if !(f.paired > 0 && f.paired <= 1) {
-		return cfg, nil, usagef("--paired-fraction %v: want a fraction in (0, 1]", f.paired)
-	}
-	if terms := 1 + len(f.modules) + f.subsets; f.subsets < 0 || terms > bus.MaxTerms {
-		return cfg, nil, usagef("--subsets %d: a step of %d modules would have %d terms, at most %d", f.subsets, len(f.modules), terms, bus.MaxTerms)
-	}
-	plan, err := integrator.ParsePlan(f.plan, f.subsets)
-	if err != nil {
-		return cfg, nil, usagef("%v", err)
-	}
-	weights, err := parseAssignments("lambda", f.lambda)
-	if err != nil {
-		return cfg, nil, err
-	}
-	lambda := map[string]float32{}
-	for name, v := range weights {
-		w, err := strconv.ParseFloat(v, 32)
-		if err != nil || w < 0 {
-			return cfg, nil, usagef("--lambda %s=%s: want a non-negative number", name, v)
-		}
-		lambda[name] = float32(w)
-	}
-	if f.epochs < 1 || f.batch < 1 {
-		return cfg, nil, usagef("--epochs and --batch must be positive")
 	}
 	cfg.Modules, cfg.Epochs, cfg.Batch, cfg.Seed, cfg.Plan, cfg.Lambda = f.modules, f.epochs, f.batch, f.seed, plan, lambda
 	cfg.KLFrom, cfg.KLTo = f.klFrom, f.klTo
