@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/dataset/datasettest"
 	"github.com/serket-go/serket/integrator"
@@ -50,27 +51,31 @@ func params(m module.Modality) []*nn.Param {
 func TestDistributedStepMatchesReference(t *testing.T) {
 	data := datasettest.Dir(t)
 	names := []string{"audio", "language", "vision"}
-	ckpt := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cfg, begin, lat := distributedStep(t, ctx, data, names, ckpt)
-	refs, before := referenceStep(t, data, names, cfg, begin, lat)
-	// The module processes saved their parameters after the step.
-	for _, name := range names {
-		dist := refModality(t, data, name)
-		waitFor(t, ctx, func() bool { return restoreFile(dist, filepath.Join(ckpt, name+".ckpt")) == nil })
-		worst := worstUpdateDifference(t, name, params(dist), params(refs[name]), before[name])
-		t.Logf("%s: worst relative difference of a parameter update %.2g", name, worst)
-		if worst > 1e-3 {
-			t.Errorf("%s: the distributed step's parameter update differs from the reference's by %.2g (relative)", name, worst)
-		}
+	for _, agg := range []aggregate.Aggregation{aggregate.PoE(), aggregate.MoE()} {
+		t.Run(agg.Name(), func(t *testing.T) {
+			ckpt := t.TempDir()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			cfg, begin, lat := distributedStep(t, ctx, data, names, ckpt, agg)
+			refs, before := referenceStep(t, data, names, cfg, begin, lat)
+			// The module processes saved their parameters after the step.
+			for _, name := range names {
+				dist := refModality(t, data, name)
+				waitFor(t, ctx, func() bool { return restoreFile(dist, filepath.Join(ckpt, name+".ckpt")) == nil })
+				worst := worstUpdateDifference(t, name, params(dist), params(refs[name]), before[name])
+				t.Logf("%s: worst relative difference of a parameter update %.2g", name, worst)
+				if worst > 1e-3 {
+					t.Errorf("%s: the distributed step's parameter update differs from the reference's by %.2g (relative)", name, worst)
+				}
+			}
+		})
 	}
 }
 
 // distributedStep starts the modules as processes and the integrator here,
 // trains one step and returns its settings and the step's messages, as a
 // tap on the bus saw them.
-func distributedStep(t *testing.T, ctx context.Context, data string, names []string, ckpt string) (integrator.TrainConfig, bus.StepBegin, bus.Latent) {
+func distributedStep(t *testing.T, ctx context.Context, data string, names []string, ckpt string, agg aggregate.Aggregation) (integrator.TrainConfig, bus.StepBegin, bus.Latent) {
 	t.Helper()
 	srv, err := bus.StartServer(bus.ServerConfig{})
 	if err != nil {
@@ -105,7 +110,7 @@ func distributedStep(t *testing.T, ctx context.Context, data string, names []str
 	}
 	ids := []uint64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
 	cfg := integrator.TrainConfig{Modules: names, IDs: ids, Epochs: 1, Batch: len(ids), Seed: 3, Subsets: 1,
-		Lambda: map[string]float32{"language": 50, "audio": 0.5}, KLTo: 0.7, Deadline: 20 * time.Second, CheckpointDir: ckpt}
+		Lambda: map[string]float32{"language": 50, "audio": 0.5}, KLTo: 0.7, Deadline: 20 * time.Second, CheckpointDir: ckpt, Aggregation: agg}
 	var stats integrator.StepStats
 	cfg.OnStep = func(s integrator.StepStats) { stats = s.Clone() }
 	if _, err := ig.Train(ctx, cfg); err != nil {
@@ -157,7 +162,13 @@ func referenceStep(t *testing.T, data string, names []string, cfg integrator.Tra
 		}
 		posts[name] = &bus.Posterior{Step: 1, Mu: bus.Matrix(b, d, mu), LogVar: bus.Matrix(b, d, lv), Present: present}
 	}
-	sm := &integrator.StepMath{Step: 1, Seed: cfg.Seed, B: b, D: d, Plan: begin.Plan, Lambda: cfg.Lambda, Beta: cfg.KLTo}
+	sm := &integrator.StepMath{}
+	sm.Reset(integrator.StepMath{Step: 1, Seed: cfg.Seed, B: b, D: d, Plan: basePlan(cfg.Aggregation, begin.Plan), Lambda: cfg.Lambda, Beta: cfg.KLTo, Agg: cfg.Aggregation})
+	if !slices.EqualFunc(sm.Terms(), begin.Plan, func(a, b bus.Term) bool {
+		return slices.Equal(a.Subset, b.Subset) && slices.Equal(a.Targets, b.Targets)
+	}) {
+		t.Fatalf("the reference's terms %v differ from the step's %v", sm.Terms(), begin.Plan)
+	}
 	_, z := sm.Latents(posts)
 	for i := range z {
 		if !closeTo(z[i].Data, lat.Z[i].Data, 1e-4) {
@@ -166,7 +177,7 @@ func referenceStep(t *testing.T, data string, names []string, cfg integrator.Tra
 	}
 	zgrads := map[string]*bus.ZGrad{}
 	for _, name := range names {
-		zgrads[name] = referenceZGrad(t, refs[name], batches[name], posts[name].Present, begin, z, name)
+		zgrads[name] = referenceZGrad(t, refs[name], batches[name], posts[name].Present, begin, z, sm.RowWeights(), name)
 	}
 	grads, _, err := sm.Grads(zgrads)
 	if err != nil {
@@ -182,7 +193,7 @@ func referenceStep(t *testing.T, data string, names []string, cfg integrator.Tra
 
 // referenceZGrad decodes every term of the step that scores the module, as
 // the module process does.
-func referenceZGrad(t *testing.T, m module.Modality, x module.Batch, present []bool, begin bus.StepBegin, z []bus.Tensor, name string) *bus.ZGrad {
+func referenceZGrad(t *testing.T, m module.Modality, x module.Batch, present []bool, begin bus.StepBegin, z, rows []bus.Tensor, name string) *bus.ZGrad {
 	t.Helper()
 	b, d := len(present), refLatent
 	zg := &bus.ZGrad{Step: 1}
@@ -197,7 +208,13 @@ func referenceZGrad(t *testing.T, m module.Modality, x module.Batch, present []b
 			continue
 		}
 		ll, dz := make([]float32, b), make([]float32, b*d)
-		if err := m.Decode(z[i].Data, x, w, ll, dz); err != nil {
+		tw := slices.Clone(w)
+		if len(rows) > 0 {
+			for r := range tw {
+				tw[r] *= rows[i].Data[r]
+			}
+		}
+		if err := m.Decode(z[i].Data, x, tw, ll, dz); err != nil {
 			t.Fatal(err)
 		}
 		zg.Terms = append(zg.Terms, bus.TermGrad{Term: i, DZ: bus.Matrix(b, d, dz), LogLik: bus.Vector(ll)})
@@ -262,4 +279,14 @@ func runIntegrator(t *testing.T, nc *nats.Conn, latent int) *integrator.Integrat
 		t.Fatal(err)
 	}
 	return nil
+}
+
+// basePlan is the plan whose terms, each once per stratum of agg, are
+// terms (the plan a step begins with).
+func basePlan(agg aggregate.Aggregation, terms []bus.Term) []bus.Term {
+	var plan []bus.Term
+	for i := 0; i < len(terms); i += agg.Strata(terms[i].Subset) {
+		plan = append(plan, terms[i])
+	}
+	return plan
 }
