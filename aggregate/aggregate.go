@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/serket-go/serket/mixture"
@@ -48,11 +49,9 @@ type Posterior interface {
 // the experts. Within a step StepMath calls Sample, then Penalty, then
 // Backward, with the same experts.
 type TermFusion interface {
-	// Sample fuses the term's experts (b rows of d dimensions) for stratum
-	// s, the index in experts of the one the latent is drawn from, or -1
-	// for none (a mixture's stratum whose expert did not post), draws the
-	// latent z with noise eps, and writes each row's weight into w.
-	Sample(z, w, eps []float32, experts []poe.Expert, s, b, d int)
+	// Sample fuses the stratum's experts (b rows of d dimensions), draws
+	// the latent z with noise eps, and writes each row's weight into w.
+	Sample(z, w, eps []float32, s Stratum, b, d int)
 	// Penalty writes each row's regulariser into pen (KL(q‖N(0, I)), or a
 	// one-sample estimate of it) and returns its sum weighed by w.
 	Penalty(pen, z []float32) float64
@@ -60,6 +59,14 @@ type TermFusion interface {
 	// term's objective Σ_rows w·(loglik − beta·pen), given g, the
 	// decoders' gradient with respect to z of Σ_rows w·loglik.
 	Backward(grads []poe.ExpertGrad, experts []poe.Expert, z, g, eps []float32, beta float32)
+}
+
+// Stratum is one latent of a term, as TermFusion.Sample fuses it.
+type Stratum struct {
+	Experts []poe.Expert // of the term's subset, those that posted
+	Of      []int        // the index in the subset of each expert
+	Subset  int          // the subset's size
+	K       int          // which of the term's strata, 0 ≤ K < Strata
 }
 
 // PoE is the product of the experts and the N(0, I) prior (MVAE, Wu &
@@ -75,15 +82,17 @@ func PoE() Aggregation { return poeAggregation{} }
 func MoE() Aggregation { return moeAggregation{} }
 
 // Parse reads an aggregation's name as the CLI and pipeline
-// file give it: "poe" (the default) or "moe".
+// file give it: "poe" (the default), "moe" or "mopoe".
 func Parse(name string) (Aggregation, error) {
 	switch strings.ToLower(name) {
 	case "poe", "":
 		return PoE(), nil
 	case "moe":
 		return MoE(), nil
+	case "mopoe":
+		return MoPoE(), nil
 	}
-	return nil, fmt.Errorf("unknown aggregation %q (want poe or moe)", name)
+	return nil, fmt.Errorf("unknown aggregation %q (want poe, moe or mopoe)", name)
 }
 
 type poeAggregation struct{}
@@ -227,8 +236,8 @@ type poeTerm struct {
 	dmu, dvar []float32 // the gradient with respect to the fused mean and variance
 }
 
-func (t *poeTerm) Sample(z, w, eps []float32, experts []poe.Expert, _, b, d int) {
-	t.f.Fuse(experts, b, d)
+func (t *poeTerm) Sample(z, w, eps []float32, s Stratum, b, d int) {
+	t.f.Fuse(s.Experts, b, d)
 	t.f.Sample(z, eps)
 	for i := range w {
 		w[i] = 1
@@ -239,10 +248,7 @@ func (t *poeTerm) Penalty(pen, _ []float32) float64 { return t.f.KL(pen) }
 
 func (t *poeTerm) Backward(grads []poe.ExpertGrad, experts []poe.Expert, _, g, eps []float32, beta float32) {
 	n := len(g)
-	if len(t.dmu) < n {
-		t.dmu, t.dvar = make([]float32, n), make([]float32, n)
-	}
-	t.dmu, t.dvar = t.dmu[:n], t.dvar[:n]
+	t.dmu, t.dvar = grow(t.dmu, n), grow(t.dvar, n)
 	t.f.TermGrad(t.dmu, t.dvar, g, eps, beta)
 	t.f.Backward(grads, experts, t.dmu, t.dvar)
 }
@@ -254,8 +260,11 @@ type moeTerm struct {
 	s       int
 }
 
-func (t *moeTerm) Sample(z, w, eps []float32, experts []poe.Expert, s, b, d int) {
-	t.m.B, t.m.D, t.experts, t.s = b, d, experts, s
+// Sample draws stratum K from the K-th expert of the subset, if it posted.
+func (t *moeTerm) Sample(z, w, eps []float32, st Stratum, b, d int) {
+	experts := st.Experts
+	t.m.B, t.m.D, t.experts, t.s = b, d, experts, slices.Index(st.Of, st.K)
+	s := t.s
 	if s < 0 { // the stratum's expert did not post: no row has it
 		copy(z, eps)
 		clear(w)

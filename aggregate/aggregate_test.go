@@ -51,8 +51,10 @@ func TestMoEPosterior(t *testing.T) {
 
 // TestDrawDensity: the log q a draw returns is the density of the joint
 // posterior at that draw, computed here from its definition: the product's
-// Gaussian for PoE, the mean of the present experts' densities for MoE (a
-// row's absent expert left out, a row without experts the prior).
+// Gaussian for PoE, the mean of the present experts' densities for MoE, the
+// mean over the non-empty subsets of the present experts of their
+// products' densities for MoPoE (a row's absent expert left out, a row
+// without experts the prior).
 func TestDrawDensity(t *testing.T) {
 	const b, d = 3, 2
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -75,15 +77,55 @@ func TestDrawDensity(t *testing.T) {
 		return mu, lv
 	}
 	z := make([]float32, d)
-	for _, agg := range []Aggregation{PoE(), MoE()} {
+	// product is the prior times the given experts' row r, per dimension.
+	product := func(es []poe.Expert, r int) (mu, lv []float64) {
+		for j := range d {
+			prec, pm := 1.0, 0.0
+			for _, e := range es {
+				t := math.Exp(-float64(e.LogVar[r*d+j]))
+				prec += t
+				pm += t * float64(e.Mu[r*d+j])
+			}
+			mu, lv = append(mu, pm/prec), append(lv, -math.Log(prec))
+		}
+		return mu, lv
+	}
+	for _, agg := range []Aggregation{PoE(), MoE(), MoPoE()} {
 		post := agg.Posterior(experts, b, d)
 		for r := range b {
 			for range 5 {
 				got := post.Draw(z, r, rng)
 				var want float64
-				if agg.Name() == "poe" {
+				switch agg.Name() {
+				case "poe":
 					want = gauss(z, toF64(post.Mean()[r*d:(r+1)*d]), toF64(post.LogVar()[r*d:(r+1)*d]))
-				} else {
+				case "mopoe": // the subsets of the row's experts: here {0, 1}, {0} or none
+					var present []poe.Expert
+					for _, e := range experts {
+						if e.Present[r] {
+							present = append(present, e)
+						}
+					}
+					var dens []float64
+					for mask := 1; mask < 1<<len(present); mask++ {
+						var sub []poe.Expert
+						for k, e := range present {
+							if mask&(1<<k) != 0 {
+								sub = append(sub, e)
+							}
+						}
+						mu, lv := product(sub, r)
+						dens = append(dens, math.Exp(gauss(z, mu, lv)))
+					}
+					want = gauss(z, []float64{0, 0}, []float64{0, 0})
+					if len(dens) > 0 {
+						var sum float64
+						for _, v := range dens {
+							sum += v
+						}
+						want = math.Log(sum / float64(len(dens)))
+					}
+				default:
 					var dens []float64
 					for _, e := range experts {
 						if e.Present[r] {

@@ -1,7 +1,8 @@
 // Package aggregate is how a multimodal model's joint posterior is built
 // from its modules' posteriors (the experts), the survey's central choice
 // for joint models (Suzuki & Matsuo): a product of experts with the N(0, I)
-// prior (MVAE), or a uniform mixture of them (MMVAE). An Aggregation does
+// prior (MVAE), a uniform mixture of them (MMVAE), or a mixture of the
+// products of their subsets (MoPoE). An Aggregation does
 // both halves:
 //
 //   - training (TermFusion): a plan term's latent, the row weights of its
@@ -13,5 +14,6 @@
 //     experts, its mean and log-variance, draws and their log-density, as
 //     the integrator answers inferences and evaluation measures a run.
 //
-// It has no bus and no modules. Parse reads a name ("poe", "moe").
+// It has no bus and no modules. Parse reads a name ("poe", "moe",
+// "mopoe").
 package aggregate

@@ -114,7 +114,7 @@ func (q *quadStep) decode(m string, terms []bus.Term, z, rows []bus.Tensor, weig
 // every posterior mean and log-variance, with the step's noise fixed, on
 // a cross plan whose modules lack some rows.
 func TestStepGradientsByFiniteDifferences(t *testing.T) {
-	for _, agg := range []aggregate.Aggregation{aggregate.PoE(), aggregate.MoE()} {
+	for _, agg := range []aggregate.Aggregation{aggregate.PoE(), aggregate.MoE(), aggregate.MoPoE()} {
 		t.Run(agg.Name(), func(t *testing.T) {
 			q := newQuadStep(agg, 1)
 			var s StepMath
@@ -148,70 +148,78 @@ func TestStepGradientsByFiniteDifferences(t *testing.T) {
 	}
 }
 
-// TestMoEStrata: a mixture draws a latent per expert of each term, and the
+// TestMixtureStrata: a mixture draws a latent per component of each term
+// (an expert for MoE, a non-empty subset's product for MoPoE), and the
 // strata of a term weigh 1 together in every row that has one of its
-// experts (each present expert's 1/M), 0 in a row that has none.
-func TestMoEStrata(t *testing.T) {
-	q := newQuadStep(aggregate.MoE(), 2)
-	var s StepMath
-	q.run(t, &s)
-	var want int
-	for _, t := range q.plan {
-		want += len(t.Subset)
-	}
-	if len(s.Terms()) != want {
-		t.Fatalf("%d terms for a plan of %d experts over its terms, want one per expert", len(s.Terms()), want)
-	}
-	rows := s.RowWeights()
-	for p := range q.plan {
-		sum := make([]float64, q.b)
-		for i := range s.Terms() {
-			if s.planOf[i] == p {
-				for r, v := range rows[i].Data {
-					sum[r] += float64(v)
+// experts (each present component's 1/M), 0 in a row that has none.
+func TestMixtureStrata(t *testing.T) {
+	for _, agg := range []aggregate.Aggregation{aggregate.MoE(), aggregate.MoPoE()} {
+		t.Run(agg.Name(), func(t *testing.T) {
+			q := newQuadStep(agg, 2)
+			var s StepMath
+			q.run(t, &s)
+			var want int
+			for _, t := range q.plan {
+				want += agg.Strata(t.Subset)
+			}
+			if len(s.Terms()) != want {
+				t.Fatalf("%d terms, want %d: one per component", len(s.Terms()), want)
+			}
+			rows := s.RowWeights()
+			for p := range q.plan {
+				sum := make([]float64, q.b)
+				for i := range s.Terms() {
+					if s.planOf[i] == p {
+						for r, v := range rows[i].Data {
+							sum[r] += float64(v)
+						}
+					}
+				}
+				for r, v := range sum {
+					want := 0.0
+					for _, m := range q.plan[p].Subset {
+						if pr := q.posts[m].Present; pr == nil || pr[r] {
+							want = 1
+						}
+					}
+					if math.Abs(v-want) > 1e-6 {
+						t.Errorf("plan term %d (%v), row %d: its strata weigh %v together, want %v", p, q.plan[p].Subset, r, v, want)
+					}
 				}
 			}
-		}
-		for r, v := range sum {
-			want := 0.0
-			for _, m := range q.plan[p].Subset {
-				if pr := q.posts[m].Present; pr == nil || pr[r] {
-					want = 1
-				}
-			}
-			if math.Abs(v-want) > 1e-6 {
-				t.Errorf("plan term %d (%v), row %d: its strata weigh %v together, want %v", p, q.plan[p].Subset, r, v, want)
-			}
-		}
+		})
 	}
 	if (&StepMath{}).RowWeights() != nil {
 		t.Error("a PoE step has row weights, want none")
 	}
 }
 
-// TestMoEStepAllocatesNothing: a reused StepMath with a mixture allocates
-// nothing in its steady state, as the PoE one does.
-func TestMoEStepAllocatesNothing(t *testing.T) {
+// TestMixtureStepAllocatesNothing: a reused StepMath with a mixture
+// allocates nothing in its steady state, as the PoE one does.
+func TestMixtureStepAllocatesNothing(t *testing.T) {
 	c := newStepCase(1, 20, 4)
-	var s StepMath
-	var zgrads map[string]*bus.ZGrad
-	step := func() {
-		s.Reset(StepMath{Step: 1, Seed: 5, B: 20, D: 4, Plan: c.plan, Lambda: c.lambda, Beta: 0.5, Agg: aggregate.MoE()})
-		s.Weights(c.modules)
-		s.Latents(c.posts)
-		s.RowWeights()
-		if zgrads == nil {
-			// newStepCase's decoder results are for the plan's terms,
-			// fewer than a mixture's: every stratum gets its term's.
-			zgrads = stratify(c.zgrads, s.planOf)
+	for _, agg := range []aggregate.Aggregation{aggregate.MoE(), aggregate.MoPoE()} {
+		var s StepMath
+		var zgrads map[string]*bus.ZGrad
+		step := func() {
+			s.Reset(StepMath{Step: 1, Seed: 5, B: 20, D: 4, Plan: c.plan, Lambda: c.lambda, Beta: 0.5, Agg: agg})
+			s.Weights(c.modules)
+			s.Latents(c.posts)
+			s.RowWeights()
+			if zgrads == nil {
+				// newStepCase's decoder results are for the plan's
+				// terms, fewer than a mixture's: every stratum gets
+				// its term's.
+				zgrads = stratify(c.zgrads, s.planOf)
+			}
+			if _, _, err := s.Grads(zgrads); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if _, _, err := s.Grads(zgrads); err != nil {
-			t.Fatal(err)
+		step()
+		if n := testing.AllocsPerRun(20, step); n != 0 {
+			t.Errorf("a reused %s StepMath: %v allocations per step, want 0", agg.Name(), n)
 		}
-	}
-	step()
-	if n := testing.AllocsPerRun(20, step); n != 0 {
-		t.Errorf("a reused MoE StepMath: %v allocations per step, want 0", n)
 	}
 }
 

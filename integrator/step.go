@@ -31,7 +31,7 @@ type StepMath struct {
 	Agg aggregate.Aggregation
 
 	terms   []bus.Term // Plan, each term once per stratum: what modules decode
-	strata  []int      // per term, the index in its Subset of the expert it is drawn from
+	strata  []int      // per term, its stratum (a mixture's: which component it is drawn from)
 	planOf  []int      // per term, its plan term
 	members []string
 	posts   map[string]*bus.Posterior
@@ -39,6 +39,7 @@ type StepMath struct {
 	aggName string
 	experts [][]poe.Expert // per term, in subset order (members only)
 	owners  [][]string     // per term, the module of each expert
+	of      [][]int        // per term, the index in its Subset of each expert
 	eps, z  [][]float32    // per term, B×D
 	w       [][]float32    // per term, the rows' weights (B)
 
@@ -66,7 +67,7 @@ type TermStats struct {
 // s's buffers for the next Latents and Grads to reuse.
 func (s *StepMath) Reset(next StepMath) {
 	next.terms, next.strata, next.planOf, next.members, next.fusion, next.aggName = s.terms, s.strata, s.planOf, s.members, s.fusion, s.aggName
-	next.experts, next.owners, next.eps, next.z, next.w = s.experts, s.owners, s.eps, s.z, s.w
+	next.experts, next.owners, next.of, next.eps, next.z, next.w = s.experts, s.owners, s.of, s.eps, s.z, s.w
 	next.grads, next.gradBufs, next.g, next.kl, next.eg = s.grads, s.gradBufs, s.g, s.kl, s.eg
 	next.zt, next.wt, next.stats, next.llw, next.weights, next.rng = s.zt, s.wt, s.stats, s.llw, s.weights, s.rng
 	*s = next
@@ -85,6 +86,9 @@ func (s *StepMath) expand() {
 	s.terms, s.strata, s.planOf = s.terms[:0], s.strata[:0], s.planOf[:0]
 	for p, t := range s.Plan {
 		for k := range s.Agg.Strata(t.Subset) {
+			if len(s.terms) > bus.MaxTerms { // more than a step carries: the step refuses it
+				return
+			}
 			s.terms = append(s.terms, t)
 			s.strata = append(s.strata, k)
 			s.planOf = append(s.planOf, p)
@@ -116,7 +120,7 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 	// The last step's storage, if any, is reused: its fusions' buffers,
 	// its experts' lists, its noise, latents and weights.
 	s.growFusion(n)
-	s.experts, s.owners = growTo(s.experts, n), growTo(s.owners, n)
+	s.experts, s.owners, s.of = growTo(s.experts, n), growTo(s.owners, n), growTo(s.of, n)
 	s.eps, s.z, s.w = growTo(s.eps, n), growTo(s.z, n), growTo(s.w, n)
 	if s.rng == nil { // a StepMath that was never Reset
 		s.rng = rand.New(&s.pcg)
@@ -124,35 +128,32 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 	s.pcg.Seed(s.Seed, s.Step^0x5e4e7)
 	s.zt = growTo(s.zt, n)
 	for i, t := range s.terms {
-		stratum := s.gather(i, t)
+		s.gather(i, t)
 		s.eps[i] = growTo(s.eps[i], s.B*s.D)
 		for k := range s.eps[i] {
 			s.eps[i][k] = float32(s.rng.NormFloat64())
 		}
 		s.z[i], s.w[i] = growTo(s.z[i], s.B*s.D), growTo(s.w[i], s.B)
-		s.fusion[i].Sample(s.z[i], s.w[i], s.eps[i], s.experts[i], stratum, s.B, s.D)
+		st := aggregate.Stratum{Experts: s.experts[i], Of: s.of[i], Subset: len(t.Subset), K: s.strata[i]}
+		s.fusion[i].Sample(s.z[i], s.w[i], s.eps[i], st, s.B, s.D)
 		s.zt[i].SetMatrix(s.B, s.D, s.z[i])
 	}
 	return s.members, s.zt
 }
 
-// gather lists term i's experts among the posters and returns the index
-// among them of the expert its stratum is drawn from (-1: it did not post).
-func (s *StepMath) gather(i int, t bus.Term) int {
-	s.experts[i], s.owners[i] = s.experts[i][:0], s.owners[i][:0]
-	stratum := -1
+// gather lists term i's experts among the posters, with the index in the
+// term's subset of each.
+func (s *StepMath) gather(i int, t bus.Term) {
+	s.experts[i], s.owners[i], s.of[i] = s.experts[i][:0], s.owners[i][:0], s.of[i][:0]
 	for k, m := range t.Subset {
 		p := s.posts[m]
 		if p == nil {
 			continue
 		}
-		if k == s.strata[i] {
-			stratum = len(s.experts[i])
-		}
 		s.experts[i] = append(s.experts[i], poe.Expert{Mu: p.Mu.Data, LogVar: p.LogVar.Data, Present: p.Present})
 		s.owners[i] = append(s.owners[i], m)
+		s.of[i] = append(s.of[i], k)
 	}
-	return stratum
 }
 
 // growFusion gives s a fusion of its aggregation per term, keeping those it

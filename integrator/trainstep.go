@@ -39,8 +39,8 @@ func (r *run) step(ctx context.Context, step uint64, ids []uint64, eval bool) (*
 	}
 	plan := sm.Terms()
 	if len(plan) > bus.MaxTerms {
-		return nil, fmt.Errorf("integrator: aggregation %s draws %d latents for the plan's %d terms, more than a step carries (%d): fewer modules or subsets",
-			cfg.Aggregation.Name(), len(plan), len(sm.Plan), bus.MaxTerms)
+		return nil, fmt.Errorf("integrator: aggregation %s draws more latents for the plan's %d terms than a step carries (%d): fewer modules or subsets",
+			cfg.Aggregation.Name(), len(sm.Plan), bus.MaxTerms)
 	}
 	ss := &st.stats
 	*ss = StepStats{Step: step, Epoch: r.st.Epoch, Beta: sm.Beta, Items: b, Missing: ss.Missing[:0]}

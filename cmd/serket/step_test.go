@@ -51,7 +51,7 @@ func params(m module.Modality) []*nn.Param {
 func TestDistributedStepMatchesReference(t *testing.T) {
 	data := datasettest.Dir(t)
 	names := []string{"audio", "language", "vision"}
-	for _, agg := range []aggregate.Aggregation{aggregate.PoE(), aggregate.MoE()} {
+	for _, agg := range []aggregate.Aggregation{aggregate.PoE(), aggregate.MoE(), aggregate.MoPoE()} {
 		t.Run(agg.Name(), func(t *testing.T) {
 			ckpt := t.TempDir()
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
