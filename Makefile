@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 TAGS     ?= $(shell pkg-config --exists openblas 2>/dev/null && echo openblas)
 GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 
-.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-speed bench-perf data clean
+.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-speed bench-perf data clean
 
 all: build
 
@@ -55,6 +55,12 @@ bench:
 # python3-torch; not part of the tests).
 bench-quality:
 	bench/quality.sh
+
+# The aggregations (poe, moe, mopoe) trained alike and measured by one
+# evaluator, over SEEDS (default "1 2"; about 30 min at EPOCHS=3 on 2 cores;
+# not part of the tests).
+bench-models:
+	bench/models.sh
 
 # Training throughput: serket (OpenBLAS, pure Go) against the PyTorch
 # reference, in one run (needs python3-torch; not part of the tests).
