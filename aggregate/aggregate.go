@@ -34,7 +34,8 @@ type Aggregation interface {
 }
 
 // Posterior is a batch's joint posterior q(z | the experts of each row).
-// Rows without an expert are the prior N(0, I).
+// Rows without an expert are the prior N(0, I). Draw uses scratch of its
+// own: one goroutine at a time.
 type Posterior interface {
 	// Mean and LogVar are its mean and log-variance (B×D; a mixture's
 	// are its moments): the representation of each item.

@@ -189,7 +189,9 @@ func TestMixtureStrata(t *testing.T) {
 			}
 		})
 	}
-	if (&StepMath{}).RowWeights() != nil {
+	var s StepMath
+	s.Reset(StepMath{B: 2, D: 1, Plan: []bus.Term{{Subset: []string{"a"}, Targets: []string{"a"}}}})
+	if s.RowWeights() != nil {
 		t.Error("a PoE step has row weights, want none")
 	}
 }

@@ -18,7 +18,8 @@ import (
 //
 // The objective is the batch mean of Σ_terms [Σ_{j∈targets} λ_j log
 // p(x_j|z) − β KL(q‖p)]: modules are sent λ_j/B as their weight, so their
-// dz already carries it, and the KL enters with β/B here.
+// dz already carries it, and the KL enters with β/B here. A step is
+// Reset, then Weights, Latents, RowWeights and Grads.
 type StepMath struct {
 	Step   uint64
 	Seed   uint64
@@ -38,7 +39,6 @@ type StepMath struct {
 	fusion  []aggregate.TermFusion // per term, of the aggregation named aggName
 	aggName string
 	experts [][]poe.Expert // per term, in subset order (members only)
-	owners  [][]string     // per term, the module of each expert
 	of      [][]int        // per term, the index in its Subset of each expert
 	eps, z  [][]float32    // per term, B×D
 	w       [][]float32    // per term, the rows' weights (B)
@@ -67,7 +67,7 @@ type TermStats struct {
 // s's buffers for the next Latents and Grads to reuse.
 func (s *StepMath) Reset(next StepMath) {
 	next.terms, next.strata, next.planOf, next.members, next.fusion, next.aggName = s.terms, s.strata, s.planOf, s.members, s.fusion, s.aggName
-	next.experts, next.owners, next.of, next.eps, next.z, next.w = s.experts, s.owners, s.of, s.eps, s.z, s.w
+	next.experts, next.of, next.eps, next.z, next.w = s.experts, s.of, s.eps, s.z, s.w
 	next.grads, next.gradBufs, next.g, next.kl, next.eg = s.grads, s.gradBufs, s.g, s.kl, s.eg
 	next.zt, next.wt, next.stats, next.llw, next.weights, next.rng = s.zt, s.wt, s.stats, s.llw, s.weights, s.rng
 	*s = next
@@ -106,10 +106,6 @@ func (s *StepMath) Terms() []bus.Term { return s.terms }
 // members are the posters, sorted. members and z are s's storage: they are
 // valid until the next step's Latents.
 func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z []bus.Tensor) {
-	if s.Agg == nil { // a StepMath made as a literal, never Reset
-		s.Agg = aggregate.PoE()
-		s.expand()
-	}
 	s.posts = posts
 	s.members = s.members[:0]
 	for m := range posts {
@@ -120,11 +116,8 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 	// The last step's storage, if any, is reused: its fusions' buffers,
 	// its experts' lists, its noise, latents and weights.
 	s.growFusion(n)
-	s.experts, s.owners, s.of = growTo(s.experts, n), growTo(s.owners, n), growTo(s.of, n)
+	s.experts, s.of = growTo(s.experts, n), growTo(s.of, n)
 	s.eps, s.z, s.w = growTo(s.eps, n), growTo(s.z, n), growTo(s.w, n)
-	if s.rng == nil { // a StepMath that was never Reset
-		s.rng = rand.New(&s.pcg)
-	}
 	s.pcg.Seed(s.Seed, s.Step^0x5e4e7)
 	s.zt = growTo(s.zt, n)
 	for i, t := range s.terms {
@@ -144,14 +137,13 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 // gather lists term i's experts among the posters, with the index in the
 // term's subset of each.
 func (s *StepMath) gather(i int, t bus.Term) {
-	s.experts[i], s.owners[i], s.of[i] = s.experts[i][:0], s.owners[i][:0], s.of[i][:0]
+	s.experts[i], s.of[i] = s.experts[i][:0], s.of[i][:0]
 	for k, m := range t.Subset {
 		p := s.posts[m]
 		if p == nil {
 			continue
 		}
 		s.experts[i] = append(s.experts[i], poe.Expert{Mu: p.Mu.Data, LogVar: p.LogVar.Data, Present: p.Present})
-		s.owners[i] = append(s.owners[i], m)
 		s.of[i] = append(s.of[i], k)
 	}
 }
@@ -171,7 +163,7 @@ func (s *StepMath) growFusion(n int) {
 // or nil if the aggregation weighs no rows. They are s's storage, valid
 // until the next step's Latents.
 func (s *StepMath) RowWeights() []bus.Tensor {
-	if s.Agg == nil || !s.Agg.WeighsRows() {
+	if !s.Agg.WeighsRows() {
 		return nil
 	}
 	s.wt = growTo(s.wt, len(s.terms))
@@ -200,8 +192,9 @@ func (s *StepMath) Grads(zgrads map[string]*bus.ZGrad) (map[string]*bus.ExpertGr
 		}
 		penalty := s.fusion[i].Penalty(s.kl, s.z[i])
 		s.eg = growTo(s.eg, len(s.experts[i]))
-		for k, m := range s.owners[i] {
-			s.eg[k] = poe.ExpertGrad{DMu: grads[m].DMu.Data, DLogVar: grads[m].DLogVar.Data}
+		for k, j := range s.of[i] {
+			eg := grads[t.Subset[j]]
+			s.eg[k] = poe.ExpertGrad{DMu: eg.DMu.Data, DLogVar: eg.DLogVar.Data}
 		}
 		s.fusion[i].Backward(s.eg, s.experts[i], s.z[i], s.g, s.eps[i], s.Beta/float32(b))
 		st.KL += penalty / float64(b)

@@ -166,13 +166,6 @@ func (f *trainFlags) check() (checked, error) {
 	if st.agg, err = aggregate.Parse(f.agg); err != nil {
 		return st, usagef("--aggregation: %v", err)
 	}
-	// A product keeps the prior as an expert, so its latent stays bounded
-	// while the KL weight is small; a mixture of the experts alone has
-	// only the KL term holding them near the prior, and annealed from 0
-	// they run off (MMVAE does not anneal).
-	if st.agg.Name() == aggregate.MoE().Name() && !f.annealSet {
-		f.anneal = 0
-	}
 	weights, err := parseAssignments("lambda", f.lambda)
 	if err != nil {
 		return st, err
@@ -199,7 +192,6 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	if err != nil {
 		return cfg, nil, err
 	}
-	plan, lambda := st.plan, st.lambda
 	cfg.Aggregation = st.agg
 	man, err := dataset.ReadManifest(f.data)
 	if err != nil {
@@ -216,9 +208,17 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	if f.limit > 0 && f.limit < len(cfg.IDs) {
 		cfg.IDs = cfg.IDs[:f.limit]
 	}
-	cfg.Modules, cfg.Epochs, cfg.Batch, cfg.Seed, cfg.Plan, cfg.Lambda = f.modules, f.epochs, f.batch, f.seed, plan, lambda
+	cfg.Modules, cfg.Epochs, cfg.Batch, cfg.Seed, cfg.Plan, cfg.Lambda = f.modules, f.epochs, f.batch, f.seed, st.plan, st.lambda
 	cfg.KLFrom, cfg.KLTo = f.klFrom, f.klTo
-	cfg.AnnealSteps = int(f.anneal * float64((len(cfg.IDs)+f.batch-1)/f.batch))
+	// A product keeps the prior as an expert, so its latent stays bounded
+	// while the KL weight is small; a mixture of the experts alone has
+	// only the KL term holding them near the prior, and annealed from 0
+	// they run off (MMVAE does not anneal).
+	anneal := f.anneal
+	if st.agg.Name() == aggregate.MoE().Name() && !f.annealSet {
+		anneal = 0
+	}
+	cfg.AnnealSteps = int(anneal * float64((len(cfg.IDs)+f.batch-1)/f.batch))
 	cfg.Deadline = f.deadline
 	cfg.CheckpointDir, cfg.CheckpointEvery, cfg.CheckpointInterval, cfg.Resume = f.ckptDir, f.ckptEvery, f.ckptTime, f.resume
 	cfg.ModuleWait = f.moduleWait
