@@ -29,8 +29,9 @@ type Aggregation interface {
 	// NewTerm is the state of one latent's fusion, reused step after step.
 	NewTerm() TermFusion
 	// Posterior is the joint posterior of b items given their experts (d
-	// dimensions each), for inference and evaluation. It keeps experts.
-	Posterior(experts []poe.Expert, b, d int) Posterior
+	// dimensions each) and the module of each, for inference and
+	// evaluation. It keeps experts.
+	Posterior(experts []poe.Expert, modules []string, b, d int) Posterior
 }
 
 // Posterior is a batch's joint posterior q(z | the experts of each row).
@@ -68,6 +69,7 @@ type Stratum struct {
 	Of      []int        // the index in the subset of each expert
 	Subset  int          // the subset's size
 	K       int          // which of the term's strata, 0 ≤ K < Strata
+	Modules []string     // the module of each expert
 }
 
 // PoE is the product of the experts and the N(0, I) prior (MVAE, Wu &
@@ -83,7 +85,8 @@ func PoE() Aggregation { return poeAggregation{} }
 func MoE() Aggregation { return moeAggregation{} }
 
 // Parse reads an aggregation's name as the CLI and pipeline
-// file give it: "poe" (the default), "moe" or "mopoe".
+// file give it: "poe" (the default), "moe", "mopoe" or "gpoe" (Gated, not
+// yet bound).
 func Parse(name string) (Aggregation, error) {
 	switch strings.ToLower(name) {
 	case "poe", "":
@@ -92,8 +95,10 @@ func Parse(name string) (Aggregation, error) {
 		return MoE(), nil
 	case "mopoe":
 		return MoPoE(), nil
+	case "gpoe":
+		return Gated(), nil
 	}
-	return nil, fmt.Errorf("unknown aggregation %q (want poe, moe or mopoe)", name)
+	return nil, fmt.Errorf("unknown aggregation %q (want poe, moe, mopoe or gpoe)", name)
 }
 
 type poeAggregation struct{}
@@ -103,7 +108,7 @@ func (poeAggregation) Strata([]string) int { return 1 }
 func (poeAggregation) WeighsRows() bool    { return false }
 func (poeAggregation) NewTerm() TermFusion { return &poeTerm{} }
 
-func (poeAggregation) Posterior(experts []poe.Expert, b, d int) Posterior {
+func (poeAggregation) Posterior(experts []poe.Expert, _ []string, b, d int) Posterior {
 	p := &poePosterior{eps: make([]float32, d)}
 	p.f.Fuse(experts, b, d)
 	return p
@@ -139,7 +144,7 @@ func (moeAggregation) Strata(s []string) int { return len(s) }
 func (moeAggregation) WeighsRows() bool      { return true }
 func (moeAggregation) NewTerm() TermFusion   { return &moeTerm{} }
 
-func (moeAggregation) Posterior(experts []poe.Expert, b, d int) Posterior {
+func (moeAggregation) Posterior(experts []poe.Expert, _ []string, b, d int) Posterior {
 	p := &moePosterior{experts: experts, b: b, d: d, mu: make([]float32, b*d), logvar: make([]float32, b*d),
 		logq: make([]float64, len(experts))}
 	for r := range b {

@@ -17,7 +17,7 @@ func TestMoEPosterior(t *testing.T) {
 		{Mu: []float32{-10, 1}, LogVar: []float32{float32(math.Log(0.25)), 0}},
 		{Mu: []float32{10, 3}, LogVar: []float32{float32(math.Log(0.25)), 0}},
 	}
-	post := MoE().Posterior(experts, 1, d)
+	post := MoE().Posterior(experts, nil, 1, d)
 	mu, logvar, z := post.Mean(), post.LogVar(), make([]float32, n*d)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range n {
@@ -43,7 +43,7 @@ func TestMoEPosterior(t *testing.T) {
 	if left < n/2-160 || left > n/2+160 {
 		t.Errorf("%d of %d draws from the first expert, want about half", left, n)
 	}
-	prior := MoE().Posterior(nil, 1, d)
+	prior := MoE().Posterior(nil, nil, 1, d)
 	if mu, logvar := prior.Mean(), prior.LogVar(); mu[0] != 0 || mu[1] != 0 || logvar[0] != 0 || logvar[1] != 0 {
 		t.Errorf("no experts: mean %v, log-variance %v; want the prior N(0, I)", mu, logvar)
 	}
@@ -91,7 +91,7 @@ func TestDrawDensity(t *testing.T) {
 		return mu, lv
 	}
 	for _, agg := range []Aggregation{PoE(), MoE(), MoPoE()} {
-		post := agg.Posterior(experts, b, d)
+		post := agg.Posterior(experts, nil, b, d)
 		for r := range b {
 			for range 5 {
 				got := post.Draw(z, r, rng)
@@ -157,4 +157,60 @@ func toF64(s []float32) []float64 {
 		out[i] = float64(v)
 	}
 	return out
+}
+
+// TestGatedPosterior: the gated product is T = 1 + Σ α_m T_m, μ = Σ α_m
+// T_m μ_m / T with α_m = exp θ[m][n−1] for a row fusing n experts; at θ =
+// 0 it is PoE, and a module the gates do not know weighs 1.
+func TestGatedPosterior(t *testing.T) {
+	const b, d = 3, 2
+	experts := []poe.Expert{
+		{Mu: []float32{0.5, -1, 2, 0, 1, 1}, LogVar: []float32{-1, 0.5, 0, -0.5, 0.2, 0.1}, Present: []bool{true, true, false}},
+		{Mu: []float32{-0.5, 1, 0.3, 0.7, 1, 1}, LogVar: []float32{0, -2, 1, 0.3, 0.2, 0.1}, Present: []bool{true, false, false}},
+		{Mu: []float32{1, 1, 1, 1, -1, 2}, LogVar: []float32{0.3, 0.3, 0.1, 0.2, -1, 1}},
+	}
+	modules := []string{"a", "b", "stranger"}
+	g := Gated()
+	g.Bind([]string{"a", "b", "c"}, d)
+	same := func(post Posterior, theta func(k, n, j int) float64) {
+		t.Helper()
+		for r := range b {
+			n := 0
+			for _, e := range experts {
+				if e.Present == nil || e.Present[r] {
+					n++
+				}
+			}
+			for j := range d {
+				prec, num := 1.0, 0.0
+				for k, e := range experts {
+					if e.Present != nil && !e.Present[r] {
+						continue
+					}
+					tk := math.Exp(theta(k, n, j)) * math.Exp(-float64(e.LogVar[r*d+j]))
+					prec += tk
+					num += tk * float64(e.Mu[r*d+j])
+				}
+				i := r*d + j
+				if math.Abs(float64(post.Mean()[i])-num/prec) > 1e-5 || math.Abs(float64(post.LogVar()[i])+math.Log(prec)) > 1e-5 {
+					t.Errorf("row %d dim %d: mean %v log-variance %v, want %v %v", r, j, post.Mean()[i], post.LogVar()[i], num/prec, -math.Log(prec))
+				}
+			}
+		}
+	}
+	zero := func(k, n, j int) float64 { return 0 }
+	same(g.Posterior(experts, modules, b, d), zero)
+	same(PoE().Posterior(experts, nil, b, d), zero)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, p := range g.Params() {
+		for i := range p.W {
+			p.W[i] = float32(rng.NormFloat64())
+		}
+	}
+	same(g.Posterior(experts, modules, b, d), func(k, n, j int) float64 {
+		if modules[k] == "stranger" {
+			return 0
+		}
+		return float64(g.Params()[k].W[(n-1)*d+j])
+	})
 }

@@ -1,9 +1,10 @@
 // Package aggregate is how a multimodal model's joint posterior is built
 // from its modules' posteriors (the experts), the survey's central choice
 // for joint models (Suzuki & Matsuo): a product of experts with the N(0, I)
-// prior (MVAE), a uniform mixture of them (MMVAE), or a mixture of the
-// products of their subsets (MoPoE). An Aggregation does
-// both halves:
+// prior (MVAE), a uniform mixture of them (MMVAE), a mixture of the
+// products of their subsets (MoPoE), or a product whose weights are
+// learned (Gated, a Learned aggregation: parameters the integrator trains
+// and keeps). An Aggregation does both halves:
 //
 //   - training (TermFusion): a plan term's latent, the row weights of its
 //     strata, its KL-like penalty and the gradient back to every expert,
@@ -15,5 +16,5 @@
 //     the integrator answers inferences and evaluation measures a run.
 //
 // It has no bus and no modules. Parse reads a name ("poe", "moe",
-// "mopoe").
+// "mopoe", "gpoe").
 package aggregate

@@ -26,14 +26,14 @@ func (mopoeAggregation) WeighsRows() bool      { return true }
 func (mopoeAggregation) NewTerm() TermFusion   { return &mopoeTerm{} }
 
 // Posterior is the mixture over the products of every subset of experts.
-func (mopoeAggregation) Posterior(experts []poe.Expert, b, d int) Posterior {
+func (mopoeAggregation) Posterior(experts []poe.Expert, _ []string, b, d int) Posterior {
 	var c components
 	of := make([]int, len(experts))
 	for i := range of {
 		of[i] = i
 	}
 	c.build(Stratum{Experts: experts, Of: of, Subset: len(experts)}, b, d)
-	return moeAggregation{}.Posterior(c.comps, b, d)
+	return moeAggregation{}.Posterior(c.comps, nil, b, d)
 }
 
 // components are a term's mixture components: component k is the product

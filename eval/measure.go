@@ -40,7 +40,7 @@ func (p *Pipeline) joint(ps posteriors, subset []string, n int) aggregate.Poster
 	if agg == nil {
 		agg = aggregate.PoE()
 	}
-	return agg.Posterior(experts, n, p.Latent)
+	return agg.Posterior(experts, subset, n, p.Latent)
 }
 
 // sampleOne draws one latent for each of post's n rows.

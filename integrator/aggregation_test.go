@@ -114,7 +114,7 @@ func (q *quadStep) decode(m string, terms []bus.Term, z, rows []bus.Tensor, weig
 // every posterior mean and log-variance, with the step's noise fixed, on
 // a cross plan whose modules lack some rows.
 func TestStepGradientsByFiniteDifferences(t *testing.T) {
-	for _, agg := range []aggregate.Aggregation{aggregate.PoE(), aggregate.MoE(), aggregate.MoPoE()} {
+	for _, agg := range []aggregate.Aggregation{aggregate.PoE(), aggregate.MoE(), aggregate.MoPoE(), randomGates(3)} {
 		t.Run(agg.Name(), func(t *testing.T) {
 			q := newQuadStep(agg, 1)
 			var s StepMath
@@ -145,6 +145,56 @@ func TestStepGradientsByFiniteDifferences(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// randomGates is a gpoe bound to newQuadStep's modules and latent size,
+// its gates away from 0 (where it is PoE).
+func randomGates(seed uint64) aggregate.Learned {
+	g := aggregate.Gated()
+	g.Bind([]string{"a", "b", "c"}, 3)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	for _, p := range g.Params() {
+		for i := range p.W {
+			p.W[i] = float32(0.5 * rng.NormFloat64())
+		}
+	}
+	return g
+}
+
+// TestGateGradientsByFiniteDifferences: the gradient a gpoe step leaves in
+// its gates is the derivative of the step's objective with respect to
+// each of them, with the step's noise fixed.
+func TestGateGradientsByFiniteDifferences(t *testing.T) {
+	g := randomGates(4)
+	q := newQuadStep(g, 1)
+	var s StepMath
+	q.run(t, &s)
+	var grads [][]float32
+	for _, p := range g.Params() {
+		grads = append(grads, slices.Clone(p.G))
+	}
+	const h = 1e-2
+	var nonzero int
+	for i, p := range g.Params() {
+		for k := range p.W {
+			old := p.W[k]
+			p.W[k] = old + h
+			plus, _ := q.run(t, &s)
+			p.W[k] = old - h
+			minus, _ := q.run(t, &s)
+			p.W[k] = old
+			want, got := (plus-minus)/(2*h), float64(grads[i][k])
+			if math.Abs(got-want) > 2e-3+2e-2*math.Abs(want) {
+				t.Errorf("d objective / d %s[%d] = %.5f, finite differences give %.5f", p.Name, k, got, want)
+			}
+			if got != 0 {
+				nonzero++
+			}
+		}
+	}
+	if nonzero < 9 { // a row of each module's gates, at least, is fused in some term
+		t.Errorf("only %d gates have a gradient", nonzero)
 	}
 }
 
@@ -200,7 +250,9 @@ func TestMixtureStrata(t *testing.T) {
 // allocates nothing in its steady state, as the PoE one does.
 func TestMixtureStepAllocatesNothing(t *testing.T) {
 	c := newStepCase(1, 20, 4)
-	for _, agg := range []aggregate.Aggregation{aggregate.MoE(), aggregate.MoPoE()} {
+	gates := aggregate.Gated()
+	gates.Bind(c.modules, 4)
+	for _, agg := range []aggregate.Aggregation{aggregate.MoE(), aggregate.MoPoE(), gates} {
 		var s StepMath
 		var zgrads map[string]*bus.ZGrad
 		step := func() {

@@ -85,6 +85,7 @@ type run struct {
 	rollbacks    int              // in a row to rollbackStep
 	rollbackStep uint64           // the checkpoint the last rollback returned to
 	limit        *lograte.Limiter // the integrator's: a line per kind per interval
+	gates        *gates           // a learned aggregation's, nil for another
 }
 
 // modState is what the run knows of one module's process.
@@ -103,7 +104,8 @@ const maxRollbacks = 3
 var errRolledBack = errors.New("the run was rolled back to its last checkpoint")
 
 func (ig *Integrator) newRun(cfg *TrainConfig) (*run, error) {
-	r := &run{ig: ig, cfg: cfg, log: ig.log, store: newStepStore(ig.subj, cfg.Modules), mods: map[string]*modState{}, limit: ig.limit}
+	r := &run{ig: ig, cfg: cfg, log: ig.log, store: newStepStore(ig.subj, cfg.Modules), mods: map[string]*modState{}, limit: ig.limit,
+		gates: newGates(cfg, ig.cfg.Latent)}
 	r.st = trainState{Config: cfg.fingerprint()}
 	if a := cfg.Aggregation.Name(); a != aggregate.PoE().Name() {
 		r.st.Aggregation = a
@@ -167,6 +169,9 @@ func (r *run) load() error {
 	}
 	if prev.Epoch >= r.cfg.Epochs {
 		return fmt.Errorf("integrator: resume: the run of %s has done its %d epochs; ask for more with --epochs", used, prev.Epoch)
+	}
+	if err := r.gates.load(prev.Gates, used); err != nil {
+		return fmt.Errorf("integrator: resume: %w", err)
 	}
 	r.st = prev
 	if used == r.statePath {

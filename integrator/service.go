@@ -424,7 +424,8 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 
 	// The joint posterior of what answered, and the latents to decode:
 	// its mean, or n draws.
-	post := ig.cfg.Aggregation.Posterior(ig.encodeAll(ctx, in, refused, out), 1, d)
+	experts := ig.encodeAll(ctx, in, refused, out)
+	post := ig.cfg.Aggregation.Posterior(experts, out.Contributors, 1, d)
 	n := max(in.Samples, 1)
 	z := make([]float32, n*d)
 	if in.Samples == 0 {

@@ -211,6 +211,9 @@ func (r *run) back(ctx context.Context, names []string, states map[string]bus.Ru
 		return err
 	}
 	r.st = r.committed.clone()
+	if err := r.gates.load(r.st.Gates, r.statePath); err != nil {
+		return err
+	}
 	return r.ig.cutMetrics(r.cfg.Metrics, r.st)
 }
 
@@ -326,6 +329,10 @@ func (r *run) commit(ctx context.Context) error {
 		st.Partial, st.ELBOs = r.es.clone(), slices.Clone(r.elbos)
 	}
 	st.MetricsSize = metricsSize(r.cfg.Metrics)
+	var err error
+	if st.Gates, err = r.gates.save(r.cfg.Modules, r.ig.cfg.Latent); err != nil {
+		return err
+	}
 	if err := r.ig.saveState(r.statePath, st); err != nil {
 		return err
 	}

@@ -27,6 +27,8 @@ type trainState struct {
 	// Aggregation is the run's (aggregate.Parse's name); empty is PoE, as
 	// runs from before it are.
 	Aggregation string `json:"aggregation,omitempty"`
+	// Gates are a learned aggregation's weights at Step (gpoe's).
+	Gates *gateState `json:"gates,omitempty"`
 	// Partial is Epoch's statistics over its steps so far (sums, not yet
 	// means; Seconds the time spent), and ELBOs their objectives, so that a
 	// resumed epoch logs one line for all of its steps.
@@ -59,6 +61,11 @@ func (st trainState) clone() trainState {
 		c.Partial = st.Partial.clone()
 	}
 	c.ELBOs = slices.Clone(st.ELBOs)
+	if st.Gates != nil {
+		g := *st.Gates
+		g.Modules, g.Params = slices.Clone(g.Modules), slices.Clone(g.Params)
+		c.Gates = &g
+	}
 	if st.MetricsSize != nil {
 		n := *st.MetricsSize
 		c.MetricsSize = &n
@@ -194,6 +201,11 @@ func RunAggregation(dir string) (agg aggregate.Aggregation, found bool, err erro
 	agg, err = aggregate.Parse(st.Aggregation)
 	if err != nil {
 		return nil, false, fmt.Errorf("integrator: the run in %s: %w", dir, err)
+	}
+	if l, ok := agg.(aggregate.Learned); ok {
+		if err := loadedAggregation(l, st.Gates, filepath.Join(dir, "integrator.json")); err != nil {
+			return nil, false, fmt.Errorf("integrator: %w", err)
+		}
 	}
 	return agg, true, nil
 }

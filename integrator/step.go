@@ -8,6 +8,7 @@ import (
 
 	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/nn"
 	"github.com/serket-go/serket/poe"
 )
 
@@ -31,17 +32,18 @@ type StepMath struct {
 	// mixture draws several latents per plan term (Terms).
 	Agg aggregate.Aggregation
 
-	terms   []bus.Term // Plan, each term once per stratum: what modules decode
-	strata  []int      // per term, its stratum (a mixture's: which component it is drawn from)
-	planOf  []int      // per term, its plan term
-	members []string
-	posts   map[string]*bus.Posterior
-	fusion  []aggregate.TermFusion // per term, of the aggregation named aggName
-	aggName string
-	experts [][]poe.Expert // per term, in subset order (members only)
-	of      [][]int        // per term, the index in its Subset of each expert
-	eps, z  [][]float32    // per term, B×D
-	w       [][]float32    // per term, the rows' weights (B)
+	terms    []bus.Term // Plan, each term once per stratum: what modules decode
+	strata   []int      // per term, its stratum (a mixture's: which component it is drawn from)
+	planOf   []int      // per term, its plan term
+	members  []string
+	posts    map[string]*bus.Posterior
+	fusion   []aggregate.TermFusion // per term, of the aggregation fusionOf
+	fusionOf aggregate.Aggregation
+	experts  [][]poe.Expert // per term, in subset order (members only)
+	of       [][]int        // per term, the index in its Subset of each expert
+	owners   [][]string     // per term, the module of each expert
+	eps, z   [][]float32    // per term, B×D
+	w        [][]float32    // per term, the rows' weights (B)
 
 	zt, wt []bus.Tensor // per term, z and w as Latents and RowWeights return them
 	pcg    rand.PCG     // the noise's source and generator, reseeded each step
@@ -66,8 +68,8 @@ type TermStats struct {
 // Reset makes s the step described by the exported fields of next, keeping
 // s's buffers for the next Latents and Grads to reuse.
 func (s *StepMath) Reset(next StepMath) {
-	next.terms, next.strata, next.planOf, next.members, next.fusion, next.aggName = s.terms, s.strata, s.planOf, s.members, s.fusion, s.aggName
-	next.experts, next.of, next.eps, next.z, next.w = s.experts, s.of, s.eps, s.z, s.w
+	next.terms, next.strata, next.planOf, next.members, next.fusion, next.fusionOf = s.terms, s.strata, s.planOf, s.members, s.fusion, s.fusionOf
+	next.experts, next.of, next.owners, next.eps, next.z, next.w = s.experts, s.of, s.owners, s.eps, s.z, s.w
 	next.grads, next.gradBufs, next.g, next.kl, next.eg = s.grads, s.gradBufs, s.g, s.kl, s.eg
 	next.zt, next.wt, next.stats, next.llw, next.weights, next.rng = s.zt, s.wt, s.stats, s.llw, s.weights, s.rng
 	*s = next
@@ -116,7 +118,7 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 	// The last step's storage, if any, is reused: its fusions' buffers,
 	// its experts' lists, its noise, latents and weights.
 	s.growFusion(n)
-	s.experts, s.of = growTo(s.experts, n), growTo(s.of, n)
+	s.experts, s.of, s.owners = growTo(s.experts, n), growTo(s.of, n), growTo(s.owners, n)
 	s.eps, s.z, s.w = growTo(s.eps, n), growTo(s.z, n), growTo(s.w, n)
 	s.pcg.Seed(s.Seed, s.Step^0x5e4e7)
 	s.zt = growTo(s.zt, n)
@@ -127,7 +129,7 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 			s.eps[i][k] = float32(s.rng.NormFloat64())
 		}
 		s.z[i], s.w[i] = growTo(s.z[i], s.B*s.D), growTo(s.w[i], s.B)
-		st := aggregate.Stratum{Experts: s.experts[i], Of: s.of[i], Subset: len(t.Subset), K: s.strata[i]}
+		st := aggregate.Stratum{Experts: s.experts[i], Of: s.of[i], Subset: len(t.Subset), K: s.strata[i], Modules: s.owners[i]}
 		s.fusion[i].Sample(s.z[i], s.w[i], s.eps[i], st, s.B, s.D)
 		s.zt[i].SetMatrix(s.B, s.D, s.z[i])
 	}
@@ -137,7 +139,7 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 // gather lists term i's experts among the posters, with the index in the
 // term's subset of each.
 func (s *StepMath) gather(i int, t bus.Term) {
-	s.experts[i], s.of[i] = s.experts[i][:0], s.of[i][:0]
+	s.experts[i], s.of[i], s.owners[i] = s.experts[i][:0], s.of[i][:0], s.owners[i][:0]
 	for k, m := range t.Subset {
 		p := s.posts[m]
 		if p == nil {
@@ -145,14 +147,15 @@ func (s *StepMath) gather(i int, t bus.Term) {
 		}
 		s.experts[i] = append(s.experts[i], poe.Expert{Mu: p.Mu.Data, LogVar: p.LogVar.Data, Present: p.Present})
 		s.of[i] = append(s.of[i], k)
+		s.owners[i] = append(s.owners[i], m)
 	}
 }
 
 // growFusion gives s a fusion of its aggregation per term, keeping those it
-// has when the aggregation is the same.
+// has when the aggregation is the same one.
 func (s *StepMath) growFusion(n int) {
-	if s.aggName != s.Agg.Name() {
-		s.fusion, s.aggName = s.fusion[:0], s.Agg.Name()
+	if s.fusionOf != s.Agg {
+		s.fusion, s.fusionOf = s.fusion[:0], s.Agg
 	}
 	for len(s.fusion) < n {
 		s.fusion = append(s.fusion, s.Agg.NewTerm())
@@ -182,6 +185,9 @@ func (s *StepMath) RowWeights() []bus.Tensor {
 func (s *StepMath) Grads(zgrads map[string]*bus.ZGrad) (map[string]*bus.ExpertGrad, []TermStats, error) {
 	b, d := s.B, s.D
 	grads := s.zeroGrads()
+	if l, ok := s.Agg.(aggregate.Learned); ok {
+		nn.ZeroGrad(l.Params())
+	}
 	s.resetStats()
 	s.g, s.kl = growTo(s.g, b*d), growTo(s.kl, b)
 	for i, t := range s.terms {

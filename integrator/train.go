@@ -33,6 +33,9 @@ type TrainConfig struct {
 	// PoE. One that weighs rows needs modules that say they honour row
 	// weights (bus.TrainsRowWeights).
 	Aggregation aggregate.Aggregation
+	// GateLR is the learning rate of a learned aggregation's weights
+	// (gpoe's gates, by Adam); default 1e-3, the modules' default.
+	GateLR float32
 
 	Lambda map[string]float32 // per-module weight of the log-likelihood; default 1
 	// KL annealing: β rises linearly from KLFrom to KLTo over AnnealSteps
@@ -247,6 +250,12 @@ func (c *TrainConfig) defaults() error {
 	}
 	if c.Aggregation == nil {
 		c.Aggregation = aggregate.PoE()
+	}
+	if c.GateLR == 0 {
+		c.GateLR = 1e-3
+	}
+	if !(c.GateLR > 0 && c.GateLR < 1) {
+		return fmt.Errorf("integrator: gate learning rate %v: want between 0 and 1", c.GateLR)
 	}
 	if c.KLTo == 0 && c.KLFrom == 0 {
 		c.KLTo = 1

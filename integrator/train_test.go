@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/internal/syncbuf"
@@ -215,10 +216,12 @@ func TestTrainRollsBackWhenAModuleRestarts(t *testing.T) {
 		name        string
 		every       int
 		lose        bool     // a's checkpoint files are lost before it restarts
+		gated       bool     // the run learns gates (gpoe), which must roll back too
 		wantRedone  []uint64 // the steps after the rollback
 		wantErrWith string
 	}{
 		{name: "checkpoint every 2 steps", every: 2, wantRedone: []uint64{3, 4, 5, 6}},
+		{name: "gated", every: 2, gated: true, wantRedone: []uint64{3, 4, 5, 6}},
 		{name: "before the first periodic checkpoint", every: 0, wantRedone: []uint64{1, 2, 3, 4, 5, 6}},
 		{name: "its checkpoint lost", every: 2, lose: true, wantErrWith: "module a (weights of no run) cannot return to run"},
 	} {
@@ -228,6 +231,9 @@ func TestTrainRollsBackWhenAModuleRestarts(t *testing.T) {
 			ref := toyPipeline(t, 0, "a", "b")
 			rc := cfg
 			rc.CheckpointDir = t.TempDir()
+			if tt.gated {
+				rc.Aggregation, cfg.Aggregation = aggregate.Gated(), aggregate.Gated()
+			}
 			if _, err := ref.ig.Train(context.Background(), rc); err != nil {
 				t.Fatal(err)
 			}
@@ -253,7 +259,70 @@ func TestTrainRollsBackWhenAModuleRestarts(t *testing.T) {
 					t.Errorf("module %s ends with other weights than in the uninterrupted run", name)
 				}
 			}
+			if tt.gated && !sameGates(cfg.Aggregation, rc.Aggregation) {
+				t.Error("the run ends with other gates than the uninterrupted run")
+			}
 		})
+	}
+}
+
+// sameGates reports whether two learned aggregations' weights are equal,
+// and have moved from where they start.
+func sameGates(a, b aggregate.Aggregation) bool {
+	pa, pb := a.(aggregate.Learned).Params(), b.(aggregate.Learned).Params()
+	moved := false
+	for i := range pa {
+		if !slices.Equal(pa[i].W, pb[i].W) {
+			return false
+		}
+		moved = moved || slices.ContainsFunc(pa[i].W, func(v float32) bool { return v != 0 })
+	}
+	return len(pa) > 0 && moved
+}
+
+// TestTrainResumesItsGates: a gpoe run resumed from its checkpoint goes on
+// with the gates (and their optimiser) it saved, ending where an
+// uninterrupted run ends; a checkpoint that says gpoe but holds no gates
+// (an edited one, say) is refused before any step, naming it.
+func TestTrainResumesItsGates(t *testing.T) {
+	cfg := integrator.TrainConfig{Modules: []string{"a", "b"}, IDs: ids(400), Epochs: 2, Batch: 100, Aggregation: aggregate.Gated()}
+	ref := toyPipeline(t, 0, "a", "b")
+	if _, err := ref.ig.Train(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	p := toyPipeline(t, 0, "a", "b")
+	dir := t.TempDir()
+	first := cfg
+	first.Epochs, first.CheckpointDir, first.Aggregation = 1, dir, aggregate.Gated()
+	if _, err := p.ig.Train(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	second := first
+	second.Epochs, second.Resume, second.Aggregation = 2, true, aggregate.Gated()
+	if _, err := p.ig.Train(context.Background(), second); err != nil {
+		t.Fatal(err)
+	}
+	if !sameGates(second.Aggregation, cfg.Aggregation) {
+		t.Error("the resumed run ends with other gates than the uninterrupted one")
+	}
+	// The checkpoint without its gates (and its checksum, which would
+	// otherwise catch the edit).
+	path := filepath.Join(dir, "integrator.json")
+	var st map[string]any
+	if b, err := os.ReadFile(path); err != nil || json.Unmarshal(b, &st) != nil {
+		t.Fatal(err)
+	}
+	delete(st, "gates")
+	delete(st, "crc32c")
+	b, _ := json.Marshal(st)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	third := second
+	third.Epochs, third.Aggregation = 3, aggregate.Gated()
+	third.OnStep = func(integrator.StepStats) { t.Error("a step ran") }
+	if _, err := p.ig.Train(context.Background(), third); err == nil || !strings.Contains(err.Error(), "holds no gpoe gate weights") || !strings.Contains(err.Error(), "integrator.json") {
+		t.Fatalf("resuming a gpoe run whose checkpoint has no gates: %v; want a refusal naming the file and the gates", err)
 	}
 }
 

@@ -107,6 +107,7 @@ func (r *run) step(ctx context.Context, step uint64, ids []uint64, eval bool) (*
 		}
 	}
 	ss.Codec += time.Since(t4)
+	r.gates.step()
 	return ss, nil
 }
 

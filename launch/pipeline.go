@@ -107,7 +107,7 @@ type TrainSettings struct {
 	Seed            uint64             `yaml:"seed,omitempty"`
 	Plan            string             `yaml:"plan,omitempty"`        // mvae, cross or joint
 	Subsets         int                `yaml:"subsets,omitempty"`     // random subsets per step
-	Aggregation     string             `yaml:"aggregation,omitempty"` // poe, moe or mopoe
+	Aggregation     string             `yaml:"aggregation,omitempty"` // poe, moe, mopoe or gpoe
 	Lambda          map[string]float64 `yaml:"lambda,omitempty"`      // module → weight of its log-likelihood
 	KLFrom          *float64           `yaml:"kl_from,omitempty"`
 	KLTo            *float64           `yaml:"kl_to,omitempty"`

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,16 +11,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/dataset"
+	"github.com/serket-go/serket/integrator"
 )
 
-// TestTrainAMixture trains the three modules as processes with each
-// mixture aggregation (MMVAE's mixture of experts; MoPoE's mixture of the
-// products of subsets), the joint plan's strata, for an epoch of 10,000
+// TestTrainAggregations trains the three modules as processes with each
+// aggregation other than the default PoE (MMVAE's mixture of experts;
+// MoPoE's mixture of the products of subsets; the gated product, whose
+// gates the integrator learns), with the plan each trains best by (the
+// mixtures' papers' joint plan; a product's cross plan), for an epoch of 10,000
 // real items, then measures the run and generates from it: the run keeps
-// its aggregation, evaluation and a served pipeline fuse with it, and one
-// modality predicts another well above chance.
-func TestTrainAMixture(t *testing.T) {
+// its aggregation (and gates), evaluation and a served pipeline fuse with
+// it, and one modality predicts another well above chance.
+func TestTrainAggregations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains for about a minute")
 	}
@@ -45,28 +50,31 @@ func TestTrainAMixture(t *testing.T) {
 	}
 	// After one epoch (2026-12-05, 300 items, whose sampling error is
 	// about 0.02 near chance, 0.1): moe vision → language 0.43, language →
-	// vision 0.28–0.30; mopoe vision → language 0.48, audio → language 0.30.
+	// vision 0.28–0.30; mopoe vision → language 0.48, audio → language 0.30;
+	// gpoe (cross plan) vision → language 0.41, audio → language 0.24.
 	for _, c := range []struct {
-		agg    string
-		checks [][2]string
+		agg, plan string
+		checks    [][2]string
 	}{
-		{"moe", [][2]string{{"vision", "language"}, {"language", "vision"}}},
-		{"mopoe", [][2]string{{"vision", "language"}, {"audio", "language"}}},
+		{"moe", "joint", [][2]string{{"vision", "language"}, {"language", "vision"}}},
+		{"mopoe", "joint", [][2]string{{"vision", "language"}, {"audio", "language"}}},
+		{"gpoe", "cross", [][2]string{{"vision", "language"}, {"audio", "language"}}},
 	} {
-		t.Run(c.agg, func(t *testing.T) { trainAMixture(t, run, data, c.agg, c.checks) })
+		t.Run(c.agg, func(t *testing.T) { trainAggregation(t, run, data, c.agg, c.plan, c.checks) })
 	}
 }
 
-// trainAMixture trains, measures and generates from a run of aggregation
-// agg, holding the coherence of each check (from, to) to at least 0.2.
-func trainAMixture(t *testing.T, run func(...string) (string, error), data, agg string, checks [][2]string) {
+// trainAggregation trains (with plan), measures and generates from a run
+// of aggregation agg, holding the coherence of each check (from, to) to at
+// least 0.2.
+func trainAggregation(t *testing.T, run func(...string) (string, error), data, agg, plan string, checks [][2]string) {
 	ckpt := filepath.Join(t.TempDir(), "run")
 	pipeline := writeFile(t, "mix.yaml", `
 modules:
   - {name: vision, args: [--lr, "0.003"]}
   - {name: language, args: [--lr, "0.003"]}
   - {name: audio, args: [--lr, "0.003"]}
-train: {aggregation: `+agg+`, plan: joint}
+train: {aggregation: `+agg+`, plan: `+plan+`}
 `)
 	if out, err := run("train", pipeline, "--data", data, "--epochs", "1", "--lambda", "language=50,audio=0.2", "--checkpoint-dir", ckpt, "--step-deadline", "2m"); err != nil {
 		t.Fatalf("serket train: %v\n%s", err, out)
@@ -74,6 +82,9 @@ train: {aggregation: `+agg+`, plan: joint}
 	var state struct{ Aggregation string }
 	if b, err := os.ReadFile(filepath.Join(ckpt, "integrator.json")); err != nil || json.Unmarshal(b, &state) != nil || state.Aggregation != agg {
 		t.Fatalf("integrator.json says aggregation %q (%v): want the run's, %s", state.Aggregation, err, agg)
+	}
+	if agg == "gpoe" {
+		checkGatesLearned(t, ckpt)
 	}
 	rep := filepath.Join(t.TempDir(), "report")
 	out, err := run("eval", "--checkpoint", ckpt, "--data", data, "--out", rep, "--items", "300", "--prior-samples", "100",
@@ -111,6 +122,30 @@ train: {aggregation: `+agg+`, plan: joint}
 	}
 	if _, err := os.Stat(filepath.Join(gen, "vision.png")); err != nil {
 		t.Error(err)
+	}
+}
+
+// checkGatesLearned: the run in ckpt keeps gates for each of its modules,
+// and they have moved from 0 (PoE).
+func checkGatesLearned(t *testing.T, ckpt string) {
+	t.Helper()
+	a, _, err := integrator.RunAggregation(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := a.(aggregate.Learned).Params()
+	if len(ps) != 3 {
+		t.Fatalf("the run keeps gates for %d modules, want 3", len(ps))
+	}
+	for _, p := range ps {
+		var most float64
+		for _, v := range p.W {
+			most = max(most, math.Abs(float64(v)))
+		}
+		t.Logf("%s: largest |θ| %.3f", p.Name, most)
+		if most < 1e-3 {
+			t.Errorf("%s did not move from 0 in an epoch (largest |θ| %g)", p.Name, most)
+		}
 	}
 }
 

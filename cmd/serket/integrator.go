@@ -79,7 +79,7 @@ restart policy on-failure, with --resume so that a restart continues.`,
 				return err
 			}
 			defer closer.Close()
-			cfg.Aggregation = tcfg.Aggregation
+			cfg.Aggregation = servingWhileTraining(tcfg.Aggregation, log)
 			ig, stop, err := startIntegrator(ctx, cfg)
 			if err != nil {
 				return err
@@ -143,18 +143,41 @@ func envDuration(key string, def time.Duration) time.Duration {
 	return def
 }
 
+// servingWhileTraining is how an integrator that trains fuses the
+// inferences it serves meanwhile: as the run does, but for a learned
+// aggregation, whose weights the run changes step by step (its checkpoint
+// serves them): a product of experts until then.
+func servingWhileTraining(agg aggregate.Aggregation, log *slog.Logger) aggregate.Aggregation {
+	if _, learned := agg.(aggregate.Learned); learned {
+		log.Info("inferences served while the run trains fuse by poe; serve the run's checkpoint to fuse with its learned gates", "aggregation", agg.Name())
+		return aggregate.PoE()
+	}
+	return agg
+}
+
 // servingAggregation is how a serving integrator fuses: as --aggregation
 // says, else as the run in its checkpoint directory was trained (its
 // integrator.json), else by PoE.
 func servingAggregation(cmd *cobra.Command, tf *trainFlags, log *slog.Logger) (aggregate.Aggregation, error) {
+	dir := checkpointDirOf(cmd, "checkpoint-dir", tf.ckptDir, nil, tf.ckptDir)
 	if cmd.Flags().Changed("aggregation") {
 		agg, err := aggregate.Parse(tf.agg)
 		if err != nil {
 			return nil, usagef("--aggregation: %v", err)
 		}
-		return agg, nil
+		if _, learned := agg.(aggregate.Learned); !learned {
+			return agg, nil
+		}
+		// Its weights are the run's: serve them, or refuse.
+		run, found, err := integrator.RunAggregation(dir)
+		switch {
+		case err != nil:
+			return nil, err
+		case !found || run.Name() != agg.Name():
+			return nil, usagef("--aggregation %s: its learned weights come from a run trained with it, and %s holds none (give --checkpoint-dir of a %s run)", agg.Name(), dir, agg.Name())
+		}
+		return run, nil
 	}
-	dir := checkpointDirOf(cmd, "checkpoint-dir", tf.ckptDir, nil, tf.ckptDir)
 	agg, found, err := integrator.RunAggregation(dir)
 	if err != nil {
 		return nil, err

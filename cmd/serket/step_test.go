@@ -51,13 +51,21 @@ func params(m module.Modality) []*nn.Param {
 func TestDistributedStepMatchesReference(t *testing.T) {
 	data := datasettest.Dir(t)
 	names := []string{"audio", "language", "vision"}
-	for _, agg := range []aggregate.Aggregation{aggregate.PoE(), aggregate.MoE(), aggregate.MoPoE()} {
+	for _, agg := range []aggregate.Aggregation{aggregate.PoE(), aggregate.MoE(), aggregate.MoPoE(), aggregate.Gated()} {
 		t.Run(agg.Name(), func(t *testing.T) {
 			ckpt := t.TempDir()
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			cfg, begin, lat := distributedStep(t, ctx, data, names, ckpt, agg)
+			gates, learned := agg.(aggregate.Learned)
+			if learned { // the reference steps from the gates the run started with
+				cfg.Aggregation = aggregate.Gated()
+				cfg.Aggregation.(aggregate.Learned).Bind(names, refLatent)
+			}
 			refs, before := referenceStep(t, data, names, cfg, begin, lat)
+			if learned {
+				checkGateUpdate(t, ckpt, gates, cfg.Aggregation.(aggregate.Learned))
+			}
 			// The module processes saved their parameters after the step.
 			for _, name := range names {
 				dist := refModality(t, data, name)
@@ -69,6 +77,34 @@ func TestDistributedStepMatchesReference(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkGateUpdate: the integrator's gates after the run's one step (in its
+// checkpoint, as serving loads them) are Adam's first step from 0 along the
+// reference's gradient: lr·g/(|g| + ε), the gradient's sign where it is not
+// tiny.
+func checkGateUpdate(t *testing.T, ckpt string, dist, ref aggregate.Learned) {
+	t.Helper()
+	agg, _, err := integrator.RunAggregation(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := agg.(aggregate.Learned).Params()
+	var moved int
+	for i, p := range ref.Params() {
+		for k, g := range p.G {
+			want := 1e-3 * g / (float32(math.Abs(float64(g))) + 1e-8)
+			if math.Abs(float64(saved[i].W[k]-want)) > 1e-6 || saved[i].W[k] != dist.Params()[i].W[k] {
+				t.Errorf("gate %s[%d] is %v after the step (the run's own %v), want %v (reference gradient %v)", p.Name, k, saved[i].W[k], dist.Params()[i].W[k], want, g)
+			}
+			if g != 0 {
+				moved++
+			}
+		}
+	}
+	if moved == 0 {
+		t.Error("no gate has a gradient in the reference step")
 	}
 }
 

@@ -221,7 +221,7 @@ func trainInProcess(ctx context.Context, g *globals, url string, p *launch.Pipel
 	cc := g.conn("serket-integrator", log)
 	cc.URL = url
 	ig, stop, err := startIntegrator(ctx, integrator.Config{Pipeline: p.Name, Latent: p.Latent, NATS: cc, Logger: log, Discovery: 500 * time.Millisecond,
-		Aggregation: cfg.Aggregation})
+		Aggregation: servingWhileTraining(cfg.Aggregation, log)})
 	if err != nil {
 		return err
 	}

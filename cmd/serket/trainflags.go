@@ -58,7 +58,7 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.Uint64Var(&f.seed, "seed", 1, "seed of the batch order, the plan's subsets and the latent noise")
 	fl.StringVar(&f.plan, "plan", "mvae", "fusion plan: mvae (joint + each module + --subsets random subsets), cross (the same, every term scoring every module) or joint")
 	fl.IntVar(&f.subsets, "subsets", 1, "random subsets per step in the mvae plan")
-	fl.StringVar(&f.agg, "aggregation", "poe", "joint posterior: poe (product of experts and the prior, MVAE's), moe (mixture of experts, MMVAE's stratified ELBO) or mopoe (mixture of the products of every subset); the run keeps it, and serving and eval fuse as it was trained")
+	fl.StringVar(&f.agg, "aggregation", "poe", "joint posterior: poe (product of experts and the prior, MVAE's), moe (mixture of experts, MMVAE's stratified ELBO) mopoe (mixture of the products of every subset) or gpoe (a product whose per-module, per-dimension precision weights, given how many modules are fused, are learned by the integrator); the run keeps it, and serving and eval fuse as it was trained")
 	fl.StringSliceVar(&f.lambda, "lambda", []string{"language=50"}, "weight of each module's log-likelihood, MODULE=W (others 1)")
 	fl.Float32Var(&f.klFrom, "kl-from", 0, "KL weight at the start of annealing")
 	fl.Float32Var(&f.klTo, "kl-to", 1, "KL weight after annealing")
