@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 TAGS     ?= $(shell pkg-config --exists openblas 2>/dev/null && echo openblas)
 GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 
-.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-speed bench-perf data clean
+.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-speed bench-perf data clean
 
 all: build
 
@@ -56,11 +56,17 @@ bench:
 bench-quality:
 	bench/quality.sh
 
-# The aggregations (poe, moe, mopoe) trained alike and measured by one
-# evaluator, over SEEDS (default "1 2"; about 30 min at EPOCHS=3 on 2 cores;
-# not part of the tests).
+# The aggregations (poe, moe, mopoe, gpoe; private latents off and on)
+# trained alike and measured by one evaluator, over SEEDS (default "1 2";
+# about 70 min at EPOCHS=3 on 2 cores; not part of the tests).
 bench-models:
 	bench/models.sh
+
+# Coordinated training: touch added to a trained three-module pipeline by
+# training it alone, against the four trained jointly (about 45 min on 2
+# cores; not part of the tests).
+bench-coordinated:
+	bench/coordinated.sh
 
 # Training throughput: serket (OpenBLAS, pure Go) against the PyTorch
 # reference, in one run (needs python3-torch; not part of the tests).

@@ -352,6 +352,11 @@ func decodeUint64(dec *msgpack.Decoder, v *uint64) (err error) {
 	return err
 }
 
+func decodeFloat32(dec *msgpack.Decoder, v *float32) (err error) {
+	*v, err = dec.DecodeFloat32()
+	return err
+}
+
 func decodeBool(dec *msgpack.Decoder, v *bool) (err error) {
 	*v, err = dec.DecodeBool()
 	return err
@@ -363,7 +368,7 @@ func decodeBool(dec *msgpack.Decoder, v *bool) (err error) {
 // A message's keys end in "Header", which msgpack decodes but does not list.
 var (
 	headerKeys     = []string{"type", "v", "from", "run"}
-	stepBeginKeys  = []string{"type", "v", "from", "run", "step", "epoch", "train", "ids", "plan", "lambda", "Header"}
+	stepBeginKeys  = []string{"type", "v", "from", "run", "step", "epoch", "train", "ids", "plan", "lambda", "beta", "Header"}
 	posteriorKeys  = []string{"type", "v", "from", "run", "step", "t", "mu", "logvar", "present", "Header"}
 	latentKeys     = []string{"type", "v", "from", "run", "step", "members", "z", "w", "Header"}
 	zgradKeys      = []string{"type", "v", "from", "run", "step", "terms", "Header"}
@@ -445,6 +450,8 @@ func (m *StepBegin) hotField(dec *msgpack.Decoder, st *decodeState, i int) error
 		return m.decodePlan(dec, st)
 	case 9:
 		return m.decodeLambda(dec, st)
+	case 10:
+		return decodeFloat32(dec, &m.Beta)
 	}
 	return nil
 }

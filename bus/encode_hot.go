@@ -16,7 +16,11 @@ import (
 // EncodeMsgpack implements msgpack.CustomEncoder.
 func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
 	w := hotWriter{e: enc}
-	w.header(&m.Header, 6)
+	fields := 6
+	if m.Beta != 0 { // omitempty
+		fields++
+	}
+	w.header(&m.Header, fields)
 	w.str("step")
 	w.uint64(m.Step)
 	w.str("epoch")
@@ -64,6 +68,10 @@ func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
 			w.str(k)
 			w.float32(m.Lambda[k])
 		}
+	}
+	if m.Beta != 0 {
+		w.str("beta")
+		w.float32(m.Beta)
 	}
 	return w.err
 }

@@ -61,6 +61,7 @@ func examples() []example {
 				{Subset: []string{"audio"}, Targets: []string{"audio", "vision"}},
 			},
 			Lambda: map[string]float32{"audio": 0.5},
+			Beta:   0.75,
 		},
 		&bus.Posterior{
 			Header: trainHdr(bus.TypePosterior, "vision"),
@@ -162,7 +163,7 @@ func examples() []example {
 		},
 		&bus.Control{
 			Header: trainHdr(bus.TypeControl, "integrator"),
-			Op:     bus.OpRestore, ID: "00112233445566778899aabbccddeeff", Step: 400, Adopt: true,
+			Op:     bus.OpRestore, ID: "00112233445566778899aabbccddeeff", Step: 400, Adopt: true, Frozen: true,
 		},
 		&bus.RunState{
 			Header: hdr(bus.TypeRunState, "vision"),

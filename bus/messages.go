@@ -49,6 +49,9 @@ type StepBegin struct {
 	// Lambda weighs each module's log-likelihood in the objective; a
 	// module not listed has weight 1.
 	Lambda map[string]float32 `msgpack:"lambda"`
+	// Beta is the step's KL weight: a module with a private latent weighs
+	// its own KL term by it, as the integrator weighs the shared one's.
+	Beta float32 `msgpack:"beta,omitempty"`
 }
 
 // MessageType implements Message.
@@ -85,6 +88,9 @@ func (m *StepBegin) check(e Expect) error {
 	}
 	if weightBad {
 		return badf("lambda."+badWeight, ErrField, "weight %v, want 0 to 1e6", m.Lambda[badWeight])
+	}
+	if m.Beta < 0 || m.Beta != m.Beta || m.Beta > 1e6 {
+		return badf("beta", ErrField, "KL weight %v, want 0 to 1e6", m.Beta)
 	}
 	for i, t := range m.Plan {
 		if len(t.Subset) == 0 {
@@ -592,6 +598,11 @@ type Control struct {
 	ID    string `msgpack:"id"`   // the run's id: kept in checkpoints, the same across its sessions
 	Step  uint64 `msgpack:"step"` // see the Op* constants
 	Adopt bool   `msgpack:"adopt"`
+	// Frozen (with OpEnrol) has the module take part in the run's steps
+	// without learning: it encodes and decodes, and never changes its
+	// weights or writes its checkpoint (coordinated training of another
+	// module against it). A module with no trained weights refuses it.
+	Frozen bool `msgpack:"frozen,omitempty"`
 }
 
 // MessageType implements Message.

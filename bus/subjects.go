@@ -121,4 +121,7 @@ const (
 	MetaTraining = "training"
 	// TrainsRowWeights is MetaTraining's mark of Latent.W.
 	TrainsRowWeights = "row-weights"
+	// MetaPrivate is the size of a module's private latent, which it
+	// keeps to itself (module.Spec.Private); absent or "0": none.
+	MetaPrivate = "private"
 )

@@ -29,19 +29,19 @@ func (r *run) open(ctx context.Context) error {
 		return err
 	}
 	r.newSession()
-	states, err := r.allOf(ctx, r.cfg.Modules, bus.Control{Op: bus.OpEnrol, ID: r.st.Run, Step: r.st.Step, Adopt: r.fresh})
+	states, err := r.enrolAll(ctx, r.cfg.Modules, r.st.Run, r.st.Step, r.fresh)
 	if err != nil {
 		return fmt.Errorf("%w (the modules must run with --train, as serket train starts them)", err)
 	}
 	for _, m := range r.cfg.Modules {
 		r.mods[m] = &modState{instance: states[m].Instance}
 		if r.fresh {
-			r.log.Info("module enrolled in a new run", "peer", m, "run", r.st.Run, "weights_were", labelText(states[m]))
+			r.log.Info("module enrolled in a new run", "peer", m, "run", r.st.Run, "weights_were", labelText(states[m]), "frozen", r.cfg.isFrozen(m))
 		}
 	}
 	r.committed = r.st.clone()
 	if !r.fresh {
-		if err := r.back(ctx, r.cfg.Modules, states); err != nil {
+		if err := r.back(ctx, r.learning(r.cfg.Modules), states); err != nil {
 			return fmt.Errorf("integrator: resume from %s: %w", r.statePath, err)
 		}
 	}
@@ -145,14 +145,16 @@ func (r *run) admitOnce(ctx context.Context) error {
 // run's last checkpoint with it.
 func (r *run) rejoin(ctx context.Context, m, inst string) error {
 	ms := r.mods[m]
-	if inst == ms.instance {
-		st, err := r.controlOne(ctx, m, bus.Control{Op: bus.OpEnrol, ID: r.st.Run, Step: r.st.Step})
+	if inst == ms.instance || r.cfg.isFrozen(m) {
+		// A frozen module's weights are the same at every step: a new
+		// process of it takes up the run where it is.
+		st, err := r.controlOne(ctx, m, bus.Control{Op: bus.OpEnrol, ID: r.st.Run, Step: r.st.Step, Frozen: r.cfg.isFrozen(m)})
 		if err != nil {
 			return nil // not yet: the next step asks again
 		}
-		if st.ID == r.st.Run {
+		if st.ID == r.st.Run || r.cfg.isFrozen(m) {
 			r.log.Warn("module is back; it rejoins the run, having sat out the steps it missed", "peer", m, "gone_for", time.Since(ms.gone).Round(time.Millisecond))
-			ms.gone = time.Time{}
+			ms.gone, ms.instance = time.Time{}, inst
 			return nil
 		}
 	}
@@ -181,14 +183,14 @@ func (r *run) rollback(ctx context.Context, why string) error {
 	r.log.Warn("rolling the run back to its last checkpoint; the steps since are done again", "why", why, "from_step", r.st.Step, "to_step", target.Step)
 	r.newSession()
 	up := r.up(nil)
-	states, err := r.allOf(ctx, up, bus.Control{Op: bus.OpEnrol, ID: target.Run, Step: target.Step})
+	states, err := r.enrolAll(ctx, up, target.Run, target.Step, false)
 	if err != nil {
 		return err
 	}
 	for _, m := range up {
 		r.mods[m] = &modState{instance: states[m].Instance}
 	}
-	if err := r.back(ctx, up, states); err != nil {
+	if err := r.back(ctx, r.learning(up), states); err != nil {
 		return fmt.Errorf("integrator: rollback: %w", err)
 	}
 	return errRolledBack
@@ -308,7 +310,7 @@ func (r *run) commit(ctx context.Context) error {
 		r.limit.Warn(r.log, "checkpoint postponed", "checkpoint postponed while modules are gone", "step", r.st.Step, "gone", gone, "last_checkpoint", r.committed.Step)
 		return nil
 	}
-	states, errs := r.controlAll(ctx, r.cfg.Modules, bus.Control{Op: bus.OpSave, ID: r.st.Run, Step: r.st.Step})
+	states, errs := r.controlAll(ctx, r.learning(r.cfg.Modules), bus.Control{Op: bus.OpSave, ID: r.st.Run, Step: r.st.Step})
 	if err := ctx.Err(); err != nil {
 		return err
 	}

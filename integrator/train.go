@@ -37,6 +37,12 @@ type TrainConfig struct {
 	// (gpoe's gates, by Adam); default 1e-3, the modules' default.
 	GateLR float32
 
+	// Frozen are modules that take part without learning (coordinated
+	// training of the others against them): they must have trained
+	// weights (a checkpoint), and at least one module must learn. The plan
+	// keeps what teaches the learners (see coordinate).
+	Frozen []string
+
 	Lambda map[string]float32 // per-module weight of the log-likelihood; default 1
 	// KL annealing: β rises linearly from KLFrom to KLTo over AnnealSteps
 	// steps, then stays; AnnealSteps 0 means β = KLTo throughout.
@@ -96,16 +102,19 @@ type stepStore struct {
 	zgradOf map[string]*bus.ZGrad
 	targets []string
 	plan    []bus.Term
-	pcg     rand.PCG
-	rng     *rand.Rand
-	begin   bus.StepBegin
-	latent  bus.Latent
-	stats   StepStats
-	got     map[string]bool // collect's
-	timer   *time.Timer     // collect's deadline
-	probe   *time.Timer     // when collect next asks whether a late module is there
-	want    []string        // the modules a phase waits for
-	ids     []uint64        // the step's batch
+	// coordinated is plan as it teaches the modules that learn (all of
+	// it unless some are frozen).
+	coordinated []bus.Term
+	pcg         rand.PCG
+	rng         *rand.Rand
+	begin       bus.StepBegin
+	latent      bus.Latent
+	stats       StepStats
+	got         map[string]bool // collect's
+	timer       *time.Timer     // collect's deadline
+	probe       *time.Timer     // when collect next asks whether a late module is there
+	want        []string        // the modules a phase waits for
+	ids         []uint64        // the step's batch
 
 	stepSubj, latentSubj    string
 	postPrefix, zgradPrefix string            // …post. and …zgrad.
@@ -251,6 +260,14 @@ func (c *TrainConfig) defaults() error {
 	if c.Aggregation == nil {
 		c.Aggregation = aggregate.PoE()
 	}
+	for _, m := range c.Frozen {
+		if !slices.Contains(c.Modules, m) {
+			return fmt.Errorf("integrator: frozen module %s is not one of the run's modules (%s)", m, strings.Join(c.Modules, ", "))
+		}
+	}
+	if !slices.ContainsFunc(c.Modules, c.learns) {
+		return errors.New("integrator: every module is frozen: nothing would learn")
+	}
 	if c.GateLR == 0 {
 		c.GateLR = 1e-3
 	}
@@ -274,6 +291,9 @@ func (c *TrainConfig) fingerprint() string {
 	fp := fmt.Sprintf("modules=%s items=%d batch=%d seed=%d", strings.Join(c.Modules, ","), len(c.IDs), c.Batch, c.Seed)
 	if a := c.Aggregation.Name(); a != aggregate.PoE().Name() { // PoE runs' checkpoints stay as they were
 		fp += " aggregation=" + a
+	}
+	if len(c.Frozen) > 0 {
+		fp += " frozen=" + strings.Join(slices.Sorted(slices.Values(c.Frozen)), ",")
 	}
 	return fp
 }

@@ -719,3 +719,82 @@ func TestTrainCheckpointsByTime(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainCoordinatedLeavesTheFrozenAlone: a module added to a trained
+// pipeline trains alone against it (TrainConfig.Frozen): the frozen
+// modules' checkpoint files are byte for byte as they were, the new one
+// learns (the run's objective rises and it saves its checkpoint), and a
+// frozen module with no trained weights, or a run where nothing learns, is
+// refused before any step, naming it.
+func TestTrainCoordinatedLeavesTheFrozenAlone(t *testing.T) {
+	first := toyPipeline(t, 0, "a", "b")
+	cfg := integrator.TrainConfig{Modules: []string{"a", "b"}, IDs: ids(600), Epochs: 1, Batch: 100, CheckpointDir: t.TempDir()}
+	if _, err := first.ig.Train(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string][]byte{}
+	for _, m := range []string{"a", "b"} {
+		b, err := os.ReadFile(first.ckpt(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[m] = b
+	}
+	p := startPipeline(t)
+	p.ckpts = first.ckpts
+	for i, name := range []string{"a", "b", "c"} {
+		p.runModule(name, newToyModule(t, name, i, 0), module.Options{Train: true, Checkpoint: p.ckpt(name)})
+	}
+	p.waitLive("a", "b", "c")
+	weights := map[string][]byte{"a": saved(t, p.module("a")), "b": saved(t, p.module("b"))}
+	coord := integrator.TrainConfig{Modules: []string{"a", "b", "c"}, Frozen: []string{"a", "b"}, IDs: ids(600), Epochs: 3, Batch: 100,
+		CheckpointDir: t.TempDir(), Plan: integrator.CrossPlan(1)}
+	var elbos []float64
+	coord.OnStep = func(s integrator.StepStats) {
+		for _, term := range s.Terms { // a term without c in its subset teaches c's decoder alone
+			if !slices.Contains(term.Subset, "c") && !slices.Equal(term.Targets, []string{"c"}) {
+				t.Errorf("step %d has a term %v → %v that teaches the frozen", s.Step, term.Subset, term.Targets)
+			}
+		}
+		elbos = append(elbos, s.Terms[0].ELBO)
+	}
+	if _, err := p.ig.Train(context.Background(), coord); err != nil {
+		t.Fatal(err)
+	}
+	for m, b := range before {
+		if after, err := os.ReadFile(p.ckpt(m)); err != nil || !bytes.Equal(after, b) {
+			t.Errorf("frozen module %s's checkpoint changed (%v)", m, err)
+		}
+	}
+	for m, w := range weights {
+		if !bytes.Equal(saved(t, p.module(m)), w) {
+			t.Errorf("frozen module %s's weights changed", m)
+		}
+	}
+	if _, err := os.Stat(p.ckpt("c")); err != nil {
+		t.Errorf("the new module saved no checkpoint: %v", err)
+	}
+	if n := len(elbos); n < 10 || mean(elbos[n-6:]) <= mean(elbos[:6]) {
+		t.Errorf("the joint term's objective did not rise over the coordinated run: %v", elbos)
+	}
+	// A module with fresh weights cannot be frozen; nor can everything.
+	fresh := toyPipeline(t, 0, "d", "e")
+	for _, c := range []struct {
+		frozen []string
+		want   string
+	}{{[]string{"d"}, "d: asked to take part in run"}, {[]string{"d", "e"}, "every module is frozen"}} {
+		bad := integrator.TrainConfig{Modules: []string{"d", "e"}, Frozen: c.frozen, IDs: ids(200), Batch: 100, CheckpointDir: t.TempDir()}
+		bad.OnStep = func(integrator.StepStats) { t.Error("a step ran") }
+		if _, err := fresh.ig.Train(context.Background(), bad); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("freezing %v: %v; want an error saying %q", c.frozen, err, c.want)
+		}
+	}
+}
+
+func mean(v []float64) float64 {
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}

@@ -35,7 +35,8 @@ func (r *run) step(ctx context.Context, step uint64, ids []uint64, eval bool) (*
 	} else {
 		st.pcg.Seed(cfg.Seed^0x91a2, step)
 		st.plan = cfg.Plan(st.plan, cfg.Modules, st.rng)
-		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: st.plan, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1), Agg: cfg.Aggregation})
+		st.coordinated = cfg.coordinate(st.coordinated, st.plan)
+		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: st.coordinated, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1), Agg: cfg.Aggregation})
 	}
 	plan := sm.Terms()
 	if len(plan) > bus.MaxTerms {
@@ -46,7 +47,7 @@ func (r *run) step(ctx context.Context, step uint64, ids []uint64, eval bool) (*
 	*ss = StepStats{Step: step, Epoch: r.st.Epoch, Beta: sm.Beta, Items: b, Missing: ss.Missing[:0]}
 
 	t0 := time.Now()
-	st.begin = bus.StepBegin{Header: bus.Header{Run: r.session}, Step: step, Epoch: r.st.Epoch, Train: !eval, IDs: ids, Plan: plan, Lambda: sm.Weights(cfg.Modules)}
+	st.begin = bus.StepBegin{Header: bus.Header{Run: r.session}, Step: step, Epoch: r.st.Epoch, Train: !eval, IDs: ids, Plan: plan, Lambda: sm.Weights(cfg.Modules), Beta: sm.Beta}
 	if err := r.send(st.stepSubj, &st.begin); err != nil {
 		return nil, err
 	}

@@ -102,19 +102,23 @@ type Pipeline struct {
 // TrainSettings is the "train" section of a pipeline file. Zero values
 // mean "the command's default".
 type TrainSettings struct {
-	Epochs          int                `yaml:"epochs,omitempty"`
-	Batch           int                `yaml:"batch,omitempty"`
-	Seed            uint64             `yaml:"seed,omitempty"`
-	Plan            string             `yaml:"plan,omitempty"`        // mvae, cross or joint
-	Subsets         int                `yaml:"subsets,omitempty"`     // random subsets per step
-	Aggregation     string             `yaml:"aggregation,omitempty"` // poe, moe, mopoe or gpoe
-	Lambda          map[string]float64 `yaml:"lambda,omitempty"`      // module → weight of its log-likelihood
-	KLFrom          *float64           `yaml:"kl_from,omitempty"`
-	KLTo            *float64           `yaml:"kl_to,omitempty"`
-	KLAnneal        *float64           `yaml:"kl_anneal,omitempty"`     // epochs of linear annealing
-	StepDeadline    Duration           `yaml:"step_deadline,omitempty"` // how long a step waits for each module
-	CheckpointDir   string             `yaml:"checkpoint_dir,omitempty"`
-	CheckpointEvery *int               `yaml:"checkpoint_every,omitempty"`
+	Epochs      int                `yaml:"epochs,omitempty"`
+	Batch       int                `yaml:"batch,omitempty"`
+	Seed        uint64             `yaml:"seed,omitempty"`
+	Plan        string             `yaml:"plan,omitempty"`        // mvae, cross or joint
+	Subsets     int                `yaml:"subsets,omitempty"`     // random subsets per step
+	Aggregation string             `yaml:"aggregation,omitempty"` // poe, moe, mopoe or gpoe
+	Lambda      map[string]float64 `yaml:"lambda,omitempty"`      // module → weight of its log-likelihood
+	// Freeze are trained modules that take part without learning, while
+	// the others train against them (coordinated training of a new
+	// module): their checkpoints must be in the checkpoint directory.
+	Freeze          []string `yaml:"freeze,omitempty"`
+	KLFrom          *float64 `yaml:"kl_from,omitempty"`
+	KLTo            *float64 `yaml:"kl_to,omitempty"`
+	KLAnneal        *float64 `yaml:"kl_anneal,omitempty"`     // epochs of linear annealing
+	StepDeadline    Duration `yaml:"step_deadline,omitempty"` // how long a step waits for each module
+	CheckpointDir   string   `yaml:"checkpoint_dir,omitempty"`
+	CheckpointEvery *int     `yaml:"checkpoint_every,omitempty"`
 	// CheckpointInterval takes a checkpoint when this long has passed
 	// since the last, whatever the step count (0: not by time).
 	CheckpointInterval *Duration `yaml:"checkpoint_interval,omitempty"`
@@ -554,6 +558,14 @@ func (v *validator) train(t *TrainSettings, latent int, modules map[string]int) 
 	}
 	if _, err := aggregate.Parse(t.Aggregation); err != nil {
 		v.add("train.aggregation", "%v", err)
+	}
+	for i, name := range t.Freeze {
+		if _, ok := modules[name]; !ok {
+			v.add(fmt.Sprintf("train.freeze[%d]", i), "no module named %q in this pipeline", name)
+		}
+	}
+	if len(t.Freeze) > 0 && len(t.Freeze) >= len(modules) {
+		v.add("train.freeze", "every module is frozen: nothing would learn")
 	}
 	for _, name := range slices.Sorted(maps.Keys(t.Lambda)) {
 		if _, ok := modules[name]; !ok {

@@ -163,7 +163,7 @@ func readNewest(s Saver, path string) (l Label, used string, damaged, err error)
 // restore restores s from path if it exists, or from its previous
 // generation if path is damaged, logs which, and returns its label (the
 // zero Label when there is no checkpoint).
-func restore(s Saver, path string, log *slog.Logger) (Label, error) {
+func restore(s Saver, path string, log *slog.Logger) (l Label, restored bool, err error) {
 	l, used, damaged, err := readNewest(s, path)
 	if errors.Is(err, fs.ErrNotExist) {
 		// A previous generation alone is no checkpoint: it may be left
@@ -173,19 +173,19 @@ func restore(s Saver, path string, log *slog.Logger) (Label, error) {
 		} else {
 			log.Info("no checkpoint: fresh weights", "path", path)
 		}
-		return Label{}, nil
+		return Label{}, false, nil
 	}
 	if err != nil {
 		if e := (*fs.PathError)(nil); errors.As(err, &e) && e.Path == path {
-			return Label{}, fmt.Errorf("checkpoint: %w", err)
+			return Label{}, false, fmt.Errorf("checkpoint: %w", err)
 		}
-		return Label{}, fmt.Errorf("%w; move %s away to start afresh", err, path)
+		return Label{}, false, fmt.Errorf("%w; move %s away to start afresh", err, path)
 	}
 	if damaged != nil {
 		log.Error("checkpoint is damaged; restoring the previous generation instead", "path", path, "err", damaged, "restored", used)
 	}
 	log.Info("restored checkpoint", "path", used, "weights", l)
-	return l, nil
+	return l, true, nil
 }
 
 // restoreLabelled restores s from whichever of path and its previous

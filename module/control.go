@@ -20,7 +20,7 @@ func (r *runner) control(c *bus.Control, reply string) {
 	case c.Sender != integratorName:
 		err = fmt.Errorf("a %s from %q: only the integrator may ask", c.Op, c.Sender)
 	case c.Op == bus.OpEnrol:
-		r.enrol(c)
+		err = r.enrol(c)
 	case c.Run != r.session:
 		err = fmt.Errorf("a %s of session %s, but this module is enrolled in %s", c.Op, c.Run, orNone(r.session))
 	case c.Op == bus.OpSave:
@@ -46,19 +46,30 @@ func (r *runner) control(c *bus.Control, reply string) {
 // and messages of the earlier session are refused from now on. With Adopt
 // the weights become the run's at c.Step (a new run starts from whatever
 // its modules hold).
-func (r *runner) enrol(c *bus.Control) {
+//
+// Frozen, it takes part without learning; only trained weights (a
+// checkpoint's) can be frozen, else it stays out of the session.
+func (r *runner) enrol(c *bus.Control) error {
+	if c.Frozen && !r.trained {
+		return fmt.Errorf("asked to take part in run %s frozen, but its weights are fresh: no checkpoint was restored (%s), so there is nothing trained to freeze",
+			c.ID, orNone(r.opts.Checkpoint))
+	}
 	r.abandon()
-	r.session, r.runID = c.Run, c.ID
-	if c.Adopt {
+	r.session, r.runID, r.frozen = c.Run, c.ID, c.Frozen
+	if c.Adopt && !c.Frozen {
 		r.weights = Label{Run: c.ID, Step: c.Step}
 	}
 	r.counters(func(s *trainStats) { s.Run, s.Session = c.ID, c.Run })
-	r.log.Info("enrolled in a training run", "run", c.ID, "session", c.Run, "step", c.Step, "weights", r.weights)
+	r.log.Info("enrolled in a training run", "run", c.ID, "session", c.Run, "step", c.Step, "weights", r.weights, "frozen", c.Frozen)
+	return nil
 }
 
 // saveFor writes the checkpoint of the run at c.Step: the weights as they
 // are once every message of the session before the request is handled.
 func (r *runner) saveFor(c *bus.Control) error {
+	if r.frozen {
+		return errFrozen
+	}
 	s, err := r.saver()
 	if err != nil {
 		return err
@@ -69,7 +80,7 @@ func (r *runner) saveFor(c *bus.Control) error {
 	if err := save(s, r.opts.Checkpoint, label); err != nil {
 		return err
 	}
-	r.weights = label
+	r.weights, r.trained = label, true
 	took := time.Since(start).Seconds()
 	r.counters(func(st *trainStats) { st.SaveSeconds += took; st.Saved = c.Step })
 	return nil
@@ -78,6 +89,9 @@ func (r *runner) saveFor(c *bus.Control) error {
 // restoreFor loads the run's checkpoint of c.Step, to roll back with the
 // rest of the run.
 func (r *runner) restoreFor(c *bus.Control) error {
+	if r.frozen {
+		return errFrozen
+	}
 	s, err := r.saver()
 	if err != nil {
 		return err
@@ -87,10 +101,13 @@ func (r *runner) restoreFor(c *bus.Control) error {
 	if err := restoreLabelled(s, r.opts.Checkpoint, want); err != nil {
 		return err
 	}
-	r.weights = want
+	r.weights, r.trained = want, true
 	r.log.Info("restored the run's checkpoint", "path", r.opts.Checkpoint, "weights", want)
 	return nil
 }
+
+// errFrozen: a frozen module's weights and checkpoint do not change.
+var errFrozen = errors.New("this module takes part in the run frozen: its weights and checkpoint do not change")
 
 // errNoCheckpoint: the module keeps no checkpoint it could save or restore.
 var errNoCheckpoint = errors.New("this module keeps no checkpoint")

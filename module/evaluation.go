@@ -67,7 +67,11 @@ func (r *runner) handleFeatures(req micro.Request) {
 			}
 		}
 		if zr > 0 {
-			if err := f.Means(in.Z.Data, zr, x[n*fl:]); err != nil {
+			z, err := r.whole(in.Z.Data, zr)
+			if err != nil {
+				return nil, fmt.Errorf("module %s: means: %w", r.spec.Name, err)
+			}
+			if err := f.Means(z, zr, x[n*fl:]); err != nil {
 				return nil, fmt.Errorf("module %s: means: %w", r.spec.Name, err)
 			}
 		}
@@ -117,6 +121,10 @@ func (r *runner) handleScore(req micro.Request) {
 // one, else by Decode with unit weights (whose decoder gradients a Learner
 // then discards: nothing is learned from evaluation).
 func (r *runner) logLik(z []float32, x Batch, ll []float32) error {
+	z, err := r.whole(z, x.Len())
+	if err != nil {
+		return fmt.Errorf("module %s: score: %w", r.spec.Name, err)
+	}
 	if s, ok := r.m.(Scorer); ok {
 		if err := s.LogLik(z, x, ll); err != nil {
 			return fmt.Errorf("module %s: score: %w", r.spec.Name, err)
@@ -128,7 +136,7 @@ func (r *runner) logLik(z []float32, x Batch, ll []float32) error {
 	for i := range w {
 		w[i] = 1
 	}
-	err := r.m.Decode(z, x, w, ll, make([]float32, n*r.spec.Latent))
+	err = r.m.Decode(z, x, w, ll, make([]float32, len(z)))
 	if l, ok := r.m.(Learner); ok {
 		l.Discard()
 	}

@@ -64,6 +64,7 @@ func (f *Flags) Options(log *slog.Logger) Options {
 		Logger:     log,
 		Train:      f.Train,
 		Checkpoint: f.Checkpoint,
+		Private:    f.Private,
 		Sensors:    f.Sensors,
 		SensorType: f.SensorType,
 		SensorRate: f.SensorRate,

@@ -21,6 +21,12 @@ type Spec struct {
 	Name       string // module name: a subject token, see bus.ValidName
 	Latent     int    // D, the size of the shared latent
 	Likelihood string // the decoder's likelihood, e.g. "bernoulli", "categorical", "gaussian"
+	// Private is P, the size of a private latent the modality keeps
+	// beside the shared one (0: none). With P > 0 its Encode writes, and
+	// its Decode, LogLik, Means and Render read, rows of D + P (the
+	// shared D first); the SDK shows the rest of the pipeline D only
+	// (see Options.Private).
+	Private int
 }
 
 // Validate reports what is wrong with the spec, if anything.
@@ -34,11 +40,15 @@ func (s Spec) Validate() error {
 	if s.Likelihood == "" {
 		return fmt.Errorf("module %s: likelihood is empty", s.Name)
 	}
+	if s.Private < 0 || s.Private > 4096 {
+		return fmt.Errorf("module %s: private latent size %d: want 0 to 4096", s.Name, s.Private)
+	}
 	return nil
 }
 
 // Modality is what every modality implements: an encoder q(z|x) and a
-// decoder p(x|z) over a latent of Spec().Latent dimensions.
+// decoder p(x|z) over a latent of Spec().Latent dimensions (and
+// Spec().Private more of its own, if it keeps a private latent).
 //
 // Slices are row-major B×D (mu, logvar, z, dz) or B (ll, w), B = x.Len().
 // The SDK calls the methods of one Modality from one goroutine at a time.

@@ -3,6 +3,7 @@ package module
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -71,6 +72,12 @@ type Options struct {
 	// wins) and publishes the rendering on …said.<name>. Needs a Renderer.
 	SayBeliefs bool
 
+	// Private is the size of the private latent the module was asked to
+	// keep (--private; 0: whatever its modality keeps). Run refuses a
+	// modality whose Spec().Private is not it: one that does not support
+	// a private latent must not train as if it had one.
+	Private int
+
 	// Ready, if set, is called once the service is registered and listening.
 	Ready func(svc micro.Service)
 }
@@ -131,6 +138,8 @@ type runner struct {
 	session string // the training session enrolled in, "" for none
 	runID   string // the run it belongs to
 	weights Label  // the run and step the weights are of
+	trained bool   // the weights are a checkpoint's, not fresh ones
+	frozen  bool   // enrolled frozen: steps without learning, no saves
 
 	// training step state, owned by the actor goroutine
 	step       uint64
@@ -139,10 +148,16 @@ type runner struct {
 	x          Batch
 	present    []bool
 	weight     float32
-	train      bool // the step updates parameters (else it only scores)
+	beta       float32 // the step's KL weight
+	train      bool    // the step updates parameters (else it only scores)
 	plan       []bus.Term
 	mu, logvar []float32
 	stepStart  time.Time // when the current step's StepBegin arrived
+
+	// priv is the modality's private latent, nil if it keeps none; kl is
+	// a term's private KL weight per row.
+	priv *private
+	kl   []float32
 }
 
 // trainStats are the training counters, reported as the data of the
@@ -183,6 +198,10 @@ func newRunner(m Modality, opts Options) (*runner, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	if opts.Private > 0 && spec.Private != opts.Private {
+		return nil, fmt.Errorf("module %s: a private latent of %d was asked for (--private), and its modality keeps %d (Spec().Private): it does not support one of that size",
+			spec.Name, opts.Private, spec.Private)
+	}
 	if opts.Pipeline == "" {
 		opts.Pipeline = os.Getenv(procenv.EnvPipeline)
 	}
@@ -200,8 +219,14 @@ func newRunner(m Modality, opts Options) (*runner, error) {
 	if log == nil {
 		log = slog.Default().With("module", spec.Name)
 	}
+	var priv *private
+	if spec.Private > 0 {
+		h := fnv.New64a()
+		h.Write([]byte(spec.Name))
+		priv = newPrivate(spec.Latent, spec.Private, h.Sum64())
+	}
 	return &runner{
-		m: m, spec: spec, opts: opts, log: log, subj: subj,
+		m: m, spec: spec, opts: opts, log: log, subj: subj, priv: priv,
 		events:    make(chan func()),
 		quit:      make(chan struct{}),
 		trainSubj: newTrainSubjects(subj, spec.Name),
@@ -213,11 +238,11 @@ func newRunner(m Modality, opts Options) (*runner, error) {
 
 func (r *runner) run(ctx context.Context) error {
 	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" {
-		l, err := restore(s, r.opts.Checkpoint, r.log)
+		l, restored, err := restore(s, r.opts.Checkpoint, r.log)
 		if err != nil {
 			return fmt.Errorf("module %s: %w", r.spec.Name, err)
 		}
-		r.weights = l
+		r.weights, r.trained = l, restored
 	}
 	r.nc = r.opts.Conn
 	if r.nc == nil {
@@ -258,6 +283,7 @@ func (r *runner) run(ctx context.Context) error {
 			bus.MetaHost:       host,
 			bus.MetaBLAS:       nn.Backend(),
 			bus.MetaTraining:   bus.TrainsRowWeights,
+			bus.MetaPrivate:    strconv.Itoa(r.spec.Private),
 		},
 		StatsHandler: func(e *micro.Endpoint) any {
 			if e.Name != "train" {
@@ -493,7 +519,7 @@ func (r *runner) handleEncode(req micro.Request) {
 			if x.Len() != k {
 				return nil, fmt.Errorf("module %s: Parse returned %d rows for %d observations", r.spec.Name, x.Len(), k)
 			}
-			if err := r.m.Encode(x, mu[:k*d], lv[:k*d]); err != nil {
+			if err := r.encodeShared(x, mu[:k*d], lv[:k*d]); err != nil {
 				return nil, fmt.Errorf("module %s: encode: %w", r.spec.Name, err)
 			}
 		}
@@ -503,7 +529,7 @@ func (r *runner) handleEncode(req micro.Request) {
 				return nil, err
 			}
 			k := len(in.Observations)
-			if err := r.m.Encode(x, mu[k*d:], lv[k*d:]); err != nil {
+			if err := r.encodeShared(x, mu[k*d:], lv[k*d:]); err != nil {
 				return nil, fmt.Errorf("module %s: encode: %w", r.spec.Name, err)
 			}
 			out.Present = append(make([]bool, k), present...)
@@ -530,7 +556,11 @@ func (r *runner) handleDecode(req micro.Request) {
 	if !r.do(func() {
 		var out bus.DecodeReply
 		err := r.safely("Render", func() error {
-			outs, err := rd.Render(in.Z.Data, in.Z.Rows())
+			z, err := r.whole(in.Z.Data, in.Z.Rows())
+			if err != nil {
+				return fmt.Errorf("module %s: render: %w", r.spec.Name, err)
+			}
+			outs, err := rd.Render(z, in.Z.Rows())
 			if err != nil {
 				return fmt.Errorf("module %s: render: %w", r.spec.Name, err)
 			}

@@ -226,6 +226,17 @@ func TestRunRefusesABadSpec(t *testing.T) {
 	}
 }
 
+// TestRunRefusesAPrivateLatentItsModalityLacks: a module asked for a
+// private latent (--private) whose modality keeps none does not start,
+// and says which module and what was asked.
+func TestRunRefusesAPrivateLatentItsModalityLacks(t *testing.T) {
+	m, _ := toy.New(toy.Config{Name: "plain", Dim: 1, Latent: 1})
+	err := module.Run(context.Background(), m, module.Options{Private: 4})
+	if err == nil || !strings.Contains(err.Error(), "module plain") || !strings.Contains(err.Error(), "--private") {
+		t.Fatalf("Run with a private latent the modality lacks: %v", err)
+	}
+}
+
 type badSpec struct{ *toy.Toy }
 
 func (b badSpec) Spec() module.Spec { s := b.Toy.Spec(); s.Name = "Bad Name"; return s }

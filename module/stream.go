@@ -160,7 +160,7 @@ func (r *runner) streamPosterior(p Parser, m sensorMsg) error {
 		if err != nil {
 			return err
 		}
-		return r.m.Encode(x, mu, lv)
+		return r.encodeShared(x, mu, lv)
 	})
 	if err != nil {
 		return fmt.Errorf("sensor %s: %w", m.subject, err)
@@ -184,7 +184,11 @@ func (r *runner) say(rd Renderer, b *bus.Belief) {
 	var outs []bus.Payload
 	err := r.safely("Render", func() error {
 		var err error
-		outs, err = rd.Render(b.Mu.Data, 1)
+		z, err := r.whole(b.Mu.Data, 1)
+		if err != nil {
+			return err
+		}
+		outs, err = rd.Render(z, 1)
 		return err
 	})
 	if err != nil {

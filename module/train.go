@@ -237,12 +237,12 @@ func (r *runner) beginStep(in *bus.StepBegin, received time.Time) {
 	}
 	b, d := len(in.IDs), r.spec.Latent
 	r.mu, r.logvar = grow(r.mu, b*d), grow(r.logvar, b*d)
-	if err := r.compute("Encode", func() error { return r.m.Encode(x, r.mu, r.logvar) }); err != nil {
+	if err := r.compute("Encode", func() error { return r.encodeStep(x, in.Step) }); err != nil {
 		r.reject(fmt.Errorf("step %d: encode: %w", in.Step, err))
 		r.m.(Learner).Discard()
 		return
 	}
-	r.weight = 1
+	r.weight, r.beta = 1, in.Beta
 	if l, ok := in.Lambda[name]; ok {
 		r.weight = l
 	}
@@ -315,7 +315,7 @@ func (r *runner) decodeStep(in *bus.Latent) {
 			r.abandon()
 			return
 		}
-		if err := r.compute("Decode", func() error { return r.m.Decode(in.Z[i].Data, r.x, tw, ll, dz) }); err != nil {
+		if err := r.compute("Decode", func() error { return r.decodeTerm(in, i, t, tw, ll, dz) }); err != nil {
 			r.reject(fmt.Errorf("step %d: decode term %d: %w", in.Step, i, err))
 			r.abandon()
 			return
@@ -336,6 +336,49 @@ func (r *runner) decodeStep(in *bus.Latent) {
 		r.m.(Learner).Discard()
 		r.endStep()
 	}
+}
+
+// encodeStep encodes the step's batch into r.mu and r.logvar, keeping a
+// private latent's whole posterior.
+func (r *runner) encodeStep(x Batch, step uint64) error {
+	if r.priv == nil {
+		return r.m.Encode(x, r.mu, r.logvar)
+	}
+	pr, b := r.priv, x.Len()
+	pr.begin(b, step)
+	if err := r.m.Encode(x, pr.mu, pr.lv); err != nil {
+		return err
+	}
+	pr.shared(r.mu, pr.mu, b)
+	pr.shared(r.logvar, pr.lv, b)
+	return nil
+}
+
+// decodeTerm decodes term i of the latents in with the rows' weights tw
+// into ll and dz; with a private latent, it draws the private part and
+// keeps its gradient (see private).
+func (r *runner) decodeTerm(in *bus.Latent, i int, t bus.Term, tw, ll, dz []float32) error {
+	if r.priv == nil {
+		return r.m.Decode(in.Z[i].Data, r.x, tw, ll, dz)
+	}
+	b := r.x.Len()
+	own := slices.Contains(t.Subset, r.spec.Name)
+	z := r.priv.termLatent(in.Z[i].Data, b, own)
+	if err := r.m.Decode(z, r.x, tw, ll, r.priv.dz); err != nil {
+		return err
+	}
+	r.kl = grow(r.kl, b)
+	for k, p := range r.present {
+		r.kl[k] = 0
+		if p {
+			r.kl[k] = r.beta / float32(b)
+			if len(in.W) > 0 && !in.W[i].Empty() {
+				r.kl[k] *= in.W[i].Data[k]
+			}
+		}
+	}
+	r.priv.termBackward(dz, b, own, r.kl)
+	return nil
 }
 
 // termWeights are the rows' weights w of the step times the latent's row
@@ -367,7 +410,15 @@ func (r *runner) learnStep(in *bus.ExpertGrad) {
 		return
 	}
 	l := r.m.(Learner)
-	if err := r.compute("Learn", func() error { return l.Learn(in.DMu.Data, in.DLogVar.Data) }); err != nil {
+	dmu, dlv := in.DMu.Data, in.DLogVar.Data
+	if r.priv != nil {
+		dmu, dlv = r.priv.learnGrads(dmu, dlv, r.x.Len())
+	}
+	learn := func() error { return l.Learn(dmu, dlv) }
+	if r.frozen { // its decoders' gradients were for the others' sake
+		learn = func() error { l.Discard(); return nil }
+	}
+	if err := r.compute("Learn", learn); err != nil {
 		r.reject(fmt.Errorf("step %d: learn: %w", in.Step, err))
 		r.abandon()
 		return

@@ -37,8 +37,12 @@ type Flags struct {
 	TLSCA, TLSCert, TLSKey                string
 	LogLevel                              string
 
-	Name       string
-	Latent     int
+	Name   string
+	Latent int
+	// Private is the size of a private latent the module keeps beside
+	// the shared one (0: none); a module that does not support one
+	// refuses to start with it.
+	Private    int
 	Checkpoint string
 	// Train lets the module take part in training runs; without it, it
 	// serves inference only and never changes its weights.
@@ -80,6 +84,7 @@ func (f *Flags) RegisterProcess(fs FlagSet, kind string, defaultLatent int) {
 	f.registerConn(fs)
 	fs.StringVar(&f.Name, "name", envOr(EnvModule, kind), "module name in the pipeline (default $"+EnvModule+", else "+kind+")")
 	fs.IntVar(&f.Latent, "latent", envInt(EnvLatent, defaultLatent), fmt.Sprintf("latent size (default $%s, else %d)", EnvLatent, defaultLatent))
+	fs.IntVar(&f.Private, "private", 0, "size of a private latent the module keeps beside the shared one: it encodes and decodes with it, publishes only the shared part, and draws it from its prior when it generates from the others (0: none)")
 	fs.StringVar(&f.Checkpoint, "checkpoint", "", "parameter file: restored at start if it exists, saved when the integrator of a training run asks (default $"+EnvCheckpointDir+"/<name>.ckpt)")
 	fs.BoolVar(&f.Train, "train", os.Getenv(EnvTrain) == "1", "take part in training runs (default $"+EnvTrain+"=1, which serket train sets); without it the module serves inference only and never changes its weights or checkpoint")
 	f.Sensors = nil
@@ -135,6 +140,9 @@ func (f *Flags) registerTraining(fs FlagSet) {
 func (f *Flags) Resolve() error {
 	if f.Latent < 1 {
 		return fmt.Errorf("--latent %d: want at least 1", f.Latent)
+	}
+	if f.Private < 0 || f.Private > 4096 {
+		return fmt.Errorf("--private %d: want 0 (none) to 4096", f.Private)
 	}
 	if _, err := f.level(); err != nil {
 		return err

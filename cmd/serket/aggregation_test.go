@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/serket-go/serket/aggregate"
-	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/integrator"
 )
 
@@ -44,50 +43,68 @@ func TestTrainAggregations(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(elsewhere, "data")); err == nil {
 		t.Fatal("serket train --aggregation mope prepared a dataset before refusing the flag")
 	}
-	data := t.TempDir()
-	if _, err := dataset.Prepare(ctx, dataset.PrepareConfig{Dir: data, Limit: 10000, AudioTrain: 6, AudioTest: 3}); err != nil {
-		t.Fatal(err)
-	}
+	data := tenThousand(t, ctx)
 	// After one epoch (2026-12-05, 300 items, whose sampling error is
 	// about 0.02 near chance, 0.1): moe vision → language 0.43, language →
 	// vision 0.28–0.30; mopoe vision → language 0.48, audio → language 0.30;
-	// gpoe (cross plan) vision → language 0.41, audio → language 0.24.
+	// gpoe (cross plan) vision → language 0.41, audio → language 0.24;
+	// poe with private latents of 8 in vision and audio (cross plan)
+	// vision → language 0.32, audio → language 0.23.
 	for _, c := range []struct {
 		agg, plan string
+		private   string // the private latent of vision and audio (--private), if any
 		checks    [][2]string
 	}{
-		{"moe", "joint", [][2]string{{"vision", "language"}, {"language", "vision"}}},
-		{"mopoe", "joint", [][2]string{{"vision", "language"}, {"audio", "language"}}},
-		{"gpoe", "cross", [][2]string{{"vision", "language"}, {"audio", "language"}}},
+		{"moe", "joint", "", [][2]string{{"vision", "language"}, {"language", "vision"}}},
+		{"mopoe", "joint", "", [][2]string{{"vision", "language"}, {"audio", "language"}}},
+		{"gpoe", "cross", "", [][2]string{{"vision", "language"}, {"audio", "language"}}},
+		// From the modules that keep a private latent (their shared part
+		// is what they publish). Into one, at this epoch, it is not yet
+		// above chance: language → vision 0.12 (bench-models measures
+		// longer runs).
+		{"poe", "cross", "8", [][2]string{{"vision", "language"}, {"audio", "language"}}},
 	} {
-		t.Run(c.agg, func(t *testing.T) { trainAggregation(t, run, data, c.agg, c.plan, c.checks) })
+		name := c.agg
+		if c.private != "" {
+			name += "+private"
+		}
+		t.Run(name, func(t *testing.T) { trainAggregation(t, run, data, c.agg, c.plan, c.private, c.checks) })
 	}
 }
 
-// trainAggregation trains (with plan), measures and generates from a run
-// of aggregation agg, holding the coherence of each check (from, to) to at
-// least 0.2.
-func trainAggregation(t *testing.T, run func(...string) (string, error), data, agg, plan string, checks [][2]string) {
+// trainAggregation trains (with plan, and vision and audio keeping a
+// private latent of that size if private is not empty), measures and
+// generates from a run of aggregation agg, holding the coherence of each
+// check (from, to) to at least 0.2.
+func trainAggregation(t *testing.T, run func(...string) (string, error), data, agg, plan, private string, checks [][2]string) {
 	ckpt := filepath.Join(t.TempDir(), "run")
+	priv := ""
+	if private != "" {
+		priv = `, --private, "` + private + `"`
+	}
 	pipeline := writeFile(t, "mix.yaml", `
 modules:
-  - {name: vision, args: [--lr, "0.003"]}
+  - {name: vision, args: [--lr, "0.003"`+priv+`]}
   - {name: language, args: [--lr, "0.003"]}
-  - {name: audio, args: [--lr, "0.003"]}
+  - {name: audio, args: [--lr, "0.003"`+priv+`]}
 train: {aggregation: `+agg+`, plan: `+plan+`}
 `)
 	if out, err := run("train", pipeline, "--data", data, "--epochs", "1", "--lambda", "language=50,audio=0.2", "--checkpoint-dir", ckpt, "--step-deadline", "2m"); err != nil {
 		t.Fatalf("serket train: %v\n%s", err, out)
 	}
 	var state struct{ Aggregation string }
-	if b, err := os.ReadFile(filepath.Join(ckpt, "integrator.json")); err != nil || json.Unmarshal(b, &state) != nil || state.Aggregation != agg {
+	want := agg
+	if agg == "poe" {
+		want = "" // PoE's checkpoints are as they were before aggregations
+	}
+	if b, err := os.ReadFile(filepath.Join(ckpt, "integrator.json")); err != nil || json.Unmarshal(b, &state) != nil || state.Aggregation != want {
 		t.Fatalf("integrator.json says aggregation %q (%v): want the run's, %s", state.Aggregation, err, agg)
 	}
 	if agg == "gpoe" {
 		checkGatesLearned(t, ckpt)
 	}
 	rep := filepath.Join(t.TempDir(), "report")
-	out, err := run("eval", "--checkpoint", ckpt, "--data", data, "--out", rep, "--items", "300", "--prior-samples", "100",
+	out, err := run("eval", "-f", pipeline, "--checkpoint", ckpt, "--data", data, "--out", rep, "--items", "300", "--prior-samples", "100",
 		"--iwae-items", "20", "--iwae-k", "20", "--probe-train", "1000")
 	if err != nil {
 		t.Fatalf("serket eval: %v\n%s", err, out)
@@ -113,7 +130,7 @@ train: {aggregation: `+agg+`, plan: `+plan+`}
 		}
 	}
 	gen := filepath.Join(t.TempDir(), "gen")
-	out, err = run("generate", "--checkpoint", ckpt, "--data", data, "--from", "language=a sneaker", "--to", "vision", "--out", gen)
+	out, err = run("generate", "-f", pipeline, "--checkpoint", ckpt, "--data", data, "--from", "language=a sneaker", "--to", "vision", "--out", gen)
 	if err != nil {
 		t.Fatalf("serket generate --checkpoint: %v\n%s", err, out)
 	}

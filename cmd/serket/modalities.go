@@ -29,7 +29,7 @@ func (f *netFlags) register(fs *pflag.FlagSet) {
 }
 
 func (f *netFlags) net(mf *module.Flags) mvae.Config {
-	return mvae.Config{Latent: mf.Latent, Hidden: f.hidden, LR: float32(mf.LR), AdamEps: f.adamEps, Seed: f.seed}
+	return mvae.Config{Latent: mf.Latent, Private: mf.Private, Hidden: f.hidden, LR: float32(mf.LR), AdamEps: f.adamEps, Seed: f.seed}
 }
 
 // openSource reads the modality's shard from --data, with the contract's

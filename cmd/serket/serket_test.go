@@ -44,6 +44,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if bigDir != "" {
+		os.RemoveAll(bigDir)
+	}
 	os.Exit(code)
 }
 

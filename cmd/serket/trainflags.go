@@ -45,6 +45,7 @@ type trainFlags struct {
 	limit      int
 	evalItems  int
 	modules    []string
+	freeze     []string
 	moduleWait time.Duration
 	paired     float64
 	pairSeed   uint64
@@ -73,6 +74,7 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.limit, "limit", 0, "train on the first N training items only (0: all)")
 	fl.IntVar(&f.evalItems, "eval-items", 1000, "after every epoch, the plain ELBO of the first N test items (0: none)")
 	fl.StringSliceVar(&f.modules, "modules", nil, "modules that train (default: the pipeline's)")
+	fl.StringSliceVar(&f.freeze, "freeze", nil, "trained modules that take part without learning, their checkpoints in --checkpoint-dir untouched, while the others (a new module) train against them: coordinated training")
 	fl.Float64Var(&f.lr, "lr", 0, "every module's Adam learning rate, unless its args set one (0: the modules' default, 1e-3)")
 	fl.Float64Var(&f.paired, "paired-fraction", 1, "fraction of training items with every modality, the rest with one each (passed to the modules)")
 	fl.Uint64Var(&f.pairSeed, "pairing-seed", 1, "seed of the partial-pairing mask (passed to the modules)")
@@ -101,6 +103,7 @@ func (f *trainFlags) fromFile(p *launch.Pipeline, cmd *cobra.Command) {
 	set("plan", t.Plan != "", func() { f.plan = t.Plan })
 	set("subsets", t.Subsets > 0, func() { f.subsets = t.Subsets })
 	set("aggregation", t.Aggregation != "", func() { f.agg = t.Aggregation })
+	set("freeze", len(t.Freeze) > 0, func() { f.freeze = t.Freeze })
 	if len(t.Lambda) > 0 {
 		f.lambda = mergeLambda(t.Lambda, f.lambda, flags.Changed("lambda"))
 	}
@@ -181,7 +184,25 @@ func (f *trainFlags) check() (checked, error) {
 	if f.epochs < 1 || f.batch < 1 {
 		return st, usagef("--epochs and --batch must be positive")
 	}
-	return st, nil
+	return st, f.checkFrozen()
+}
+
+// checkFrozen refuses to freeze a module that is not in the run, or has
+// no checkpoint to be frozen at, or every module.
+func (f *trainFlags) checkFrozen() error {
+	for _, m := range f.freeze {
+		if len(f.modules) > 0 && !slices.Contains(f.modules, m) {
+			return usagef("--freeze %s: not one of the run's modules (%s)", m, strings.Join(f.modules, ", "))
+		}
+		path := filepath.Join(f.ckptDir, m+".ckpt")
+		if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+			return usagef("--freeze %s: it has no checkpoint in %s (%s): a module is frozen at its trained weights; train it first, or put its checkpoint there", m, f.ckptDir, m+".ckpt")
+		}
+	}
+	if len(f.freeze) > 0 && len(f.modules) > 0 && !slices.ContainsFunc(f.modules, func(m string) bool { return !slices.Contains(f.freeze, m) }) {
+		return usagef("--freeze: every module is frozen (%s): nothing would learn", strings.Join(f.freeze, ", "))
+	}
+	return nil
 }
 
 // config builds the integrator's TrainConfig; ids come from the manifest
@@ -192,7 +213,7 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	if err != nil {
 		return cfg, nil, err
 	}
-	cfg.Aggregation = st.agg
+	cfg.Aggregation, cfg.Frozen = st.agg, f.freeze
 	man, err := dataset.ReadManifest(f.data)
 	if err != nil {
 		return cfg, nil, err
@@ -269,11 +290,18 @@ func resumable(dir string) error {
 // checkFresh refuses to start a new run over an old one's checkpoints:
 // modules restore whatever checkpoint they find.
 func (f *trainFlags) checkFresh() error {
+	if err := f.checkFrozen(); err != nil { // a frozen module's own checkpoint is the first thing to miss
+		return err
+	}
 	if f.resume || f.ckptDir == "" {
 		return nil
 	}
 	old, _ := filepath.Glob(filepath.Join(f.ckptDir, "*.ckpt"))
-	if st, err := os.Stat(filepath.Join(f.ckptDir, "integrator.json")); err == nil && !st.IsDir() {
+	// The frozen modules' checkpoints are what a coordinated run starts
+	// from (and its integrator.json replaces the run that trained them,
+	// kept as integrator.json.prev).
+	old = slices.DeleteFunc(old, func(p string) bool { return slices.Contains(f.freeze, strings.TrimSuffix(filepath.Base(p), ".ckpt")) })
+	if st, err := os.Stat(filepath.Join(f.ckptDir, "integrator.json")); err == nil && !st.IsDir() && len(f.freeze) == 0 {
 		old = append(old, "integrator.json")
 	}
 	if len(old) > 0 {

@@ -148,7 +148,7 @@ func (c *moduleConfig) modality() (*touch.Touch, error) {
 	}
 	return touch.New(touch.Config{
 		Name:    c.Name,
-		Net:     mvae.Config{Latent: c.Latent, Hidden: c.hidden, LR: float32(c.LR), Seed: c.seed},
+		Net:     mvae.Config{Latent: c.Latent, Private: c.Private, Hidden: c.hidden, LR: float32(c.LR), Seed: c.seed},
 		Data:    d,
 		LogVar:  float32(c.logvar),
 		Pairing: mvae.Pairing{Fraction: c.PairedFraction, Seed: c.PairingSeed, Modalities: c.Modalities},

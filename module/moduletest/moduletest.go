@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -168,7 +169,7 @@ func (s *suite) data(t *testing.T, m module.Modality) (module.Batch, []bool) {
 
 func (s *suite) encode(t *testing.T, m module.Modality, x module.Batch) (mu, logvar []float32) {
 	t.Helper()
-	d := m.Spec().Latent
+	d := width(m.Spec())
 	mu, logvar = make([]float32, x.Len()*d), make([]float32, x.Len()*d)
 	if err := m.Encode(x, mu, logvar); err != nil {
 		t.Fatalf("Encode: %v", err)
@@ -244,7 +245,7 @@ func (s *suite) testEncode(t *testing.T) {
 func (s *suite) testDecodeGradient(t *testing.T) {
 	m := s.fresh(t)
 	x, present := s.data(t, m)
-	b, d := x.Len(), m.Spec().Latent
+	b, d := x.Len(), width(m.Spec())
 	r := rand.New(rand.NewPCG(1, 2))
 	z := randn(r, b*d)
 	w := make([]float32, b)
@@ -291,7 +292,7 @@ func (s *suite) testDecodeGradient(t *testing.T) {
 func (s *suite) testZeroWeight(t *testing.T) {
 	m := s.fresh(t)
 	x, _ := s.data(t, m)
-	b, d := x.Len(), m.Spec().Latent
+	b, d := x.Len(), width(m.Spec())
 	z := randn(rand.New(rand.NewPCG(3, 4)), b*d)
 	w := ones(b, nil)
 	w[0] = 0
@@ -326,7 +327,7 @@ func (s *suite) testZeroWeight(t *testing.T) {
 func (s *suite) testScorer(t *testing.T) {
 	m := s.fresh(t)
 	x, _ := s.data(t, m)
-	b, d := x.Len(), m.Spec().Latent
+	b, d := x.Len(), width(m.Spec())
 	z := randn(rand.New(rand.NewPCG(5, 6)), b*d)
 	want, _ := s.decode(t, m, z, x, ones(b, nil))
 	if l, ok := m.(module.Learner); ok {
@@ -348,7 +349,7 @@ func (s *suite) testScorer(t *testing.T) {
 func (s *suite) testPicker(t *testing.T) {
 	m := s.fresh(t)
 	x, _ := s.data(t, m)
-	b, d := x.Len(), m.Spec().Latent
+	b, d := x.Len(), width(m.Spec())
 	if b < 2 {
 		t.Skip("needs a batch of two rows or more")
 	}
@@ -374,7 +375,7 @@ func (s *suite) testLearnDecoder(t *testing.T) {
 	m := s.fresh(t)
 	l := m.(module.Learner)
 	x, present := s.data(t, m)
-	b, d := x.Len(), m.Spec().Latent
+	b, d := x.Len(), width(m.Spec())
 	z := randn(rand.New(rand.NewPCG(5, 6)), b*d)
 	w := ones(b, present)
 	sum := func(ll []float32) (f float64) {
@@ -410,7 +411,7 @@ func (s *suite) testLearnEncoder(t *testing.T) {
 	m := s.fresh(t)
 	l := m.(module.Learner)
 	x, _ := s.data(t, m)
-	b, d := x.Len(), m.Spec().Latent
+	b, d := x.Len(), width(m.Spec())
 	r := rand.New(rand.NewPCG(7, 8))
 	g, h := randn(r, b*d), randn(r, b*d)
 	mu0, lv0 := s.encode(t, m, x)
@@ -437,7 +438,7 @@ func (s *suite) testDiscard(t *testing.T) {
 	m := s.fresh(t)
 	l := m.(module.Learner)
 	x, present := s.data(t, m)
-	b, d := x.Len(), m.Spec().Latent
+	b, d := x.Len(), width(m.Spec())
 	z := randn(rand.New(rand.NewPCG(9, 10)), b*d)
 	mu0, _ := s.encode(t, m, x)
 	ll0, _ := s.decode(t, m, z, x, ones(b, present))
@@ -502,7 +503,7 @@ func (s *suite) testParser(t *testing.T) {
 func (s *suite) testRenderer(t *testing.T) {
 	m := s.fresh(t)
 	const n = 3
-	z := randn(rand.New(rand.NewPCG(11, 12)), n*m.Spec().Latent)
+	z := randn(rand.New(rand.NewPCG(11, 12)), n*width(m.Spec()))
 	out, err := m.(module.Renderer).Render(z, n)
 	if err != nil {
 		t.Fatalf("Render: %v", err)
@@ -521,7 +522,7 @@ func (s *suite) testCheckpoint(t *testing.T) {
 	// Train a little so that the checkpoint differs from a fresh start.
 	m := s.fresh(t)
 	x, present := s.data(t, m)
-	b, d := x.Len(), m.Spec().Latent
+	b, d := x.Len(), width(m.Spec())
 	if l, ok := m.(module.Learner); ok {
 		g := randn(rand.New(rand.NewPCG(13, 14)), b*d)
 		s.encode(t, m, x)
@@ -630,6 +631,9 @@ func (s *suite) testWire(t *testing.T) {
 		t.Fatalf("service info's %s is %q: a module that honours row weights (the training step below checks it) says so",
 			bus.MetaTraining, info.Metadata[bus.MetaTraining])
 	}
+	if got := info.Metadata[bus.MetaPrivate]; got != strconv.Itoa(spec.Private) {
+		t.Fatalf("service info's %s is %q, want the modality's private latent, %d", bus.MetaPrivate, got, spec.Private)
+	}
 
 	var request requester = func(subject string, in bus.Message, out bus.Message, e bus.Expect) error {
 		t.Helper()
@@ -648,6 +652,13 @@ func (s *suite) testWire(t *testing.T) {
 		return bus.UnmarshalFrom(subject, msg.Data, out, e)
 	}
 
+	if spec.Private > 0 {
+		// What the SDK decodes, it decodes with private draws of its own:
+		// the exact comparisons below do not hold, these do.
+		t.Run("Private", func(t *testing.T) { s.wirePrivate(t, nc, subj, ref, request) })
+		t.Run("BadMessages", func(t *testing.T) { s.wireBad(t, nc, subj, ref) })
+		return
+	}
 	if p, ok := ref.(module.Parser); ok {
 		t.Run("Encode", func(t *testing.T) {
 			var rep bus.EncodeReply
@@ -1164,4 +1175,84 @@ func wrongVersion(t *testing.T, d int) []byte {
 	out := bytes.Clone(b)
 	out[i+2] = 0x7f // version 127
 	return out
+}
+
+// width is a row of the modality's own latent: the shared D and its
+// private P.
+func width(spec module.Spec) int { return spec.Latent + spec.Private }
+
+// shared is the shared columns of whole (rows of D + P).
+func shared(whole []float32, spec module.Spec) []float32 {
+	w, d := width(spec), spec.Latent
+	out := make([]float32, 0, len(whole)/w*d)
+	for r := 0; r < len(whole); r += w {
+		out = append(out, whole[r:r+d]...)
+	}
+	return out
+}
+
+// wirePrivate checks a modality with a private latent over the wire: the
+// posterior the module shows (encoded on request and in a training step)
+// is the shared part of its Encode, a latent of D decodes (the module
+// drawing the private part), and a training step answers both of its
+// terms with finite gradients of D and learns.
+func (s *suite) wirePrivate(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref module.Modality, request requester) {
+	spec := ref.Spec()
+	name, d := spec.Name, spec.Latent
+	x, present := s.data(t, ref)
+	b := x.Len()
+	mu, lv := s.encode(t, ref, x)
+	var enc bus.EncodeReply
+	in := &bus.EncodeRequest{Observations: s.cfg.Inputs}
+	if _, ok := ref.(module.Loader); ok {
+		in = &bus.EncodeRequest{IDs: s.cfg.IDs}
+	}
+	if err := request(subj.Encode(name), in, &enc, bus.Expect{Latent: d, Batch: b}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(enc.Mu.Data, shared(mu, spec)) || !slices.Equal(enc.LogVar.Data, shared(lv, spec)) {
+		t.Fatal("the encode endpoint's posterior is not the shared part of Encode's")
+	}
+	if _, ok := ref.(module.Renderer); ok {
+		var rep bus.DecodeReply
+		z := randn(rand.New(rand.NewPCG(17, 18)), 2*d)
+		if err := request(subj.Decode(name), &bus.DecodeRequest{Z: bus.Matrix(2, d, z)}, &rep, bus.Expect{Batch: 2}); err != nil || len(rep.Outputs) != 2 {
+			t.Fatalf("decoding two shared latents: %v, %d outputs", err, len(rep.Outputs))
+		}
+	}
+	_, learner := ref.(module.Learner)
+	_, loader := ref.(module.Loader)
+	if !learner || !loader {
+		return
+	}
+	posts, zgrads := subscribe(t, nc, subj.Post(name)), subscribe(t, nc, subj.ZGrad(name))
+	plan := []bus.Term{{Subset: []string{name}, Targets: []string{name}}, {Subset: []string{"someone-else"}, Targets: []string{name}}}
+	s.session = bus.NewToken()
+	if st := s.control(t, nc, subj, name, bus.Control{Op: bus.OpEnrol, ID: bus.NewToken(), Adopt: true}); st.Err != "" {
+		t.Fatalf("enrolling the module: %+v", st)
+	}
+	h := bus.Header{Run: s.session}
+	r := rand.New(rand.NewPCG(19, 20))
+	var first []float32
+	for step := uint64(1); step <= 2; step++ {
+		publishAs(t, nc, subj.Step(), &bus.StepBegin{Header: h, Step: step, Train: true, IDs: s.cfg.IDs, Plan: plan, Beta: 1}, "integrator")
+		var post bus.Posterior
+		s.receive(t, posts, &post, bus.Expect{Latent: d, Batch: b})
+		if step == 1 && (!slices.Equal(post.Mu.Data, shared(mu, spec)) || !slices.Equal(post.Present, present)) {
+			t.Fatal("the training step's posterior is not the shared part of Encode's")
+		}
+		if step == 2 && slices.Equal(post.Mu.Data, first) {
+			t.Fatal("the module's posterior did not change after a training step")
+		}
+		first = slices.Clone(post.Mu.Data)
+		z := []bus.Tensor{bus.Matrix(b, d, randn(r, b*d)), bus.Matrix(b, d, randn(r, b*d))}
+		publishAs(t, nc, subj.Latent(), &bus.Latent{Header: h, Step: step, Members: []string{name}, Z: z}, "integrator")
+		var zg bus.ZGrad
+		s.receive(t, zgrads, &zg, bus.Expect{Latent: d, Batch: b, Terms: 2})
+		for _, tg := range zg.Terms {
+			finite(t, "dz", tg.DZ.Data)
+			finite(t, "loglik", tg.LogLik.Data)
+		}
+		publishAs(t, nc, subj.EGrad(name), &bus.ExpertGrad{Header: h, Step: step, DMu: bus.Matrix(b, d, randn(r, b*d)), DLogVar: bus.Matrix(b, d, randn(r, b*d))}, "integrator")
+	}
 }

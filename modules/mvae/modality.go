@@ -2,10 +2,13 @@ package mvae
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/serket-go/serket/module"
+	"github.com/serket-go/serket/nn"
 )
 
 // Parts are what a modality on mvae networks says about itself; NewModality
@@ -58,7 +61,7 @@ func NewModality[B Batch](p Parts) (*Modality[B], error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.Kind, err)
 	}
-	spec := module.Spec{Name: p.Name, Latent: net.Config().Latent, Likelihood: p.Likelihood.Name()}
+	spec := module.Spec{Name: p.Name, Latent: net.Config().Latent, Private: net.Config().Private, Likelihood: p.Likelihood.Name()}
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", p.Kind, err)
 	}
@@ -120,11 +123,11 @@ func (m *Modality[B]) LogLik(z []float32, x module.Batch, ll []float32) error {
 	return nil
 }
 
-// Output runs the decoder on n latents z (n×D) and returns its output
+// Output runs the decoder on n latents z (n×Width) and returns its output
 // (n×Out), valid until the decoder runs again: what Render turns into
 // something a person can look at.
 func (m *Modality[B]) Output(z []float32, n int) ([]float32, error) {
-	if d := m.spec.Latent; n < 0 || len(z) != n*d {
+	if d := m.net.Config().Width(); n < 0 || len(z) != n*d {
 		return nil, fmt.Errorf("%s: %d latent values for %d rows of %d", m.kind, len(z), n, d)
 	}
 	return m.net.Forward(z, n), nil
@@ -181,7 +184,7 @@ func (m *Modality[B]) Save(w io.Writer) error { return m.net.Save(w, m.kind, m.m
 func (m *Modality[B]) Restore(r io.Reader) error {
 	if m.check == nil {
 		_, err := m.net.Restore(r, m.kind)
-		return err
+		return shapeHint(err)
 	}
 	// nn.Load gives the metadata only once it has changed the parameters:
 	// read the checkpoint whole, restore it into a scratch network first,
@@ -201,12 +204,21 @@ func (m *Modality[B]) Restore(r io.Reader) error {
 	}
 	meta, err := scratch.Restore(bytes.NewReader(data), m.kind)
 	if err != nil {
-		return err
+		return shapeHint(err)
 	}
 	if err := m.check(meta); err != nil {
 		return err
 	}
 	_, err = m.net.Restore(bytes.NewReader(data), m.kind)
+	return err
+}
+
+// shapeHint says what usually makes a sound checkpoint not fit: networks
+// of other sizes.
+func shapeHint(err error) error {
+	if err != nil && errors.Is(err, nn.ErrBadCheckpoint) && !errors.Is(err, nn.ErrCorruptCheckpoint) && strings.Contains(err.Error(), "shape") {
+		return fmt.Errorf("%w (it was trained with other network sizes: --latent, --private or --hidden)", err)
+	}
 	return err
 }
 

@@ -11,7 +11,10 @@ import (
 
 // Config sizes the networks.
 type Config struct {
-	Latent    int     // D; default 64
+	Latent int // D, the shared latent; default 64
+	// Private is P, a private latent beside the shared one (module.Spec
+	// Private); the networks' latent is D + P wide (Width). Default 0.
+	Private   int
 	In, Out   int     // encoder input and decoder output sizes (required)
 	Hidden    int     // units per hidden layer; default 512
 	EncLayers int     // hidden layers of the encoder; default 2
@@ -40,6 +43,8 @@ func (c *Config) defaults() error {
 	switch {
 	case c.Latent < 1 || c.Latent > 4096:
 		return fmt.Errorf("latent size %d: want 1 to 4096", c.Latent)
+	case c.Private < 0 || c.Private > 4096:
+		return fmt.Errorf("private latent size %d: want 0 to 4096", c.Private)
 	case c.In < 1 || c.Out < 1:
 		return fmt.Errorf("input size %d and output size %d must be positive", c.In, c.Out)
 	case c.Hidden < 1 || c.EncLayers < 1 || c.DecLayers < 1:
@@ -79,8 +84,8 @@ func New(cfg Config) (*Net, error) {
 		return nn.NewSequential(ls...)
 	}
 	n := &Net{cfg: cfg}
-	n.Enc = mlp("enc", cfg.In, cfg.Hidden, cfg.EncLayers, 2*cfg.Latent)
-	n.Dec = mlp("dec", cfg.Latent, cfg.Hidden, cfg.DecLayers, cfg.Out)
+	n.Enc = mlp("enc", cfg.In, cfg.Hidden, cfg.EncLayers, 2*cfg.Width())
+	n.Dec = mlp("dec", cfg.Width(), cfg.Hidden, cfg.DecLayers, cfg.Out)
 	n.params = append(n.Enc.Params(), n.Dec.Params()...)
 	n.opt = nn.NewAdam(n.params, cfg.LR)
 	n.opt.Maximize = true
@@ -90,6 +95,9 @@ func New(cfg Config) (*Net, error) {
 	return n, nil
 }
 
+// Width is the networks' latent: the shared D and the private P.
+func (c Config) Width() int { return c.Latent + c.Private }
+
 // Config returns the configuration with defaults filled in.
 func (n *Net) Config() Config { return n.cfg }
 
@@ -97,9 +105,9 @@ func (n *Net) Config() Config { return n.cfg }
 func (n *Net) Params() []*nn.Param { return n.params }
 
 // Encode writes the posterior of b input rows x (b×In) into mu and logvar
-// (b×D). The encoder keeps a reference to x for Learn.
+// (b×Width). The encoder keeps a reference to x for Learn.
 func (n *Net) Encode(x []float32, b int, mu, logvar []float32) {
-	d := n.cfg.Latent
+	d := n.cfg.Width()
 	if len(x) != b*n.cfg.In || len(mu) != b*d || len(logvar) != b*d {
 		panic(fmt.Sprintf("mvae: Encode of %d rows with x %d, mu %d, logvar %d", b, len(x), len(mu), len(logvar)))
 	}
@@ -111,10 +119,10 @@ func (n *Net) Encode(x []float32, b int, mu, logvar []float32) {
 	n.b = b
 }
 
-// Forward runs the decoder on b latents z (b×D) and returns its output
+// Forward runs the decoder on b latents z (b×Width) and returns its output
 // (b×Out), valid until the next Forward.
 func (n *Net) Forward(z []float32, b int) []float32 {
-	if len(z) != b*n.cfg.Latent {
+	if len(z) != b*n.cfg.Width() {
 		panic(fmt.Sprintf("mvae: Forward of %d rows with z %d", b, len(z)))
 	}
 	return n.Dec.Forward(z, b)
@@ -128,11 +136,11 @@ func (n *Net) Backward(dout []float32, b int, dz []float32) {
 	copy(dz, g)
 }
 
-// Learn back-propagates dmu and dlogvar (b×D, for the latest Encode) through
-// the encoder, takes one Adam step ascending the objective on every
+// Learn back-propagates dmu and dlogvar (b×Width, for the latest Encode)
+// through the encoder, takes one Adam step ascending the objective on every
 // parameter, and clears the gradients.
 func (n *Net) Learn(dmu, dlogvar []float32) error {
-	b, d := n.b, n.cfg.Latent
+	b, d := n.b, n.cfg.Width()
 	if len(dmu) != b*d || len(dlogvar) != b*d {
 		return fmt.Errorf("Learn with %d and %d gradients for a batch of %d×%d", len(dmu), len(dlogvar), b, d)
 	}

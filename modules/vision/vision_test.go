@@ -2,6 +2,7 @@ package vision_test
 
 import (
 	"bytes"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -60,9 +61,15 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	pngData := encodePNG(t, picture(60, 40, true))
+	for _, private := range []int{0, 4} { // a private latent is the SDK's and mvae's: once suffices for the built-ins
+		t.Run(fmt.Sprintf("private=%d", private), func(t *testing.T) { conformance(t, src, private, pngData) })
+	}
+}
+
+func conformance(t *testing.T, src *mvae.Source, private int, pngData []byte) {
 	moduletest.Run(t, moduletest.Config{
 		New: func() (module.Modality, error) {
-			return vision.New(vision.Config{Net: mvae.Config{Latent: 16, Hidden: 128, Seed: 1}, Source: src})
+			return vision.New(vision.Config{Net: mvae.Config{Latent: 16, Private: private, Hidden: 128, Seed: 1}, Source: src})
 		},
 		IDs:    []uint64{0, 1, 2, 3, 4, 5, 6, 7, 60000, 60001},
 		BadIDs: []uint64{59999, 1 << 40},

@@ -2,6 +2,7 @@ package touch_test
 
 import (
 	"bytes"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -61,9 +62,17 @@ func TestConformance(t *testing.T) {
 	for _, v := range touchsim.Reading(3, 9, 1<<62) {
 		numbers = append(numbers, strconv.FormatFloat(float64(v), 'g', -1, 32))
 	}
+	// With a private latent too, as --private asks: the SDK keeps it, and
+	// the module's own code only sizes its networks for it.
+	for _, private := range []int{0, 4} {
+		t.Run(fmt.Sprintf("private=%d", private), func(t *testing.T) { conformance(t, d, private, reading, numbers) })
+	}
+}
+
+func conformance(t *testing.T, d *touch.Data, private int, reading string, numbers []string) {
 	moduletest.Run(t, moduletest.Config{
 		New: func() (module.Modality, error) {
-			return touch.New(touch.Config{Net: mvae.Config{Latent: 16, Hidden: 64, Seed: 1}, Data: d,
+			return touch.New(touch.Config{Net: mvae.Config{Latent: 16, Private: private, Hidden: 64, Seed: 1}, Data: d,
 				Pairing: mvae.Pairing{Fraction: 0.5, Seed: 3}})
 		},
 		IDs:    []uint64{0, 1, 2, 3, 4, 5, 6, 7, 60000, 60001},

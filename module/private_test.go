@@ -1,0 +1,126 @@
+package module
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestPrivateGradientsByFiniteDifferences: the gradient a step leaves in
+// the private columns of the posterior is the derivative of the module's
+// part of the objective with respect to them (the step's noise fixed):
+// Σ_terms Σ_rows tw·log p(x | z, w) − Σ_own terms Σ_rows kl·KL(q(w|x) ‖
+// N(0, I)), w drawn from the posterior in its own terms and from the prior
+// in the others, under a decoder known in closed form.
+func TestPrivateGradientsByFiniteDifferences(t *testing.T) {
+	const b, d, p, step = 3, 2, 2, 7
+	rng := rand.New(rand.NewPCG(1, 2))
+	normal := func(n int) []float32 {
+		s := make([]float32, n)
+		for i := range s {
+			s[i] = float32(rng.NormFloat64())
+		}
+		return s
+	}
+	w := d + p
+	mu, lv := normal(b*w), normal(b*w)
+	a, c := []float64{0.5, 1.2, 0.8, 1.5}, []float64{0.3, -1, 0.6, -0.2}
+	terms := []struct {
+		own    bool
+		z      []float32
+		tw, kl []float32
+	}{
+		{true, normal(b * d), []float32{0.5, 0, 0.5}, []float32{0.1, 0, 0.1}},
+		{false, normal(b * d), []float32{0.5, 0, 0.5}, nil},
+		{true, normal(b * d), []float32{0.2, 0, 0.4}, []float32{0.04, 0, 0.08}}, // a mixture's row weights
+	}
+	// objective runs the step's terms and returns the module's objective and
+	// the gradient it leaves for Learn.
+	objective := func() (float64, []float32, []float32) {
+		pr := newPrivate(d, p, 3)
+		pr.begin(b, step)
+		copy(pr.mu, mu)
+		copy(pr.lv, lv)
+		var obj float64
+		dzShared := make([]float32, b*d)
+		for _, term := range terms {
+			z := pr.termLatent(term.z, b, term.own)
+			for r := range b {
+				for j := range w {
+					diff := float64(z[r*w+j]) - c[j]
+					obj += float64(term.tw[r]) * -0.5 * a[j] * diff * diff
+					pr.dz[r*w+j] = float32(float64(term.tw[r]) * -a[j] * diff)
+				}
+				if term.own {
+					for j := d; j < w; j++ {
+						m, l := float64(mu[r*w+j]), float64(lv[r*w+j])
+						obj -= float64(term.kl[r]) * 0.5 * (m*m + math.Exp(l) - l - 1)
+					}
+				}
+			}
+			pr.termBackward(dzShared, b, term.own, term.kl)
+		}
+		gmu, glv := pr.learnGrads(make([]float32, b*d), make([]float32, b*d), b)
+		return obj, append([]float32(nil), gmu...), append([]float32(nil), glv...)
+	}
+	_, gmu, glv := objective()
+	const h = 1e-2
+	for what, params := range map[string][]float32{"mu": mu, "logvar": lv} {
+		got := gmu
+		if what == "logvar" {
+			got = glv
+		}
+		for k := range params {
+			if k%w < d {
+				if got[k] != 0 {
+					t.Errorf("the shared column %d of d%s is %v, want the integrator's (0 here)", k, what, got[k])
+				}
+				continue
+			}
+			old := params[k]
+			params[k] = old + h
+			plus, _, _ := objective()
+			params[k] = old - h
+			minus, _, _ := objective()
+			params[k] = old
+			want := (plus - minus) / (2 * h)
+			if math.Abs(float64(got[k])-want) > 1e-3+1e-2*math.Abs(want) {
+				t.Errorf("d objective / d %s[%d] = %.5f, finite differences give %.5f", what, k, got[k], want)
+			}
+		}
+	}
+}
+
+// TestPrivatePaddingDrawsFromThePrior: a latent to decode in inference
+// keeps its shared part and gets a private part from N(0, I).
+func TestPrivatePaddingDrawsFromThePrior(t *testing.T) {
+	const n, d, p = 2000, 3, 2
+	pr := newPrivate(d, p, 1)
+	z := make([]float32, n*d)
+	for i := range z {
+		z[i] = float32(i)
+	}
+	whole, err := pr.padPrior(z, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum, sq float64
+	for r := range n {
+		for j := range d {
+			if whole[r*(d+p)+j] != z[r*d+j] {
+				t.Fatalf("row %d: shared %v, want %v", r, whole[r*(d+p):r*(d+p)+d], z[r*d:(r+1)*d])
+			}
+		}
+		for j := d; j < d+p; j++ {
+			v := float64(whole[r*(d+p)+j])
+			sum, sq = sum+v, sq+v*v
+		}
+	}
+	mean, variance := sum/(n*p), sq/(n*p)-(sum/(n*p))*(sum/(n*p))
+	if math.Abs(mean) > 0.1 || math.Abs(variance-1) > 0.1 {
+		t.Errorf("the private draws have mean %.3f and variance %.3f, want 0 and 1", mean, variance)
+	}
+	if _, err := pr.padPrior(z[:5], n); err == nil {
+		t.Error("padding a latent of the wrong size: no error")
+	}
+}
