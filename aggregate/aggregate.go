@@ -23,6 +23,9 @@ type Aggregation interface {
 	// Strata is how many latents a term over the subset is drawn as: one
 	// for a product, one per expert for a mixture (its strata).
 	Strata(subset []string) int
+	// From appends to dst[:0] the modules of subset whose posteriors
+	// stratum k's latent is drawn from (bus.Term.From), none for all.
+	From(dst, subset []string, k int) []string
 	// WeighsRows reports whether its latents weigh their rows
 	// (bus.Latent.W), which modules must honour.
 	WeighsRows() bool
@@ -103,10 +106,11 @@ func Parse(name string) (Aggregation, error) {
 
 type poeAggregation struct{}
 
-func (poeAggregation) Name() string        { return "poe" }
-func (poeAggregation) Strata([]string) int { return 1 }
-func (poeAggregation) WeighsRows() bool    { return false }
-func (poeAggregation) NewTerm() TermFusion { return &poeTerm{} }
+func (poeAggregation) Name() string                         { return "poe" }
+func (poeAggregation) Strata([]string) int                  { return 1 }
+func (poeAggregation) From(dst, _ []string, _ int) []string { return dst[:0] }
+func (poeAggregation) WeighsRows() bool                     { return false }
+func (poeAggregation) NewTerm() TermFusion                  { return &poeTerm{} }
 
 func (poeAggregation) Posterior(experts []poe.Expert, _ []string, b, d int) Posterior {
 	p := &poePosterior{eps: make([]float32, d)}
@@ -139,10 +143,11 @@ var halfLog2Pi = 0.5 * math.Log(2*math.Pi)
 
 type moeAggregation struct{}
 
-func (moeAggregation) Name() string          { return "moe" }
-func (moeAggregation) Strata(s []string) int { return len(s) }
-func (moeAggregation) WeighsRows() bool      { return true }
-func (moeAggregation) NewTerm() TermFusion   { return &moeTerm{} }
+func (moeAggregation) Name() string                         { return "moe" }
+func (moeAggregation) Strata(s []string) int                { return len(s) }
+func (moeAggregation) From(dst, s []string, k int) []string { return append(dst[:0], s[k]) }
+func (moeAggregation) WeighsRows() bool                     { return true }
+func (moeAggregation) NewTerm() TermFusion                  { return &moeTerm{} }
 
 func (moeAggregation) Posterior(experts []poe.Expert, _ []string, b, d int) Posterior {
 	p := &moePosterior{experts: experts, b: b, d: d, mu: make([]float32, b*d), logvar: make([]float32, b*d),

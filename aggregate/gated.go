@@ -42,9 +42,10 @@ type gated struct {
 	params  []*nn.Param // per module, [n d]
 }
 
-func (*gated) Name() string        { return "gpoe" }
-func (*gated) Strata([]string) int { return 1 }
-func (*gated) WeighsRows() bool    { return false }
+func (*gated) Name() string                         { return "gpoe" }
+func (*gated) Strata([]string) int                  { return 1 }
+func (*gated) From(dst, _ []string, _ int) []string { return dst[:0] }
+func (*gated) WeighsRows() bool                     { return false }
 func (g *gated) NewTerm() TermFusion {
 	return &gatedTerm{g: g}
 }
@@ -60,24 +61,15 @@ func (g *gated) Bind(modules []string, d int) {
 	}
 }
 
-// theta is module m's gate row for rows that fuse n experts (nil: a
-// module the gates do not know, which weighs 1).
-func (g *gated) theta(m string, n int) []float32 {
+// theta is module m's gate row for rows that fuse n experts, and its
+// gradient (nil: a module the gates do not know, which weighs 1).
+func (g *gated) theta(m string, n int) (w, grad []float32) {
 	i, ok := g.index[m]
 	if !ok || n < 1 {
-		return nil
+		return nil, nil
 	}
-	n = min(n, g.n)
-	return g.params[i].W[(n-1)*g.d : n*g.d]
-}
-
-func (g *gated) grad(m string, n int) []float32 {
-	i, ok := g.index[m]
-	if !ok || n < 1 {
-		return nil
-	}
-	n = min(n, g.n)
-	return g.params[i].G[(n-1)*g.d : n*g.d]
+	lo, hi := (min(n, g.n)-1)*g.d, min(n, g.n)*g.d
+	return g.params[i].W[lo:hi], g.params[i].G[lo:hi]
 }
 
 func (g *gated) Posterior(experts []poe.Expert, modules []string, b, d int) Posterior {
@@ -112,7 +104,7 @@ func (w *weighted) weigh(g *gated, experts []poe.Expert, modules []string, b, d 
 		w.lv[k] = grow(w.lv[k], b*d)
 		copy(w.lv[k], e.LogVar)
 		for r := range b {
-			theta := g.theta(modules[k], w.count[r])
+			theta, _ := g.theta(modules[k], w.count[r])
 			if theta == nil || e.Present != nil && !e.Present[r] {
 				continue
 			}
@@ -160,7 +152,7 @@ func (t *gatedTerm) Backward(grads []poe.ExpertGrad, experts []poe.Expert, z, g,
 			grads[k].DLogVar[i] += t.eg[k].DLogVar[i]
 		}
 		for r, c := range t.w.count {
-			gr := t.g.grad(t.modules[k], c)
+			_, gr := t.g.theta(t.modules[k], c)
 			if gr == nil || e.Present != nil && !e.Present[r] {
 				continue
 			}

@@ -23,7 +23,18 @@ type mopoeAggregation struct{}
 func (mopoeAggregation) Name() string          { return "mopoe" }
 func (mopoeAggregation) Strata(s []string) int { return 1<<min(len(s), 30) - 1 } // a bus step carries far fewer
 func (mopoeAggregation) WeighsRows() bool      { return true }
-func (mopoeAggregation) NewTerm() TermFusion   { return &mopoeTerm{} }
+
+// From is the subset of component k: the bits of k + 1.
+func (mopoeAggregation) From(dst, s []string, k int) []string {
+	dst = dst[:0]
+	for j, m := range s {
+		if (k+1)&(1<<j) != 0 {
+			dst = append(dst, m)
+		}
+	}
+	return dst
+}
+func (mopoeAggregation) NewTerm() TermFusion { return &mopoeTerm{} }
 
 // Posterior is the mixture over the products of every subset of experts.
 func (mopoeAggregation) Posterior(experts []poe.Expert, _ []string, b, d int) Posterior {

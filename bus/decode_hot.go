@@ -373,7 +373,7 @@ var (
 	latentKeys     = []string{"type", "v", "from", "run", "step", "members", "z", "w", "Header"}
 	zgradKeys      = []string{"type", "v", "from", "run", "step", "terms", "Header"}
 	expertGradKeys = []string{"type", "v", "from", "run", "step", "dmu", "dlogvar", "Header"}
-	termKeys       = []string{"s", "r"}
+	termKeys       = []string{"s", "r", "f"}
 	termGradKeys   = []string{"term", "dz", "ll"}
 )
 
@@ -514,6 +514,8 @@ func (t *termStruct) hotField(dec *msgpack.Decoder, st *decodeState, i int) (err
 		t.Subset, err = st.strings(dec, t.Subset)
 	case 1:
 		t.Targets, err = st.strings(dec, t.Targets)
+	case 2:
+		t.From, err = st.strings(dec, t.From)
 	}
 	return err
 }

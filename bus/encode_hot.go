@@ -42,11 +42,19 @@ func (m *StepBegin) EncodeMsgpack(enc *msgpack.Encoder) error {
 	} else {
 		w.arrayLen(len(m.Plan))
 		for _, t := range m.Plan {
-			w.mapLen(2)
+			if len(t.From) > 0 { // omitempty
+				w.mapLen(3)
+			} else {
+				w.mapLen(2)
+			}
 			w.str("s")
 			w.strings(t.Subset)
 			w.str("r")
 			w.strings(t.Targets)
+			if len(t.From) > 0 {
+				w.str("f")
+				w.strings(t.From)
+			}
 		}
 	}
 	w.str("lambda")

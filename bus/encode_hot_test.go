@@ -18,7 +18,8 @@ func hotEncodeCases() []Message {
 	z := Matrix(100, 32, make([]float32, 3200))
 	return []Message{
 		&StepBegin{Header: Header{Sender: "integrator", Run: "0123456789abcdef0123456789abcdef"}, Step: 1 << 40, Epoch: 300, Train: true, IDs: ids,
-			Plan:   []Term{{Subset: []string{"audio", "language", "vision"}, Targets: []string{"audio", "language", "vision"}}, {Subset: []string{"vision"}, Targets: []string{"vision"}}},
+			Plan: []Term{{Subset: []string{"audio", "language", "vision"}, Targets: []string{"audio", "language", "vision"}, From: []string{"language"}},
+				{Subset: []string{"vision"}, Targets: []string{"vision"}}},
 			Lambda: map[string]float32{"language": 0.5}, Beta: 0.25},
 		&StepBegin{Header: Header{Sender: "integrator"}, IDs: []uint64{7}, Plan: []Term{{Subset: []string{"a"}}}},
 		&StepBegin{Header: Header{Sender: "integrator"}, IDs: []uint64{7}, Plan: []Term{{Subset: []string{"a"}, Targets: []string{}}}, Lambda: map[string]float32{}},

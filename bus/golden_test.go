@@ -57,7 +57,7 @@ func examples() []example {
 			Step:   42, Epoch: 3, Train: true,
 			IDs: []uint64{7, 9},
 			Plan: []bus.Term{
-				{Subset: []string{"vision", "audio"}, Targets: []string{"vision"}},
+				{Subset: []string{"vision", "audio"}, Targets: []string{"vision"}, From: []string{"audio"}},
 				{Subset: []string{"audio"}, Targets: []string{"audio", "vision"}},
 			},
 			Lambda: map[string]float32{"audio": 0.5},

@@ -1,6 +1,9 @@
 package bus
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Message type strings. They are stable: changing one is a wire version bump.
 const (
@@ -36,6 +39,12 @@ type Payload struct {
 type Term struct {
 	Subset  []string `msgpack:"s"`
 	Targets []string `msgpack:"r"`
+	// From, for one stratum of a mixture, are the modules of Subset
+	// whose posteriors the latent was drawn from (a mixture of experts'
+	// one expert, a mixture of products' subset); empty: all of Subset. A
+	// module with a private latent draws it from its own posterior only
+	// for a latent drawn from its.
+	From []string `msgpack:"f,omitempty"`
 }
 
 // StepBegin starts a training or evaluation step: the integrator → every module.
@@ -101,6 +110,14 @@ func (m *StepBegin) check(e Expect) error {
 		}
 		if err := checkNames(".r", t.Targets); err != nil {
 			return inElem("plan", i, err)
+		}
+		if err := checkNames(".f", t.From); err != nil {
+			return inElem("plan", i, err)
+		}
+		for _, m := range t.From {
+			if !slices.Contains(t.Subset, m) {
+				return inElem("plan", i, badf(".f", ErrField, "%q is not in the term's subset", m))
+			}
 		}
 	}
 	return nil

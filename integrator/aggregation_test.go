@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/serket-go/serket/aggregate"
@@ -214,6 +215,21 @@ func TestMixtureStrata(t *testing.T) {
 			}
 			if len(s.Terms()) != want {
 				t.Fatalf("%d terms, want %d: one per component", len(s.Terms()), want)
+			}
+			// Each stratum says which experts its latent is drawn from:
+			// MoE's one each, MoPoE's every non-empty subset once.
+			for p, pt := range q.plan {
+				seen := map[string]bool{}
+				for i, term := range s.Terms() {
+					if s.planOf[i] != p {
+						continue
+					}
+					key := strings.Join(term.From, ",")
+					if len(term.From) == 0 || seen[key] || agg.Name() == "moe" && len(term.From) != 1 {
+						t.Errorf("plan term %d (%v): stratum %d drawn from %v", p, pt.Subset, i, term.From)
+					}
+					seen[key] = true
+				}
 			}
 			rows := s.RowWeights()
 			for p := range q.plan {

@@ -34,6 +34,7 @@ type StepMath struct {
 
 	terms    []bus.Term // Plan, each term once per stratum: what modules decode
 	strata   []int      // per term, its stratum (a mixture's: which component it is drawn from)
+	from     [][]string // per term, the storage of its From
 	planOf   []int      // per term, its plan term
 	members  []string
 	posts    map[string]*bus.Posterior
@@ -68,7 +69,7 @@ type TermStats struct {
 // Reset makes s the step described by the exported fields of next, keeping
 // s's buffers for the next Latents and Grads to reuse.
 func (s *StepMath) Reset(next StepMath) {
-	next.terms, next.strata, next.planOf, next.members, next.fusion, next.fusionOf = s.terms, s.strata, s.planOf, s.members, s.fusion, s.fusionOf
+	next.terms, next.strata, next.from, next.planOf, next.members, next.fusion, next.fusionOf = s.terms, s.strata, s.from, s.planOf, s.members, s.fusion, s.fusionOf
 	next.experts, next.of, next.owners, next.eps, next.z, next.w = s.experts, s.of, s.owners, s.eps, s.z, s.w
 	next.grads, next.gradBufs, next.g, next.kl, next.eg = s.grads, s.gradBufs, s.g, s.kl, s.eg
 	next.zt, next.wt, next.stats, next.llw, next.weights, next.rng = s.zt, s.wt, s.stats, s.llw, s.weights, s.rng
@@ -91,6 +92,10 @@ func (s *StepMath) expand() {
 			if len(s.terms) > bus.MaxTerms { // more than a step carries: the step refuses it
 				return
 			}
+			i := len(s.terms)
+			s.from = growTo(s.from, i+1)
+			s.from[i] = s.Agg.From(s.from[i], t.Subset, k)
+			t.From = s.from[i]
 			s.terms = append(s.terms, t)
 			s.strata = append(s.strata, k)
 			s.planOf = append(s.planOf, p)

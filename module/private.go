@@ -15,9 +15,12 @@ import (
 //
 //   - it publishes the shared posterior;
 //   - it decodes a term's latent with the private part drawn from its own
-//     posterior when the term's subset has the module (it reconstructs
-//     what it observed) and from the prior N(0, I) when not (it generates
-//     from the others, as it does in every inference);
+//     posterior when the latent was drawn from the module's posterior
+//     among others (the term's subset has it, or for a mixture's stratum
+//     bus.Term.From does: it reconstructs what it observed) and from the
+//     prior N(0, I) when not (it generates from the others, as it does in
+//     every inference; MMVAE+ draws it from an auxiliary prior of learned
+//     scale instead);
 //   - a term that drew it from the posterior adds −β KL(q(w|x) ‖ N(0, I))
 //     to the module's objective, β being the step's (StepBegin.Beta), its
 //     rows weighed as the term weighs them (presence, a mixture's row

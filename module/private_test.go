@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/serket-go/serket/bus"
 )
 
 // TestPrivateGradientsByFiniteDifferences: the gradient a step leaves in
@@ -122,5 +124,58 @@ func TestPrivatePaddingDrawsFromThePrior(t *testing.T) {
 	}
 	if _, err := pr.padPrior(z[:5], n); err == nil {
 		t.Error("padding a latent of the wrong size: no error")
+	}
+}
+
+// recorder is a modality of D = 1 and P = 1 whose posterior's private part
+// is exactly 100 (its log-variance far below 0) and whose Decode keeps the
+// latents it is given.
+type recorder struct{ z []float32 }
+
+type rows int
+
+func (n rows) Len() int { return int(n) }
+
+func (*recorder) Spec() Spec { return Spec{Name: "me", Latent: 1, Private: 1, Likelihood: "none"} }
+func (*recorder) Encode(x Batch, mu, logvar []float32) error {
+	for r := range x.Len() {
+		mu[2*r], mu[2*r+1], logvar[2*r], logvar[2*r+1] = 0, 100, 0, -40
+	}
+	return nil
+}
+func (m *recorder) Decode(z []float32, _ Batch, _, _, _ []float32) error {
+	m.z = append(m.z[:0], z...)
+	return nil
+}
+
+// TestPrivateDrawsFollowTheStratum: a term's private part comes from the
+// module's posterior when the latent was drawn from it (the term's subset
+// has it, or a mixture stratum's From does) and from the prior otherwise.
+func TestPrivateDrawsFollowTheStratum(t *testing.T) {
+	m := &recorder{}
+	r := &runner{m: m, spec: m.Spec(), priv: newPrivate(1, 1, 1), x: rows(2), present: []bool{true, true}, beta: 1, mu: make([]float32, 2), logvar: make([]float32, 2)}
+	if err := r.encodeStep(rows(2), 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		term bus.Term
+		own  bool
+	}{
+		{bus.Term{Subset: []string{"me", "other"}, Targets: []string{"me"}}, true},
+		{bus.Term{Subset: []string{"other"}, Targets: []string{"me"}}, false},
+		{bus.Term{Subset: []string{"me", "other"}, Targets: []string{"me"}, From: []string{"other"}}, false},
+		{bus.Term{Subset: []string{"me", "other"}, Targets: []string{"me"}, From: []string{"me"}}, true},
+	} {
+		lat := &bus.Latent{Z: []bus.Tensor{bus.Matrix(2, 1, []float32{3, 4})}}
+		if err := r.decodeTerm(lat, 0, c.term, []float32{1, 1}, make([]float32, 2), make([]float32, 2)); err != nil {
+			t.Fatal(err)
+		}
+		for row := range 2 {
+			shared, private := m.z[2*row], m.z[2*row+1]
+			if shared != float32(3+row) || (private > 99 && private < 101) != c.own {
+				t.Errorf("term %+v row %d: decoded [%v %v], want the shared %d and the private part from the %s", c.term, row, shared, private, 3+row,
+					map[bool]string{true: "posterior (100)", false: "prior"}[c.own])
+			}
+		}
 	}
 }

@@ -362,7 +362,11 @@ func (r *runner) decodeTerm(in *bus.Latent, i int, t bus.Term, tw, ll, dz []floa
 		return r.m.Decode(in.Z[i].Data, r.x, tw, ll, dz)
 	}
 	b := r.x.Len()
-	own := slices.Contains(t.Subset, r.spec.Name)
+	from := t.From // a mixture's stratum: drawn from these experts alone
+	if len(from) == 0 {
+		from = t.Subset
+	}
+	own := slices.Contains(from, r.spec.Name)
 	z := r.priv.termLatent(in.Z[i].Data, b, own)
 	if err := r.m.Decode(z, r.x, tw, ll, r.priv.dz); err != nil {
 		return err

@@ -112,18 +112,9 @@ train: {aggregation: `+agg+`, plan: `+plan+`}
 	if !strings.Contains(out, "aggregation="+agg) {
 		t.Errorf("serket eval did not fuse as the run was trained:\n%s", out)
 	}
-	var res struct {
-		Coherence struct {
-			Subsets [][]string  `json:"subsets"`
-			Targets []string    `json:"targets"`
-			Acc     [][]float64 `json:"accuracy"`
-		} `json:"coherence"`
-	}
-	if b, err := os.ReadFile(filepath.Join(rep, "eval.json")); err != nil || json.Unmarshal(b, &res) != nil {
-		t.Fatalf("eval.json: %v", err)
-	}
+	table := readCoherence(t, rep)
 	for _, c := range checks {
-		acc := coherence(res.Coherence.Subsets, res.Coherence.Targets, res.Coherence.Acc, c[0], c[1])
+		acc := table.of(c[0], c[1])
 		t.Logf("%s: coherence %s → %s: %.3f", agg, c[0], c[1], acc)
 		if acc < 0.2 {
 			t.Errorf("%s: coherence %s → %s %.3f: want well above chance (0.1), at least 0.2", agg, c[0], c[1], acc)
@@ -166,15 +157,36 @@ func checkGatesLearned(t *testing.T, ckpt string) {
 	}
 }
 
-// coherence is the accuracy of target generated from the subset {from}.
-func coherence(subsets [][]string, targets []string, acc [][]float64, from, target string) float64 {
-	for i, s := range subsets {
+// coherenceTable is the coherence of a report's eval.json: the accuracy
+// of each target generated from each subset.
+type coherenceTable struct {
+	Subsets [][]string  `json:"subsets"`
+	Targets []string    `json:"targets"`
+	Acc     [][]float64 `json:"accuracy"`
+}
+
+// readCoherence reads the coherence of the report in dir.
+func readCoherence(t *testing.T, dir string) coherenceTable {
+	t.Helper()
+	var res struct {
+		Coherence coherenceTable `json:"coherence"`
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "eval.json")); err != nil || json.Unmarshal(b, &res) != nil {
+		t.Fatalf("eval.json: %v", err)
+	}
+	return res.Coherence
+}
+
+// of is the accuracy of target generated from the subset {from} (-1: not
+// measured).
+func (c coherenceTable) of(from, target string) float64 {
+	for i, s := range c.Subsets {
 		if len(s) != 1 || s[0] != from {
 			continue
 		}
-		for j, tg := range targets {
+		for j, tg := range c.Targets {
 			if tg == target {
-				return acc[i][j]
+				return c.Acc[i][j]
 			}
 		}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,19 +84,9 @@ modules:
 		"--iwae-items", "10", "--iwae-k", "10", "--probe-train", "1000"); err != nil {
 		t.Fatalf("serket eval: %v\n%s", err, out)
 	}
-	var res struct {
-		Coherence struct {
-			Subsets [][]string  `json:"subsets"`
-			Targets []string    `json:"targets"`
-			Acc     [][]float64 `json:"accuracy"`
-		} `json:"coherence"`
-	}
-	if b, err := os.ReadFile(filepath.Join(rep, "eval.json")); err != nil || json.Unmarshal(b, &res) != nil {
-		t.Fatalf("eval.json: %v", err)
-	}
-	c := res.Coherence
+	table := readCoherence(t, rep)
 	for _, check := range [][2]string{{"touch", "language"}, {"touch", "vision"}, {"language", "touch"}, {"vision", "language"}} {
-		acc := coherence(c.Subsets, c.Targets, c.Acc, check[0], check[1])
+		acc := table.of(check[0], check[1])
 		t.Logf("coherence %s → %s: %.3f", check[0], check[1], acc)
 		// 2026-12-05: touch → language 0.41, touch → vision 0.40,
 		// language → touch 0.22 (300 items: ±0.03).

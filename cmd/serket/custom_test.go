@@ -70,13 +70,9 @@ train: {checkpoint_dir: runs/one}
 	step("eval", "-f", file, "--out", rep,
 		"--items", "40", "--prior-samples", "40", "--iwae-items", "10", "--iwae-k", "10", "--probe-train", "240")
 	var res struct {
-		Coherence struct {
-			Subsets [][]string  `json:"subsets"`
-			Targets []string    `json:"targets"`
-			Acc     [][]float64 `json:"accuracy"`
-		} `json:"coherence"`
-		LogPCond map[string]float64 `json:"log_p_cond"`
-		Probe    map[string]float64 `json:"probe_accuracy"`
+		Coherence coherenceTable     `json:"coherence"`
+		LogPCond  map[string]float64 `json:"log_p_cond"`
+		Probe     map[string]float64 `json:"probe_accuracy"`
 	}
 	b, err := os.ReadFile(filepath.Join(rep, "eval.json"))
 	if err != nil || json.Unmarshal(b, &res) != nil {

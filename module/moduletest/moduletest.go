@@ -600,7 +600,7 @@ func (s *suite) testWire(t *testing.T) {
 
 	served, ref := s.fresh(t), s.fresh(t)
 	spec := ref.Spec()
-	name, d := spec.Name, spec.Latent
+	name := spec.Name
 	subj, _ := bus.NewSubjects("conformance")
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan micro.Service, 1)
@@ -659,48 +659,11 @@ func (s *suite) testWire(t *testing.T) {
 		t.Run("BadMessages", func(t *testing.T) { s.wireBad(t, nc, subj, ref) })
 		return
 	}
-	if p, ok := ref.(module.Parser); ok {
-		t.Run("Encode", func(t *testing.T) {
-			var rep bus.EncodeReply
-			if err := request(subj.Encode(name), &bus.EncodeRequest{Observations: s.cfg.Inputs}, &rep, bus.Expect{Latent: d, Batch: len(s.cfg.Inputs)}); err != nil {
-				t.Fatal(err)
-			}
-			x, err := p.Parse(s.cfg.Inputs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			mu, lv := s.encode(t, ref, x)
-			if !slices.Equal(rep.Mu.Data, mu) || !slices.Equal(rep.LogVar.Data, lv) {
-				t.Fatal("the encode endpoint's posterior differs from calling Encode directly")
-			}
-			if rep.Sender != name {
-				t.Errorf("reply sender %q, want %q", rep.Sender, name)
-			}
-			if len(s.cfg.BadInputs) > 0 {
-				err := request(subj.Encode(name), &bus.EncodeRequest{Observations: s.cfg.BadInputs[:1]}, &rep, bus.Expect{})
-				if err == nil {
-					t.Fatal("encoding a bad input over the wire succeeded; want an error reply")
-				}
-			}
-		})
+	if _, ok := ref.(module.Parser); ok {
+		t.Run("Encode", func(t *testing.T) { s.wireEncode(t, ref, request, subj) })
 	}
-	if rd, ok := ref.(module.Renderer); ok {
-		t.Run("Decode", func(t *testing.T) {
-			z := randn(rand.New(rand.NewPCG(17, 18)), 2*d)
-			var rep bus.DecodeReply
-			if err := request(subj.Decode(name), &bus.DecodeRequest{Z: bus.Matrix(2, d, z)}, &rep, bus.Expect{Batch: 2}); err != nil {
-				t.Fatal(err)
-			}
-			want, err := rd.Render(z, 2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range want {
-				if rep.Outputs[i].Type != want[i].Type || !bytes.Equal(rep.Outputs[i].Data, want[i].Data) {
-					t.Fatalf("decode endpoint output %d differs from calling Render directly", i)
-				}
-			}
-		})
+	if _, ok := ref.(module.Renderer); ok {
+		t.Run("Decode", func(t *testing.T) { s.wireDecode(t, ref, request, subj) })
 	}
 	if _, ok := ref.(module.Loader); ok {
 		t.Run("EvaluationItems", func(t *testing.T) { s.wireItems(t, ref, request, subj) })
@@ -1254,5 +1217,51 @@ func (s *suite) wirePrivate(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref 
 			finite(t, "loglik", tg.LogLik.Data)
 		}
 		publishAs(t, nc, subj.EGrad(name), &bus.ExpertGrad{Header: h, Step: step, DMu: bus.Matrix(b, d, randn(r, b*d)), DLogVar: bus.Matrix(b, d, randn(r, b*d))}, "integrator")
+	}
+}
+
+// wireEncode checks the encode endpoint on raw inputs against calling
+// Parse and Encode directly, and that it refuses a bad input.
+func (s *suite) wireEncode(t *testing.T, ref module.Modality, request requester, subj bus.Subjects) {
+	name, d := ref.Spec().Name, ref.Spec().Latent
+	var rep bus.EncodeReply
+	if err := request(subj.Encode(name), &bus.EncodeRequest{Observations: s.cfg.Inputs}, &rep, bus.Expect{Latent: d, Batch: len(s.cfg.Inputs)}); err != nil {
+		t.Fatal(err)
+	}
+	x, err := ref.(module.Parser).Parse(s.cfg.Inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu, lv := s.encode(t, ref, x)
+	if !slices.Equal(rep.Mu.Data, mu) || !slices.Equal(rep.LogVar.Data, lv) {
+		t.Fatal("the encode endpoint's posterior differs from calling Encode directly")
+	}
+	if rep.Sender != name {
+		t.Errorf("reply sender %q, want %q", rep.Sender, name)
+	}
+	if len(s.cfg.BadInputs) > 0 {
+		err := request(subj.Encode(name), &bus.EncodeRequest{Observations: s.cfg.BadInputs[:1]}, &rep, bus.Expect{})
+		if err == nil {
+			t.Fatal("encoding a bad input over the wire succeeded; want an error reply")
+		}
+	}
+}
+
+// wireDecode checks the decode endpoint against calling Render directly.
+func (s *suite) wireDecode(t *testing.T, ref module.Modality, request requester, subj bus.Subjects) {
+	name, d := ref.Spec().Name, ref.Spec().Latent
+	z := randn(rand.New(rand.NewPCG(17, 18)), 2*d)
+	var rep bus.DecodeReply
+	if err := request(subj.Decode(name), &bus.DecodeRequest{Z: bus.Matrix(2, d, z)}, &rep, bus.Expect{Batch: 2}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := ref.(module.Renderer).Render(z, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if rep.Outputs[i].Type != want[i].Type || !bytes.Equal(rep.Outputs[i].Data, want[i].Data) {
+			t.Fatalf("decode endpoint output %d differs from calling Render directly", i)
+		}
 	}
 }
