@@ -63,7 +63,7 @@ bench-models:
 	bench/models.sh
 
 # Coordinated training: touch added to a trained three-module pipeline by
-# training it alone, against the four trained jointly (about 45 min on 2
+# training it alone, against the four trained jointly (about 35 min on 2
 # cores; not part of the tests).
 bench-coordinated:
 	bench/coordinated.sh
