@@ -25,7 +25,7 @@ import (
 // it, and one modality predicts another well above chance.
 func TestTrainAggregations(t *testing.T) {
 	if testing.Short() {
-		t.Skip("trains for about a minute")
+		t.Skip("trains four runs, about a minute each")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

@@ -38,10 +38,7 @@ func TestCoordinatedTrainingOfANewModule(t *testing.T) {
 		t.Fatalf("building touch: %v\n%s", err, out)
 	}
 	run := filepath.Join(t.TempDir(), "run")
-	serket := func(args ...string) (string, error) {
-		out, err := exec.CommandContext(ctx, serketBin, args...).CombinedOutput()
-		return string(out), err
-	}
+	serket := func(args ...string) (string, error) { return serketOut(t, args...) }
 	two := writeFile(t, "two.yaml", `
 modules:
   - {name: vision, args: [--lr, "0.003"]}

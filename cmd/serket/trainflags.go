@@ -184,7 +184,7 @@ func (f *trainFlags) check() (checked, error) {
 	if f.epochs < 1 || f.batch < 1 {
 		return st, usagef("--epochs and --batch must be positive")
 	}
-	return st, f.checkFrozen()
+	return st, nil
 }
 
 // checkFrozen refuses to freeze a module that is not in the run, or has
