@@ -37,6 +37,23 @@ type Aggregation interface {
 	Posterior(experts []poe.Expert, modules []string, b, d int) Posterior
 }
 
+// Conditioned is an Aggregation that can fuse under a prior other than
+// N(0, I): a prior module's, one Gaussian per row (SERKET's concept
+// mixture sends each item the Gaussian of its category). In training the
+// prior comes in Stratum.Prior; every term's product takes it as its prior
+// expert and its KL is taken from it. PoE and Gated are; the mixtures are
+// not (their one-sample penalties would need the prior's density per
+// stratum, which nothing implements yet).
+type Conditioned interface {
+	Aggregation
+	// PosteriorUnder is Posterior with prior in place of N(0, I).
+	PosteriorUnder(prior poe.Prior, experts []poe.Expert, modules []string, b, d int) Posterior
+	// Evidence writes what the experts say of each of b items without a
+	// prior, in natural parameters (poe.Evidence): the prior module's
+	// input. Under prior p the posterior is p times it.
+	Evidence(prec, shift []float32, experts []poe.Expert, modules []string, b, d int)
+}
+
 // Posterior is a batch's joint posterior q(z | the experts of each row).
 // Rows without an expert are the prior N(0, I). Draw uses scratch of its
 // own: one goroutine at a time.
@@ -73,6 +90,9 @@ type Stratum struct {
 	Subset  int          // the subset's size
 	K       int          // which of the term's strata, 0 ≤ K < Strata
 	Modules []string     // the module of each expert
+	// Prior is the prior expert of each row (zero: N(0, I)), for a
+	// Conditioned aggregation; the others are never given one.
+	Prior poe.Prior
 }
 
 // PoE is the product of the experts and the N(0, I) prior (MVAE, Wu &
@@ -106,15 +126,25 @@ func Parse(name string) (Aggregation, error) {
 
 type poeAggregation struct{}
 
+var _ Conditioned = poeAggregation{}
+
 func (poeAggregation) Name() string                         { return "poe" }
 func (poeAggregation) Strata([]string) int                  { return 1 }
 func (poeAggregation) From(dst, _ []string, _ int) []string { return dst[:0] }
 func (poeAggregation) WeighsRows() bool                     { return false }
 func (poeAggregation) NewTerm() TermFusion                  { return &poeTerm{} }
 
-func (poeAggregation) Posterior(experts []poe.Expert, _ []string, b, d int) Posterior {
+func (a poeAggregation) Posterior(experts []poe.Expert, modules []string, b, d int) Posterior {
+	return a.PosteriorUnder(poe.Prior{}, experts, modules, b, d)
+}
+
+func (poeAggregation) Evidence(prec, shift []float32, experts []poe.Expert, _ []string, b, d int) {
+	poe.Evidence(prec, shift, experts, b, d)
+}
+
+func (poeAggregation) PosteriorUnder(prior poe.Prior, experts []poe.Expert, _ []string, b, d int) Posterior {
 	p := &poePosterior{eps: make([]float32, d)}
-	p.f.Fuse(experts, b, d)
+	p.f.FuseWith(prior, experts, b, d)
 	return p
 }
 
@@ -248,7 +278,7 @@ type poeTerm struct {
 }
 
 func (t *poeTerm) Sample(z, w, eps []float32, s Stratum, b, d int) {
-	t.f.Fuse(s.Experts, b, d)
+	t.f.FuseWith(s.Prior, s.Experts, b, d)
 	t.f.Sample(z, eps)
 	for i := range w {
 		w[i] = 1

@@ -73,10 +73,25 @@ func (g *gated) theta(m string, n int) (w, grad []float32) {
 }
 
 func (g *gated) Posterior(experts []poe.Expert, modules []string, b, d int) Posterior {
+	return g.PosteriorUnder(poe.Prior{}, experts, modules, b, d)
+}
+
+// PosteriorUnder weighs the experts by their gates; the prior expert
+// weighs 1, as N(0, I) does.
+func (g *gated) PosteriorUnder(prior poe.Prior, experts []poe.Expert, modules []string, b, d int) Posterior {
 	var w weighted
 	w.weigh(g, experts, modules, b, d)
-	return poeAggregation{}.Posterior(w.experts, nil, b, d)
+	return poeAggregation{}.PosteriorUnder(prior, w.experts, nil, b, d)
 }
+
+// Evidence is that of the experts as their gates weigh them.
+func (g *gated) Evidence(prec, shift []float32, experts []poe.Expert, modules []string, b, d int) {
+	var w weighted
+	w.weigh(g, experts, modules, b, d)
+	poe.Evidence(prec, shift, w.experts, b, d)
+}
+
+var _ Conditioned = (*gated)(nil)
 
 // weighted are experts whose log-variances are shifted by their gates:
 // log(σ²/α) = l − θ, so that their product is the gated one.
@@ -129,7 +144,7 @@ type gatedTerm struct {
 func (t *gatedTerm) Sample(z, w, eps []float32, s Stratum, b, d int) {
 	t.modules = s.Modules
 	t.w.weigh(t.g, s.Experts, s.Modules, b, d)
-	t.poe.Sample(z, w, eps, Stratum{Experts: t.w.experts, Of: s.Of, Subset: s.Subset, K: s.K, Modules: s.Modules}, b, d)
+	t.poe.Sample(z, w, eps, Stratum{Experts: t.w.experts, Of: s.Of, Subset: s.Subset, K: s.K, Modules: s.Modules, Prior: s.Prior}, b, d)
 }
 
 func (t *gatedTerm) Penalty(pen, z []float32) float64 { return t.poe.Penalty(pen, z) }

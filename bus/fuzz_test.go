@@ -115,6 +115,8 @@ func FuzzFeatureRequest(f *testing.F) { fuzzMessage(f, bus.TypeFeatureRequest) }
 func FuzzFeatureReply(f *testing.F)   { fuzzMessage(f, bus.TypeFeatureReply) }
 func FuzzScoreRequest(f *testing.F)   { fuzzMessage(f, bus.TypeScoreRequest) }
 func FuzzScoreReply(f *testing.F)     { fuzzMessage(f, bus.TypeScoreReply) }
+func FuzzPriorRequest(f *testing.F)   { fuzzMessage(f, bus.TypePriorRequest) }
+func FuzzPriorReply(f *testing.F)     { fuzzMessage(f, bus.TypePriorReply) }
 
 // TestFuzzSeeds makes sure the seeds are what they claim: the golden
 // encoding is accepted and the corrupted ones that must fail do.

@@ -169,6 +169,17 @@ func examples() []example {
 			Header: hdr(bus.TypeRunState, "vision"),
 			ID:     "00112233445566778899aabbccddeeff", Step: 400, Instance: "Zq3xGvJHa1bO0LUWqz9xCd", Keeps: true, Err: "no checkpoint of that step",
 		},
+		&bus.PriorRequest{
+			Header: trainHdr(bus.TypePriorRequest, "integrator"),
+			Step:   42, Train: true,
+			Terms: []bus.Evidence{{Prec: mat(2, 3, 0, 0.5), Shift: mat(2, 3, -1, 0.25)}},
+		},
+		&bus.PriorReply{
+			Header: trainHdr(bus.TypePriorReply, "concept"),
+			Step:   42,
+			Terms: []bus.PriorTerm{{Mu: mat(2, 3, 0.5, 0.5), LogVar: mat(2, 3, -2, 0.25),
+				Concept: []int32{7, -1}, Prob: bus.Vector([]float32{0.875, 0.5})}},
+		},
 	}
 	out := make([]example, len(ms))
 	for i, m := range ms {
@@ -223,6 +234,7 @@ func TestExamplesCoverEveryType(t *testing.T) {
 		bus.TypeEncodeRequest, bus.TypeEncodeReply, bus.TypeDecodeRequest,
 		bus.TypeDecodeReply, bus.TypeBelief, bus.TypeControl, bus.TypeRunState,
 		bus.TypeFeatureRequest, bus.TypeFeatureReply, bus.TypeScoreRequest, bus.TypeScoreReply,
+		bus.TypePriorRequest, bus.TypePriorReply,
 	}
 	seen := map[string]bool{}
 	for _, ex := range examples() {

@@ -713,6 +713,10 @@ func New(typ string) Message {
 		return new(ScoreRequest)
 	case TypeScoreReply:
 		return new(ScoreReply)
+	case TypePriorRequest:
+		return new(PriorRequest)
+	case TypePriorReply:
+		return new(PriorReply)
 	}
 	return nil
 }

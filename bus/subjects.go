@@ -64,6 +64,9 @@ func (s Subjects) Features(module string) string { return s.prefix + ".features.
 // Score is module's scoring endpoint (ScoreRequest → ScoreReply).
 func (s Subjects) Score(module string) string { return s.prefix + ".score." + module }
 
+// Prior is prior module's endpoint (PriorRequest → PriorReply).
+func (s Subjects) Prior(module string) string { return s.prefix + ".prior." + module }
+
 // ObsPost is where module streams timestamped posteriors of its sensor (Posterior).
 func (s Subjects) ObsPost(module string) string { return s.prefix + ".obs.post." + module }
 

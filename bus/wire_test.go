@@ -493,6 +493,13 @@ func TestMarshalRefuses(t *testing.T) {
 		return &bus.Posterior{Header: bus.Header{Sender: "vision"}, Mu: mu, LogVar: lv, Present: present}
 	}
 	big := mat(100, 64, 0, 0.001) // 25.6 kB of floats
+	evidence := func(prec bus.Tensor) *bus.PriorRequest {
+		return &bus.PriorRequest{Header: bus.Header{Sender: "integrator"}, Terms: []bus.Evidence{{Prec: prec, Shift: mat(1, 2, 0, 0)}}}
+	}
+	prior := func(lv bus.Tensor, concept []int32, prob bus.Tensor) *bus.PriorReply {
+		return &bus.PriorReply{Header: bus.Header{Sender: "concept"}, Terms: []bus.PriorTerm{{Mu: mat(1, 2, 0, 0), LogVar: lv, Concept: concept, Prob: prob}}}
+	}
+	one := bus.Vector([]float32{1})
 	tests := []struct {
 		name      string
 		msg       bus.Message
@@ -522,6 +529,16 @@ func TestMarshalRefuses(t *testing.T) {
 		{name: "control without session", msg: &bus.Control{Header: bus.Header{Sender: "integrator"}, Op: bus.OpSave, ID: "ab"}, wantErr: bus.ErrField, wantField: "run"},
 		{name: "control of no run", msg: &bus.Control{Header: bus.Header{Sender: "integrator", Run: "ab"}, Op: bus.OpSave}, wantErr: bus.ErrField, wantField: "id"},
 		{name: "control unknown op", msg: &bus.Control{Header: bus.Header{Sender: "integrator", Run: "ab"}, Op: "train", ID: "ab"}, wantErr: bus.ErrField, wantField: "op"},
+		{name: "negative precision", msg: evidence(bus.Matrix(1, 2, []float32{1, -0.5})), wantErr: bus.ErrField, wantField: "terms[0].prec"},
+		{name: "precision NaN", msg: evidence(bus.Matrix(1, 2, []float32{nan, 1})), wantErr: bus.ErrNotFinite, wantField: "terms[0].prec"},
+		{name: "evidence of another size", msg: evidence(mat(1, 3, 0, 0)), wantErr: bus.ErrShape, wantField: "terms[0].shift"},
+		{name: "no evidence", msg: &bus.PriorRequest{Header: bus.Header{Sender: "integrator"}}, wantErr: bus.ErrShape, wantField: "terms"},
+		{name: "prior logvar NaN", msg: prior(bus.Matrix(1, 2, []float32{0, nan}), nil, one), wantErr: bus.ErrNotFinite, wantField: "terms[0].logvar"},
+		{name: "prior variance 0", msg: prior(bus.Matrix(1, 2, []float32{0, -1e6}), nil, one), wantErr: bus.ErrField, wantField: "terms[0].logvar"},
+		{name: "prior of another size", msg: prior(mat(1, 3, 0, 0), nil, one), wantErr: bus.ErrShape, wantField: "terms[0].logvar"},
+		{name: "concept out of range", msg: prior(mat(1, 2, 0, 0), []int32{-2}, one), wantErr: bus.ErrField, wantField: "terms[0].c"},
+		{name: "concepts for other rows", msg: prior(mat(1, 2, 0, 0), []int32{1, 2}, one), wantErr: bus.ErrShape, wantField: "terms[0].c"},
+		{name: "probability over 1", msg: prior(mat(1, 2, 0, 0), []int32{1}, bus.Vector([]float32{1.5})), wantErr: bus.ErrField, wantField: "terms[0].p"},
 		{name: "negative samples", msg: &bus.InferRequest{Header: bus.Header{Sender: "client"}, Samples: -1}, wantErr: bus.ErrField, wantField: "n"},
 		{name: "over the given limit", msg: post(big, big, nil), limit: 40_000, wantErr: bus.ErrTooLarge},
 		{name: "over the default limit", msg: &bus.DecodeRequest{Header: bus.Header{Sender: "integrator"}, Z: mat(1024, bus.DefaultMaxBytes/4/1024+1, 0, 0)}, wantErr: bus.ErrTooLarge},

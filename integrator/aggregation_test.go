@@ -9,6 +9,7 @@ import (
 
 	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/poe"
 )
 
 // quadStep is a step of StepMath over modules whose decoders are known in
@@ -25,6 +26,21 @@ type quadStep struct {
 	a       map[string]float64
 	c       map[string][]float64
 	b, d    int
+	priors  []poe.Prior // a prior module's, per term (nil: N(0, I))
+}
+
+// withPriors gives every term of q a random prior of its own, as a prior
+// module would send (a Conditioned aggregation has a term per plan term).
+func (q *quadStep) withPriors(seed uint64) *quadStep {
+	rng := rand.New(rand.NewPCG(seed, 13))
+	for range q.plan {
+		mu, lv := randNormal(rng, q.b*q.d), randNormal(rng, q.b*q.d)
+		for k := range lv {
+			lv[k] = lv[k]*0.5 - 0.5
+		}
+		q.priors = append(q.priors, poe.Prior{Mu: mu, LogVar: lv})
+	}
+	return q
 }
 
 func newQuadStep(agg aggregate.Aggregation, seed uint64) *quadStep {
@@ -55,7 +71,7 @@ func newQuadStep(agg aggregate.Aggregation, seed uint64) *quadStep {
 // terms' ELBOs, batch means) and the expert gradients, copied out.
 func (q *quadStep) run(t *testing.T, s *StepMath) (float64, map[string]bus.ExpertGrad) {
 	t.Helper()
-	s.Reset(StepMath{Step: 3, Seed: 5, B: q.b, D: q.d, Plan: q.plan, Lambda: q.lambda, Beta: 0.7, Agg: q.agg})
+	s.Reset(StepMath{Step: 3, Seed: 5, B: q.b, D: q.d, Plan: q.plan, Lambda: q.lambda, Beta: 0.7, Agg: q.agg, Priors: q.priors})
 	weights := s.Weights(q.modules)
 	_, z := s.Latents(q.posts)
 	rows := s.RowWeights()
@@ -115,9 +131,22 @@ func (q *quadStep) decode(m string, terms []bus.Term, z, rows []bus.Tensor, weig
 // every posterior mean and log-variance, with the step's noise fixed, on
 // a cross plan whose modules lack some rows.
 func TestStepGradientsByFiniteDifferences(t *testing.T) {
-	for _, agg := range []aggregate.Aggregation{aggregate.PoE(), aggregate.MoE(), aggregate.MoPoE(), randomGates(3)} {
-		t.Run(agg.Name(), func(t *testing.T) {
+	cases := []struct {
+		agg   aggregate.Aggregation
+		prior bool // under a prior module's prior
+	}{{aggregate.PoE(), false}, {aggregate.MoE(), false}, {aggregate.MoPoE(), false}, {randomGates(3), false},
+		{aggregate.PoE(), true}, {randomGates(3), true}}
+	for _, c := range cases {
+		agg := c.agg
+		name := agg.Name()
+		if c.prior {
+			name += "+prior"
+		}
+		t.Run(name, func(t *testing.T) {
 			q := newQuadStep(agg, 1)
+			if c.prior {
+				q.withPriors(2)
+			}
 			var s StepMath
 			_, grads := q.run(t, &s)
 			const h = 1e-2

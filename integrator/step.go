@@ -31,6 +31,10 @@ type StepMath struct {
 	// Agg is how each term's experts make its latents (nil: PoE). A
 	// mixture draws several latents per plan term (Terms).
 	Agg aggregate.Aggregation
+	// Priors are a prior module's prior for each term (Terms), the prior
+	// expert and KL reference of its product; nil: N(0, I) for every
+	// term. Only a Conditioned aggregation takes them.
+	Priors []poe.Prior
 
 	terms    []bus.Term // Plan, each term once per stratum: what modules decode
 	strata   []int      // per term, its stratum (a mixture's: which component it is drawn from)
@@ -47,6 +51,7 @@ type StepMath struct {
 	w        [][]float32    // per term, the rows' weights (B)
 
 	zt, wt []bus.Tensor // per term, z and w as Latents and RowWeights return them
+	ev     []bus.Evidence // per term, Evidence's result
 	pcg    rand.PCG     // the noise's source and generator, reseeded each step
 	rng    *rand.Rand
 
@@ -62,7 +67,7 @@ type StepMath struct {
 type TermStats struct {
 	Subset, Targets []string
 	ELBO            float64            // Σ λ_j ll_j − β KL
-	KL              float64            // KL(q‖N(0, I))
+	KL              float64            // KL(q‖p): from N(0, I), or a prior module's prior
 	LogLik          map[string]float64 // per target, over its present rows
 }
 
@@ -72,7 +77,7 @@ func (s *StepMath) Reset(next StepMath) {
 	next.terms, next.strata, next.from, next.planOf, next.members, next.fusion, next.fusionOf = s.terms, s.strata, s.from, s.planOf, s.members, s.fusion, s.fusionOf
 	next.experts, next.of, next.owners, next.eps, next.z, next.w = s.experts, s.of, s.owners, s.eps, s.z, s.w
 	next.grads, next.gradBufs, next.g, next.kl, next.eg = s.grads, s.gradBufs, s.g, s.kl, s.eg
-	next.zt, next.wt, next.stats, next.llw, next.weights, next.rng = s.zt, s.wt, s.stats, s.llw, s.weights, s.rng
+	next.zt, next.wt, next.stats, next.llw, next.weights, next.rng, next.ev = s.zt, s.wt, s.stats, s.llw, s.weights, s.rng, s.ev
 	*s = next
 	if s.rng == nil {
 		s.rng = rand.New(&s.pcg)
@@ -113,17 +118,11 @@ func (s *StepMath) Terms() []bus.Term { return s.terms }
 // members are the posters, sorted. members and z are s's storage: they are
 // valid until the next step's Latents.
 func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z []bus.Tensor) {
-	s.posts = posts
-	s.members = s.members[:0]
-	for m := range posts {
-		s.members = append(s.members, m)
-	}
-	slices.Sort(s.members)
+	s.take(posts)
 	n := len(s.terms)
 	// The last step's storage, if any, is reused: its fusions' buffers,
 	// its experts' lists, its noise, latents and weights.
 	s.growFusion(n)
-	s.experts, s.of, s.owners = growTo(s.experts, n), growTo(s.of, n), growTo(s.owners, n)
 	s.eps, s.z, s.w = growTo(s.eps, n), growTo(s.z, n), growTo(s.w, n)
 	s.pcg.Seed(s.Seed, s.Step^0x5e4e7)
 	s.zt = growTo(s.zt, n)
@@ -135,10 +134,45 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 		}
 		s.z[i], s.w[i] = growTo(s.z[i], s.B*s.D), growTo(s.w[i], s.B)
 		st := aggregate.Stratum{Experts: s.experts[i], Of: s.of[i], Subset: len(t.Subset), K: s.strata[i], Modules: s.owners[i]}
+		if s.Priors != nil {
+			st.Prior = s.Priors[i]
+		}
 		s.fusion[i].Sample(s.z[i], s.w[i], s.eps[i], st, s.B, s.D)
 		s.zt[i].SetMatrix(s.B, s.D, s.z[i])
 	}
 	return s.members, s.zt
+}
+
+// take makes posts the step's posteriors: the members are the posters,
+// sorted.
+func (s *StepMath) take(posts map[string]*bus.Posterior) {
+	s.posts = posts
+	s.members = s.members[:0]
+	for m := range posts {
+		s.members = append(s.members, m)
+	}
+	slices.Sort(s.members)
+	n := len(s.terms)
+	s.experts, s.of, s.owners = growTo(s.experts, n), growTo(s.of, n), growTo(s.owners, n)
+}
+
+// Evidence is what each term's experts among the posters say of every
+// item, without a prior (aggregate.Conditioned.Evidence): what a prior
+// module is asked about, before Latents. It is s's storage, valid until
+// the next step's Evidence. It panics if the aggregation is not
+// Conditioned (a run refuses a prior module with another).
+func (s *StepMath) Evidence(posts map[string]*bus.Posterior) []bus.Evidence {
+	agg := s.Agg.(aggregate.Conditioned)
+	s.take(posts)
+	s.ev = growTo(s.ev, len(s.terms))
+	for i, t := range s.terms {
+		s.gather(i, t)
+		ev := &s.ev[i]
+		ev.Prec.SetMatrix(s.B, s.D, growTo(ev.Prec.Data, s.B*s.D))
+		ev.Shift.SetMatrix(s.B, s.D, growTo(ev.Shift.Data, s.B*s.D))
+		agg.Evidence(ev.Prec.Data, ev.Shift.Data, s.experts[i], s.owners[i], s.B, s.D)
+	}
+	return s.ev
 }
 
 // gather lists term i's experts among the posters, with the index in the

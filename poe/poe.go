@@ -33,7 +33,19 @@ type ExpertGrad struct {
 	DMu, DLogVar []float32
 }
 
-// Fused is the product of a set of experts and the N(0, I) prior, for a batch.
+// Prior is the prior expert of a product: a diagonal Gaussian per row, Mu
+// and LogVar B×D row-major, as a prior module (a concept mixture) sends
+// it. The zero Prior is N(0, I) in every row. Its log-variance is clamped
+// like an expert's.
+type Prior struct {
+	Mu, LogVar []float32
+}
+
+// Standard reports whether p is N(0, I).
+func (p Prior) Standard() bool { return p.Mu == nil && p.LogVar == nil }
+
+// Fused is the product of a set of experts and a prior (N(0, I) unless
+// FuseWith is given another), for a batch.
 //
 // Mu, Var and LogVar are the fused mean, variance and log-variance, B×D
 // row-major; they are owned by f and overwritten by the next Fuse. A Fused
@@ -57,6 +69,10 @@ type Fused struct {
 	// nExperts is len(experts) at the last Fuse, to catch a Backward that is
 	// handed a different expert list.
 	nExperts int
+	// pprec and pmu are the prior's precision and mean when it is not
+	// N(0, I) (standard), which KL and TermGrad take the divergence from.
+	pprec, pmu, plog []float64
+	standard         bool
 }
 
 // ClampLogVar limits l to [-MaxLogVar, MaxLogVar] and reports whether it was
@@ -113,7 +129,17 @@ func grow64(s []float64, n int) []float64 {
 // prior N(0, 1). f's buffers are reused when large enough; the experts are
 // only read. Fuse panics if b or d is negative or if an expert's Mu or LogVar
 // length is not b*d or its non-nil Present length is not b.
-func (f *Fused) Fuse(experts []Expert, b, d int) {
+func (f *Fused) Fuse(experts []Expert, b, d int) { f.FuseWith(Prior{}, experts, b, d) }
+
+// FuseWith is Fuse under prior p instead of N(0, I): with T_p = exp(-clamp(l_p))
+// and mu_p the prior's precision and mean,
+//
+//	T = T_p + sum_k T_k,  Mu = (T_p mu_p + sum_k T_k mu_k) / T,
+//
+// and KL and TermGrad then measure the divergence from p. The prior gets no
+// gradient: it is a constant of the step, learned elsewhere. FuseWith
+// panics if p is not standard and its Mu or LogVar length is not b*d.
+func (f *Fused) FuseWith(p Prior, experts []Expert, b, d int) {
 	if b < 0 || d < 0 {
 		panic(fmt.Sprintf("poe: negative batch shape %d×%d", b, d))
 	}
@@ -133,10 +159,7 @@ func (f *Fused) Fuse(experts []Expert, b, d int) {
 	// Accumulate expert by expert, row by row, so the presence test is paid
 	// once per row rather than once per element; mu64 holds sum_k T_k mu_k
 	// until the final pass divides it by T.
-	for i := range n {
-		f.prec[i] = 1
-		f.mu64[i] = 0
-	}
+	f.startPrior(p, n)
 	for k, e := range experts {
 		for r := range b {
 			if e.Present != nil && !e.Present[r] {
@@ -167,6 +190,36 @@ func (f *Fused) Fuse(experts []Expert, b, d int) {
 	}
 }
 
+// startPrior puts prior p's precision and precision-weighted mean into
+// prec and mu64, the sums Fuse adds the experts to.
+func (f *Fused) startPrior(p Prior, n int) {
+	f.standard = p.Standard()
+	if f.standard {
+		for i := range n {
+			f.prec[i], f.mu64[i] = 1, 0
+		}
+		return
+	}
+	if len(p.Mu) != n || len(p.LogVar) != n {
+		panic(fmt.Sprintf("poe: prior: len(Mu), len(LogVar) = %d, %d, want B×D = %d×%d", len(p.Mu), len(p.LogVar), f.B, f.D))
+	}
+	f.pprec, f.pmu, f.plog = grow64(f.pprec, n), grow64(f.pmu, n), grow64(f.plog, n)
+	for i := range n {
+		l, _ := ClampLogVar(float64(p.LogVar[i]))
+		t, m := math.Exp(-l), float64(p.Mu[i])
+		f.pprec[i], f.pmu[i], f.plog[i] = t, m, -l
+		f.prec[i], f.mu64[i] = t, t*m
+	}
+}
+
+// priorAt is the prior's precision, mean and log-precision at element i.
+func (f *Fused) priorAt(i int) (prec, mu, logPrec float64) {
+	if f.standard {
+		return 1, 0, 0
+	}
+	return f.pprec[i], f.pmu[i], f.plog[i]
+}
+
 // Sample writes the reparameterised draw z = Mu + sqrt(Var)*eps into z, where
 // eps is standard normal noise supplied by the caller; z and eps are B×D
 // row-major. Keep eps: TermGrad needs the same noise. z may be eps itself
@@ -192,8 +245,9 @@ func (f *Fused) SampleRow(z, eps []float32, r int) {
 	}
 }
 
-// KL writes KL(N(Mu, Var) || N(0, I)) in nats, summed over the D dimensions,
-// for each row into kl (length B), and returns the sum over the batch in
+// KL writes KL(N(Mu, Var) || p) in nats, p being the prior of the last Fuse
+// (N(0, I) unless FuseWith gave another), summed over the D dimensions, for
+// each row into kl (length B), and returns the sum over the batch in
 // float64 so that large batches do not lose precision. KL panics if len(kl)
 // is not B.
 func (f *Fused) KL(kl []float32) float64 {
@@ -206,8 +260,10 @@ func (f *Fused) KL(kl []float32) float64 {
 		for i := r * f.D; i < (r+1)*f.D; i++ {
 			t, m := f.prec[i], f.mu64[i]
 			// With var = 1/T, "- log var" is "+ log T"; working from T keeps
-			// the prior (T = 1) exactly at zero.
-			s += 0.5 * (1/t + m*m - 1 + f.logPrec[i])
+			// the prior (T = T_p) exactly at zero.
+			tp, mp, lp := f.priorAt(i)
+			dm := m - mp
+			s += 0.5 * (tp/t + tp*dm*dm - 1 + f.logPrec[i] - lp)
 		}
 		kl[r] = float32(s)
 		total += s
@@ -219,9 +275,10 @@ func (f *Fused) KL(kl []float32) float64 {
 // respect to the fused posterior's mean and variance (variance, not
 // log-variance), overwriting dmu and dvar:
 //
-//	dmu  = g - beta*Mu
-//	dvar = g*eps / (2*sqrt(Var)) - beta/2*(1 - 1/Var)
+//	dmu  = g - beta*T_p*(Mu - mu_p)
+//	dvar = g*eps / (2*sqrt(Var)) - beta/2*(T_p - 1/Var)
 //
+// (T_p = 1 and mu_p = 0 under N(0, I)).
 // g is dL/dz summed over the term's decoders and eps is the noise passed to
 // Sample; all four slices are B×D row-major. dmu and dvar must be distinct,
 // but either may be g or eps itself (each element is read before it is
@@ -234,9 +291,10 @@ func (f *Fused) TermGrad(dmu, dvar, g, eps []float32, beta float32) {
 	bt := float64(beta)
 	for i, t := range f.prec {
 		gi, ei := float64(g[i]), float64(eps[i])
-		// dz/dvar = eps/(2 sqrt var) = eps*sqrt(T)/2, and dKL/dvar = (1 - T)/2.
-		dm := gi - bt*f.mu64[i]
-		dv := 0.5*gi*ei*math.Sqrt(t) - 0.5*bt*(1-t)
+		// dz/dvar = eps/(2 sqrt var) = eps*sqrt(T)/2, and dKL/dvar = (T_p - T)/2.
+		tp, mp, _ := f.priorAt(i)
+		dm := gi - bt*tp*(f.mu64[i]-mp)
+		dv := 0.5*gi*ei*math.Sqrt(t) - 0.5*bt*(tp-t)
 		dmu[i] = float32(dm)
 		dvar[i] = float32(dv)
 	}
@@ -292,5 +350,34 @@ func (f *Fused) Backward(grads []ExpertGrad, experts []Expert, dmu, dvar []float
 				}
 			}
 		}
+	}
+}
+
+// Evidence writes into prec and shift what the experts say of each element
+// without any prior, in natural parameters: prec = sum_k T_k (0 where no
+// expert is present) and shift = sum_k T_k mu_k, b×d each. A prior module
+// gets it to place each item; the product under prior p is then
+// T = T_p + prec, Mu = (T_p mu_p + shift) / T. Evidence panics if a length
+// is wrong.
+func Evidence(prec, shift []float32, experts []Expert, b, d int) {
+	n := b * d
+	if len(prec) != n || len(shift) != n {
+		panic(fmt.Sprintf("poe: Evidence: len(prec), len(shift) = %d, %d, want B×D = %d×%d", len(prec), len(shift), b, d))
+	}
+	for k, e := range experts {
+		checkExpert(e, k, b, d)
+	}
+	for i := range n {
+		var t, h float64
+		for _, e := range experts {
+			if e.Present != nil && !e.Present[i/d] {
+				continue
+			}
+			l, _ := ClampLogVar(float64(e.LogVar[i]))
+			tk := math.Exp(-l)
+			t += tk
+			h += tk * float64(e.Mu[i])
+		}
+		prec[i], shift[i] = float32(t), float32(h)
 	}
 }

@@ -192,13 +192,23 @@ type termObjective struct {
 	members []int // expert indices in this subset
 	w, eps  []float32
 	beta    float64
+	prior   Prior // the prior expert (zero: N(0, I))
+}
+
+// priorAt is o's prior's precision and mean at element i, in float64.
+func (o termObjective) priorAt(i int) (prec, mu float64) {
+	if o.prior.Standard() {
+		return 1, 0
+	}
+	return math.Exp(-float64(o.prior.LogVar[i])), float64(o.prior.Mu[i])
 }
 
 func (o termObjective) eval(c *poeCase, mu, lv [][]float64) float64 {
 	var s float64
 	for i := range c.b * c.d {
 		r := i / c.d
-		T, num := 1.0, 0.0
+		tp, mp := o.priorAt(i)
+		T, num := tp, tp*mp
 		for _, k := range o.members {
 			if !c.mask[k][r] {
 				continue
@@ -210,7 +220,7 @@ func (o termObjective) eval(c *poeCase, mu, lv [][]float64) float64 {
 		}
 		m, v := num/T, 1/T
 		z := m + math.Sqrt(v)*float64(o.eps[i])
-		s += float64(o.w[i])*z - o.beta*0.5*(v+m*m-1-math.Log(v))
+		s += float64(o.w[i])*z - o.beta*0.5*(tp*v+tp*(m-mp)*(m-mp)-1-math.Log(tp*v))
 	}
 	return s
 }
@@ -227,7 +237,7 @@ func analytic(c *poeCase, terms []termObjective, grads []ExpertGrad) {
 			exps[j], g[j] = c.experts[k], grads[k]
 		}
 		var f Fused
-		f.Fuse(exps, c.b, c.d)
+		f.FuseWith(o.prior, exps, c.b, c.d)
 		f.TermGrad(dmu, dvar, o.w, o.eps, float32(o.beta))
 		f.Backward(g, exps, dmu, dvar)
 	}
@@ -305,6 +315,76 @@ func TestFuseGrad(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// randomPrior is a prior of b×d elements, means in [-2, 2] and
+// log-variances in [-2, 1] (a concept's category is narrower than N(0, I)).
+func randomPrior(rng *rand.Rand, n int) Prior {
+	p := Prior{Mu: make([]float32, n), LogVar: make([]float32, n)}
+	for i := range n {
+		p.Mu[i] = float32(rng.Float64()*4 - 2)
+		p.LogVar[i] = float32(rng.Float64()*3 - 2)
+	}
+	return p
+}
+
+// TestFuseGradUnderPrior checks the gradients by finite differences when
+// the prior expert is another Gaussian per element: it moves both the
+// product and the KL's reference.
+func TestFuseGradUnderPrior(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	for k := 0; k <= 4; k++ {
+		for _, beta := range []float64{0.5, 1} {
+			c := newPoECase(t, rng, k, 4, 3, true)
+			n := c.b * c.d
+			o := termObjective{w: randNormal(rng, n), eps: randNormal(rng, n), beta: beta, prior: randomPrior(rng, n)}
+			for j := range k {
+				o.members = append(o.members, j)
+			}
+			grads := newGrads(k, n, 0)
+			analytic(c, []termObjective{o}, grads)
+			checkGrads(t, c, []termObjective{o}, grads, 0)
+		}
+	}
+}
+
+// TestFuseKLUnderPrior compares KL with the closed form between two
+// Gaussians, the product being built pairwise from the prior, and checks
+// that a row no expert observed is exactly the prior (KL 0).
+func TestFuseKLUnderPrior(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	for k := 0; k <= 4; k++ {
+		c := newPoECase(t, rng, k, 5, 3, true)
+		p := randomPrior(rng, c.b*c.d)
+		var f Fused
+		f.FuseWith(p, c.experts, c.b, c.d)
+		kl := make([]float32, c.b)
+		f.KL(kl)
+		for r := range c.b {
+			var want float64
+			for j := range c.d {
+				i := r*c.d + j
+				mp, vp := float64(p.Mu[i]), math.Exp(float64(p.LogVar[i]))
+				m, v := mp, vp
+				for e := range c.mu {
+					if c.mask[e][r] {
+						ve := math.Exp(c.lv[e][i])
+						m, v = (m*ve+c.mu[e][i]*v)/(v+ve), v*ve/(v+ve)
+					}
+				}
+				if !closeTo(float64(f.Mu[i]), m, 1e-5, 1e-6) || !closeTo(float64(f.Var[i]), v, 1e-5, 1e-7) {
+					t.Errorf("k=%d element %d: fused (%g, %g), want (%g, %g)", k, i, f.Mu[i], f.Var[i], m, v)
+				}
+				want += 0.5 * (v/vp + (m-mp)*(m-mp)/vp - 1 + math.Log(vp/v))
+			}
+			if !closeTo(float64(kl[r]), want, 1e-4, 1e-5) {
+				t.Errorf("k=%d row %d: KL = %g, want %g", k, r, kl[r], want)
+			}
+		}
+		if kl[0] > 1e-6 {
+			t.Errorf("k=%d: KL of the row no expert saw = %g, want 0 (it is the prior)", k, kl[0])
 		}
 	}
 }
@@ -499,5 +579,31 @@ func BenchmarkFuse(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.run()
+	}
+}
+
+// TestEvidenceIsTheProductWithoutPrior: the product under any prior is
+// the prior times the evidence, and a row no expert saw has none.
+func TestEvidenceIsTheProductWithoutPrior(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	c := newPoECase(t, rng, 3, 5, 4, true)
+	n := c.b * c.d
+	prec, shift := make([]float32, n), make([]float32, n)
+	Evidence(prec, shift, c.experts, c.b, c.d)
+	p := randomPrior(rng, n)
+	var f Fused
+	f.FuseWith(p, c.experts, c.b, c.d)
+	for i := range n {
+		tp := math.Exp(-float64(p.LogVar[i]))
+		t1 := tp + float64(prec[i])
+		mu := (tp*float64(p.Mu[i]) + float64(shift[i])) / t1
+		if !closeTo(float64(f.Mu[i]), mu, 1e-5, 1e-6) || !closeTo(float64(f.Var[i]), 1/t1, 1e-5, 1e-8) {
+			t.Errorf("element %d: prior × evidence = (%g, %g), FuseWith = (%g, %g)", i, mu, 1/t1, f.Mu[i], f.Var[i])
+		}
+	}
+	for j := range c.d {
+		if prec[j] != 0 || shift[j] != 0 {
+			t.Errorf("row 0 (no expert) dim %d: evidence (%g, %g), want none", j, prec[j], shift[j])
+		}
 	}
 }
