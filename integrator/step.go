@@ -50,9 +50,9 @@ type StepMath struct {
 	eps, z   [][]float32    // per term, B×D
 	w        [][]float32    // per term, the rows' weights (B)
 
-	zt, wt []bus.Tensor // per term, z and w as Latents and RowWeights return them
+	zt, wt []bus.Tensor   // per term, z and w as Latents and RowWeights return them
 	ev     []bus.Evidence // per term, Evidence's result
-	pcg    rand.PCG     // the noise's source and generator, reseeded each step
+	pcg    rand.PCG       // the noise's source and generator, reseeded each step
 	rng    *rand.Rand
 
 	grads, gradBufs map[string]*bus.ExpertGrad // this step's expert gradients; their storage, by module
