@@ -29,11 +29,11 @@ func (r *run) open(ctx context.Context) error {
 		return err
 	}
 	r.newSession()
-	states, err := r.enrolAll(ctx, r.cfg.Modules, r.st.Run, r.st.Step, r.fresh)
+	states, err := r.enrolAll(ctx, r.cfg.peers(), r.st.Run, r.st.Step, r.fresh)
 	if err != nil {
 		return fmt.Errorf("%w (the modules must run with --train, as serket train starts them)", err)
 	}
-	for _, m := range r.cfg.Modules {
+	for _, m := range r.cfg.peers() {
 		r.mods[m] = &modState{instance: states[m].Instance}
 		if r.fresh {
 			r.log.Info("module enrolled in a new run", "peer", m, "run", r.st.Run, "weights_were", labelText(states[m]), "frozen", r.cfg.isFrozen(m))
@@ -41,7 +41,7 @@ func (r *run) open(ctx context.Context) error {
 	}
 	r.committed = r.st.clone()
 	if !r.fresh {
-		if err := r.back(ctx, r.learning(r.cfg.Modules), states); err != nil {
+		if err := r.back(ctx, r.learning(r.cfg.peers()), states); err != nil {
 			return fmt.Errorf("integrator: resume from %s: %w", r.statePath, err)
 		}
 	}
@@ -101,7 +101,7 @@ func (r *run) admit(ctx context.Context) error {
 // rejoins (a restart rolls the run back), one gone longer than ModuleWait
 // stops the run.
 func (r *run) awaitGone(ctx context.Context) error {
-	for len(r.up(r.store.want[:0])) < len(r.cfg.Modules) {
+	for len(r.upPeers(r.store.want[:0])) < len(r.cfg.peers()) {
 		if err := r.admitOnce(ctx); err != nil {
 			return err
 		}
@@ -115,7 +115,7 @@ func (r *run) awaitGone(ctx context.Context) error {
 }
 
 func (r *run) admitOnce(ctx context.Context) error {
-	for _, m := range r.cfg.Modules {
+	for _, m := range r.cfg.peers() {
 		ms := r.mods[m]
 		if ms.gone.IsZero() {
 			continue
@@ -182,7 +182,7 @@ func (r *run) rollback(ctx context.Context, why string) error {
 	}
 	r.log.Warn("rolling the run back to its last checkpoint; the steps since are done again", "why", why, "from_step", r.st.Step, "to_step", target.Step)
 	r.newSession()
-	up := r.up(nil)
+	up := r.upPeers(nil)
 	states, err := r.enrolAll(ctx, up, target.Run, target.Step, false)
 	if err != nil {
 		return err
@@ -266,6 +266,18 @@ func (r *run) up(dst []string) []string {
 	return dst
 }
 
+// upPeers appends to dst the run's peers (modules and prior module) that
+// are not gone.
+func (r *run) upPeers(dst []string) []string {
+	dst = r.up(dst)
+	if p := r.cfg.Prior; p != "" {
+		if ms := r.mods[p]; ms == nil || ms.gone.IsZero() {
+			dst = append(dst, p)
+		}
+	}
+	return dst
+}
+
 // pingTimeout bounds a ping: micro answers PING on its own goroutine, so a
 // live module answers fast however busy its modality is.
 const pingTimeout = 500 * time.Millisecond
@@ -306,11 +318,11 @@ func (r *run) commit(ctx context.Context) error {
 		return nil
 	}
 	r.lastSave = time.Now()
-	if gone := slices.DeleteFunc(slices.Clone(r.cfg.Modules), func(m string) bool { return r.mods[m].gone.IsZero() }); len(gone) > 0 {
+	if gone := slices.DeleteFunc(slices.Clone(r.cfg.peers()), func(m string) bool { return r.mods[m].gone.IsZero() }); len(gone) > 0 {
 		r.limit.Warn(r.log, "checkpoint postponed", "checkpoint postponed while modules are gone", "step", r.st.Step, "gone", gone, "last_checkpoint", r.committed.Step)
 		return nil
 	}
-	states, errs := r.controlAll(ctx, r.learning(r.cfg.Modules), bus.Control{Op: bus.OpSave, ID: r.st.Run, Step: r.st.Step})
+	states, errs := r.controlAll(ctx, r.learning(r.cfg.peers()), bus.Control{Op: bus.OpSave, ID: r.st.Run, Step: r.st.Step})
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
+	"github.com/serket-go/serket/poe"
 )
 
 // TrainConfig configures a training run driven by the integrator.
@@ -42,6 +43,12 @@ type TrainConfig struct {
 	// weights (a checkpoint), and at least one module must learn. The plan
 	// keeps what teaches the learners (see coordinate).
 	Frozen []string
+
+	// Prior is the run's prior module (module.RunPrior), if any: every
+	// step asks it for each item's prior given the step's evidence, in
+	// place of N(0, I), and it is enrolled, checkpointed and rolled back
+	// with the modules. It needs a Conditioned aggregation (poe, gpoe).
+	Prior string
 
 	Lambda map[string]float32 // per-module weight of the log-likelihood; default 1
 	// KL annealing: β rises linearly from KLFrom to KLTo over AnnealSteps
@@ -115,6 +122,11 @@ type stepStore struct {
 	probe       *time.Timer     // when collect next asks whether a late module is there
 	want        []string        // the modules a phase waits for
 	ids         []uint64        // the step's batch
+	// The prior module's request and reply, and the priors of the step
+	// (into the reply's storage).
+	priorReq bus.PriorRequest
+	priorRep bus.PriorReply
+	priors   []poe.Prior
 
 	stepSubj, latentSubj    string
 	postPrefix, zgradPrefix string            // …post. and …zgrad.
@@ -191,6 +203,9 @@ type EpochStats struct {
 	TestLogLik    map[string]float64 `json:"test_loglik,omitempty"` // per module
 	Rejected      int                `json:"rejected,omitempty"`
 	Stale         int                `json:"stale,omitempty"`
+	// PlainPrior counts the steps that fell back to N(0, I) because the
+	// run's prior module did not give a usable prior.
+	PlainPrior int `json:"plain_prior,omitempty"`
 	// Modules is where each module's time in the epoch's steps went, as
 	// its train status endpoint reports it (a module that restarted
 	// during the epoch is left out; after the integrator resumed, the
@@ -260,8 +275,11 @@ func (c *TrainConfig) defaults() error {
 	if c.Aggregation == nil {
 		c.Aggregation = aggregate.PoE()
 	}
+	if err := c.checkPrior(); err != nil {
+		return err
+	}
 	for _, m := range c.Frozen {
-		if !slices.Contains(c.Modules, m) {
+		if !slices.Contains(c.Modules, m) && m != c.Prior {
 			return fmt.Errorf("integrator: frozen module %s is not one of the run's modules (%s)", m, strings.Join(c.Modules, ", "))
 		}
 	}
@@ -294,6 +312,9 @@ func (c *TrainConfig) fingerprint() string {
 	}
 	if len(c.Frozen) > 0 {
 		fp += " frozen=" + strings.Join(slices.Sorted(slices.Values(c.Frozen)), ",")
+	}
+	if c.Prior != "" {
+		fp += " prior=" + c.Prior
 	}
 	return fp
 }

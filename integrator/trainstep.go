@@ -65,6 +65,7 @@ func (r *run) step(ctx context.Context, step uint64, ids []uint64, eval bool) (*
 		return ss, nil
 	}
 
+	sm.Priors = r.askPrior(ctx, step, posts, eval)
 	t1 := time.Now()
 	members, z := sm.Latents(posts)
 	ss.Fuse += time.Since(t1)
