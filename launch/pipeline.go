@@ -78,6 +78,10 @@ type Pipeline struct {
 	Integrator *Process `yaml:"integrator,omitempty"`
 	// Modules are the modality module processes, at least one.
 	Modules []Process `yaml:"modules"`
+	// Prior is the pipeline's prior module, if any (SERKET's concept
+	// formation: name concept, command by default serket module concept):
+	// it sees no modality, and gives the shared latent its prior.
+	Prior *Process `yaml:"prior,omitempty"`
 	// Train holds the training settings `serket train` starts from (its
 	// flags override them); nil when the file has no train section.
 	Train *TrainSettings `yaml:"train,omitempty"`
@@ -405,6 +409,9 @@ func (p *Pipeline) applyDefaults() {
 		m := &p.Modules[i]
 		m.applyDefaults([]string{selfCommand, "module", m.Name}, OnFailure, defaultStartup)
 	}
+	if p.Prior != nil {
+		p.Prior.applyDefaults([]string{selfCommand, "module", p.Prior.Name}, OnFailure, defaultStartup)
+	}
 }
 
 func (pr *Process) applyDefaults(command []string, policy Policy, startup Duration) {
@@ -484,6 +491,16 @@ func (p *Pipeline) validate(source string) error {
 		}
 		v.process(path, m)
 		v.streaming(path, m)
+	}
+	if m := p.Prior; m != nil {
+		_, dup := seen[m.Name]
+		switch {
+		case !bus.ValidName(m.Name):
+			v.add("prior.name", "invalid name %q (want %s)", m.Name, nameRule)
+		case m.Name == integratorName || dup:
+			v.add("prior.name", "%q is the integrator's or a module's name", m.Name)
+		}
+		v.process("prior", m)
 	}
 	if f := p.Fusion; f != nil {
 		for _, d := range []struct {
@@ -698,6 +715,11 @@ func (p *Pipeline) Specs(self string, extraEnv []string) []Spec {
 			sp.Env = append(sp.Env, procenv.EnvSayBeliefs+"=1")
 		}
 		specs = append(specs, sp)
+	}
+	if p.Prior != nil {
+		m := *p.Prior
+		m.applyDefaults([]string{selfCommand, "module", m.Name}, OnFailure, defaultStartup)
+		specs = append(specs, m.spec(self, p.Base, base))
 	}
 	if f := p.Fusion; f != nil && len(specs) > 0 && p.Integrator != nil {
 		for _, kv := range []struct {

@@ -29,7 +29,11 @@ import (
 func train(ctx context.Context, ig *integrator.Integrator, c *client.Client, cfg integrator.TrainConfig, wait time.Duration, log *slog.Logger) (*integrator.EpochStats, ranSteps, error) {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	if _, err := c.WaitFor(wctx, false, cfg.Modules...); err != nil {
+	peers := cfg.Modules
+	if cfg.Prior != "" {
+		peers = append(slices.Clone(peers), cfg.Prior)
+	}
+	if _, err := c.WaitFor(wctx, false, peers...); err != nil {
 		return nil, ranSteps{}, err
 	}
 	// Until the integrator's own discovery has seen them too, a step would
@@ -150,6 +154,9 @@ training steps over the bus. Checkpoints and the metrics log go to
 				for _, m := range p.Modules {
 					tf.modules = append(tf.modules, m.Name)
 				}
+			}
+			if tf.prior != "" && p.Prior == nil {
+				p.Prior = &launch.Process{Name: tf.prior}
 			}
 			cfg, closer, err := tf.config()
 			if err != nil {

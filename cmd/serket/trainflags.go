@@ -46,6 +46,7 @@ type trainFlags struct {
 	evalItems  int
 	modules    []string
 	freeze     []string
+	prior      string
 	moduleWait time.Duration
 	paired     float64
 	pairSeed   uint64
@@ -75,6 +76,7 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.evalItems, "eval-items", 1000, "after every epoch, the plain ELBO of the first N test items (0: none)")
 	fl.StringSliceVar(&f.modules, "modules", nil, "modules that train (default: the pipeline's)")
 	fl.StringSliceVar(&f.freeze, "freeze", nil, "trained modules that take part without learning, their checkpoints in --checkpoint-dir untouched, while the others (a new module) train against them: coordinated training")
+	fl.StringVar(&f.prior, "prior", "", "a prior module for the shared latent (concept: SERKET's concept formation, a Bayesian Gaussian mixture whose categories become each item's prior; started as serket module NAME unless the pipeline file's prior: section says otherwise); needs --aggregation poe or gpoe")
 	fl.Float64Var(&f.lr, "lr", 0, "every module's Adam learning rate, unless its args set one (0: the modules' default, 1e-3)")
 	fl.Float64Var(&f.paired, "paired-fraction", 1, "fraction of training items with every modality, the rest with one each (passed to the modules)")
 	fl.Uint64Var(&f.pairSeed, "pairing-seed", 1, "seed of the partial-pairing mask (passed to the modules)")
@@ -89,6 +91,9 @@ func (f *trainFlags) fromFile(p *launch.Pipeline, cmd *cobra.Command) {
 	f.annealSet = cmd.Flags().Changed("kl-anneal")
 	if p == nil || p.Train == nil {
 		return
+	}
+	if p != nil && p.Prior != nil && !cmd.Flags().Changed("prior") {
+		f.prior = p.Prior.Name
 	}
 	t, flags := p.Train, cmd.Flags()
 	f.annealSet = f.annealSet || t.KLAnneal != nil
@@ -213,7 +218,7 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	if err != nil {
 		return cfg, nil, err
 	}
-	cfg.Aggregation, cfg.Frozen = st.agg, f.freeze
+	cfg.Aggregation, cfg.Frozen, cfg.Prior = st.agg, f.freeze, f.prior
 	man, err := dataset.ReadManifest(f.data)
 	if err != nil {
 		return cfg, nil, err

@@ -1,0 +1,185 @@
+package concept
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+
+	"github.com/serket-go/serket/module"
+)
+
+// ModuleConfig configures the concept module: a Mixture served as a prior
+// module (module.RunPrior).
+type ModuleConfig struct {
+	Name    string // the module's name; default "concept"
+	Mixture Config // its mixture; D is the pipeline's latent size
+	// Items is how many items a training epoch has: SVI weighs a batch as
+	// Items/B copies of itself (times the terms of a step, each an
+	// observation of its items). Default 60000, Fashion-MNIST's.
+	Items int
+	// Warmup is how many training steps the module sits out at first:
+	// it sends N(0, I) and learns nothing while the modalities' latent
+	// takes shape, so that its first components are not fitted to the
+	// noise of fresh encoders.
+	Warmup int
+}
+
+// Module is SERKET's concept formation over the shared latent: at every
+// training step it places each item of each term in a category given what
+// the term's experts say of it (Assign), sends back that category's
+// Gaussian as the item's prior, and learns from the items' posteriors
+// under it (prior × evidence) by one SVI step. Between steps it changes
+// only by the integrator's training requests of its run.
+type Module struct {
+	cfg   ModuleConfig
+	mix   *Mixture
+	steps int // training requests seen, warm-up included
+
+	a    Assignment
+	pcg  rand.PCG
+	rng  *rand.Rand
+	x, v []float32 // the step's posteriors, every term's rows
+}
+
+var (
+	_ module.PriorModel = (*Module)(nil)
+	_ module.Saver      = (*Module)(nil)
+)
+
+// NewModule returns a concept module with a fresh mixture.
+func NewModule(cfg ModuleConfig) (*Module, error) {
+	if cfg.Name == "" {
+		cfg.Name = "concept"
+	}
+	if cfg.Items == 0 {
+		cfg.Items = 60000
+	}
+	if cfg.Items < 1 || cfg.Warmup < 0 {
+		return nil, fmt.Errorf("%w: items %d and warm-up %d: want at least 1 and 0", ErrInvalidConfig, cfg.Items, cfg.Warmup)
+	}
+	mix, err := New(cfg.Mixture)
+	if err != nil {
+		return nil, err
+	}
+	m := &Module{cfg: cfg, mix: mix}
+	m.rng = rand.New(&m.pcg)
+	return m, nil
+}
+
+// Mixture is the module's mixture (read it, do not change it).
+func (m *Module) Mixture() *Mixture { return m.mix }
+
+// Steps is how many training steps the module has taken part in.
+func (m *Module) Steps() int { return m.steps }
+
+// PriorSpec implements module.PriorModel.
+func (m *Module) PriorSpec() module.PriorSpec {
+	return module.PriorSpec{Name: m.cfg.Name, Latent: m.mix.Config().D}
+}
+
+// Prior implements module.PriorModel: each term's items get the Gaussian
+// of their category, or N(0, I) before the mixture has learned anything
+// (in warm-up). A row with no evidence draws its category from the
+// mixture's weights, seeded by the step, so that generating from nothing
+// samples the mixture.
+func (m *Module) Prior(out []module.PriorOut, ev []module.Evidence, q module.PriorQuery) error {
+	if q.Learn {
+		m.steps++
+	}
+	if m.mix.Steps() == 0 {
+		standard(out)
+	} else {
+		for t := range ev {
+			m.pcg.Seed(q.Step, uint64(t)^seedStream)
+			m.mix.Assign(&m.a, ev[t].Prec, ev[t].Shift, q.B, m.rng)
+			o := out[t]
+			copy(o.Mu, m.a.Mu)
+			copy(o.LogVar, m.a.LogVar)
+			for r, k := range m.a.Category {
+				o.Concept[r], o.Prob[r] = int32(k), m.a.Prob[r]
+			}
+		}
+	}
+	if q.Learn && m.steps > m.cfg.Warmup {
+		m.learn(out, ev, q)
+	}
+	return nil
+}
+
+// standard makes every prior N(0, I), without a category.
+func standard(out []module.PriorOut) {
+	for _, o := range out {
+		clear(o.Mu)
+		clear(o.LogVar)
+	}
+}
+
+// learn takes one SVI step from the posteriors of every term's items
+// under the priors just sent; an item no expert of a term saw says
+// nothing new and is left out of it.
+func (m *Module) learn(out []module.PriorOut, ev []module.Evidence, q module.PriorQuery) {
+	d := q.D
+	m.x, m.v = growTo(m.x, len(ev)*q.B*d), growTo(m.v, len(ev)*q.B*d)
+	rows := 0
+	for t := range ev {
+		for r := range q.B {
+			lo, hi := r*d, (r+1)*d
+			if !seen(ev[t].Prec[lo:hi]) {
+				continue
+			}
+			at := rows * d
+			Fuse(m.x[at:at+d], m.v[at:at+d], out[t].Mu[lo:hi], out[t].LogVar[lo:hi], ev[t].Prec[lo:hi], ev[t].Shift[lo:hi])
+			rows++
+		}
+	}
+	m.x, m.v = m.x[:rows*d], m.v[:rows*d]
+	if rows > 0 {
+		m.mix.Update(m.x, m.v, rows, max(m.cfg.Items*len(ev), rows))
+	}
+}
+
+// seen reports whether a row has evidence in some dimension.
+func seen(prec []float32) bool {
+	for _, p := range prec {
+		if p > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// moduleMagic starts the module's checkpoint, before its mixture's.
+const moduleMagic = "serket-concept-module\x00"
+
+// Save implements module.Saver: the steps seen, then the mixture.
+func (m *Module) Save(w io.Writer) error {
+	if _, err := io.WriteString(w, moduleMagic); err != nil {
+		return err
+	}
+	if err := binary.Write(w, binary.LittleEndian, uint64(m.steps)); err != nil {
+		return err
+	}
+	return m.mix.Save(w)
+}
+
+// Restore implements module.Saver; m is unchanged when it fails.
+func (m *Module) Restore(r io.Reader) error {
+	head := make([]byte, len(moduleMagic)+8)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return fmt.Errorf("concept module checkpoint: %w", errors.Join(errors.New("too short"), err))
+	}
+	if string(head[:len(moduleMagic)]) != moduleMagic {
+		return errors.New("concept module checkpoint: not one (bad magic)")
+	}
+	steps := binary.LittleEndian.Uint64(head[len(moduleMagic):])
+	if steps > 1<<40 {
+		return fmt.Errorf("concept module checkpoint: %d steps: damaged", steps)
+	}
+	if err := m.mix.Restore(r); err != nil {
+		return err
+	}
+	m.steps = int(steps)
+	return nil
+}
