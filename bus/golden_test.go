@@ -109,6 +109,8 @@ func examples() []example {
 				{Type: "text/plain; charset=utf-8", Data: []byte("a cat")},
 				{Type: "text/plain; charset=utf-8", Data: []byte("a dog")},
 			}},
+			Prior:   "concept",
+			Concept: []int32{7, 3},
 		},
 		&bus.EncodeRequest{
 			Header: hdr(bus.TypeEncodeRequest, "integrator"),
@@ -179,6 +181,7 @@ func examples() []example {
 			Step:   42,
 			Terms: []bus.PriorTerm{{Mu: mat(2, 3, 0.5, 0.5), LogVar: mat(2, 3, -2, 0.25),
 				Concept: []int32{7, -1}, Prob: bus.Vector([]float32{0.875, 0.5})}},
+			Learned: true,
 		},
 	}
 	out := make([]example, len(ms))

@@ -327,6 +327,11 @@ type InferReply struct {
 	Contributors []string             `msgpack:"contrib"`
 	Missing      map[string]string    `msgpack:"missing"` // module → reason
 	Outputs      map[string][]Payload `msgpack:"out"`
+	// Prior is the prior module whose prior the posterior is under ("":
+	// N(0, I)), and Concept the category it gave each latent of Z (empty
+	// if it has none; −1 for a latent it gave none).
+	Prior   string  `msgpack:"prior,omitempty"`
+	Concept []int32 `msgpack:"c,omitempty"`
 }
 
 // MessageType implements Message.
@@ -343,6 +348,12 @@ func (m *InferReply) check(e Expect) error {
 		return err
 	}
 	if err := checkNames("contrib", m.Contributors); err != nil {
+		return err
+	}
+	if m.Prior != "" && !ValidName(m.Prior) {
+		return badf("prior", ErrField, "%q is not a valid module name", m.Prior)
+	}
+	if err := checkConcepts("c", m.Concept, m.Z.Rows()); err != nil {
 		return err
 	}
 	if len(m.Missing) > MaxModules || len(m.Outputs) > MaxModules {

@@ -16,6 +16,10 @@ const (
 	TypePriorReply   = "serket.prior.reply"
 )
 
+// RolePrior is a prior module's MetaRole: the integrator and evaluation
+// find a pipeline's prior module by it.
+const RolePrior = "prior"
+
 // MaxConcepts bounds a prior module's category numbers.
 const MaxConcepts = 1 << 16
 
@@ -46,12 +50,14 @@ func (m *PriorRequest) check(e Expect) error {
 	if len(m.Terms) == 0 || len(m.Terms) > MaxTerms || (e.Terms > 0 && len(m.Terms) != e.Terms) {
 		return badf("terms", ErrShape, "%d terms, want 1 to %d (%d expected)", len(m.Terms), MaxTerms, e.Terms)
 	}
+	if e.Batch == 0 { // every term has the first one's rows, at least one
+		if e.Batch = m.Terms[0].Prec.Rows(); e.Batch < 1 {
+			return badf("terms[0].prec", ErrShape, "no rows")
+		}
+	}
 	for i := range m.Terms {
 		if err := m.Terms[i].check(e); err != nil {
 			return inElem("terms", i, err)
-		}
-		if e.Batch == 0 { // every term has the first one's rows
-			e.Batch = m.Terms[0].Prec.Rows()
 		}
 	}
 	return nil
@@ -89,6 +95,10 @@ type PriorReply struct {
 	Header
 	Step  uint64      `msgpack:"step"`
 	Terms []PriorTerm `msgpack:"terms"`
+	// Learned says the module learned from the request: a training
+	// request it answers without learning (it is not enrolled in the
+	// request's session, say) leaves it false, and the integrator says so.
+	Learned bool `msgpack:"learned,omitempty"`
 }
 
 // MessageType implements Message.
@@ -98,20 +108,22 @@ func (m *PriorReply) check(e Expect) error {
 	if len(m.Terms) == 0 || len(m.Terms) > MaxTerms || (e.Terms > 0 && len(m.Terms) != e.Terms) {
 		return badf("terms", ErrShape, "%d terms, want 1 to %d (%d expected)", len(m.Terms), MaxTerms, e.Terms)
 	}
+	if e.Batch == 0 {
+		if e.Batch = m.Terms[0].Mu.Rows(); e.Batch < 1 {
+			return badf("terms[0].mu", ErrShape, "no rows")
+		}
+	}
 	for i := range m.Terms {
 		if err := m.Terms[i].check(e); err != nil {
 			return inElem("terms", i, err)
-		}
-		if e.Batch == 0 {
-			e.Batch = m.Terms[0].Mu.Rows()
 		}
 	}
 	return nil
 }
 
-// maxPriorLogVar bounds a prior's log-variance: beyond it a prior would
+// MaxPriorLogVar bounds a prior's log-variance: beyond it a prior would
 // say nothing (or everything) and is more likely garbage than a belief.
-const maxPriorLogVar = 30
+const MaxPriorLogVar = 30
 
 func (p *PriorTerm) check(e Expect) error {
 	if err := checkMatrix(".mu", p.Mu, 0, e); err != nil {
@@ -122,8 +134,8 @@ func (p *PriorTerm) check(e Expect) error {
 		return err
 	}
 	for i, v := range p.LogVar.Data {
-		if math.Abs(float64(v)) > maxPriorLogVar {
-			return badf(".logvar", ErrField, "element %d is %g: a prior's log-variance is within ±%d", i, v, maxPriorLogVar)
+		if math.Abs(float64(v)) > MaxPriorLogVar {
+			return badf(".logvar", ErrField, "element %d is %g: a prior's log-variance is within ±%d", i, v, MaxPriorLogVar)
 		}
 	}
 	if err := p.Prob.check(); err != nil {
@@ -137,12 +149,18 @@ func (p *PriorTerm) check(e Expect) error {
 			return badf(".p", ErrField, "element %d is %g: a probability is in [0, 1]", i, v)
 		}
 	}
-	if len(p.Concept) != 0 && len(p.Concept) != rows {
-		return badf(".c", ErrShape, "%d categories for %d rows", len(p.Concept), rows)
+	return checkConcepts(".c", p.Concept, rows)
+}
+
+// checkConcepts checks categories given to rows items: none, or one per
+// row, each −1 (none) or in [0, MaxConcepts).
+func checkConcepts(field string, cs []int32, rows int) error {
+	if len(cs) != 0 && len(cs) != rows {
+		return badf(field, ErrShape, "%d categories for %d rows", len(cs), rows)
 	}
-	for i, c := range p.Concept {
+	for i, c := range cs {
 		if c < -1 || c >= MaxConcepts {
-			return badf(".c", ErrField, "element %d is %d: a category is −1 (none) or in [0, %d)", i, c, MaxConcepts)
+			return badf(field, ErrField, "element %d is %d: a category is −1 (none) or in [0, %d)", i, c, MaxConcepts)
 		}
 	}
 	return nil

@@ -111,7 +111,7 @@ const (
 	MetaLikelihood = "likelihood"
 	MetaWire       = "wire"
 	MetaModule     = "module"
-	MetaRole       = "role" // "module" or "integrator"
+	MetaRole       = "role" // "module", "prior" (RolePrior) or "integrator"
 	MetaPID        = "pid"
 	MetaHost       = "host"
 	// MetaBLAS is the GEMM a Go module's networks run on (nn.Backend):

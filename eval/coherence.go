@@ -36,6 +36,9 @@ type Coherence struct {
 	// three modalities and ten classes.
 	Unconditional float64 `json:"unconditional"`
 	PriorSamples  int     `json:"prior_samples"`
+	// UnconditionalPlain is, for a pipeline with a prior module (whose
+	// prior Unconditional draws from), the same from N(0, I).
+	UnconditionalPlain *float64 `json:"unconditional_plain,omitempty"`
 }
 
 // SubsetName is a subset as the report labels it: "vision+audio".
@@ -90,7 +93,11 @@ func (p *Pipeline) Coherence(ctx context.Context, judges map[string]Judge, cfg C
 	c.Acc = make([][]float64, len(c.Subsets))
 	done := 0
 	for si, s := range c.Subsets {
-		z := sampleOne(p.joint(post, s, len(ids)), len(ids), p.Latent, rng)
+		f, err := p.fuse(ctx, post, s, len(ids))
+		if err != nil {
+			return nil, err
+		}
+		z := sampleOne(f, len(ids), p.Latent, rng)
 		c.Acc[si] = make([]float64, len(c.Targets))
 		for ti, target := range c.Targets {
 			pred, err := judges[target].Classes(ctx, z, len(ids))
@@ -120,11 +127,31 @@ func (p *Pipeline) unconditional(ctx context.Context, c *Coherence, judges map[s
 	for i := range z {
 		z[i] = float32(rng.NormFloat64())
 	}
+	if p.Prior != "" {
+		plain, err := p.agreement(ctx, c, judges, z, n)
+		if err != nil {
+			return err
+		}
+		c.UnconditionalPlain = &plain
+		f, err := p.fuse(ctx, nil, nil, n) // nothing seen: the prior module's prior
+		if err != nil {
+			return err
+		}
+		z = sampleOne(f, n, p.Latent, rng)
+	}
+	agree, err := p.agreement(ctx, c, judges, z, n)
+	c.Unconditional = agree
+	return err
+}
+
+// agreement generates every judged module from the n latents z and
+// returns how often all their classes agree.
+func (p *Pipeline) agreement(ctx context.Context, c *Coherence, judges map[string]Judge, z []float32, n int) (float64, error) {
 	var preds [][]int
 	for _, target := range c.Targets {
 		pred, err := judges[target].Classes(ctx, z, n)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		preds = append(preds, pred)
 	}
@@ -138,6 +165,5 @@ func (p *Pipeline) unconditional(ctx context.Context, c *Coherence, judges map[s
 			agree++
 		}
 	}
-	c.Unconditional = float64(agree) / float64(n)
-	return nil
+	return float64(agree) / float64(n), nil
 }

@@ -81,10 +81,13 @@ type Result struct {
 	IWAEItems int                `json:"iwae_items"`
 	// Latent figures, on the posterior means given every modality (and,
 	// for the probe, given each modality alone).
-	Probe         map[string]float64 `json:"probe_accuracy"` // subset name → test accuracy
-	ProbeTrain    int                `json:"probe_train"`    // training items the probes learned from
-	KMeansAcc     float64            `json:"kmeans_accuracy"`
-	KMeansARI     float64            `json:"kmeans_ari"`
+	Probe      map[string]float64 `json:"probe_accuracy"` // subset name → test accuracy
+	ProbeTrain int                `json:"probe_train"`    // training items the probes learned from
+	KMeansAcc  float64            `json:"kmeans_accuracy"`
+	KMeansARI  float64            `json:"kmeans_ari"`
+	// Concepts are the categories of the pipeline's prior module, if it
+	// has one that gives categories (serket's concept module).
+	Concepts      *Concepts          `json:"concepts,omitempty"`
 	LatentMeans   []float32          `json:"-"` // Items × D, given every modality
 	LatentClasses []int              `json:"-"`
 	Judges        map[string]float64 `json:"classifier_accuracy"` // each judge's accuracy on real test data, where it has one

@@ -72,7 +72,7 @@ func (p *Pipeline) IWAE(ctx context.Context, subset []string, ids []uint64, k in
 		return nil, err
 	}
 	d, rng := p.Latent, rand.New(rand.NewPCG(seed, 0x1a4e))
-	q := p.joint(post, subset, len(ids))
+	q := p.plain(post, subset, len(ids))
 	out := make([]float64, len(ids))
 	per := max(1, iwaeLatents/k)
 	for lo := 0; lo < len(ids); lo += per {

@@ -39,8 +39,15 @@ func (p *Pipeline) latentFigures(ctx context.Context, r *Result, cfg Config, t *
 	}
 	done := make(chan probe, len(subsets))
 	for i, s := range subsets {
-		trainZ := p.joint(trainPost, s, len(trainIDs)).Mean()
-		testZ := p.joint(testPost, s, len(testIDs)).Mean()
+		trainF, err := p.fuse(ctx, trainPost, s, len(trainIDs))
+		if err != nil {
+			return err
+		}
+		testF, err := p.fuse(ctx, testPost, s, len(testIDs))
+		if err != nil {
+			return err
+		}
+		trainZ, testZ := trainF.Mean(), testF.Mean()
 		if i == 0 {
 			r.LatentMeans, r.LatentClasses, r.ProbeTrain = testZ, testY, len(trainY)
 		}
@@ -48,6 +55,11 @@ func (p *Pipeline) latentFigures(ctx context.Context, r *Result, cfg Config, t *
 			acc, err := LinearProbe(trainZ, trainY, testZ, testY, p.Latent, classes, ProbeConfig{})
 			done <- probe{SubsetName(s), acc, err}
 		}()
+	}
+	if p.Prior != "" {
+		if r.Concepts, err = p.concepts(ctx, testPost, subsets, testY); err != nil {
+			return err
+		}
 	}
 	assign, _ := KMeans(r.LatentMeans, len(r.LatentClasses), p.Latent, classes, cfg.Seed, 5)
 	r.KMeansAcc = ClusterAccuracy(assign, r.LatentClasses, classes, classes)

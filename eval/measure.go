@@ -29,20 +29,6 @@ func (p *Pipeline) encodeAll(ctx context.Context, names []string, ids []uint64) 
 	return out, nil
 }
 
-// joint is the joint posterior of the subset's experts for n items, as
-// the run's aggregation fuses them.
-func (p *Pipeline) joint(ps posteriors, subset []string, n int) aggregate.Posterior {
-	experts := make([]poe.Expert, len(subset))
-	for i, name := range subset {
-		experts[i] = ps[name]
-	}
-	agg := p.Aggregation
-	if agg == nil {
-		agg = aggregate.PoE()
-	}
-	return agg.Posterior(experts, subset, n, p.Latent)
-}
-
 // sampleOne draws one latent for each of post's n rows.
 func sampleOne(post aggregate.Posterior, n, d int, rng *rand.Rand) []float32 {
 	z := make([]float32, n*d)

@@ -31,6 +31,10 @@ type Pipeline struct {
 	// Aggregation fuses the modules' posteriors as the run was trained to
 	// (its integrator.json says which); nil is PoE.
 	Aggregation aggregate.Aggregation
+	// Prior is the pipeline's prior module (role "prior"), if it has one:
+	// every posterior is fused under its prior (see fuse).
+	Prior      string
+	priorAsked uint64 // prior requests sent: each one's Step
 }
 
 // Module is one module of a Pipeline.
@@ -78,9 +82,12 @@ func Connect(ctx context.Context, nc *nats.Conn, pipeline string, labels *Labels
 
 // take sets the modules from a discovery.
 func (p *Pipeline) take(svcs []bus.Service) error {
-	p.Modules, p.Latent = nil, 0
+	p.Modules, p.Latent, p.Prior = nil, 0, ""
 	for _, s := range svcs {
 		name := s.Module()
+		if s.Role() == bus.RolePrior && name != "" {
+			p.Prior = name
+		}
 		if s.Role() != "module" || name == "" || slices.ContainsFunc(p.Modules, func(m *Module) bool { return m.Name == name }) {
 			continue
 		}
@@ -113,7 +120,7 @@ func cmpString(a, b string) int {
 func (p *Pipeline) missing(want []string) []string {
 	var out []string
 	for _, w := range want {
-		if p.Module(w) == nil {
+		if p.Module(w) == nil && w != p.Prior {
 			out = append(out, w)
 		}
 	}

@@ -66,6 +66,9 @@ func (p *Pipeline) Report(ctx context.Context, res *Result, cfg ReportConfig) (*
 	if err := p.panels(ctx, r, cfg); err != nil {
 		return nil, err
 	}
+	if err := p.conceptsSection(ctx, r, res); err != nil {
+		return nil, err
+	}
 	b, _ := json.MarshalIndent(res, "", "  ")
 	r.Tables = append(r.Tables, report.Table{Title: "Time", Header: []string{"phase", "seconds"}, Rows: secondsRows(res.Seconds)})
 	r.Files = map[string][]byte{"eval.json": b}
@@ -82,6 +85,7 @@ func summary(res *Result, names []string) []report.KV {
 		report.KV{Name: "log p(x)", Value: fmt.Sprintf("%.1f nats", res.LogPX), Note: fmt.Sprintf("IWAE, K = %d, first %d test items", res.IWAEK, res.IWAEItems)},
 		report.KV{Name: "linear probe", Value: fmt.Sprintf("%.3f", res.Probe[SubsetName(names)]), Note: "softmax regression on the posterior means given every module"},
 		report.KV{Name: "k-means", Value: fmt.Sprintf("accuracy %.3f, ARI %.3f", res.KMeansAcc, res.KMeansARI), Note: "clusters of those means, one per class"})
+	kv = append(kv, conceptSummary(res)...)
 	for _, name := range slices.Sorted(mapKeys(res.NoJudge)) {
 		kv = append(kv, report.KV{Name: "no judge for " + name, Value: "—", Note: res.NoJudge[name]})
 	}
@@ -147,14 +151,18 @@ func (p *Pipeline) panels(ctx context.Context, r *report.Report, cfg ReportConfi
 		var rows []source
 		for _, from := range p.withItems() {
 			if from != target.Name {
-				rows = append(rows, source{"from " + from, sampleOne(p.joint(post, []string{from}, len(ids)), len(ids), p.Latent, rng)})
+				f, err := p.fuse(ctx, post, []string{from}, len(ids))
+				if err != nil {
+					return err
+				}
+				rows = append(rows, source{"from " + from, sampleOne(f, len(ids), p.Latent, rng)})
 			}
 		}
-		prior := make([]float32, len(ids)*p.Latent)
-		for i := range prior {
-			prior[i] = float32(rng.NormFloat64())
+		prior, err := p.fuse(ctx, nil, nil, len(ids))
+		if err != nil {
+			return err
 		}
-		rows = append(rows, source{"from the prior", prior})
+		rows = append(rows, source{"from the prior", sampleOne(prior, len(ids), p.Latent, rng)})
 		if err := p.panel(ctx, r, target, rows, len(ids)); err != nil {
 			return err
 		}

@@ -72,6 +72,9 @@ func (r *run) askPrior(ctx context.Context, step uint64, posts map[string]*bus.P
 		r.plainPrior(step, err)
 		return nil
 	}
+	if !eval && !st.priorRep.Learned {
+		r.limit.Warn(r.log, "prior not learning", "the prior module answered a training step without learning from it (is it enrolled, and started with --train?)", "peer", m, "step", step)
+	}
 	st.priors = growTo(st.priors, len(st.priorRep.Terms))
 	for i, t := range st.priorRep.Terms {
 		st.priors[i] = poe.Prior{Mu: t.Mu.Data, LogVar: t.LogVar.Data}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/serket-go/serket/aggregate"
+	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/module"
 )
@@ -191,5 +193,60 @@ func TestTrainRefusesAPriorModuleItCannotUse(t *testing.T) {
 		} else {
 			t.Log(err)
 		}
+	}
+}
+
+// waitPrior waits until the integrator has discovered the prior module.
+func (p *pipeline) waitPrior(name string) {
+	p.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for p.ig.PriorModule() != name {
+		select {
+		case <-p.ig.Polled():
+		case <-deadline:
+			p.t.Fatalf("the integrator did not discover prior module %s (it has %q)", name, p.ig.PriorModule())
+		}
+	}
+}
+
+// TestInferUnderAPriorModule: inference fuses under the prior module's
+// prior and says so; with nothing observed its draws are the module's
+// prior's (generation samples it, not N(0, I)); a module that fails is
+// named in Missing and the inference fuses under N(0, I).
+func TestInferUnderAPriorModule(t *testing.T) {
+	p := startPipeline(t, "left")
+	plain := p.infer(&bus.InferRequest{Observations: map[string]bus.Payload{"left": obs("1 2 3")}})
+	prior := &fixedPrior{name: "concept", mu: 3, lv: -2}
+	p.runPrior(prior, module.Options{})
+	p.waitPrior("concept")
+	rep := p.infer(&bus.InferRequest{Observations: map[string]bus.Payload{"left": obs("1 2 3")}})
+	if rep.Prior != "concept" || len(rep.Concept) != 1 || rep.Concept[0] != 0 {
+		t.Fatalf("reply's prior %q and concepts %v, want concept and [0]", rep.Prior, rep.Concept)
+	}
+	for k := range latent {
+		if rep.Mu.Data[k] <= plain.Mu.Data[k] {
+			t.Errorf("coordinate %d: mean %.3f under a prior centred on 3, %.3f under N(0, I)", k, rep.Mu.Data[k], plain.Mu.Data[k])
+		}
+	}
+	gen := p.infer(&bus.InferRequest{Samples: 400, Seed: 3})
+	if len(gen.Concept) != 400 {
+		t.Fatalf("%d categories for 400 draws", len(gen.Concept))
+	}
+	var sum float64
+	for _, v := range gen.Z.Data {
+		sum += float64(v)
+	}
+	if mean := sum / float64(len(gen.Z.Data)); math.Abs(mean-3) > 0.05 {
+		t.Errorf("draws with nothing observed have mean %.3f, want the prior module's 3", mean)
+	}
+}
+
+func TestInferFallsBackWhenThePriorModuleFails(t *testing.T) {
+	p := startPipeline(t, "left")
+	p.runPrior(&fixedPrior{name: "concept", fail: errors.New("no concepts yet")}, module.Options{})
+	p.waitPrior("concept")
+	rep := p.infer(&bus.InferRequest{Observations: map[string]bus.Payload{"left": obs("1 2 3")}})
+	if rep.Prior != "" || !strings.Contains(rep.Missing["concept"], "no concepts yet") {
+		t.Fatalf("reply's prior %q, missing %q: want none, and the module's error", rep.Prior, rep.Missing["concept"])
 	}
 }

@@ -106,7 +106,7 @@ var errRolledBack = errors.New("the run was rolled back to its last checkpoint")
 func (ig *Integrator) newRun(cfg *TrainConfig) (*run, error) {
 	r := &run{ig: ig, cfg: cfg, log: ig.log, store: newStepStore(ig.subj, cfg.Modules), mods: map[string]*modState{}, limit: ig.limit,
 		gates: newGates(cfg, ig.cfg.Latent)}
-	r.st = trainState{Config: cfg.fingerprint()}
+	r.st = trainState{Config: cfg.fingerprint(), Prior: cfg.Prior}
 	if a := cfg.Aggregation.Name(); a != aggregate.PoE().Name() {
 		r.st.Aggregation = a
 	}

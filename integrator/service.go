@@ -82,6 +82,7 @@ type Integrator struct {
 
 	mu      sync.Mutex
 	modules map[string]*member
+	prior   string        // the pipeline's prior module, "" for none (discovered)
 	polled  chan struct{} // closed and replaced after every discovery poll
 	stats   serviceStats
 	stream  *streamer
@@ -254,6 +255,14 @@ func (ig *Integrator) liveLocked() []string {
 	return out
 }
 
+// PriorModule is the pipeline's prior module as discovery found it, ""
+// for none: inference fuses under its prior.
+func (ig *Integrator) PriorModule() string {
+	ig.mu.Lock()
+	defer ig.mu.Unlock()
+	return ig.prior
+}
+
 // Polled returns a channel that is closed after the next discovery poll,
 // for tests and tools that wait for the pipeline to change.
 func (ig *Integrator) Polled() <-chan struct{} {
@@ -310,7 +319,11 @@ func (ig *Integrator) discover(ctx context.Context) {
 
 func (ig *Integrator) update(svcs []bus.Service) {
 	seen := map[string]*member{}
+	prior := ""
 	for _, s := range svcs {
+		if s.Role() == bus.RolePrior && s.Metadata[bus.MetaLatent] == strconv.Itoa(ig.cfg.Latent) {
+			prior = s.Module()
+		}
 		if s.Role() != "module" || s.Module() == "" {
 			continue
 		}
@@ -327,6 +340,10 @@ func (ig *Integrator) update(svcs []bus.Service) {
 	}
 	ig.mu.Lock()
 	defer ig.mu.Unlock()
+	if prior != ig.prior {
+		ig.log.Info("prior module changed: inference fuses under its prior", "peer", prior, "was", ig.prior)
+		ig.prior = prior
+	}
 	for name, m := range seen {
 		old := ig.modules[name]
 		switch {
@@ -425,17 +442,21 @@ func (ig *Integrator) Infer(ctx context.Context, in *bus.InferRequest) (*bus.Inf
 	// The joint posterior of what answered, and the latents to decode:
 	// its mean, or n draws.
 	experts := ig.encodeAll(ctx, in, refused, out)
-	post := ig.cfg.Aggregation.Posterior(experts, out.Contributors, 1, d)
+	post := ig.posterior(ctx, experts, out.Contributors, in, out)
 	n := max(in.Samples, 1)
 	z := make([]float32, n*d)
 	if in.Samples == 0 {
-		copy(z, post.Mean())
+		copy(z, post.Mean()[:d])
 	}
 	rng := rand.New(rand.NewPCG(uint64(in.Seed), 0x5e4e7))
+	rows := len(post.Mean()) / d // 1, or n under a prior module: a row per draw
 	for i := range in.Samples {
-		post.Draw(z[i*d:(i+1)*d], 0, rng)
+		post.Draw(z[i*d:(i+1)*d], i%rows, rng)
 	}
-	out.Mu, out.LogVar = bus.Matrix(1, d, slices.Clone(post.Mean())), bus.Matrix(1, d, slices.Clone(post.LogVar()))
+	out.Mu, out.LogVar = bus.Matrix(1, d, slices.Clone(post.Mean()[:d])), bus.Matrix(1, d, slices.Clone(post.LogVar()[:d]))
+	if len(out.Concept) > n {
+		out.Concept = out.Concept[:n]
+	}
 	out.Z = bus.Matrix(n, d, z)
 
 	ig.decodeAll(ctx, in.Want, refused, n, out)

@@ -29,6 +29,9 @@ type trainState struct {
 	Aggregation string `json:"aggregation,omitempty"`
 	// Gates are a learned aggregation's weights at Step (gpoe's).
 	Gates *gateState `json:"gates,omitempty"`
+	// Prior is the run's prior module (TrainConfig.Prior), if any: what
+	// serves or measures the run must start it too.
+	Prior string `json:"prior,omitempty"`
 	// Partial is Epoch's statistics over its steps so far (sums, not yet
 	// means; Seconds the time spent), and ELBOs their objectives, so that a
 	// resumed epoch logs one line for all of its steps.
@@ -178,13 +181,9 @@ func (ig *Integrator) saveState(path string, st trainState) error {
 	return nil
 }
 
-// RunAggregation is the aggregation the run whose checkpoints are in dir
-// was trained with, from its integrator.json: a pipeline serving or
-// measuring the run fuses as it was trained to. found is false, and the
-// aggregation PoE, when dir holds no integrator.json (a run of serket bench
-// import, or none at all).
-func RunAggregation(dir string) (agg aggregate.Aggregation, found bool, err error) {
-	var st trainState
+// readRunState reads the integrator.json of the run in dir; found is
+// false when there is none.
+func readRunState(dir string) (st trainState, found bool, err error) {
 	_, _, err = atomicfile.Read(filepath.Join(dir, "integrator.json"), func(name string, rd io.Reader) error {
 		var err error
 		if st, err = readState(rd); err != nil {
@@ -193,10 +192,31 @@ func RunAggregation(dir string) (agg aggregate.Aggregation, found bool, err erro
 		return nil
 	})
 	if errors.Is(err, fs.ErrNotExist) {
-		return aggregate.PoE(), false, nil
+		return st, false, nil
 	}
+	return st, err == nil, err
+}
+
+// RunPrior is the prior module the run whose checkpoints are in dir was
+// trained with ("" for none, or no run there): serving or measuring the
+// run takes it too, from its checkpoint.
+func RunPrior(dir string) (string, error) {
+	st, _, err := readRunState(dir)
+	return st.Prior, err
+}
+
+// RunAggregation is the aggregation the run whose checkpoints are in dir
+// was trained with, from its integrator.json: a pipeline serving or
+// measuring the run fuses as it was trained to. found is false, and the
+// aggregation PoE, when dir holds no integrator.json (a run of serket bench
+// import, or none at all).
+func RunAggregation(dir string) (agg aggregate.Aggregation, found bool, err error) {
+	st, found, err := readRunState(dir)
 	if err != nil {
 		return nil, false, err
+	}
+	if !found {
+		return aggregate.PoE(), false, nil
 	}
 	agg, err = aggregate.Parse(st.Aggregation)
 	if err != nil {

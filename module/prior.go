@@ -21,9 +21,10 @@ type PriorModel interface {
 	// PriorSpec names the module and gives the latent size it works on.
 	PriorSpec() PriorSpec
 	// Prior writes into out[t] the prior of each of q.B items of term t,
-	// given what the term's experts say of them, ev[t]. out's slices are
-	// grown by the caller: Mu and LogVar to B×D, Concept and Prob to B
-	// (−1 and 0 for a model without categories). With q.Learn the request
+	// given what the term's experts say of them, ev[t]. RunPrior sizes
+	// out's slices (Mu and LogVar B×D, Concept and Prob B) and fills them
+	// with N(0, I) and no category (−1, probability 0): a model writes
+	// what it knows and must not resize them. With q.Learn the request
 	// is a training step's, and the model may learn from it; otherwise it
 	// must not change. An error fails the request (the integrator falls
 	// back to N(0, I) for that step).

@@ -18,10 +18,6 @@ import (
 	"github.com/serket-go/serket/procenv"
 )
 
-// RolePrior is a prior module's bus.MetaRole: the integrator finds prior
-// modules by it.
-const RolePrior = "prior"
-
 // RunPrior connects m to the pipeline as the micro service serket-<name>
 // with role "prior" and answers the integrator's prior requests until ctx
 // is done. With opts.Train it learns from training steps' requests of the
@@ -96,7 +92,14 @@ type priorStats struct {
 
 func (p *priorRunner) run(ctx context.Context) error {
 	if s, ok := p.m.(Saver); ok && p.opts.Checkpoint != "" {
-		l, restored, err := restore(s, p.opts.Checkpoint, p.log)
+		var (
+			l        Label
+			restored bool
+		)
+		err := p.safely(func() (err error) {
+			l, restored, err = restore(s, p.opts.Checkpoint, p.log)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("module %s: %w", p.spec.Name, err)
 		}
@@ -161,7 +164,7 @@ func (p *priorRunner) serve() (micro.Service, error) {
 		Description: fmt.Sprintf("serket prior module %s", p.spec.Name),
 		Metadata: map[string]string{
 			bus.MetaPipeline: p.opts.Pipeline, bus.MetaLatent: strconv.Itoa(p.spec.Latent),
-			bus.MetaWire: strconv.Itoa(bus.WireVersion), bus.MetaModule: p.spec.Name, bus.MetaRole: RolePrior,
+			bus.MetaWire: strconv.Itoa(bus.WireVersion), bus.MetaModule: p.spec.Name, bus.MetaRole: bus.RolePrior,
 			bus.MetaPID: strconv.Itoa(os.Getpid()), bus.MetaHost: host,
 		},
 		StatsHandler: func(e *micro.Endpoint) any { return p.snapshot() },

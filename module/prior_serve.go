@@ -39,11 +39,16 @@ func (p *priorRunner) handlePrior(req micro.Request) {
 		p.replyError(req, "500", err)
 		return
 	}
+	if err := p.checkOut(b, q.D); err != nil {
+		p.refuse("prior request", false, err)
+		p.replyError(req, "500", err)
+		return
+	}
 	if learn {
 		p.stats.Learned++
 		p.stats.Step = in.Step
 	}
-	p.respond(req, in)
+	p.respond(req, in, learn)
 }
 
 // learns reports whether request in may change the model, counting a
@@ -69,12 +74,24 @@ func (p *priorRunner) learns(in *bus.PriorRequest) bool {
 	return false
 }
 
+// checkOut refuses outputs the model resized: they would not fit the
+// reply (a model bug, answered as an error rather than a crash).
+func (p *priorRunner) checkOut(b, d int) error {
+	for t, o := range p.out {
+		if len(o.Mu) != b*d || len(o.LogVar) != b*d || len(o.Concept) != b || len(o.Prob) != b {
+			return fmt.Errorf("module %s: the prior model resized term %d's outputs (Mu %d, LogVar %d, Concept %d, Prob %d; want %d×%d, %d)",
+				p.spec.Name, t, len(o.Mu), len(o.LogVar), len(o.Concept), len(o.Prob), b, d, b)
+		}
+	}
+	return nil
+}
+
 // respond sends the model's priors, in the request's session.
-func (p *priorRunner) respond(req micro.Request, in *bus.PriorRequest) {
+func (p *priorRunner) respond(req micro.Request, in *bus.PriorRequest, learned bool) {
 	r := &p.reply
 	r.Header = bus.Header{Run: in.Run}
 	r.SetSender(p.spec.Name)
-	r.Step = in.Step
+	r.Step, r.Learned = in.Step, learned
 	r.Terms = growTo(r.Terms, len(p.out))
 	b, d := in.Terms[0].Prec.Rows(), p.spec.Latent
 	for t, o := range p.out {
@@ -105,9 +122,13 @@ func (p *priorRunner) replyError(req micro.Request, code string, err error) {
 	}
 }
 
-// grow sizes o for b items of d dimensions.
+// grow sizes o for b items of d dimensions, N(0, I) and no category
+// each until the model says otherwise: nothing of an earlier request is
+// left in it.
 func (o *PriorOut) grow(b, d int) {
 	o.Mu, o.LogVar = growTo(o.Mu, b*d), growTo(o.LogVar, b*d)
+	clear(o.Mu)
+	clear(o.LogVar)
 	o.Concept, o.Prob = growTo(o.Concept, b), growTo(o.Prob, b)
 	for i := range o.Concept {
 		o.Concept[i], o.Prob[i] = -1, 0

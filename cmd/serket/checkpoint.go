@@ -16,6 +16,7 @@ import (
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/client"
+	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/launch"
 	"github.com/serket-go/serket/procenv"
 )
@@ -56,10 +57,13 @@ func serveCheckpoints(ctx context.Context, g *globals, p *launch.Pipeline, dir, 
 	if err != nil {
 		return nil, err
 	}
+	if err := withRunPrior(p, abs); err != nil {
+		return nil, err
+	}
 	// A module without its checkpoint would serve fresh weights, and be
 	// measured or asked as if it were the run's.
 	var missing []string
-	for _, name := range moduleNames(p) {
+	for _, name := range peerNames(p) {
 		if _, err := os.Stat(filepath.Join(abs, name+".ckpt")); err != nil {
 			missing = append(missing, name)
 		}
@@ -100,7 +104,7 @@ func (s *served) connect(ctx context.Context, g *globals, p *launch.Pipeline, in
 		nc.Close()
 		return err
 	}
-	if _, err := c.WaitFor(ctx, integrator, moduleNames(p)...); err != nil {
+	if _, err := c.WaitFor(ctx, integrator, peerNames(p)...); err != nil {
 		nc.Close()
 		return fmt.Errorf("the pipeline serving the checkpoints did not come up: %w", err)
 	}
@@ -125,6 +129,30 @@ func withNetwork(p *launch.Pipeline, latent, hidden int) {
 			m.Args = append(m.Args, "--hidden", strconv.Itoa(hidden))
 		}
 	}
+}
+
+// withRunPrior gives p the prior module the run in dir was trained with,
+// unless p names one: serving the run without it would fuse under
+// N(0, I) what was trained under its prior.
+func withRunPrior(p *launch.Pipeline, dir string) error {
+	if p.Prior != nil {
+		return nil
+	}
+	name, err := integrator.RunPrior(dir)
+	if name != "" {
+		p.Prior = &launch.Process{Name: name}
+	}
+	return err
+}
+
+// peerNames are p's modules' names, in the file's order, and its prior
+// module's.
+func peerNames(p *launch.Pipeline) []string {
+	out := moduleNames(p)
+	if p.Prior != nil {
+		out = append(out, p.Prior.Name)
+	}
+	return out
 }
 
 // moduleNames are p's modules' names, in the file's order.

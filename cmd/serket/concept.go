@@ -34,14 +34,14 @@ starts it.`,
 			if err := resolveFlags(&mf); err != nil {
 				return err
 			}
-			cfg.Name, cfg.Mixture.D = mf.Name, mf.Latent
-			m, err := concept.NewModule(cfg)
-			if err != nil {
-				return fmt.Errorf("%w: module %s: %w", errUsage, mf.Name, err)
-			}
 			log, err := mf.Logger(os.Stderr)
 			if err != nil {
 				return err
+			}
+			cfg.Name, cfg.Mixture.D, cfg.Logger = mf.Name, mf.Latent, log
+			m, err := concept.NewModule(cfg)
+			if err != nil {
+				return fmt.Errorf("%w: module %s: %w", errUsage, mf.Name, err)
 			}
 			slog.SetDefault(log)
 			ctx, cancel := signalContext()
@@ -58,6 +58,7 @@ starts it.`,
 	fl.Float64Var(&cfg.Mixture.Alpha0, "alpha0", concept.DefaultAlpha0, "the weights' symmetric Dirichlet concentration: below 1, categories the data do not need empty")
 	fl.Uint64Var(&cfg.Mixture.Seed, "seed", 1, "seeds the first categories")
 	fl.IntVar(&cfg.Items, "items", 60000, "items per training epoch (SVI weighs each batch as items/batch copies of itself)")
+	fl.BoolVar(&cfg.Learned, "learned-variance", false, "send each item its category's own variance as its prior's, rather than SERKET's unit variance around the category's mean")
 	fl.IntVar(&cfg.Warmup, "warmup", 100, "training steps it sits out at first (sending N(0, I)) while the modalities' latent takes shape")
 	return cmd
 }

@@ -181,7 +181,7 @@ func measureRun(ctx context.Context, g *globals, log *slog.Logger, p *launch.Pip
 	if err != nil {
 		return nil, err
 	}
-	pl, err := eval.Connect(ctx, s.nc, p.Name, labels, moduleNames(p))
+	pl, err := eval.Connect(ctx, s.nc, p.Name, labels, peerNames(p))
 	if err == nil {
 		pl.Aggregation = agg
 		cfg.Judges.Cache = filepath.Dir(labels.Path)
@@ -214,6 +214,9 @@ func printEval(r *eval.Result, labels *eval.Labels) {
 			fmt.Println()
 		}
 		fmt.Printf("  unconditional (prior, all agree): %.3f\n", c.Unconditional)
+		if c.UnconditionalPlain != nil {
+			fmt.Printf("  unconditional from N(0, I) instead of the prior module: %.3f\n", *c.UnconditionalPlain)
+		}
 	}
 	for _, name := range sortedKeys(r.NoJudge) {
 		fmt.Printf("  no judge for %s: %s\n", name, r.NoJudge[name])
@@ -227,4 +230,10 @@ func printEval(r *eval.Result, labels *eval.Labels) {
 		fmt.Printf(" %s %.3f;", name, r.Probe[name])
 	}
 	fmt.Printf(" k-means accuracy %.3f, ARI %.3f\n", r.KMeansAcc, r.KMeansARI)
+	if c := r.Concepts; c != nil {
+		fmt.Printf("concepts of %s: %d categories of %d test items; against the classes:\n", c.Module, c.Used, c.Items)
+		for _, name := range sortedKeys(c.Accuracy) {
+			fmt.Printf("  given %-24s accuracy %.3f, ARI %.3f\n", name, c.Accuracy[name], c.ARI[name])
+		}
+	}
 }

@@ -83,6 +83,7 @@ a module per modality, an integrator that fuses their posteriors.
 		newBenchCmd(g),
 		newGenerateCmd(g),
 		newEvalCmd(g),
+		newConceptsCmd(g),
 		newRecordCmd(g), newReplayCmd(g),
 		newKeysCmd(g),
 	)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 
 	"github.com/serket-go/serket/module"
@@ -24,6 +25,14 @@ type ModuleConfig struct {
 	// takes shape, so that its first components are not fitted to the
 	// noise of fresh encoders.
 	Warmup int
+	// Learned says which variance the prior an item is sent has: false is SERKET's
+	// N(μ_k, I), a category's mean with unit variance, so that its prior
+	// expert weighs in the product what N(0, I) did; Learned sends the
+	// category's own variance, which pulls an item harder into a tight
+	// category (and lets encoders defer to it).
+	Learned bool
+	// Logger gets its progress (default slog.Default()).
+	Logger *slog.Logger
 }
 
 // Module is SERKET's concept formation over the shared latent: at every
@@ -37,10 +46,11 @@ type Module struct {
 	mix   *Mixture
 	steps int // training requests seen, warm-up included
 
-	a    Assignment
-	pcg  rand.PCG
-	rng  *rand.Rand
-	x, v []float32 // the step's posteriors, every term's rows
+	a      Assignment
+	pcg    rand.PCG
+	rng    *rand.Rand
+	x, v   []float32 // the step's posteriors, every term's rows
+	window updateWindow
 }
 
 var (
@@ -55,6 +65,9 @@ func NewModule(cfg ModuleConfig) (*Module, error) {
 	}
 	if cfg.Items == 0 {
 		cfg.Items = 60000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	if cfg.Items < 1 || cfg.Warmup < 0 {
 		return nil, fmt.Errorf("%w: items %d and warm-up %d: want at least 1 and 0", ErrInvalidConfig, cfg.Items, cfg.Warmup)
@@ -96,7 +109,11 @@ func (m *Module) Prior(out []module.PriorOut, ev []module.Evidence, q module.Pri
 			m.mix.Assign(&m.a, ev[t].Prec, ev[t].Shift, q.B, m.rng)
 			o := out[t]
 			copy(o.Mu, m.a.Mu)
-			copy(o.LogVar, m.a.LogVar)
+			if m.cfg.Learned {
+				copy(o.LogVar, m.a.LogVar)
+			} else {
+				clear(o.LogVar)
+			}
 			for r, k := range m.a.Category {
 				o.Concept[r], o.Prob[r] = int32(k), m.a.Prob[r]
 			}
@@ -135,9 +152,41 @@ func (m *Module) learn(out []module.PriorOut, ev []module.Evidence, q module.Pri
 		}
 	}
 	m.x, m.v = m.x[:rows*d], m.v[:rows*d]
-	if rows > 0 {
-		m.mix.Update(m.x, m.v, rows, max(m.cfg.Items*len(ev), rows))
+	if rows == 0 {
+		return
 	}
+	st := m.mix.Update(m.x, m.v, rows, max(m.cfg.Items*len(ev), rows))
+	m.window.add(st)
+	if m.mix.Steps()%logEvery == 0 {
+		w := m.window.mean()
+		m.cfg.Logger.Info("concepts", "steps", m.mix.Steps(), "used", m.mix.Used(DefaultMinShare), "elbo", w.ELBO, "loglik", w.LogLik,
+			"rho", st.Rho, "mean_shift", w.MeanShift, "merged", w.Merged)
+		m.window = updateWindow{}
+	}
+}
+
+// logEvery is how many SVI steps a progress line of the mixture covers:
+// their mean ELBO per item and how far the components moved, to show it
+// converging.
+const logEvery = 100
+
+// updateWindow sums the UpdateStats since the last progress line.
+type updateWindow struct {
+	n   int
+	sum UpdateStats
+}
+
+func (w *updateWindow) add(st UpdateStats) {
+	w.n++
+	w.sum.ELBO += st.ELBO
+	w.sum.LogLik += st.LogLik
+	w.sum.MeanShift += st.MeanShift
+	w.sum.Merged += st.Merged
+}
+
+func (w *updateWindow) mean() UpdateStats {
+	n := float64(max(w.n, 1))
+	return UpdateStats{ELBO: w.sum.ELBO / n, LogLik: w.sum.LogLik / n, MeanShift: w.sum.MeanShift / n, Merged: w.sum.Merged}
 }
 
 // seen reports whether a row has evidence in some dimension.
