@@ -142,6 +142,7 @@ func examples() []example {
 			Mu:      mat(1, 3, -1, 1),
 			LogVar:  mat(1, 3, -3, 1),
 			Sources: []bus.Source{{Module: "vision", AgeNs: 1_500_000}, {Module: "audio", AgeNs: 0}},
+			Prior:   "concept", Concept: 7,
 		},
 		&bus.FeatureRequest{
 			Header: hdr(bus.TypeFeatureRequest, "eval"),

@@ -565,6 +565,10 @@ type Belief struct {
 	Mu      Tensor   `msgpack:"mu"`
 	LogVar  Tensor   `msgpack:"logvar"`
 	Sources []Source `msgpack:"src"`
+	// Prior is the prior module the belief is fused under ("": N(0, I)),
+	// and Concept the category it places the belief in (−1: none).
+	Prior   string `msgpack:"prior,omitempty"`
+	Concept int32  `msgpack:"c,omitempty"`
 }
 
 // MessageType implements Message.
@@ -592,6 +596,12 @@ func (m *Belief) check(e Expect) error {
 		if s.AgeNs < 0 {
 			return badf(fmt.Sprintf("src[%d].age", i), ErrField, "negative age %d", s.AgeNs)
 		}
+	}
+	if m.Prior != "" && !ValidName(m.Prior) {
+		return badf("prior", ErrField, "%q is not a valid module name", m.Prior)
+	}
+	if m.Concept < -1 || m.Concept >= MaxConcepts {
+		return badf("c", ErrField, "%d: a category is −1 (none) or in [0, %d)", m.Concept, MaxConcepts)
 	}
 	return nil
 }

@@ -64,7 +64,10 @@ type StreamStats struct {
 	OutOfOrder map[string]uint64 `json:"out_of_order"` // older than the module's latest: dropped
 	Future     map[string]uint64 `json:"future"`       // beyond MaxAhead: dropped
 	Expired    map[string]uint64 `json:"expired"`      // older than Slop at fusion time: left out
-	LastError  string            `json:"last_error,omitempty"`
+	// PlainPrior counts beliefs fused under N(0, I) because the
+	// pipeline's prior module gave no usable prior in time.
+	PlainPrior uint64 `json:"plain_prior,omitempty"`
+	LastError  string `json:"last_error,omitempty"`
 }
 
 // observation is a module's latest posterior as fusion uses it: the
@@ -339,13 +342,15 @@ func (s *streamer) publish() {
 	}
 	s.stats.Beliefs++
 	s.mu.Unlock()
+	prior, concept := s.underPrior()
 	for j, t := range s.prec {
 		s.mu32[j] = float32(s.num[j] / t)
 		s.lv32[j] = float32(-math.Log(t))
 	}
 	s.seq++
 	b := &s.belief
-	*b = bus.Belief{Seq: s.seq, Time: now, Mu: bus.Tensor{Shape: s.shape, Data: s.mu32}, LogVar: bus.Tensor{Shape: s.shape, Data: s.lv32}, Sources: s.sources}
+	*b = bus.Belief{Seq: s.seq, Time: now, Mu: bus.Tensor{Shape: s.shape, Data: s.mu32}, LogVar: bus.Tensor{Shape: s.shape, Data: s.lv32}, Sources: s.sources,
+		Prior: prior, Concept: concept}
 	b.SetSender(Name)
 	var err error
 	// Publish copies the encoding, so one buffer serves every belief.

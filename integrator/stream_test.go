@@ -30,6 +30,7 @@ type streamRig struct {
 	subj    bus.Subjects
 	beliefs chan *bus.Belief
 	clk     *clock
+	url     string // the server's
 }
 
 func startStream(t *testing.T, cfg integrator.StreamConfig) *streamRig {
@@ -49,6 +50,7 @@ func startStream(t *testing.T, cfg integrator.StreamConfig) *streamRig {
 	}
 	r := &streamRig{t: t, pub: conn("sensors"), beliefs: make(chan *bus.Belief, 100000), clk: &clock{t: time.Unix(1000, 0)}}
 	r.subj, _ = bus.NewSubjects("")
+	r.url = srv.ClientURL()
 	sub, err := conn("listener").Subscribe(r.subj.Belief(), func(m *nats.Msg) {
 		var b bus.Belief
 		if err := bus.UnmarshalFrom(m.Subject, m.Data, &b, bus.Expect{Latent: latent}); err != nil {

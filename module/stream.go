@@ -211,7 +211,13 @@ func (r *runner) say(rd Renderer, b *bus.Belief) {
 	}
 	r.counters(func(c *trainStats) { c.Stream.Beliefs++ })
 	for _, o := range outs {
-		if len(o.Type) >= 5 && o.Type[:5] == "text/" {
+		switch {
+		case len(o.Type) < 5 || o.Type[:5] != "text/":
+		case b.Prior != "" && b.Concept >= 0:
+			// What a robot says it sees: the category its prior module
+			// places the belief in, and this module's word for it.
+			r.log.Info("belief", "seq", b.Seq, "concept", b.Concept, "of", b.Prior, "says", string(o.Data), "from", sourcesOf(b))
+		default:
 			r.log.Info("belief", "seq", b.Seq, "says", string(o.Data), "from", sourcesOf(b))
 		}
 	}
