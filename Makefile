@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 TAGS     ?= $(shell pkg-config --exists openblas 2>/dev/null && echo openblas)
 GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 
-.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-speed bench-perf data clean
+.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-speed bench-perf data clean
 
 all: build
 
@@ -67,6 +67,12 @@ bench-models:
 # cores; not part of the tests).
 bench-coordinated:
 	bench/coordinated.sh
+
+# Concept formation: the demo's pipeline and budget with and without the
+# concept module (serket train --prior concept), two seeds, measured side
+# by side (about 40 min on 2 cores; not part of the tests).
+bench-concepts:
+	bench/concepts.sh
 
 # Training throughput: serket (OpenBLAS, pure Go) against the PyTorch
 # reference, in one run (needs python3-torch; not part of the tests).

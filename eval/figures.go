@@ -33,6 +33,9 @@ func (r *Result) Figures() []Figure {
 		out = append(out, Figure{"probe " + s, r.Probe[s], 3})
 	}
 	out = append(out, Figure{"k-means accuracy", r.KMeansAcc, 3}, Figure{"k-means ARI", r.KMeansARI, 3})
+	if r.Concepts != nil {
+		out = append(out, r.Concepts.figures()...)
+	}
 	for _, m := range slices.Sorted(mapKeys(r.Judges)) {
 		out = append(out, Figure{"judge of " + m + " on real items", r.Judges[m], 3})
 	}
@@ -65,6 +68,21 @@ func (c *Coherence) figures() []Figure {
 	}
 	if len(c.Targets) > 1 {
 		out = append(out, Figure{"coherence prior → all agree", c.Unconditional, 3})
+	}
+	if c.UnconditionalPlain != nil {
+		out = append(out, Figure{"coherence N(0, I) → all agree", *c.UnconditionalPlain, 3})
+	}
+	return out
+}
+
+// figures are the concepts' figures Figures lists: how many categories,
+// and how they match the classes from every subset (everything first).
+func (c *Concepts) figures() []Figure {
+	out := []Figure{{"concepts used", float64(c.Used), 0}}
+	subsets := slices.Sorted(mapKeys(c.Accuracy))
+	slices.SortStableFunc(subsets, func(a, b string) int { return strings.Count(b, "+") - strings.Count(a, "+") })
+	for _, s := range subsets {
+		out = append(out, Figure{"concept accuracy " + s, c.Accuracy[s], 3}, Figure{"concept ARI " + s, c.ARI[s], 3})
 	}
 	return out
 }

@@ -111,7 +111,8 @@ func measureRuns(g *globals, p *launch.Pipeline, args []string, at evalPaths, cf
 		c := cfg
 		c.Progress = newPhaseBars(log).report
 		start := time.Now()
-		m, err := measureRun(ctx, g, log, p, at, c)
+		pc := *p // a run's own prior module joins its copy only
+		m, err := measureRun(ctx, g, log, &pc, at, c)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", dir, err)
 		}

@@ -131,18 +131,22 @@ func withNetwork(p *launch.Pipeline, latent, hidden int) {
 	}
 }
 
-// withRunPrior gives p the prior module the run in dir was trained with,
-// unless p names one: serving the run without it would fuse under
-// N(0, I) what was trained under its prior.
+// withRunPrior gives p the prior module the run in dir was trained with
+// (the file's, if it names that one) and none if the run had none:
+// serving the run without it would fuse under N(0, I) what was trained
+// under its prior, and with one it never learned with would do the
+// opposite.
 func withRunPrior(p *launch.Pipeline, dir string) error {
-	if p.Prior != nil {
-		return nil
-	}
 	name, err := integrator.RunPrior(dir)
-	if name != "" {
+	switch {
+	case err != nil:
+		return err
+	case name == "":
+		p.Prior = nil
+	case p.Prior == nil || p.Prior.Name != name:
 		p.Prior = &launch.Process{Name: name}
 	}
-	return err
+	return nil
 }
 
 // peerNames are p's modules' names, in the file's order, and its prior

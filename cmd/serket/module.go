@@ -53,13 +53,13 @@ func unknownKind(cmd *cobra.Command, args []string) error {
 	}
 	known := strings.Join(kinds, ", ")
 	if len(args) == 0 {
-		return usagef("serket module needs a KIND, one of the built-in modalities: %s", known)
+		return usagef("serket module needs a KIND, one of the built-in modules: %s", known)
 	}
-	msg := fmt.Sprintf("serket module: unknown modality %q", args[0])
+	msg := fmt.Sprintf("serket module: unknown module kind %q", args[0])
 	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 		msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
 	}
-	return usagef("%s; the built-in modalities are %s (a program of your own joins a pipeline through command: in the pipeline file)", msg, known)
+	return usagef("%s; the built-in modules are %s (the concept module a prior module, the others modalities; a program of your own joins a pipeline through command: in the pipeline file)", msg, known)
 }
 
 // runModule serves m with the settings of the module-process contract

@@ -18,15 +18,15 @@ import (
 // help and exit 0.
 func TestModuleUnknownKind(t *testing.T) {
 	t.Parallel()
-	const known = "audio, language, toy, vision"
+	const known = "audio, concept, language, toy, vision"
 	tests := []struct {
 		name string
 		args []string
 		want []string
 	}{
-		{"misspelled", []string{"module", "visoin"}, []string{`unknown modality "visoin"`, "did you mean vision?", known}},
-		{"with a pipeline's flags", []string{"module", "visoin", "--data", "data/fmnist3", "--hidden", "32"}, []string{`unknown modality "visoin"`, known}},
-		{"unknown", []string{"module", "sonar"}, []string{`unknown modality "sonar"`, known}},
+		{"misspelled", []string{"module", "visoin"}, []string{`unknown module kind "visoin"`, "did you mean vision?", known}},
+		{"with a pipeline's flags", []string{"module", "visoin", "--data", "data/fmnist3", "--hidden", "32"}, []string{`unknown module kind "visoin"`, known}},
+		{"unknown", []string{"module", "sonar"}, []string{`unknown module kind "sonar"`, known}},
 		{"none", []string{"module"}, []string{"needs a KIND", known}},
 	}
 	for _, tt := range tests {
@@ -75,7 +75,7 @@ modules:
 	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
 		t.Fatalf("serket up: %v, want a non-zero exit\n%s", err, out)
 	}
-	for _, want := range []string{"vision exited during start-up: exit status 1", `vision | serket: usage: serket module: unknown modality "visoin" (did you mean vision?)`} {
+	for _, want := range []string{"vision exited during start-up: exit status 1", `vision | serket: usage: serket module: unknown module kind "visoin" (did you mean vision?)`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("serket up's output does not say %q:\n%s", want, out)
 		}

@@ -155,7 +155,10 @@ training steps over the bus. Checkpoints and the metrics log go to
 					tf.modules = append(tf.modules, m.Name)
 				}
 			}
-			if tf.prior != "" && p.Prior == nil {
+			switch {
+			case tf.prior == "":
+				p.Prior = nil // --prior "": the file's prior module sits this run out
+			case p.Prior == nil || p.Prior.Name != tf.prior:
 				p.Prior = &launch.Process{Name: tf.prior}
 			}
 			cfg, closer, err := tf.config()
