@@ -2,6 +2,7 @@ package eval
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -222,6 +223,11 @@ func (p *Pipeline) ConceptReport(ctx context.Context, c *Concepts, title, subtit
 	}
 	r.Tables = append(r.Tables, report.Table{Title: "Categories", Header: []string{"concept", "test items", "most are", "purity"}, Rows: rows,
 		Caption: "Every category the test items fall in given every modality, largest first."})
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	r.Files = map[string][]byte{"concepts.json": b}
 	return r, nil
 }
 

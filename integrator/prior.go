@@ -61,7 +61,11 @@ func (r *run) askPrior(ctx context.Context, step uint64, posts map[string]*bus.P
 	sm := &st.math
 	st.priorReq = bus.PriorRequest{Header: bus.Header{Run: r.session}, Step: step, Train: !eval, Terms: sm.Evidence(posts)}
 	e := bus.Expect{Latent: sm.D, Batch: sm.B, Terms: len(sm.Terms())}
-	err := r.ig.request(ctx, r.cfg.Deadline, r.ig.subj.Prior(m), &st.priorReq, &st.priorRep, e)
+	// Bounded: a module killed with the request in hand never answers,
+	// and no-responders is only for a subject nobody hears.
+	rctx, cancel := context.WithTimeout(ctx, r.cfg.Deadline)
+	err := r.ig.request(rctx, r.cfg.Deadline, r.ig.subj.Prior(m), &st.priorReq, &st.priorRep, e)
+	cancel()
 	if err == nil && st.priorRep.Step != step {
 		err = fmt.Errorf("its reply is of step %d", st.priorRep.Step)
 	}
@@ -73,6 +77,12 @@ func (r *run) askPrior(ctx context.Context, step uint64, posts map[string]*bus.P
 		return nil
 	}
 	if !eval && !st.priorRep.Learned {
+		// A new process of it (it restarted) is not enrolled: found gone,
+		// it rejoins before the next step, rolling the run back with it.
+		if r.gone(m) {
+			r.plainPrior(step, errors.New("it restarted"))
+			return nil
+		}
 		r.limit.Warn(r.log, "prior not learning", "the prior module answered a training step without learning from it (is it enrolled, and started with --train?)", "peer", m, "step", step)
 	}
 	st.priors = growTo(st.priors, len(st.priorRep.Terms))

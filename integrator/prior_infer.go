@@ -35,7 +35,9 @@ func (ig *Integrator) posterior(ctx context.Context, experts []poe.Expert, modul
 	cond.Evidence(prec, shift, rows, modules, n, d)
 	req := &bus.PriorRequest{Step: uint64(in.Seed), Terms: []bus.Evidence{{Prec: bus.Matrix(n, d, prec), Shift: bus.Matrix(n, d, shift)}}}
 	var rep bus.PriorReply
-	err := ig.request(ctx, ig.cfg.Deadline, ig.subj.Prior(prior), req, &rep, bus.Expect{Latent: d, Batch: n, Terms: 1})
+	rctx, cancel := context.WithTimeout(ctx, ig.cfg.Deadline)
+	defer cancel()
+	err := ig.request(rctx, ig.cfg.Deadline, ig.subj.Prior(prior), req, &rep, bus.Expect{Latent: d, Batch: n, Terms: 1})
 	if err != nil {
 		out.Missing[prior] = fmt.Sprintf("prior module: %v; fused under N(0, I)", err)
 		return ig.cfg.Aggregation.Posterior(experts, modules, 1, d)

@@ -33,9 +33,14 @@ const faultSteps = datasettest.Items / 20
 // failure, and an integrator that trains them for epochs epochs
 // (checkpoints in ckpt every 5 steps) and resumes after a restart (serket
 // up tells it it was restarted).
-func faultPipeline(t *testing.T, ckpt string, epochs int) string {
+func faultPipeline(t *testing.T, ckpt string, epochs int, concept bool) string {
 	t.Helper()
 	restart := `restart: {policy: on-failure, backoff: 100ms, max_backoff: 500ms}`
+	prior := ""
+	if concept {
+		// Learning from the first step, over the small dataset's items.
+		prior = fmt.Sprintf("prior: {name: concept, args: [--warmup, \"0\", --items, \"%d\"], %s}", datasettest.Items, restart)
+	}
 	return writeFile(t, "faults.yaml", fmt.Sprintf(`
 pipeline: faults
 latent: 8
@@ -54,15 +59,16 @@ train:
   checkpoint_every: 5
   step_deadline: 1s
   eval_items: 0
-`, restart, epochs, ckpt))
+%[4]s
+`, restart, epochs, ckpt, prior))
 }
 
 // upFaultPipeline starts `serket up` with faultPipeline on the NATS server
 // at url, and returns its output and a client connection to the server.
-func upFaultPipeline(t *testing.T, url, ckpt string, epochs int) (*syncBuffer, *nats.Conn) {
+func upFaultPipeline(t *testing.T, url, ckpt string, epochs int, concept bool) (*syncBuffer, *nats.Conn) {
 	t.Helper()
 	t.Setenv("SERKET_DATA", datasettest.Dir(t))
-	_, out := startUp(t, "--nats", url, faultPipeline(t, ckpt, epochs))
+	_, out := startUp(t, "--nats", url, faultPipeline(t, ckpt, epochs, concept))
 	nc, err := bus.Connect(bus.ConnConfig{URL: url, Name: "fault-test", Wait: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -138,11 +144,12 @@ func trainStatus(nc *nats.Conn, module string) (steps int, step uint64, err erro
 		return 0, 0, err
 	}
 	var st struct {
-		Steps int    `json:"steps"`
-		Step  uint64 `json:"step"`
+		Steps   int    `json:"steps"`
+		Learned int    `json:"learned"` // a prior module's steps
+		Step    uint64 `json:"step"`
 	}
 	err = json.Unmarshal(msg.Data, &st)
-	return st.Steps, st.Step, err
+	return max(st.Steps, st.Learned), st.Step, err
 }
 
 // linesOf returns the lines serket up's output prefixed with a process's name.
@@ -163,7 +170,16 @@ func linesOf(out, name string) string {
 // (logged, naming the module and both steps) and does the steps since
 // again with it. The run finishes with every epoch logged once, and no
 // step of it went without the module.
+//
+// The concept module (a prior module) is killed the same way: it is a
+// peer of the run like a module.
 func TestFaultModuleKilledMidTraining(t *testing.T) {
+	t.Run("vision", func(t *testing.T) { killMidTraining(t, "vision") })
+	t.Run("concept", func(t *testing.T) { killMidTraining(t, "concept") })
+}
+
+// killMidTraining SIGKILLs module mid-training and checks the run.
+func killMidTraining(t *testing.T, module string) {
 	srv, err := bus.StartServer(bus.ServerConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -171,14 +187,14 @@ func TestFaultModuleKilledMidTraining(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 	ckpt := filepath.Join(t.TempDir(), "run")
 	const epochs = 30
-	out, nc := upFaultPipeline(t, srv.ClientURL(), ckpt, epochs)
+	out, nc := upFaultPipeline(t, srv.ClientURL(), ckpt, epochs, module == "concept")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	pid := pidOf(t, ctx, nc, "vision", 0)
+	pid := pidOf(t, ctx, nc, module, 0)
 
 	// Mid-training, with a checkpoint of vision on disk: kill it.
 	waitFor(t, ctx, func() bool {
-		_, err := os.Stat(filepath.Join(ckpt, "vision.ckpt"))
+		_, err := os.Stat(filepath.Join(ckpt, module+".ckpt"))
 		return err == nil && len(epochsLogged(t, ckpt)) >= 1
 	})
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -191,18 +207,18 @@ func TestFaultModuleKilledMidTraining(t *testing.T) {
 
 	// It comes back in a new process, from its checkpoint, and learns from
 	// the steps it takes part in.
-	pidOf(t, ctx, nc, "vision", pid)
+	pidOf(t, ctx, nc, module, pid)
 	waitFor(t, ctx, func() bool {
-		steps, _, err := trainStatus(nc, "vision")
+		steps, _, err := trainStatus(nc, module)
 		return err == nil && steps > 0
 	})
 	waitFor(t, ctx, func() bool { return strings.Contains(out.String(), "training done") })
-	vision := linesOf(out.String(), "vision")
-	if !strings.Contains(vision, "restored checkpoint") || !strings.Contains(vision, filepath.Join(ckpt, "vision.ckpt")) {
-		t.Errorf("the restarted vision module did not say it restored %s:\n%s", filepath.Join(ckpt, "vision.ckpt"), vision)
+	lines := linesOf(out.String(), module)
+	if !strings.Contains(lines, "restored checkpoint") || !strings.Contains(lines, filepath.Join(ckpt, module+".ckpt")) {
+		t.Errorf("the restarted %s module did not say it restored %s:\n%s", module, filepath.Join(ckpt, module+".ckpt"), lines)
 	}
 	integ := linesOf(out.String(), "integrator")
-	for _, want := range []string{`msg="module is gone; steps go on without it until it is back"`, `rolling the run back to its last checkpoint`, `why="module vision restarted"`} {
+	for _, want := range []string{`msg="module is gone; steps go on without it until it is back"`, `rolling the run back to its last checkpoint`, `why="module ` + module + ` restarted"`} {
 		if !strings.Contains(integ, want) {
 			t.Errorf("the integrator did not say %q:\n%s", want, integ)
 		}
@@ -210,8 +226,8 @@ func TestFaultModuleKilledMidTraining(t *testing.T) {
 	got := checkEveryEpochOnce(t, ckpt, epochs)
 	t.Logf("killed in epoch %d", killedIn)
 	for _, es := range got {
-		if es.Missed["vision"] > 0 {
-			t.Errorf("epoch %d went %d steps without vision: the steps it missed were not done again", es.Epoch, es.Missed["vision"])
+		if es.Missed["vision"] > 0 || es.PlainPrior > 0 {
+			t.Errorf("epoch %d went %d steps without vision and %d without the concept module's prior: the steps they missed were not done again", es.Epoch, es.Missed["vision"], es.PlainPrior)
 		}
 	}
 }
@@ -228,7 +244,7 @@ func TestFaultIntegratorKilledMidTraining(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 	ckpt := filepath.Join(t.TempDir(), "run")
 	const epochs = 20
-	out, nc := upFaultPipeline(t, srv.ClientURL(), ckpt, epochs)
+	out, nc := upFaultPipeline(t, srv.ClientURL(), ckpt, epochs, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pid := pidOf(t, ctx, nc, "integrator", 0)
@@ -266,7 +282,7 @@ func TestFaultNATSRestartMidTraining(t *testing.T) {
 	t.Cleanup(func() { srv.Shutdown() }) // whichever server runs at the end
 	ckpt := filepath.Join(t.TempDir(), "run")
 	const epochs = 20
-	out, nc := upFaultPipeline(t, srv.ClientURL(), ckpt, epochs)
+	out, nc := upFaultPipeline(t, srv.ClientURL(), ckpt, epochs, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pidOf(t, ctx, nc, "integrator", 0)

@@ -121,10 +121,15 @@
 // Assigns each item a category, sends that category's Gaussian back as
 // the item's prior (the integrator fuses with it and takes the KL from
 // it), and learns by one Update from the items' posteriors under those
-// priors, q_n = prior × evidence: the VAE's objective with a mixture
-// prior is Σ_terms E_q[log p(z | c)] + …, so each term's posteriors are
-// data of the mixture, and coordinate ascent alternates the VAE's
-// gradient step with the mixture's SVI step. SVI rather than SERKET's
+// priors, q_n = prior × evidence, each item once, in the term whose
+// experts say the most of it (the joint one): coordinate ascent
+// alternates the VAE's gradient step with the mixture's SVI step on
+// E_q[log p(z | c)]. Not every term's posterior: one item's latents
+// given vision alone, language alone and all of them are not three items,
+// and a mixture fitted to all of them found categories of which modality
+// spoke rather than of what was seen (on the demo's budget, categories
+// given every modality matched the classes worse than given vision
+// alone). SVI rather than SERKET's
 // collapsed Gibbs sampling because the data arrive as minibatches of a
 // latent space that keeps moving: Gibbs would keep an assignment per item
 // of the whole set, stale as soon as the encoders change, where SVI keeps

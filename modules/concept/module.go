@@ -17,8 +17,7 @@ type ModuleConfig struct {
 	Name    string // the module's name; default "concept"
 	Mixture Config // its mixture; D is the pipeline's latent size
 	// Items is how many items a training epoch has: SVI weighs a batch as
-	// Items/B copies of itself (times the terms of a step, each an
-	// observation of its items). Default 60000, Fashion-MNIST's.
+	// Items/B copies of itself. Default 60000, Fashion-MNIST's.
 	Items int
 	// Warmup is how many training steps the module sits out at first:
 	// it sends N(0, I) and learns nothing while the modalities' latent
@@ -133,29 +132,37 @@ func standard(out []module.PriorOut) {
 	}
 }
 
-// learn takes one SVI step from the posteriors of every term's items
-// under the priors just sent; an item no expert of a term saw says
-// nothing new and is left out of it.
+// learn takes one SVI step from the step's items, each once: its
+// posterior under the prior just sent, in the term whose experts say the
+// most of it (the most precision; the joint term, when it has every
+// modality). The terms' posteriors of one item are not items of their own:
+// a mixture fitted to all of them finds categories of which modalities
+// spoke (a language-only latent sits apart from a vision-only one) rather
+// than of what was seen. An item no expert saw is left out.
 func (m *Module) learn(out []module.PriorOut, ev []module.Evidence, q module.PriorQuery) {
 	d := q.D
-	m.x, m.v = growTo(m.x, len(ev)*q.B*d), growTo(m.v, len(ev)*q.B*d)
+	m.x, m.v = growTo(m.x, q.B*d), growTo(m.v, q.B*d)
 	rows := 0
-	for t := range ev {
-		for r := range q.B {
-			lo, hi := r*d, (r+1)*d
-			if !seen(ev[t].Prec[lo:hi]) {
-				continue
+	for r := range q.B {
+		lo, hi := r*d, (r+1)*d
+		t, total := 0, float32(0)
+		for i := range ev {
+			if s := sum(ev[i].Prec[lo:hi]); s > total {
+				t, total = i, s
 			}
-			at := rows * d
-			Fuse(m.x[at:at+d], m.v[at:at+d], out[t].Mu[lo:hi], out[t].LogVar[lo:hi], ev[t].Prec[lo:hi], ev[t].Shift[lo:hi])
-			rows++
 		}
+		if total == 0 {
+			continue
+		}
+		at := rows * d
+		Fuse(m.x[at:at+d], m.v[at:at+d], out[t].Mu[lo:hi], out[t].LogVar[lo:hi], ev[t].Prec[lo:hi], ev[t].Shift[lo:hi])
+		rows++
 	}
 	m.x, m.v = m.x[:rows*d], m.v[:rows*d]
 	if rows == 0 {
 		return
 	}
-	st := m.mix.Update(m.x, m.v, rows, max(m.cfg.Items*len(ev), rows))
+	st := m.mix.Update(m.x, m.v, rows, max(m.cfg.Items, rows))
 	m.window.add(st)
 	if m.mix.Steps()%logEvery == 0 {
 		w := m.window.mean()
@@ -189,14 +196,13 @@ func (w *updateWindow) mean() UpdateStats {
 	return UpdateStats{ELBO: w.sum.ELBO / n, LogLik: w.sum.LogLik / n, MeanShift: w.sum.MeanShift / n, Merged: w.sum.Merged}
 }
 
-// seen reports whether a row has evidence in some dimension.
-func seen(prec []float32) bool {
+// sum is the total of a row's precisions.
+func sum(prec []float32) float32 {
+	var s float32
 	for _, p := range prec {
-		if p > 0 {
-			return true
-		}
+		s += p
 	}
-	return false
+	return s
 }
 
 // moduleMagic starts the module's checkpoint, before its mixture's.
