@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,5 +100,42 @@ train: {checkpoint_dir: runs/one}
 	step("generate", "-f", file, "--checkpoint", run, "--from", "language=a sneaker", "--to", "touch", "--n", "2", "--out", g2)
 	if b, err := os.ReadFile(filepath.Join(g2, "touch.txt")); err != nil || strings.Count(string(b), "\n") != 2 {
 		t.Errorf("language → touch: %q, %v", b, err)
+	}
+	conceptsOfTouch(t, step, file, home)
+}
+
+// conceptsOfTouch trains the custom pipeline of file under the concept
+// module and lists its concepts: touch, which knows nothing of prior
+// modules, is fused under its prior and renders every category's mean.
+func conceptsOfTouch(t *testing.T, step func(...string) string, file, home string) {
+	withPrior := filepath.Join(home, "concept.yaml")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Learning from the first step, over the small dataset's items.
+	b = append(b, fmt.Sprintf("prior: {name: concept, args: [--warmup, \"0\", --items, \"%d\"]}\n", datasettest.Items)...)
+	if err := os.WriteFile(withPrior, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(home, "runs", "concepts")
+	step("train", withPrior, "--checkpoint-dir", run, "--epochs", "3", "--batch", "40", "--plan", "cross", "--eval-items", "0", "--lambda", "language=10,touch=10")
+	out := filepath.Join(t.TempDir(), "concepts")
+	said := step("concepts", "-f", file, "--checkpoint", run, "--items", "40", "--out", out)
+	var c struct {
+		Used       int `json:"used"`
+		Categories []struct {
+			Size int `json:"size"`
+		} `json:"categories"`
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "concepts.json")); err != nil || json.Unmarshal(b, &c) != nil {
+		t.Fatalf("concepts.json: %v\n%s", err, said)
+	}
+	total := 0
+	for _, k := range c.Categories {
+		total += k.Size
+	}
+	if c.Used < 1 || total != 40 || !strings.Contains(said, "touch says") {
+		t.Errorf("%d categories holding %d of 40 items; want every item in one, and what touch says of each:\n%s", c.Used, total, said)
 	}
 }

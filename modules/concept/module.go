@@ -106,22 +106,31 @@ func (m *Module) Prior(out []module.PriorOut, ev []module.Evidence, q module.Pri
 		for t := range ev {
 			m.pcg.Seed(q.Step, uint64(t)^seedStream)
 			m.mix.Assign(&m.a, ev[t].Prec, ev[t].Shift, q.B, m.rng)
-			o := out[t]
-			copy(o.Mu, m.a.Mu)
-			if m.cfg.Learned {
-				copy(o.LogVar, m.a.LogVar)
-			} else {
-				clear(o.LogVar)
-			}
-			for r, k := range m.a.Category {
-				o.Concept[r], o.Prob[r] = int32(k), m.a.Prob[r]
-			}
+			m.send(out[t], ev[t], q)
 		}
 	}
 	if q.Learn && m.steps > m.cfg.Warmup {
 		m.learn(out, ev, q)
 	}
 	return nil
+}
+
+// send writes the assignment into o: each item its category's mean,
+// with unit variance (SERKET's) or the category's own (Learned); an item
+// nothing was seen of gets the category's own variance either way, so
+// that generating from nothing draws from the mixture itself.
+func (m *Module) send(o module.PriorOut, ev module.Evidence, q module.PriorQuery) {
+	d := q.D
+	copy(o.Mu, m.a.Mu)
+	for r, k := range m.a.Category {
+		o.Concept[r], o.Prob[r] = int32(k), m.a.Prob[r]
+		lo, hi := r*d, (r+1)*d
+		if m.cfg.Learned || sum(ev.Prec[lo:hi]) == 0 {
+			copy(o.LogVar[lo:hi], m.a.LogVar[lo:hi])
+		} else {
+			clear(o.LogVar[lo:hi])
+		}
+	}
 }
 
 // standard makes every prior N(0, I), without a category.
@@ -208,32 +217,41 @@ func sum(prec []float32) float32 {
 // moduleMagic starts the module's checkpoint, before its mixture's.
 const moduleMagic = "serket-concept-module\x00"
 
-// Save implements module.Saver: the steps seen, then the mixture.
+// Save implements module.Saver: the steps seen and whether it sends the
+// categories' own variances (the run's model: serving it must send what
+// training did), then the mixture.
 func (m *Module) Save(w io.Writer) error {
-	if _, err := io.WriteString(w, moduleMagic); err != nil {
-		return err
+	head := binary.LittleEndian.AppendUint64([]byte(moduleMagic), uint64(m.steps))
+	learned := byte(0)
+	if m.cfg.Learned {
+		learned = 1
 	}
-	if err := binary.Write(w, binary.LittleEndian, uint64(m.steps)); err != nil {
+	if _, err := w.Write(append(head, learned)); err != nil {
 		return err
 	}
 	return m.mix.Save(w)
 }
 
-// Restore implements module.Saver; m is unchanged when it fails.
+// Restore implements module.Saver; m is unchanged when it fails. The
+// checkpoint's variance setting wins over the module's own flag.
 func (m *Module) Restore(r io.Reader) error {
-	head := make([]byte, len(moduleMagic)+8)
+	head := make([]byte, len(moduleMagic)+9)
 	if _, err := io.ReadFull(r, head); err != nil {
 		return fmt.Errorf("concept module checkpoint: %w", errors.Join(errors.New("too short"), err))
 	}
 	if string(head[:len(moduleMagic)]) != moduleMagic {
 		return errors.New("concept module checkpoint: not one (bad magic)")
 	}
-	steps := binary.LittleEndian.Uint64(head[len(moduleMagic):])
-	if steps > 1<<40 {
-		return fmt.Errorf("concept module checkpoint: %d steps: damaged", steps)
+	steps, learned := binary.LittleEndian.Uint64(head[len(moduleMagic):]), head[len(head)-1]
+	if steps > 1<<40 || learned > 1 {
+		return fmt.Errorf("concept module checkpoint: %d steps, variance setting %d: damaged", steps, learned)
 	}
 	if err := m.mix.Restore(r); err != nil {
 		return err
+	}
+	if l := learned == 1; l != m.cfg.Learned {
+		m.cfg.Logger.Info("the checkpoint's variance setting wins", "learned_variance", l)
+		m.cfg.Learned = l
 	}
 	m.steps = int(steps)
 	return nil
