@@ -26,10 +26,11 @@
 //   - Outputs: on random evidence (three terms, one of which saw nothing,
 //     rows with no evidence in any term, dimensions with zero precision),
 //     from a fresh model and a taught one, Prior writes every element it
-//     is given (the suite primes Mu and LogVar with NaN; RunPrior does not
-//     clear them between requests, so an unwritten element would be the
-//     last request's), keeps the lengths, and gives finite Mu and LogVar,
-//     |LogVar| ≤ bus.MaxPriorLogVar (the bound the wire enforces), Concept −1 or in [0, bus.MaxConcepts) and Prob in
+//     is given (the suite primes Mu and LogVar with NaN: RunPrior fills
+//     them with N(0, I), which a model that leaves some unwritten would
+//     send for a category it meant to give), keeps the lengths, and gives
+//     finite Mu and LogVar, |LogVar| ≤ bus.MaxPriorLogVar (the bound the
+//     wire enforces), Concept −1 or in [0, bus.MaxConcepts) and Prob in
 //     [0, 1]; the bus.PriorReply RunPrior would build from them passes
 //     bus.Marshal and bus.UnmarshalFrom with the bus.Expect the
 //     integrator applies, and decodes to the same values. Two fresh
@@ -54,8 +55,9 @@
 //     valid priors (the Outputs rules).
 //   - Wire: the model served by module.RunPrior (role "prior", training
 //     allowed) on an in-process nats-server, as the integrator speaks to
-//     it; only for a model that passed Spec and Outputs, since RunPrior
-//     panics on outputs of other lengths than it gave. Inference: a PriorRequest is answered with a valid PriorReply of
+//     it; only for a model that passed Spec and Outputs (RunPrior answers
+//     outputs of other lengths than it gave with an error). Inference: a
+//     PriorRequest is answered with a valid PriorReply of
 //     the request's step, one term per term, equal to a direct call's.
 //     Malformed: garbage bytes, a NaN or negative precision, an infinite
 //     shift, a latent of the wrong size, terms of different batch sizes,

@@ -17,6 +17,7 @@ import (
 
 	"gonum.org/v1/gonum/mathext"
 
+	"github.com/serket-go/serket/eval"
 	"github.com/serket-go/serket/modules/concept"
 )
 
@@ -99,75 +100,10 @@ func evidence(s *synth) (prec, h []float32) {
 }
 
 // accuracy is the share of items whose category is their label's under the
-// best one-to-one matching of labels to categories.
+// best one-to-one matching of labels to categories (eval's Hungarian
+// accuracy, as serket eval measures the concept module's categories).
 func accuracy(label, cat []int, J, K int) float64 {
-	count := make([][]float64, J)
-	for j := range count {
-		count[j] = make([]float64, K)
-	}
-	for i, j := range label {
-		count[j][cat[i]]++
-	}
-	match := maxMatching(count)
-	hit := 0.0
-	for j, k := range match {
-		hit += count[j][k]
-	}
-	return hit / float64(len(label))
-}
-
-// maxMatching solves the assignment problem for an n×m weight matrix, n ≤
-// m, by the Hungarian algorithm with potentials (O(n²m)): it returns, for
-// every row, its column in a one-to-one matching of largest total weight.
-func maxMatching(w [][]float64) []int {
-	n, m := len(w), len(w[0])
-	u, v := make([]float64, n+1), make([]float64, m+1)
-	p, way := make([]int, m+1), make([]int, m+1) // p[j]: row matched to column j (1-based)
-	for i := 1; i <= n; i++ {
-		p[0] = i
-		j0 := 0
-		minv, used := make([]float64, m+1), make([]bool, m+1)
-		for j := range minv {
-			minv[j] = math.Inf(1)
-		}
-		for p[j0] != 0 {
-			used[j0] = true
-			i0, delta, j1 := p[j0], math.Inf(1), 0
-			for j := 1; j <= m; j++ {
-				if used[j] {
-					continue
-				}
-				cur := -w[i0-1][j-1] - u[i0] - v[j]
-				if cur < minv[j] {
-					minv[j], way[j] = cur, j0
-				}
-				if minv[j] < delta {
-					delta, j1 = minv[j], j
-				}
-			}
-			for j := 0; j <= m; j++ {
-				if used[j] {
-					u[p[j]] += delta
-					v[j] -= delta
-				} else {
-					minv[j] -= delta
-				}
-			}
-			j0 = j1
-		}
-		for j0 != 0 {
-			j1 := way[j0]
-			p[j0] = p[j1]
-			j0 = j1
-		}
-	}
-	match := make([]int, n)
-	for j := 1; j <= m; j++ {
-		if p[j] != 0 {
-			match[p[j]-1] = j - 1
-		}
-	}
-	return match
+	return eval.ClusterAccuracy(cat, label, K, J)
 }
 
 // fixture is a mixture trained on the synthetic data of the task: 10
