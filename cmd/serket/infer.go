@@ -108,6 +108,9 @@ func inferRequest(from, to []string, n int, seed int64) (*bus.InferRequest, erro
 
 func printReply(w io.Writer, rep *bus.InferReply, outDir string) error {
 	fmt.Fprintf(w, "contributors: %s\n", orNone(rep.Contributors))
+	if c := conceptsOf(rep); c != "" {
+		fmt.Fprintln(w, c)
+	}
 	for _, name := range sortedKeys(rep.Missing) {
 		fmt.Fprintf(w, "missing %s: %s\n", name, rep.Missing[name])
 	}
@@ -163,6 +166,19 @@ func orUnknown(reason string) string {
 		return "no reason given"
 	}
 	return reason
+}
+
+// conceptsOf says under which prior module's prior the reply's latents
+// are, and the category it gave each ("" for N(0, I)).
+func conceptsOf(rep *bus.InferReply) string {
+	if rep.Prior == "" {
+		return ""
+	}
+	cs := make([]string, len(rep.Concept))
+	for i, c := range rep.Concept {
+		cs[i] = fmt.Sprint(c)
+	}
+	return fmt.Sprintf("under prior module %s's prior; its categories: %s", rep.Prior, strings.Join(cs, ", "))
 }
 
 func orNone(s []string) string {
