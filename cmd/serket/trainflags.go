@@ -89,11 +89,11 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 func (f *trainFlags) fromFile(p *launch.Pipeline, cmd *cobra.Command) {
 	f.ckptDir = checkpointDirOf(cmd, "checkpoint-dir", f.ckptDir, p, f.ckptDir)
 	f.annealSet = cmd.Flags().Changed("kl-anneal")
+	if p != nil && p.Prior != nil && !cmd.Flags().Changed("prior") {
+		f.prior = p.Prior.Name // a file without a train section has one too
+	}
 	if p == nil || p.Train == nil {
 		return
-	}
-	if p != nil && p.Prior != nil && !cmd.Flags().Changed("prior") {
-		f.prior = p.Prior.Name
 	}
 	t, flags := p.Train, cmd.Flags()
 	f.annealSet = f.annealSet || t.KLAnneal != nil
