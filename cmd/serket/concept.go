@@ -58,7 +58,7 @@ starts it.`,
 	fl.Float64Var(&cfg.Mixture.Alpha0, "alpha0", concept.DefaultAlpha0, "the weights' symmetric Dirichlet concentration: below 1, categories the data do not need empty")
 	fl.Uint64Var(&cfg.Mixture.Seed, "seed", 1, "seeds the first categories")
 	fl.IntVar(&cfg.Items, "items", 60000, "items per training epoch (SVI weighs each batch as items/batch copies of itself)")
-	fl.BoolVar(&cfg.Learned, "learned-variance", false, "send each item its category's own variance as its prior's, rather than SERKET's unit variance around the category's mean")
+	fl.BoolVar(&cfg.Unit, "unit-variance", false, "send each item its category's mean with unit variance (SERKET's N(μ, I)) rather than the category's own Gaussian")
 	fl.IntVar(&cfg.Warmup, "warmup", 100, "training steps it sits out at first (sending N(0, I)) while the modalities' latent takes shape")
 	return cmd
 }

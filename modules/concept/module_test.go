@@ -29,10 +29,10 @@ func outs(b, d int) []module.PriorOut {
 
 // TestModuleSitsOutItsWarmup: for Warmup training steps it sends N(0, I)
 // and learns nothing; then it learns, and sends each item its category's
-// mean with unit variance.
+// mean (with unit variance, asked for here).
 func TestModuleSitsOutItsWarmup(t *testing.T) {
 	const b, d, warmup = 64, 4, 3
-	m, err := NewModule(ModuleConfig{Mixture: Config{D: d, K: 5}, Items: 640, Warmup: warmup})
+	m, err := NewModule(ModuleConfig{Mixture: Config{D: d, K: 5}, Items: 640, Warmup: warmup, Unit: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestModuleSitsOutItsWarmup(t *testing.T) {
 // flag: serving a run sends what training did.
 func TestCheckpointKeepsTheVarianceSetting(t *testing.T) {
 	const b, d = 64, 4
-	trained, _ := NewModule(ModuleConfig{Mixture: Config{D: d, K: 5}, Items: 640, Learned: true})
+	trained, _ := NewModule(ModuleConfig{Mixture: Config{D: d, K: 5}, Items: 640})
 	for step := range uint64(10) {
 		trained.Prior(outs(b, d), clusters(b, d, step), module.PriorQuery{B: b, D: d, Step: step, Learn: true})
 	}
@@ -73,7 +73,7 @@ func TestCheckpointKeepsTheVarianceSetting(t *testing.T) {
 	if err := trained.Save(&buf); err != nil {
 		t.Fatal(err)
 	}
-	served, _ := NewModule(ModuleConfig{Mixture: Config{D: d, K: 5}})
+	served, _ := NewModule(ModuleConfig{Mixture: Config{D: d, K: 5}, Unit: true})
 	if err := served.Restore(&buf); err != nil {
 		t.Fatal(err)
 	}
