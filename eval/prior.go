@@ -20,9 +20,9 @@ import (
 // unconditional generation draws from what it gives an item nothing was
 // seen of (a category drawn from the mixture, for the concept module).
 
-// Fused is a batch's joint posterior and, when the pipeline has a prior
+// fusedBatch is a batch's joint posterior and, when the pipeline has a prior
 // module, the category it gave each item (−1 for none) and that prior.
-type Fused struct {
+type fusedBatch struct {
 	aggregate.Posterior
 	Concepts []int
 	Prior    poe.Prior
@@ -31,13 +31,13 @@ type Fused struct {
 // fuse is the joint posterior of the subset's experts for n items, as the
 // run's aggregation fuses them, under the prior module's prior if the
 // pipeline has one.
-func (p *Pipeline) fuse(ctx context.Context, ps posteriors, subset []string, n int) (Fused, error) {
+func (p *Pipeline) fuse(ctx context.Context, ps posteriors, subset []string, n int) (fusedBatch, error) {
 	cond, ok := p.Aggregation.(aggregate.Conditioned)
 	if p.Aggregation == nil {
 		cond, ok = aggregate.PoE().(aggregate.Conditioned)
 	}
 	if p.Prior == "" || !ok {
-		return Fused{Posterior: p.plain(ps, subset, n)}, nil
+		return fusedBatch{Posterior: p.plain(ps, subset, n)}, nil
 	}
 	experts := make([]poe.Expert, len(subset))
 	for i, name := range subset {
@@ -48,9 +48,9 @@ func (p *Pipeline) fuse(ctx context.Context, ps posteriors, subset []string, n i
 	cond.Evidence(prec, shift, experts, subset, n, p.Latent)
 	prior, concepts, err := p.askPrior(ctx, prec, shift, n)
 	if err != nil {
-		return Fused{}, err
+		return fusedBatch{}, err
 	}
-	return Fused{Posterior: cond.PosteriorUnder(prior, experts, subset, n, p.Latent), Concepts: concepts, Prior: prior}, nil
+	return fusedBatch{Posterior: cond.PosteriorUnder(prior, experts, subset, n, p.Latent), Concepts: concepts, Prior: prior}, nil
 }
 
 // plain is the joint posterior of the subset's experts for n items under
@@ -145,7 +145,7 @@ func (p *Pipeline) concepts(ctx context.Context, post posteriors, subsets [][]st
 }
 
 // categories tabulates the categories of f's items, largest first.
-func (p *Pipeline) categories(f Fused, truth []int) []Category {
+func (p *Pipeline) categories(f fusedBatch, truth []int) []Category {
 	d := p.Latent
 	byID := map[int]*Category{}
 	counts := map[int][]int{}

@@ -76,7 +76,7 @@ func (r *run) askPrior(ctx context.Context, step uint64, posts map[string]*bus.P
 		r.plainPrior(step, err)
 		return nil
 	}
-	if !eval && !st.priorRep.Learned {
+	if !eval && !st.priorRep.Learned && !r.cfg.isFrozen(m) {
 		// A new process of it (it restarted) is not enrolled: found gone,
 		// it rejoins before the next step, rolling the run back with it.
 		if r.gone(m) {
