@@ -70,7 +70,7 @@ bench-coordinated:
 
 # Concept formation: the demo's pipeline and budget with and without the
 # concept module (serket train --prior concept), two seeds, measured side
-# by side (about 40 min on 2 cores; not part of the tests).
+# by side (about 10 min on 2 cores; not part of the tests).
 bench-concepts:
 	bench/concepts.sh
 

@@ -8,8 +8,8 @@
 # given each alone; k-means on the latent of the run without it;
 # unconditional coherence drawn from the mixture and from N(0, I); the
 # cross-modal coherences; and each run's test ELBO.
-# Not part of the tests: about 2 × EPOCHS × 1.5 minutes per seed, and a
-# minute and a half per run to measure.
+# Not part of the tests: about 10 minutes on 2 cores at the defaults
+# (a run of 3 epochs trains in under a minute; measuring the four, six).
 #
 #   bench/concepts.sh                     # the demo's budget: EPOCHS=3 LIMIT=10000, SEEDS="1 2"
 #   EPOCHS=5 SEEDS="1 2 3" bench/concepts.sh
