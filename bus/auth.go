@@ -75,14 +75,14 @@ func (s Subjects) Permissions(role Role, module string, sensors []string, inbox 
 	case RoleModule:
 		return Permissions{
 			Publish: []string{s.Post(module), s.ZGrad(module), s.ObsPost(module), s.Said(module)},
-			Subscribe: append([]string{s.Step(), s.Latent(), s.EGrad(module), s.Control(module), s.Encode(module), s.Decode(module), s.Prior(module),
+			Subscribe: append([]string{s.Step(), s.Latent(), s.EGrad(module), s.Control(module), s.Encode(module), s.Decode(module), s.Prior(module), s.PriorTrain(module),
 				s.Features(module), s.Score(module), s.TrainStatus(module), s.Belief(), "$SRV.>", in}, sensors...),
 			Responses: true,
 		}
 	case RoleIntegrator:
 		return Permissions{
 			Publish: []string{s.Step(), s.Latent(), p + ".egrad.*", p + ".train.ctl.*", s.Belief(), p + ".encode.*", p + ".decode.*",
-				p + ".train.status.*", p + ".prior.*", "$SRV.>"},
+				p + ".train.status.*", p + ".prior.*", p + ".train.prior.*", "$SRV.>"},
 			Subscribe: []string{p + ".post.*", p + ".zgrad.*", p + ".obs.post.*", s.Infer(), "$SRV.>", in},
 			Responses: true,
 		}
@@ -100,7 +100,7 @@ func (s Subjects) Permissions(role Role, module string, sensors []string, inbox 
 // and each module for itself may publish them.
 func (s Subjects) training() []string {
 	p := s.prefix
-	return []string{s.Step(), s.Latent(), p + ".egrad.*", p + ".train.ctl.*", p + ".post.*", p + ".zgrad.*"}
+	return []string{s.Step(), s.Latent(), p + ".egrad.*", p + ".train.ctl.*", p + ".train.prior.*", p + ".post.*", p + ".zgrad.*"}
 }
 
 // InboxPrefix is the reply-inbox prefix of the NATS user with the public

@@ -7,9 +7,11 @@ import (
 // Prior modules (SERKET's concept mixture, an HMM over time, …) are not
 // modalities: they see no observation, only what the modalities' experts
 // say of each item, and give back the prior the integrator fuses with and
-// takes the KL from, in place of N(0, I). The integrator asks, per step
-// and per inference, with a PriorRequest on …prior.<module>; the module
-// answers with a PriorReply.
+// takes the KL from, in place of N(0, I). The integrator asks at every
+// training step with a PriorRequest on …train.prior.<module>, the only
+// subject the module learns from; anyone may ask on …prior.<module>
+// (inference, evaluation, streaming). The module answers with a
+// PriorReply.
 
 const (
 	TypePriorRequest = "serket.prior.request"

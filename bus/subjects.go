@@ -64,8 +64,15 @@ func (s Subjects) Features(module string) string { return s.prefix + ".features.
 // Score is module's scoring endpoint (ScoreRequest → ScoreReply).
 func (s Subjects) Score(module string) string { return s.prefix + ".score." + module }
 
-// Prior is prior module's endpoint (PriorRequest → PriorReply).
+// Prior is prior module's endpoint (PriorRequest → PriorReply): what
+// anyone may ask (inference, evaluation, streaming). Nothing asked here
+// is learned from.
 func (s Subjects) Prior(module string) string { return s.prefix + ".prior." + module }
+
+// PriorTrain is prior module's training endpoint: the integrator's
+// training steps, which alone it learns from. Like every training
+// subject, only the integrator may publish on it (Permissions).
+func (s Subjects) PriorTrain(module string) string { return s.prefix + ".train.prior." + module }
 
 // ObsPost is where module streams timestamped posteriors of its sensor (Posterior).
 func (s Subjects) ObsPost(module string) string { return s.prefix + ".obs.post." + module }

@@ -103,8 +103,10 @@ func (p *Pipeline) askPrior(ctx context.Context, prec, shift []float32, n int) (
 type Concepts struct {
 	Module string `json:"module"`
 	Items  int    `json:"items"`
-	// Used is how many categories the items fall in, given every modality.
-	Used int `json:"used"`
+	// Used is how many categories the items fall in, given every modality
+	// (All, the subset of them all).
+	Used int    `json:"used"`
+	All  string `json:"all"`
 	// Accuracy (Hungarian, one category per class) and ARI against the
 	// classes, by the subset the categories were inferred from.
 	Accuracy map[string]float64 `json:"accuracy"`
@@ -138,7 +140,7 @@ func (p *Pipeline) concepts(ctx context.Context, post posteriors, subsets [][]st
 		c.ARI[name] = AdjustedRandIndex(f.Concepts, truth)
 		if i == 0 {
 			c.Categories = p.categories(f, truth)
-			c.Used = len(c.Categories)
+			c.Used, c.All = len(c.Categories), name
 		}
 	}
 	return c, nil

@@ -73,13 +73,7 @@ func conceptSummary(res *Result) []report.KV {
 			Note: "the same, drawn from the standard normal instead of the prior module"})
 	}
 	if c := res.Concepts; c != nil {
-		all := ""
-		for name := range c.Accuracy {
-			if len(name) > len(all) {
-				all = name
-			}
-		}
-		kv = append(kv, report.KV{Name: "concepts", Value: fmt.Sprintf("%d; accuracy %.3f, ARI %.3f", c.Used, c.Accuracy[all], c.ARI[all]),
+		kv = append(kv, report.KV{Name: "concepts", Value: fmt.Sprintf("%d; accuracy %.3f, ARI %.3f", c.Used, c.Accuracy[c.All], c.ARI[c.All]),
 			Note: fmt.Sprintf("categories of %s given every module, against the classes", c.Module)})
 	}
 	return kv

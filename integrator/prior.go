@@ -64,7 +64,11 @@ func (r *run) askPrior(ctx context.Context, step uint64, posts map[string]*bus.P
 	// Bounded: a module killed with the request in hand never answers,
 	// and no-responders is only for a subject nobody hears.
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.Deadline)
-	err := r.ig.request(rctx, r.cfg.Deadline, r.ig.subj.Prior(m), &st.priorReq, &st.priorRep, e)
+	subject := r.ig.subj.PriorTrain(m) // what it may learn from
+	if eval {
+		subject = r.ig.subj.Prior(m)
+	}
+	err := r.ig.request(rctx, r.cfg.Deadline, subject, &st.priorReq, &st.priorRep, e)
 	cancel()
 	if err == nil && st.priorRep.Step != step {
 		err = fmt.Errorf("its reply is of step %d", st.priorRep.Step)

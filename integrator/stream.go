@@ -113,6 +113,9 @@ type streamer struct {
 	shape      []int
 	sources    []bus.Source
 	wire       []byte // the belief's encoding
+	// The prior module's request and reply (underPrior), reused.
+	priorReq bus.PriorRequest
+	priorRep bus.PriorReply
 }
 
 func newStreamer(ig *Integrator, cfg StreamConfig) *streamer {

@@ -24,15 +24,17 @@ func (s *streamer) underPrior() (string, int32) {
 		return "", -1
 	}
 	d := len(s.prec)
-	prec, shift := make([]float32, d), make([]float32, d)
+	req, rep := &s.priorReq, &s.priorRep
+	req.Step, req.Terms = s.seq+1, growTo(req.Terms, 1)
+	ev := &req.Terms[0]
+	ev.Prec.SetMatrix(1, d, growTo(ev.Prec.Data, d))
+	ev.Shift.SetMatrix(1, d, growTo(ev.Shift.Data, d))
 	for j := range d {
-		prec[j], shift[j] = float32(max(s.prec[j]-1, 0)), float32(s.num[j])
+		ev.Prec.Data[j], ev.Shift.Data[j] = float32(max(s.prec[j]-1, 0)), float32(s.num[j])
 	}
-	req := &bus.PriorRequest{Step: s.seq + 1, Terms: []bus.Evidence{{Prec: bus.Matrix(1, d, prec), Shift: bus.Matrix(1, d, shift)}}}
-	var rep bus.PriorReply
 	ctx, cancel := context.WithTimeout(context.Background(), streamPriorWait)
 	defer cancel()
-	if err := s.ig.request(ctx, streamPriorWait, s.ig.subj.Prior(m), req, &rep, bus.Expect{Latent: d, Batch: 1, Terms: 1}); err != nil {
+	if err := s.ig.request(ctx, streamPriorWait, s.ig.subj.Prior(m), req, rep, bus.Expect{Latent: d, Batch: 1, Terms: 1}); err != nil {
 		s.mu.Lock()
 		s.stats.PlainPrior++
 		s.mu.Unlock()

@@ -112,12 +112,16 @@ var errFrozen = errors.New("this module takes part in the run frozen: its weight
 // errNoCheckpoint: the module keeps no checkpoint it could save or restore.
 var errNoCheckpoint = errors.New("this module keeps no checkpoint")
 
-func (r *runner) saver() (Saver, error) {
-	s, ok := r.m.(Saver)
+func (r *runner) saver() (Saver, error) { return saverOf(r.m, "modality", r.opts.Checkpoint) }
+
+// saverOf is m (a modality or a prior model, what) as the Saver of
+// checkpoint, or why it keeps none.
+func saverOf(m any, what, checkpoint string) (Saver, error) {
+	s, ok := m.(Saver)
 	switch {
 	case !ok:
-		return nil, fmt.Errorf("%w: its modality cannot save (it is no module.Saver)", errNoCheckpoint)
-	case r.opts.Checkpoint == "":
+		return nil, fmt.Errorf("%w: its %s cannot save (it is no module.Saver)", errNoCheckpoint, what)
+	case checkpoint == "":
 		return nil, fmt.Errorf("%w: start it with --checkpoint FILE or $SERKET_CHECKPOINT_DIR", errNoCheckpoint)
 	}
 	return s, nil

@@ -15,7 +15,6 @@ import (
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/internal/lograte"
-	"github.com/serket-go/serket/procenv"
 )
 
 // RunPrior connects m to the pipeline as the micro service serket-<name>
@@ -30,15 +29,9 @@ func RunPrior(ctx context.Context, m PriorModel, opts Options) error {
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	if opts.Pipeline == "" {
-		opts.Pipeline = os.Getenv(procenv.EnvPipeline)
-	}
-	subj, err := bus.NewSubjects(opts.Pipeline)
+	subj, err := opts.subjects()
 	if err != nil {
 		return err
-	}
-	if opts.Pipeline == "" {
-		opts.Pipeline = bus.DefaultPipeline
 	}
 	log := opts.Logger
 	if log == nil {
@@ -173,10 +166,14 @@ func (p *priorRunner) serve() (micro.Service, error) {
 		return nil, fmt.Errorf("module %s: register service %s: %w", p.spec.Name, name, err)
 	}
 	p.instance = svc.Info().ID
-	for _, e := range []endpoint{
-		{"prior", p.subj.Prior(p.spec.Name), p.handlePrior},
+	endpoints := []endpoint{
+		{"prior", p.subj.Prior(p.spec.Name), func(req micro.Request) { p.handlePrior(req, false) }},
 		{"train", p.subj.TrainStatus(p.spec.Name), func(req micro.Request) { req.RespondJSON(p.snapshot()) }},
-	} {
+	}
+	if p.opts.Train { // the subject it learns from: none unless it trains
+		endpoints = append(endpoints, endpoint{"learn", p.subj.PriorTrain(p.spec.Name), func(req micro.Request) { p.handlePrior(req, true) }})
+	}
+	for _, e := range endpoints {
 		if err := svc.AddEndpoint(e.name, micro.HandlerFunc(e.h), micro.WithEndpointSubject(e.subject)); err != nil {
 			svc.Stop()
 			return nil, fmt.Errorf("module %s: endpoint %s on %s: %w", p.spec.Name, e.name, e.subject, err)

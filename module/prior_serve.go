@@ -11,9 +11,10 @@ import (
 )
 
 // handlePrior answers one prior request. It learns only from a training
-// step of the session it is enrolled in, sent by the integrator; any
-// other request is answered from the model as it is.
-func (p *priorRunner) handlePrior(req micro.Request) {
+// step of the session it is enrolled in, sent by the integrator on the
+// training subject (training); any other request is answered from the
+// model as it is.
+func (p *priorRunner) handlePrior(req micro.Request, training bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stats.Requests++
@@ -23,7 +24,7 @@ func (p *priorRunner) handlePrior(req micro.Request) {
 		p.replyError(req, "400", err)
 		return
 	}
-	learn := p.learns(in)
+	learn := p.learns(in, training)
 	b := in.Terms[0].Prec.Rows()
 	q := PriorQuery{B: b, D: p.spec.Latent, Step: in.Step, Learn: learn}
 	p.ev, p.out = growTo(p.ev, len(in.Terms)), growTo(p.out, len(in.Terms))
@@ -53,14 +54,14 @@ func (p *priorRunner) handlePrior(req micro.Request) {
 
 // learns reports whether request in may change the model, counting a
 // training request it may not learn from as refused.
-func (p *priorRunner) learns(in *bus.PriorRequest) bool {
+func (p *priorRunner) learns(in *bus.PriorRequest, training bool) bool {
 	if !in.Train {
 		return false
 	}
 	var why string
 	switch {
-	case !p.opts.Train:
-		why = "this module does not train (start it with --train)"
+	case !training:
+		why = "it came on the inference subject, where anyone may ask (the integrator's training steps come on …train.prior.<module>)"
 	case p.session == "" || in.Run != p.session:
 		why = fmt.Sprintf("it is of session %s, and this module is enrolled in %s", orNone(in.Run), orNone(p.session))
 	case in.Sender != integratorName:
@@ -206,16 +207,7 @@ func (p *priorRunner) enrol(c *bus.Control) error {
 	return nil
 }
 
-func (p *priorRunner) saver() (Saver, error) {
-	s, ok := p.m.(Saver)
-	switch {
-	case !ok:
-		return nil, fmt.Errorf("%w: its prior model cannot save (it is no module.Saver)", errNoCheckpoint)
-	case p.opts.Checkpoint == "":
-		return nil, fmt.Errorf("%w: start it with --checkpoint FILE or $SERKET_CHECKPOINT_DIR", errNoCheckpoint)
-	}
-	return s, nil
-}
+func (p *priorRunner) saver() (Saver, error) { return saverOf(p.m, "prior model", p.opts.Checkpoint) }
 
 // growTo returns s with length n, keeping its storage when it is large
 // enough.

@@ -94,6 +94,19 @@ func Run(ctx context.Context, m Modality, opts Options) error {
 	return r.run(ctx)
 }
 
+// subjects resolves o's pipeline ($SERKET_PIPELINE, else the default)
+// and returns its subjects.
+func (o *Options) subjects() (bus.Subjects, error) {
+	if o.Pipeline == "" {
+		o.Pipeline = os.Getenv(procenv.EnvPipeline)
+	}
+	subj, err := bus.NewSubjects(o.Pipeline)
+	if o.Pipeline == "" {
+		o.Pipeline = bus.DefaultPipeline
+	}
+	return subj, err
+}
+
 type runner struct {
 	sendMu  sync.Mutex
 	sendBuf []byte // the training messages' encoding, reused step after step
@@ -202,15 +215,9 @@ func newRunner(m Modality, opts Options) (*runner, error) {
 		return nil, fmt.Errorf("module %s: a private latent of %d was asked for (--private), and its modality keeps %d (Spec().Private): it does not support one of that size",
 			spec.Name, opts.Private, spec.Private)
 	}
-	if opts.Pipeline == "" {
-		opts.Pipeline = os.Getenv(procenv.EnvPipeline)
-	}
-	subj, err := bus.NewSubjects(opts.Pipeline)
+	subj, err := opts.subjects()
 	if err != nil {
 		return nil, err
-	}
-	if opts.Pipeline == "" {
-		opts.Pipeline = bus.DefaultPipeline
 	}
 	if opts.StepTimeout <= 0 {
 		opts.StepTimeout = 30 * time.Second

@@ -63,7 +63,11 @@ func pipelineKeys(p *launch.Pipeline, dir string) ([]bus.User, map[string]string
 		return nil, nil, fmt.Errorf("--secure: key directory: %w", err)
 	}
 	var sensors []string
-	for _, m := range p.Modules {
+	modules := p.Modules
+	if p.Prior != nil { // a prior module is a module to the server: its own subjects, hearing only the integrator
+		modules = append(slices.Clone(modules), *p.Prior)
+	}
+	for _, m := range modules {
 		if slices.Contains([]string{clientIdentity, sensorIdentity, adminIdentity}, m.Name) {
 			return nil, nil, usagef("--secure: a module may not be named %q (an identity serket up makes keys for)", m.Name)
 		}
@@ -75,7 +79,7 @@ func pipelineKeys(p *launch.Pipeline, dir string) ([]bus.User, map[string]string
 		sensors []string
 	}
 	ids := []identity{{"integrator", bus.RoleIntegrator, nil}}
-	for _, m := range p.Modules {
+	for _, m := range modules {
 		ids = append(ids, identity{m.Name, bus.RoleModule, m.Sensors})
 	}
 	ids = append(ids, identity{clientIdentity, bus.RoleClient, nil}, identity{sensorIdentity, bus.RoleSensor, sensors}, identity{adminIdentity, bus.RoleAdmin, nil})

@@ -214,3 +214,32 @@ func TestKeysConfigForOwnServer(t *testing.T) {
 		t.Error("a client without a key got in")
 	}
 }
+
+// TestKeysOfAPriorModule: under --secure a pipeline's prior module gets a
+// key of its own with a module's permissions (it hears its training
+// subject), and no key but the integrator's may publish there.
+func TestKeysOfAPriorModule(t *testing.T) {
+	p, err := launch.Load(writeFile(t, "p.yaml", "modules: [{name: vision}]\nprior: {name: concept}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, files, err := pipelineKeys(p, filepath.Join(t.TempDir(), "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj, _ := bus.NewSubjects(p.Name)
+	perms := map[string]bus.Permissions{}
+	for _, u := range users {
+		perms[u.Name] = u.Permissions
+	}
+	if files["concept"] == "" || !slices.Contains(perms["concept"].Subscribe, subj.PriorTrain("concept")) {
+		t.Fatalf("the prior module's key %q, subscriptions %v: want a key that hears %s", files["concept"], perms["concept"].Subscribe, subj.PriorTrain("concept"))
+	}
+	for name, p := range perms {
+		allowed := slices.ContainsFunc(p.Publish, func(s string) bool { return s == ">" || strings.HasSuffix(s, ".train.prior.*") })
+		denied := slices.ContainsFunc(p.PublishDeny, func(s string) bool { return strings.HasSuffix(s, ".train.prior.*") })
+		if allowed && !denied && name != "integrator" {
+			t.Errorf("%s may publish on the prior module's training subject", name)
+		}
+	}
+}

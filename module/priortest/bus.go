@@ -38,6 +38,9 @@ type served struct {
 	ref     module.PriorModel
 	session string // the session and run it was enrolled in, if it was
 	run     string
+	// trainOnInference sends training requests to the inference subject,
+	// as a forger without the integrator's permissions would.
+	trainOnInference bool
 }
 
 // serve starts a nats-server and serves a fresh model on it until t ends,
@@ -115,13 +118,17 @@ func (w *served) ask(t testing.TB, in *bus.PriorRequest, sender string) (*bus.Pr
 	if err != nil {
 		t.Fatalf("priortest: marshalling its own request: %v", err)
 	}
-	msg := w.raw(t, data)
+	subject := w.subj.Prior(w.s.name)
+	if in.Train && !w.trainOnInference {
+		subject = w.subj.PriorTrain(w.s.name)
+	}
+	msg := w.raw(t, subject, data)
 	if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
 		return nil, &replyError{msg.Header.Get(micro.ErrorCodeHeader), desc}
 	}
 	var rep bus.PriorReply
 	e := bus.Expect{Latent: w.s.d, Batch: w.s.cfg.Batch, Terms: len(in.Terms)}
-	if err := bus.UnmarshalFrom(w.subj.Prior(w.s.name), msg.Data, &rep, e); err != nil {
+	if err := bus.UnmarshalFrom(subject, msg.Data, &rep, e); err != nil {
 		return nil, err
 	}
 	if rep.Step != in.Step || rep.Sender != w.s.name {
@@ -130,10 +137,11 @@ func (w *served) ask(t testing.TB, in *bus.PriorRequest, sender string) (*bus.Pr
 	return &rep, nil
 }
 
-// raw sends data to the prior endpoint and returns the answer.
-func (w *served) raw(t testing.TB, data []byte) *nats.Msg {
+// raw sends data to subject, one of the prior endpoints, and returns
+// the answer.
+func (w *served) raw(t testing.TB, subject string, data []byte) *nats.Msg {
 	t.Helper()
-	msg, err := w.nc.Request(w.subj.Prior(w.s.name), data, w.s.cfg.Timeout)
+	msg, err := w.nc.Request(subject, data, w.s.cfg.Timeout)
 	if err != nil {
 		t.Fatalf("a prior request to %s got no answer: %v", w.s.name, err)
 	}
@@ -287,12 +295,12 @@ func (s *suite) wireMalformed(t testing.TB) {
 	}
 	// The forgery itself must make a request the module takes: the ones
 	// above are refused for their fault, not for the way they were made.
-	if msg := w.raw(t, s.forge(t, ev, func(*bus.PriorRequest) {})); msg.Header.Get(micro.ErrorHeader) != "" {
+	if msg := w.raw(t, w.subj.Prior(w.s.name), s.forge(t, ev, func(*bus.PriorRequest) {})); msg.Header.Get(micro.ErrorHeader) != "" {
 		t.Fatalf("priortest: a sound request, encoded as the malformed ones are, was refused: %s", msg.Header.Get(micro.ErrorHeader))
 	}
 	before := w.counters(t)
 	for _, c := range cases {
-		if msg := w.raw(t, c.data); msg.Header.Get(micro.ErrorHeader) == "" {
+		if msg := w.raw(t, w.subj.Prior(w.s.name), c.data); msg.Header.Get(micro.ErrorHeader) == "" {
 			t.Errorf("a request with %s was answered without an error (%d bytes); want an error reply", c.what, len(msg.Data))
 		}
 	}
@@ -331,6 +339,8 @@ func (s *suite) wireForged(t testing.TB) {
 	saved = w.saveFile(t, 1)
 	forged("of another session than the module's", bus.Header{Run: bus.NewToken()}, integrator, 2)
 	forged("of the module's session, not from the integrator", bus.Header{Run: w.session}, "intruder", 3)
+	w.trainOnInference = true
+	forged("of the module's session, from the integrator, on the inference subject", bus.Header{Run: w.session}, integrator, 4)
 }
 
 // wireTraining: once enrolled, the module learns from every training

@@ -65,7 +65,9 @@
 //     micro error reply and count as rejected; the model still answers
 //     after them. ForgedTraining: a training request of a session the
 //     module was never enrolled in, then of another session than its own,
-//     then of its session but not from "integrator", is answered from the
+//     then of its session but not from "integrator", then of its session from
+//     "integrator" but on the inference subject (…prior.<m>: anyone may ask
+//     there; training comes on …train.prior.<m>), is answered from the
 //     model as it is: the "learned" counter of its status does not move,
 //     "refused" does, its answers stay a fresh model's and a Saver's
 //     checkpoint file stays the same. Training: once enrolled, every
