@@ -14,6 +14,7 @@
 #   bench/concepts.sh                     # the demo's budget: EPOCHS=3 LIMIT=10000, SEEDS="1 2"
 #   EPOCHS=5 SEEDS="1 2 3" bench/concepts.sh
 #   WARMUP=200 bench/concepts.sh          # the concept module's warm-up, in steps
+#   LIMIT=0 PRIVATE=8 bench/concepts.sh   # all 60,000 items; modules keep a private latent of 8
 #
 # Everything lands in OUT (default out/bench-concepts): each run's
 # checkpoints and metrics, results.jsonl and report.txt (the table, the
@@ -24,6 +25,7 @@ EPOCHS=${EPOCHS:-3}
 SEEDS=${SEEDS:-1 2}
 LIMIT=${LIMIT:-10000}
 WARMUP=${WARMUP:-100}
+PRIVATE=${PRIVATE:-0}
 PLAN=${PLAN:-cross}
 LAMBDA=${LAMBDA:-language=50,audio=0.2}
 OUT=${OUT:-out/bench-concepts}
@@ -32,18 +34,21 @@ export PATH="$PATH:/usr/local/go/bin"
 make -s build
 bin/serket data prepare >/dev/null
 mkdir -p "$OUT"
+limit=(--limit "$LIMIT") items=$LIMIT
+[ "$LIMIT" -gt 0 ] || { limit=(); items=60000; }
 log() { echo "== $(date +%H:%M:%S) $*" >&2; }
 
 # pipeline SEED writes the pipeline file of a seed's runs, its modules and
 # its concept module seeded by SEED, and prints its path.
 pipeline() {
-  local f="$OUT/pipeline-seed$1.yaml"
+  local f="$OUT/pipeline-seed$1.yaml" extra=""
+  [ "$PRIVATE" -gt 0 ] && extra=", --private, \"$PRIVATE\""
   cat > "$f" <<YAML
 modules:
-  - {name: vision, args: [--seed, "$1"]}
-  - {name: language, args: [--seed, "$1"]}
-  - {name: audio, args: [--seed, "$1"]}
-prior: {name: concept, args: [--seed, "$1", --warmup, "$WARMUP", --items, "$LIMIT"]}
+  - {name: vision, args: [--seed, "$1"$extra]}
+  - {name: language, args: [--seed, "$1"$extra]}
+  - {name: audio, args: [--seed, "$1"$extra]}
+prior: {name: concept, args: [--seed, "$1", --warmup, "$WARMUP", --items, "$items"]}
 YAML
   echo "$f"
 }
@@ -56,8 +61,8 @@ for seed in $SEEDS; do
     prior=(--prior concept)
     [ "$with" = plain ] && prior=(--prior "")
     rm -rf "$dir"
-    log "serket train ($with) --epochs $EPOCHS --limit $LIMIT --seed $seed → $dir"
-    bin/serket train "$f" "${prior[@]}" --plan "$PLAN" --lambda "$LAMBDA" --epochs "$EPOCHS" --limit "$LIMIT" \
+    log "serket train ($with) --epochs $EPOCHS --limit $LIMIT --private $PRIVATE --seed $seed → $dir"
+    bin/serket train "$f" "${prior[@]}" --plan "$PLAN" --lambda "$LAMBDA" --epochs "$EPOCHS" "${limit[@]}" \
       --seed "$seed" --checkpoint-dir "$dir" --log-level warn
     runs+=" $with-seed$seed=$dir"
   done
@@ -66,7 +71,7 @@ done
 log "measuring"
 {
   echo "serket bench concepts — $(date -u +%Y-%m-%d), $(git rev-parse --short HEAD)"
-  echo "settings: epochs $EPOCHS on the first $LIMIT training items, plan $PLAN, lambda $LAMBDA, batch 100, concept warm-up $WARMUP steps, seeds $SEEDS"
+  echo "settings: epochs $EPOCHS on the first $items training items, plan $PLAN, lambda $LAMBDA, batch 100, private latent $PRIVATE, concept warm-up $WARMUP steps, seeds $SEEDS"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   # The evaluator starts a run's concept module from its checkpoint when
