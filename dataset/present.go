@@ -17,12 +17,20 @@ func Present(id uint64, split, modality string, modalities []string, fraction fl
 	if k < 0 {
 		return false
 	}
+	if Paired(id, split, fraction, seed) {
+		return true
+	}
+	return hash3(seed, id, purposeSingle)%uint64(len(modalities)) == uint64(k)
+}
+
+// Paired reports whether item id of split has every modality under
+// partial pairing (Present): every test item, and a train item with
+// probability fraction. It needs no list of modalities, so a process that
+// has none (the integrator) knows which items are paired.
+func Paired(id uint64, split string, fraction float64, seed uint64) bool {
 	if split != Train || fraction >= 1 {
 		return true
 	}
 	// The top 53 bits as a uniform float in [0, 1).
-	if u := float64(hash3(seed, id, purposePaired)>>11) / (1 << 53); u < fraction {
-		return true
-	}
-	return hash3(seed, id, purposeSingle)%uint64(len(modalities)) == uint64(k)
+	return float64(hash3(seed, id, purposePaired)>>11)/(1<<53) < fraction
 }

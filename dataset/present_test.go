@@ -24,6 +24,9 @@ func TestPresent(t *testing.T) {
 					t.Fatalf("id %d %s: not deterministic", id, m)
 				}
 			}
+			if paired := dataset.Paired(id, dataset.Train, fraction, seed); paired != (k == 3) {
+				t.Fatalf("fraction %v: id %d has %d modalities, and Paired says %v", fraction, id, k, paired)
+			}
 			switch k {
 			case 3:
 				full++

@@ -6,24 +6,28 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 )
 
 // checkRowWeights fails unless every module of the run says it honours
-// row weights, when the run's aggregation weighs rows: a module that
-// ignored them would train on another objective, silently. A module not
-// discovered yet is waited for, over a few discovery polls.
+// row weights, when the run weighs rows (its aggregation, or
+// Pairing.SeenOnly): a module that ignored them would train on another
+// objective, silently. A module not discovered yet is waited for, over a
+// few discovery polls.
 func (r *run) checkRowWeights(ctx context.Context) error {
-	agg := r.cfg.Aggregation
-	if !agg.WeighsRows() {
+	why := "aggregation " + r.cfg.Aggregation.Name()
+	switch {
+	case r.cfg.Aggregation.WeighsRows():
+	case r.cfg.Pairing.SeenOnly:
+		why = "seen-only training"
+	default:
 		return nil
 	}
 	for polls := 0; ; polls++ {
-		missing, err := r.ig.withoutRowWeights(r.cfg.Modules, agg)
+		missing, err := r.ig.withoutRowWeights(r.cfg.Modules, why)
 		if err != nil || len(missing) == 0 || polls >= 5 {
 			if err == nil && len(missing) > 0 {
-				err = fmt.Errorf("integrator: aggregation %s: %s not discovered, so whether they honour row weights is not known", agg.Name(), strings.Join(missing, ", "))
+				err = fmt.Errorf("integrator: %s: %s not discovered, so whether they honour row weights is not known", why, strings.Join(missing, ", "))
 			}
 			return err
 		}
@@ -37,7 +41,7 @@ func (r *run) checkRowWeights(ctx context.Context) error {
 
 // withoutRowWeights returns the modules of names not discovered yet, or an
 // error naming one that is and does not honour row weights.
-func (ig *Integrator) withoutRowWeights(names []string, agg aggregate.Aggregation) ([]string, error) {
+func (ig *Integrator) withoutRowWeights(names []string, why string) ([]string, error) {
 	ig.mu.Lock()
 	defer ig.mu.Unlock()
 	var missing []string
@@ -48,8 +52,8 @@ func (ig *Integrator) withoutRowWeights(names []string, agg aggregate.Aggregatio
 			continue
 		}
 		if !slices.Contains(strings.Split(m.Training, ","), bus.TrainsRowWeights) {
-			return nil, fmt.Errorf("integrator: aggregation %s weighs rows, and module %s does not say it honours row weights (its service's %s is %q): built on an older module SDK?",
-				agg.Name(), name, bus.MetaTraining, m.Training)
+			return nil, fmt.Errorf("integrator: %s weighs rows, and module %s does not say it honours row weights (its service's %s is %q): built on an older module SDK?",
+				why, name, bus.MetaTraining, m.Training)
 		}
 	}
 	return missing, nil

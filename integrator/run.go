@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,6 +85,7 @@ type run struct {
 	rollbackStep uint64           // the checkpoint the last rollback returned to
 	limit        *lograte.Limiter // the integrator's: a line per kind per interval
 	gates        *gates           // a learned aggregation's, nil for another
+	order        []uint64         // the epoch's items in the order its steps take them
 }
 
 // modState is what the run knows of one module's process.
@@ -254,7 +254,8 @@ func (r *run) train(ctx context.Context) (*EpochStats, error) {
 // epoch runs the rest of the epoch the run is in, from its position.
 func (r *run) epoch(ctx context.Context) (*EpochStats, error) {
 	cfg, epoch := r.cfg, r.st.Epoch
-	perm := rand.New(rand.NewPCG(cfg.Seed, uint64(epoch))).Perm(len(cfg.IDs))
+	r.order = cfg.epochOrder(r.order, epoch)
+	order := r.order
 	r.es, r.elbos = &EpochStats{Epoch: epoch, LogLik: map[string]float64{}, Missed: map[string]int{}}, nil
 	if p := r.st.Partial; p != nil && p.Epoch == epoch {
 		// Resumed mid-epoch: go on summing where the checkpoint left off.
@@ -265,7 +266,7 @@ func (r *run) epoch(ctx context.Context) (*EpochStats, error) {
 	timesBefore := r.ig.moduleTimes(ctx, cfg.Modules)
 	start := time.Now()
 	stepsPerEpoch := (len(cfg.IDs) + cfg.Batch - 1) / cfg.Batch
-	for r.st.Position < len(perm) {
+	for r.st.Position < len(order) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -273,11 +274,8 @@ func (r *run) epoch(ctx context.Context) (*EpochStats, error) {
 			return nil, err
 		}
 		pos := r.st.Position
-		end := min(pos+cfg.Batch, len(perm))
-		ids := r.store.ids[:0]
-		for _, p := range perm[pos:end] {
-			ids = append(ids, cfg.IDs[p])
-		}
+		end := min(pos+cfg.Batch, len(order))
+		ids := append(r.store.ids[:0], order[pos:end]...)
 		r.store.ids = ids
 		r.st.Step++
 		ss, err := r.stepRetrying(ctx, ids)
@@ -293,14 +291,14 @@ func (r *run) epoch(ctx context.Context) (*EpochStats, error) {
 		}
 		r.st.Position = end
 		r.es.Seconds = spent + time.Since(start).Seconds()
-		if r.saveDue() && end < len(perm) {
+		if r.saveDue() && end < len(order) {
 			if err := r.commit(ctx); err != nil {
 				return nil, err
 			}
 		}
 	}
 	r.es.Seconds = spent + time.Since(start).Seconds()
-	return r.endEpoch(ctx, len(perm), ran, timesBefore)
+	return r.endEpoch(ctx, len(order), ran, timesBefore)
 }
 
 // stepRetrying runs the run's current step; a step no module answered is

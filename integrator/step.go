@@ -35,6 +35,10 @@ type StepMath struct {
 	// expert and KL reference of its product; nil: N(0, I) for every
 	// term. Only a Conditioned aggregation takes them.
 	Priors []poe.Prior
+	// SeenOnly weighs 0 every row of a term that none of its experts saw
+	// (Pairing.SeenOnly); RowWeights then carries the weights whatever
+	// the aggregation.
+	SeenOnly bool
 
 	terms    []bus.Term // Plan, each term once per stratum: what modules decode
 	strata   []int      // per term, its stratum (a mixture's: which component it is drawn from)
@@ -138,9 +142,21 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 			st.Prior = s.Priors[i]
 		}
 		s.fusion[i].Sample(s.z[i], s.w[i], s.eps[i], st, s.B, s.D)
+		if s.SeenOnly {
+			s.dropUnseen(i)
+		}
 		s.zt[i].SetMatrix(s.B, s.D, s.z[i])
 	}
 	return s.members, s.zt
+}
+
+// dropUnseen weighs 0 each row of term i that none of its experts saw.
+func (s *StepMath) dropUnseen(i int) {
+	for r := range s.w[i] {
+		if !slices.ContainsFunc(s.experts[i], func(e poe.Expert) bool { return present(e.Present, r) }) {
+			s.w[i][r] = 0
+		}
+	}
 }
 
 // take makes posts the step's posteriors: the members are the posters,
@@ -202,10 +218,10 @@ func (s *StepMath) growFusion(n int) {
 }
 
 // RowWeights are the latents' row weights as bus.Latent.W carries them,
-// or nil if the aggregation weighs no rows. They are s's storage, valid
-// until the next step's Latents.
+// or nil if neither the aggregation nor SeenOnly weighs rows. They are s's
+// storage, valid until the next step's Latents.
 func (s *StepMath) RowWeights() []bus.Tensor {
-	if !s.Agg.WeighsRows() {
+	if !s.Agg.WeighsRows() && !s.SeenOnly {
 		return nil
 	}
 	s.wt = growTo(s.wt, len(s.terms))

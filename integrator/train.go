@@ -50,6 +50,10 @@ type TrainConfig struct {
 	// with the modules. It needs a Conditioned aggregation (poe, gpoe).
 	Prior string
 
+	// Pairing is how batches mix paired and unpaired items, and whether
+	// a term scores items its subset did not see (zero: plain).
+	Pairing Pairing
+
 	Lambda map[string]float32 // per-module weight of the log-likelihood; default 1
 	// KL annealing: β rises linearly from KLFrom to KLTo over AnnealSteps
 	// steps, then stays; AnnealSteps 0 means β = KLTo throughout.
@@ -278,6 +282,9 @@ func (c *TrainConfig) defaults() error {
 	if err := c.checkPrior(); err != nil {
 		return err
 	}
+	if err := c.Pairing.check(); err != nil {
+		return err
+	}
 	for _, m := range c.Frozen {
 		if !slices.Contains(c.Modules, m) && m != c.Prior {
 			return fmt.Errorf("integrator: frozen module %s is not one of the run's modules (%s)", m, strings.Join(c.Modules, ", "))
@@ -316,7 +323,7 @@ func (c *TrainConfig) fingerprint() string {
 	if c.Prior != "" {
 		fp += " prior=" + c.Prior
 	}
-	return fp
+	return fp + c.Pairing.fingerprint()
 }
 
 func (c *TrainConfig) beta(step uint64) float32 {

@@ -36,7 +36,8 @@ func (r *run) step(ctx context.Context, step uint64, ids []uint64, eval bool) (*
 		st.pcg.Seed(cfg.Seed^0x91a2, step)
 		st.plan = cfg.Plan(st.plan, cfg.Modules, st.rng)
 		st.coordinated = cfg.coordinate(st.coordinated, st.plan)
-		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: st.coordinated, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1), Agg: cfg.Aggregation})
+		sm.Reset(StepMath{Step: step, Seed: cfg.Seed, B: b, D: d, Plan: st.coordinated, Lambda: cfg.Lambda, Beta: cfg.beta(step - 1), Agg: cfg.Aggregation,
+			SeenOnly: cfg.Pairing.SeenOnly})
 	}
 	plan := sm.Terms()
 	if len(plan) > bus.MaxTerms {

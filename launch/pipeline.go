@@ -135,6 +135,11 @@ type TrainSettings struct {
 	// LR is every module's Adam learning rate, unless its args say otherwise.
 	LR          *float64 `yaml:"lr,omitempty"`
 	PairingSeed uint64   `yaml:"pairing_seed,omitempty"`
+	// PairedShare is the share of every batch drawn from the paired
+	// items (0: batches drawn uniformly); SeenOnly has a term score no
+	// item its subset did not see (integrator.Pairing).
+	PairedShare *float64 `yaml:"paired_share,omitempty"`
+	SeenOnly    *bool    `yaml:"seen_only,omitempty"`
 }
 
 // NATSConfig is the "nats" section of a pipeline file.
@@ -619,6 +624,9 @@ func (v *validator) train(t *TrainSettings, latent int, modules map[string]int) 
 	}
 	if f := t.PairedFraction; f != nil && !(*f > 0 && *f <= 1) {
 		v.add("train.paired_fraction", "%v: want a fraction in (0, 1]", *f)
+	}
+	if f := t.PairedShare; f != nil && !(*f >= 0 && *f < 1) {
+		v.add("train.paired_share", "%v: want a share in [0, 1)", *f)
 	}
 }
 

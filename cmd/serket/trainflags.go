@@ -50,6 +50,8 @@ type trainFlags struct {
 	moduleWait time.Duration
 	paired     float64
 	pairSeed   uint64
+	share      float64
+	seenOnly   bool
 	lr         float64
 }
 
@@ -80,6 +82,8 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.Float64Var(&f.lr, "lr", 0, "every module's Adam learning rate, unless its args set one (0: the modules' default, 1e-3)")
 	fl.Float64Var(&f.paired, "paired-fraction", 1, "fraction of training items with every modality, the rest with one each (passed to the modules)")
 	fl.Uint64Var(&f.pairSeed, "pairing-seed", 1, "seed of the partial-pairing mask (passed to the modules)")
+	fl.Float64Var(&f.share, "paired-share", 0, "with --paired-fraction below 1: the share of every batch drawn from the paired items, which are revisited to fill it (0: batches drawn uniformly from all items)")
+	fl.BoolVar(&f.seenOnly, "seen-only", false, "a term scores no module on an item none of its subset's modules observed (MVAE's objective for unpaired items), instead of decoding a draw from the prior")
 	fl.DurationVar(&f.moduleWait, "module-wait", 2*time.Minute, "how long to wait for the modules to come up, and for a module that is gone mid-run to come back before the run stops")
 }
 
@@ -123,6 +127,8 @@ func (f *trainFlags) fromFile(p *launch.Pipeline, cmd *cobra.Command) {
 	set("paired-fraction", t.PairedFraction != nil, func() { f.paired = *t.PairedFraction })
 	set("lr", t.LR != nil, func() { f.lr = *t.LR })
 	set("pairing-seed", t.PairingSeed > 0, func() { f.pairSeed = t.PairingSeed })
+	set("paired-share", t.PairedShare != nil, func() { f.share = *t.PairedShare })
+	set("seen-only", t.SeenOnly != nil, func() { f.seenOnly = *t.SeenOnly })
 }
 
 // mergeLambda weighs each module by the command line's --lambda (or, not
@@ -163,6 +169,9 @@ func (f *trainFlags) check() (checked, error) {
 	}
 	if !(f.paired > 0 && f.paired <= 1) {
 		return st, usagef("--paired-fraction %v: want a fraction in (0, 1]", f.paired)
+	}
+	if !(f.share >= 0 && f.share < 1) {
+		return st, usagef("--paired-share %v: want a share in [0, 1)", f.share)
 	}
 	if terms := 1 + len(f.modules) + f.subsets; f.subsets < 0 || terms > bus.MaxTerms {
 		return st, usagef("--subsets %d: a step of %d modules would have %d terms, at most %d", f.subsets, len(f.modules), terms, bus.MaxTerms)
@@ -236,6 +245,7 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 	}
 	cfg.Modules, cfg.Epochs, cfg.Batch, cfg.Seed, cfg.Plan, cfg.Lambda = f.modules, f.epochs, f.batch, f.seed, st.plan, st.lambda
 	cfg.KLFrom, cfg.KLTo = f.klFrom, f.klTo
+	cfg.Pairing = f.pairing()
 	// A product keeps the prior as an expert, so its latent stays bounded
 	// while the KL weight is small; a mixture of the experts alone has
 	// only the KL term holding them near the prior, and annealed from 0
@@ -272,6 +282,19 @@ func (f *trainFlags) config() (integrator.TrainConfig, io.Closer, error) {
 		cfg.Metrics, closer = mf, mf
 	}
 	return cfg, closer, nil
+}
+
+// pairing is the run's integrator.Pairing: which items are paired is the
+// mask the modules draw (dataset.Paired), known here from --paired-fraction
+// and --pairing-seed alone.
+func (f *trainFlags) pairing() integrator.Pairing {
+	p := integrator.Pairing{SeenOnly: f.seenOnly}
+	if f.paired < 1 {
+		fraction, seed := f.paired, f.pairSeed
+		p.Share = f.share
+		p.Paired = func(id uint64) bool { return dataset.Paired(id, dataset.Train, fraction, seed) }
+	}
+	return p
 }
 
 // resumable says why dir holds no run to resume, if it does not.
