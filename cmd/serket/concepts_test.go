@@ -10,6 +10,25 @@ import (
 	"time"
 )
 
+// trainAndEval trains pipeline on data with the plan cross for three
+// epochs, as processes, with the train flags given, then evaluates the run
+// on 1,000 test items and decodes its eval.json into res.
+func trainAndEval(t *testing.T, ctx context.Context, pipeline, data string, res any, train ...string) {
+	t.Helper()
+	ckpt, rep := filepath.Join(t.TempDir(), "run"), filepath.Join(t.TempDir(), "report")
+	train = append([]string{"train", pipeline, "--data", data, "--plan", "cross", "--epochs", "3", "--checkpoint-dir", ckpt, "--eval-items", "0"}, train...)
+	eval := []string{"eval", "-f", pipeline, "--checkpoint", ckpt, "--data", data, "--out", rep, "--items", "1000",
+		"--prior-samples", "100", "--iwae-items", "10", "--iwae-k", "2", "--probe-train", "200"}
+	for _, args := range [][]string{train, eval} {
+		if out, err := exec.CommandContext(ctx, serketBin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("serket %v: %v\n%s", args, err, out)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(rep, "eval.json")); err != nil || json.Unmarshal(b, res) != nil {
+		t.Fatalf("eval.json: %v", err)
+	}
+}
+
 // TestConceptPriorClustersTheLatent trains the demo's pipeline (plan
 // cross, three epochs of 10,000 real items) with and without the concept
 // module, as processes, and measures both: under the concept prior the
@@ -23,34 +42,18 @@ func TestConceptPriorClustersTheLatent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	data := tenThousand(t, ctx)
-	run := func(args ...string) string {
-		t.Helper()
-		out, err := exec.CommandContext(ctx, serketBin, args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("serket %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
 	pipeline := writeFile(t, "concept.yaml", `
 modules: [{name: vision}, {name: language}, {name: audio}]
 prior: {name: concept, args: [--warmup, "100", --items, "10000"]}
 `)
 	measure := func(prior string) (kmeans float64, used int) {
-		ckpt := filepath.Join(t.TempDir(), "run")
-		run("train", pipeline, "--prior", prior, "--data", data, "--plan", "cross", "--lambda", "language=50,audio=0.2",
-			"--epochs", "3", "--checkpoint-dir", ckpt, "--eval-items", "0")
-		rep := filepath.Join(t.TempDir(), "report")
-		run("eval", "-f", pipeline, "--checkpoint", ckpt, "--data", data, "--out", rep, "--items", "1000", "--prior-samples", "100",
-			"--iwae-items", "10", "--iwae-k", "2", "--probe-train", "200")
 		var res struct {
 			KMeans   float64 `json:"kmeans_accuracy"`
 			Concepts *struct {
 				Used int `json:"used"`
 			} `json:"concepts"`
 		}
-		if b, err := os.ReadFile(filepath.Join(rep, "eval.json")); err != nil || json.Unmarshal(b, &res) != nil {
-			t.Fatalf("eval.json: %v", err)
-		}
+		trainAndEval(t, ctx, pipeline, data, &res, "--prior", prior, "--lambda", "language=50,audio=0.2")
 		if (res.Concepts != nil) != (prior != "") {
 			t.Fatalf("a run with prior module %q measured with concepts %v", prior, res.Concepts)
 		}
