@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 TAGS     ?= $(shell pkg-config --exists openblas 2>/dev/null && echo openblas)
 GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 
-.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-speed bench-perf data clean
+.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-pairing bench-speed bench-perf data clean
 
 all: build
 
@@ -73,6 +73,13 @@ bench-coordinated:
 # by side (about 10 min on 2 cores; not part of the tests).
 bench-concepts:
 	bench/concepts.sh
+
+# Learning from mostly unpaired data: each pairing method (plain, seen,
+# share, both) at each paired fraction (default 1 0.1 0.01 0.001), over
+# SEEDS (default "1 2"); about 7 minutes a run on 2 cores, not part of the
+# tests.
+bench-pairing:
+	bench/pairing.sh
 
 # Training throughput: serket (OpenBLAS, pure Go) against the PyTorch
 # reference, in one run (needs python3-torch; not part of the tests).
