@@ -507,6 +507,8 @@ train:
   checkpoint_every: 0
   checkpoint_interval: 90s
   paired_fraction: 0.1
+  paired_share: 0.25
+  seen_only: true
   lr: 0.003
 `
 	p, err := launch.Parse([]byte(good), "p.yaml")
@@ -517,7 +519,8 @@ train:
 	if tr == nil || tr.Epochs != 5 || tr.Batch != 64 || tr.Plan != "cross" || tr.Lambda["language"] != 50 ||
 		*tr.KLAnneal != 2 || time.Duration(tr.StepDeadline) != 10*time.Second || tr.CheckpointEvery == nil || *tr.CheckpointEvery != 0 ||
 		tr.CheckpointInterval == nil || time.Duration(*tr.CheckpointInterval) != 90*time.Second ||
-		tr.PairedFraction == nil || *tr.PairedFraction != 0.1 || tr.LR == nil || *tr.LR != 0.003 {
+		tr.PairedFraction == nil || *tr.PairedFraction != 0.1 || tr.LR == nil || *tr.LR != 0.003 ||
+		tr.PairedShare == nil || *tr.PairedShare != 0.25 || tr.SeenOnly == nil || !*tr.SeenOnly {
 		t.Fatalf("train section %+v", tr)
 	}
 	for _, tt := range []struct{ name, section, field string }{
@@ -530,6 +533,8 @@ train:
 		{"no pairing", "paired_fraction: 0", "train.paired_fraction"},
 		{"zero learning rate", "lr: 0", "train.lr"},
 		{"pairing above 1", "paired_fraction: 1.5", "train.paired_fraction"},
+		{"paired share of all", "paired_share: 1", "train.paired_share"},
+		{"negative paired share", "paired_share: -0.5", "train.paired_share"},
 		{"unknown field", "learning_rate: 0.1", "learning_rate"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
