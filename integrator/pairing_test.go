@@ -50,11 +50,10 @@ func TestEpochOrderTakesThePairedShare(t *testing.T) {
 		seen[id]++
 	}
 	for id, n := range seen {
-		if want := 1; id%100 == 7 {
-			if n != 30 {
-				t.Errorf("paired item %d taken %d times, want 30 (300 paired places, 10 paired items)", id, n)
-			}
-		} else if n != want {
+		if id%100 == 7 && n != 30 {
+			t.Errorf("paired item %d taken %d times, want 30 (300 paired places, 10 paired items)", id, n)
+		}
+		if id%100 != 7 && n != 1 {
 			t.Errorf("unpaired item %d taken %d times, want at most once", id, n)
 		}
 	}
@@ -113,6 +112,13 @@ func TestSeenOnlyWeighsUnseenRowsZero(t *testing.T) {
 				t.Errorf("term %v row %d: weight %v, want %v (seen %v)", term.Subset, r, got, want, seen)
 			}
 		}
+	}
+	if n := testing.AllocsPerRun(10, func() {
+		s.Reset(StepMath{Step: 1, Seed: 5, B: b, D: d, Plan: c.plan, Lambda: c.lambda, Beta: 1, SeenOnly: true})
+		s.Latents(c.posts)
+		s.RowWeights()
+	}); n != 0 {
+		t.Errorf("a reused seen-only step allocates %v times, want 0", n)
 	}
 	// The statistics: a target's log-likelihood is the mean over the rows
 	// the term saw and the target has.

@@ -153,7 +153,11 @@ func (s *StepMath) Latents(posts map[string]*bus.Posterior) (members []string, z
 // dropUnseen weighs 0 each row of term i that none of its experts saw.
 func (s *StepMath) dropUnseen(i int) {
 	for r := range s.w[i] {
-		if !slices.ContainsFunc(s.experts[i], func(e poe.Expert) bool { return present(e.Present, r) }) {
+		seen := false
+		for _, e := range s.experts[i] {
+			seen = seen || present(e.Present, r)
+		}
+		if !seen {
 			s.w[i][r] = 0
 		}
 	}
