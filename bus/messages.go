@@ -162,7 +162,9 @@ type Latent struct {
 	// W weighs the rows of each term's objective (B entries, 0 to 1), for
 	// objectives whose terms count rows differently: a mixture's strata
 	// weigh 1/M in a row of M experts and 0 where the term's own expert is
-	// absent. A module multiplies its rows' weights by them (Decode's w).
+	// absent; a seen-only run (integrator.Pairing) weighs 0 the rows none
+	// of a term's experts saw. A module multiplies its rows' weights by
+	// them (Decode's w).
 	// Empty: every row of every term weighs 1; an empty entry: that term's.
 	W []Tensor `msgpack:"w,omitempty"`
 }
