@@ -34,9 +34,6 @@ type Pairing struct {
 	SeenOnly bool
 }
 
-// active reports whether p changes anything of a run.
-func (p Pairing) active() bool { return p.Share > 0 || p.SeenOnly }
-
 func (p Pairing) check() error {
 	if !(p.Share >= 0 && p.Share < 1) {
 		return fmt.Errorf("integrator: paired share %v: want a share in [0, 1)", p.Share)
