@@ -18,12 +18,14 @@ type Pairing struct {
 	// without seeing any module's data. nil: not known (Share is then
 	// refused).
 	Paired func(id uint64) bool
-	// Share is the share of every batch drawn from the paired items, in
-	// [0, 1): round(Share·Batch) of them, at least one, cycling through
-	// permutations of the paired items, the rest of the batch through
-	// permutations of the others. An epoch keeps its number of steps
-	// (its items ÷ Batch), so the budget is the same as without it. 0:
-	// batches drawn uniformly from every item.
+	// Share is the least share of every batch drawn from the paired
+	// items, in [0, 1): round(Share·Batch) of them, at least one, cycling
+	// through permutations of the paired items, the rest of the batch
+	// through permutations of the others. An epoch keeps its number of
+	// steps (its items ÷ Batch), so the budget is the same as without
+	// it. When the paired items are already at least Share of all items,
+	// a uniform draw gives batches that share on average, and they are
+	// drawn uniformly, as with 0.
 	Share float64
 	// SeenOnly weighs 0 each row of a term that none of its subset's
 	// experts saw. Such a row's latent is a draw from the prior alone,
@@ -59,9 +61,9 @@ func (p Pairing) fingerprint() string {
 
 // epochOrder returns the items of an epoch in the order its steps take
 // them, in dst's storage: a permutation of the run's items seeded by the
-// run's seed and the epoch, or, with a paired share (and both paired and
-// unpaired items), batches that each take their share from the paired
-// items and the rest from the others.
+// run's seed and the epoch, or, with a paired share above the paired
+// items' own (and both paired and unpaired items), batches that each take
+// their share from the paired items and the rest from the others.
 func (c *TrainConfig) epochOrder(dst []uint64, epoch int) []uint64 {
 	dst = dst[:0]
 	rng := rand.New(rand.NewPCG(c.Seed, uint64(epoch)))
@@ -75,7 +77,7 @@ func (c *TrainConfig) epochOrder(dst []uint64, epoch int) []uint64 {
 			}
 		}
 	}
-	if len(paired) == 0 || len(other) == 0 {
+	if len(paired) == 0 || len(other) == 0 || float64(len(paired)) >= c.Pairing.Share*float64(len(c.IDs)) {
 		for _, p := range rng.Perm(len(c.IDs)) {
 			dst = append(dst, c.IDs[p])
 		}

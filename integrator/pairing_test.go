@@ -11,14 +11,15 @@ import (
 )
 
 // TestEpochOrderWithoutAShareIsThePermutation: a run without a paired
-// share takes its items in the permutation it always did, so its
-// checkpoints' positions mean what they meant.
+// share, or whose paired items are already that share of all, takes its
+// items in the permutation it always did, so its checkpoints' positions
+// mean what they meant.
 func TestEpochOrderWithoutAShareIsThePermutation(t *testing.T) {
 	ids := make([]uint64, 500)
 	for i := range ids {
 		ids[i] = uint64(1000 + 3*i)
 	}
-	for _, p := range []Pairing{{}, {SeenOnly: true}, {Share: 0.5, Paired: func(uint64) bool { return true }}} {
+	for _, p := range []Pairing{{}, {SeenOnly: true}, {Share: 0.5, Paired: func(uint64) bool { return true }}, {Share: 0.2, Paired: func(id uint64) bool { return id%2 == 0 }}} {
 		c := TrainConfig{IDs: ids, Batch: 10, Seed: 4, Pairing: p}
 		got := c.epochOrder(nil, 2)
 		for i, k := range rand.New(rand.NewPCG(4, 2)).Perm(len(ids)) {

@@ -8,10 +8,10 @@ import (
 
 // TestPairedShareLearnsAcrossModalitiesFromFewPairs: with 2% of the items
 // paired, three epochs of the modules as processes tie the modalities
-// together when every batch takes half its items from the pairs
-// (--paired-share 0.5), and do not when batches are drawn uniformly, in
-// the same steps: the mean coherence of one modality generating another
-// (six directions; chance is 0.1).
+// together when a fifth of every batch comes from the pairs (the default,
+// --paired-share 0.2), and do not when batches are drawn uniformly
+// (--paired-share 0), in the same steps: the mean coherence of one
+// modality generating another (six directions; chance is 0.1).
 func TestPairedShareLearnsAcrossModalitiesFromFewPairs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains two runs of three epochs")
@@ -46,11 +46,12 @@ func TestPairedShareLearnsAcrossModalitiesFromFewPairs(t *testing.T) {
 		}
 		return sum / float64(n)
 	}
-	uniform := measure()
-	shared := measure("--paired-share", "0.5")
-	t.Logf("2%% paired, one modality generating another (mean of 6): %.3f with half of every batch paired, %.3f with batches drawn uniformly", shared, uniform)
-	// Measured (OpenBLAS, seed 1): 0.476 against 0.112.
-	if shared < 0.3 || shared < uniform+0.2 {
-		t.Errorf("one modality generating another: %.3f with --paired-share 0.5, %.3f without: want at least 0.3, and 0.2 above", shared, uniform)
+	uniform := measure("--paired-share", "0")
+	shared := measure()
+	t.Logf("2%% paired, one modality generating another (mean of 6): %.3f with a fifth of every batch paired, %.3f with batches drawn uniformly", shared, uniform)
+	// Measured (OpenBLAS, seed 1): 0.362 against 0.112; a half of every
+	// batch paired gave 0.476.
+	if shared < 0.25 || shared < uniform+0.15 {
+		t.Errorf("one modality generating another: %.3f with --paired-share 0.2, %.3f with 0: want at least 0.25, and 0.15 above", shared, uniform)
 	}
 }

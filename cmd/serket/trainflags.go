@@ -82,7 +82,7 @@ func (f *trainFlags) register(cmd *cobra.Command) {
 	fl.Float64Var(&f.lr, "lr", 0, "every module's Adam learning rate, unless its args set one (0: the modules' default, 1e-3)")
 	fl.Float64Var(&f.paired, "paired-fraction", 1, "fraction of training items with every modality, the rest with one each (passed to the modules)")
 	fl.Uint64Var(&f.pairSeed, "pairing-seed", 1, "seed of the partial-pairing mask (passed to the modules)")
-	fl.Float64Var(&f.share, "paired-share", 0, "with --paired-fraction below 1: the share of every batch drawn from the paired items, which are revisited to fill it (0: batches drawn uniformly from all items)")
+	fl.Float64Var(&f.share, "paired-share", 0.2, "the least share of every batch drawn from the paired items, which are revisited to fill it, when --paired-fraction is below it (0: batches always drawn uniformly from all items)")
 	fl.BoolVar(&f.seenOnly, "seen-only", false, "a term scores no module on an item none of its subset's modules observed (MVAE's objective for unpaired items), instead of decoding a draw from the prior")
 	fl.DurationVar(&f.moduleWait, "module-wait", 2*time.Minute, "how long to wait for the modules to come up, and for a module that is gone mid-run to come back before the run stops")
 }
