@@ -117,7 +117,7 @@ func (r *runner) saver() (Saver, error) { return saverOf(r.m, "modality", r.opts
 // saverOf is m (a modality or a prior model, what) as the Saver of
 // checkpoint, or why it keeps none.
 func saverOf(m any, what, checkpoint string) (Saver, error) {
-	s, ok := m.(Saver)
+	s, ok := As[Saver](m)
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%w: its %s cannot save (it is no module.Saver)", errNoCheckpoint, what)

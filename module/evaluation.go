@@ -24,7 +24,7 @@ func (r *runner) notHere(req micro.Request, what, iface string) {
 // items loads the module's own items by sample id for an evaluation
 // request; err says why it cannot.
 func (r *runner) items(ids []uint64) (Batch, []bool, error) {
-	ld, ok := r.m.(Loader)
+	ld, ok := As[Loader](r.m)
 	if !ok {
 		return nil, nil, fmt.Errorf("module %s has no items of its own (it does not implement module.Loader)", r.spec.Name)
 	}
@@ -44,7 +44,7 @@ func (r *runner) handleFeatures(req micro.Request) {
 		r.replyError(req, "400", err)
 		return
 	}
-	f, ok := r.m.(Featurer)
+	f, ok := As[Featurer](r.m)
 	if !ok {
 		r.notHere(req, "show features", "Featurer")
 		return
@@ -125,7 +125,7 @@ func (r *runner) logLik(z []float32, x Batch, ll []float32) error {
 	if err != nil {
 		return fmt.Errorf("module %s: score: %w", r.spec.Name, err)
 	}
-	if s, ok := r.m.(Scorer); ok {
+	if s, ok := As[Scorer](r.m); ok {
 		if err := s.LogLik(z, x, ll); err != nil {
 			return fmt.Errorf("module %s: score: %w", r.spec.Name, err)
 		}
@@ -137,7 +137,7 @@ func (r *runner) logLik(z []float32, x Batch, ll []float32) error {
 		w[i] = 1
 	}
 	err = r.m.Decode(z, x, w, ll, make([]float32, len(z)))
-	if l, ok := r.m.(Learner); ok {
+	if l, ok := As[Learner](r.m); ok {
 		l.Discard()
 	}
 	if err != nil {

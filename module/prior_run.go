@@ -84,7 +84,7 @@ type priorStats struct {
 }
 
 func (p *priorRunner) run(ctx context.Context) error {
-	if s, ok := p.m.(Saver); ok && p.opts.Checkpoint != "" {
+	if s, ok := As[Saver](p.m); ok && p.opts.Checkpoint != "" {
 		var (
 			l        Label
 			restored bool

@@ -244,7 +244,7 @@ func newRunner(m Modality, opts Options) (*runner, error) {
 }
 
 func (r *runner) run(ctx context.Context) error {
-	if s, ok := r.m.(Saver); ok && r.opts.Checkpoint != "" {
+	if s, ok := As[Saver](r.m); ok && r.opts.Checkpoint != "" {
 		l, restored, err := restore(s, r.opts.Checkpoint, r.log)
 		if err != nil {
 			return fmt.Errorf("module %s: %w", r.spec.Name, err)
@@ -315,10 +315,10 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	// Evaluation's endpoints, for what the modality can do: a client sees
 	// from the service's INFO which it has.
-	if _, ok := r.m.(Featurer); ok {
+	if _, ok := As[Featurer](r.m); ok {
 		endpoints = append(endpoints, endpoint{"features", r.subj.Features(r.spec.Name), r.handleFeatures})
 	}
-	if _, ok := r.m.(Loader); ok {
+	if _, ok := As[Loader](r.m); ok {
 		endpoints = append(endpoints, endpoint{"score", r.subj.Score(r.spec.Name), r.handleScore})
 	}
 	training := r.trains()
@@ -373,8 +373,8 @@ type endpoint struct {
 // trains reports whether the module takes part in training: it was asked
 // to (Options.Train) and can (a Learner with its own data, a Loader).
 func (r *runner) trains() bool {
-	_, learner := r.m.(Learner)
-	_, loader := r.m.(Loader)
+	_, learner := As[Learner](r.m)
+	_, loader := As[Loader](r.m)
 	return r.opts.Train && learner && loader
 }
 
@@ -509,7 +509,7 @@ func (r *runner) handleEncode(req micro.Request) {
 		r.replyError(req, "400", err)
 		return
 	}
-	p, parser := r.m.(Parser)
+	p, parser := As[Parser](r.m)
 	if !parser && len(in.Observations) > 0 {
 		r.notHere(req, "parse raw input", "Parser")
 		return
@@ -555,7 +555,7 @@ func (r *runner) handleDecode(req micro.Request) {
 		r.replyError(req, "400", err)
 		return
 	}
-	rd, ok := r.m.(Renderer)
+	rd, ok := As[Renderer](r.m)
 	if !ok {
 		r.replyError(req, "501", fmt.Errorf("module %s cannot render outputs (it does not implement module.Renderer)", r.spec.Name))
 		return

@@ -45,7 +45,7 @@ func (r *runner) startStreaming(ctx context.Context) (stop func(), err error) {
 		wg.Wait()
 	}
 	if len(r.opts.Sensors) > 0 {
-		p, ok := r.m.(Parser)
+		p, ok := As[Parser](r.m)
 		if !ok {
 			stop()
 			return nil, errors.New("streaming from sensors needs a modality that parses raw input (module.Parser)")
@@ -116,7 +116,7 @@ func (r *runner) startStreaming(ctx context.Context) (stop func(), err error) {
 		}()
 	}
 	if r.opts.SayBeliefs {
-		rd, ok := r.m.(Renderer)
+		rd, ok := As[Renderer](r.m)
 		if !ok {
 			stop()
 			return nil, errors.New("saying beliefs needs a modality that renders (module.Renderer)")

@@ -441,7 +441,7 @@ func (r *runner) abandon() {
 	if !r.active {
 		return
 	}
-	if l, ok := r.m.(Learner); ok {
+	if l, ok := As[Learner](r.m); ok {
 		l.Discard()
 	}
 	r.counters(func(c *trainStats) { c.Abandoned++ })
