@@ -169,6 +169,12 @@ type Process struct {
 	Command []string `yaml:"command,omitempty"`
 	// Args are appended after Command.
 	Args []string `yaml:"args,omitempty"`
+	// Exec, for a module in another language, is its program and the
+	// program's arguments: the module runs as `serket module exec ARGS
+	// -- EXEC…` (docs/foreign.md), in place of a Command, and the program
+	// in the pipeline file's directory, so that relative paths in it are
+	// taken from there as every path of the file is.
+	Exec []string `yaml:"exec,omitempty"`
 	// Env holds extra environment variables, added after the inherited ones.
 	Env map[string]string `yaml:"env,omitempty"`
 	// Dir is the working directory, relative to the pipeline's Base; empty
@@ -420,6 +426,9 @@ func (p *Pipeline) applyDefaults() {
 }
 
 func (pr *Process) applyDefaults(command []string, policy Policy, startup Duration) {
+	if len(pr.Command) == 0 && len(pr.Exec) > 0 {
+		command = execCommand
+	}
 	if len(pr.Command) == 0 {
 		pr.Command = command
 	}
@@ -470,6 +479,7 @@ func (p *Pipeline) validate(source string) error {
 			v.add("integrator.name", "must be empty or %q, got %q", integratorName, p.Integrator.Name)
 		}
 		v.process("integrator", p.Integrator)
+		v.noExec("integrator", p.Integrator)
 	}
 	switch n := len(p.Modules); {
 	case n == 0:
@@ -506,6 +516,7 @@ func (p *Pipeline) validate(source string) error {
 			v.add("prior.name", "%q is the integrator's or a module's name", m.Name)
 		}
 		v.process("prior", m)
+		v.noExec("prior", m)
 	}
 	if f := p.Fusion; f != nil {
 		for _, d := range []struct {
@@ -649,6 +660,17 @@ func (v *validator) process(path string, pr *Process) {
 	for i, a := range pr.Command {
 		total += v.arg(fmt.Sprintf("%s.command[%d]", path, i), a)
 	}
+	if len(pr.Exec) > 0 {
+		if !slices.Equal(pr.Command, execCommand) {
+			v.add(path+".exec", "runs the program under serket module exec: give command or exec, not both")
+		}
+		if pr.Exec[0] == "" {
+			v.add(path+".exec[0]", "the program must not be empty")
+		}
+		for i, a := range pr.Exec {
+			total += v.arg(fmt.Sprintf("%s.exec[%d]", path, i), a)
+		}
+	}
 	for i, a := range pr.Args {
 		total += v.arg(fmt.Sprintf("%s.args[%d]", path, i), a)
 	}
@@ -781,6 +803,16 @@ func checkSensor(s string) error {
 	return nil
 }
 
+// execCommand is the Command of a module given by exec.
+var execCommand = []string{selfCommand, "module", "exec"}
+
+// noExec refuses exec for a process that is not a modality.
+func (v *validator) noExec(path string, pr *Process) {
+	if len(pr.Exec) > 0 {
+		v.add(path+".exec", "only a module of the pipeline may be a program in another language")
+	}
+}
+
 func (pr Process) spec(self, dir string, base []string) Spec {
 	path := pr.Command[0]
 	if path == selfCommand && self != "" {
@@ -795,6 +827,12 @@ func (pr Process) spec(self, dir string, base []string) Spec {
 	}
 	args := make([]string, 0, len(pr.Command)-1+len(pr.Args))
 	args = append(append(args, pr.Command[1:]...), pr.Args...)
+	if len(pr.Exec) > 0 {
+		if dir != "" {
+			args = append(args, "--dir", dir)
+		}
+		args = append(append(args, "--"), pr.Exec...)
+	}
 	env := slices.Clone(base)
 	for _, k := range slices.Sorted(maps.Keys(pr.Env)) {
 		env = append(env, k+"="+pr.Env[k])

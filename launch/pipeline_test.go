@@ -332,6 +332,11 @@ func TestValidate(t *testing.T) {
 		{name: "zero backoff", edit: func(p *launch.Pipeline) { p.Modules[2].Restart.Backoff = 0 }, wantErr: "modules[2].restart.backoff"},
 		{name: "no command", edit: func(p *launch.Pipeline) { p.Modules[0].Command = nil }, wantErr: "modules[0].command"},
 		{name: "no modules", edit: func(p *launch.Pipeline) { p.Modules = nil }, wantErr: "modules: at least one"},
+		{name: "exec and command", edit: func(p *launch.Pipeline) { p.Modules[0].Exec = []string{"python3", "m.py"} }, wantErr: "modules[0].exec: runs the program under serket module exec"},
+		{name: "empty exec program", edit: func(p *launch.Pipeline) {
+			p.Modules[0].Command, p.Modules[0].Exec = []string{"serket", "module", "exec"}, []string{""}
+		}, wantErr: "modules[0].exec[0]"},
+		{name: "exec integrator", edit: func(p *launch.Pipeline) { p.Integrator.Exec = []string{"python3"} }, wantErr: "integrator.exec: only a module"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -433,6 +438,21 @@ func TestDurationYAML(t *testing.T) {
 				t.Errorf("Marshal(%v) = %q, %v; want %q", d, out, err, tt.wantOut)
 			}
 		})
+	}
+}
+
+// TestExecModuleSpec: a module given by exec runs as serket module exec,
+// its args serket's flags, the program in the pipeline file's directory.
+func TestExecModuleSpec(t *testing.T) {
+	p, err := launch.Parse([]byte("modules:\n  - {name: touchpy, exec: [python3, touch.py, --hidden, 64], args: [--private, 8]}\n"), "pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Base = "/srv/p" // Load sets it to the file's directory
+	s := p.Specs("/bin/serket", nil)[1]
+	want := []string{"module", "exec", "--private", "8", "--dir", "/srv/p", "--", "python3", "touch.py", "--hidden", "64"}
+	if s.Path != "/bin/serket" || !slices.Equal(s.Args, want) {
+		t.Errorf("spec %s %q, want /bin/serket %q", s.Path, s.Args, want)
 	}
 }
 

@@ -36,7 +36,7 @@ size is --latent, else $` + procenv.EnvLatent + ` (see serket module KIND --help
 		// cobra sets this only on the root, for its own suggestions.
 		SuggestionsMinimumDistance: 2,
 	}
-	cmd.AddCommand(newToyCmd(), newConceptCmd())
+	cmd.AddCommand(newToyCmd(), newConceptCmd(), newExecCmd())
 	cmd.AddCommand(modalityCmds()...)
 	return cmd
 }
