@@ -8,6 +8,9 @@ FUZZTIME ?= 10s
 # the pure-Go GEMM on these cores); `make TAGS= …` forces pure Go.
 TAGS     ?= $(shell pkg-config --exists openblas 2>/dev/null && echo openblas)
 GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
+# A Python with numpy and msgpack (as internal/python finds one): python3,
+# else Debian's where PATH leads to another.
+PYTHON   ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import numpy, msgpack' 2>/dev/null && { echo $$p; break; }; done)
 
 .PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-pairing bench-speed bench-perf data clean
 
@@ -33,11 +36,16 @@ up: build
 test: deps
 	$(MAKE) test-only
 
-# The tests alone, for a machine that has what deps installs.
+# The tests alone, for a machine that has what deps installs: Go's, then
+# the Python SDK's and its example modules' (the Go tests run those
+# modules behind serket module exec too).
 test-only:
 	$(GO) vet $(GOFLAGS_TAGS) ./...
 	$(GO) test $(GOFLAGS_TAGS) -race -count=1 -timeout 20m ./...
 	$(if $(TAGS),$(GO) test -count=1 ./nn/...,)
+	@test -n "$(PYTHON)" || { echo "no python3 with numpy and msgpack: run build/deps.sh" >&2; exit 1; }
+	$(PYTHON) -m unittest discover -s sdk/python
+	$(PYTHON) -m unittest discover -s examples/python-touch
 
 # Every fuzz target of every package (go test -list '^Fuzz' ./...) for
 # FUZZTIME each, then a table of executions, new inputs and crashes (the

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # What serket needs from Debian, installed when missing: the Fashion-MNIST
-# files and espeak-ng the modalities read, OpenBLAS for the fast build, and
-# pkg-config to find it. `make demo`, `make test` and CI run this first, so
+# files and espeak-ng the modalities read, OpenBLAS for the fast build,
+# pkg-config to find it, and numpy and msgpack for the Python SDK and its
+# example modules (docs/foreign.md). `make demo`, `make test` and CI run this first, so
 # the README's two commands are all a fresh machine needs. As root it runs
 # apt-get; otherwise it stops with the one command to run.
 set -euo pipefail
 
-need=(dataset-fashion-mnist espeak-ng libopenblas-dev pkg-config)
+need=(dataset-fashion-mnist espeak-ng libopenblas-dev pkg-config python3-numpy python3-msgpack)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -60,6 +60,9 @@ type Hello struct {
 	Data    string  `msgpack:"data"`
 	LR      float64 `msgpack:"lr"`
 	Train   bool    `msgpack:"train"`
+	// MaxFrame is Config.MaxFrame, which Start sets, so that the child
+	// bounds frames as serket does.
+	MaxFrame int `msgpack:"max_frame"`
 }
 
 func (c *Config) defaults() error {

@@ -48,10 +48,10 @@ func readFrame(r *bufio.Reader, dst any, max int) error {
 		return fmt.Errorf("%w: a frame of %d bytes (want 1 to %d)", errFrame, n, max)
 	}
 	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return fmt.Errorf("%w: the frame ends after %d of %d bytes: %v", errFrame, len(body), n, err)
+	if got, err := io.ReadFull(r, body); err != nil {
+		return fmt.Errorf("%w: the frame ends after %d of %d bytes: %v", errFrame, got, n, err)
 	}
-	if len(body) == 0 || body[0]&0xf0 != 0x80 && body[0] != 0xde && body[0] != 0xdf {
+	if body[0]&0xf0 != 0x80 && body[0] != 0xde && body[0] != 0xdf {
 		return fmt.Errorf("%w: a frame that is not a msgpack map (first byte %#02x)", errFrame, body[0])
 	}
 	if err := msgpack.Unmarshal(body, dst); err != nil {

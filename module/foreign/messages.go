@@ -40,11 +40,16 @@ type (
 		Batch uint64 `msgpack:"batch"`
 		Rows  []byte `msgpack:"rows"`
 	}
-	decodeReq struct { // decode, and loglik without W
+	decodeReq struct {
 		head
 		Z     []byte `msgpack:"z"`
 		Batch uint64 `msgpack:"batch"`
-		W     []byte `msgpack:"w,omitempty"`
+		W     []byte `msgpack:"w"`
+	}
+	loglikReq struct {
+		head
+		Z     []byte `msgpack:"z"`
+		Batch uint64 `msgpack:"batch"`
 	}
 	learnReq struct {
 		head
@@ -91,8 +96,12 @@ type specReply struct {
 	Private    int    `msgpack:"private"`
 }
 
-// floats appends src as little-endian float32 bytes to dst.
+// floats appends src as little-endian float32 bytes to dst: never nil, so
+// that an empty array is an empty bin on the wire.
 func floats(dst []byte, src []float32) []byte {
+	if dst == nil {
+		dst = make([]byte, 0, 4*len(src))
+	}
 	for _, v := range src {
 		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
 	}
@@ -115,16 +124,22 @@ func readFloats(dst []float32, b []byte, key string) error {
 	return nil
 }
 
-// uint64s appends src as little-endian uint64 bytes to dst.
+// uint64s appends src as little-endian uint64 bytes to dst (never nil).
 func uint64s(dst []byte, src []uint64) []byte {
+	if dst == nil {
+		dst = make([]byte, 0, 8*len(src))
+	}
 	for _, v := range src {
 		dst = binary.LittleEndian.AppendUint64(dst, v)
 	}
 	return dst
 }
 
-// rowBytes appends src as little-endian uint32 bytes to dst.
+// rowBytes appends src as little-endian uint32 bytes to dst (never nil).
 func rowBytes(dst []byte, src []int) []byte {
+	if dst == nil {
+		dst = make([]byte, 0, 4*len(src))
+	}
 	for _, v := range src {
 		dst = binary.LittleEndian.AppendUint32(dst, uint32(v))
 	}

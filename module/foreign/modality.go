@@ -1,8 +1,10 @@
 package foreign
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"runtime"
 	"slices"
@@ -77,6 +79,7 @@ func Start(cfg Config) (*Module, error) {
 
 // hello is the handshake (docs/foreign.md, "hello").
 func (m *Module) hello(h Hello) error {
+	h.MaxFrame = m.c.cfg.MaxFrame
 	req := helloReq{Protocol: Protocol, Config: h}
 	rep, err := m.call(&req.head, &req, "hello")
 	if err != nil {
@@ -216,7 +219,7 @@ func (m *Module) LogLik(z []float32, x module.Batch, ll []float32) error {
 	if len(z) != b.n*m.width() || len(ll) != b.n {
 		return fmt.Errorf("%s: loglik of %d rows with z %d, ll %d", m.c.who, b.n, len(z), len(ll))
 	}
-	req := decodeReq{Z: floats(nil, z), Batch: b.h}
+	req := loglikReq{Z: floats(nil, z), Batch: b.h}
 	rep, err := m.call(&req.head, &req, "loglik")
 	if err != nil {
 		return err
@@ -302,8 +305,13 @@ func (m *Module) Render(z []float32, n int) ([]bus.Payload, error) {
 	return rep.Outputs, nil
 }
 
-// Save implements module.Saver: the child's state, as it gives it, goes
-// into the checkpoint file module.Run writes.
+// castagnoli is the CRC-32C table of the state's checksum.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Save implements module.Saver: the child's state, as it gives it, then
+// its CRC-32C, go into the checkpoint file module.Run writes. The
+// checksum is serket's, so that no child restores a damaged state, however
+// little its own format checks.
 func (m *Module) Save(w io.Writer) error {
 	var req head
 	rep, err := m.call(&req, &req, "save")
@@ -313,19 +321,30 @@ func (m *Module) Save(w io.Writer) error {
 	if len(rep.State) == 0 {
 		return m.broken("save", fmt.Errorf("%w: no state", errShape))
 	}
-	_, err = w.Write(rep.State)
+	sum := binary.LittleEndian.AppendUint32(nil, crc32.Checksum(rep.State, castagnoli))
+	if _, err := w.Write(rep.State); err != nil {
+		return err
+	}
+	_, err = w.Write(sum)
 	return err
 }
 
-// Restore implements module.Saver: the child restores the state or says
-// why not, and is then left as it was.
+// Restore implements module.Saver: a state whose checksum holds goes to
+// the child, which restores it or says why not and is left as it was.
 func (m *Module) Restore(r io.Reader) error {
-	state, err := io.ReadAll(io.LimitReader(r, int64(m.c.cfg.MaxFrame)))
+	data, err := io.ReadAll(io.LimitReader(r, int64(m.c.cfg.MaxFrame)))
 	if err != nil {
 		return err
 	}
-	if len(state) >= m.c.cfg.MaxFrame {
-		return fmt.Errorf("%s: a state of at least %d bytes, over the frame limit (--max-frame)", m.c.who, len(state))
+	if len(data) >= m.c.cfg.MaxFrame {
+		return fmt.Errorf("%s: a state of at least %d bytes, over the frame limit (--max-frame)", m.c.who, len(data))
+	}
+	if len(data) < 5 {
+		return fmt.Errorf("%s: a state of %d bytes: damaged", m.c.who, len(data))
+	}
+	state, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
+	if crc32.Checksum(state, castagnoli) != sum {
+		return fmt.Errorf("%s: the state's checksum does not hold: damaged", m.c.who)
 	}
 	req := restoreReq{State: state}
 	_, err = m.call(&req.head, &req, "restore")
