@@ -22,7 +22,7 @@ import (
 )
 
 // readings is a dataset directory holding touch.dat for the test dataset.
-func readings(t *testing.T) string {
+func readings(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	man, err := os.ReadFile(filepath.Join(datasettest.Dir(t), "manifest.json"))

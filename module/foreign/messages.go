@@ -71,6 +71,10 @@ type (
 type reply struct {
 	Seq   uint64  `msgpack:"seq"`
 	Error *string `msgpack:"error"`
+	// ComputeNS is the time the call spent in the program's own code, in
+	// nanoseconds, if it says (the Python SDK does): the rest of the round
+	// trip is the protocol's cost.
+	ComputeNS int64 `msgpack:"compute_ns"`
 
 	Protocol     int       `msgpack:"protocol"`
 	Spec         specReply `msgpack:"spec"`

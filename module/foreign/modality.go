@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/module"
@@ -38,8 +39,9 @@ type Module struct {
 	caps       map[module.Capability]bool
 	featureLen int
 
-	seq uint64
-	buf []byte // the request frame
+	seq    uint64
+	buf    []byte // the request frame
+	timing map[string]*Timing
 
 	freeMu sync.Mutex
 	free   []uint64 // handles of batches garbage-collected since the last call
@@ -120,11 +122,13 @@ func (m *Module) hello(h Hello) error {
 func (m *Module) call(h *head, req any, op string) (*reply, error) {
 	m.seq++
 	h.Op, h.Seq, h.Free = op, m.seq, m.takeFree()
+	start := time.Now()
 	rep, buf, err := m.c.roundTrip(req, m.seq, op, m.buf)
 	m.buf = buf
 	if err != nil {
 		return nil, err
 	}
+	m.time(op, time.Since(start), time.Duration(rep.ComputeNS))
 	if rep.Error != nil {
 		return nil, fmt.Errorf("%s: %s: %s", m.c.who, op, *rep.Error)
 	}
@@ -140,6 +144,50 @@ func (m *Module) broken(op string, err error) error {
 	}
 	m.c.fail(fmt.Errorf("its %s reply: %w", op, err))
 	return m.c.failure()
+}
+
+// Timing is what the calls of one kind cost: how many, their round trips
+// from request to reply (encoding, the pipes, the program), and of that
+// the time the program says it spent in its own code.
+type Timing struct {
+	Calls     int
+	RoundTrip time.Duration
+	Compute   time.Duration
+}
+
+// Overhead is the round trips' time outside the program's own code: the
+// protocol's cost (0 if the program does not report compute_ns).
+func (t Timing) Overhead() time.Duration {
+	if t.Compute == 0 {
+		return 0
+	}
+	return t.RoundTrip - t.Compute
+}
+
+func (m *Module) time(op string, rt, compute time.Duration) {
+	if m.timing == nil {
+		m.timing = map[string]*Timing{}
+	}
+	t := m.timing[op]
+	if t == nil {
+		t = &Timing{}
+		m.timing[op] = t
+	}
+	t.Calls++
+	t.RoundTrip += rt
+	t.Compute += compute
+}
+
+// Timings returns the cost of the calls so far, by call, and resets it.
+// Like the modality's methods, it must not be called concurrently with
+// them.
+func (m *Module) Timings() map[string]Timing {
+	out := make(map[string]Timing, len(m.timing))
+	for op, t := range m.timing {
+		out[op] = *t
+	}
+	m.timing = nil
+	return out
 }
 
 // Spec implements module.Modality.

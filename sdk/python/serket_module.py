@@ -69,6 +69,7 @@ import os
 import struct
 import sys
 import sysconfig
+import time
 import traceback
 
 import msgpack
@@ -310,6 +311,27 @@ def _user_line(tb):
     return f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}"
 
 
+class _Timed:
+    """The module, each of its methods timed: ns adds up the nanoseconds
+    spent in them, which a reply reports as compute_ns, so that serket can
+    tell the program's computing from the protocol's cost."""
+
+    def __init__(self, mod):
+        self._mod = mod
+        self.ns = 0
+
+    def __getattr__(self, name):
+        fn = getattr(self._mod, name)
+
+        def timed(*args):
+            t0 = time.perf_counter_ns()
+            try:
+                return fn(*args)
+            finally:
+                self.ns += time.perf_counter_ns() - t0
+        return timed
+
+
 # --- the server -----------------------------------------------------------
 
 
@@ -322,6 +344,7 @@ class Server:
         self.rfile, self.wfile = rfile, wfile
         self.max_frame = max_frame
         self.mod = None            # the Modality, after hello
+        self.user = None           # the same, its calls timed (compute_ns)
         self.caps = []
         self.width = 0             # W = latent + private
         self.flen = 0              # F
@@ -393,7 +416,12 @@ class Server:
             raise ProtocolError(f"request {seq} is {op!r} before a successful hello")
         try:
             self._free(req.get("free"))
-            return {"seq": seq, **self._dispatch(op, req)}
+            if self.user is not None:
+                self.user.ns = 0
+            reply = {"seq": seq, **self._dispatch(op, req)}
+            if self.user is not None:
+                reply["compute_ns"] = self.user.ns
+            return reply
         except CallError as e:
             log(f"{op}: {e}")
             return {"seq": seq, "error": str(e)}
@@ -443,7 +471,7 @@ class Server:
         return self.handles[h]
 
     def _keep(self, batch, method, want):
-        n = self.mod.batch_len(batch)
+        n = self.user.batch_len(batch)
         if n != want:
             raise CallError(f"{method}() returned a batch of {n} rows (batch_len), want {want}")
         h = self.next_handle
@@ -477,6 +505,7 @@ class Server:
                 raise CallError(f"feature_len is {flen!r}: a module with features needs a positive int")
             reply["feature_len"] = self.flen = flen
         self.mod, self.caps = mod, caps
+        self.user = _Timed(mod)
         self.width = spec["latent"] + spec["private"]
         log(f"serving {spec['name']} (latent {spec['latent']}, private {spec['private']}, "
             f"{spec['likelihood']}) with {', '.join(caps) or 'no optional calls'}")
@@ -492,7 +521,7 @@ class Server:
         if (flags > 1).any():
             raise CallError("request's 'keep' holds a value other than 0 or 1")
         keep = flags.astype(bool)
-        batch, present = _pair(self.mod.load(ids, keep), "load", "batch, present")
+        batch, present = _pair(self.user.load(ids, keep), "load", "batch, present")
         present = np.asarray(present)
         if present.shape != (n,):
             raise CallError(f"load() returned present of shape {_shape(present)}, want {(n,)}")
@@ -516,7 +545,7 @@ class Server:
                     or not isinstance(p.get("data"), (bytes, bytearray))):
                 raise CallError(f"request's raw[{i}] is not a map {{type: string, data: bin}}")
             items.append((p["type"], bytes(p["data"])))
-        return self._keep(self.mod.parse(items), "parse", len(items))
+        return self._keep(self.user.parse(items), "parse", len(items))
 
     def _op_pick(self, req):
         batch, n = self._batch(req)
@@ -526,11 +555,11 @@ class Server:
         rows = np.frombuffer(b, dtype="<u4").astype(np.intp)
         if len(rows) and rows.max() >= n:
             raise CallError(f"pick of row {rows.max()} from a batch of {n} rows")
-        return self._keep(self.mod.pick(batch, rows), "pick", len(rows))
+        return self._keep(self.user.pick(batch, rows), "pick", len(rows))
 
     def _op_encode(self, req):
         batch, n = self._batch(req)
-        mu, logvar = _pair(self.mod.encode(batch), "encode", "mu, logvar")
+        mu, logvar = _pair(self.user.encode(batch), "encode", "mu, logvar")
         shape = (n, self.width)
         reply = {"mu": _result_floats(mu, "encode", "mu", shape),
                  "logvar": _result_floats(logvar, "encode", "logvar", shape)}
@@ -541,7 +570,7 @@ class Server:
         batch, n = self._batch(req)
         z = self._z(req, n)
         w = _req_array(req, "w", "<f4", (n,))
-        ll, dz = _pair(self.mod.decode(z, batch, w), "decode", "ll, dz")
+        ll, dz = _pair(self.user.decode(z, batch, w), "decode", "ll, dz")
         ll = _result_floats(ll, "decode", "ll", (n,))
         dz = _result_floats(dz, "decode", "dz", (n, self.width))
         return {"ll": ll, "dz": dz}
@@ -552,39 +581,39 @@ class Server:
         shape = (self.encoded_rows, self.width)
         dmu = _req_array(req, "dmu", "<f4", shape)
         dlogvar = _req_array(req, "dlogvar", "<f4", shape)
-        self.mod.learn(dmu, dlogvar)
+        self.user.learn(dmu, dlogvar)
         return {}
 
     def _op_discard(self, req):
-        self.mod.discard()
+        self.user.discard()
         return {}
 
     def _op_loglik(self, req):
         batch, n = self._batch(req)
-        ll = self.mod.loglik(self._z(req, n), batch)
+        ll = self.user.loglik(self._z(req, n), batch)
         return {"ll": _result_floats(ll, "loglik", "ll", (n,))}
 
     def _op_features(self, req):
         batch, n = self._batch(req)
-        return {"x": _result_floats(self.mod.features(batch), "features", "x", (n, self.flen))}
+        return {"x": _result_floats(self.user.features(batch), "features", "x", (n, self.flen))}
 
     def _op_means(self, req):
         n = _req_uint(req, "n")
-        x = self.mod.means(self._z(req, n))
+        x = self.user.means(self._z(req, n))
         return {"x": _result_floats(x, "means", "x", (n, self.flen))}
 
     def _op_render(self, req):
         n = _req_uint(req, "n")
-        return {"outputs": _payloads(self.mod.render(self._z(req, n)), "render", n)}
+        return {"outputs": _payloads(self.user.render(self._z(req, n)), "render", n)}
 
     def _op_save(self, req):
-        state = self.mod.save()
+        state = self.user.save()
         if not isinstance(state, (bytes, bytearray, memoryview)):
             raise CallError(f"save() returned a {type(state).__name__}, want bytes")
         return {"state": bytes(state)}
 
     def _op_restore(self, req):
-        self.mod.restore(bytes(_bin(req, "state")))
+        self.user.restore(bytes(_bin(req, "state")))
         return {}
 
 
