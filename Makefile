@@ -12,7 +12,7 @@ GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 # else Debian's where PATH leads to another.
 PYTHON   ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import numpy, msgpack' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-pairing bench-speed bench-perf data clean
+.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-pairing bench-foreign bench-speed bench-perf data clean
 
 all: build
 
@@ -82,12 +82,20 @@ bench-coordinated:
 bench-concepts:
 	bench/concepts.sh
 
-# Learning from mostly unpaired data: each pairing method (plain, seen,
-# share, both) at each paired fraction (default 1 0.1 0.01 0.001), over
-# SEEDS (default "1 2"); about 7 minutes a run on 2 cores, not part of the
-# tests.
+# Learning from mostly unpaired data: each pairing method (default plain
+# and share, the default --paired-share) at each paired fraction (default
+# 1 0.1 0.01 0.001), over SEEDS (default "1 2"); about 4 minutes a run and
+# 2 to measure it on 2 cores, not part of the tests.
 bench-pairing:
 	bench/pairing.sh
+
+# A module in Python against the same module in Go: vision, language and
+# touch (Go, numpy, PyTorch), SEEDS "1 2 3", measured side by side (about
+# 3 minutes a run on 2 cores; not part of the tests). Then the adapter's
+# own cost per training step of the touch module.
+bench-foreign:
+	bench/foreign.sh
+	$(GO) test ./examples/python-touch -run '^$$' -bench TrainingStep -benchtime 200x
 
 # Training throughput: serket (OpenBLAS, pure Go) against the PyTorch
 # reference, in one run (needs python3-torch; not part of the tests).

@@ -38,7 +38,7 @@ func readings(t testing.TB) string {
 	return dir
 }
 
-// TestConformance: the Python module, as serket module exec runs it,
+// TestConformance: the numpy module, as serket module exec runs it,
 // passes the conformance suite (shapes, finite differences, learning,
 // checkpoints and their refusal, parsing, rendering, the wire, bad
 // messages), with and without a private latent, under partial pairing.
@@ -47,6 +47,21 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	conformance(t, py, "touch.py")
+}
+
+// TestConformanceTorch: the PyTorch module, whose gradients come from
+// autograd, passes it too, where python3-torch is installed (CI installs
+// it).
+func TestConformanceTorch(t *testing.T) {
+	py, err := python.Interpreter("torch")
+	if err != nil {
+		t.Skipf("%v: apt-get install python3-torch to run the PyTorch module's suite", err)
+	}
+	conformance(t, py, "touch_torch.py")
+}
+
+func conformance(t *testing.T, py, script string) {
 	data := readings(t)
 	reading := touch.Format(touchsim.Reading(7, 9, 1<<62)) // a sneaker, as name=value text
 	var numbers []string
@@ -58,7 +73,7 @@ func TestConformance(t *testing.T) {
 			moduletest.Run(t, moduletest.Config{
 				New: func() (module.Modality, error) {
 					m, err := foreign.Start(foreign.Config{
-						Command: []string{py, "touch.py", "--hidden", "64"},
+						Command: []string{py, script, "--hidden", "64"},
 						Hello:   foreign.Hello{Name: "touchpy", Latent: 16, Private: private, Data: data, LR: 1e-3, Train: true},
 						Keep:    func(id uint64) bool { return id%3 != 1 },
 					})
