@@ -16,6 +16,7 @@ import (
 
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/dataset/datasettest"
+	"github.com/serket-go/serket/examples/custom-modality/touchsim"
 	"github.com/serket-go/serket/integrator"
 )
 
@@ -32,14 +33,23 @@ const faultSteps = datasettest.Items / 20
 // faultPipeline writes a pipeline file: vision and language, restarted on
 // failure, and an integrator that trains them for epochs epochs
 // (checkpoints in ckpt every 5 steps) and resumes after a restart (serket
-// up tells it it was restarted).
-func faultPipeline(t *testing.T, ckpt string, epochs int, concept bool) string {
+// up tells it it was restarted). extra adds the concept module as the
+// prior ("concept") or the Python touch module ("touchpy", whose readings
+// the dataset must hold).
+func faultPipeline(t *testing.T, ckpt string, epochs int, extra string) string {
 	t.Helper()
 	restart := `restart: {policy: on-failure, backoff: 100ms, max_backoff: 500ms}`
-	prior := ""
-	if concept {
+	prior, python := "", ""
+	switch extra {
+	case "concept":
 		// Learning from the first step, over the small dataset's items.
 		prior = fmt.Sprintf("prior: {name: concept, args: [--warmup, \"0\", --items, \"%d\"], %s}", datasettest.Items, restart)
+	case "touchpy":
+		script, err := filepath.Abs("../../examples/python-touch/touch.py")
+		if err != nil {
+			t.Fatal(err)
+		}
+		python = fmt.Sprintf(`  - {name: touchpy, exec: [%s, %s, --hidden, "32"], %s}`, pythonBin(t), script, restart)
 	}
 	return writeFile(t, "faults.yaml", fmt.Sprintf(`
 pipeline: faults
@@ -50,6 +60,7 @@ integrator:
 modules:
   - {name: vision, args: [--hidden, "32"], %[1]s}
   - {name: language, args: [--hidden, "32"], %[1]s}
+%[5]s
 train:
   epochs: %[2]d
   batch: 20
@@ -60,15 +71,20 @@ train:
   step_deadline: 1s
   eval_items: 0
 %[4]s
-`, restart, epochs, ckpt, prior))
+`, restart, epochs, ckpt, prior, python))
 }
 
 // upFaultPipeline starts `serket up` with faultPipeline on the NATS server
 // at url, and returns its output and a client connection to the server.
-func upFaultPipeline(t *testing.T, url, ckpt string, epochs int, concept bool) (*syncBuffer, *nats.Conn) {
+func upFaultPipeline(t *testing.T, url, ckpt string, epochs int, extra string) (*syncBuffer, *nats.Conn) {
 	t.Helper()
 	t.Setenv("SERKET_DATA", datasettest.Dir(t))
-	_, out := startUp(t, "--nats", url, faultPipeline(t, ckpt, epochs, concept))
+	if extra == "touchpy" {
+		if _, err := touchsim.Prepare(datasettest.Dir(t), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, out := startUp(t, "--nats", url, faultPipeline(t, ckpt, epochs, extra))
 	nc, err := bus.Connect(bus.ConnConfig{URL: url, Name: "fault-test", Wait: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -176,6 +192,9 @@ func linesOf(out, name string) string {
 func TestFaultModuleKilledMidTraining(t *testing.T) {
 	t.Run("vision", func(t *testing.T) { killMidTraining(t, "vision") })
 	t.Run("concept", func(t *testing.T) { killMidTraining(t, "concept") })
+	// A module in Python: its program is killed, and serket module exec
+	// exits for the pipeline to restart it.
+	t.Run("touchpy", func(t *testing.T) { killMidTraining(t, "touchpy") })
 }
 
 // killMidTraining SIGKILLs module mid-training and checks the run.
@@ -187,7 +206,11 @@ func killMidTraining(t *testing.T, module string) {
 	t.Cleanup(srv.Shutdown)
 	ckpt := filepath.Join(t.TempDir(), "run")
 	const epochs = 30
-	out, nc := upFaultPipeline(t, srv.ClientURL(), ckpt, epochs, module == "concept")
+	extra := ""
+	if module == "concept" || module == "touchpy" {
+		extra = module
+	}
+	out, nc := upFaultPipeline(t, srv.ClientURL(), ckpt, epochs, extra)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pid := pidOf(t, ctx, nc, module, 0)
@@ -197,7 +220,11 @@ func killMidTraining(t *testing.T, module string) {
 		_, err := os.Stat(filepath.Join(ckpt, module+".ckpt"))
 		return err == nil && len(epochsLogged(t, ckpt)) >= 1
 	})
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	victim := pid
+	if module == "touchpy" {
+		victim = childOf(t, pid) // the program, not serket module exec
+	}
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killedIn := len(epochsLogged(t, ckpt)) // the epoch running (or about to) when killed
@@ -244,7 +271,7 @@ func TestFaultIntegratorKilledMidTraining(t *testing.T) {
 	t.Cleanup(srv.Shutdown)
 	ckpt := filepath.Join(t.TempDir(), "run")
 	const epochs = 20
-	out, nc := upFaultPipeline(t, srv.ClientURL(), ckpt, epochs, false)
+	out, nc := upFaultPipeline(t, srv.ClientURL(), ckpt, epochs, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pid := pidOf(t, ctx, nc, "integrator", 0)
@@ -282,7 +309,7 @@ func TestFaultNATSRestartMidTraining(t *testing.T) {
 	t.Cleanup(func() { srv.Shutdown() }) // whichever server runs at the end
 	ckpt := filepath.Join(t.TempDir(), "run")
 	const epochs = 20
-	out, nc := upFaultPipeline(t, srv.ClientURL(), ckpt, epochs, false)
+	out, nc := upFaultPipeline(t, srv.ClientURL(), ckpt, epochs, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pidOf(t, ctx, nc, "integrator", 0)
