@@ -130,14 +130,50 @@ class DataTest(unittest.TestCase):
             touch.TouchData.read(fifo)  # refused, not waited on
 
 
-class GradientTest(unittest.TestCase):
-    """Backpropagation against central differences, in float64."""
+class NetChecks:
+    """How the shared gradient and learning checks below reach a network:
+    touch.Net's way. test_touch_torch.py overrides these for its TorchNet.
+    Not a TestCase: a TestCase subclasses it with one of the checks."""
+
+    net_class = touch.Net  # called as touch.Net is: (width, hidden=, seed=, lr=, logvar=, dtype=)
+    FLOAT64 = np.float64  # the dtype the gradient checks compute in
+    ENCODER, DECODER = "enc.", "dec."  # what the parameters' names start with
+    GRADIENTS = "backprop"  # where the gradients come from, for messages
+    NO_ENCODE = "learn before any encode"  # the error of a learn with no encode to learn from
+
+    @staticmethod
+    def params(net):
+        """name -> the parameter as a numpy array that writes through to it."""
+        return net.params
+
+    @staticmethod
+    def grads(net):
+        """name -> a copy of the gradient accumulated for the parameter."""
+        return {k: g.copy() for k, g in net.grads.items()}
+
+    @staticmethod
+    def steps(net):
+        """How many Adam steps the net has taken."""
+        return net.t
+
+    @staticmethod
+    def quiet_grad():
+        """A context in which decode must take its gradients all the same."""
+        return contextlib.nullcontext()
+
+    def assertSameState(self, a, b):
+        """a and b have the same parameters and Adam state."""
+        self.assertEqual(a.save(), b.save())
+
+
+class GradientChecks(NetChecks):
+    """Gradients against central differences, in float64."""
 
     B, W = 5, 3
 
     def setUp(self):
         self.rng = np.random.default_rng(3)
-        self.net = touch.Net(self.W, hidden=7, seed=2, logvar=0.3, dtype=np.float64)
+        self.net = self.net_class(self.W, hidden=7, seed=2, logvar=0.3, dtype=self.FLOAT64)
         self.x = self.rng.normal(size=(self.B, touch.DIM))
         self.z = self.rng.normal(size=(self.B, self.W))
         self.w = np.array([1.0, 0.0, 2.5, 0.5, 1.0])
@@ -148,13 +184,15 @@ class GradientTest(unittest.TestCase):
         return float((self.w * ll).sum())
 
     def assertClose(self, got, want, what):
-        self.assertLess(abs(got - want), 1e-6 * max(1.0, abs(want)), f"{what}: backprop {got}, differences {want}")
+        self.assertLess(abs(got - want), 1e-6 * max(1.0, abs(want)),
+                        f"{what}: {self.GRADIENTS} {got}, differences {want}")
 
     def test_loglik_formula(self):
         ll, dz = self.net.decode(self.z, self.x, self.w)
         out = self.net.output(self.z)
         want = -0.5 * (np.log(2 * np.pi) + 0.3 + (self.x - out) ** 2 / np.exp(0.3)).sum(axis=1)
         np.testing.assert_allclose(ll, np.where(self.w != 0, want, 0), rtol=1e-12)
+        self.assertEqual(ll[1], 0)
         np.testing.assert_array_equal(dz[1], 0)  # w = 0: zero row
         np.testing.assert_allclose(self.net.loglik(self.z, self.x), want, rtol=1e-12)
 
@@ -173,7 +211,8 @@ class GradientTest(unittest.TestCase):
 
     def check_params(self, prefix, objective, grads):
         h = 1e-6
-        for name, p in self.net.params.items():
+        checked = 0
+        for name, p in self.params(self.net).items():
             if not name.startswith(prefix):
                 continue
             for flat in self.rng.choice(p.size, size=min(4, p.size), replace=False):
@@ -185,24 +224,20 @@ class GradientTest(unittest.TestCase):
                 down = objective()
                 p[idx] = keep
                 self.assertClose(grads[name][idx], (up - down) / (2 * h), f"{name}{idx}")
+                checked += 1
+        self.assertGreater(checked, 10)
+
+    def assertUntouched(self, grads, prefix, what):
+        for k, g in grads.items():
+            if k.startswith(prefix):
+                self.assertFalse(g.any(), f"{what} touched {k}")
 
     def test_decoder_gradients(self):
         self.net.decode(self.z, self.x, self.w)
-        grads = {k: g.copy() for k, g in self.net.grads.items()}
+        grads = self.grads(self.net)
         self.net.discard()
-        for k in grads:
-            if k.startswith("enc"):
-                self.assertFalse(grads[k].any(), f"decode touched {k}")
-        self.check_params("dec", self.decode_objective, grads)
-
-    def test_decode_accumulates(self):
-        self.net.decode(self.z, self.x, self.w)
-        once = {k: g.copy() for k, g in self.net.grads.items()}
-        self.net.decode(self.z, self.x, self.w)
-        for k, g in self.net.grads.items():
-            np.testing.assert_allclose(g, 2 * once[k], rtol=1e-12, err_msg=k)
-        self.net.discard()
-        self.assertFalse(any(g.any() for g in self.net.grads.values()))
+        self.assertUntouched(grads, self.ENCODER, "decode")
+        self.check_params(self.DECODER, self.decode_objective, grads)
 
     def test_encoder_gradients(self):
         dmu = self.rng.normal(size=(self.B, self.W))
@@ -214,16 +249,36 @@ class GradientTest(unittest.TestCase):
 
         objective()
         self.net.backward_encoder(dmu, dlogvar)
-        grads = {k: g.copy() for k, g in self.net.grads.items()}
+        grads = self.grads(self.net)
         self.net.discard()
-        self.check_params("enc", objective, grads)
+        self.assertUntouched(grads, self.DECODER, "learn's backward pass")
+        self.check_params(self.ENCODER, objective, grads)
+
+    def test_decode_accumulates(self):
+        self.net.decode(self.z, self.x, self.w)
+        once = self.grads(self.net)
+        for k, g in once.items():
+            if k.startswith(self.DECODER):
+                self.assertTrue(g.any(), f"decode left {k} no gradient")
+        with self.quiet_grad():
+            self.net.decode(self.z, self.x, self.w)
+        for k, g in self.grads(self.net).items():
+            np.testing.assert_allclose(g, 2 * once[k], rtol=1e-12, err_msg=k)
+        self.net.discard()
+        self.assertFalse(any(g.any() for g in self.grads(self.net).values()))
 
     def test_learn_needs_encode_of_the_same_rows(self):
-        with self.assertRaisesRegex(RuntimeError, "learn before any encode"):
-            self.net.learn(np.zeros((self.B, self.W)), np.zeros((self.B, self.W)))
+        zero = np.zeros((self.B, self.W))
+        with self.assertRaisesRegex(RuntimeError, self.NO_ENCODE):
+            self.net.learn(zero, zero)
         self.net.encode(self.x)
         with self.assertRaisesRegex(ValueError, "for an encode of 5 x 3"):
             self.net.learn(np.zeros((2, self.W)), np.zeros((2, self.W)))
+        self.net.learn(zero, zero)  # the failed learn left the encode usable
+
+
+class GradientTest(GradientChecks, unittest.TestCase):
+    """touch.Net's backpropagation against central differences."""
 
 
 def elbo_step(net, x):
@@ -237,17 +292,38 @@ def elbo_step(net, x):
     return float((ll - kl).sum()), dmu, dlogvar
 
 
-class LearnTest(unittest.TestCase):
+class LearnChecks(NetChecks):
+    """Learning, determinism and checkpoints. A subclass names the states
+    its restore must refuse (bad_states)."""
+
+    ASCENT_STEPS = 30  # steps of test_learn_ascends
+
     def setUp(self):
         d = DataDir(self, n=32)
         self.data = touch.TouchData.read(d.path)
         self.x = self.data.normalise(self.data.readings)
 
+    def net(self, seed=1, **kw):
+        return self.net_class(4, hidden=16, seed=seed, **kw)
+
+    def learned(self, seed, steps=1):
+        """A net that has taken steps ELBO steps."""
+        net = self.net(seed=seed)
+        for _ in range(steps):
+            _, dmu, dlogvar = elbo_step(net, self.x)
+            net.learn(dmu, dlogvar)
+        return net
+
+    def bad_states(self, good):
+        """(state, the message refusing it) pairs; good is a saved state of
+        a 4-wide, 16-hidden net."""
+        raise NotImplementedError
+
     def test_learn_ascends(self):
-        net = touch.Net(4, hidden=16, seed=1, lr=3e-3)
+        net = self.net(lr=3e-3)
         elbo, dmu, dlogvar = elbo_step(net, self.x)
         trace = [elbo]
-        for _ in range(30):
+        for _ in range(self.ASCENT_STEPS):
             net.learn(dmu, dlogvar)
             elbo, dmu, dlogvar = elbo_step(net, self.x)
             trace.append(elbo)
@@ -256,8 +332,26 @@ class LearnTest(unittest.TestCase):
         self.assertTrue(all(b > a for a, b in zip(trace, trace[1:])), f"ELBO {trace}")
         self.assertGreater(trace[-1], trace[0] + 5, f"ELBO {trace}")
 
+    def test_learn_ascends_decoder(self):
+        # Decoder gradients alone (dmu = dlogvar = 0), as serket's
+        # conformance suite checks them: sum ll at fixed z rises.
+        net = self.net()
+        z = np.random.default_rng(5).normal(size=(len(self.x), 4)).astype(np.float32)
+        w = np.ones(len(self.x), np.float32)
+        zero = np.zeros((len(self.x), 4), np.float32)
+        before = net.loglik(z, self.x).sum()
+        for _ in range(5):
+            net.encode(self.x)
+            net.decode(z, self.x, w)
+            net.learn(zero, zero)
+        self.assertGreater(net.loglik(z, self.x).sum(), before)
+
     def test_deterministic(self):
-        a, b = touch.Net(4, hidden=16, seed=9), touch.Net(4, hidden=16, seed=9)
+        a, b = self.net(seed=9), self.net(seed=9)
+        ma, la = a.encode(self.x)
+        self.assertEqual(ma.dtype, np.float32)
+        again = a.encode(self.x)
+        self.assertEqual(ma.tobytes() + la.tobytes(), again[0].tobytes() + again[1].tobytes())
         for net in (a, b):
             _, dmu, dlogvar = elbo_step(net, self.x)
             net.learn(dmu, dlogvar)
@@ -265,28 +359,41 @@ class LearnTest(unittest.TestCase):
         mb, lb = b.encode(self.x)
         self.assertEqual(ma.tobytes() + la.tobytes(), mb.tobytes() + lb.tobytes())
         self.assertEqual(a.save(), b.save())
-        self.assertNotEqual(touch.Net(4, hidden=16, seed=10).save(), touch.Net(4, hidden=16, seed=9).save())
+        self.assertNotEqual(self.net(seed=10).encode(self.x)[0].tobytes(), self.net(seed=9).encode(self.x)[0].tobytes())
+        self.assertNotEqual(self.net(seed=10).save(), self.net(seed=9).save())
 
     def test_save_restore(self):
-        a = touch.Net(4, hidden=16, seed=1)
-        for _ in range(3):
-            _, dmu, dlogvar = elbo_step(a, self.x)
-            a.learn(dmu, dlogvar)
+        a = self.learned(1, steps=3)
         state = a.save()
-        b = touch.Net(4, hidden=16, seed=2)
+        b = self.net(seed=2)
         self.assertNotEqual(a.encode(self.x)[0].tobytes(), b.encode(self.x)[0].tobytes())
         b.restore(state)
-        self.assertEqual(a.encode(self.x)[0].tobytes(), b.encode(self.x)[0].tobytes())
+        self.assertEqual(a.encode(self.x)[0].tobytes() + a.encode(self.x)[1].tobytes(),
+                         b.encode(self.x)[0].tobytes() + b.encode(self.x)[1].tobytes())
+        self.assertEqual(b.save(), state)
         # Adam's state came along: one more step keeps them equal.
         for net in (a, b):
             _, dmu, dlogvar = elbo_step(net, self.x)
             net.learn(dmu, dlogvar)
-        self.assertEqual(a.save(), b.save())
+        self.assertSameState(a, b)
+        self.assertEqual(self.steps(b), 4)
 
     def test_restore_refuses_and_changes_nothing(self):
-        net = touch.Net(4, hidden=16, seed=1)
+        net = self.learned(1)
         before = net.save()
-        good = msgpack.unpackb(touch.Net(4, hidden=16, seed=3).save(), raw=False)
+        good = self.learned(3).save()
+        for state, message in self.bad_states(good):
+            with self.subTest(message):
+                with self.assertRaisesRegex(ValueError, message):
+                    net.restore(state)
+                self.assertEqual(net.save(), before, f"restore of a bad state ({message}) changed the model")
+        net.restore(good)  # the unaltered state is taken
+        self.assertEqual(net.save(), good)
+
+
+class LearnTest(LearnChecks, unittest.TestCase):
+    def bad_states(self, good_bytes):
+        good = msgpack.unpackb(good_bytes, raw=False)
 
         def variant(**kw):
             return msgpack.packb({**good, **kw}, use_bin_type=True)
@@ -295,7 +402,7 @@ class LearnTest(unittest.TestCase):
         short["dec.0.W"] = short["dec.0.W"][:-4]
         nan = dict(good["m"])
         nan["enc.0.b"] = np.full(16, np.nan, "<f4").tobytes()
-        cases = [
+        return [
             (b"garbage", "not a touchpy checkpoint"),
             (b"", "not a touchpy checkpoint"),
             (msgpack.packb([1, 2]), "not a touchpy checkpoint"),
@@ -306,10 +413,6 @@ class LearnTest(unittest.TestCase):
             (variant(t=-1), "step count"),
             (variant(version=2), "version 2"),
         ]
-        for state, message in cases:
-            with self.assertRaisesRegex(ValueError, message):
-                net.restore(state)
-            self.assertEqual(net.save(), before, f"restore of a bad state ({message}) changed the model")
 
 
 def quietly(fn, *args):
@@ -408,12 +511,16 @@ def frame(obj):
 
 
 class ExecTest(unittest.TestCase):
-    """touch.py as serket runs it: a child process speaking frames."""
+    """touch.py as serket runs it: a child process speaking frames. A
+    subclass runs another PROGRAM (beside this file) the same way."""
+
+    PROGRAM = "touch.py"
+    ARGS = ("--hidden", "8", "--seed", "4")
 
     def setUp(self):
         self.d = DataDir(self, n=20)
         env = dict(os.environ, PYTHONPATH=SDK, OPENBLAS_NUM_THREADS="1")
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "touch.py"), "--hidden", "8", "--seed", "4"],
+        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, self.PROGRAM), *self.ARGS],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         self.addCleanup(self.stop)
         self.seq = 0
@@ -432,7 +539,7 @@ class ExecTest(unittest.TestCase):
                 raise AssertionError("no reply within 30 s")
             chunk = os.read(self.proc.stdout.fileno(), n - len(buf))
             if not chunk:
-                raise AssertionError("touch.py exited: " + self.proc.stderr.read().decode())
+                raise AssertionError(f"{self.PROGRAM} exited: " + self.proc.stderr.read().decode())
             buf += chunk
         return buf
 

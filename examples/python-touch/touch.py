@@ -531,9 +531,15 @@ class Net:
 
 class Touch(sm.Modality):
     """The modality. A batch is a numpy array of normalised readings, B x 16
-    (so the SDK's default pick and len serve)."""
+    (so the SDK's default pick and len serve).
+
+    Every call that reaches the networks goes to self.net, made by
+    net_class(width, hidden=, seed=, lr=, logvar=, dtype=): touch.Net here;
+    a subclass sets its own (touch_torch.py's TorchNet) and the dtype its
+    class takes."""
 
     feature_len = DIM
+    net_class = Net
 
     def __init__(self, config, args, dtype=np.float32):
         self.name = config.get("name") or "touchpy"
@@ -547,8 +553,8 @@ class Touch(sm.Modality):
         self.data = TouchData.read(os.path.join(data, FILE_NAME))
         self.norm = self.data.normalise(self.data.readings)
         lr = float(config.get("lr") or 0) or 1e-3
-        self.net = Net(self.latent + self.private, hidden=args.hidden, seed=args.seed, lr=lr,
-                       logvar=args.logvar, dtype=dtype)
+        self.net = self.net_class(self.latent + self.private, hidden=args.hidden, seed=args.seed, lr=lr,
+                                  logvar=args.logvar, dtype=dtype)
         sm.log(f"touchpy: {len(self.data.ids)} readings from {os.path.join(data, FILE_NAME)}, "
                f"hidden {args.hidden}, seed {args.seed}, lr {lr:g}")
 
@@ -610,12 +616,21 @@ class Touch(sm.Modality):
         self.net.restore(state)
 
 
-def parse_flags(argv):
-    p = argparse.ArgumentParser(prog="touch.py", description="the touch modality, run by `serket module exec`")
+def flag_parser(prog="touch.py", description="the touch modality, run by `serket module exec`"):
+    """The parser of touch.py's flags (--hidden, --seed, --logvar), for
+    parse_flags; a program built on touch.py adds its own flags to it."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--hidden", type=int, default=128, help="units per hidden layer (default 128)")
     p.add_argument("--seed", type=int, default=1, help="initialisation seed (default 1)")
     p.add_argument("--logvar", type=float, default=0.0,
                    help="fixed log-variance of the likelihood on normalised values (default 0)")
+    return p
+
+
+def parse_flags(argv, parser=None):
+    """argv parsed by parser (flag_parser()'s by default) and touch.py's
+    flags checked; a flag error exits, naming parser's program."""
+    p = flag_parser() if parser is None else parser
     args = p.parse_args(argv)
     if args.hidden < 1:
         p.error(f"--hidden {args.hidden}: want at least 1")

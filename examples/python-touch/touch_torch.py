@@ -26,7 +26,6 @@ part to copy for a modality of your own:
 Needs PyTorch (Debian: python3-torch; written against 1.13), numpy and msgpack.
 """
 
-import argparse
 import io
 import math
 import os
@@ -277,27 +276,26 @@ class TouchTorch(touch.Touch):
     """touch.Touch (data, load, parse, render, features, spec) with a
     TorchNet as its networks."""
 
+    net_class = TorchNet  # touch.Touch makes it, with the sizes, learning rate and log-variance of config and flags
+
     def __init__(self, config, args, dtype=torch.float32):
-        super().__init__(config, args)  # checks the config, reads touch.dat, makes a touch.Net
-        # Replace the numpy networks by torch's, with the sizes, learning
-        # rate and log-variance touch.Touch worked out from config and flags.
-        n = self.net
-        self.net = TorchNet(n.width, hidden=n.hidden, seed=args.seed, lr=n.lr, logvar=n.logvar, dtype=dtype)
+        super().__init__(config, args, dtype=dtype)
         sm.log(f"touchpy: PyTorch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
-def parse_flags(argv):
+def flag_parser(prog="touch_torch.py"):
     """touch.py's flags (--hidden, --seed, --logvar) and --threads, torch's
     intra-op threads (default 1)."""
-    p = argparse.ArgumentParser(prog="touch_torch.py", add_help=False)
-    p.add_argument("--threads", type=int, default=1)
-    ours, rest = p.parse_known_args(argv)
-    if ours.threads < 1:
-        p.error(f"--threads {ours.threads}: want at least 1")
-    if "-h" in rest or "--help" in rest:  # touch.py prints its help (without --threads) and exits
-        print("touch_torch.py: touch.py's flags, below, and --threads N: torch's intra-op threads (default 1)\n")
-    args = touch.parse_flags(rest)
-    args.threads = ours.threads
+    p = touch.flag_parser(prog, description="the touch modality in PyTorch, run by `serket module exec`")
+    p.add_argument("--threads", type=int, default=1, help="torch's intra-op threads (default 1)")
+    return p
+
+
+def parse_flags(argv):
+    p = flag_parser()
+    args = touch.parse_flags(argv, p)
+    if args.threads < 1:
+        p.error(f"--threads {args.threads}: want at least 1")
     return args
 
 
