@@ -95,7 +95,7 @@ bench-pairing:
 # own cost per training step of the touch module.
 bench-foreign:
 	bench/foreign.sh
-	$(GO) test ./examples/python-touch -run '^$$' -bench TrainingStep -benchtime 200x
+	$(GO) test $(GOFLAGS_TAGS) ./examples/python-touch -run '^$$' -bench TrainingStep -benchtime 200x -count 3
 
 # Training throughput: serket (OpenBLAS, pure Go) against the PyTorch
 # reference, in one run (needs python3-torch; not part of the tests).
