@@ -47,7 +47,7 @@ size is --latent, else $` + procenv.EnvLatent + ` (see serket module KIND --help
 func unknownKind(cmd *cobra.Command, args []string) error {
 	var kinds []string
 	for _, c := range cmd.Commands() {
-		if c.IsAvailableCommand() {
+		if c.IsAvailableCommand() && c.Name() != "exec" { // exec runs a program, not a kind
 			kinds = append(kinds, c.Name())
 		}
 	}
@@ -59,7 +59,7 @@ func unknownKind(cmd *cobra.Command, args []string) error {
 	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
 		msg += fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
 	}
-	return usagef("%s; the built-in modules are %s (the concept module a prior module, the others modalities; a program of your own joins a pipeline through command: in the pipeline file)", msg, known)
+	return usagef("%s; the built-in modules are %s (the concept module a prior module, the others modalities; a program of your own joins a pipeline through command: in the pipeline file, one in another language through exec:)", msg, known)
 }
 
 // runModule serves m with the settings of the module-process contract
