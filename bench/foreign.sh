@@ -26,7 +26,9 @@ OUT=${OUT:-out/bench-foreign}
 export PATH="$PATH:/usr/local/go/bin"
 
 make -s build
-go build -o bin/touch ./examples/custom-modality
+# The Go touch module with the BLAS the serket binary has, as make builds it.
+tags=$(pkg-config --exists openblas 2>/dev/null && echo -tags=openblas || true)
+go build $tags -o bin/touch ./examples/custom-modality
 bin/serket data prepare >/dev/null
 [ -f data/fmnist3/touch.dat ] || bin/touch prepare >/dev/null
 mkdir -p "$OUT"
