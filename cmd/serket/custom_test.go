@@ -67,24 +67,9 @@ train: {checkpoint_dir: runs/one}
 		t.Fatalf("the run is not where the file says, beside it: %v", err)
 	}
 
-	rep := filepath.Join(t.TempDir(), "report")
-	step("eval", "-f", file, "--out", rep,
-		"--items", "40", "--prior-samples", "40", "--iwae-items", "10", "--iwae-k", "10", "--probe-train", "240")
-	var res struct {
-		Coherence coherenceTable     `json:"coherence"`
-		LogPCond  map[string]float64 `json:"log_p_cond"`
-		Probe     map[string]float64 `json:"probe_accuracy"`
-	}
-	b, err := os.ReadFile(filepath.Join(rep, "eval.json"))
-	if err != nil || json.Unmarshal(b, &res) != nil {
-		t.Fatalf("eval.json: %v", err)
-	}
-	c := res.Coherence
-	if !slices.Contains(c.Targets, "touch") || !slices.ContainsFunc(c.Subsets, func(s []string) bool { return slices.Equal(s, []string{"touch"}) }) || len(c.Subsets) != 7 {
-		t.Errorf("coherence targets %v and subsets %v: want a row and a column for touch", c.Targets, c.Subsets)
-	}
-	if _, ok := res.LogPCond["touch"]; !ok || res.Probe["touch"] == 0 {
-		t.Errorf("likelihoods %v, probes %v: want touch's", res.LogPCond, res.Probe)
+	rep, c := evalsTheModule(t, step, file, "touch")
+	if len(c.Subsets) != 7 {
+		t.Errorf("coherence subsets %v: want every non-empty subset of the three others and touch alone", c.Subsets)
 	}
 	if html, _ := os.ReadFile(filepath.Join(rep, "index.html")); !strings.Contains(string(html), "What touch generates") {
 		t.Error("the report has no panel of what touch generates")
@@ -102,6 +87,33 @@ train: {checkpoint_dir: runs/one}
 		t.Errorf("language → touch: %q, %v", b, err)
 	}
 	conceptsOfTouch(t, step, file, home)
+}
+
+// evalsTheModule runs `serket eval -f file` (small settings) by step and
+// checks that module has what evaluation gives every module: a row and a
+// column of coherence, a likelihood and a probe. It returns the report's
+// directory and the coherence table.
+func evalsTheModule(t *testing.T, step func(...string) string, file, module string) (string, coherenceTable) {
+	t.Helper()
+	rep := filepath.Join(t.TempDir(), "report")
+	step("eval", "-f", file, "--out", rep,
+		"--items", "40", "--prior-samples", "40", "--iwae-items", "10", "--iwae-k", "10", "--probe-train", "240")
+	var res struct {
+		Coherence coherenceTable     `json:"coherence"`
+		LogPCond  map[string]float64 `json:"log_p_cond"`
+		Probe     map[string]float64 `json:"probe_accuracy"`
+	}
+	if b, err := os.ReadFile(filepath.Join(rep, "eval.json")); err != nil || json.Unmarshal(b, &res) != nil {
+		t.Fatalf("eval.json: %v", err)
+	}
+	c := res.Coherence
+	if !slices.Contains(c.Targets, module) || !slices.ContainsFunc(c.Subsets, func(s []string) bool { return slices.Equal(s, []string{module}) }) {
+		t.Errorf("coherence targets %v and subsets %v: want a row and a column for %s", c.Targets, c.Subsets, module)
+	}
+	if _, ok := res.LogPCond[module]; !ok || res.Probe[module] == 0 {
+		t.Errorf("likelihoods %v, probes %v: want %s's", res.LogPCond, res.Probe, module)
+	}
+	return rep, c
 }
 
 // conceptsOfTouch trains the custom pipeline of file under the concept

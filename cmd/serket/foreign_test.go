@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,24 +75,7 @@ func TestPythonModuleThroughTheCommands(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(run, "touchpy.ckpt")); err != nil {
 		t.Fatalf("the Python module's checkpoint: %v", err)
 	}
-	rep := filepath.Join(t.TempDir(), "report")
-	step("eval", "-f", file, "--out", rep,
-		"--items", "40", "--prior-samples", "40", "--iwae-items", "10", "--iwae-k", "10", "--probe-train", "240")
-	var res struct {
-		Coherence coherenceTable     `json:"coherence"`
-		LogPCond  map[string]float64 `json:"log_p_cond"`
-		Probe     map[string]float64 `json:"probe_accuracy"`
-	}
-	if b, err := os.ReadFile(filepath.Join(rep, "eval.json")); err != nil || json.Unmarshal(b, &res) != nil {
-		t.Fatalf("eval.json: %v", err)
-	}
-	c := res.Coherence
-	if !slices.Contains(c.Targets, "touchpy") || !slices.ContainsFunc(c.Subsets, func(s []string) bool { return slices.Equal(s, []string{"touchpy"}) }) {
-		t.Errorf("coherence targets %v and subsets %v: want a row and a column for touchpy", c.Targets, c.Subsets)
-	}
-	if _, ok := res.LogPCond["touchpy"]; !ok || res.Probe["touchpy"] == 0 {
-		t.Errorf("likelihoods %v, probes %v: want touchpy's", res.LogPCond, res.Probe)
-	}
+	evalsTheModule(t, step, file, "touchpy")
 	reading := touch.Format(touchsim.Reading(7, 1, 1<<62)) // a sneaker's
 	g1 := filepath.Join(t.TempDir(), "g1")
 	step("generate", "-f", file, "--serve", "--from", "touchpy="+reading, "--to", "vision", "--n", "2", "--out", g1)
