@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"time"
 )
@@ -211,7 +210,7 @@ func (c *child) roundTrip(req any, seq uint64, op string, buf []byte) (*reply, [
 	c.stdin.SetWriteDeadline(deadline)
 	buf, err := writeFrame(c.stdin, req, buf, c.cfg.MaxFrame)
 	if err != nil {
-		if strings.Contains(err.Error(), "frame limit") {
+		if errors.Is(err, errTooLarge) {
 			return nil, buf, fmt.Errorf("%s: %s: %w", c.who, op, err)
 		}
 		c.fail(fmt.Errorf("writing its %s request: %v", op, err))

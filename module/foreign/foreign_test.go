@@ -2,7 +2,6 @@ package foreign_test
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -284,7 +283,23 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if !bytes.Equal(state.Bytes(), again.Bytes()) {
 		t.Error("the restored child saves other parameters")
 	}
-	if b.Err() != nil || errors.Is(b.Err(), os.ErrClosed) {
+	if b.Err() != nil {
 		t.Errorf("the child failed: %v", b.Err())
+	}
+}
+
+// TestOversizedRequestFailsOnlyTheCall: a request over the frame limit is
+// never written; the call fails, naming the limit, and the child serves on.
+func TestOversizedRequestFailsOnlyTheCall(t *testing.T) {
+	m, err := startToy(t, foreign.Config{MaxFrame: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Parse([]bus.Payload{{Type: "text/plain", Data: bytes.Repeat([]byte("1 "), 4096)}})
+	if err == nil || !strings.Contains(err.Error(), "frame limit") || !strings.Contains(err.Error(), "module left") {
+		t.Fatalf("parse of 8 KiB with a 4 KiB frame limit: %v, want an error naming the module and the limit", err)
+	}
+	if _, _, err := m.LoadBatch([]uint64{1, 2}); err != nil || m.Err() != nil {
+		t.Errorf("after a refused request the child serves no more: %v, %v", err, m.Err())
 	}
 }

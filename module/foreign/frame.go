@@ -19,6 +19,10 @@ const DefaultMaxFrame = 256 << 20
 // msgpack map): the child has failed.
 var errFrame = errors.New("broken frame")
 
+// errTooLarge marks a request over the frame limit: the call fails, and
+// the child, which never saw it, serves on.
+var errTooLarge = errors.New("over the frame limit (--max-frame)")
+
 // writeFrame writes v as one frame: its msgpack encoding after its length.
 // buf is reused storage; the grown buffer is returned.
 func writeFrame(w io.Writer, v any, buf []byte, max int) ([]byte, error) {
@@ -27,7 +31,7 @@ func writeFrame(w io.Writer, v any, buf []byte, max int) ([]byte, error) {
 		return buf, err
 	}
 	if len(body) > max {
-		return buf, fmt.Errorf("a request of %d bytes, over the frame limit of %d (--max-frame)", len(body), max)
+		return buf, fmt.Errorf("a request of %d bytes, limit %d: %w", len(body), max, errTooLarge)
 	}
 	buf = binary.LittleEndian.AppendUint32(buf[:0], uint32(len(body)))
 	buf = append(buf, body...)
