@@ -109,7 +109,7 @@ $SERKET_CHECKPOINT_DIR, the file's train.checkpoint_dir, runs/latest.
 				return err
 			}
 			fmt.Printf("from %s → %s, %d samples\n", orNone(rep.Contributors), strings.Join(to, ", "), n)
-			if c := conceptsOf(rep); c != "" {
+			if c := client.Concepts(rep); c != "" {
 				fmt.Println(c)
 			}
 			for _, t := range rep.Outputs["language"] {

@@ -7,7 +7,6 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -108,7 +107,7 @@ func inferRequest(from, to []string, n int, seed int64) (*bus.InferRequest, erro
 
 func printReply(w io.Writer, rep *bus.InferReply, outDir string) error {
 	fmt.Fprintf(w, "contributors: %s\n", orNone(rep.Contributors))
-	if c := conceptsOf(rep); c != "" {
+	if c := client.Concepts(rep); c != "" {
 		fmt.Fprintln(w, c)
 	}
 	for _, name := range sortedKeys(rep.Missing) {
@@ -140,45 +139,14 @@ func printReply(w io.Writer, rep *bus.InferReply, outDir string) error {
 	return nil
 }
 
-// unanswered is an error naming every observation the pipeline did not use
-// and every wanted module that rendered nothing, so that a script sees a
-// failed inference in the exit status (the reply is printed first).
+// unanswered is client.Unanswered in the flags' words.
 func unanswered(req *bus.InferRequest, rep *bus.InferReply) error {
-	var bad []string
-	for _, name := range sortedKeys(req.Observations) {
-		if !slices.Contains(rep.Contributors, name) {
-			bad = append(bad, fmt.Sprintf("--from %s was not used (%s)", name, orUnknown(rep.Missing[name])))
+	return client.Unanswered(req, rep, func(from bool, name string) string {
+		if from {
+			return "--from " + name
 		}
-	}
-	for _, name := range req.Want {
-		if len(rep.Outputs[name]) == 0 {
-			bad = append(bad, fmt.Sprintf("--to %s rendered nothing (%s)", name, orUnknown(rep.Missing[name])))
-		}
-	}
-	if len(bad) > 0 {
-		return fmt.Errorf("inference incomplete: %s", strings.Join(bad, "; "))
-	}
-	return nil
-}
-
-func orUnknown(reason string) string {
-	if reason == "" {
-		return "no reason given"
-	}
-	return reason
-}
-
-// conceptsOf says under which prior module's prior the reply's latents
-// are, and the category it gave each ("" for N(0, I)).
-func conceptsOf(rep *bus.InferReply) string {
-	if rep.Prior == "" {
-		return ""
-	}
-	cs := make([]string, len(rep.Concept))
-	for i, c := range rep.Concept {
-		cs[i] = fmt.Sprint(c)
-	}
-	return fmt.Sprintf("under prior module %s's prior; its categories: %s", rep.Prior, strings.Join(cs, ", "))
+		return "--to " + name
+	})
 }
 
 func orNone(s []string) string {
