@@ -21,8 +21,9 @@ const (
 	// beliefs and its sensors.
 	RoleModule Role = iota
 	// RoleIntegrator announces steps, broadcasts latents, expert gradients
-	// and beliefs, asks modules to encode and decode, and answers
-	// inference; it hears every module's posteriors and gradients.
+	// and beliefs, reports its training's progress, asks modules to encode
+	// and decode, and answers inference; it hears every module's
+	// posteriors and gradients.
 	RoleIntegrator
 	// RoleClient may only call inference.
 	RoleClient
@@ -31,8 +32,8 @@ const (
 	RoleSensor
 	// RoleAdmin hears everything and may publish anything but training
 	// messages (serket ls, echo, record, replay): nobody but the
-	// integrator drives training, and no module's posteriors or
-	// gradients are forged in its name.
+	// integrator drives training or reports its progress, and no
+	// module's posteriors or gradients are forged in its name.
 	RoleAdmin
 )
 
@@ -81,7 +82,7 @@ func (s Subjects) Permissions(role Role, module string, sensors []string, inbox 
 		}
 	case RoleIntegrator:
 		return Permissions{
-			Publish: []string{s.Step(), s.Latent(), p + ".egrad.*", p + ".train.ctl.*", s.Belief(), p + ".encode.*", p + ".decode.*",
+			Publish: []string{s.Step(), s.Latent(), p + ".egrad.*", p + ".train.ctl.*", s.TrainProgress(), s.Belief(), p + ".encode.*", p + ".decode.*",
 				p + ".train.status.*", p + ".prior.*", p + ".train.prior.*", "$SRV.>"},
 			Subscribe: []string{p + ".post.*", p + ".zgrad.*", p + ".obs.post.*", s.Infer(), "$SRV.>", in},
 			Responses: true,
@@ -97,10 +98,11 @@ func (s Subjects) Permissions(role Role, module string, sensors []string, inbox 
 }
 
 // training are the subjects of training messages: only the integrator
-// and each module for itself may publish them.
+// and each module for itself may publish them. The integrator's progress
+// reports are among them, so that no one forges a run's curves.
 func (s Subjects) training() []string {
 	p := s.prefix
-	return []string{s.Step(), s.Latent(), p + ".egrad.*", p + ".train.ctl.*", p + ".train.prior.*", p + ".post.*", p + ".zgrad.*"}
+	return []string{s.Step(), s.Latent(), p + ".egrad.*", p + ".train.ctl.*", p + ".train.prior.*", s.TrainProgress(), p + ".post.*", p + ".zgrad.*"}
 }
 
 // InboxPrefix is the reply-inbox prefix of the NATS user with the public

@@ -239,3 +239,63 @@ func TestLoadOrCreateKey(t *testing.T) {
 		t.Errorf("garbage seed: %v", err)
 	}
 }
+
+// TestOnlyTheIntegratorReportsProgress: on a secured server the training
+// progress reports that a live view draws come from the integrator alone;
+// a module, a client, a sensor's drivers and an admin publish there in
+// vain, and the admin hears the integrator's.
+func TestOnlyTheIntegratorReportsProgress(t *testing.T) {
+	subj, _ := bus.NewSubjects("sec")
+	srv, key := securedServer(t, subj, map[string]bus.Role{
+		"vision": bus.RoleModule, "integrator": bus.RoleIntegrator, "client": bus.RoleClient, "robot": bus.RoleSensor, "admin": bus.RoleAdmin,
+	})
+	admin := connectAs(t, srv, "admin", key["admin"])
+	var mu sync.Mutex
+	var got []string
+	if _, err := admin.Subscribe(subj.TrainProgress(), func(m *nats.Msg) {
+		mu.Lock()
+		got = append(got, string(m.Data))
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	heard := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+	// Each forger's report reaches the server (and is dropped or routed
+	// to the admin) before its Flush returns, so before the integrator's.
+	for _, forger := range []string{"vision", "client", "robot", "admin"} {
+		nc := connectAs(t, srv, forger, key[forger])
+		if err := nc.Publish(subj.TrainProgress(), []byte(forger)); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	integ := connectAs(t, srv, "integrator", key["integrator"])
+	if err := integ.Publish(subj.TrainProgress(), []byte("integrator")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(heard(), "integrator") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the admin never heard the integrator's report; heard %v", heard())
+		}
+		time.Sleep(5 * time.Millisecond) // polls the subscriber's record
+	}
+	if h := heard(); !slices.Equal(h, []string{"integrator"}) {
+		t.Errorf("the admin heard reports from %v; want the integrator's only", h)
+	}
+	for _, r := range []bus.Role{bus.RoleModule, bus.RoleClient, bus.RoleSensor, bus.RoleAdmin} {
+		p := subj.Permissions(r, "vision", []string{"robot.camera"}, "_INBOX_X")
+		if slices.Contains(p.Publish, subj.TrainProgress()) || slices.Contains(p.Publish, ">") && !slices.Contains(p.PublishDeny, subj.TrainProgress()) {
+			t.Errorf("%v may publish on %s: %+v", r, subj.TrainProgress(), p)
+		}
+	}
+}

@@ -117,6 +117,7 @@ func FuzzScoreRequest(f *testing.F)   { fuzzMessage(f, bus.TypeScoreRequest) }
 func FuzzScoreReply(f *testing.F)     { fuzzMessage(f, bus.TypeScoreReply) }
 func FuzzPriorRequest(f *testing.F)   { fuzzMessage(f, bus.TypePriorRequest) }
 func FuzzPriorReply(f *testing.F)     { fuzzMessage(f, bus.TypePriorReply) }
+func FuzzTrainProgress(f *testing.F)  { fuzzMessage(f, bus.TypeTrainProgress) }
 
 // TestFuzzSeeds makes sure the seeds are what they claim: the golden
 // encoding is accepted and the corrupted ones that must fail do.

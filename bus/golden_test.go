@@ -184,6 +184,15 @@ func examples() []example {
 				Concept: []int32{7, -1}, Prob: bus.Vector([]float32{0.875, 0.5})}},
 			Learned: true,
 		},
+		&bus.TrainProgress{
+			Header: hdr(bus.TypeTrainProgress, "integrator"),
+			ID:     "00112233445566778899aabbccddeeff", Step: 360, Epoch: 2, Epochs: 5, Progress: 0.6,
+			Steps: 12, Items: 1200, ELBO: -512.25, JointELBO: -180.5, KL: 20.125,
+			LogLik: map[string]float64{"vision": -150.75}, Beta: 0.5, SamplesPerSec: 1150.5,
+			Missing:  []string{"audio"},
+			EpochEnd: true, Tested: true, TestELBO: -190.25, TestKL: 19.5,
+			TestLogLik: map[string]float64{"vision": -160.125},
+		},
 	}
 	out := make([]example, len(ms))
 	for i, m := range ms {
@@ -238,7 +247,7 @@ func TestExamplesCoverEveryType(t *testing.T) {
 		bus.TypeEncodeRequest, bus.TypeEncodeReply, bus.TypeDecodeRequest,
 		bus.TypeDecodeReply, bus.TypeBelief, bus.TypeControl, bus.TypeRunState,
 		bus.TypeFeatureRequest, bus.TypeFeatureReply, bus.TypeScoreRequest, bus.TypeScoreReply,
-		bus.TypePriorRequest, bus.TypePriorReply,
+		bus.TypePriorRequest, bus.TypePriorReply, bus.TypeTrainProgress,
 	}
 	seen := map[string]bool{}
 	for _, ex := range examples() {

@@ -740,6 +740,8 @@ func New(typ string) Message {
 		return new(PriorRequest)
 	case TypePriorReply:
 		return new(PriorReply)
+	case TypeTrainProgress:
+		return new(TrainProgress)
 	}
 	return nil
 }

@@ -49,6 +49,11 @@ func (s Subjects) Control(module string) string { return s.prefix + ".train.ctl.
 // TrainStatus is module's training-status endpoint (a request; JSON reply).
 func (s Subjects) TrainStatus(module string) string { return s.prefix + ".train.status." + module }
 
+// TrainProgress is where the integrator reports how its training run goes
+// (TrainProgress): a few times a second and at every epoch's end. Like
+// every training subject, only the integrator may publish on it.
+func (s Subjects) TrainProgress() string { return s.prefix + ".train.progress" }
+
 // Infer is the integrator's inference endpoint (InferRequest → InferReply).
 func (s Subjects) Infer() string { return s.prefix + ".infer" }
 

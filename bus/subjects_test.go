@@ -73,6 +73,7 @@ func TestSubjectScheme(t *testing.T) {
 		{"decode", s.Decode("vision"), "serket.v2.default.decode.vision"},
 		{"obs post", s.ObsPost("vision"), "serket.v2.default.obs.post.vision"},
 		{"belief", s.Belief(), "serket.v2.default.belief"},
+		{"train progress", s.TrainProgress(), "serket.v2.default.train.progress"},
 		{"service name", bus.ServiceName("vision"), "serket-vision"},
 	}
 	for _, tt := range tests {

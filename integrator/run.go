@@ -86,6 +86,7 @@ type run struct {
 	limit        *lograte.Limiter // the integrator's: a line per kind per interval
 	gates        *gates           // a learned aggregation's, nil for another
 	order        []uint64         // the epoch's items in the order its steps take them
+	progress     *progress        // its reports on …train.progress
 }
 
 // modState is what the run knows of one module's process.
@@ -121,6 +122,7 @@ func (ig *Integrator) newRun(cfg *TrainConfig) (*run, error) {
 	} else {
 		r.fresh, r.st.Run = true, bus.NewToken()
 	}
+	r.progress = newRunProgress(r)
 	r.ch = make(chan *nats.Msg, 4096)
 	for _, subj := range []string{ig.subj.Post("*"), ig.subj.ZGrad("*")} {
 		s, err := ig.nc.ChanSubscribe(subj, r.ch)
@@ -265,6 +267,7 @@ func (r *run) epoch(ctx context.Context) (*EpochStats, error) {
 	ran := 0              // steps of this epoch run by this call
 	timesBefore := r.ig.moduleTimes(ctx, cfg.Modules)
 	start := time.Now()
+	r.progress.begin()
 	stepsPerEpoch := (len(cfg.IDs) + cfg.Batch - 1) / cfg.Batch
 	for r.st.Position < len(order) {
 		if err := ctx.Err(); err != nil {
@@ -289,6 +292,7 @@ func (r *run) epoch(ctx context.Context) (*EpochStats, error) {
 		if cfg.OnStep != nil {
 			cfg.OnStep(*ss)
 		}
+		r.progress.step(ss)
 		r.st.Position = end
 		r.es.Seconds = spent + time.Since(start).Seconds()
 		if r.saveDue() && end < len(order) {
@@ -382,6 +386,7 @@ func (r *run) endEpoch(ctx context.Context, items, ran int, timesBefore map[stri
 			return nil, err
 		}
 	}
+	r.progress.epochEnd(es, len(r.cfg.EvalIDs) > 0)
 	es.PeakRSSBytes = proc.PeakRSS()
 	if r.cfg.Metrics != nil {
 		line, _ := json.Marshal(es)
