@@ -12,7 +12,7 @@ GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 # else Debian's where PATH leads to another.
 PYTHON   ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import numpy, msgpack' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-pairing bench-foreign bench-speed bench-perf data clean
+.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-pairing bench-foreign bench-web bench-speed bench-perf data clean
 
 all: build
 
@@ -33,7 +33,9 @@ demo: deps
 up: build
 	./$(BIN) up
 
-test: deps
+# The tests also drive a real browser (the live view's): Chromium too.
+test:
+	@build/deps.sh test
 	$(MAKE) test-only
 
 # The tests alone, for a machine that has what deps installs: Go's, then
@@ -93,6 +95,9 @@ bench-pairing:
 # touch (Go, numpy, PyTorch), SEEDS "1 2 3", measured side by side (about
 # 3 minutes a run on 2 cores; not part of the tests). Then the adapter's
 # own cost per training step of the touch module.
+bench-web:
+	bench/web.sh
+
 bench-foreign:
 	bench/foreign.sh
 	$(GO) test $(GOFLAGS_TAGS) ./examples/python-touch -run '^$$' -bench TrainingStep -benchtime 200x -count 3

@@ -3,11 +3,14 @@
 # files and espeak-ng the modalities read, OpenBLAS for the fast build,
 # pkg-config to find it, and numpy and msgpack for the Python SDK and its
 # example modules (docs/foreign.md). `make demo`, `make test` and CI run this first, so
-# the README's two commands are all a fresh machine needs. As root it runs
-# apt-get; otherwise it stops with the one command to run.
+# the README's two commands are all a fresh machine needs. With the
+# argument "test" (make test) it also installs Chromium, which only the
+# live view's browser tests drive (docs/web.md). As root it runs apt-get;
+# otherwise it stops with the one command to run.
 set -euo pipefail
 
 need=(dataset-fashion-mnist espeak-ng libopenblas-dev pkg-config python3-numpy python3-msgpack)
+[ "${1:-}" = test ] && need+=(chromium)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

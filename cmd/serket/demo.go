@@ -37,6 +37,7 @@ func newDemoCmd(g *globals) *cobra.Command {
 		data    string
 		out     string
 		size    tourSize
+		webAddr string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -56,10 +57,13 @@ func newDemoCmd(g *globals) *cobra.Command {
   7. evaluate the trained model (coherence, likelihoods, the latent) and
      write a report with pictures.
 
-Outputs go to --out.`,
+While it runs, a live view of the pipeline (its processes, the training
+curve, an inference form) is served on --web; its URL is printed at the
+start, and at the end the command that serves the trained pipeline's view
+again. Outputs go to --out.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return runDemo(g, data, out, timeout, size)
+			return runDemo(g, data, out, timeout, size, webAddr)
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "give up if the pipeline is not up by then")
@@ -67,6 +71,7 @@ Outputs go to --out.`,
 	cmd.Flags().StringVar(&out, "out", "out/demo", "directory for the generated files")
 	cmd.Flags().IntVar(&size.items, "items", trainItems, "train on the first N training items")
 	cmd.Flags().IntVar(&size.epochs, "epochs", demoEpochs, "passes over them")
+	cmd.Flags().StringVar(&webAddr, "web", demoWeb, `serve the live view here while the tour runs ("": none; another port if this one is taken)`)
 	return cmd
 }
 
@@ -83,21 +88,26 @@ type tour struct {
 	restarted chan string // names of processes the supervisor restarts
 	c         *client.Client
 	size      tourSize
+	webAddr   string
+	view      *view
 }
+
+// demoWeb is where the tour serves its live view by default.
+const demoWeb = "localhost:8080"
 
 // tourSize is how much the tour trains.
 type tourSize struct{ items, epochs int }
 
 func say(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
 
-func runDemo(g *globals, data, out string, timeout time.Duration, size tourSize) error {
+func runDemo(g *globals, data, out string, timeout time.Duration, size tourSize, webAddr string) error {
 	if size.items < 1 || size.epochs < 1 {
 		return fmt.Errorf("--items %d --epochs %d: want at least one of each", size.items, size.epochs)
 	}
 	if g.logLevel == "info" {
 		g.logLevel = "warn" // the tour's own lines tell the story
 	}
-	t := &tour{g: g, log: g.logger("demo"), out: out, timeout: timeout, restarted: make(chan string, 8), size: size}
+	t := &tour{g: g, log: g.logger("demo"), out: out, timeout: timeout, restarted: make(chan string, 8), size: size, webAddr: webAddr}
 	ctx, cancel := signalContext()
 	defer cancel()
 	if err := t.prepare(ctx, data); err != nil {
@@ -158,6 +168,7 @@ func (t *tour) start(ctx context.Context) (func() error, error) {
 		t.p.Modules[i].Args = []string{"--lr", "0.003"}
 	}
 	t.g.natsURL = ""
+	events := &viewEvents{}
 	if t.run, err = filepath.Abs(filepath.Join(t.out, "run")); err != nil {
 		return nil, err
 	}
@@ -167,6 +178,7 @@ func (t *tour) start(ctx context.Context) (func() error, error) {
 	t.pipe, err = launchPipeline(ctx, t.g, t.p, t.log, launchOptions{grace: 3 * time.Second, noIntegrator: true,
 		env: []string{procenv.EnvData + "=" + t.data, procenv.EnvCheckpointDir + "=" + t.run, procenv.EnvTrain + "=1"},
 		onEvent: func(ev launch.Event) {
+			events.on(ev)
 			if ev.Kind == launch.Restarting {
 				t.restarted <- ev.Name
 			}
@@ -190,7 +202,38 @@ func (t *tour) start(ctx context.Context) (func() error, error) {
 		return nil, err
 	}
 	say("serket up   (pipeline %q: NATS at %s; %s, each its own process; the integrator here)", t.p.Name, t.pipe.URL, strings.Join(moduleNames(t.p), ", "))
-	return func() error { nc.Close(); return stop() }, nil
+	if err := t.serveView(ctx, events); err != nil {
+		nc.Close()
+		stop()
+		return nil, err
+	}
+	return func() error {
+		if t.view != nil {
+			t.view.Close()
+		}
+		nc.Close()
+		return stop()
+	}, nil
+}
+
+// serveView serves the live view while the tour runs, on another port if
+// the default one is taken.
+func (t *tour) serveView(ctx context.Context, events *viewEvents) error {
+	if t.webAddr == "" {
+		return nil
+	}
+	say("the live view: open it to watch the pipeline train, answer and recover")
+	v, err := t.pipe.startView(ctx, t.g, t.p, t.webAddr, "", t.log)
+	if err != nil && t.webAddr == demoWeb {
+		fmt.Printf("(%v; serving it on another port)\n", err)
+		v, err = t.pipe.startView(ctx, t.g, t.p, "localhost:0", "", t.log)
+	}
+	if err != nil {
+		return err
+	}
+	t.view = v
+	events.hub.Store(v.Hub)
+	return nil
 }
 
 // train trains the modules together for the tour's epochs.
@@ -319,6 +362,12 @@ func (t *tour) evaluate() error {
 	}
 	say("done: open %s", filepath.Join(report, "index.html"))
 	fmt.Printf("A few minutes of training on %d items gives blurry shapes; `serket train --epochs 20 --plan cross` trains on all 60,000 for real (into runs/latest), then `serket eval`.\n", t.size.items)
+	addr := t.webAddr
+	if addr == "" {
+		addr = demoWeb
+	}
+	say("to see the trained pipeline live: bin/serket up --checkpoint-dir %s --web %s", t.run, addr)
+	fmt.Printf("then open its live view: http://%s/\n", addr)
 	return nil
 }
 

@@ -86,6 +86,7 @@ a module per modality, an integrator that fuses their posteriors.
 		newConceptsCmd(g),
 		newRecordCmd(g), newReplayCmd(g),
 		newKeysCmd(g),
+		newViewCmd(g),
 	)
 	return root
 }

@@ -109,10 +109,11 @@ func containsAll(have, want []string) bool {
 
 func newTrainCmd(g *globals) *cobra.Command {
 	var (
-		tf     trainFlags
-		port   int
-		secure bool
-		keyDir string
+		tf      trainFlags
+		port    int
+		secure  bool
+		keyDir  string
+		webAddr string
 	)
 	cmd := &cobra.Command{
 		Use:   "train [pipeline.yaml]",
@@ -182,11 +183,21 @@ training steps over the bus. Checkpoints and the metrics log go to
 				defer cleanup()
 				g.nkey = o.keys["integrator"] // this process is the integrator
 			}
+			events := &viewEvents{}
+			o.onEvent = events.on
 			run, err := launchPipeline(ctx, g, p, log, o)
 			if err != nil {
 				return err
 			}
 			defer func() { cancel(); run.wait() }()
+			if webAddr != "" {
+				v, err := run.startView(ctx, g, p, webAddr, o.keys[adminIdentity], log)
+				if err != nil {
+					return err
+				}
+				events.hub.Store(v.Hub)
+				defer v.Close()
+			}
 			wctx, failed := run.watch(ctx)
 			return failed(trainInProcess(wctx, g, run.URL, p, cfg, tf.moduleWait, log))
 		},
@@ -195,6 +206,7 @@ training steps over the bus. Checkpoints and the metrics log go to
 	cmd.Flags().IntVar(&port, "port", 0, "embedded NATS server port (0: random)")
 	cmd.Flags().BoolVar(&secure, "secure", false, "an nkey and a permission set per process on the embedded server, as serket up --secure")
 	cmd.Flags().StringVar(&keyDir, "key-dir", "", "where --secure keeps the nkey seeds (default: a temporary directory removed at exit)")
+	cmd.Flags().StringVar(&webAddr, "web", "", webHelp)
 	return cmd
 }
 

@@ -33,6 +33,7 @@ func newUpCmd(g *globals) *cobra.Command {
 		keyDir    string
 		ckptDir   string
 		data      string
+		webAddr   string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [pipeline.yaml]",
@@ -95,7 +96,8 @@ comes from.`,
 				// learn; any other serves, and its weights never change.
 				env = append(env, procenv.EnvTrain+"=1")
 			}
-			o := launchOptions{grace: grace, env: env}
+			events := &viewEvents{}
+			o := launchOptions{grace: grace, env: env, onEvent: events.on}
 			if secure {
 				cleanup, err := secureLaunch(g, p, keyDir, &o, log)
 				if err != nil {
@@ -106,6 +108,16 @@ comes from.`,
 			run, err := launchPipeline(ctx, g, p, log, o)
 			if err != nil {
 				return err
+			}
+			if webAddr != "" {
+				v, err := run.startView(ctx, g, p, webAddr, o.keys[adminIdentity], log)
+				if err != nil {
+					cancel()
+					run.wait()
+					return err
+				}
+				events.hub.Store(v.Hub)
+				defer v.Close()
 			}
 			return run.wait()
 		},
@@ -119,6 +131,7 @@ comes from.`,
 	cmd.Flags().StringVar(&ckptDir, "checkpoint-dir", "runs/latest", "the run whose checkpoints the modules restore (<module>.ckpt; see the text above)")
 	cmd.Flags().StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset the built-in modules read (default $"+procenv.EnvData+", else the file's data:, else "+procenv.DefaultData+")")
 	cmd.Flags().StringVar(&keyDir, "key-dir", "", "where --secure keeps the nkey seeds (kept and reused; default: a temporary directory removed at exit)")
+	cmd.Flags().StringVar(&webAddr, "web", "", webHelp)
 	return cmd
 }
 
