@@ -189,7 +189,7 @@ func examples() []example {
 			ID:     "00112233445566778899aabbccddeeff", Step: 360, Epoch: 2, Epochs: 5, Progress: 0.6,
 			Steps: 12, Items: 1200, ELBO: -512.25, JointELBO: -180.5, KL: 20.125,
 			LogLik: map[string]float64{"vision": -150.75}, Beta: 0.5, SamplesPerSec: 1150.5,
-			Missing:  []string{"audio"},
+			Missed:   map[string]int32{"audio": 3},
 			EpochEnd: true, Tested: true, TestELBO: -190.25, TestKL: 19.5,
 			TestLogLik: map[string]float64{"vision": -160.125},
 		},

@@ -49,8 +49,9 @@ type TrainProgress struct {
 	// report (or since the epoch's steps began, if later); in an EpochEnd
 	// report, the whole epoch's throughput (as in the metrics log).
 	SamplesPerSec float64 `msgpack:"sps"`
-	// Missing are the modules absent from any of the steps.
-	Missing []string `msgpack:"missing"`
+	// Missed counts, for each module absent from any of the steps, the
+	// steps it was absent from (it did not answer in time).
+	Missed map[string]int32 `msgpack:"missed"`
 	// EpochEnd marks the report that ends Epoch. Tested says the run
 	// evaluated its held-out items after the epoch: TestELBO, TestKL and
 	// TestLogLik are the plain joint ELBO per item, its KL and its
@@ -101,7 +102,7 @@ func (m *TrainProgress) check(Expect) error {
 	if err := checkFigures("ll", m.LogLik); err != nil {
 		return err
 	}
-	if err := checkNames("missing", m.Missing); err != nil {
+	if err := checkCounts("missed", m.Missed, m.Steps); err != nil {
 		return err
 	}
 	if m.Tested && !m.EpochEnd {
@@ -111,6 +112,28 @@ func (m *TrainProgress) check(Expect) error {
 }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// checkCounts holds a per-module count of steps to MaxModules valid names
+// and counts from 1 to steps. Of several bad entries the least name is
+// reported.
+func checkCounts(field string, m map[string]int32, steps int32) error {
+	if len(m) > MaxModules {
+		return badf(field, ErrTooLarge, "%d modules, at most %d", len(m), MaxModules)
+	}
+	bad, found := "", false
+	for name, n := range m {
+		if (!ValidName(name) || n < 1 || n > steps) && (!found || name < bad) {
+			bad, found = name, true
+		}
+	}
+	switch {
+	case !found:
+		return nil
+	case !ValidName(bad):
+		return badf(field, ErrField, "%q is not a valid module name", bad)
+	}
+	return badf(field+"."+bad, ErrField, "%d steps of %d", m[bad], steps)
+}
 
 // checkFigures holds a per-module map to MaxModules valid names and
 // finite values. Of several bad entries the least name is reported, so
@@ -175,8 +198,8 @@ func (m *TrainProgress) EncodeMsgpack(enc *msgpack.Encoder) error {
 	w.float32(m.Beta)
 	w.str("sps")
 	w.float64(m.SamplesPerSec)
-	w.str("missing")
-	w.strings(m.Missing)
+	w.str("missed")
+	w.counts(m.Missed)
 	w.str("end")
 	w.bool(m.EpochEnd)
 	w.str("tested")
@@ -210,6 +233,29 @@ func (w *hotWriter) figures(m map[string]float64) {
 	for _, k := range keys {
 		w.str(k)
 		w.float64(m[k])
+	}
+}
+
+// counts writes a per-module count as msgpack writes a map[string]int32,
+// in key order.
+func (w *hotWriter) counts(m map[string]int32) {
+	if m == nil {
+		w.null()
+		return
+	}
+	var stack [MaxModules]string
+	keys := stack[:0]
+	if len(m) > len(stack) {
+		keys = make([]string, 0, len(m))
+	}
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	w.mapLen(len(keys))
+	for _, k := range keys {
+		w.str(k)
+		w.int32(m[k])
 	}
 }
 

@@ -19,7 +19,7 @@ func progressReport() *TrainProgress {
 	return &TrainProgress{Header: Header{Sender: "integrator"}, ID: "0123456789abcdef0123456789abcdef",
 		Step: 1 << 40, Epoch: 3, Epochs: 10, Progress: 0.35, Steps: 7, Items: 700,
 		ELBO: -512.5, JointELBO: -300.25, KL: 12.5, LogLik: map[string]float64{"vision": -288.125}, Beta: 0.25,
-		SamplesPerSec: 1234.5, Missing: []string{"audio", "language"}}
+		SamplesPerSec: 1234.5, Missed: map[string]int32{"audio": 2, "language": 7}}
 }
 
 // TestTrainProgressEncodesAsReflection: the hand-written encoder writes
@@ -29,7 +29,7 @@ func progressReport() *TrainProgress {
 func TestTrainProgressEncodesAsReflection(t *testing.T) {
 	end := progressReport()
 	end.Steps, end.EpochEnd, end.Tested, end.TestELBO, end.TestKL = 0, true, true, -190, 19.5
-	end.TestLogLik, end.Missing, end.LogLik = map[string]float64{"a": math.SmallestNonzeroFloat64}, []string{}, map[string]float64{}
+	end.TestLogLik, end.Missed, end.LogLik = map[string]float64{"a": math.SmallestNonzeroFloat64}, map[string]int32{}, map[string]float64{}
 	extreme := &TrainProgress{Header: Header{Sender: "integrator", Run: "ff"}, Step: math.MaxUint64, Epoch: math.MaxInt32, Epochs: math.MaxInt32,
 		Progress: 1, Steps: math.MaxInt32, Items: math.MaxInt64, ELBO: -math.MaxFloat64, KL: math.MaxFloat64, Beta: 1e6}
 	for i, m := range []*TrainProgress{progressReport(), end, extreme, {Header: Header{Sender: "i"}, Epochs: 1, Steps: 1}} {
@@ -105,7 +105,7 @@ func TestTrainProgressCheck(t *testing.T) {
 	}{
 		{name: "as sent", edit: func(m *TrainProgress) {}},
 		{name: "no run id", edit: func(m *TrainProgress) { m.ID = "" }},
-		{name: "epoch end of no step", edit: func(m *TrainProgress) { m.Steps, m.Items, m.EpochEnd = 0, 0, true }},
+		{name: "epoch end of no step", edit: func(m *TrainProgress) { m.Steps, m.Items, m.EpochEnd, m.Missed = 0, 0, true, nil }},
 		{name: "evaluated", edit: func(m *TrainProgress) {
 			m.EpochEnd, m.Tested, m.TestELBO, m.TestLogLik = true, true, -3, map[string]float64{"vision": -2}
 		}},
@@ -133,8 +133,9 @@ func TestTrainProgressCheck(t *testing.T) {
 		{name: "test log-likelihood Inf", edit: func(m *TrainProgress) {
 			m.EpochEnd, m.Tested, m.TestLogLik = true, true, map[string]float64{"vision": -inf}
 		}, wantField: "test_ll.vision", wantErr: ErrNotFinite},
-		{name: "missing twice", edit: func(m *TrainProgress) { m.Missing = []string{"audio", "audio"} }, wantField: "missing[1]", wantErr: ErrField},
-		{name: "missing a bad name", edit: func(m *TrainProgress) { m.Missing = []string{"a.b"} }, wantField: "missing[0]", wantErr: ErrField},
+		{name: "missed more steps than it has", edit: func(m *TrainProgress) { m.Missed = map[string]int32{"audio": 8} }, wantField: "missed.audio", wantErr: ErrField},
+		{name: "missed no step", edit: func(m *TrainProgress) { m.Missed = map[string]int32{"audio": 0} }, wantField: "missed.audio", wantErr: ErrField},
+		{name: "missed by a bad name", edit: func(m *TrainProgress) { m.Missed = map[string]int32{"a.b": 1} }, wantField: "missed", wantErr: ErrField},
 		{name: "evaluated mid-epoch", edit: func(m *TrainProgress) { m.Tested = true }, wantField: "tested", wantErr: ErrField},
 	}
 	for _, tt := range tests {

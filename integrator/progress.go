@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/serket-go/serket/bus"
@@ -45,7 +44,7 @@ type progress struct {
 // publish sends.
 func newProgress(publish func([]byte) error, log *slog.Logger, limit *lograte.Limiter, id string, epochs int) *progress {
 	p := &progress{publish: publish, now: time.Now, log: log, limit: limit, testLL: map[string]float64{}}
-	p.msg = bus.TrainProgress{ID: id, Epochs: int32(min(epochs, math.MaxInt32)), LogLik: map[string]float64{}}
+	p.msg = bus.TrainProgress{ID: id, Epochs: int32(min(epochs, math.MaxInt32)), LogLik: map[string]float64{}, Missed: map[string]int32{}}
 	p.msg.SetSender(Name)
 	p.since = p.now()
 	return p
@@ -73,9 +72,7 @@ func (p *progress) step(ss *StepStats) {
 		}
 	}
 	for _, mod := range ss.Missing {
-		if !slices.Contains(m.Missing, mod) {
-			m.Missing = append(m.Missing, mod)
-		}
+		m.Missed[mod]++
 	}
 	now := p.now()
 	if !p.last.IsZero() && now.Sub(p.last) < progressEvery {
@@ -117,7 +114,6 @@ func (p *progress) report(now time.Time) {
 			m.LogLik[mod] /= n
 		}
 	}
-	slices.Sort(m.Missing)
 	var err error
 	p.wire, err = bus.MarshalAppend(p.wire[:0], m, bus.DefaultMaxBytes)
 	if err == nil {
@@ -136,7 +132,8 @@ func (p *progress) report(now time.Time) {
 func (p *progress) reset() {
 	m := &p.msg
 	clear(m.LogLik)
-	*m = bus.TrainProgress{Header: m.Header, ID: m.ID, Epochs: m.Epochs, LogLik: m.LogLik, Missing: m.Missing[:0]}
+	clear(m.Missed)
+	*m = bus.TrainProgress{Header: m.Header, ID: m.ID, Epochs: m.Epochs, LogLik: m.LogLik, Missed: m.Missed}
 }
 
 // newRunProgress is the progress of run r, sent on the pipeline's

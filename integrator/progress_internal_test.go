@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"maps"
 	"math"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,7 +72,7 @@ func TestProgressAveragesAtMostEveryInterval(t *testing.T) {
 		steps          int32
 		step           uint64
 		elbo, sps      float64
-		missing        []string
+		missed         map[string]int32
 		end, tested    bool
 		items          int64
 		testELBO, beta float64
@@ -85,7 +84,7 @@ func TestProgressAveragesAtMostEveryInterval(t *testing.T) {
 			t.Fatalf("%s: %d reports, want 1 new", what, len(c.reports)-n)
 		}
 		if r.Steps != w.steps || r.Step != w.step || r.ELBO != w.elbo || r.Items != w.items || math.Abs(r.SamplesPerSec-w.sps) > 1e-9 ||
-			!slices.Equal(r.Missing, w.missing) || r.EpochEnd != w.end || r.Tested != w.tested || r.TestELBO != w.testELBO || float64(r.Beta) != w.beta {
+			!maps.Equal(r.Missed, w.missed) || r.EpochEnd != w.end || r.Tested != w.tested || r.TestELBO != w.testELBO || float64(r.Beta) != w.beta {
 			t.Errorf("%s: report %+v\nwant %+v", what, r, w)
 		}
 		if r.ID != "abc123" || r.Epochs != 2 || r.Sender != Name {
@@ -117,7 +116,7 @@ func TestProgressAveragesAtMostEveryInterval(t *testing.T) {
 	quiet("249 ms after", 1)
 	c.at(350)
 	c.step(toyStep(4, -4, 10, "a", "b"))
-	check("250 ms after", 1, want{steps: 3, step: 4, elbo: -6, items: 30, sps: 30 / 0.25, missing: []string{"a", "b"}, beta: 4. / 16})
+	check("250 ms after", 1, want{steps: 3, step: 4, elbo: -6, items: 30, sps: 30 / 0.25, missed: map[string]int32{"a": 1, "b": 2}, beta: 4. / 16})
 	c.at(400)
 	c.step(toyStep(5, -2, 10))
 	c.at(420)

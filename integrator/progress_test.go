@@ -126,8 +126,8 @@ func TestTrainReportsItsProgress(t *testing.T) {
 					t.Errorf("report %d: %s's log-likelihood %v; the mean of its steps is %v", k, m, got, v/c)
 				}
 			}
-			if !(r.SamplesPerSec > 0) || len(r.Missing) != 0 {
-				t.Errorf("report %d: %v samples/s, missing %v; want a throughput and nobody missing", k, r.SamplesPerSec, r.Missing)
+			if !(r.SamplesPerSec > 0) || len(r.Missed) != 0 {
+				t.Errorf("report %d: %v samples/s, missed %v; want a throughput and nobody missing", k, r.SamplesPerSec, r.Missed)
 			}
 		}
 		if !r.EpochEnd {

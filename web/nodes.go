@@ -33,6 +33,7 @@ type nodeView struct {
 	Requests   int      `json:"requests"`
 	Errors     int      `json:"errors"`
 	Rejected   int      `json:"rejected"`
+	Missed     int      `json:"missed"` // training steps it did not answer in time
 	ReqRate    float64  `json:"req_rate"`
 	MsgRate    float64  `json:"msg_rate"`
 	LastMsgAge *float64 `json:"last_msg_age_s"`
@@ -225,6 +226,16 @@ func (b *nodeBook) event(name string, up bool, now time.Time) {
 func (b *nodeBook) heard(name string, now time.Time) {
 	if n := b.nodes[name]; n != nil {
 		n.lastMsg = now
+	}
+}
+
+// missed adds a training report's counts of the steps modules missed.
+func (b *nodeBook) missed(counts map[string]int32) {
+	for name, n := range counts {
+		if nd := b.nodes[name]; nd != nil {
+			nd.Missed += int(n)
+			b.dirty = true
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package web
 
 import (
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -82,7 +83,7 @@ func (b *trainBook) add(tp *bus.TrainProgress, now time.Time) {
 		*b = trainBook{run: tp.ID, reset: true}
 	}
 	b.lastReport = now
-	b.status = &trainStatus{Epoch: tp.Epoch, Epochs: tp.Epochs, Progress: tp.Progress, Missing: append([]string{}, tp.Missing...), Active: true}
+	b.status = &trainStatus{Epoch: tp.Epoch, Epochs: tp.Epochs, Progress: tp.Progress, Missing: slices.Sorted(maps.Keys(tp.Missed)), Active: true}
 	if tp.EpochEnd {
 		e := epochPoint{Epoch: tp.Epoch, Step: tp.Step, SamplesPerSec: tp.SamplesPerSec}
 		if tp.Tested {
@@ -165,4 +166,5 @@ func (h *Hub) onProgress(m *nats.Msg) {
 	defer h.mu.Unlock()
 	h.train.add(&tp, now)
 	h.nodes.heard("integrator", now)
+	h.nodes.missed(tp.Missed)
 }

@@ -277,12 +277,15 @@ func TestTrainingCurve(t *testing.T) {
 	if n != 5 || tv.Run != "ab12" || tv.Epochs[0].TestELBO == nil || *tv.Epochs[0].TestELBO != -89 {
 		t.Fatalf("train history: %d points, run %q, epochs %+v; want 5 points and the epoch's test ELBO -89", n, tv.Run, tv.Epochs)
 	}
-	publish(t, pub, subj.TrainProgress(), report(8, -80, false), nil)
+	late := report(8, -80, false)
+	late.Missed = map[string]int32{"vision": 1}
+	publish(t, pub, subj.TrainProgress(), late, nil)
 	data := waitEvent(t, events, "train", func(d string) bool { return strings.Contains(d, `"step":8`) })
 	json.Unmarshal([]byte(data), &tv)
-	if tv.Reset || len(tv.Points) != 1 || tv.Points[0].ELBO != -80 || tv.Points[0].LogLik["vision"] != -40 {
-		t.Fatalf("train increment %s: want just step 8", data)
+	if tv.Reset || len(tv.Points) != 1 || tv.Points[0].ELBO != -80 || tv.Points[0].LogLik["vision"] != -40 || tv.Status == nil || len(tv.Status.Missing) != 1 {
+		t.Fatalf("train increment %s: want just step 8, with vision missing", data)
 	}
+	waitEvent(t, events, "services", func(d string) bool { return strings.Contains(d, `"name":"vision","role":"module","health":"starting","restarts":0,"requests":0,"errors":0,"rejected":0,"missed":1`) })
 }
 
 // TestPageLeavesNothingRunning: the watcher (discovery polls, posterior

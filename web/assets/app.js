@@ -513,8 +513,8 @@
   // ---- table
 
   const tableRows = new Map();
-  const COLS = ["name", "role", "health", "pid", "blas", "up", "req", "msg", "age", "restarts", "errors", "rejected", "lasterr"];
-  const NUMERIC = new Set(["pid", "up", "req", "msg", "age", "restarts", "errors", "rejected"]);
+  const COLS = ["name", "role", "health", "pid", "blas", "up", "req", "msg", "age", "restarts", "errors", "rejected", "missed", "lasterr"];
+  const NUMERIC = new Set(["pid", "up", "req", "msg", "age", "restarts", "errors", "rejected", "missed"]);
   const ROLE_ORDER = { integrator: 0, module: 1, prior: 2 };
 
   function renderNodeTable(nodes) {
@@ -562,7 +562,7 @@
     setText(c.req, fmt(n.req_rate));
     setText(c.msg, fmt(n.msg_rate));
     setText(c.age, fmtAge(n.last_msg_age_s));
-    for (const k of ["restarts", "errors", "rejected"]) {
+    for (const k of ["restarts", "errors", "rejected", "missed"]) {
       const v = num(n[k]);
       setText(c[k], v == null ? "–" : INT.format(v));
       c[k].classList.toggle("bad", (v || 0) > 0 && k !== "restarts");
@@ -717,7 +717,13 @@
     const parts = [];
     // status.epoch counts from 0, people count from 1.
     if (epoch != null) parts.push(epochs != null ? `epoch ${epoch + 1} of ${epochs}` : `epoch ${epoch + 1}`);
-    parts.push(`${Math.floor(progress * 100)}%`);
+    if (epoch != null && epochs != null) {
+      // The run's progress is of all its epochs alike: what is left of it
+      // beyond the epochs done is the epoch under way's.
+      const inEpoch = Math.min(1, Math.max(0, progress * epochs - epoch));
+      parts.push(`${Math.floor(inEpoch * 100)}% of the epoch`);
+    }
+    parts.push(`${Math.floor(progress * 100)}% of the run`);
     const active = !(st && st.active === false);
     if (!active) parts.push(progress >= 1 ? "finished" : "stopped");
     setText($("train-progress-text"), parts.join(" · "));
