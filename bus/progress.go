@@ -221,14 +221,7 @@ func (w *hotWriter) figures(m map[string]float64) {
 		return
 	}
 	var stack [MaxModules]string
-	keys := stack[:0]
-	if len(m) > len(stack) {
-		keys = make([]string, 0, len(m))
-	}
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := sortedKeys(&stack, m)
 	w.mapLen(len(keys))
 	for _, k := range keys {
 		w.str(k)
@@ -244,6 +237,18 @@ func (w *hotWriter) counts(m map[string]int32) {
 		return
 	}
 	var stack [MaxModules]string
+	keys := sortedKeys(&stack, m)
+	w.mapLen(len(keys))
+	for _, k := range keys {
+		w.str(k)
+		w.int32(m[k])
+	}
+}
+
+// sortedKeys is m's keys in order, in stack when they fit (a message
+// checked before it is encoded has at most MaxModules), so that encoding
+// allocates nothing.
+func sortedKeys[V any](stack *[MaxModules]string, m map[string]V) []string {
 	keys := stack[:0]
 	if len(m) > len(stack) {
 		keys = make([]string, 0, len(m))
@@ -252,11 +257,7 @@ func (w *hotWriter) counts(m map[string]int32) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	w.mapLen(len(keys))
-	for _, k := range keys {
-		w.str(k)
-		w.int32(m[k])
-	}
+	return keys
 }
 
 // int32 is an int32 field's encoding: always 5 bytes.

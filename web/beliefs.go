@@ -165,16 +165,8 @@ func (h *Hub) onBelief(m *nats.Msg) {
 // published by the module its subject names.
 func (h *Hub) onSaid(m *nats.Msg) {
 	var d bus.DecodeReply
-	if err := bus.UnmarshalFrom(m.Subject, m.Data, &d, bus.Expect{}); err != nil {
-		h.refuse("said", m.Subject, err)
-		return
-	}
-	module := senderOf(m.Subject)
-	if d.Sender != module {
-		h.refuse("said", m.Subject, errForged(d.Sender, module))
-		return
-	}
-	if len(d.Outputs) == 0 {
+	module, ok := h.fromModule("said", m, &d, &d.Sender, bus.Expect{})
+	if !ok || len(d.Outputs) == 0 {
 		return
 	}
 	seq, _ := strconv.ParseUint(m.Header.Get(bus.HeaderSeq), 10, 64)
@@ -185,8 +177,21 @@ func (h *Hub) onSaid(m *nats.Msg) {
 	h.nodes.heard(module, now)
 }
 
-func errForged(sender, module string) error {
-	return fmt.Errorf("sent by %q under module %q's name", sender, module)
+// fromModule decodes into msg what a module published on a subject that
+// ends in its name (msg's sender is *sender once decoded). It refuses,
+// counting it as kind, a message that does not decode or that another
+// sender published under that name.
+func (h *Hub) fromModule(kind string, m *nats.Msg, msg bus.Message, sender *string, e bus.Expect) (module string, ok bool) {
+	if err := bus.UnmarshalFrom(m.Subject, m.Data, msg, e); err != nil {
+		h.refuse(kind, m.Subject, err)
+		return "", false
+	}
+	module = senderOf(m.Subject)
+	if *sender != module {
+		h.refuse(kind, m.Subject, fmt.Errorf("sent by %q under module %q's name", *sender, module))
+		return "", false
+	}
+	return module, true
 }
 
 // said serves a module's latest rendering that is not text, by its media

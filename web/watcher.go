@@ -111,13 +111,8 @@ func (h *Hub) samplePosteriors(ctx context.Context) {
 // the module it is of.
 func (h *Hub) onPosterior(m *nats.Msg) {
 	var p bus.Posterior
-	if err := bus.UnmarshalFrom(m.Subject, m.Data, &p, bus.Expect{Latent: h.latentSize()}); err != nil {
-		h.refuse("posterior", m.Subject, err)
-		return
-	}
-	module := senderOf(m.Subject)
-	if p.Sender != module {
-		h.refuse("posterior", m.Subject, errForged(p.Sender, module))
+	module, ok := h.fromModule("posterior", m, &p, &p.Sender, bus.Expect{Latent: h.latentSize()})
+	if !ok {
 		return
 	}
 	h.mu.Lock()
