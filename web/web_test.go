@@ -12,6 +12,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -285,7 +286,11 @@ func TestTrainingCurve(t *testing.T) {
 	if tv.Reset || len(tv.Points) != 1 || tv.Points[0].ELBO != -80 || tv.Points[0].LogLik["vision"] != -40 || tv.Status == nil || len(tv.Status.Missing) != 1 {
 		t.Fatalf("train increment %s: want just step 8, with vision missing", data)
 	}
-	waitEvent(t, events, "services", func(d string) bool { return strings.Contains(d, `"name":"vision","role":"module","health":"starting","restarts":0,"requests":0,"errors":0,"rejected":0,"missed":1`) })
+	waitEvent(t, events, "services", func(d string) bool { // the step vision missed, on its node
+		var v servicesView
+		json.Unmarshal([]byte(d), &v)
+		return slices.ContainsFunc(v.Nodes, func(n nodeView) bool { return n.Name == "vision" && n.Missed == 1 })
+	})
 }
 
 // TestPageLeavesNothingRunning: the watcher (discovery polls, posterior
