@@ -12,7 +12,7 @@ GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 # else Debian's where PATH leads to another.
 PYTHON   ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import numpy, msgpack' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-pairing bench-foreign bench-web bench-speed bench-perf data clean
+.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-pairing bench-foreign bench-web bench-speed bench-perf bench-check data clean
 
 all: build
 
@@ -106,6 +106,12 @@ bench-foreign:
 # reference, in one run (needs python3-torch; not part of the tests).
 bench-speed:
 	bench/speed.sh
+
+# The gradient cross-check: one training step per plan and aggregation,
+# recomputed in PyTorch from the math (bench/torch_check.py), verbosely
+# (needs python3-torch; `make test` runs it too where torch is, else skips).
+bench-check:
+	$(GO) test $(GOFLAGS_TAGS) ./bench/torchref -run TestGradientsMatchPyTorch -v -count=1
 
 # docs/performance.md's figures in one run: the fusion round trip against
 # raw NATS, streaming throughput, training throughput against PyTorch with

@@ -26,6 +26,13 @@ type Learned interface {
 //
 //	T = 1 + Σ_m α_m T_m,  μ = Σ_m α_m T_m μ_m / T.
 //
+// The gated precision is bounded as every expert's is: it is exp(−clamp(l
+// − θ)), the product of the experts whose log-variances are shifted by
+// their gates, clamped to ±poe.MaxLogVar. So a gate that would take an
+// expert past the bound gets no gradient there (the clamp's derivative),
+// as an expert's own log-variance does, and no gate can make a precision
+// overflow.
+//
 // θ starts at 0, where it is PoE. A weight that depends on the module and
 // dimension alone could be learned by the module's encoder itself (its
 // log-variance's bias); one that also depends on how many experts are

@@ -221,6 +221,13 @@ func (s *StepMath) growFusion(n int) {
 	}
 }
 
+// Noise is, after Latents, the standard normal noise each term's latent
+// was drawn with (Terms order, B×D each), for a reference that recomputes
+// the step from its definition (bench/torch_check.py): with it, a term's
+// experts and, for a mixture, the stratum its Term.From names, the latent
+// follows. It is s's storage, valid until the next step's Latents.
+func (s *StepMath) Noise() [][]float32 { return s.eps[:len(s.terms)] }
+
 // RowWeights are the latents' row weights as bus.Latent.W carries them,
 // or nil if neither the aggregation nor SeenOnly weighs rows. They are s's
 // storage, valid until the next step's Latents.

@@ -1,10 +1,12 @@
 package integrator
 
 import (
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"testing"
 
+	"github.com/serket-go/serket/aggregate"
 	"github.com/serket-go/serket/bus"
 )
 
@@ -105,4 +107,50 @@ func randNormal(rng *rand.Rand, n int) []float32 {
 		s[i] = float32(rng.NormFloat64())
 	}
 	return s
+}
+
+// TestNoise: each term's latent is its draw with the noise Noise returns,
+// worked out here from the experts: for PoE the product's mean plus its
+// standard deviation times the noise; for MoE, in the rows where the
+// expert its Term.From names is present, that expert's mean plus its
+// standard deviation times the noise, and the noise itself elsewhere.
+func TestNoise(t *testing.T) {
+	for _, agg := range []aggregate.Aggregation{aggregate.PoE(), aggregate.MoE()} {
+		q := newQuadStep(agg, 3)
+		var s StepMath
+		s.Reset(StepMath{Step: 3, Seed: 5, B: q.b, D: q.d, Plan: q.plan, Agg: agg})
+		_, z := s.Latents(q.posts)
+		noise := s.Noise()
+		if len(noise) != len(s.Terms()) {
+			t.Fatalf("%s: noise for %d terms, want %d", agg.Name(), len(noise), len(s.Terms()))
+		}
+		for i, term := range s.Terms() {
+			for r := range q.b {
+				for j := range q.d {
+					k := r*q.d + j
+					var want float64
+					switch agg.Name() {
+					case "poe":
+						prec, num := 1.0, 0.0
+						for _, m := range term.Subset {
+							if p := q.posts[m]; present(p.Present, r) {
+								tk := math.Exp(-float64(p.LogVar.Data[k]))
+								prec += tk
+								num += tk * float64(p.Mu.Data[k])
+							}
+						}
+						want = num/prec + float64(noise[i][k])/math.Sqrt(prec)
+					default:
+						want = float64(noise[i][k])
+						if p := q.posts[term.From[0]]; present(p.Present, r) {
+							want = float64(p.Mu.Data[k]) + math.Exp(float64(p.LogVar.Data[k])/2)*want
+						}
+					}
+					if math.Abs(float64(z[i].Data[k])-want) > 1e-5*(1+math.Abs(want)) {
+						t.Fatalf("%s term %d (%v from %v) row %d: z = %v, want %v from its noise", agg.Name(), i, term.Subset, term.From, r, z[i].Data[k], want)
+					}
+				}
+			}
+		}
+	}
 }

@@ -6,9 +6,14 @@
 //     modules read them, as NumPy arrays, with the partial-pairing masks the
 //     modules draw;
 //   - Import reads the reference's NumPy weights into the modalities'
-//     networks, every shape checked, to be saved as module checkpoints.
+//     networks, every shape checked, to be saved as module checkpoints;
+//   - ExportStep takes one training step in-process, as the distributed
+//     step does, and writes its weights, inputs, noise, strata and every
+//     parameter's gradient, so that bench/torch_check.py can recompute the
+//     step from its definition and compare (the gradient cross-check,
+//     TestGradientsMatchPyTorch, `make bench-check`).
 //
-// Arrays are flattened row-major; weights are (out, in), PyTorch's layout.
+// Arrays are row-major; weights are (out, in), PyTorch's layout.
 package torchref
 
 import (

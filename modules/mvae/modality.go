@@ -74,6 +74,10 @@ func (m *Modality[B]) Spec() module.Spec { return m.spec }
 // Net exposes the networks (benchmarks, evaluation and tests read them).
 func (m *Modality[B]) Net() *Net { return m.net }
 
+// Likelihood is what the decoder's output means, as Parts gave it (a
+// reference that recomputes the step reads a Gaussian's variance here).
+func (m *Modality[B]) Likelihood() Likelihood { return m.lik }
+
 // batch is x as this modality's batch type, its input the encoder's size:
 // the SDK hands back what LoadBatch or Parse made, so anything else is a
 // caller's mistake, better an error than a panic inside nn.

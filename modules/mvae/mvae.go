@@ -140,9 +140,24 @@ func (n *Net) Backward(dout []float32, b int, dz []float32) {
 // through the encoder, takes one Adam step ascending the objective on every
 // parameter, and clears the gradients.
 func (n *Net) Learn(dmu, dlogvar []float32) error {
+	if err := n.BackwardEncoder(dmu, dlogvar); err != nil {
+		return err
+	}
+	n.opt.Step()
+	nn.ZeroGrad(n.params)
+	return nil
+}
+
+// BackwardEncoder is Learn without the step: it back-propagates dmu and
+// dlogvar (b×Width, for the latest Encode) through the encoder and adds to
+// the encoder's parameter gradients, so that every parameter's G then holds
+// the step's whole gradient (the decoder's came with Backward). It is how
+// a reference that computes the step another way (bench/torch_check.py)
+// reads serket's gradients; Discard clears them.
+func (n *Net) BackwardEncoder(dmu, dlogvar []float32) error {
 	b, d := n.b, n.cfg.Width()
 	if len(dmu) != b*d || len(dlogvar) != b*d {
-		return fmt.Errorf("Learn with %d and %d gradients for a batch of %d×%d", len(dmu), len(dlogvar), b, d)
+		return fmt.Errorf("%d and %d encoder gradients for a batch of %d×%d", len(dmu), len(dlogvar), b, d)
 	}
 	if cap(n.dEnc) < b*2*d {
 		n.dEnc = make([]float32, b*2*d)
@@ -153,8 +168,6 @@ func (n *Net) Learn(dmu, dlogvar []float32) error {
 		copy(g[i*2*d+d:(i+1)*2*d], dlogvar[i*d:(i+1)*d])
 	}
 	n.Enc.Backward(g, b, false)
-	n.opt.Step()
-	nn.ZeroGrad(n.params)
 	return nil
 }
 
