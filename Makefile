@@ -103,7 +103,10 @@ bench-foreign:
 	$(GO) test $(GOFLAGS_TAGS) ./examples/python-touch -run '^$$' -bench TrainingStep -benchtime 200x -count 3
 
 # Training throughput: serket (OpenBLAS, pure Go) against the PyTorch
-# reference, in one run (needs python3-torch; not part of the tests).
+# reference in each of its configurations (one process at 1 or 2 threads,
+# one process per modality), ROUNDS=3 interleaved rounds of an epoch of
+# ITEMS=10000, with the SGEMM ceiling (about 10 min; needs python3-torch;
+# not part of the tests; report in out/bench-speed/).
 bench-speed:
 	bench/speed.sh
 
@@ -115,7 +118,7 @@ bench-check:
 
 # docs/performance.md's figures in one run: the fusion round trip against
 # raw NATS, streaming throughput, training throughput against PyTorch with
-# each process's step split and peak memory (about 10 min; out/bench-perf/).
+# each process's step split and peak memory (about 12 min; out/bench-perf/).
 bench-perf:
 	bench/perf.sh
 

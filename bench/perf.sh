@@ -2,11 +2,13 @@
 # The performance figures of docs/performance.md in one run on this machine:
 # the fusion round trip next to a raw NATS request-reply and the streaming
 # fusion throughput (serket bench fusion), then training throughput with
-# OpenBLAS and pure Go next to the PyTorch reference, each process's step
-# split and peak memory (bench/speed.sh). Not part of the tests: the machine
-# is shared and noisy, so compare the ratios measured in one run, and rerun.
+# OpenBLAS and pure Go next to the PyTorch reference's configurations, in
+# interleaved rounds, with each process's step split, peak memory and the
+# SGEMM ceiling (bench/speed.sh; ITEMS and ROUNDS pass through to it). Not
+# part of the tests: the machine is shared and noisy, so compare the ratios
+# measured in one run, and rerun.
 #
-#   bench/perf.sh               # about 10 minutes on 2 cores; report in out/bench-perf/
+#   bench/perf.sh               # about 12 minutes on 2 cores; report in out/bench-perf/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -19,7 +21,7 @@ mkdir -p "$out"
   go build -tags openblas -o bin/serket ./cmd/serket
   bin/serket bench fusion 2>&1
   echo
-  echo "# training throughput (bench/speed.sh, ITEMS=${ITEMS:-10000})"
+  echo "# training throughput (bench/speed.sh, ITEMS=${ITEMS:-10000} ROUNDS=${ROUNDS:-3})"
   bench/speed.sh
   echo
   echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -2,56 +2,104 @@
 # Training throughput, measured side by side in one run on this machine:
 # serket (three module processes and the integrator, talking over NATS) with
 # OpenBLAS and with pure Go, and the PyTorch reference of the same model
-# (bench/torch_mvae.py). Not part of the tests: the machine is shared and
-# noisy, so compare the ratios, and rerun.
+# (bench/torch_mvae.py) in each configuration worth trying on two cores:
 #
-#   bench/speed.sh              # ITEMS=10000 training items, one epoch each
+#   pytorch-1-thread          one process, 1 torch thread, 1 OpenBLAS thread
+#   pytorch-1-thread-2-blas   one process, 1 torch thread, 2 OpenBLAS threads
+#                             (what the reference's "1 thread" ran before:
+#                             Debian's torch leaves OpenBLAS's threads alone)
+#   pytorch-2-threads         one process, 2 torch threads, 2 OpenBLAS threads
+#   pytorch-3-procs           one process per modality and the fusion in a
+#                             fourth, as serket runs (1 thread each)
+#   pytorch-3-procs-per-term  the same, each term decoded on its own as
+#                             serket's modules do (the others decode all of
+#                             a modality's terms in one batch)
+#
+# Both sides time the same thing: one epoch of the first ITEMS training
+# items in a shuffled order, batch 100, each step loading its rows from
+# data in memory (serket's modules from their shards, the reference from
+# `serket bench export`'s arrays), from the first step to the last, with
+# neither warm-up nor checkpoints nor evaluation inside (serket's
+# samples_per_sec of the epoch in its metrics log; --checkpoint-every 0
+# --checkpoint-interval 0 keeps its by-the-minute checkpoint out).
+#
+# The systems run in ROUNDS rounds, each running every system once in the
+# order above, then the SGEMM ceiling (bench/sgemm.py): a system's figure
+# is its median and range over the rounds, and its ratio to the best
+# PyTorch configuration (the one of highest median) both as the ratio of
+# medians and as the range of the ratios within a round. Before any of it,
+# torch_mvae.py --check makes sure every mode of the reference trains
+# exactly as the plain one-process step does. Not part of the tests: the
+# machine is shared and noisy, so compare the ratios, and rerun.
+#
+#   bench/speed.sh                       # ITEMS=10000 ROUNDS=3: about 10 minutes on 2 cores
+#   ITEMS=2000 ROUNDS=1 bench/speed.sh   # a quick look
+#
+# The runs' JSON lines and the report stay in OUT (default out/bench-speed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITEMS=${ITEMS:-10000}
+ROUNDS=${ROUNDS:-3}
+OUT=${OUT:-out/bench-speed}
 PY=${PY:-/usr/bin/python3}
 export PATH="$PATH:/usr/local/go/bin"
+log() { echo "== $(date +%H:%M:%S) $*" >&2; }
 
+"$PY" -c 'import torch, numpy' 2>/dev/null || { echo "bench: PyTorch missing: apt-get install python3-torch" >&2; exit 1; }
 go build -tags openblas -o bin/serket ./cmd/serket
 go build -o bin/serket-purego ./cmd/serket
 bin/serket data prepare >/dev/null
-"$PY" -c 'import torch' 2>/dev/null || { echo "bench: PyTorch missing: apt-get install python3-torch" >&2; exit 1; }
-
+mkdir -p "$OUT"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-serket() { # name binary
-  "$2" train --limit "$ITEMS" --epochs 1 --checkpoint-dir "$tmp/$1" --log-level warn >/dev/null
-  "$PY" - "$1" "$tmp/$1/metrics.jsonl" <<'PYEOF'
-import json, sys
-m = json.loads(open(sys.argv[2]).read().splitlines()[-1])
-t = m["seconds"]
-procs = {"integrator": {"wait": m["wait_seconds"] / t, "fuse": m["fuse_seconds"] / t,
-                        "codec": m["codec_seconds"] / t, "rss": m.get("peak_rss_bytes", 0)}}
-for k, v in m.get("modules", {}).items():
-    if v["step_seconds"] > 0:
-        s = v["step_seconds"]
-        procs[k] = {"compute": v["compute_seconds"] / s, "codec": v["codec_seconds"] / s, "save": v["save_seconds"] / s,
-                    "wait": 1 - (v["compute_seconds"] + v["codec_seconds"] + v["save_seconds"]) / s, "rss": v.get("peak_rss_bytes", 0)}
-print(json.dumps({"system": sys.argv[1], "samples_per_sec": m["samples_per_sec"], "processes": procs}))
-PYEOF
+log "export of the first $ITEMS items for the reference"
+bin/serket bench export --out "$tmp/export" --limit "$ITEMS" --fractions 1 --log-level warn
+log "the reference's check: every mode trains as the plain step"
+"$PY" bench/torch_mvae.py --check --data "$tmp/export" --items "$ITEMS" 2>"$tmp/check.log" >"$OUT/check.json" || {
+  cat "$tmp/check.log" "$OUT/check.json" >&2
+  echo "bench: a faster mode of torch_mvae.py does not compute what its plain step does" >&2
+  exit 1
+}
+"$PY" bench/torch_mvae.py --flops >"$OUT/flops.json"
+
+results=$OUT/results.jsonl
+: >"$results"
+record() { # system round < one JSON line
+  local line
+  line=$(tail -n 1)
+  printf '{"system":"%s","round":%d,"result":%s}\n' "$1" "$2" "$line" >>"$results"
+}
+serket() { # system binary round
+  log "round $3: $1"
+  "$2" train --limit "$ITEMS" --epochs 1 --eval-items 0 --checkpoint-every 0 --checkpoint-interval 0 \
+    --checkpoint-dir "$tmp/run" --log-level warn >/dev/null
+  record "$1" "$3" <"$tmp/run/metrics.jsonl"
+  rm -rf "$tmp/run"
+}
+torch() { # system round flags…
+  local name=$1 round=$2
+  shift 2
+  log "round $round: $name"
+  "$PY" bench/torch_mvae.py --data "$tmp/export" --items "$ITEMS" "$@" | record "$name" "$round"
 }
 {
-  serket serket-openblas bin/serket
-  serket serket-purego bin/serket-purego
-  OMP_WAIT_POLICY=PASSIVE "$PY" bench/torch_mvae.py --threads 2 | "$PY" -c 'import json,sys; d=json.load(sys.stdin); d["system"]="pytorch-2-threads"; print(json.dumps(d))'
-} > "$tmp/results.jsonl"
-"$PY" - "$tmp/results.jsonl" <<'PYEOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-ref = next(r["samples_per_sec"] for r in rows if r["system"].startswith("pytorch"))
-mib = lambda b: f"peak RSS {b / 2**20:6.0f} MiB" if b else ""
-print(f"{'system':<20} {'samples/s':>10} {'vs PyTorch':>11}")
-for r in rows:
-    print(f"{r['system']:<20} {r['samples_per_sec']:>10.0f} {r['samples_per_sec']/ref:>10.2f}×   {mib(r.get('peak_rss_bytes', 0))}")
-    for name, p in sorted(r.get("processes", {}).items(), key=lambda kv: kv[0] != "integrator"):
-        if name == "integrator":
-            split = f"waiting {100*p['wait']:4.0f}%  fusing {100*p['fuse']:4.1f}%  messages {100*p['codec']:4.1f}%"
-        else:
-            split = f"compute {100*p['compute']:4.0f}%  messages {100*p['codec']:4.1f}%  checkpoints {100*p['save']:4.1f}%  waiting {100*p['wait']:4.0f}%"
-        print(f"    {name:<12} {split:<70} {mib(p['rss'])}")
-PYEOF
+  echo "# training throughput, $(date -u '+%Y-%m-%d %H:%M UTC'), ITEMS=$ITEMS ROUNDS=$ROUNDS, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+  echo "# load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$tmp/head.txt"
+for r in $(seq "$ROUNDS"); do
+  serket serket-openblas bin/serket "$r"
+  serket serket-purego bin/serket-purego "$r"
+  torch pytorch-1-thread "$r" --threads 1
+  torch pytorch-1-thread-2-blas "$r" --threads 1 --blas-threads 2
+  torch pytorch-2-threads "$r" --threads 2
+  torch pytorch-3-procs "$r" --procs 3
+  torch pytorch-3-procs-per-term "$r" --procs 3 --per-term
+  log "round $r: SGEMM ceiling"
+  "$PY" bench/sgemm.py --threads 2 | record sgemm "$r"
+done
+{
+  cat "$tmp/head.txt"
+  echo "# load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo
+  "$PY" bench/speed_report.py "$results" "$OUT/flops.json" "$OUT/check.json"
+} | tee "$OUT/report.txt"

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The PyTorch reference of serket's three-modality VAE, for quality.
 
-bench/torch_mvae.py times this model on random inputs; this script trains it
-on real data exported by `serket bench export` and saves its weights, so the
-Go side can score them with the same evaluation code as serket's own model.
+bench/torch_mvae.py times this model (it imports it from here); this script
+trains it on real data exported by `serket bench export` and saves its
+weights, so the Go side can score them with the same evaluation code as
+serket's own model.
 
 It mirrors serket exactly:
   * networks (modules/mvae): per modality an encoder MLP in→H→H→2·D (SiLU

@@ -29,7 +29,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 bench/speed.sh drive them):
 
   serket bench quality DIR...   the test-split figures of trained checkpoints
-  serket bench export           the dataset as NumPy arrays, for bench/torch_quality.py
+  serket bench export           the dataset as NumPy arrays, for bench/torch_quality.py and torch_mvae.py
   serket bench import           NumPy weights from bench/torch_quality.py as checkpoints`,
 	}
 	cmd.AddCommand(newBenchQualityCmd(g), newBenchExportCmd(g), newBenchImportCmd(g))
@@ -206,7 +206,7 @@ func newBenchExportCmd(g *globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "export",
-		Short: "write the dataset as the NumPy arrays bench/torch_quality.py reads",
+		Short: "write the dataset as the NumPy arrays bench/torch_quality.py and torch_mvae.py read",
 		Long: `Write each modality's encoder inputs, exactly as the modules read them, as
 NumPy files in --out: train_vision.npy (float32 pixels in [0, 1]),
 train_language.npy (int32 token ids), train_audio.npy (float32 normalised
