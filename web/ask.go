@@ -34,6 +34,7 @@ const (
 	formOverhead = 1 << 20
 	maxSamples   = 8
 	asksAtOnce   = 2
+	maxField     = 4096 // bytes of a typed field
 )
 
 // askReply is the page's answer: the reply as `serket infer` prints it.
@@ -108,7 +109,7 @@ func outputOf(p bus.Payload) outputView {
 	case strings.HasPrefix(p.Type, "text/"):
 		v.Text = strings.ToValidUTF8(string(p.Data), "�")
 	case displayable(p.Type):
-		v.DataURL = "data:" + strings.TrimSpace(strings.SplitN(p.Type, ";", 2)[0]) + ";base64," + base64.StdEncoding.EncodeToString(p.Data)
+		v.DataURL = "data:" + baseType(p.Type) + ";base64," + base64.StdEncoding.EncodeToString(p.Data)
 	}
 	return v
 }
@@ -169,15 +170,14 @@ func readPart(req *bus.InferRequest, part *multipart.Part) error {
 		}
 		req.Observations[module] = p
 	case "text", "want", "samples":
-		b := make([]byte, 4097)
-		n, err := readFull(part, b)
+		b, err := io.ReadAll(io.LimitReader(part, maxField+1))
 		if err != nil {
 			return formError(err)
 		}
-		if n > 4096 {
-			return fmt.Errorf("field %s is longer than 4096 bytes", field)
+		if len(b) > maxField {
+			return fmt.Errorf("field %s is longer than %d bytes", field, maxField)
 		}
-		v := string(b[:n])
+		v := string(b)
 		switch kind {
 		case "text":
 			req.Observations[module] = bus.Payload{Type: "text/plain; charset=utf-8", Data: []byte(v)}
@@ -215,13 +215,4 @@ func askError(w http.ResponseWriter, status int, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
-}
-
-// readFull reads r into b until b is full or r ends.
-func readFull(r io.Reader, b []byte) (int, error) {
-	n, err := io.ReadFull(r, b)
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		err = nil
-	}
-	return n, err
 }

@@ -135,11 +135,18 @@ func (b *beliefBook) allSaid() []saidView {
 // script (a forged rendering of type text/html would otherwise run on the
 // page's origin).
 func displayable(typ string) bool {
-	switch strings.ToLower(strings.TrimSpace(strings.SplitN(typ, ";", 2)[0])) {
+	switch baseType(typ) {
 	case "image/png", "image/jpeg", "image/gif", "audio/wav", "audio/x-wav", "audio/wave":
 		return true
 	}
 	return false
+}
+
+// baseType is a media type without its parameters, in lower case:
+// "image/png" of "image/PNG; x=y".
+func baseType(typ string) string {
+	t, _, _ := strings.Cut(typ, ";")
+	return strings.ToLower(strings.TrimSpace(t))
 }
 
 // onBelief keeps the latest belief.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -161,11 +162,7 @@ func (h *Hub) ProcessEvent(name string, up bool) {
 func (h *Hub) Refused() map[string]uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make(map[string]uint64, len(h.refused))
-	for k, v := range h.refused {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(h.refused)
 }
 
 // Pages is how many pages are connected.
@@ -176,8 +173,8 @@ func (h *Hub) Pages() int {
 }
 
 // refuse counts a message the Hub would not take and logs it, at most
-// once per 10 s per kind; the caller holds no lock.
-// The pages are told too, as often as the log.
+// once per 10 s per kind, telling the pages as often; the caller holds no
+// lock.
 func (h *Hub) refuse(kind, subject string, err error) {
 	h.mu.Lock()
 	h.refused[kind]++

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/serket-go/serket/bus"
@@ -280,13 +281,11 @@ func (b *nodeBook) changed(now time.Time) (servicesView, bool) {
 	return b.view(now), true
 }
 
+// atoi is a metadata number, 0 when a service gives none or garbage.
 func atoi(s string) int {
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' || n > 1<<30 {
-			return 0
-		}
-		n = n*10 + int(c-'0')
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0
 	}
 	return n
 }

@@ -62,10 +62,12 @@ func (h *Hub) broadcastLocked(evs []event) {
 		for _, e := range evs {
 			select {
 			case p.events <- e:
+				continue
 			default:
-				h.log.Warn("web: a page fell behind its events and was dropped; it reconnects with a fresh snapshot")
-				h.dropLocked(p)
 			}
+			h.log.Warn("web: a page fell behind its events and was dropped; it reconnects with a fresh snapshot")
+			h.dropLocked(p)
+			break
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -145,11 +144,7 @@ func sameOrigin(r *http.Request) bool {
 }
 
 // NewToken returns a random token for ServerConfig.Token.
-func NewToken() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func NewToken() string { return rand.Text() }
 
 // Listen opens addr for the view. With local, an address without a host
 // (":8080") binds to 127.0.0.1 rather than every interface. It returns the
