@@ -85,6 +85,37 @@ type Learner interface {
 	Discard()
 }
 
+// MultiDecoder is a Learner that decodes all of a step's terms in one
+// pass: DecodeMany(zs, x, ws, lls, dzs) must do what Decode(zs[t], x,
+// ws[t], lls[t], dzs[t]) for t = 0, 1, … does, the decoder gradients summed
+// over the terms, so that it can run its matrix products on every term's
+// rows at once (bigger products run faster). The SDK calls it in place of
+// one Decode per term when a modality has it (see DecodeTerms); a private
+// latent's terms are decoded one by one still, since each draws its own
+// private noise.
+type MultiDecoder interface {
+	DecodeMany(zs [][]float32, x Batch, ws, lls, dzs [][]float32) error
+}
+
+// DecodeTerms decodes the latents zs of one batch x, term by term or, when
+// m is a MultiDecoder, in one call: the SDK's training step and any
+// reference that recomputes it decode this way, so that they compute the
+// same thing.
+func DecodeTerms(m Modality, zs [][]float32, x Batch, ws, lls, dzs [][]float32) error {
+	if len(ws) != len(zs) || len(lls) != len(zs) || len(dzs) != len(zs) {
+		return fmt.Errorf("module %s: %d latents with %d weights, %d likelihoods and %d gradients", m.Spec().Name, len(zs), len(ws), len(lls), len(dzs))
+	}
+	if md, ok := As[MultiDecoder](m); ok && len(zs) > 1 {
+		return md.DecodeMany(zs, x, ws, lls, dzs)
+	}
+	for t := range zs {
+		if err := m.Decode(zs[t], x, ws[t], lls[t], dzs[t]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Scorer is a Modality that computes log-likelihoods without the gradient
 // work of Decode: LogLik writes log p(x_i | z_i) for every row of x into
 // ll. Evaluation (importance sampling needs thousands of latents per item)

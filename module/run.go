@@ -124,8 +124,8 @@ type runner struct {
 	trainDone  chan struct{} // the actor → the training goroutine: handled
 	// The step's outgoing messages and decodeStep's storage, step after
 	// step (the actor only).
-	w, wt    []float32 // the rows' weights: of the step, of a term weighed by the latent's W
-	ll, dz   [][]float32
+	w        []float32 // the rows' weights of the step
+	dec      stepTerms // the terms the module decodes
 	outPost  bus.Posterior
 	outZGrad bus.ZGrad
 

@@ -284,48 +284,31 @@ func (r *runner) decodeStep(in *bus.Latent) {
 	// The weights, likelihoods and gradients reuse the last step's storage:
 	// the reply is encoded before decodeStep returns.
 	r.w = grow(r.w, b)
-	w := r.w
 	for i, p := range r.present {
-		w[i] = 0
+		r.w[i] = 0
 		if p {
-			w[i] = r.weight
+			r.w[i] = r.weight
 		}
 	}
-	if len(r.ll) < len(r.plan) {
-		r.ll, r.dz = make([][]float32, len(r.plan)), make([][]float32, len(r.plan))
+	if err := r.gatherTerms(in, b, d); err != nil {
+		r.reject(fmt.Errorf("step %d: %w", in.Step, err))
+		r.abandon()
+		return
+	}
+	if err := r.compute("Decode", func() error { return r.decodeTerms(in) }); err != nil {
+		r.reject(fmt.Errorf("step %d: %w", in.Step, err))
+		r.abandon()
+		return
 	}
 	out := &r.outZGrad
 	out.Step, out.Terms, out.Run = in.Step, out.Terms[:0], r.session
-	for i, t := range r.plan {
-		if !slices.Contains(t.Targets, name) {
-			continue
-		}
-		if in.Z[i].Rows() != b {
-			r.reject(fmt.Errorf("step %d: z[%d] has %d rows, the batch has %d", in.Step, i, in.Z[i].Rows(), b))
-			r.abandon()
-			return
-		}
-		r.ll[i], r.dz[i] = grow(r.ll[i], b), grow(r.dz[i], b*d)
-		ll, dz := r.ll[i], r.dz[i]
-		clear(ll) // as fresh buffers were: a modality may add into them
-		clear(dz)
-		tw, err := r.termWeights(in, i, w)
-		if err != nil {
-			r.reject(fmt.Errorf("step %d: %w", in.Step, err))
-			r.abandon()
-			return
-		}
-		if err := r.compute("Decode", func() error { return r.decodeTerm(in, i, t, tw, ll, dz) }); err != nil {
-			r.reject(fmt.Errorf("step %d: decode term %d: %w", in.Step, i, err))
-			r.abandon()
-			return
-		}
+	for k, i := range r.dec.terms {
 		// The term's entry keeps its shapes' storage from the last step.
 		out.Terms = slices.Grow(out.Terms, 1)[:len(out.Terms)+1]
 		tg := &out.Terms[len(out.Terms)-1]
 		tg.Term = i
-		tg.DZ.SetMatrix(b, d, dz)
-		tg.LogLik.SetVector(ll)
+		tg.DZ.SetMatrix(b, d, r.dec.dz[k])
+		tg.LogLik.SetVector(r.dec.ll[k])
 	}
 	r.lastTouch = time.Now()
 	if !r.publish(r.trainSubj.zgrad, out) {
@@ -354,13 +337,68 @@ func (r *runner) encodeStep(x Batch, step uint64) error {
 	return nil
 }
 
-// decodeTerm decodes term i of the latents in with the rows' weights tw
-// into ll and dz; with a private latent, it draws the private part and
-// keeps its gradient (see private).
-func (r *runner) decodeTerm(in *bus.Latent, i int, t bus.Term, tw, ll, dz []float32) error {
-	if r.priv == nil {
-		return r.m.Decode(in.Z[i].Data, r.x, tw, ll, dz)
+// stepTerms are the terms of a step the module decodes, gathered for one
+// call into the modality: each term's index in the plan, latent, rows'
+// weights, and the likelihoods and latent gradients it gets back. Their
+// storage is the last step's.
+type stepTerms struct {
+	terms          []int
+	z, w, ll, dz   [][]float32
+	wbuf, llb, dzb [][]float32 // the weights', likelihoods' and gradients' storage, one per term
+}
+
+// gatherTerms readies r.dec with the terms of in that target the module,
+// for a batch of b rows of latent size d.
+func (r *runner) gatherTerms(in *bus.Latent, b, d int) error {
+	s, name := &r.dec, r.spec.Name
+	s.terms, s.z, s.w, s.ll, s.dz = s.terms[:0], s.z[:0], s.w[:0], s.ll[:0], s.dz[:0]
+	for i, t := range r.plan {
+		if !slices.Contains(t.Targets, name) {
+			continue
+		}
+		if in.Z[i].Rows() != b {
+			return fmt.Errorf("z[%d] has %d rows, the batch has %d", i, in.Z[i].Rows(), b)
+		}
+		k := len(s.terms)
+		if k == len(s.llb) {
+			s.wbuf, s.llb, s.dzb = append(s.wbuf, nil), append(s.llb, nil), append(s.dzb, nil)
+		}
+		s.llb[k], s.dzb[k] = grow(s.llb[k], b), grow(s.dzb[k], b*d)
+		clear(s.llb[k]) // as fresh buffers were: a modality may add into them
+		clear(s.dzb[k])
+		tw, err := r.termWeights(in, i, k)
+		if err != nil {
+			return err
+		}
+		s.terms = append(s.terms, i)
+		s.z, s.w = append(s.z, in.Z[i].Data), append(s.w, tw)
+		s.ll, s.dz = append(s.ll, s.llb[k]), append(s.dz, s.dzb[k])
 	}
+	return nil
+}
+
+// decodeTerms decodes the gathered terms: all in one call (DecodeTerms),
+// or, with a private latent, one by one (see decodeTerm).
+func (r *runner) decodeTerms(in *bus.Latent) error {
+	s := &r.dec
+	if r.priv == nil {
+		if err := DecodeTerms(r.m, s.z, r.x, s.w, s.ll, s.dz); err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+		return nil
+	}
+	for k, i := range s.terms {
+		if err := r.decodeTerm(in, i, r.plan[i], s.w[k], s.ll[k], s.dz[k]); err != nil {
+			return fmt.Errorf("decode term %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// decodeTerm decodes term i of the latents in with a private latent, with
+// the rows' weights tw, into ll and dz: it draws the private part and keeps
+// its gradient (see private).
+func (r *runner) decodeTerm(in *bus.Latent, i int, t bus.Term, tw, ll, dz []float32) error {
 	b := r.x.Len()
 	from := t.From // a mixture's stratum: drawn from these experts alone
 	if len(from) == 0 {
@@ -385,22 +423,24 @@ func (r *runner) decodeTerm(in *bus.Latent, i int, t bus.Term, tw, ll, dz []floa
 	return nil
 }
 
-// termWeights are the rows' weights w of the step times the latent's row
+// termWeights are the rows' weights r.w of the step times the latent's row
 // weights of term i, if it has any (a mixture's strata weigh rows by how
-// many experts they have); else w itself. The result is valid until the
-// next term's.
-func (r *runner) termWeights(in *bus.Latent, i int, w []float32) ([]float32, error) {
+// many experts they have), in the k-th gathered term's storage; else r.w
+// itself.
+func (r *runner) termWeights(in *bus.Latent, i, k int) ([]float32, error) {
+	w := r.w
 	if len(in.W) == 0 || in.W[i].Empty() {
 		return w, nil
 	}
 	if len(in.W[i].Data) != len(w) {
 		return nil, fmt.Errorf("term %d: %d row weights for a batch of %d", i, len(in.W[i].Data), len(w))
 	}
-	r.wt = grow(r.wt, len(w))
-	for k, v := range in.W[i].Data {
-		r.wt[k] = w[k] * v
+	wt := grow(r.dec.wbuf[k], len(w))
+	r.dec.wbuf[k] = wt
+	for j, v := range in.W[i].Data {
+		wt[j] = w[j] * v
 	}
-	return r.wt, nil
+	return wt, nil
 }
 
 func (r *runner) learnStep(in *bus.ExpertGrad) {

@@ -274,6 +274,7 @@ func (x *stepExport) step() error {
 func (x *stepExport) decode(name string, terms []bus.Term, z, rows []bus.Tensor, weight float32) (*bus.ZGrad, error) {
 	m, present := x.cfg.Modalities[name], x.posts[name].Present
 	zg := &bus.ZGrad{Step: x.cfg.Step}
+	var zs, ws, lls, dzs [][]float32
 	for i, t := range terms {
 		if !slices.Contains(t.Targets, name) {
 			continue
@@ -288,10 +289,12 @@ func (x *stepExport) decode(name string, terms []bus.Term, z, rows []bus.Tensor,
 			}
 		}
 		ll, dz := make([]float32, x.b), make([]float32, x.b*x.d)
-		if err := m.Decode(z[i].Data, x.batches[name], w, ll, dz); err != nil {
-			return nil, fmt.Errorf("torchref: %s: term %d: %w", name, i, err)
-		}
+		zs, ws, lls, dzs = append(zs, z[i].Data), append(ws, w), append(lls, ll), append(dzs, dz)
 		zg.Terms = append(zg.Terms, bus.TermGrad{Term: i, DZ: bus.Matrix(x.b, x.d, dz), LogLik: bus.Vector(ll)})
+	}
+	// As the module process decodes them: all of its terms in one call.
+	if err := module.DecodeTerms(m, zs, x.batches[name], ws, lls, dzs); err != nil {
+		return nil, fmt.Errorf("torchref: %s: %w", name, err)
 	}
 	return zg, nil
 }

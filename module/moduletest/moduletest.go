@@ -107,6 +107,9 @@ func Run(t *testing.T, cfg Config) {
 		t.Run("LearnAscendsEncoder", s.testLearnEncoder)
 		t.Run("Discard", s.testDiscard)
 	}
+	if _, ok := module.As[module.MultiDecoder](m); ok {
+		t.Run("MultiDecoder", s.testMultiDecoder)
+	}
 	if _, ok := module.As[module.Scorer](m); ok {
 		t.Run("Scorer", s.testScorer)
 	}
