@@ -1,6 +1,10 @@
 package nn
 
-import "math"
+import (
+	"math"
+
+	"github.com/serket-go/serket/internal/kernel"
+)
 
 // Adam is the Adam optimiser as in PyTorch's torch.optim.Adam (bias-corrected
 // moments, no weight decay, no amsgrad). Each Step moves every Param's W
@@ -14,19 +18,14 @@ type Adam struct {
 	Maximize              bool
 
 	params []*Param
-	m, v   [][]float32 // first and second moments, one per param
-	t      int         // steps taken
-	chunks []adamChunk // the update split for the pool
-	cur    adamStep    // constants of the step in progress
+	m, v   [][]float32     // first and second moments, one per param
+	t      int             // steps taken
+	chunks []adamChunk     // the update split for the pool
+	cur    kernel.AdamStep // constants of the step in progress
 }
 
 // adamChunk is W[lo:hi] of params[p].
 type adamChunk struct{ p, lo, hi int }
-
-// adamStep holds the per-step constants of the fused update.
-type adamStep struct {
-	b1, b2, c1, c2, eps, step, rbc2, sign float32
-}
 
 // adamChunkLen is the number of scalars per chunk of a parallel step:
 // large enough to amortise the hand-off, small enough to balance.
@@ -66,14 +65,14 @@ func (a *Adam) Step() {
 	t := float64(a.t)
 	bc1 := 1 - math.Pow(float64(a.Beta1), t)
 	bc2 := 1 - math.Pow(float64(a.Beta2), t)
-	a.cur = adamStep{
-		b1: a.Beta1, b2: a.Beta2, c1: 1 - a.Beta1, c2: 1 - a.Beta2, eps: a.Eps,
-		step: float32(float64(a.LR) / bc1),
-		rbc2: float32(1 / math.Sqrt(bc2)),
-		sign: 1,
+	a.cur = kernel.AdamStep{
+		B1: a.Beta1, B2: a.Beta2, C1: 1 - a.Beta1, C2: 1 - a.Beta2, Eps: a.Eps,
+		Step: float32(float64(a.LR) / bc1),
+		RBC2: float32(1 / math.Sqrt(bc2)),
+		Sign: 1,
 	}
 	if a.Maximize {
-		a.cur.sign = -1
+		a.cur.Sign = -1
 	}
 	if len(a.chunks) > 1 && poolAcquire() {
 		poolRun(a, len(a.chunks))
@@ -94,11 +93,16 @@ func (a *Adam) runChunk(i int) {
 	m := a.m[c.p][c.lo:c.hi]
 	v := a.v[c.p][c.lo:c.hi]
 	g, m, v = g[:len(w)], m[:len(w)], v[:len(w)]
+	// The vector kernel does the same float32 operations in the same
+	// order (no fused multiply-add), so every lane is what the loop below
+	// computes, to the bit; the loop does what it leaves.
+	done := kernel.Adam(w, g, m, v, &s)
+	w, g, m, v = w[done:], g[done:], m[done:], v[done:]
 	for j := range w {
-		gj := s.sign * g[j]
-		mj := s.b1*m[j] + s.c1*gj
-		vj := s.b2*v[j] + s.c2*gj*gj
+		gj := s.Sign * g[j]
+		mj := s.B1*m[j] + s.C1*gj
+		vj := s.B2*v[j] + s.C2*gj*gj
 		m[j], v[j] = mj, vj
-		w[j] -= s.step * mj / (float32(math.Sqrt(float64(vj)))*s.rbc2 + s.eps)
+		w[j] -= s.Step * mj / (float32(math.Sqrt(float64(vj)))*s.RBC2 + s.Eps)
 	}
 }

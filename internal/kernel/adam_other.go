@@ -1,0 +1,9 @@
+//go:build !amd64
+
+package kernel
+
+// Vector is false: no kernel here runs vectors.
+var Vector = false
+
+// Adam leaves every element to the caller's loop.
+func Adam(w, g, m, v []float32, s *AdamStep) int { return 0 }
