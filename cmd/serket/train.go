@@ -114,6 +114,7 @@ func newTrainCmd(g *globals) *cobra.Command {
 		secure  bool
 		keyDir  string
 		webAddr string
+		pinCPUs bool
 	)
 	cmd := &cobra.Command{
 		Use:   "train [pipeline.yaml]",
@@ -171,7 +172,7 @@ training steps over the bus. Checkpoints and the metrics log go to
 			if err != nil {
 				return err
 			}
-			o := launchOptions{grace: 10 * time.Second, noIntegrator: true,
+			o := launchOptions{grace: 10 * time.Second, noIntegrator: true, freeCPUs: !pinCPUs,
 				env: []string{procenv.EnvData + "=" + data, procenv.EnvCheckpointDir + "=" + ckpt, procenv.EnvTrain + "=1",
 					fmt.Sprintf("%s=%g", procenv.EnvPairedFraction, tf.paired), fmt.Sprintf("%s=%d", procenv.EnvPairingSeed, tf.pairSeed),
 					procenv.EnvModalities + "=" + strings.Join(tf.modules, ","), tf.lrEnv()}}
@@ -207,6 +208,7 @@ training steps over the bus. Checkpoints and the metrics log go to
 	cmd.Flags().BoolVar(&secure, "secure", false, "an nkey and a permission set per process on the embedded server, as serket up --secure")
 	cmd.Flags().StringVar(&keyDir, "key-dir", "", "where --secure keeps the nkey seeds (default: a temporary directory removed at exit)")
 	cmd.Flags().StringVar(&webAddr, "web", "", webHelp)
+	cmd.Flags().BoolVar(&pinCPUs, "pin-cpus", true, pinCPUsHelp)
 	return cmd
 }
 

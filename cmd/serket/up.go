@@ -19,6 +19,7 @@ import (
 	"github.com/serket-go/serket/bus"
 	"github.com/serket-go/serket/dataset"
 	"github.com/serket-go/serket/launch"
+	"github.com/serket-go/serket/placement"
 	"github.com/serket-go/serket/procenv"
 )
 
@@ -34,6 +35,7 @@ func newUpCmd(g *globals) *cobra.Command {
 		ckptDir   string
 		data      string
 		webAddr   string
+		pinCPUs   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "up [pipeline.yaml]",
@@ -97,7 +99,7 @@ comes from.`,
 				env = append(env, procenv.EnvTrain+"=1")
 			}
 			events := &viewEvents{}
-			o := launchOptions{grace: grace, env: env, onEvent: events.on}
+			o := launchOptions{grace: grace, env: env, onEvent: events.on, freeCPUs: !pinCPUs}
 			if secure {
 				cleanup, err := secureLaunch(g, p, keyDir, &o, log)
 				if err != nil {
@@ -132,6 +134,7 @@ comes from.`,
 	cmd.Flags().StringVar(&data, "data", dataset.DefaultDir(), "prepared dataset the built-in modules read (default $"+procenv.EnvData+", else the file's data:, else "+procenv.DefaultData+")")
 	cmd.Flags().StringVar(&keyDir, "key-dir", "", "where --secure keeps the nkey seeds (kept and reused; default: a temporary directory removed at exit)")
 	cmd.Flags().StringVar(&webAddr, "web", "", webHelp)
+	cmd.Flags().BoolVar(&pinCPUs, "pin-cpus", true, pinCPUsHelp)
 	return cmd
 }
 
@@ -179,6 +182,7 @@ type launchOptions struct {
 	env          []string          // extra environment for every child
 	users        []bus.User        // the embedded server admits only these (--secure)
 	keys         map[string]string // process name → its nkey seed file
+	freeCPUs     bool              // leave the children's CPUs to the kernel (--pin-cpus=false)
 }
 
 // launchPipeline starts NATS (embedded unless a URL is given) and supervises
@@ -250,8 +254,19 @@ func launchPipeline(ctx context.Context, g *globals, p *launch.Pipeline, log *sl
 		r.shutdownServer()
 		r.done <- err
 	}()
+	if !o.freeCPUs {
+		go func() {
+			if err := placement.Run(ctx, r.sup.PIDs, placement.Config{Log: log}); err != nil {
+				log.Debug("processes not pinned to CPUs", "err", err)
+			}
+		}()
+	}
 	return r, nil
 }
+
+// pinCPUsHelp is --pin-cpus's help: the flag of every command that starts
+// a pipeline's processes.
+const pinCPUsHelp = "while more processes are busy than there are CPUs, pin each busy one to a CPU by its load, the heaviest alone (package placement); false leaves them to the kernel"
 
 // wait returns when the supervisor has stopped every child (after ctx is done).
 // wait waits for the pipeline to stop; it may be called more than once.

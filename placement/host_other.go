@@ -1,0 +1,5 @@
+//go:build !linux
+
+package placement
+
+func newHost() (host, error) { return nil, ErrUnsupported }
