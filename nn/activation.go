@@ -1,5 +1,7 @@
 package nn
 
+import "github.com/serket-go/serket/internal/kernel"
+
 // Elementwise activations. Each keeps what its derivative needs: ReLU the
 // input it was given, SiLU and Sigmoid a cache of σ they own (grown to the
 // largest batch seen), so Backward costs no exp.
@@ -37,6 +39,11 @@ func (a *SiLU) Forward(y, x []float32, b int) {
 	a.sig = grow(a.sig, len(x))
 	sig := a.sig[:len(x)]
 	y = y[:len(x)]
+	a.x, a.b = x, b
+	// The vector kernel does what the loops below do, to the bit; they
+	// do what it leaves.
+	done := kernel.SiLU(y, sig, x)
+	x, y, sig = x[done:], y[done:], sig[done:]
 	for i, v := range x {
 		sig[i] = -v
 	}
@@ -46,7 +53,6 @@ func (a *SiLU) Forward(y, x []float32, b int) {
 		sig[i] = s
 		y[i] = v * s
 	}
-	a.x, a.b = x, b
 }
 
 // Backward writes dx = dy·σ(x)(1 + x(1−σ(x))).
