@@ -129,9 +129,10 @@ func (l *Language) newCaptions(n int) *Captions {
 	return &Captions{N: n, IDs: make([]int32, n*l.t), OneHot: make([]float32, n*l.t*l.v)}
 }
 
+// setOneHot sets row i of c's one-hot matrix from its ids; the row is
+// zero, as newCaptions makes it.
 func (l *Language) setOneHot(c *Captions, i int) {
 	row := c.OneHot[i*l.t*l.v : (i+1)*l.t*l.v]
-	clear(row)
 	for p, id := range c.IDs[i*l.t : (i+1)*l.t] {
 		row[p*l.v+int(id)] = 1
 	}

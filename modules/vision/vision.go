@@ -88,13 +88,21 @@ func (x *Images) Pick(rows []int) module.Batch {
 	return out
 }
 
+// intensity[p] is float32(p) / 255, looked up rather than divided per pixel.
+var intensity = func() (t [256]float32) {
+	for p := range t {
+		t[p] = float32(p) / 255
+	}
+	return t
+}()
+
 // LoadBatch implements module.Loader from vision.shard (one uint8 image per item).
 func (v *Vision) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 	im := &Images{N: len(ids), Pix: make([]float32, len(ids)*Pixels)}
 	present, err := v.src.Lookup(ids, func(i int, rec []byte) error {
 		row := im.Pix[i*Pixels : (i+1)*Pixels]
 		for j, p := range rec[:Pixels] {
-			row[j] = float32(p) / 255
+			row[j] = intensity[p]
 		}
 		return nil
 	})
