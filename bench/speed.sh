@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Training throughput, measured side by side in one run on this machine:
 # serket (three module processes and the integrator, talking over NATS) with
-# OpenBLAS and with pure Go, and the PyTorch reference of the same model
-# (bench/torch_mvae.py) in each configuration worth trying on two cores:
+# OpenBLAS (its processes pinned to CPUs by package placement, as `serket
+# train` does by default, and not: serket-openblas-unpinned) and with pure
+# Go, and the PyTorch reference of the same model (bench/torch_mvae.py) in
+# each configuration worth trying on two cores:
 #
 #   pytorch-1-thread          one process, 1 torch thread, 1 OpenBLAS thread
 #   pytorch-1-thread-2-blas   one process, 1 torch thread, 2 OpenBLAS threads
@@ -11,6 +13,9 @@
 #   pytorch-2-threads         one process, 2 torch threads, 2 OpenBLAS threads
 #   pytorch-3-procs           one process per modality and the fusion in a
 #                             fourth, as serket runs (1 thread each)
+#   pytorch-3-procs-pinned    the same, each module process pinned to a CPU
+#                             as serket's placement pins serket's (by flops:
+#                             audio alone, vision and language together)
 #   pytorch-3-procs-per-term  the same, each term decoded on its own as
 #                             serket's modules do (the others decode all of
 #                             a modality's terms in one batch)
@@ -69,11 +74,13 @@ record() { # system round < one JSON line
   line=$(tail -n 1)
   printf '{"system":"%s","round":%d,"result":%s}\n' "$1" "$2" "$line" >>"$results"
 }
-serket() { # system binary round
-  log "round $3: $1"
-  "$2" train --limit "$ITEMS" --epochs 1 --eval-items 0 --checkpoint-every 0 --checkpoint-interval 0 \
-    --checkpoint-dir "$tmp/run" --log-level warn >/dev/null
-  record "$1" "$3" <"$tmp/run/metrics.jsonl"
+serket() { # system binary round [train flags…]
+  local name=$1 bin=$2 round=$3
+  shift 3
+  log "round $round: $name"
+  "$bin" train --limit "$ITEMS" --epochs 1 --eval-items 0 --checkpoint-every 0 --checkpoint-interval 0 \
+    --checkpoint-dir "$tmp/run" --log-level warn "$@" >/dev/null
+  record "$name" "$round" <"$tmp/run/metrics.jsonl"
   rm -rf "$tmp/run"
 }
 torch() { # system round flags…
@@ -88,11 +95,13 @@ torch() { # system round flags…
 } >"$tmp/head.txt"
 for r in $(seq "$ROUNDS"); do
   serket serket-openblas bin/serket "$r"
+  serket serket-openblas-unpinned bin/serket "$r" --pin-cpus=false
   serket serket-purego bin/serket-purego "$r"
   torch pytorch-1-thread "$r" --threads 1
   torch pytorch-1-thread-2-blas "$r" --threads 1 --blas-threads 2
   torch pytorch-2-threads "$r" --threads 2
   torch pytorch-3-procs "$r" --procs 3
+  torch pytorch-3-procs-pinned "$r" --procs 3 --pin
   torch pytorch-3-procs-per-term "$r" --procs 3 --per-term
   log "round $r: SGEMM ceiling"
   "$PY" bench/sgemm.py --threads 2 | record sgemm "$r"

@@ -49,6 +49,11 @@ Three ways to run it:
                     the next step. Tensors go through torch shared-memory
                     tensors; the signals (and the rows and plan) through one
                     pipe per module;
+  --procs 3 --pin   the same, with each module process pinned to one CPU as
+                    serket's placement pins them (package placement): the
+                    modalities by their GEMM flops, heaviest first, each on
+                    the least loaded CPU (audio alone, vision and language
+                    together on two cores); the fusion runs anywhere;
   --check           trains a few steps (--check-steps) from one seed the
                     way the objective reads (one process, each term decoded
                     on its own) and every faster way (batched decodes; three
@@ -138,6 +143,7 @@ def parser():
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the one-process mode")
     ap.add_argument("--blas-threads", type=int, default=0, help="OpenBLAS threads (default: --threads; 1 with --procs 3)")
     ap.add_argument("--procs", type=int, choices=(1, 3), default=1, help="1: one process; 3: one per modality")
+    ap.add_argument("--pin", action="store_true", help="with --procs 3: pin each module process to one CPU by its flops, as serket does")
     ap.add_argument("--per-term", action="store_true",
                     help="decode each term's latent on its own (as serket's modules do), not all of a modality's at once")
     ap.add_argument("--seed", type=int, default=1)
@@ -285,8 +291,25 @@ def train_one(data, items, b, seed, threads, per_term=False, steps=None, keep=Fa
 # ---------------------------------------------------------------- one process per modality
 
 
-def module_main(k, m, conn, data, items, seed, per_term, keep, post, zbuf, dz, grad):
+def pinning():
+    """Each modality's CPU as serket's placement would choose it (LPT on flops)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(NAMES) <= len(cpus):
+        return {}
+    f = flops_per_sample()
+    load = {c: 0.0 for c in cpus}
+    out = {}
+    for m in sorted(NAMES, key=lambda m: (-f[m], m)):
+        c = min(cpus, key=lambda c: (load[c], c))
+        load[c] += f[m]
+        out[m] = c
+    return out
+
+
+def module_main(k, m, conn, data, items, seed, per_term, keep, post, zbuf, dz, grad, cpu=None):
     """A modality's process: serket's module side of a training step."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     torch.set_num_threads(1)
     arrays, _ = load(data, items, seed, (m,))
     mod = build(m, seed)
@@ -334,7 +357,7 @@ def module_main(k, m, conn, data, items, seed, per_term, keep, post, zbuf, dz, g
             return
 
 
-def train_procs(data, items, b, seed, per_term=False, steps=None, keep=False):
+def train_procs(data, items, b, seed, per_term=False, steps=None, keep=False, pin=False):
     """One process per modality and the fusion in this one (see the doc)."""
     torch.set_num_threads(1)
     n = items
@@ -349,9 +372,10 @@ def train_procs(data, items, b, seed, per_term=False, steps=None, keep=False):
     dz = torch.zeros(len(NAMES), max_terms, b, D).share_memory_()
     ctx = mp.get_context("spawn")
     conns, procs = [], []
+    cpus = pinning() if pin else {}
     for k, m in enumerate(NAMES):
         mine, theirs = ctx.Pipe()
-        p = ctx.Process(target=module_main, args=(k, m, theirs, data, items, seed, per_term, keep, post, zbuf, dz, grad), daemon=True)
+        p = ctx.Process(target=module_main, args=(k, m, theirs, data, items, seed, per_term, keep, post, zbuf, dz, grad, cpus.get(m)), daemon=True)
         p.start()
         conns.append(mine)
         procs.append(p)
@@ -465,17 +489,19 @@ def main():
     for flag in ("items", "batch", "threads", "check_steps"):
         if getattr(args, flag) < 1:
             tq.fail(f"--{flag.replace('_', '-')} {getattr(args, flag)}: want at least 1")
+    if args.pin and args.procs == 1:
+        tq.fail("--pin: only with --procs 3 (one process has nothing to place)")
     if args.check:
         sys.exit(check(args))
     torch.manual_seed(args.seed)
     if args.procs == 1:
         r = train_one(args.data, args.items, args.batch, args.seed, args.threads, per_term=args.per_term)
     else:
-        r = train_procs(args.data, args.items, args.batch, args.seed, per_term=args.per_term)
+        r = train_procs(args.data, args.items, args.batch, args.seed, per_term=args.per_term, pin=args.pin)
     out = {"samples_per_sec": r["items"] / r["seconds"], "seconds": r["seconds"], "items": r["items"],
            "steps": len(r["objectives"]), "batch": args.batch, "procs": args.procs,
            "threads": 1 if args.procs > 1 else args.threads, "blas_threads": int(os.environ["OPENBLAS_NUM_THREADS"]),
-           "decodes": "per term" if args.per_term else "batched", "data": args.data or "random", "objective_last": r["objectives"][-1], "torch": torch.__version__,
+           "decodes": "per term" if args.per_term else "batched", "pinned": pinning() if args.pin and args.procs > 1 else {}, "data": args.data or "random", "objective_last": r["objectives"][-1], "torch": torch.__version__,
            "peak_rss_bytes": r["peak_rss_bytes"]}
     if "processes" in r:
         out["processes"] = r["processes"]
