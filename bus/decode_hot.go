@@ -11,8 +11,8 @@ import (
 )
 
 // Hand-written decoders of the five training-step messages (StepBegin,
-// Posterior, Latent, ZGrad, ExpertGrad), so that UnmarshalReuse decodes
-// them without allocating: msgpack's reflection decoder allocates a slice
+// Posterior, Latent, ZGrad, ExpertGrad) and of the streamed Belief, so that
+// UnmarshalReuse decodes them without allocating: msgpack's reflection decoder allocates a slice
 // header per slice field, a string per string and a map per map.
 //
 // They decode exactly what the reflection decoder (decodeStructValue and
@@ -31,11 +31,12 @@ import (
 //
 // Strings: a string read equal to the one held at the same place before
 // (the message type, the last message's sender, a plan name or a member at
-// the same index, a lambda key of the last step) is that string rather than
-// a new one. The strings of the last message are looked up where they stay
-// without being part of the message's value: the old names in the spare
-// capacity of the kept Members, Subset and Targets slices (resetKeeping
-// cuts them to length 0), and the last sender and lambda keys in the
+// the same index, a lambda key of the last step, a module or prior the
+// last belief named) is that string rather than a new one. The strings of
+// the last message are looked up where they stay without being part of
+// the message's value: the old names in the spare capacity of the kept
+// Members, Subset and Targets slices (resetKeeping cuts them to length 0),
+// and the last sender, lambda keys and a belief's names in the
 // decodeState of the pooled decoder, which resetKeeping fills and the
 // decoder's release clears once the message is decoded. No message struct
 // gains a field (an unexported one would hold the last sender between
@@ -49,6 +50,7 @@ var (
 	_ msgpack.CustomDecoder = (*Latent)(nil)
 	_ msgpack.CustomDecoder = (*ZGrad)(nil)
 	_ msgpack.CustomDecoder = (*ExpertGrad)(nil)
+	_ msgpack.CustomDecoder = (*Belief)(nil)
 )
 
 // Allocation limits of msgpack's decoder, which these decoders keep to
@@ -373,6 +375,8 @@ var (
 	latentKeys     = []string{"type", "v", "from", "run", "step", "members", "z", "w", "Header"}
 	zgradKeys      = []string{"type", "v", "from", "run", "step", "terms", "Header"}
 	expertGradKeys = []string{"type", "v", "from", "run", "step", "dmu", "dlogvar", "Header"}
+	beliefKeys     = []string{"type", "v", "from", "run", "seq", "t", "mu", "logvar", "src", "prior", "c", "Header"}
+	sourceKeys     = []string{"m", "age"}
 	termKeys       = []string{"s", "r", "f"}
 	termGradKeys   = []string{"term", "dz", "ll"}
 )
@@ -639,5 +643,67 @@ func (m *ExpertGrad) hotField(dec *msgpack.Decoder, st *decodeState, i int) erro
 	case 6:
 		return m.DLogVar.DecodeMsgpack(dec)
 	}
+	return nil
+}
+
+// ---- Belief ----
+
+// DecodeMsgpack implements msgpack.CustomDecoder: it decodes what the
+// reflection decoder would, reusing the storage and strings m holds (a
+// module and a view hear a belief stream).
+func (m *Belief) DecodeMsgpack(dec *msgpack.Decoder) error {
+	return decodeMessage(dec, m, TypeBelief)
+}
+
+func (m *Belief) hotKeys() ([]string, int) { return beliefKeys, len(beliefKeys) - 1 }
+func (m *Belief) hotZero()                 { *m = Belief{} }
+func (m *Belief) hotField(dec *msgpack.Decoder, st *decodeState, i int) error {
+	if ok, err := messageField(dec, st, &m.Header, beliefKeys, i); ok {
+		return err
+	}
+	switch i {
+	case 4:
+		return decodeUint64(dec, &m.Seq)
+	case 5:
+		return decodeInt64(dec, &m.Time)
+	case 6:
+		return m.Mu.DecodeMsgpack(dec)
+	case 7:
+		return m.LogVar.DecodeMsgpack(dec)
+	case 8:
+		return decodeSlice(dec, &m.Sources, func(s *Source) error { return decodeStruct(dec, st, (*sourceStruct)(s)) })
+	case 9:
+		return st.oldName(dec, &m.Prior)
+	case 10:
+		n, err := dec.DecodeInt64()
+		m.Concept = int32(n) // as reflection sets an int32 field
+		return err
+	}
+	return nil
+}
+
+// sourceStruct is a belief's Source as decodeStruct decodes it.
+type sourceStruct Source
+
+func (s *sourceStruct) hotKeys() ([]string, int) { return sourceKeys, len(sourceKeys) }
+func (s *sourceStruct) hotZero()                 { *s = sourceStruct{} }
+func (s *sourceStruct) hotField(dec *msgpack.Decoder, st *decodeState, i int) error {
+	switch i {
+	case 0:
+		return st.oldName(dec, &s.Module)
+	case 1:
+		return decodeInt64(dec, &s.AgeNs)
+	}
+	return nil
+}
+
+// oldName reads a string into *s: one of the last message's names (kept in
+// st.keys by its resetKeeping) when equal to it, else a new string.
+func (st *decodeState) oldName(dec *msgpack.Decoder, s *string) error {
+	b, err := st.read(dec)
+	if err != nil {
+		return err
+	}
+	*s = oldOr(b, st.keys[:st.nkeys])
 	return nil
 }

@@ -25,10 +25,11 @@ type (
 	plainLatent     Latent
 	plainZGrad      ZGrad
 	plainExpertGrad ExpertGrad
+	plainBelief     Belief
 )
 
 // hotTypes are the types of the messages with a hand-written decoder.
-var hotTypes = []string{TypeStepBegin, TypePosterior, TypeLatent, TypeZGrad, TypeExpertGrad}
+var hotTypes = []string{TypeStepBegin, TypePosterior, TypeLatent, TypeZGrad, TypeExpertGrad, TypeBelief}
 
 // plainOf is m as its mirror type, over the same memory.
 func plainOf(m Message) any {
@@ -43,6 +44,8 @@ func plainOf(m Message) any {
 		return (*plainZGrad)(m)
 	case *ExpertGrad:
 		return (*plainExpertGrad)(m)
+	case *Belief:
+		return (*plainBelief)(m)
 	}
 	panic(fmt.Sprintf("no mirror of %T", m))
 }
@@ -60,9 +63,9 @@ func hotDecode(data []byte, m Message) error {
 
 var customDecoderType = reflect.TypeFor[msgpack.CustomDecoder]()
 
-// TestHotDecodersInPlace: the five messages have their own decoder; their
-// mirrors, Header (whose methods every message inherits), Term and
-// TermGrad have none, so that the mirrors decode by reflection.
+// TestHotDecodersInPlace: the six messages have their own decoder; their
+// mirrors, Header (whose methods every message inherits), Term, TermGrad
+// and Source have none, so that the mirrors decode by reflection.
 func TestHotDecodersInPlace(t *testing.T) {
 	for _, typ := range hotTypes {
 		if !reflect.TypeOf(New(typ)).Implements(customDecoderType) {
@@ -72,7 +75,7 @@ func TestHotDecodersInPlace(t *testing.T) {
 			t.Errorf("the mirror %s has a DecodeMsgpack: it would not decode by reflection", p)
 		}
 	}
-	for _, typ := range []reflect.Type{reflect.TypeFor[*Header](), reflect.TypeFor[*Term](), reflect.TypeFor[*TermGrad]()} {
+	for _, typ := range []reflect.Type{reflect.TypeFor[*Header](), reflect.TypeFor[*Term](), reflect.TypeFor[*TermGrad](), reflect.TypeFor[*Source]()} {
 		if typ.Implements(customDecoderType) {
 			t.Errorf("%s has a DecodeMsgpack", typ)
 		}
@@ -92,7 +95,7 @@ func sameValue(a, b reflect.Value, lenient bool) bool {
 	case reflect.Float32, reflect.Float64:
 		x, y := a.Float(), b.Float()
 		return x == y && math.Signbit(x) == math.Signbit(y) || x != x && y != y
-	case reflect.Int, reflect.Int64:
+	case reflect.Int, reflect.Int32, reflect.Int64:
 		return a.Int() == b.Int()
 	case reflect.Uint64:
 		return a.Uint() == b.Uint()
@@ -543,6 +546,7 @@ func TestUnmarshalReuseSequence(t *testing.T) {
 			omap{"type", TypeZGrad, "v", WireVersion, "from", "vision", "terms", []any{omap{"term", 1}, omap{"term", "x"}}},
 		},
 		TypeExpertGrad: {egrad(B), egrad(B), egrad(2), egrad(9), egrad(1), omap{"dmu", nil}, egrad(B), []byte{}},
+		TypeBelief:     beliefSequence(D),
 	}
 	for _, typ := range hotTypes {
 		t.Run(typ, func(t *testing.T) {
@@ -562,6 +566,31 @@ func TestUnmarshalReuseSequence(t *testing.T) {
 				checkLikeReflection(t, typ, data)
 			}
 		})
+	}
+}
+
+// beliefSequence is TestUnmarshalReuseSequence's Beliefs: changing sources
+// (more, fewer, renamed, of the same lengths), a prior and a concept on and
+// off, and faults.
+func beliefSequence(D int) []any {
+	belief := func(seq int, prior string, concept int32, sources string) *Belief {
+		m := &Belief{Header: Header{Sender: "integrator"}, Seq: uint64(seq), Time: int64(seq) * 1e6, Mu: hotMat(1, D, float32(seq), 0.5),
+			LogVar: hotMat(1, D, -1, 0.01), Prior: prior, Concept: concept}
+		for i, s := range strings.Fields(sources) {
+			m.Sources = append(m.Sources, Source{Module: s, AgeNs: int64(seq*1000 + i)})
+		}
+		return m
+	}
+	return []any{
+		belief(1, "", 0, "audio language vision"), belief(2, "", 0, "audio language vision"), belief(3, "concept", 4, "audio vision"),
+		belief(4, "concept", -1, "audix languagf vision touch"), belief(5, "", 0, ""), belief(6, "concepu", 2, "vision"),
+		omap{"type", TypeBelief, "v", WireVersion, "from", "integrator", "src", []any{omap{"m", "vision"}, omap{"age", 5}}}, // a source without a module, one without an age
+		belief(7, "", 0, "audio language vision"),
+		omap{"type", TypeBelief, "v", WireVersion, "from", "integrator", "src", []any{omap{"m", "vision", "age", "x"}}}, // fails in an age
+		belief(8, "concept", 1, "audio language vision"),
+		omap{"type", TypeBelief, "v", WireVersion, "from", "integrator", "src", []any{nil, omap{"m", 3}}}, // a nil source, then a bad name
+		omap{"type", TypeBelief, "v", WireVersion, "from", "integrator", "c", int64(1) << 40},             // a concept past int32
+		[]byte{0x81, 0xa3, 's', 'r', 'c'},                                                                 // truncated
 	}
 }
 
@@ -714,7 +743,7 @@ func TestUnmarshalReuseNoStaleSender(t *testing.T) {
 				{"wrong version", enc(t, omap{"type", typ, "v", 3, "from", "vision"}), 0, "vision", "v"},
 				{"sender too long", enc(t, omap{"type", typ, "v", WireVersion, "from", strings.Repeat("a", 33)}), 0, strings.Repeat("a", 33), "from"},
 				{"sender of a megabyte", enc(t, omap{"type", typ, "v", WireVersion, "from", long}), 2 << 20, long, "from"},
-				{"bad field", enc(t, omap{"type", typ, "v", WireVersion, "from", "text", "step", "x"}), 0, "text", ""},
+				{"bad field", enc(t, omap{"type", typ, "v", WireVersion, "from", "text", numberKey(typ), "x"}), 0, "text", ""},
 			} {
 				if err := UnmarshalReuse("", good, m, Expect{}); err != nil {
 					t.Fatal(err)
@@ -730,6 +759,14 @@ func TestUnmarshalReuseNoStaleSender(t *testing.T) {
 			}
 		})
 	}
+}
+
+// numberKey is the key of a number field of a message of type typ.
+func numberKey(typ string) string {
+	if typ == TypeBelief {
+		return "seq"
+	}
+	return "step"
 }
 
 // TestHotLongStrings: a name longer than a valid one is decoded (by
@@ -806,8 +843,8 @@ func hotMat(rows, cols int, start, step float32) Tensor {
 }
 
 // hotMessages are realistic messages of a training step (batch 100, latent
-// 32, a plan of 3 terms, a lambda of 2 entries, 3 members); v varies the
-// values, not the shapes or names.
+// 32, a plan of 3 terms, a lambda of 2 entries, 3 members) and a belief of
+// three sources; v varies the values, not the shapes or names.
 func hotMessages(v int) []Message {
 	const B, D = 100, 32
 	f := float32(v)
@@ -834,6 +871,8 @@ func hotMessages(v int) []Message {
 			{Term: 1, DZ: hotMat(B, D, -f, 0.001), LogLik: Vector(hotMat(1, B, -f, 0.2).Data)},
 		}},
 		&ExpertGrad{Header: Header{Sender: "integrator"}, Step: uint64(v), DMu: hotMat(B, D, f, 0.002), DLogVar: hotMat(B, D, f, -0.002)},
+		&Belief{Header: Header{Sender: "integrator"}, Seq: uint64(v), Time: int64(v) * 1e9, Mu: hotMat(1, D, f, 0.01), LogVar: hotMat(1, D, -f, 0.01),
+			Sources: []Source{{Module: "audio", AgeNs: int64(v)}, {Module: "language", AgeNs: 2 * int64(v)}, {Module: "vision", AgeNs: 3}}, Prior: "concept", Concept: int32(v % 5)},
 	}
 }
 

@@ -7,15 +7,19 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// hotEncodeCases are step begins and latents as the integrator sends them,
-// and with the nil and empty fields a sender may leave (one lambda key at
-// most, so that the encoding is deterministic).
+// hotEncodeCases are step begins, latents, posteriors and beliefs as they
+// are sent, and with the nil and empty fields a sender may leave (one
+// lambda key at most, so that the encoding is deterministic).
 func hotEncodeCases() []Message {
 	ids := make([]uint64, 100)
 	for i := range ids {
 		ids[i] = uint64(i) * 1e9 // beyond the short forms too
 	}
 	z := Matrix(100, 32, make([]float32, 3200))
+	present := make([]bool, 100)
+	for i := range present {
+		present[i] = i%3 != 0
+	}
 	return []Message{
 		&StepBegin{Header: Header{Sender: "integrator", Run: "0123456789abcdef0123456789abcdef"}, Step: 1 << 40, Epoch: 300, Train: true, IDs: ids,
 			Plan: []Term{{Subset: []string{"audio", "language", "vision"}, Targets: []string{"audio", "language", "vision"}, From: []string{"language"}},
@@ -26,6 +30,13 @@ func hotEncodeCases() []Message {
 		&Latent{Header: Header{Sender: "integrator", Run: "ff"}, Step: 12, Members: []string{"audio", "vision"}, Z: []Tensor{z, z}},
 		&Latent{Header: Header{Sender: "integrator"}, Step: 12},
 		&Latent{Header: Header{Sender: "integrator"}, Step: 12, Members: []string{}, Z: []Tensor{}},
+		&Posterior{Header: Header{Sender: "vision", Run: "ff"}, Step: 1 << 40, Time: -5, Mu: z, LogVar: z, Present: present},
+		&Posterior{Header: Header{Sender: "vision"}, Time: 1 << 62, Mu: Matrix(1, 2, []float32{1, 2}), LogVar: Matrix(1, 2, []float32{0, -1})},
+		&Posterior{Header: Header{Sender: "vision"}, Mu: Matrix(1, 1, []float32{3}), LogVar: Matrix(1, 1, []float32{0}), Present: []bool{false}},
+		&Belief{Header: Header{Sender: "integrator"}, Seq: 3, Time: 1<<40 + 1, Mu: Matrix(1, 2, []float32{1, 2}), LogVar: Matrix(1, 2, []float32{0, -1}),
+			Sources: []Source{{Module: "audio", AgeNs: 12}, {Module: "vision", AgeNs: 1 << 40}}, Prior: "concept", Concept: 7},
+		&Belief{Header: Header{Sender: "integrator"}, Mu: Matrix(1, 1, []float32{1}), LogVar: Matrix(1, 1, []float32{0}), Concept: -1, Sources: []Source{}},
+		&Belief{Header: Header{Sender: "integrator"}, Mu: Matrix(1, 1, []float32{1}), LogVar: Matrix(1, 1, []float32{0}), Prior: "concept"},
 	}
 }
 
@@ -36,6 +47,10 @@ func plainOfEncoded(m Message) any {
 		return (*plainStepBegin)(m)
 	case *Latent:
 		return (*plainLatent)(m)
+	case *Posterior:
+		return (*plainPosterior)(m)
+	case *Belief:
+		return (*plainBelief)(m)
 	}
 	panic("no mirror")
 }
@@ -78,8 +93,8 @@ func TestStepBeginEncodingIsStable(t *testing.T) {
 	}
 }
 
-// TestHotEncodersDoNotAllocate: sending a step's begin or latents into a
-// reused buffer allocates nothing.
+// TestHotEncodersDoNotAllocate: sending a step's begin, latents or a
+// posterior, or a belief, into a reused buffer allocates nothing.
 func TestHotEncodersDoNotAllocate(t *testing.T) {
 	for i, m := range hotEncodeCases() {
 		buf, err := MarshalAppend(nil, m, 0)

@@ -269,17 +269,18 @@ func UnmarshalFrom(subject string, data []byte, m Message, e Expect) error {
 }
 
 // UnmarshalReuse is UnmarshalFrom that decodes a StepBegin, Posterior,
-// ZGrad, Latent or ExpertGrad into the storage m holds from the last
-// message, when it is large enough: its tensors, the presence mask, the
-// sample ids, the plan and its names' slices, the members, the lambda map
-// (emptied first). A string equal to the one m held at the same place (the
-// sender, a name of the plan or of the members at the same index, a
-// lambda key) is kept rather than allocated again. A receiver that keeps
-// one message value per sender thus decodes step after step without
-// allocating. Nothing of the last message shows in m after the call, even
-// when decoding fails; as with UnmarshalFrom, m is then unspecified. The
-// caller must no longer use the slices and maps m held (strings, being
-// immutable, stay valid); other message types are simply zeroed.
+// ZGrad, Latent, ExpertGrad or Belief into the storage m holds from the
+// last message, when it is large enough: its tensors, the presence mask,
+// the sample ids, the plan and its names' slices, the members, the lambda
+// map (emptied first), a belief's sources. A string equal to the one m
+// held at the same place (the sender, a name of the plan or of the members
+// at the same index, a lambda key, a belief's module or prior) is kept
+// rather than allocated again. A receiver that keeps one message value per
+// sender thus decodes step after step without allocating. Nothing of the
+// last message shows in m after the call, even when decoding fails; as
+// with UnmarshalFrom, m is then unspecified. The caller must no longer use
+// the slices and maps m held (strings, being immutable, stay valid); other
+// message types are simply zeroed.
 func UnmarshalReuse(subject string, data []byte, m Message, e Expect) error {
 	x := decoders.Get()
 	if k, ok := m.(storageKeeper); ok {
@@ -333,6 +334,25 @@ func (m *Latent) resetKeeping(st *decodeState) {
 		w[i] = kept(w[i])
 	}
 	*m = Latent{Members: m.Members[:0], Z: z[:0], W: w[:0]}
+}
+
+// A belief's names (its sources' modules and its prior) are kept in st.keys:
+// its Source elements are zeroed, so that no age of the last belief shows.
+func (m *Belief) resetKeeping(st *decodeState) {
+	st.from, st.run = m.Sender, m.Run
+	n := 0
+	for _, s := range m.Sources {
+		if n < len(st.keys) {
+			st.keys[n], n = s.Module, n+1
+		}
+	}
+	if m.Prior != "" && n < len(st.keys) {
+		st.keys[n], n = m.Prior, n+1
+	}
+	st.nkeys = n
+	src := m.Sources[:cap(m.Sources)]
+	clear(src)
+	*m = Belief{Mu: kept(m.Mu), LogVar: kept(m.LogVar), Sources: src[:0]}
 }
 
 func (m *ZGrad) resetKeeping(st *decodeState) {
