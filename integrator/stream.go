@@ -82,6 +82,10 @@ type observation struct {
 	// spare is the other pair of buffers: receive fills it outside the
 	// lock and swaps it in, so that neither side allocates or waits.
 	sparePrec, sparePM []float64
+	// post is what receive decodes the module's next posterior into (the
+	// subscription's goroutine only): its sender's name is then the one it
+	// holds, not a new string.
+	post bus.Posterior
 }
 
 type streamer struct {
@@ -97,8 +101,8 @@ type streamer struct {
 	logged map[string]time.Time
 	wake   chan struct{}
 
-	// p is what receive decodes into; receive runs on the subscription's
-	// goroutine only.
+	// p is what receive decodes a module's first posterior into; receive
+	// runs on the subscription's goroutine only.
 	p bus.Posterior
 
 	// fuse serialises fusion and publishing, so that beliefs reach the wire
@@ -192,8 +196,13 @@ func (s *streamer) loop(ctx context.Context) {
 func (s *streamer) receive(m *nats.Msg) {
 	name := m.Subject[s.prefix:]
 	p := &s.p
-	// Into the last posterior's storage: only its numbers are kept, in
-	// prec and pm below.
+	s.mu.Lock()
+	if o := s.latest[name]; o != nil {
+		p = &o.post
+	}
+	s.mu.Unlock()
+	// Into the module's last posterior's storage: only its numbers are
+	// kept, in prec and pm below.
 	if err := bus.UnmarshalReuse(m.Subject, m.Data, p, bus.Expect{Latent: s.ig.cfg.Latent, Batch: 1}); err != nil {
 		s.bad(s.stats.Rejected, name, "rejected streamed posterior", err.Error())
 		return

@@ -112,14 +112,27 @@ func BenchmarkStreamRoundTrip(b *testing.B) {
 			}
 			mu, lv := make([]float32, d), make([]float32, d)
 			lat := make([]time.Duration, 0, b.N)
-			var last int64
+			var (
+				last int64
+				post bus.Posterior // as module/stream.go: reused, posterior after posterior
+				bel  bus.Belief
+				wire []byte
+			)
+			post.Mu.SetMatrix(1, d, mu)
+			post.LogVar.SetMatrix(1, d, lv)
+			post.SetSender("probe")
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
 				start := time.Now()
 				t := max(start.UnixNano(), last+1)
 				last = t
-				if err := nc.Publish(subj.ObsPost("probe"), benchPosterior(b, "probe", t, mu, lv)); err != nil {
+				post.Time = t
+				var err error
+				if wire, err = bus.MarshalAppend(wire[:0], &post, bus.DefaultMaxBytes); err != nil {
+					b.Fatal(err)
+				}
+				if err := nc.Publish(subj.ObsPost("probe"), wire); err != nil {
 					b.Fatal(err)
 				}
 				for matched := false; !matched; {
@@ -129,8 +142,7 @@ func BenchmarkStreamRoundTrip(b *testing.B) {
 					case <-time.After(5 * time.Second):
 						b.Fatal("no belief within 5 s")
 					}
-					var bel bus.Belief
-					if err := bus.UnmarshalFrom(m.Subject, m.Data, &bel, bus.Expect{Latent: d}); err != nil {
+					if err := bus.UnmarshalReuse(m.Subject, m.Data, &bel, bus.Expect{Latent: d}); err != nil {
 						b.Fatal(err)
 					}
 					for _, s := range bel.Sources {

@@ -58,7 +58,7 @@ func TestTrainStepAllocatesNothingOfItsOwn(t *testing.T) {
 		if n <= 0 {
 			continue
 		}
-		if s, ours := onStepPath(stk); ours {
+		if s, ours := onPath(stk, stepPath); ours {
 			sites = append(sites, site{n, s})
 			total += n
 		}
@@ -99,13 +99,17 @@ func allocsByStack() map[[32]uintptr]int64 {
 	return out
 }
 
-// onStepPath reports whether an allocation with this stack is serket's own
-// on a training step's path, and the stack as text. Walking out from the
-// allocation, the first frame of serket or of NATS decides: NATS's (the
-// client's or the server's) and the toy modality's are theirs, serket's
-// (msgpack and the runtime called from it included) are ours if a
-// per-step function is on the stack.
-func onStepPath(stk [32]uintptr) (string, bool) {
+// stepPath marks the functions of a training step: the integrator's and a
+// module's.
+var stepPath = []string{"integrator.(*Integrator).runStep", "module.(*runner).handleTrain"}
+
+// onPath reports whether an allocation with this stack is serket's own on
+// the path of one of the functions path names, and the stack as text.
+// Walking out from the allocation, the first frame of serket or of NATS
+// decides: NATS's (the client's or the server's) and the toy modality's
+// are theirs, serket's (msgpack and the runtime called from it included)
+// are ours if a function of path is on the stack.
+func onPath(stk [32]uintptr, path []string) (string, bool) {
 	pcs := stk[:]
 	if i := slices.Index(pcs, 0); i >= 0 {
 		pcs = pcs[:i]
@@ -128,8 +132,8 @@ func onStepPath(stk [32]uintptr) (string, bool) {
 		case strings.HasPrefix(fn, "github.com/serket-go/serket/"):
 			owner = "serket"
 		}
-		if strings.Contains(f.Function, "integrator.(*Integrator).runStep") || strings.Contains(f.Function, "module.(*runner).handleTrain") {
-			perStep = true
+		for _, fn := range path {
+			perStep = perStep || strings.Contains(f.Function, fn)
 		}
 		if !more {
 			break

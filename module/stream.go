@@ -32,6 +32,55 @@ type sensorMsg struct {
 	t            time.Time
 }
 
+// streamCall hands sensor messages to the actor one at a time without
+// allocating: the functions the actor runs and the channel it answers on
+// are made once, and the message and its outcome pass through fields the
+// sensor goroutine and the actor take turns on (the hand-off orders them).
+type streamCall struct {
+	r    *runner
+	p    Parser
+	m    sensorMsg
+	err  error
+	done chan struct{}
+	run  func() // on the actor: streamPosterior, then done
+	hand func() // what goes to the actor: run, or run deferred past a step
+	// The storage of streamPosterior, message after message (the actor's).
+	raw    [1]bus.Payload
+	mu, lv []float32
+	post   bus.Posterior
+	wire   []byte
+}
+
+func newStreamCall(r *runner, p Parser) *streamCall {
+	c := &streamCall{r: r, p: p, done: make(chan struct{}, 1)}
+	c.run = func() {
+		c.err = r.streamPosterior(c)
+		c.done <- struct{}{}
+	}
+	c.hand = func() {
+		if r.active { // a training step is under way: after it, as r.do defers
+			r.pending = append(r.pending, c.run)
+			return
+		}
+		c.run()
+	}
+	return c
+}
+
+// call runs streamPosterior on m on the actor and returns its error; false
+// if the module stops first.
+func (c *streamCall) call(m sensorMsg) (error, bool) {
+	c.m = m
+	select {
+	case c.r.events <- c.hand:
+	case <-c.r.quit:
+		return nil, false
+	}
+	<-c.done // a deferred call still runs: drainPending after the actor stops
+	c.m = sensorMsg{}
+	return c.err, true
+}
+
 // startStreaming subscribes to the sensors and, if asked, the beliefs.
 func (r *runner) startStreaming(ctx context.Context) (stop func(), err error) {
 	var subs []*nats.Subscription
@@ -50,7 +99,7 @@ func (r *runner) startStreaming(ctx context.Context) (stop func(), err error) {
 			stop()
 			return nil, errors.New("streaming from sensors needs a modality that parses raw input (module.Parser)")
 		}
-		slot := latest.New[sensorMsg]()
+		slot, call := latest.New[sensorMsg](), newStreamCall(r, p)
 		for _, subject := range r.opts.Sensors {
 			sub, err := r.nc.Subscribe(subject, func(m *nats.Msg) {
 				t := time.Now()
@@ -96,8 +145,8 @@ func (r *runner) startStreaming(ctx context.Context) (stop func(), err error) {
 					}
 					lastPost = time.Now()
 				}
-				var err error
-				if !r.do(func() { err = r.streamPosterior(p, m) }) {
+				err, ok := call.call(m)
+				if !ok {
 					return
 				}
 				superseded := slot.Replaced() + paced
@@ -131,13 +180,13 @@ func (r *runner) startStreaming(ctx context.Context) (stop func(), err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var b bus.Belief // belief after belief: say is done with it when r.do returns
 			for {
 				m, ok := slot.Take(sctx)
 				if !ok {
 					return
 				}
-				var b bus.Belief
-				if err := bus.UnmarshalFrom(m.Subject, m.Data, &b, bus.Expect{Latent: r.spec.Latent}); err != nil {
+				if err := bus.UnmarshalReuse(m.Subject, m.Data, &b, bus.Expect{Latent: r.spec.Latent}); err != nil {
 					r.reject(err)
 					continue
 				}
@@ -150,26 +199,31 @@ func (r *runner) startStreaming(ctx context.Context) (stop func(), err error) {
 	return stop, nil
 }
 
-// streamPosterior parses and encodes one sensor message and publishes its
-// timestamped posterior.
-func (r *runner) streamPosterior(p Parser, m sensorMsg) error {
-	d := r.spec.Latent
-	mu, lv := make([]float32, d), make([]float32, d)
+// streamPosterior parses and encodes the sensor message of c and publishes
+// its timestamped posterior, in c's storage (on the actor).
+func (r *runner) streamPosterior(c *streamCall) error {
+	d, m := r.spec.Latent, &c.m
+	c.mu, c.lv = grow(c.mu, d), grow(c.lv, d)
 	err := r.safely("Parse/Encode", func() error {
-		x, err := p.Parse([]bus.Payload{{Type: m.typ, Data: m.data}})
+		c.raw[0] = bus.Payload{Type: m.typ, Data: m.data}
+		x, err := c.p.Parse(c.raw[:])
+		c.raw[0] = bus.Payload{}
 		if err != nil {
 			return err
 		}
-		return r.encodeShared(x, mu, lv)
+		return r.encodeShared(x, c.mu, c.lv)
 	})
 	if err != nil {
 		return fmt.Errorf("sensor %s: %w", m.subject, err)
 	}
-	post := &bus.Posterior{Time: m.t.UnixNano(), Mu: bus.Matrix(1, d, mu), LogVar: bus.Matrix(1, d, lv)}
+	post := &c.post
+	post.Time = m.t.UnixNano()
+	post.Mu.SetMatrix(1, d, c.mu)
+	post.LogVar.SetMatrix(1, d, c.lv)
 	post.SetSender(r.spec.Name)
-	b, err := bus.MarshalLimit(post, bus.PayloadLimit(r.nc))
+	c.wire, err = bus.MarshalAppend(c.wire[:0], post, bus.PayloadLimit(r.nc))
 	if err == nil {
-		err = r.nc.Publish(r.subj.ObsPost(r.spec.Name), b)
+		err = r.nc.Publish(r.subj.ObsPost(r.spec.Name), c.wire) // Publish copies: the buffer serves the next one
 	}
 	if err != nil {
 		return fmt.Errorf("publishing the posterior of sensor %s: %w", m.subject, err)

@@ -22,6 +22,11 @@ type probe struct {
 	beliefs chan *nats.Msg
 	mu, lv  []float32
 	last    int64 // the latest posterior's time, so that every one is newer
+	// As a module streams: one posterior and one belief value, and one
+	// buffer for the encoding, reused message after message.
+	post bus.Posterior
+	bel  bus.Belief
+	wire []byte
 
 	postBytes, beliefBytes int // sizes of the latest posterior and belief
 }
@@ -64,26 +69,30 @@ func (p *probe) roundTrip(seq int, timeout time.Duration) (time.Duration, bench.
 	// A mean that changes with seq, so that a belief of an earlier
 	// posterior cannot pass for this one's.
 	p.mu[0] = float32(seq%1000) / 100
-	post := &bus.Posterior{Time: t, Mu: bus.Matrix(1, p.d, p.mu), LogVar: bus.Matrix(1, p.d, p.lv)}
+	post := &p.post
+	post.Time = t
+	post.Mu.SetMatrix(1, p.d, p.mu)
+	post.LogVar.SetMatrix(1, p.d, p.lv)
 	post.SetSender(p.name)
-	b, err := bus.Marshal(post)
+	var err error
+	p.wire, err = bus.MarshalAppend(p.wire[:0], post, bus.DefaultMaxBytes)
 	if err == nil {
-		err = p.nc.Publish(p.subj.ObsPost(p.name), b)
+		err = p.nc.Publish(p.subj.ObsPost(p.name), p.wire)
 	}
 	if err != nil {
 		return 0, bench.Failed, bench.Kind(err.Error())
 	}
-	p.postBytes = len(b)
+	p.postBytes = len(p.wire)
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		select {
 		case m := <-p.beliefs:
-			var bel bus.Belief
-			if err := bus.UnmarshalFrom(m.Subject, m.Data, &bel, bus.Expect{Latent: p.d}); err != nil {
+			bel := &p.bel
+			if err := bus.UnmarshalReuse(m.Subject, m.Data, bel, bus.Expect{Latent: p.d}); err != nil {
 				return 0, bench.Failed, bench.Kind(err.Error())
 			}
-			if !names(&bel, p.name, t) {
+			if !names(bel, p.name, t) {
 				continue // a belief of an earlier posterior
 			}
 			took := time.Since(start)
