@@ -12,7 +12,7 @@ GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 # else Debian's where PATH leads to another.
 PYTHON   ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import numpy, msgpack' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-pairing bench-foreign bench-web bench-speed bench-perf bench-check data clean
+.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-pairing bench-foreign bench-web bench-speed bench-fusion bench-perf bench-check data clean
 
 all: build
 
@@ -109,6 +109,11 @@ bench-foreign:
 # not part of the tests; report in out/bench-speed/).
 bench-speed:
 	bench/speed.sh
+
+# The streaming round trip against a bare NATS request-reply, 5 runs, the
+# median and range of each p50, p99 and ratio (about 1 min; out/bench-fusion/).
+bench-fusion:
+	bench/fusion.sh
 
 # The gradient cross-check: one training step per plan and aggregation,
 # recomputed in PyTorch from the math (bench/torch_check.py), verbosely

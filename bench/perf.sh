@@ -21,6 +21,9 @@ mkdir -p "$out"
   go build -tags openblas -o bin/serket ./cmd/serket
   bin/serket bench fusion 2>&1
   echo
+  echo "# the round trip, 5 runs (bench/fusion.sh)"
+  bench/fusion.sh
+  echo
   echo "# training throughput (bench/speed.sh, ITEMS=${ITEMS:-10000} ROUNDS=${ROUNDS:-3})"
   bench/speed.sh
   echo
