@@ -16,7 +16,7 @@ var ErrUnsupported = errors.New("placement: pinning processes to CPUs needs Linu
 // Config sets a Placer.
 type Config struct {
 	// Every is how often loads are measured and the assignment reviewed;
-	// default 1 s.
+	// default 500 ms (a short epoch should not run long unplaced).
 	Every time.Duration
 	// CPUs are the CPUs to place on; default every CPU this process may
 	// run on.
@@ -41,7 +41,7 @@ func Run(ctx context.Context, pids func() map[string]int, cfg Config) error {
 		return err
 	}
 	if cfg.Every <= 0 {
-		cfg.Every = time.Second
+		cfg.Every = 500 * time.Millisecond
 	}
 	if cfg.MinLoad <= 0 {
 		cfg.MinLoad = 0.25
