@@ -60,9 +60,10 @@ bench:
 	$(GO) test $(GOFLAGS_TAGS) -run '^$$' -bench . -benchmem ./...
 
 # Model quality: serket and the PyTorch reference trained alike, measured
-# by the same code, and serket with partial pairing; SEEDS="1 2" for
-# docs/training.md's table (about 35 min per seed and system on 2 cores; needs
-# python3-torch; not part of the tests).
+# by the same code, and serket with partial pairing; SEEDS="1 2 3"
+# FRACTIONS= for docs/training.md's table, with each system's mean and range
+# over the seeds (about 30 min per seed on 2 cores; needs python3-torch;
+# not part of the tests).
 bench-quality:
 	bench/quality.sh
 
