@@ -69,8 +69,9 @@ type Modality interface {
 
 // Learner is a Modality that trains. Within one training step the SDK calls
 // Encode once, Decode once per plan term the modality is a target of (same
-// batch), then Learn once, or Discard if the step is abandoned; no other
-// call comes in between.
+// batch), or DecodeMany once with all of them for a MultiDecoder, then
+// Learn once, or Discard if the step is abandoned; no other call comes in
+// between.
 type Learner interface {
 	Modality
 
