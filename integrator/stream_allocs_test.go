@@ -3,7 +3,6 @@ package integrator_test
 import (
 	"fmt"
 	"runtime"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -80,23 +79,15 @@ func TestStreamAllocatesNothingOfItsOwn(t *testing.T) {
 		send(i)
 	}
 	after := allocsByStack()
-	var sites []string
-	var total int64
-	for stk, k := range after {
-		k -= before[stk]
-		if k <= 0 {
-			continue
-		}
-		if s, ours := onPath(stk, streamPath); ours {
-			sites = append(sites, fmt.Sprintf("%d allocations at\n%s", k, s))
-			total += k
-		}
-	}
-	sort.Strings(sites)
+	sites, total := ourAllocs(before, after, streamPath)
 	// Fewer than one per ten readings: a one-off growth of some buffer
 	// passes, anything that allocates every time fails.
 	if total*10 >= n {
-		t.Errorf("%d allocations of serket's own on the way of %d streamed posteriors:\n%s", total, n, strings.Join(sites[:min(len(sites), 12)], "\n"))
+		var b strings.Builder
+		for _, s := range sites[:min(len(sites), 12)] {
+			fmt.Fprintf(&b, "\n%d allocations at\n%s", s.n, s.stack)
+		}
+		t.Errorf("%d allocations of serket's own on the way of %d streamed posteriors:%s", total, n, b.String())
 	} else {
 		t.Logf("%d allocations of serket's own on the way of %d streamed posteriors", total, n)
 	}

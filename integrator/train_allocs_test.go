@@ -47,26 +47,10 @@ func TestTrainStepAllocatesNothingOfItsOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type site struct {
-		n     int64
-		stack string
-	}
-	var sites []site
-	var total int64
-	for stk, n := range after {
-		n -= before[stk]
-		if n <= 0 {
-			continue
-		}
-		if s, ours := onPath(stk, stepPath); ours {
-			sites = append(sites, site{n, s})
-			total += n
-		}
-	}
+	sites, total := ourAllocs(before, after, stepPath)
 	steps := int64(to - from)
 	// Fewer than one per step overall: a one-off growth of some buffer
 	// passes, anything that allocates every step (in any module) fails.
-	sort.Slice(sites, func(i, j int) bool { return sites[i].n > sites[j].n })
 	var b strings.Builder
 	for _, s := range sites[:min(len(sites), 12)] {
 		fmt.Fprintf(&b, "\n%d allocations (%.1f per step) at\n%s", s.n, float64(s.n)/float64(steps), s.stack)
@@ -76,6 +60,31 @@ func TestTrainStepAllocatesNothingOfItsOwn(t *testing.T) {
 	} else {
 		t.Logf("%d allocations on serket's per-step path over %d steps:%s", total, steps, b.String())
 	}
+}
+
+// allocSite is a stack that allocated, and how many times.
+type allocSite struct {
+	n     int64
+	stack string
+}
+
+// ourAllocs are the allocations of serket's own on path (see onPath)
+// between two profiles, most first, and their total.
+func ourAllocs(before, after map[[32]uintptr]int64, path []string) ([]allocSite, int64) {
+	var sites []allocSite
+	var total int64
+	for stk, n := range after {
+		n -= before[stk]
+		if n <= 0 {
+			continue
+		}
+		if s, ours := onPath(stk, path); ours {
+			sites = append(sites, allocSite{n, s})
+			total += n
+		}
+	}
+	sort.Slice(sites, func(i, j int) bool { return sites[i].n > sites[j].n })
+	return sites, total
 }
 
 // allocsByStack is the heap profile's allocation count per stack, as of
