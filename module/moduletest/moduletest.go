@@ -189,6 +189,23 @@ func (s *suite) decode(t *testing.T, m module.Modality, z []float32, x module.Ba
 	return ll, dz
 }
 
+// decodeTerms decodes the latents z of x with the rows' weights ws as the
+// SDK decodes a training step's terms: all in one module.DecodeTerms (one
+// DecodeMany for a MultiDecoder, whose batched products may round
+// otherwise than one Decode per term).
+func decodeTerms(t *testing.T, m module.Modality, z []bus.Tensor, x module.Batch, ws [][]float32) (lls, dzs [][]float32) {
+	t.Helper()
+	var zs [][]float32
+	for i := range z {
+		zs = append(zs, z[i].Data)
+		lls, dzs = append(lls, make([]float32, x.Len())), append(dzs, make([]float32, len(z[i].Data)))
+	}
+	if err := module.DecodeTerms(m, zs, x, ws, lls, dzs); err != nil {
+		t.Fatalf("DecodeTerms: %v", err)
+	}
+	return lls, dzs
+}
+
 func randn(r *rand.Rand, n int) []float32 {
 	v := make([]float32, n)
 	for i := range v {
@@ -835,17 +852,21 @@ func (s *suite) wireStep(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref mod
 		if zg.Step != step || len(zg.Terms) != 2 {
 			t.Fatalf("step %d: ZGrad for step %d with %d terms, want 2 terms", step, zg.Step, len(zg.Terms))
 		}
-		for i, tg := range zg.Terms {
+		var ws [][]float32
+		for i := range z {
 			w := ones(b, present)
 			for k := range w {
 				w[k] *= 2 // the lambda of the StepBegin
-				if len(lat.W) > 0 && !lat.W[tg.Term].Empty() {
-					w[k] *= lat.W[tg.Term].Data[k]
+				if len(lat.W) > 0 && !lat.W[i].Empty() {
+					w[k] *= lat.W[i].Data[k]
 				}
 			}
-			ll, dz := s.decode(t, ref, z[tg.Term].Data, x, w)
-			if tg.Term != i || !slices.Equal(tg.LogLik.Data, ll) || !slices.Equal(tg.DZ.Data, dz) {
-				t.Fatalf("step %d term %d: the decoder result sent over the bus differs from calling Decode directly", step, i)
+			ws = append(ws, w)
+		}
+		lls, dzs := decodeTerms(t, ref, z, x, ws)
+		for i, tg := range zg.Terms {
+			if tg.Term != i || !slices.Equal(tg.LogLik.Data, lls[i]) || !slices.Equal(tg.DZ.Data, dzs[i]) {
+				t.Fatalf("step %d term %d: the decoder result sent over the bus differs from decoding directly (module.DecodeTerms)", step, i)
 			}
 		}
 		dmu, dlv := randn(r, b*d), randn(r, b*d)
@@ -872,10 +893,10 @@ func (s *suite) wireStep(t *testing.T, nc *nats.Conn, subj bus.Subjects, ref mod
 	publishAs(t, nc, subj.Latent(), &bus.Latent{Header: h, Step: 3, Members: []string{name}, Z: z}, "integrator")
 	var zg bus.ZGrad
 	s.receive(t, zgrads, &zg, bus.Expect{Latent: d, Batch: b, Terms: 2})
-	ll, _ := s.decode(t, ref, z[0].Data, x, ones(b, present))
+	lls, _ := decodeTerms(t, ref, z, x, [][]float32{ones(b, present), ones(b, present)})
 	ref.(module.Learner).Discard()
-	if zg.Step != 3 || len(zg.Terms) != 2 || !slices.Equal(zg.Terms[0].LogLik.Data, ll) {
-		t.Fatal("step 3 (evaluation): the log-likelihoods sent differ from calling Decode directly")
+	if zg.Step != 3 || len(zg.Terms) != 2 || !slices.Equal(zg.Terms[0].LogLik.Data, lls[0]) || !slices.Equal(zg.Terms[1].LogLik.Data, lls[1]) {
+		t.Fatal("step 3 (evaluation): the log-likelihoods sent differ from decoding directly (module.DecodeTerms)")
 	}
 	publishAs(t, nc, subj.Step(), &bus.StepBegin{Header: h, Step: 4, Train: true, IDs: ids, Plan: plan}, "integrator")
 	s.receive(t, posts, &post, bus.Expect{Latent: d, Batch: b})
