@@ -22,7 +22,7 @@ for r in $(seq "$RUNS"); do
   bin/serket bench fusion --duration 0 --n "$N" --json --log-level warn >>"$OUT/runs.json"
 done
 {
-  echo "# serket bench fusion × $RUNS, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), load at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "# serket bench fusion × $RUNS, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git describe --always --dirty), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), load at the end $(cut -d' ' -f1-3 /proc/loadavg)"
   python3 - "$OUT/runs.json" <<'PY'
 import json, statistics, sys
 text, dec, runs, i = open(sys.argv[1]).read(), json.JSONDecoder(), [], 0

@@ -90,7 +90,7 @@ torch() { # system round flags…
   "$PY" bench/torch_mvae.py --data "$tmp/export" --items "$ITEMS" "$@" | record "$name" "$round"
 }
 {
-  echo "# training throughput, $(date -u '+%Y-%m-%d %H:%M UTC'), ITEMS=$ITEMS ROUNDS=$ROUNDS, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+  echo "# training throughput, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git describe --always --dirty), ITEMS=$ITEMS ROUNDS=$ROUNDS, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
   echo "# load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$tmp/head.txt"
 for r in $(seq "$ROUNDS"); do
