@@ -15,7 +15,8 @@
 # the same test ELBO).
 #
 #   bench/quality.sh                  # EPOCHS=5 PLAN=cross FRACTIONS="0.1 0.01" SEEDS=1
-#   SEEDS="1 2" bench/quality.sh      # both systems again with another seed (as docs/training.md's table)
+#   SEEDS="1 2 3" FRACTIONS= bench/quality.sh   # both systems over three seeds (docs/training.md's table; about 1.5 h)
+#   KEEP=1 SEEDS="1 2 3" FRACTIONS= bench/quality.sh   # the same, training only the runs OUT lacks
 #   EPOCHS=1 FRACTIONS= bench/quality.sh   # a quick look
 #
 # Everything lands in OUT (default out/bench-quality): each run's checkpoints
@@ -54,8 +55,19 @@ YAML
   echo "$f"
 }
 
+# KEEP=1 keeps a run already trained to EPOCHS in OUT (a serket run whose
+# metrics have every epoch, a reference run imported as checkpoints), so
+# that a bench cut short, or one given another seed, trains only what is
+# missing. Keep only runs of the tree you measure.
+done_serket() { [ "${KEEP:-0}" = 1 ] && [ -f "$1/metrics.jsonl" ] && [ "$(wc -l <"$1/metrics.jsonl")" -ge "$EPOCHS" ]; }
+done_torch() { [ "${KEEP:-0}" = 1 ] && [ -f "$1/vision.ckpt" ] && [ -f "$1/language.ckpt" ] && [ -f "$1/audio.ckpt" ]; }
+
 train_serket() { # dir seed [train flags…]
   local dir=$1 seed=$2; shift 2
+  if done_serket "$dir"; then
+    log "keeping $dir (KEEP=1)"
+    return
+  fi
   rm -rf "$dir"
   log "serket train ${settings[*]} --seed $seed $* → $dir"
   bin/serket train "$(pipeline "$seed")" "${settings[@]}" "${limit[@]}" --seed "$seed" --checkpoint-dir "$dir" --log-level warn "$@"
@@ -71,10 +83,14 @@ runs=()
 for seed in $SEEDS; do
   sfx=$(suffix "$seed")
   train_serket "$OUT/serket$sfx" "$seed"
-  log "PyTorch reference ${settings[*]} --seed $seed"
-  OMP_WAIT_POLICY=PASSIVE "$PY" bench/torch_quality.py --data "$OUT/export" "${settings[@]}" --lr "$LR" --seed "$seed" \
-    "${limit[@]}" --out "$OUT/pytorch$sfx-weights" > "$OUT/pytorch$sfx.json"
-  bin/serket bench import --from "$OUT/pytorch$sfx-weights" --out "$OUT/pytorch$sfx" >/dev/null
+  if done_torch "$OUT/pytorch$sfx"; then
+    log "keeping $OUT/pytorch$sfx (KEEP=1)"
+  else
+    log "PyTorch reference ${settings[*]} --seed $seed"
+    OMP_WAIT_POLICY=PASSIVE "$PY" bench/torch_quality.py --data "$OUT/export" "${settings[@]}" --lr "$LR" --seed "$seed" \
+      "${limit[@]}" --out "$OUT/pytorch$sfx-weights" > "$OUT/pytorch$sfx.json"
+    bin/serket bench import --from "$OUT/pytorch$sfx-weights" --out "$OUT/pytorch$sfx" >/dev/null
+  fi
   runs+=("serket$sfx=$OUT/serket$sfx" "pytorch$sfx=$OUT/pytorch$sfx")
 done
 
@@ -91,4 +107,7 @@ log "measuring"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   bin/serket bench quality --save "$OUT/results.jsonl" "${runs[@]}" 2>/dev/null
+  echo
+  echo "each system over its seeds (bench/quality_summary.py):"
+  "$PY" bench/quality_summary.py "$OUT/results.jsonl"
 } | tee "$OUT/report.txt"
