@@ -8,10 +8,9 @@
 // between them, so the slowest module (the one every step waits for) runs
 // at a fraction of a core while the faster ones catch up, and the step
 // takes longer than the work needs: on two cores, three modules of which
-// one (audio) does half the work ran ~15% slower shared fairly than with
-// audio on one core and the other two on the other. (Measured 2026-12-05
-// by pinning `serket train`'s modules with taskset; bench/speed.sh holds
-// the figures the docs quote.)
+// one (audio) does half the work trained at 1047 samples/s shared fairly
+// and 1194 pinned, audio on one core and the other two on the other
+// (`make bench-speed`, 2026-12-05 21:51 UTC; docs/performance.md).
 //
 // The Placer measures each process's CPU time (every thread's, and its
 // child processes': a module in another language runs under `serket
