@@ -23,10 +23,8 @@ import (
 	"github.com/serket-go/serket/dataset/datasettest"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/internal/python"
-	"github.com/serket-go/serket/modules/audio"
-	"github.com/serket-go/serket/modules/language"
+	"github.com/serket-go/serket/modules/fmnist3"
 	"github.com/serket-go/serket/modules/mvae"
-	"github.com/serket-go/serket/modules/vision"
 	"github.com/serket-go/serket/nn"
 	"github.com/serket-go/serket/poe"
 )
@@ -246,23 +244,11 @@ func requireMixedPairing(t *testing.T, dir string, names []string, b int) {
 
 func newModality(t *testing.T, data, name string, net mvae.Config) torchref.Modality {
 	t.Helper()
-	src, err := mvae.OpenSource(data, name, mvae.Pairing{Fraction: 0.5, Seed: 2})
+	m, err := fmnist3.NewModality(data, name, net, mvae.Pairing{Fraction: 0.5, Seed: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m torchref.Modality
-	switch name {
-	case "vision":
-		m, err = vision.New(vision.Config{Net: net, Source: src})
-	case "language":
-		m, err = language.New(language.Config{Net: net, Source: src})
-	case "audio":
-		m, err = audio.New(audio.Config{Net: net, Source: src})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return m.(torchref.Modality)
 }
 
 // perturb adds frac·‖g‖ to the first value of the gradient in path.

@@ -17,7 +17,7 @@ import (
 	"github.com/serket-go/serket/dataset/datasettest"
 	"github.com/serket-go/serket/integrator"
 	"github.com/serket-go/serket/module"
-	"github.com/serket-go/serket/modules/audio"
+	"github.com/serket-go/serket/modules/fmnist3"
 	"github.com/serket-go/serket/modules/language"
 	"github.com/serket-go/serket/modules/mvae"
 	"github.com/serket-go/serket/modules/vision"
@@ -28,19 +28,7 @@ import (
 // would with the given networks and pairing.
 func newModality(t *testing.T, data, name string, net mvae.Config, pairing mvae.Pairing) module.Modality {
 	t.Helper()
-	src, err := mvae.OpenSource(data, name, pairing)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m module.Modality
-	switch name {
-	case "vision":
-		m, err = vision.New(vision.Config{Net: net, Source: src})
-	case "language":
-		m, err = language.New(language.Config{Net: net, Source: src})
-	case "audio":
-		m, err = audio.New(audio.Config{Net: net, Source: src})
-	}
+	m, err := fmnist3.NewModality(data, name, net, pairing)
 	if err != nil {
 		t.Fatal(err)
 	}

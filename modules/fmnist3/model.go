@@ -131,3 +131,23 @@ func (m *Model) Save(dir string) error {
 	}
 	return nil
 }
+
+// NewModality makes the built-in modality called name (vision, language
+// or audio) on the prepared dataset in dir, with the given networks and
+// pairing, as `serket module NAME` makes it; tests and references that
+// need one modality alone start here.
+func NewModality(dir, name string, net mvae.Config, p mvae.Pairing) (module.Modality, error) {
+	src, err := mvae.OpenSource(dir, name, p)
+	if err != nil {
+		return nil, err
+	}
+	switch name {
+	case dataset.Vision:
+		return vision.New(vision.Config{Net: net, Source: src})
+	case dataset.Language:
+		return language.New(language.Config{Net: net, Source: src})
+	case dataset.Audio:
+		return audio.New(audio.Config{Net: net, Source: src})
+	}
+	return nil, fmt.Errorf("fmnist3: no built-in modality %q (vision, language, audio)", name)
+}
