@@ -155,6 +155,17 @@ type Loader interface {
 	LoadBatch(ids []uint64) (x Batch, present []bool, err error)
 }
 
+// Recycler is a Loader that can fill a batch it returned before instead
+// of allocating a new one each step (a batch of spectrograms is megabytes,
+// and fresh memory costs page faults every step). Once a training step is
+// over, the SDK, which then holds no reference to the step's batch, hands
+// it back with Recycle; a later LoadBatch may return it refilled, and must
+// then leave no trace of its old contents (an absent item's placeholder
+// row included). Callers other than the SDK need not recycle.
+type Recycler interface {
+	Recycle(x Batch)
+}
+
 // Parser turns raw observations a person gives (a file's bytes, typed text)
 // into a batch of len(raw) rows.
 type Parser interface {

@@ -489,6 +489,9 @@ func (r *runner) abandon() {
 }
 
 func (r *runner) endStep() {
+	if rc, ok := As[Recycler](r.m); ok && r.x != nil {
+		rc.Recycle(r.x)
+	}
 	r.active, r.train = false, false
 	r.x, r.present, r.plan = nil, nil, nil
 }

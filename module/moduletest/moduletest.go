@@ -120,6 +120,9 @@ func Run(t *testing.T, cfg Config) {
 	}
 	if _, ok := module.As[module.Loader](m); ok {
 		t.Run("Loader", s.testLoader)
+		if _, ok := module.As[module.Recycler](m); ok {
+			t.Run("Recycler", s.testRecycler)
+		}
 	}
 	if _, ok := module.As[module.Parser](m); ok {
 		t.Run("Parser", s.testParser)

@@ -44,11 +44,13 @@ type Audio struct {
 	mels      int
 	features  []float32 // the shard's utterance table, U×(Frames×Mels), normalised
 	mean, std []float32
+	spare     mvae.Spare[Features] // the last step's batch, for LoadBatch to refill
 }
 
 var (
 	_ module.Learner  = (*Audio)(nil)
 	_ module.Loader   = (*Audio)(nil)
+	_ module.Recycler = (*Audio)(nil)
 	_ module.Parser   = (*Audio)(nil)
 	_ module.Renderer = (*Audio)(nil)
 	_ module.Saver    = (*Audio)(nil)
@@ -119,7 +121,11 @@ type Features = mvae.Rows
 func (a *Audio) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 	f := a.frames * a.mels
 	rows := len(a.features) / f
-	out := &Features{N: len(ids), X: make([]float32, len(ids)*f)}
+	out := a.spare.Take()
+	if out == nil {
+		out = &Features{}
+	}
+	out.N, out.X = len(ids), mvae.Resize(out.X, len(ids)*f)
 	present, err := a.src.Lookup(ids, func(i int, rec []byte) error {
 		row := int(binary.LittleEndian.Uint32(rec))
 		if row >= rows {
@@ -131,7 +137,15 @@ func (a *Audio) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("audio: %w", err)
 	}
+	mvae.ClearAbsent(out.X, present, f)
 	return out, present, nil
+}
+
+// Recycle implements module.Recycler.
+func (a *Audio) Recycle(x module.Batch) {
+	if r, ok := x.(*Features); ok {
+		a.spare.Keep(r)
+	}
 }
 
 // Parse implements module.Parser: WAV files.

@@ -36,13 +36,15 @@ type Language struct {
 	*mvae.Modality[*Captions]
 	src   *mvae.Source
 	vocab *dataset.Vocab
-	t, v  int     // tokens per caption, vocabulary size
-	cands []int32 // distinct captions of the shard, for Render
+	t, v  int                  // tokens per caption, vocabulary size
+	cands []int32              // distinct captions of the shard, for Render
+	spare mvae.Spare[Captions] // the last step's batch, for LoadBatch to refill
 }
 
 var (
 	_ module.Learner  = (*Language)(nil)
 	_ module.Loader   = (*Language)(nil)
+	_ module.Recycler = (*Language)(nil)
 	_ module.Parser   = (*Language)(nil)
 	_ module.Renderer = (*Language)(nil)
 	_ module.Saver    = (*Language)(nil)
@@ -155,7 +157,12 @@ func (x *Captions) Pick(rows []int) module.Batch {
 // LoadBatch implements module.Loader from language.shard (MaxTokens int32
 // token ids per item, little-endian).
 func (l *Language) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
-	c := l.newCaptions(len(ids))
+	c := l.spare.Take()
+	if c == nil {
+		c = l.newCaptions(len(ids))
+	} else {
+		l.reuse(c, len(ids))
+	}
 	present, err := l.src.Lookup(ids, func(i int, rec []byte) error {
 		for p := 0; p < l.t; p++ {
 			id := int32(binary.LittleEndian.Uint32(rec[4*p:]))
@@ -171,6 +178,33 @@ func (l *Language) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 		return nil, nil, fmt.Errorf("language: %w", err)
 	}
 	return c, present, nil
+}
+
+// Recycle implements module.Recycler. It keeps only a batch of this
+// language's shape whose ids are in its vocabulary, as LoadBatch makes
+// them: reuse unsets the one-hot entries by id.
+func (l *Language) Recycle(x module.Batch) {
+	c, ok := x.(*Captions)
+	if !ok || len(c.IDs) != c.N*l.t || len(c.OneHot) != c.N*l.t*l.v {
+		return
+	}
+	for _, id := range c.IDs {
+		if id < 0 || int(id) >= l.v {
+			return
+		}
+	}
+	l.spare.Keep(c)
+}
+
+// reuse readies c, a batch Recycle kept, to hold n captions as newCaptions
+// makes them: it unsets the one-hot entries its ids set and zeroes the
+// ids, so that all of its storage is zero again.
+func (l *Language) reuse(c *Captions, n int) {
+	for k, id := range c.IDs {
+		c.OneHot[k*l.v+int(id)] = 0
+	}
+	clear(c.IDs)
+	c.N, c.IDs, c.OneHot = n, mvae.Resize(c.IDs, n*l.t), mvae.Resize(c.OneHot, n*l.t*l.v)
 }
 
 // MaxTextBytes bounds the text Parse accepts.

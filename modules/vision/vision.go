@@ -42,12 +42,14 @@ type Config struct {
 // Vision is the image modality: the networks' part is mvae.Modality's.
 type Vision struct {
 	*mvae.Modality[*Images]
-	src *mvae.Source
+	src   *mvae.Source
+	spare mvae.Spare[Images] // the last step's batch, for LoadBatch to refill
 }
 
 var (
 	_ module.Learner  = (*Vision)(nil)
 	_ module.Loader   = (*Vision)(nil)
+	_ module.Recycler = (*Vision)(nil)
 	_ module.Parser   = (*Vision)(nil)
 	_ module.Renderer = (*Vision)(nil)
 	_ module.Saver    = (*Vision)(nil)
@@ -98,7 +100,11 @@ var intensity = func() (t [256]float32) {
 
 // LoadBatch implements module.Loader from vision.shard (one uint8 image per item).
 func (v *Vision) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
-	im := &Images{N: len(ids), Pix: make([]float32, len(ids)*Pixels)}
+	im := v.spare.Take()
+	if im == nil {
+		im = &Images{}
+	}
+	im.N, im.Pix = len(ids), mvae.Resize(im.Pix, len(ids)*Pixels)
 	present, err := v.src.Lookup(ids, func(i int, rec []byte) error {
 		row := im.Pix[i*Pixels : (i+1)*Pixels]
 		for j, p := range rec[:Pixels] {
@@ -109,7 +115,15 @@ func (v *Vision) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("vision: %w", err)
 	}
+	mvae.ClearAbsent(im.Pix, present, Pixels)
 	return im, present, nil
+}
+
+// Recycle implements module.Recycler.
+func (v *Vision) Recycle(x module.Batch) {
+	if im, ok := x.(*Images); ok {
+		v.spare.Keep(im)
+	}
 }
 
 // Parse implements module.Parser: PNG or JPEG images of up to

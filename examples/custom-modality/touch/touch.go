@@ -46,6 +46,7 @@ type Touch struct {
 	data    *Data
 	norm    []float32 // the readings, normalised, in data.IDs order
 	pairing mvae.Pairing
+	spare   mvae.Spare[Readings] // the last step's batch, for LoadBatch to refill
 }
 
 // The capabilities the SDK finds by type assertion; these lines make the
@@ -53,6 +54,7 @@ type Touch struct {
 var (
 	_ module.Learner  = (*Touch)(nil)
 	_ module.Loader   = (*Touch)(nil)
+	_ module.Recycler = (*Touch)(nil)
 	_ module.Parser   = (*Touch)(nil)
 	_ module.Renderer = (*Touch)(nil)
 	_ module.Saver    = (*Touch)(nil)
@@ -115,7 +117,11 @@ type Readings = mvae.Rows
 // file. An id the file lacks is an error; an item the partial-pairing mask
 // withholds is absent (a zero row, present false).
 func (t *Touch) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
-	out := &Readings{N: len(ids), X: make([]float32, len(ids)*Dim)}
+	out := t.spare.Take() // the last step's batch, if the SDK handed it back
+	if out == nil {
+		out = &Readings{}
+	}
+	out.N, out.X = len(ids), mvae.Resize(out.X, len(ids)*Dim)
 	present := make([]bool, len(ids))
 	for i, id := range ids {
 		k, ok := slices.BinarySearch(t.data.IDs, id)
@@ -128,7 +134,18 @@ func (t *Touch) LoadBatch(ids []uint64) (module.Batch, []bool, error) {
 		present[i] = true
 		copy(out.X[i*Dim:(i+1)*Dim], t.norm[k*Dim:(k+1)*Dim])
 	}
+	mvae.ClearAbsent(out.X, present, Dim) // a reused row may hold an old reading
 	return out, present, nil
+}
+
+// Recycle implements module.Recycler: the SDK hands back each training
+// step's batch when the step is over, and LoadBatch refills it rather than
+// allocate. (A batch of touch readings is small; a modality with
+// megabytes per batch, such as audio, gains more.)
+func (t *Touch) Recycle(x module.Batch) {
+	if r, ok := x.(*Readings); ok {
+		t.spare.Keep(r)
+	}
 }
 
 // Parse implements module.Parser. Each observation is one reading:
