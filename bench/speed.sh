@@ -37,8 +37,19 @@
 # exactly as the plain one-process step does. Not part of the tests: the
 # machine is shared and noisy, so compare the ratios, and rerun.
 #
-#   bench/speed.sh                       # ITEMS=10000 ROUNDS=3: about 10 minutes on 2 cores
+# Both sides multiply matrices with the same OpenBLAS (Debian's torch links
+# it too), under whatever OPENBLAS_CORETYPE the environment sets. Some
+# machines set it (this project's sets Haswell, with OPENBLAS_L2_SIZE,
+# because older OpenBLAS builds miscompute on its processor); BLAS=auto
+# unsets both for every system of the run, so that OpenBLAS picks its
+# kernels by itself (an AVX-512 one where the processor has it). The
+# report's first line names the kernel that ran. Run the tests under the
+# same setting before you trust its figures: `env -u OPENBLAS_CORETYPE -u
+# OPENBLAS_L2_SIZE go test -tags openblas ./nn/... ./cmd/serket`.
+#
+#   bench/speed.sh                       # ITEMS=10000 ROUNDS=3: about 13 minutes on 2 cores
 #   ITEMS=2000 ROUNDS=1 bench/speed.sh   # a quick look
+#   BLAS=auto bench/speed.sh             # OpenBLAS's own choice of kernel
 #
 # The runs' JSON lines and the report stay in OUT (default out/bench-speed).
 set -euo pipefail
@@ -47,6 +58,11 @@ ITEMS=${ITEMS:-10000}
 ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-out/bench-speed}
 PY=${PY:-/usr/bin/python3}
+case ${BLAS:-env} in
+env) ;;
+auto) unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE ;;
+*) echo "bench: BLAS=$BLAS: want env (the environment's OPENBLAS_CORETYPE, the default) or auto" >&2; exit 2 ;;
+esac
 export PATH="$PATH:/usr/local/go/bin"
 log() { echo "== $(date +%H:%M:%S) $*" >&2; }
 
@@ -89,8 +105,13 @@ torch() { # system round flags…
   log "round $round: $name"
   "$PY" bench/torch_mvae.py --data "$tmp/export" --items "$ITEMS" "$@" | record "$name" "$round"
 }
+blas_core() { # the kernel OpenBLAS picks here, as it says when asked to
+  OPENBLAS_VERBOSE=2 "$PY" -c 'import numpy; numpy.ones((64, 64), numpy.float32) @ numpy.ones((64, 64), numpy.float32)' 2>&1 |
+    sed -n 's/^Core: //p' | head -n 1
+}
 {
   echo "# training throughput, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git describe --always --dirty), ITEMS=$ITEMS ROUNDS=$ROUNDS, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+  echo "# OpenBLAS kernel: $(blas_core) (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-unset}, OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE-unset})"
   echo "# load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$tmp/head.txt"
 for r in $(seq "$ROUNDS"); do
