@@ -35,11 +35,12 @@ type private struct {
 	d, p int
 	seed uint64
 
-	// A training step's: the whole posterior (B×(D+P)), the gradient
-	// Learn gets (its private columns summed over the step's terms), a
-	// term's whole latent and gradient, and its private noise (B×P).
+	// A training step's: the whole posterior (B×(D+P)) and the gradient
+	// Learn gets (its private columns summed over the step's terms); and
+	// per term, its whole latent and gradient and its private noise (B×P),
+	// kept from step to step.
 	mu, lv, dmu, dlv []float32
-	z, dz, eps       []float32
+	z, dz, eps       [][]float32
 
 	pcg rand.PCG // the step's noise, reseeded each step: a step redone draws the same
 	rng *rand.Rand
@@ -93,45 +94,53 @@ func (pr *private) padPrior(z []float32, n int) ([]float32, error) {
 	return out, nil
 }
 
-// termLatent is a term's whole latent for the decoder (b rows): z, with the
-// private part from the posterior if own, else from the prior. The result
-// is pr's storage, valid until the next term.
-func (pr *private) termLatent(z []float32, b int, own bool) []float32 {
+// termLatent readies the k-th term of the step's decode (b rows): its
+// whole latent, z with the private part from the posterior if own, else
+// from the prior, and a zero gradient for the decoder to fill. They are
+// pr's storage, kept until the step's next call for term k. Terms draw
+// their noise in the order they are readied.
+func (pr *private) termLatent(k int, z []float32, b int, own bool) (whole, dwhole []float32) {
 	w := pr.width()
-	pr.z, pr.dz, pr.eps = grow(pr.z, b*w), grow(pr.dz, b*w), grow(pr.eps, b*pr.p)
-	clear(pr.dz)
+	for len(pr.z) <= k {
+		pr.z, pr.dz, pr.eps = append(pr.z, nil), append(pr.dz, nil), append(pr.eps, nil)
+	}
+	pr.z[k], pr.dz[k], pr.eps[k] = grow(pr.z[k], b*w), grow(pr.dz[k], b*w), grow(pr.eps[k], b*pr.p)
+	zk, eps := pr.z[k], pr.eps[k]
+	clear(pr.dz[k])
 	for r := range b {
-		copy(pr.z[r*w:], z[r*pr.d:(r+1)*pr.d])
+		copy(zk[r*w:], z[r*pr.d:(r+1)*pr.d])
 		for j := range pr.p {
 			e := float32(pr.rng.NormFloat64())
-			pr.eps[r*pr.p+j] = e
-			k := r*w + pr.d + j
+			eps[r*pr.p+j] = e
+			i := r*w + pr.d + j
 			if own {
-				e = pr.mu[k] + float32(math.Exp(0.5*float64(pr.lv[k])))*e
+				e = pr.mu[i] + float32(math.Exp(0.5*float64(pr.lv[i])))*e
 			}
-			pr.z[k] = e
+			zk[i] = e
 		}
 	}
-	return pr.z
+	return zk, pr.dz[k]
 }
 
-// termBackward takes a term's decoder gradient (pr.dz, whole rows) back:
-// its shared columns into dz (b rows of D), and, for an own term, its
-// private ones through the draw into the posterior's gradient, with the
-// term's KL weighed per row by kl[r] (β/B times the row's weight).
-func (pr *private) termBackward(dz []float32, b int, own bool, kl []float32) {
-	pr.shared(dz, pr.dz, b)
+// termBackward takes the k-th term's decoder gradient (whole rows, as the
+// decoder left it in termLatent's dwhole) back: its shared columns into dz
+// (b rows of D), and, for an own term, its private ones through the draw
+// into the posterior's gradient, with the term's KL weighed per row by
+// kl[r] (β/B times the row's weight).
+func (pr *private) termBackward(k int, dz []float32, b int, own bool, kl []float32) {
+	pr.shared(dz, pr.dz[k], b)
 	if !own {
 		return
 	}
 	w := pr.width()
+	dzk, eps := pr.dz[k], pr.eps[k]
 	for r := range b {
 		for j := range pr.p {
 			k := r*w + pr.d + j
 			sigma := float32(math.Exp(0.5 * float64(pr.lv[k])))
-			g := pr.dz[k]
+			g := dzk[k]
 			pr.dmu[k] += g - kl[r]*pr.mu[k]
-			pr.dlv[k] += 0.5*g*pr.eps[r*pr.p+j]*sigma - kl[r]*0.5*(sigma*sigma-1)
+			pr.dlv[k] += 0.5*g*eps[r*pr.p+j]*sigma - kl[r]*0.5*(sigma*sigma-1)
 		}
 	}
 }

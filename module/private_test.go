@@ -3,6 +3,7 @@ package module
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/serket-go/serket/bus"
@@ -45,13 +46,17 @@ func TestPrivateGradientsByFiniteDifferences(t *testing.T) {
 		copy(pr.lv, lv)
 		var obj float64
 		dzShared := make([]float32, b*d)
-		for _, term := range terms {
-			z := pr.termLatent(term.z, b, term.own)
+		zs, dzs := make([][]float32, len(terms)), make([][]float32, len(terms))
+		for k, term := range terms { // the SDK readies every term, then decodes them all
+			zs[k], dzs[k] = pr.termLatent(k, term.z, b, term.own)
+		}
+		for k, term := range terms {
+			z := zs[k]
 			for r := range b {
 				for j := range w {
 					diff := float64(z[r*w+j]) - c[j]
 					obj += float64(term.tw[r]) * -0.5 * a[j] * diff * diff
-					pr.dz[r*w+j] = float32(float64(term.tw[r]) * -a[j] * diff)
+					dzs[k][r*w+j] = float32(float64(term.tw[r]) * -a[j] * diff)
 				}
 				if term.own {
 					for j := d; j < w; j++ {
@@ -60,7 +65,7 @@ func TestPrivateGradientsByFiniteDifferences(t *testing.T) {
 					}
 				}
 			}
-			pr.termBackward(dzShared, b, term.own, term.kl)
+			pr.termBackward(k, dzShared, b, term.own, term.kl)
 		}
 		gmu, glv := pr.learnGrads(make([]float32, b*d), make([]float32, b*d), b)
 		return obj, append([]float32(nil), gmu...), append([]float32(nil), glv...)
@@ -128,9 +133,13 @@ func TestPrivatePaddingDrawsFromThePrior(t *testing.T) {
 }
 
 // recorder is a modality of D = 1 and P = 1 whose posterior's private part
-// is exactly 100 (its log-variance far below 0) and whose Decode keeps the
-// latents it is given.
-type recorder struct{ z []float32 }
+// is exactly 100 (its log-variance far below 0) and whose decoder keeps
+// the latents it is given: Decode's last, and DecodeMany's (a
+// MultiDecoder) every term's, with the number of DecodeMany calls.
+type recorder struct {
+	z     [][]float32
+	calls int
+}
 
 type rows int
 
@@ -144,20 +153,30 @@ func (*recorder) Encode(x Batch, mu, logvar []float32) error {
 	return nil
 }
 func (m *recorder) Decode(z []float32, _ Batch, _, _, _ []float32) error {
-	m.z = append(m.z[:0], z...)
+	m.z = [][]float32{slices.Clone(z)}
+	return nil
+}
+func (m *recorder) DecodeMany(zs [][]float32, _ Batch, _, _, _ [][]float32) error {
+	m.calls++
+	m.z = m.z[:0]
+	for _, z := range zs {
+		m.z = append(m.z, slices.Clone(z))
+	}
 	return nil
 }
 
 // TestPrivateDrawsFollowTheStratum: a term's private part comes from the
 // module's posterior when the latent was drawn from it (the term's subset
-// has it, or a mixture stratum's From does) and from the prior otherwise.
+// has it, or a mixture stratum's From does) and from the prior otherwise;
+// a step's terms, each with its own private part, go to the decoder in
+// one DecodeMany.
 func TestPrivateDrawsFollowTheStratum(t *testing.T) {
 	m := &recorder{}
 	r := &runner{m: m, spec: m.Spec(), priv: newPrivate(1, 1, 1), x: rows(2), present: []bool{true, true}, beta: 1, mu: make([]float32, 2), logvar: make([]float32, 2)}
 	if err := r.encodeStep(rows(2), 1); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
+	cases := []struct {
 		term bus.Term
 		own  bool
 	}{
@@ -165,15 +184,27 @@ func TestPrivateDrawsFollowTheStratum(t *testing.T) {
 		{bus.Term{Subset: []string{"other"}, Targets: []string{"me"}}, false},
 		{bus.Term{Subset: []string{"me", "other"}, Targets: []string{"me"}, From: []string{"other"}}, false},
 		{bus.Term{Subset: []string{"me", "other"}, Targets: []string{"me"}, From: []string{"me"}}, true},
-	} {
-		lat := &bus.Latent{Z: []bus.Tensor{bus.Matrix(2, 1, []float32{3, 4})}}
-		if err := r.decodeTerm(lat, 0, c.term, []float32{1, 1}, make([]float32, 2), make([]float32, 2)); err != nil {
-			t.Fatal(err)
-		}
+	}
+	lat := &bus.Latent{}
+	r.plan, r.w = nil, []float32{1, 1}
+	for k, c := range cases {
+		r.plan = append(r.plan, c.term)
+		lat.Z = append(lat.Z, bus.Matrix(2, 1, []float32{float32(10 * k), float32(10*k + 1)}))
+	}
+	if err := r.gatherTerms(lat, 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.decodeTerms(lat); err != nil {
+		t.Fatal(err)
+	}
+	if m.calls != 1 || len(m.z) != len(cases) {
+		t.Fatalf("%d DecodeMany calls with %d terms, want 1 with %d", m.calls, len(m.z), len(cases))
+	}
+	for k, c := range cases {
 		for row := range 2 {
-			shared, private := m.z[2*row], m.z[2*row+1]
-			if shared != float32(3+row) || (private > 99 && private < 101) != c.own {
-				t.Errorf("term %+v row %d: decoded [%v %v], want the shared %d and the private part from the %s", c.term, row, shared, private, 3+row,
+			shared, private := m.z[k][2*row], m.z[k][2*row+1]
+			if shared != float32(10*k+row) || (private > 99 && private < 101) != c.own {
+				t.Errorf("term %+v row %d: decoded [%v %v], want the shared %d and the private part from the %s", c.term, row, shared, private, 10*k+row,
 					map[bool]string{true: "posterior (100)", false: "prior"}[c.own])
 			}
 		}

@@ -345,6 +345,7 @@ type stepTerms struct {
 	terms          []int
 	z, w, ll, dz   [][]float32
 	wbuf, llb, dzb [][]float32 // the weights', likelihoods' and gradients' storage, one per term
+	pz, pdz        [][]float32 // with a private latent: the whole latents and their gradients
 }
 
 // gatherTerms readies r.dec with the terms of in that target the module,
@@ -377,50 +378,67 @@ func (r *runner) gatherTerms(in *bus.Latent, b, d int) error {
 	return nil
 }
 
-// decodeTerms decodes the gathered terms: all in one call (DecodeTerms),
-// or, with a private latent, one by one (see decodeTerm).
+// decodeTerms decodes the gathered terms in one call (DecodeTerms). With a
+// private latent, each term's latent gets its private part first and its
+// gradient is taken back through it after (see private).
 func (r *runner) decodeTerms(in *bus.Latent) error {
 	s := &r.dec
-	if r.priv == nil {
-		if err := DecodeTerms(r.m, s.z, r.x, s.w, s.ll, s.dz); err != nil {
-			return fmt.Errorf("decode: %w", err)
-		}
-		return nil
+	z, dz := s.z, s.dz
+	if r.priv != nil {
+		z, dz = r.privateTerms(in)
 	}
-	for k, i := range s.terms {
-		if err := r.decodeTerm(in, i, r.plan[i], s.w[k], s.ll[k], s.dz[k]); err != nil {
-			return fmt.Errorf("decode term %d: %w", i, err)
-		}
+	if err := DecodeTerms(r.m, z, r.x, s.w, s.ll, dz); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	if r.priv != nil {
+		r.privateBackward(in)
 	}
 	return nil
 }
 
-// decodeTerm decodes term i of the latents in with a private latent, with
-// the rows' weights tw, into ll and dz: it draws the private part and keeps
-// its gradient (see private).
-func (r *runner) decodeTerm(in *bus.Latent, i int, t bus.Term, tw, ll, dz []float32) error {
-	b := r.x.Len()
-	from := t.From // a mixture's stratum: drawn from these experts alone
+// privateTerms are the gathered terms' whole latents, the private part
+// drawn (in term order), and their zeroed gradients: the private latent's
+// storage, listed in r.dec's.
+func (r *runner) privateTerms(in *bus.Latent) (z, dz [][]float32) {
+	s, b := &r.dec, r.x.Len()
+	s.pz, s.pdz = s.pz[:0], s.pdz[:0]
+	for k, i := range s.terms {
+		zk, dzk := r.priv.termLatent(k, in.Z[i].Data, b, r.ownTerm(r.plan[i]))
+		s.pz, s.pdz = append(s.pz, zk), append(s.pdz, dzk)
+	}
+	return s.pz, s.pdz
+}
+
+// privateBackward takes each decoded term's gradient back through its
+// private draw: the shared columns into the term's gradient for the
+// integrator, the private ones into the posterior's, with the term's KL
+// weighed per row as the term weighs the row.
+func (r *runner) privateBackward(in *bus.Latent) {
+	s, b := &r.dec, r.x.Len()
+	r.kl = grow(r.kl, b)
+	for k, i := range s.terms {
+		for row, p := range r.present {
+			r.kl[row] = 0
+			if p {
+				r.kl[row] = r.beta / float32(b)
+				if len(in.W) > 0 && !in.W[i].Empty() {
+					r.kl[row] *= in.W[i].Data[row]
+				}
+			}
+		}
+		r.priv.termBackward(k, s.dz[k], b, r.ownTerm(r.plan[i]), r.kl)
+	}
+}
+
+// ownTerm reports whether term t's latent was drawn from this module's
+// posterior among others: its subset has the module, or, for a mixture's
+// stratum, its From does.
+func (r *runner) ownTerm(t bus.Term) bool {
+	from := t.From
 	if len(from) == 0 {
 		from = t.Subset
 	}
-	own := slices.Contains(from, r.spec.Name)
-	z := r.priv.termLatent(in.Z[i].Data, b, own)
-	if err := r.m.Decode(z, r.x, tw, ll, r.priv.dz); err != nil {
-		return err
-	}
-	r.kl = grow(r.kl, b)
-	for k, p := range r.present {
-		r.kl[k] = 0
-		if p {
-			r.kl[k] = r.beta / float32(b)
-			if len(in.W) > 0 && !in.W[i].Empty() {
-				r.kl[k] *= in.W[i].Data[k]
-			}
-		}
-	}
-	r.priv.termBackward(dz, b, own, r.kl)
-	return nil
+	return slices.Contains(from, r.spec.Name)
 }
 
 // termWeights are the rows' weights r.w of the step times the latent's row
