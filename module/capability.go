@@ -22,13 +22,17 @@ const (
 	CanParse    Capability = "parse"    // Parser
 	CanRender   Capability = "render"   // Renderer
 	CanSave     Capability = "save"     // Saver
+	// CanDecodeMany: MultiDecoder. The Python SDK serves it for every
+	// module, by calling decode per term unless the program decodes them
+	// together itself, so that a step's terms cost one call.
+	CanDecodeMany Capability = "decode_many"
 )
 
 // Capabilities lists every Capability.
-var Capabilities = []Capability{CanLearn, CanLoad, CanScore, CanFeatures, CanParse, CanRender, CanSave}
+var Capabilities = []Capability{CanLearn, CanLoad, CanScore, CanFeatures, CanParse, CanRender, CanSave, CanDecodeMany}
 
 // As is m as the optional interface T (Learner, Loader, Scorer, Featurer,
-// Parser, Renderer or Saver) if m has it: implements it and, if m is
+// Parser, Renderer, Saver or MultiDecoder) if m has it: implements it and, if m is
 // Partial, serves it. Everything that asks what a modality can do asks
 // As, never a bare type assertion, so that a Partial modality is taken
 // for what it serves.
@@ -62,6 +66,8 @@ func capabilityOf[T any]() Capability {
 		return CanRender
 	case *Saver:
 		return CanSave
+	case *MultiDecoder:
+		return CanDecodeMany
 	}
 	return ""
 }

@@ -91,9 +91,9 @@ type Learner interface {
 // ws[t], lls[t], dzs[t]) for t = 0, 1, … does, the decoder gradients summed
 // over the terms, so that it can run its matrix products on every term's
 // rows at once (bigger products run faster). The SDK calls it in place of
-// one Decode per term when a modality has it (see DecodeTerms); a private
-// latent's terms are decoded one by one still, since each draws its own
-// private noise.
+// one Decode per term when a modality has it (see DecodeTerms), with a
+// private latent too: every term's private part is drawn first, in term
+// order, and the gradients are taken back through the draws after.
 type MultiDecoder interface {
 	DecodeMany(zs [][]float32, x Batch, ws, lls, dzs [][]float32) error
 }

@@ -45,6 +45,7 @@ type childReq struct {
 	DMu      []byte         `msgpack:"dmu"`
 	DLogVar  []byte         `msgpack:"dlogvar"`
 	N        int            `msgpack:"n"`
+	Terms    int            `msgpack:"terms"`
 	State    []byte         `msgpack:"state"`
 }
 
@@ -203,6 +204,24 @@ func (c *toyChild) compute(r *childReq, rep map[string]any) error {
 		err = c.m.Decode(floats32(r.Z), x, floats32(r.W), ll, dz)
 		rep["ll"], rep["dz"] = f32s(ll), f32s(dz)
 		return err
+	case "decode_many": // a Decode per term, as docs/foreign.md allows
+		x, err := c.get(r.Batch)
+		if err != nil {
+			return err
+		}
+		n := x.Len()
+		z, wt := floats32(r.Z), floats32(r.W)
+		if r.Terms < 1 || len(z) != r.Terms*n*w || len(wt) != r.Terms*n {
+			return fmt.Errorf("decode_many of %d terms: z has %d values, w %d, for %d rows of %d", r.Terms, len(z), len(wt), n, w)
+		}
+		ll, dz := make([]float32, r.Terms*n), make([]float32, r.Terms*n*w)
+		for t := range r.Terms {
+			if err := c.m.Decode(z[t*n*w:(t+1)*n*w], x, wt[t*n:(t+1)*n], ll[t*n:(t+1)*n], dz[t*n*w:(t+1)*n*w]); err != nil {
+				return err
+			}
+		}
+		rep["ll"], rep["dz"] = f32s(ll), f32s(dz)
+		return nil
 	case "learn":
 		return c.m.Learn(floats32(r.DMu), floats32(r.DLogVar))
 	case "discard":
@@ -238,7 +257,7 @@ func (c *toyChild) hello(r *childReq, rep map[string]any) error {
 	c.m = m
 	rep["protocol"] = 1
 	rep["spec"] = map[string]any{"name": name, "latent": latent, "likelihood": m.Spec().Likelihood, "private": 0}
-	caps := []string{"learn", "load", "parse", "render", "save", "features", "pick"}
+	caps := []string{"learn", "load", "parse", "render", "save", "features", "pick", "decode_many"}
 	if only := os.Getenv("FOREIGN_CAPS"); only != "" {
 		caps = strings.Split(only, ",")
 	}

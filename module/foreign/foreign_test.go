@@ -199,6 +199,43 @@ func TestErrorRepliesFailOnlyTheCall(t *testing.T) {
 	}
 }
 
+// TestDecodeManyRefusesBadReplies: a decode_many reply of the wrong size
+// fails the module, like any reply of the wrong shape; one with a NaN is
+// refused (the step cannot use it) with the module left serving.
+func TestDecodeManyRefusesBadReplies(t *testing.T) {
+	for _, tc := range []struct {
+		how, want string
+		fails     bool
+	}{
+		{"short", "wrong shape", true},
+		{"nan", "not finite", false},
+	} {
+		t.Run(tc.how, func(t *testing.T) {
+			m, err := startToy(t, foreign.Config{}, envMisbehave+"="+tc.how+":decode_many")
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, _, err := m.LoadBatch([]uint64{1, 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n, d, terms = 2, 3, 2
+			var zs, ws, lls, dzs [][]float32
+			for range terms {
+				zs, ws = append(zs, make([]float32, n*d)), append(ws, []float32{1, 1})
+				lls, dzs = append(lls, make([]float32, n)), append(dzs, make([]float32, n*d))
+			}
+			err = module.DecodeTerms(m, zs, x, ws, lls, dzs)
+			if err == nil || !strings.Contains(err.Error(), "decode_many") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("decode_many: %v, want an error naming the call and %q", err, tc.want)
+			}
+			if failed := m.Err() != nil; failed != tc.fails {
+				t.Errorf("after the reply the module has failed: %v (%v), want %v", failed, m.Err(), tc.fails)
+			}
+		})
+	}
+}
+
 // TestBrokenChildFails: a child that breaks the protocol, exits or hangs
 // fails the module: the call and every later one return an error naming
 // the module and saying what it did, Done is closed, and Err says why.

@@ -46,6 +46,13 @@ type (
 		Batch uint64 `msgpack:"batch"`
 		W     []byte `msgpack:"w"`
 	}
+	decodeManyReq struct {
+		head
+		Z     []byte `msgpack:"z"` // terms×B×W
+		Batch uint64 `msgpack:"batch"`
+		W     []byte `msgpack:"w"` // terms×B
+		Terms int    `msgpack:"terms"`
+	}
 	loglikReq struct {
 		head
 		Z     []byte `msgpack:"z"`

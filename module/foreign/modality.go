@@ -48,15 +48,16 @@ type Module struct {
 }
 
 var (
-	_ module.Partial  = (*Module)(nil)
-	_ module.Learner  = (*Module)(nil)
-	_ module.Loader   = (*Module)(nil)
-	_ module.Scorer   = (*Module)(nil)
-	_ module.Featurer = (*Module)(nil)
-	_ module.Parser   = (*Module)(nil)
-	_ module.Renderer = (*Module)(nil)
-	_ module.Saver    = (*Module)(nil)
-	_ module.Picker   = pickable{}
+	_ module.Partial      = (*Module)(nil)
+	_ module.Learner      = (*Module)(nil)
+	_ module.Loader       = (*Module)(nil)
+	_ module.Scorer       = (*Module)(nil)
+	_ module.Featurer     = (*Module)(nil)
+	_ module.Parser       = (*Module)(nil)
+	_ module.Renderer     = (*Module)(nil)
+	_ module.MultiDecoder = (*Module)(nil)
+	_ module.Saver        = (*Module)(nil)
+	_ module.Picker       = pickable{}
 )
 
 // Start runs the child and shakes hands with it: its spec must be the one
@@ -253,6 +254,45 @@ func (m *Module) Decode(z []float32, x module.Batch, w, ll, dz []float32) error 
 	}
 	if err := readFloats(dz, rep.DZ, "dz"); err != nil {
 		return m.broken("decode", err)
+	}
+	return nil
+}
+
+// DecodeMany implements module.MultiDecoder with the child's decode_many:
+// a step's terms in one call, the latents and weights one term after the
+// other, and so the likelihoods and gradients back.
+func (m *Module) DecodeMany(zs [][]float32, x module.Batch, ws, lls, dzs [][]float32) error {
+	b, err := m.batchOf(x)
+	if err != nil {
+		return err
+	}
+	defer runtime.KeepAlive(b)
+	n, wd := b.n, m.width()
+	if len(ws) != len(zs) || len(lls) != len(zs) || len(dzs) != len(zs) {
+		return fmt.Errorf("%s: decode_many of %d latents with %d weights, %d likelihoods and %d gradients", m.c.who, len(zs), len(ws), len(lls), len(dzs))
+	}
+	req := decodeManyReq{Batch: b.h, Terms: len(zs)}
+	for t := range zs {
+		if len(zs[t]) != n*wd || len(dzs[t]) != n*wd || len(ws[t]) != n || len(lls[t]) != n {
+			return fmt.Errorf("%s: decode_many of %d rows with term %d's z %d, w %d, ll %d, dz %d", m.c.who, n, t, len(zs[t]), len(ws[t]), len(lls[t]), len(dzs[t]))
+		}
+		req.Z, req.W = floats(req.Z, zs[t]), floats(req.W, ws[t])
+	}
+	rep, err := m.call(&req.head, &req, "decode_many")
+	if err != nil {
+		return err
+	}
+	k := len(zs)
+	if len(rep.LL) != 4*k*n || len(rep.DZ) != 4*k*n*wd {
+		return m.broken("decode_many", fmt.Errorf("%w: %d bytes of ll and %d of dz, want %d and %d (%d terms of %d rows of %d)", errShape, len(rep.LL), len(rep.DZ), 4*k*n, 4*k*n*wd, k, n, wd))
+	}
+	for t := range zs {
+		if err := readFloats(lls[t], rep.LL[4*t*n:4*(t+1)*n], fmt.Sprintf("ll[%d]", t)); err != nil {
+			return m.broken("decode_many", err)
+		}
+		if err := readFloats(dzs[t], rep.DZ[4*t*n*wd:4*(t+1)*n*wd], fmt.Sprintf("dz[%d]", t)); err != nil {
+			return m.broken("decode_many", err)
+		}
 	}
 	return nil
 }

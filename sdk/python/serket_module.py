@@ -42,6 +42,9 @@ Conventions:
   `batch_len` when your batch type has no `len` or it means something else.
   The SDK asks once, when the batch is made, and checks it is the count
   the call implies (B ids, B observations, the rows picked).
+- `decode_many(zs, batch, ws)` decodes a training step's K latents in one
+  call (capability `decode_many`, which every module offers); by default it
+  calls `decode` per latent. Override it to decode them in one pass.
 - Optional capabilities are the optional methods a subclass overrides:
   learn+discard (`learn`), load (`load`), loglik (`score`),
   features+means+feature_len (`features`), parse (`parse`), render
@@ -117,6 +120,21 @@ class Modality:
     def batch_len(self, batch):
         """The row count of a batch: len(batch) unless overridden."""
         return len(batch)
+
+    def decode_many(self, zs, batch, ws):
+        """Return (ll, dz) for K latents of one batch, zs (K x B x W) with
+        weights ws (K x B): ll (K x B) and dz (K x B x W), what K calls of
+        decode, in order, return (a learning module adds every term's
+        decoder gradients). serket sends a training step's terms in one
+        call of this. This one calls decode per term; override it to
+        decode them in one pass (bigger products run faster), keeping the
+        results decode's, term for term."""
+        lls, dzs = [], []
+        for z, w in zip(zs, ws):
+            ll, dz = _pair(self.decode(z, batch, w), "decode", "ll, dz")
+            lls.append(np.asarray(ll, dtype=np.float32))
+            dzs.append(np.asarray(dz, dtype=np.float32))
+        return np.stack(lls), np.stack(dzs)
 
     # --- optional: override to offer the capability -----------------------
 
@@ -211,6 +229,7 @@ def capabilities(inst):
             caps.append(cap)
     if getattr(type(inst), "pick", None) is not None:
         caps.append("pick")
+    caps.append("decode_many")  # every module has it: decode per term, by default
     return caps
 
 
@@ -578,6 +597,18 @@ class Server:
         ll, dz = _pair(self.user.decode(z, batch, w), "decode", "ll, dz")
         ll = _result_floats(ll, "decode", "ll", (n,))
         dz = _result_floats(dz, "decode", "dz", (n, self.width))
+        return {"ll": ll, "dz": dz}
+
+    def _op_decode_many(self, req):
+        batch, n = self._batch(req)
+        k = _req_uint(req, "terms")
+        if k < 1:
+            raise CallError("request's 'terms' is 0, want at least one latent")
+        zs = _req_array(req, "z", "<f4", (k, n, self.width))
+        ws = _req_array(req, "w", "<f4", (k, n))
+        ll, dz = _pair(self.user.decode_many(zs, batch, ws), "decode_many", "ll, dz")
+        ll = _result_floats(ll, "decode_many", "ll", (k, n))
+        dz = _result_floats(dz, "decode_many", "dz", (k, n, self.width))
         return {"ll": ll, "dz": dz}
 
     def _op_learn(self, req):

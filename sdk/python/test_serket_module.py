@@ -185,7 +185,7 @@ class ChildTest(unittest.TestCase):
         self.assertEqual(r["seq"], 1)
         self.assertEqual(r["protocol"], 1)
         self.assertEqual(r["spec"], {"name": "tiny", "latent": 3, "likelihood": "gaussian", "private": 2})
-        self.assertEqual(sorted(r["capabilities"]), ["learn", "parse", "pick", "save"])
+        self.assertEqual(sorted(r["capabilities"]), ["decode_many", "learn", "parse", "pick", "save"])
         self.assertNotIn("feature_len", r)
         self.assertNotIn("error", r)
 
@@ -214,6 +214,25 @@ class ChildTest(unittest.TestCase):
         np.testing.assert_array_equal(np.frombuffer(r["dz"], "<f4").reshape(2, 2), [[-2, -4], [0, 0]])
         r = c.call("decode", batch=h, z=floats(z[:1]), w=floats([1, 0]))  # z of 1 row for 2
         self.assertIn("'z' has 8 bytes, want 16", r["error"])
+
+    def test_decode_many_is_decode_per_term(self):
+        c = Child(self)
+        c.hello(latent=2)
+        h = self.parse(c, "1", "2")
+        zs = np.array([[[1, 2], [3, 4]], [[0.5, -1], [2, 0]], [[0, 0], [-3, 1]]], np.float32)
+        ws = np.array([[1, 0], [0.5, 1], [1, 1]], np.float32)
+        r = c.call("decode_many", batch=h, z=floats(zs), w=floats(ws), terms=3)
+        self.assertNotIn("error", r)
+        ll = np.frombuffer(r["ll"], "<f4").reshape(3, 2)
+        dz = np.frombuffer(r["dz"], "<f4").reshape(3, 2, 2)
+        for k in range(3):
+            one = c.call("decode", batch=h, z=floats(zs[k]), w=floats(ws[k]))
+            np.testing.assert_array_equal(ll[k], np.frombuffer(one["ll"], "<f4"))
+            np.testing.assert_array_equal(dz[k], np.frombuffer(one["dz"], "<f4").reshape(2, 2))
+        r = c.call("decode_many", batch=h, z=floats(zs[:2]), w=floats(ws), terms=3)  # two latents for three terms
+        self.assertIn("'z' has 32 bytes, want 48", r["error"])
+        r = c.call("decode_many", batch=h, z=floats(zs), w=floats(ws), terms=0)
+        self.assertIn("'terms' is 0", r["error"])
 
     def test_user_exception_is_an_error_and_the_loop_goes_on(self):
         c = Child(self)
@@ -386,8 +405,8 @@ class UnitTest(unittest.TestCase):
             pick = None
 
         self.assertEqual(sm.capabilities(Everything()),
-                         ["learn", "load", "score", "features", "parse", "render", "save", "pick"])
-        self.assertEqual(sm.capabilities(NoPick()), [])
+                         ["learn", "load", "score", "features", "parse", "render", "save", "pick", "decode_many"])
+        self.assertEqual(sm.capabilities(NoPick()), ["decode_many"])
 
     def test_user_line(self):
         def user_code():
