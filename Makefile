@@ -12,7 +12,7 @@ GOFLAGS_TAGS := $(if $(TAGS),-tags $(TAGS))
 # else Debian's where PATH leads to another.
 PYTHON   ?= $(shell for p in python3 /usr/bin/python3; do $$p -c 'import numpy, msgpack' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-pairing bench-foreign bench-web bench-speed bench-fusion bench-perf bench-check data clean
+.PHONY: all deps build demo up test test-only fuzz bench bench-quality bench-models bench-coordinated bench-concepts bench-pairing bench-foreign bench-web bench-speed bench-profile bench-fusion bench-perf bench-check data clean
 
 all: build
 
@@ -106,10 +106,17 @@ bench-foreign:
 # Training throughput: serket (OpenBLAS, pure Go) against the PyTorch
 # reference in each of its configurations (one process at 1 or 2 threads,
 # one process per modality), ROUNDS=3 interleaved rounds of an epoch of
-# ITEMS=10000, with the SGEMM ceiling (about 10 min; needs python3-torch;
-# not part of the tests; report in out/bench-speed/).
+# ITEMS=10000, with the SGEMM ceiling (about 13 min; needs python3-torch;
+# not part of the tests; report in out/bench-speed/). BLAS=auto lets
+# OpenBLAS pick its kernel, on both sides (see bench/speed.sh).
 bench-speed:
 	bench/speed.sh
+
+# Where a training run's CPU time goes: each CPU's share by process and each
+# process's busiest functions, sampled with perf in the steady state (about
+# 35 s; needs linux-perf and root).
+bench-profile:
+	bench/profile.sh
 
 # The streaming round trip against a bare NATS request-reply, 5 runs, the
 # median and range of each p50, p99 and ratio (about 1 min; out/bench-fusion/).
