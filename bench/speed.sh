@@ -50,6 +50,8 @@
 #   bench/speed.sh                       # ITEMS=10000 ROUNDS=3: about 13 minutes on 2 cores
 #   ITEMS=2000 ROUNDS=1 bench/speed.sh   # a quick look
 #   BLAS=auto bench/speed.sh             # OpenBLAS's own choice of kernel
+#   ITEMS=30000 SYSTEMS="serket-openblas pytorch-2-threads pytorch-3-procs-pinned" bench/speed.sh
+#                                        # longer epochs, some systems only
 #
 # The runs' JSON lines and the report stay in OUT (default out/bench-speed).
 set -euo pipefail
@@ -90,9 +92,13 @@ record() { # system round < one JSON line
   line=$(tail -n 1)
   printf '{"system":"%s","round":%d,"result":%s}\n' "$1" "$2" "$line" >>"$results"
 }
+chosen() { # system: whether SYSTEMS (default: all) names it
+  [ -z "${SYSTEMS:-}" ] || [[ " $SYSTEMS " == *" $1 "* ]]
+}
 serket() { # system binary round [train flags…]
   local name=$1 bin=$2 round=$3
   shift 3
+  chosen "$name" || return 0
   log "round $round: $name"
   "$bin" train --limit "$ITEMS" --epochs 1 --eval-items 0 --checkpoint-every 0 --checkpoint-interval 0 \
     --checkpoint-dir "$tmp/run" --log-level warn "$@" >/dev/null
@@ -102,6 +108,7 @@ serket() { # system binary round [train flags…]
 torch() { # system round flags…
   local name=$1 round=$2
   shift 2
+  chosen "$name" || return 0
   log "round $round: $name"
   "$PY" bench/torch_mvae.py --data "$tmp/export" --items "$ITEMS" "$@" | record "$name" "$round"
 }
@@ -110,7 +117,7 @@ blas_core() { # the kernel OpenBLAS picks here, as it says when asked to
     sed -n 's/^Core: //p' | head -n 1
 }
 {
-  echo "# training throughput, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git describe --always --dirty), ITEMS=$ITEMS ROUNDS=$ROUNDS, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+  echo "# training throughput, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git describe --always --dirty), ITEMS=$ITEMS ROUNDS=$ROUNDS${SYSTEMS:+ SYSTEMS=\"$SYSTEMS\"}, $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
   echo "# OpenBLAS kernel: $(blas_core) (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-unset}, OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE-unset})"
   echo "# load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$tmp/head.txt"
