@@ -105,16 +105,20 @@ func runSteps(b *testing.B, m module.Modality, ids []uint64, rng *rand.Rand) {
 		if err := m.Encode(x, mu, lv); err != nil {
 			b.Fatal(err)
 		}
-		w, ll, dz := make([]float32, len(ids)), make([]float32, len(ids)), make([]float32, len(g))
+		w := make([]float32, len(ids))
 		for i := range w {
 			if present[i] {
 				w[i] = 1
 			}
 		}
-		for range benchTerms {
-			if err := m.Decode(mu, x, w, ll, dz); err != nil {
-				b.Fatal(err)
-			}
+		// The terms as the SDK decodes them: one DecodeMany where the
+		// module has it (decode_many over the pipe), else a Decode each.
+		zs, ws, lls, dzs := make([][]float32, benchTerms), make([][]float32, benchTerms), make([][]float32, benchTerms), make([][]float32, benchTerms)
+		for k := range benchTerms {
+			zs[k], ws[k], lls[k], dzs[k] = mu, w, make([]float32, len(ids)), make([]float32, len(g))
+		}
+		if err := module.DecodeTerms(m, zs, x, ws, lls, dzs); err != nil {
+			b.Fatal(err)
 		}
 		if err := m.(module.Learner).Learn(g, g); err != nil {
 			b.Fatal(err)
