@@ -136,11 +136,11 @@ func (pr *private) termBackward(k int, dz []float32, b int, own bool, kl []float
 	dzk, eps := pr.dz[k], pr.eps[k]
 	for r := range b {
 		for j := range pr.p {
-			k := r*w + pr.d + j
-			sigma := float32(math.Exp(0.5 * float64(pr.lv[k])))
-			g := dzk[k]
-			pr.dmu[k] += g - kl[r]*pr.mu[k]
-			pr.dlv[k] += 0.5*g*eps[r*pr.p+j]*sigma - kl[r]*0.5*(sigma*sigma-1)
+			i := r*w + pr.d + j
+			sigma := float32(math.Exp(0.5 * float64(pr.lv[i])))
+			g := dzk[i]
+			pr.dmu[i] += g - kl[r]*pr.mu[i]
+			pr.dlv[i] += 0.5*g*eps[r*pr.p+j]*sigma - kl[r]*0.5*(sigma*sigma-1)
 		}
 	}
 }

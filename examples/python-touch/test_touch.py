@@ -556,7 +556,7 @@ class ExecTest(unittest.TestCase):
         r = self.call("hello", protocol=1, config=config(self.d.dir, latent=3, private=1, lr=0.01, name="touchpy"))
         self.assertEqual(r["spec"], {"name": "touchpy", "latent": 3, "likelihood": "gaussian", "private": 1})
         self.assertEqual(sorted(r["capabilities"]),
-                         ["features", "learn", "load", "parse", "pick", "render", "save", "score"])
+                         ["decode_many", "features", "learn", "load", "parse", "pick", "render", "save", "score"])
         self.assertEqual(r["feature_len"], 16)
         ids = self.d.ids[:6]
         r = self.call("load", ids=ids.astype("<u8").tobytes(), keep=bytes([1, 1, 0, 1, 1, 1]))
@@ -571,6 +571,9 @@ class ExecTest(unittest.TestCase):
         ll = np.frombuffer(dec["ll"], "<f4")
         self.assertEqual(ll[2], 0)
         self.assertTrue((ll[w > 0] < 0).all())
+        many = self.call("decode_many", batch=h, z=mu.tobytes() * 2, w=w.tobytes() * 2, terms=2)
+        self.assertEqual(many["ll"], dec["ll"] * 2)  # two terms, each what decode gives (the weights unchanged until learn)
+        self.assertEqual(many["dz"], dec["dz"] * 2)
         self.call("learn", dmu=dec["dz"], dlogvar=np.zeros((6, 4), "<f4").tobytes())
         self.assertNotEqual(self.call("encode", batch=h)["mu"], enc["mu"])  # it learned
         state = self.call("save")["state"]
