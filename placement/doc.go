@@ -8,9 +8,10 @@
 // between them, so the slowest module (the one every step waits for) runs
 // at a fraction of a core while the faster ones catch up, and the step
 // takes longer than the work needs: on two cores, three modules of which
-// one (audio) does half the work trained at 1047 samples/s shared fairly
-// and 1194 pinned, audio on one core and the other two on the other
-// (`make bench-speed`, 2026-12-05 21:51 UTC; docs/performance.md).
+// one (audio) does half the work trained at 1170 samples/s shared fairly
+// and 1415 pinned, audio on one core and the other two on the other, and
+// over longer epochs at 1399 and 1655 (`make bench-speed` and `ITEMS=30000
+// bench/speed.sh`, 2026-12-06; docs/performance.md).
 //
 // The Placer measures each process's CPU time (every thread's, and its
 // child processes': a module in another language runs under `serket
