@@ -2,7 +2,6 @@ package integrator_test
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ import (
 // publishing the posterior; the integrator decoding it, fusing and
 // publishing the belief.
 var streamPath = []string{
-	"module.(*runner).startStreaming", "module.(*streamCall)", "module.(*runner).streamPosterior",
+	"module.(*runner).startStreaming", "module.(*streamCall)", "module.(*actorCall)", "module.newActorCall", "module.(*runner).streamPosterior",
 	"integrator.(*streamer).receive", "integrator.(*streamer).publish",
 }
 
@@ -33,9 +32,7 @@ func TestStreamAllocatesNothingOfItsOwn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("profiles every allocation of a stream")
 	}
-	old := runtime.MemProfileRate
-	runtime.MemProfileRate = 1
-	t.Cleanup(func() { runtime.MemProfileRate = old })
+	profileEveryAllocation(t)
 
 	p := startPipeline(t)
 	for _, name := range []string{"left", "right"} {

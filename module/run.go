@@ -408,22 +408,44 @@ func (r *runner) actor(ctx context.Context) {
 // endpoint's stats time the real work. f is deferred while a training step
 // is active. It returns false, without running f, if the module is
 // stopping. (Training messages take their own way to the actor, trainIn.)
-func (r *runner) do(f func()) bool {
-	done := make(chan struct{})
-	g := func() { f(); close(done) }
-	wrapped := func() {
+func (r *runner) do(f func()) bool { return newActorCall(r, f).call() }
+
+// actorCall is do's way of running f on the actor, made once so that a
+// caller who runs the same f again and again (a module's sensor path)
+// allocates nothing per call: the closures the actor runs and the channel
+// it answers on are the call's.
+type actorCall struct {
+	r    *runner
+	done chan struct{}
+	run  func() // on the actor: f, then done
+	hand func() // what goes to the actor: run, or run deferred past a step
+}
+
+func newActorCall(r *runner, f func()) *actorCall {
+	c := &actorCall{r: r, done: make(chan struct{}, 1)}
+	c.run = func() {
+		f()
+		c.done <- struct{}{}
+	}
+	c.hand = func() {
 		if r.active {
-			r.pending = append(r.pending, g)
+			r.pending = append(r.pending, c.run)
 			return
 		}
-		g()
+		c.run()
 	}
+	return c
+}
+
+// call runs f on the actor and waits for it, or returns false without
+// running it if the module is stopping. One call at a time.
+func (c *actorCall) call() bool {
 	select {
-	case r.events <- wrapped:
-	case <-r.quit:
+	case c.r.events <- c.hand:
+	case <-c.r.quit:
 		return false
 	}
-	<-done // a deferred f still runs: drainPending after the actor stops
+	<-c.done // a deferred f still runs: drainPending after the actor stops
 	return true
 }
 

@@ -33,17 +33,14 @@ type sensorMsg struct {
 }
 
 // streamCall hands sensor messages to the actor one at a time without
-// allocating: the functions the actor runs and the channel it answers on
-// are made once, and the message and its outcome pass through fields the
-// sensor goroutine and the actor take turns on (the hand-off orders them).
+// allocating (an actorCall made once): the message and its outcome pass
+// through fields the sensor goroutine and the actor take turns on (the
+// hand-off orders them).
 type streamCall struct {
-	r    *runner
-	p    Parser
-	m    sensorMsg
-	err  error
-	done chan struct{}
-	run  func() // on the actor: streamPosterior, then done
-	hand func() // what goes to the actor: run, or run deferred past a step
+	actor *actorCall
+	p     Parser
+	m     sensorMsg
+	err   error
 	// The storage of streamPosterior, message after message (the actor's).
 	raw    [1]bus.Payload
 	mu, lv []float32
@@ -52,33 +49,18 @@ type streamCall struct {
 }
 
 func newStreamCall(r *runner, p Parser) *streamCall {
-	c := &streamCall{r: r, p: p, done: make(chan struct{}, 1)}
-	c.run = func() {
-		c.err = r.streamPosterior(c)
-		c.done <- struct{}{}
-	}
-	c.hand = func() {
-		if r.active { // a training step is under way: after it, as r.do defers
-			r.pending = append(r.pending, c.run)
-			return
-		}
-		c.run()
-	}
+	c := &streamCall{p: p}
+	c.actor = newActorCall(r, func() { c.err = r.streamPosterior(c) })
 	return c
 }
 
-// call runs streamPosterior on m on the actor and returns its error; false
-// if the module stops first.
+// call runs streamPosterior on m on the actor (after a training step, as
+// r.do does) and returns its error; false if the module stops first.
 func (c *streamCall) call(m sensorMsg) (error, bool) {
 	c.m = m
-	select {
-	case c.r.events <- c.hand:
-	case <-c.r.quit:
-		return nil, false
-	}
-	<-c.done // a deferred call still runs: drainPending after the actor stops
+	ok := c.actor.call()
 	c.m = sensorMsg{}
-	return c.err, true
+	return c.err, ok
 }
 
 // startStreaming subscribes to the sensors and, if asked, the beliefs.
