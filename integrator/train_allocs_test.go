@@ -26,9 +26,7 @@ func TestTrainStepAllocatesNothingOfItsOwn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("profiles every allocation of a training run")
 	}
-	old := runtime.MemProfileRate
-	runtime.MemProfileRate = 1
-	t.Cleanup(func() { runtime.MemProfileRate = old })
+	profileEveryAllocation(t)
 
 	p := toyPipeline(t, 0, "a", "b", "c")
 	const from, to = 10, 40 // steps: the steady state is measured between them
@@ -66,6 +64,14 @@ func TestTrainStepAllocatesNothingOfItsOwn(t *testing.T) {
 type allocSite struct {
 	n     int64
 	stack string
+}
+
+// profileEveryAllocation records every allocation in the memory profile
+// until t ends.
+func profileEveryAllocation(t *testing.T) {
+	old := runtime.MemProfileRate
+	runtime.MemProfileRate = 1
+	t.Cleanup(func() { runtime.MemProfileRate = old })
 }
 
 // ourAllocs are the allocations of serket's own on path (see onPath)
