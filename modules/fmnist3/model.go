@@ -35,26 +35,13 @@ func Open(dir string, latent, hidden int) (*Model, error) {
 	}
 	m := &Model{Data: dir, Latent: latent, Manifest: man}
 	net := mvae.Config{Latent: latent, Hidden: hidden}
-	src := func(name string) (*mvae.Source, error) { return mvae.OpenSource(dir, name, mvae.Pairing{}) }
-	s, err := src(dataset.Vision)
-	if err == nil {
-		m.Vision, err = vision.New(vision.Config{Net: net, Source: s})
+	mods := map[string]module.Modality{}
+	for _, name := range m.Names() {
+		if mods[name], err = NewModality(dir, name, net, mvae.Pairing{}); err != nil {
+			return nil, fmt.Errorf("fmnist3: %w", err)
+		}
 	}
-	if err == nil {
-		s, err = src(dataset.Language)
-	}
-	if err == nil {
-		m.Language, err = language.New(language.Config{Net: net, Source: s})
-	}
-	if err == nil {
-		s, err = src(dataset.Audio)
-	}
-	if err == nil {
-		m.Audio, err = audio.New(audio.Config{Net: net, Source: s})
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fmnist3: %w", err)
-	}
+	m.Vision, m.Language, m.Audio = mods[dataset.Vision].(*vision.Vision), mods[dataset.Language].(*language.Language), mods[dataset.Audio].(*audio.Audio)
 	return m, nil
 }
 
